@@ -1,0 +1,36 @@
+"""Settings: environment variables with the LOOKALIKE_ prefix, or a `.env` file; CLI flags override them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lookalike"
+
+
+class Settings(BaseSettings):
+    """Where things live and how hard to work. Every path is a setting, never a hard-coded folder."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", env_file=".env", extra="ignore")
+
+    index: Path = Field(default=Path("lookalike-index"), description="Index folder.")
+    models_mirror: Path | None = Field(
+        default=None, description="A folder of model files tried before the cache and the network."
+    )
+    cache_dir: Path = Field(default_factory=_default_cache, description="Model cache folder.")
+    embedder: str = Field(default="efficientnet-lite2", description="Image embedder model name.")
+    threads: int = Field(default=0, description="ONNX Runtime intra-op threads; 0 = all cores.")
+    batch_size: int = Field(
+        default=8, description="Images per inference batch (4-8 is fastest per image on 2 cores)."
+    )
+    max_image_bytes: int = Field(default=50 * 1024 * 1024, description="Larger files are skipped.")
+    max_image_pixels: int = Field(
+        default=64_000_000, description="Larger images (decompression bombs) are skipped."
+    )
+    offline: bool = Field(default=False, description="Never touch the network for models.")

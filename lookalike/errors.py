@@ -1,0 +1,49 @@
+"""Typed exceptions. Library code raises these; the CLI maps them to exit codes and HTTP to status codes."""
+
+from __future__ import annotations
+
+
+class LookalikeError(Exception):
+    """Base class of every error lookalike raises on purpose."""
+
+    exit_code = 1
+
+
+class DecodeError(LookalikeError):
+    """A file is not an image we can safely decode (corrupt, truncated, too large, wrong format)."""
+
+    exit_code = 3
+
+
+class CatalogueError(LookalikeError):
+    """The catalogue (folder, JSONL or CSV manifest) cannot be read."""
+
+    exit_code = 4
+
+
+class ModelError(LookalikeError):
+    """A model cannot be resolved, fetched, verified or loaded."""
+
+    exit_code = 5
+
+
+class ChecksumError(ModelError):
+    """A model file's sha256 does not match the catalogue."""
+
+
+class IndexMismatchError(LookalikeError):
+    """The index was built with other models or settings than the ones asked for now."""
+
+    exit_code = 6
+
+
+class StoreError(LookalikeError):
+    """The vector store failed (cannot open, locked, backend unreachable)."""
+
+    exit_code = 7
+
+
+class QueryError(LookalikeError):
+    """A search request is malformed (bad filter expression, bad box, unknown item)."""
+
+    exit_code = 2

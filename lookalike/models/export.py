@@ -1,0 +1,82 @@
+"""PyTorch -> ONNX exports (the optional `export` extra: torch is needed here and nowhere else).
+
+Recipes turn downloaded checkpoints into the ONNX files the runtime uses. Each recipe takes its
+input files by role and writes one ONNX file; the model store verifies inputs before calling it
+and records the output's sha256 after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from lookalike.errors import ModelError
+
+GEM_P = 3.0
+"""GeM pooling exponent (Radenović et al.): p=3 is the standard choice for retrieval."""
+
+
+def _efficientnet_lite(variant: str) -> Callable[[Mapping[str, Path], Path], None]:
+    def export(inputs: Mapping[str, Path], dest: Path) -> None:
+        try:
+            import torch
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as exc:
+            raise ModelError(
+                "exporting EfficientNet-Lite needs the export extra: "
+                "pip install torch==2.13.0 efficientnet-lite-pytorch==0.1.0 onnx"
+            ) from exc
+
+        model = EfficientNet.from_pretrained(variant, weights_path=str(inputs["weights"]))
+        model.eval()
+
+        class Pooled(torch.nn.Module):
+            """Feature map -> GeM and average pooled features, plus the ImageNet logits."""
+
+            def __init__(self, net: torch.nn.Module) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                fmap = self.net.extract_features(x)
+                avg = fmap.mean(dim=(2, 3))
+                gem = fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+                return gem, avg, self.net._fc(avg)
+
+        size = EfficientNet.get_image_size(variant)
+        sample = torch.zeros(1, 3, size, size)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".onnx.part")
+        torch.onnx.export(
+            Pooled(model).eval(),
+            (sample,),
+            str(tmp),
+            input_names=["pixels"],
+            output_names=["gem", "avg", "logits"],
+            dynamic_axes={
+                "pixels": {0: "n", 2: "h", 3: "w"},
+                "gem": {0: "n"},
+                "avg": {0: "n"},
+                "logits": {0: "n"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+        tmp.replace(dest)
+
+    return export
+
+
+RECIPES: dict[str, Callable[[Mapping[str, Path], Path], None]] = {
+    "efficientnet-lite0": _efficientnet_lite("efficientnet-lite0"),
+    "efficientnet-lite2": _efficientnet_lite("efficientnet-lite2"),
+}
+
+
+def run_recipe(recipe: str, inputs: Mapping[str, Path], dest: Path) -> None:
+    """Run export recipe `recipe` on verified input files, writing the ONNX model to `dest`."""
+    try:
+        fn = RECIPES[recipe]
+    except KeyError:
+        raise ModelError(f"unknown export recipe {recipe!r}; known: {sorted(RECIPES)}") from None
+    fn(inputs, dest)

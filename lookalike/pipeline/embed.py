@@ -1,0 +1,92 @@
+"""Embedders: images (and, for CLIP-family models, texts) -> L2-normalised float32 vectors.
+
+The seam is two small Protocols. Pre-processing is data (`Preprocess`), the ONNX Runtime session
+that executes the model comes from `lookalike.models.runtime`, and normalisation happens here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from lookalike.pipeline.preprocess import Preprocess, to_tensor
+from lookalike.types import F32
+
+
+def l2_normalise(x: np.ndarray) -> F32:
+    """Rows of `x` scaled to unit length (float32). The only place vectors are normalised."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+@runtime_checkable
+class ImageEmbedder(Protocol):
+    """Images -> (N, dim) L2-normalised float32 vectors."""
+
+    name: str
+    dim: int
+
+    def embed_images(self, images: Sequence[Image.Image]) -> F32: ...
+
+
+@runtime_checkable
+class TextEmbedder(Protocol):
+    """Texts -> (N, dim) L2-normalised float32 vectors in the same space as the image vectors."""
+
+    name: str
+    dim: int
+
+    def embed_texts(self, texts: Sequence[str]) -> F32: ...
+
+
+class OnnxImageEmbedder:
+    """A CNN exported to ONNX with a pooled-feature output (e.g. EfficientNet-Lite with GeM).
+
+    The ONNX graph has one input (N, 3, H, W) and named outputs; `output` picks the feature output
+    (`gem` or `avg` for our EfficientNet exports). `logits`, when present, are the ImageNet scores.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model_path: Path,
+        preprocess: Preprocess,
+        *,
+        output: str = "gem",
+        threads: int = 0,
+    ) -> None:
+        from lookalike.models.runtime import open_session
+
+        self.name = name
+        self.preprocess = preprocess
+        self.output = output
+        self._session = open_session(model_path, threads=threads)
+        self._input = self._session.get_inputs()[0].name
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        if output not in outputs:
+            raise ValueError(f"{model_path} has no output {output!r}; it has {sorted(outputs)}")
+        self.dim = int(outputs[output].shape[-1])
+        self._has_logits = "logits" in outputs
+
+    def embed_images(self, images: Sequence[Image.Image]) -> F32:
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch = to_tensor(images, self.preprocess)
+        (features,) = self._session.run([self.output], {self._input: batch})
+        return l2_normalise(features)
+
+    def classify(self, images: Sequence[Image.Image], top: int = 5) -> list[list[tuple[int, float]]]:
+        """ImageNet top classes (index, probability) per image, for models exported with logits."""
+        if not self._has_logits:
+            raise ValueError(f"{self.name} has no logits output")
+        batch = to_tensor(images, self.preprocess)
+        (logits,) = self._session.run(["logits"], {self._input: batch})
+        logits = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        order = np.argsort(-probs, axis=1)[:, :top]
+        return [[(int(c), float(p[c])) for c in row] for row, p in zip(order, probs, strict=True)]
