@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,5 +33,10 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=50 * 1024 * 1024, description="Larger files are skipped.")
     max_image_pixels: int = Field(
         default=64_000_000, description="Larger images (decompression bombs) are skipped."
+    )
+    mode: Literal["views", "centroid"] = Field(
+        default="centroid",
+        description="Default aggregation: mean of an item's views measured better on grocery "
+        "(docs/quality.md); `views` ranks by each item's best single view.",
     )
     offline: bool = Field(default=False, description="Never touch the network for models.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -80,7 +80,9 @@ class OnnxImageEmbedder:
         (features,) = self._session.run([self.output], {self._input: batch})
         return l2_normalise(features)
 
-    def classify(self, images: Sequence[Image.Image], top: int = 5) -> list[list[tuple[int, float]]]:
+    def classify(
+        self, images: Sequence[Image.Image], top: int = 5
+    ) -> list[list[tuple[int, float]]]:
         """ImageNet top classes (index, probability) per image, for models exported with logits."""
         if not self._has_logits:
             raise ValueError(f"{self.name} has no logits output")
@@ -90,3 +92,23 @@ class OnnxImageEmbedder:
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         order = np.argsort(-probs, axis=1)[:, :top]
         return [[(int(c), float(p[c])) for c in row] for row, p in zip(order, probs, strict=True)]
+
+
+def load_embedder(spec: Any, model_dir: Path, *, threads: int = 0) -> ImageEmbedder:
+    """Build the image embedder a catalogue `ModelSpec` describes, from its files in `model_dir`."""
+    from lookalike.errors import ModelError
+
+    match spec.role:
+        case "image-embedder":
+            return OnnxImageEmbedder(
+                spec.name,
+                model_dir / spec.files[0].filename,
+                spec.preprocess,
+                output=spec.extra.get("output", "gem"),
+                threads=threads,
+            )
+        case "clip":
+            from lookalike.pipeline.clip import ClipEmbedder
+
+            return ClipEmbedder(spec.name, model_dir, spec.preprocess, threads=threads)
+    raise ModelError(f"{spec.name} is a {spec.role} model, not an image embedder")

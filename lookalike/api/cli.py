@@ -1,0 +1,312 @@
+"""`lookalike` command line: a thin layer over `Engine`. Owns progress bars, tables and exit codes.
+
+Heavy modules (numpy, onnxruntime, qdrant) are imported inside commands so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from lookalike.engine import Engine
+
+app = typer.Typer(
+    name="lookalike",
+    help="Visual similarity search: index a catalogue, find the product in a photo.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+IndexOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--index", help="Index folder [default: $LOOKALIKE_INDEX or ./lookalike-index]."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+EmbedderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--embedder", help="Image embedder (see `lookalike models list`) [default: the index's]."
+    ),
+]
+MirrorOpt = Annotated[
+    Path | None,
+    typer.Option("--models-mirror", help="Folder of model files tried before cache and network."),
+]
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """LookalikeError -> a red one-line message and its exit code; no traceback for users."""
+    from lookalike.errors import LookalikeError
+
+    try:
+        yield
+    except LookalikeError as exc:
+        _console().print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _engine(index: Path | None, embedder: str | None = None, mirror: Path | None = None) -> Engine:
+    from lookalike.config import Settings
+    from lookalike.engine import Engine
+
+    overrides: dict[str, Any] = {}
+    if mirror is not None:
+        overrides["models_mirror"] = mirror
+    settings = Settings(**overrides)
+    return Engine(index or settings.index, settings=settings, embedder=embedder)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar fed by the engine's progress callback (on stderr; quiet with --json)."""
+    if not enabled:
+        yield lambda stage, done, total: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=_console(), transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total or None)
+            bar.update(tasks[stage], completed=done, total=total or None)
+
+        yield update
+
+
+@app.command()
+def index(
+    catalogue: Annotated[
+        Path, typer.Argument(help="A folder (one sub-folder per item), or a JSONL / CSV manifest.")
+    ],
+    index: IndexOpt = None,
+    embedder: EmbedderOpt = None,
+    sync: Annotated[
+        bool, typer.Option("--sync", help="Remove items that are no longer in the catalogue.")
+    ] = False,
+    models_mirror: MirrorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index a catalogue. Incremental: only new or changed images are embedded; safe to rerun."""
+    with _errors():
+        engine = _engine(index, embedder, models_mirror)
+        with engine, _progress(not as_json) as progress:
+            summary = engine.index(catalogue, sync=sync, progress=progress)
+        if as_json:
+            from dataclasses import asdict
+
+            print(json.dumps(asdict(summary), indent=2))
+            return
+        con = _console()
+        con.print(
+            f"[green]indexed[/green] {summary.items} items: {summary.images_embedded} images embedded, "
+            f"{summary.images_unchanged} unchanged, {summary.items_removed} items removed, "
+            f"{len(summary.skipped)} skipped in {summary.seconds:.1f} s -> {engine.index_dir}"
+        )
+        for s in summary.skipped[:50]:
+            con.print(f"  [yellow]skipped[/yellow] {s.source}: {s.reason}")
+        if len(summary.skipped) > 50:
+            con.print(f"  ... and {len(summary.skipped) - 50} more (use --json for all)")
+
+
+@app.command()
+def search(
+    photo: Annotated[str, typer.Argument(help="Query photo: a path or an http(s) URL.")],
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of products to return.")] = 5,
+    where: Annotated[
+        str | None,
+        typer.Option("--where", help="Filter, e.g. \"category = 'Milk' and price < 100\"."),
+    ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help="centroid (mean of an item's views) or views (its best view) "
+            "[default: $LOOKALIKE_MODE or centroid].",
+        ),
+    ] = None,
+    index: IndexOpt = None,
+    models_mirror: MirrorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the products most like PHOTO: one result per product, best first."""
+    with _errors():
+        with _engine(index, mirror=models_mirror) as engine:
+            result = engine.search(photo, k=k, where=where, mode=mode)  # type: ignore[arg-type]
+        if as_json:
+            print(json.dumps(_result_json(result), indent=2, default=str))
+            return
+        _print_hits(result)
+
+
+def _result_json(result: Any) -> dict[str, Any]:
+    return {
+        "mode": result.mode,
+        "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
+        "results": [
+            {
+                "rank": i + 1,
+                "item_id": h.item_id,
+                "similarity": round(h.score, 4),
+                "image": h.image,
+                "fields": dict(h.fields),
+            }
+            for i, h in enumerate(result.hits)
+        ],
+    }
+
+
+def _print_hits(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"results ({result.mode})")
+    for col in ("#", "item", "similar", "title", "image"):
+        table.add_column(col)
+    for i, h in enumerate(result.hits, 1):
+        title = str(h.fields.get("title", h.fields.get("name", "")))
+        table.add_row(str(i), h.item_id, f"{h.similarity_percent:.1f} %", title, Path(h.image).name)
+    con = Console()
+    con.print(table)
+    t = result.timings_ms
+    con.print(
+        f"decode {t['decode']:.1f} ms, embed {t['embed']:.1f} ms, search {t['search']:.1f} ms",
+        style="dim",
+    )
+
+
+@app.command()
+def stats(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Items, views, models and size of an index."""
+    with _errors(), _engine(index) as engine:
+        info = engine.stats()
+        if as_json:
+            print(json.dumps(info, indent=2))
+            return
+        for k, v in info.items():
+            typer.echo(f"{k:16} {v}")
+
+
+@app.command()
+def delete(
+    item_ids: Annotated[list[str], typer.Argument(help="Item ids to remove.")],
+    index: IndexOpt = None,
+) -> None:
+    """Remove items from the index."""
+    with _errors(), _engine(index) as engine:
+        engine.delete(item_ids)
+        _console().print(f"removed {len(item_ids)} item(s)")
+
+
+@app.command(name="eval")
+def evaluate(
+    catalogue: Annotated[Path, typer.Option("--catalogue", help="Catalogue to index (manifest).")],
+    queries: Annotated[Path, typer.Option("--queries", help="CSV `image,item_id` or JSONL.")],
+    index: IndexOpt = None,
+    embedder: EmbedderOpt = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write an HTML page of the misses here.")
+    ] = None,
+    models_mirror: MirrorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recall@1/3/10 and mAP at item level, for both aggregation modes."""
+    with _errors():
+        from lookalike.evaluate import run_evaluation
+
+        with _engine(index, embedder, models_mirror) as engine, _progress(not as_json) as progress:
+            outcome = run_evaluation(engine, catalogue, queries, report_dir=report, progress=progress)
+        if as_json:
+            print(json.dumps(outcome.metrics, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{outcome.queries} queries, {outcome.items} items")
+        for col in ("mode", "recall@1", "recall@3", "recall@10", "mAP"):
+            table.add_column(col)
+        for mode, m in outcome.metrics.items():
+            table.add_row(
+                mode,
+                *(f"{m[key]:.3f}" for key in ("recall@1", "recall@3", "recall@10", "map")),
+            )
+        Console().print(table)
+        if outcome.report:
+            Console().print(f"misses: {outcome.report}")
+
+
+@app.command()
+def sample(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the manifests.")] = Path(
+        "sample"
+    ),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="LOOKALIKE_SAMPLE_DATA",
+            help="A local copy of the Grocery Store Dataset; downloaded from GitHub when absent.",
+        ),
+    ] = None,
+) -> None:
+    """Prepare the sample catalogue (Grocery Store Dataset): catalogue.jsonl + queries.csv."""
+    with _errors():
+        from lookalike.datasets import fetch_grocery, prepare_grocery
+
+        if data_dir is None:
+            with _progress(True) as progress:
+                data_dir = fetch_grocery(out / "GroceryStoreDataset", progress=progress)
+        files = prepare_grocery(data_dir, out)
+        _console().print(
+            f"{files.items} products, {files.catalogue_images} catalogue photos -> {files.catalogue}; "
+            f"{files.queries_count} query photos -> {files.queries}"
+        )
+
+
+def _mount_models() -> None:
+    from lookalike.api.cli_models import app as models_app
+
+    app.add_typer(models_app, name="models")
+
+
+_mount_models()
+
+
+def main() -> None:
+    app(prog_name="lookalike")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,578 @@
+"""Engine: index a catalogue, search it by photo. The CLI, HTTP API and web page are thin layers on it.
+
+The engine never prints or exits: it reports progress through a callback and raises typed errors.
+
+Index folder layout:
+    lookalike.json   what built the index (models, preprocessing): see `index_manifest`
+    shard/           the Qdrant Edge shard: one point per view, one `centroid` point per item
+    .lock            held while a process writes
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lookalike.config import Settings
+from lookalike.errors import DecodeError, IndexMismatchError, QueryError, StoreError
+from lookalike.index_manifest import IndexManifest, ModelRecord
+from lookalike.pipeline.embed import ImageEmbedder, l2_normalise
+from lookalike.store.base import Condition, Filter, PointRecord, Store, point_id, where
+from lookalike.store.filters import parse_where
+from lookalike.types import F32, Aggregation, IndexSummary, Item, ProductHit, Skipped
+
+Progress = Callable[[str, int, int], None]
+"""progress(stage, done, total): called as work advances; total may be 0 when unknown."""
+
+# Payload keys the engine owns; catalogue fields never overwrite them (the catalogue loaders rename).
+INTERNAL_KEYS = frozenset(
+    {
+        "item_id",
+        "image",
+        "box",
+        "label",
+        "det_score",
+        "kind",
+        "content_hash",
+        "view_key",
+        "views",
+        "fields_hash",
+    }
+)
+_LOOKAHEAD_BATCHES = 4
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Results (one per item, best first) and where the time went, in milliseconds."""
+
+    hits: tuple[ProductHit, ...]
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    mode: Aggregation = "centroid"
+
+
+@dataclass(frozen=True)
+class _Task:
+    item: Item
+    image: str
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    task: _Task
+    sha256: str | None = None
+    image: Image.Image | None = None
+    skipped: Skipped | None = None
+    unchanged: bool = False
+
+
+def _fields_hash(fields: Mapping[str, Any]) -> str:
+    blob = json.dumps(dict(fields), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Engine:
+    """Index and search one index folder.
+
+    embedder: model name from the catalogue (`lookalike models list`); defaults to the one the index
+    was built with, else `settings.embedder`. Asking for another than the index's is an error.
+    """
+
+    def __init__(
+        self,
+        index_dir: Path | str | None = None,
+        *,
+        settings: Settings | None = None,
+        embedder: str | None = None,
+        store: Store | None = None,
+        image_embedder: ImageEmbedder | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.index_dir = Path(index_dir) if index_dir is not None else self.settings.index
+        self.manifest = IndexManifest.load(self.index_dir)
+        if embedder and self.manifest and self.manifest.embedder.name != embedder:
+            raise IndexMismatchError(
+                f"the index at {self.index_dir} was built with {self.manifest.embedder.name}, "
+                f"not {embedder}; index into a new folder to use {embedder}"
+            )
+        self.embedder_name = embedder or (
+            self.manifest.embedder.name if self.manifest else self.settings.embedder
+        )
+        self._embedder = image_embedder
+        self._wanted: IndexManifest | None = None
+        self._checked = False
+        self._store = store
+
+    # -- components, built lazily so `Engine(...)` is cheap -------------------------------------
+
+    @property
+    def embedder(self) -> ImageEmbedder:
+        wanted = self._wanted_manifest()
+        if self.manifest is not None and not self._checked:
+            self.manifest.check_compatible(wanted, self.index_dir)
+            self._checked = True
+        assert self._embedder is not None
+        return self._embedder
+
+    def _wanted_manifest(self) -> IndexManifest:
+        """What an index built by this engine's embedder records (loads the model on first use)."""
+        if self._wanted is None:
+            if self._embedder is not None:  # injected (tests, custom embedders)
+                self._wanted = IndexManifest(
+                    embedder=ModelRecord(self._embedder.name, "injected", "image-embedder"),
+                    dim=self._embedder.dim,
+                    preprocess={},
+                )
+            else:
+                self._embedder, self._wanted = self._load_embedder()
+        return self._wanted
+
+    def _load_embedder(self) -> tuple[ImageEmbedder, IndexManifest]:
+        from lookalike.models.catalog import get_spec
+        from lookalike.models.store import ModelStore
+        from lookalike.pipeline.embed import load_embedder
+
+        spec = get_spec(self.embedder_name)
+        models = ModelStore(
+            self.settings.cache_dir,
+            mirror=self.settings.models_mirror,
+            offline=self.settings.offline,
+        )
+        model_dir = models.path(spec.name)
+        embedder = load_embedder(spec, model_dir, threads=self.settings.threads)
+        digest = hashlib.sha256()
+        for f in spec.files:
+            digest.update(_file_sha256(model_dir / f.filename).encode())
+        record = ModelRecord(spec.name, digest.hexdigest(), spec.role)
+        wanted = IndexManifest(
+            embedder=record,
+            dim=embedder.dim,
+            preprocess=spec.preprocess.to_dict() if spec.preprocess else {},
+            options={"output": spec.extra.get("output")} if spec.extra.get("output") else {},
+        )
+        return embedder, wanted
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            if self.manifest is None:
+                raise StoreError(
+                    f"no index at {self.index_dir}: run `lookalike index CATALOGUE --index "
+                    f"{self.index_dir}` first"
+                )
+            from lookalike.store.edge import EdgeStore
+
+            self._store = EdgeStore(self.index_dir / "shard", {"image": self.manifest.dim})
+        return self._store
+
+    def _create_index(self) -> None:
+        if self.manifest is None:
+            manifest = self._wanted_manifest()
+            manifest.save(self.index_dir)
+            self.manifest = manifest
+            self._checked = True
+        else:
+            _ = self.embedder  # loads the model and checks it is the one that built the index
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.index_dir / ".lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(f"another process is writing to {self.index_dir}") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- indexing ------------------------------------------------------------------------------
+
+    def index(
+        self,
+        catalogue: Path | str | Iterable[Item],
+        *,
+        sync: bool = False,
+        progress: Progress | None = None,
+    ) -> IndexSummary:
+        """Index a catalogue (folder, JSONL or CSV manifest, or Items) incrementally.
+
+        Only images that are new or whose bytes changed are decoded and embedded; views of images
+        an item no longer lists are removed; `sync` also removes items absent from the catalogue.
+        Safe to kill at any point: a rerun finishes the job and yields the same index.
+        """
+        from lookalike.catalog import load_catalogue
+
+        started = time.perf_counter()
+        notify = progress or (lambda stage, done, total: None)
+        skipped: list[Skipped] = []
+        if isinstance(catalogue, str | Path):
+            cat = load_catalogue(Path(catalogue))
+            items, skipped = list(cat.items), list(cat.skipped)
+        else:
+            items = list(catalogue)
+        with self._write_lock():
+            self._create_index()
+            store = self.store
+            existing = self._existing_views(store)
+            tasks = [_Task(item, image) for item in items for image in dict.fromkeys(item.images)]
+            embedded = unchanged = written = 0
+            done = 0
+            notify("embed", 0, len(tasks))
+            for batch in self._batches(self._load_all(tasks, existing)):
+                for loaded in batch:
+                    if loaded.skipped:
+                        skipped.append(loaded.skipped)
+                    unchanged += loaded.unchanged
+                todo = [b for b in batch if b.image is not None]
+                if todo:
+                    vectors = self.embedder.embed_images([b.image for b in todo])  # type: ignore[misc]
+                    store.upsert(
+                        [self._view_point(b, v) for b, v in zip(todo, vectors, strict=True)]
+                    )
+                    embedded += len(todo)
+                    written += len(todo)
+                done += len(batch)
+                notify("embed", done, len(tasks))
+            self._refresh_fields(store, items, existing)
+            removed = self._remove_stale(store, items, existing, sync=sync, skipped=skipped)
+            notify("centroids", 0, 0)
+            self._refresh_centroids(store)
+            self._ensure_indexes(store, items)
+            store.flush()
+        return IndexSummary(
+            items=len(items),
+            images_seen=len(tasks),
+            images_embedded=embedded,
+            images_unchanged=unchanged,
+            views_written=written,
+            items_removed=removed,
+            skipped=tuple(skipped),
+            seconds=time.perf_counter() - started,
+        )
+
+    @staticmethod
+    def _existing_views(store: Store) -> dict[tuple[str, str], tuple[str, str, str]]:
+        """(item_id, image) -> (point id, content hash, fields hash) of every view in the store."""
+        out: dict[tuple[str, str], tuple[str, str, str]] = {}
+        for rec in store.scroll(
+            where("kind", "view"), fields=["item_id", "image", "content_hash", "fields_hash"]
+        ):
+            p = rec.payload
+            out[(p["item_id"], p["image"])] = (rec.id, p["content_hash"], p.get("fields_hash", ""))
+        return out
+
+    def _load_all(
+        self, tasks: Sequence[_Task], existing: Mapping[tuple[str, str], tuple[str, str, str]]
+    ) -> Iterator[_Loaded]:
+        """Read, hash and decode on worker threads, in order, a bounded number ahead of inference."""
+        from lookalike.pipeline.decode import DecodeLimits, content_hash, decode_image, read_source
+
+        limits = DecodeLimits(
+            max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
+        )
+
+        def load(task: _Task) -> _Loaded:
+            try:
+                data = read_source(task.image, limits)
+                sha = content_hash(data)
+                prev = existing.get((task.item.id, task.image))
+                if prev is not None and prev[1] == sha:
+                    return _Loaded(task, sha, unchanged=True)
+                return _Loaded(task, sha, image=decode_image(data, task.image, limits))
+            except DecodeError as exc:
+                return _Loaded(task, skipped=Skipped(task.image, str(exc)))
+            except OSError as exc:
+                return _Loaded(task, skipped=Skipped(task.image, f"cannot read: {exc}"))
+
+        window = max(1, self.settings.batch_size) * _LOOKAHEAD_BATCHES
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
+            pending: list[Future[_Loaded]] = []
+            it = iter(tasks)
+            for task in it:
+                pending.append(pool.submit(load, task))
+                if len(pending) >= window:
+                    yield pending.pop(0).result()
+            for fut in pending:
+                yield fut.result()
+
+    def _batches(self, loaded: Iterator[_Loaded]) -> Iterator[list[_Loaded]]:
+        batch: list[_Loaded] = []
+        size = max(1, self.settings.batch_size)
+        for entry in loaded:
+            batch.append(entry)
+            if sum(1 for b in batch if b.image is not None) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    @staticmethod
+    def _item_payload(item: Item) -> dict[str, Any]:
+        fields = {k: v for k, v in item.fields.items() if k not in INTERNAL_KEYS}
+        return {**fields, "item_id": item.id, "fields_hash": _fields_hash(item.fields)}
+
+    def _view_point(self, loaded: _Loaded, vector: F32) -> PointRecord:
+        item, image = loaded.task.item, loaded.task.image
+        assert loaded.image is not None
+        w, h = loaded.image.size
+        payload = {
+            **self._item_payload(item),
+            "kind": "view",
+            "image": image,
+            "content_hash": loaded.sha256,
+            "view_key": "full",
+            "box": [0.0, 0.0, float(w), float(h)],
+            "label": None,
+            "det_score": None,
+        }
+        return PointRecord(point_id(item.id, image, "full"), {"image": vector}, payload)
+
+    def _refresh_fields(
+        self,
+        store: Store,
+        items: Sequence[Item],
+        existing: Mapping[tuple[str, str], tuple[str, str, str]],
+    ) -> None:
+        """Catalogue metadata changed (price, title ...) but not the photos: update payloads only."""
+        stored_hash: dict[str, str] = {key[0]: v[2] for key, v in existing.items()}
+        for item in items:
+            old = stored_hash.get(item.id)
+            if old is not None and old != _fields_hash(item.fields):
+                store.set_payload(where("item_id", item.id), self._item_payload(item))
+
+    def _remove_stale(
+        self,
+        store: Store,
+        items: Sequence[Item],
+        existing: Mapping[tuple[str, str], tuple[str, str, str]],
+        *,
+        sync: bool,
+        skipped: Sequence[Skipped],
+    ) -> int:
+        listed = {item.id: set(item.images) for item in items}
+        # An image that failed to load this time keeps its old views: a transient error
+        # (network, permissions) must not delete good data.
+        failed = {s.source for s in skipped}
+        stale = [
+            pid
+            for (item_id, image), (pid, _, _) in existing.items()
+            if item_id in listed and image not in listed[item_id] and image not in failed
+        ]
+        store.delete(stale)
+        removed = 0
+        if sync:
+            gone = sorted({item_id for item_id, _ in existing} - set(listed))
+            for start in range(0, len(gone), 256):
+                chunk = tuple(gone[start : start + 256])
+                store.delete_where(Filter((Condition("item_id", "in", chunk),)))
+            removed = len(gone)
+        return removed
+
+    def _refresh_centroids(self, store: Store) -> None:
+        """Make every item's `centroid` point the normalised mean of its current views.
+
+        Computed from what is in the store (not from this run's work), so it also repairs centroids
+        left stale by a run that was killed before reaching this step.
+        """
+        views: dict[str, list[tuple[str, str]]] = {}
+        for rec in store.scroll(where("kind", "view"), fields=["item_id", "content_hash"]):
+            views.setdefault(rec.payload["item_id"], []).append(
+                (rec.id, rec.payload["content_hash"])
+            )
+        signatures = {
+            item_id: hashlib.sha256(repr(sorted(v)).encode()).hexdigest()[:16]
+            for item_id, v in views.items()
+        }
+        current: dict[str, str] = {}
+        orphans: list[str] = []
+        for rec in store.scroll(where("kind", "centroid"), fields=["item_id", "views"]):
+            item_id = rec.payload["item_id"]
+            if item_id in views:
+                current[item_id] = rec.payload.get("views", "")
+            else:
+                orphans.append(rec.id)
+        store.delete(orphans)
+        todo = [i for i, sig in signatures.items() if current.get(i) != sig]
+        for start in range(0, len(todo), 256):
+            chunk = todo[start : start + 256]
+            recs = list(
+                store.scroll(
+                    Filter(
+                        (Condition("item_id", "in", tuple(chunk)), Condition("kind", "eq", "view"))
+                    ),
+                    with_vectors=True,
+                )
+            )
+            by_item: dict[str, list[PointRecord]] = {}
+            for rec in recs:
+                by_item.setdefault(rec.payload["item_id"], []).append(rec)
+            points = []
+            for item_id, recs_ in by_item.items():
+                recs_.sort(key=lambda r: r.id)  # deterministic summation order
+                mean = np.mean([r.vectors["image"] for r in recs_], axis=0)
+                first = min(recs_, key=lambda r: r.payload["image"])
+                payload = {
+                    k: v
+                    for k, v in first.payload.items()
+                    if k not in ("box", "label", "det_score", "content_hash", "view_key")
+                }
+                payload.update(kind="centroid", views=signatures[item_id])
+                points.append(
+                    PointRecord(
+                        point_id(item_id, "centroid"),
+                        {"image": l2_normalise(mean[None])[0]},
+                        payload,
+                    )
+                )
+            store.upsert(points)
+
+    @staticmethod
+    def _ensure_indexes(store: Store, items: Sequence[Item]) -> None:
+        store.ensure_index("item_id", "keyword")
+        store.ensure_index("kind", "keyword")
+        kinds: dict[str, str] = {}
+        for item in items[:1000]:  # field types are a catalogue-wide property: a sample suffices
+            for k, v in item.fields.items():
+                if k in INTERNAL_KEYS or k in kinds:
+                    continue
+                if isinstance(v, bool):
+                    kinds[k] = "bool"
+                elif isinstance(v, int | float):
+                    kinds[k] = "float"
+                elif isinstance(v, str) and len(v) <= 64:
+                    kinds[k] = "keyword"
+        for k, kind in kinds.items():
+            store.ensure_index(k, kind)  # type: ignore[arg-type]
+
+    # -- deleting ------------------------------------------------------------------------------
+
+    def delete(self, item_ids: Sequence[str]) -> None:
+        """Remove items (all their views and centroids)."""
+        with self._write_lock():
+            for item_id in item_ids:
+                self.store.delete_where(where("item_id", item_id))
+            self.store.flush()
+
+    # -- searching -----------------------------------------------------------------------------
+
+    def embed_query(self, image: Image.Image) -> F32:
+        return self.embedder.embed_images([image])[0]
+
+    def search(
+        self,
+        query: Path | str | bytes | Image.Image,
+        *,
+        k: int = 5,
+        where: str | Filter | None = None,
+        mode: Aggregation | None = None,
+    ) -> SearchResult:
+        """The `k` items most like the photo, one result per item, best first.
+
+        where: a filter expression (`category = 'Milk' and price < 100`) or a `Filter`; it is
+        applied inside the vector search, so `k` results come back whenever `k` items match.
+        """
+        t0 = time.perf_counter()
+        image = self._decode_query(query)
+        t1 = time.perf_counter()
+        vector = self.embed_query(image)
+        t2 = time.perf_counter()
+        hits = self.search_vector(vector, k=k, where=where, mode=mode)
+        t3 = time.perf_counter()
+        timings = {"decode": (t1 - t0) * 1e3, "embed": (t2 - t1) * 1e3, "search": (t3 - t2) * 1e3}
+        return SearchResult(tuple(hits), timings, mode or self.settings.mode)
+
+    def _decode_query(self, query: Path | str | bytes | Image.Image) -> Image.Image:
+        from lookalike.pipeline.decode import DecodeLimits, decode_image, read_source
+
+        if isinstance(query, Image.Image):
+            return query.convert("RGB")
+        limits = DecodeLimits(
+            max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
+        )
+        if isinstance(query, bytes):
+            return decode_image(query, "query", limits)
+        source = str(query)
+        return decode_image(read_source(source, limits), source, limits)
+
+    def search_vector(
+        self,
+        vector: F32,
+        *,
+        k: int = 5,
+        where: str | Filter | None = None,
+        mode: Aggregation | None = None,
+    ) -> list[ProductHit]:
+        mode = mode or self.settings.mode
+        if k < 1:
+            raise QueryError("k must be at least 1")
+        user = parse_where(where) if isinstance(where, str) or where is None else where
+        if mode == "views":
+            flt = Filter((Condition("kind", "eq", "view"),)) & user
+            hits = self.store.search_groups(vector, groups=k, flt=flt)
+        elif mode == "centroid":
+            flt = Filter((Condition("kind", "eq", "centroid"),)) & user
+            hits = self.store.search(vector, limit=k, flt=flt)
+        else:
+            raise QueryError(f"unknown mode {mode!r}; use 'views' or 'centroid'")
+        return [self._product_hit(h.item_id, h.score, h.payload) for h in hits]
+
+    @staticmethod
+    def _product_hit(item_id: str, score: float, payload: Mapping[str, Any]) -> ProductHit:
+        fields = {k: v for k, v in payload.items() if k not in INTERNAL_KEYS}
+        box = payload.get("box")
+        return ProductHit(
+            item_id=item_id,
+            score=score,
+            image=str(payload.get("image", "")),
+            fields=fields,
+            box=tuple(box) if box and payload.get("kind") == "view" else None,  # type: ignore[arg-type]
+        )
+
+    # -- information ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Items, views, models and size of the index."""
+        store = self.store
+        manifest = self.manifest
+        return {
+            "index": str(self.index_dir),
+            "items": store.count(where("kind", "centroid")),
+            "views": store.count(where("kind", "view")),
+            "embedder": manifest.embedder.name if manifest else None,
+            "embedder_sha256": manifest.embedder.sha256 if manifest else None,
+            "dim": manifest.dim if manifest else None,
+            "created": manifest.created if manifest else None,
+            "disk_bytes": store.disk_bytes(),
+        }

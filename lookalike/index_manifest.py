@@ -1,0 +1,82 @@
+"""The record, inside each index folder, of what built it (`lookalike.json`).
+
+Vectors from different models (or the same model with other preprocessing) are not comparable:
+opening an index with anything else must be an error, not silent garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lookalike.errors import IndexMismatchError
+
+FORMAT = 1
+FILENAME = "lookalike.json"
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    name: str
+    sha256: str
+    role: str
+
+
+@dataclass(frozen=True)
+class IndexManifest:
+    """What built an index. `embedder` vectors live under the named vector `image`."""
+
+    embedder: ModelRecord
+    dim: int
+    preprocess: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
+    format: int = FORMAT
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def identity(self) -> dict[str, Any]:
+        """The parts that must match for two vectors to be comparable."""
+        return {
+            "format": self.format,
+            "embedder": asdict(self.embedder),
+            "dim": self.dim,
+            "preprocess": self.preprocess,
+            "options": self.options,
+        }
+
+    def check_compatible(self, wanted: IndexManifest, index_dir: Path) -> None:
+        have, want = self.identity(), wanted.identity()
+        if have == want:
+            return
+        diffs = [
+            f"{k}: index has {have[k]!r}, asked for {want[k]!r}" for k in have if have[k] != want[k]
+        ]
+        raise IndexMismatchError(
+            f"the index at {index_dir} was built differently; "
+            + "; ".join(diffs)
+            + ". Use the same models and options, or index into a new folder."
+        )
+
+    def save(self, index_dir: Path) -> None:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        tmp = index_dir / (FILENAME + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        tmp.replace(index_dir / FILENAME)
+
+    @staticmethod
+    def load(index_dir: Path) -> IndexManifest | None:
+        path = index_dir / FILENAME
+        if not path.exists():
+            return None
+        raw = json.loads(path.read_text())
+        if raw.get("format") != FORMAT:
+            raise IndexMismatchError(
+                f"{path} has index format {raw.get('format')}, this lookalike reads {FORMAT}"
+            )
+        raw["embedder"] = ModelRecord(**raw["embedder"])
+        return IndexManifest(**raw)

@@ -1,0 +1,173 @@
+"""The seam between the engine and a vector database.
+
+A `Store` holds points: one id, named vectors (`image`, later `text` ...) and a JSON payload.
+Every backend passes the same contract suite (`tests/test_store_contract.py`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from lookalike.types import F32, Hit
+
+IndexKind = Literal["keyword", "integer", "float", "text", "bool"]
+
+
+@dataclass(frozen=True)
+class PointRecord:
+    """A point as written to or read from a store. Vectors are 1-D float32, L2-normalised."""
+
+    id: str
+    vectors: Mapping[str, F32] = field(default_factory=dict)
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test on a payload field.
+
+    op: `eq` / `ne` (value: str | int | float | bool), `in` / `not_in` (value: tuple of str or int),
+    `range` (any of gt, gte, lt, lte).
+    """
+
+    field: str
+    op: Literal["eq", "ne", "in", "not_in", "range"]
+    value: Any = None
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        """Reference semantics, used by the exact in-memory store and to check the others."""
+        if self.field not in payload:
+            return self.op in ("ne", "not_in")
+        raw = payload[self.field]
+        values = raw if isinstance(raw, list) else [raw]
+        match self.op:
+            case "eq":
+                return any(_same(v, self.value) for v in values)
+            case "ne":
+                return not any(_same(v, self.value) for v in values)
+            case "in":
+                return any(_same(v, c) for v in values for c in self.value)
+            case "not_in":
+                return not any(_same(v, c) for v in values for c in self.value)
+            case "range":
+                return any(self._in_range(v) for v in values)
+        return False
+
+    def _in_range(self, v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return False
+        return (
+            (self.gt is None or v > self.gt)
+            and (self.gte is None or v >= self.gte)
+            and (self.lt is None or v < self.lt)
+            and (self.lte is None or v <= self.lte)
+        )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or (isinstance(a, bool) and isinstance(b, bool) and a == b)
+    return a == b
+
+
+@dataclass(frozen=True)
+class Filter:
+    """All conditions must hold (AND). Evaluated inside the vector search, not after it."""
+
+    conditions: tuple[Condition, ...] = ()
+
+    def __and__(self, other: Filter | None) -> Filter:
+        if other is None:
+            return self
+        return Filter(self.conditions + other.conditions)
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        return all(c.matches(payload) for c in self.conditions)
+
+
+def where(field_name: str, value: Any) -> Filter:
+    """Shorthand for a one-condition equality filter."""
+    return Filter((Condition(field_name, "eq", value),))
+
+
+class Store(Protocol):
+    """A vector database holding one collection of points."""
+
+    def upsert(self, points: Sequence[PointRecord]) -> None:
+        """Insert or replace points by id. Durable when it returns (crash-safe)."""
+        ...
+
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    def delete_where(self, flt: Filter) -> None: ...
+
+    def search(
+        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
+    ) -> list[Hit]:
+        """Nearest points by cosine similarity, best first."""
+        ...
+
+    def search_groups(
+        self,
+        vector: F32,
+        *,
+        using: str = "image",
+        groups: int = 10,
+        group_by: str = "item_id",
+        flt: Filter | None = None,
+    ) -> list[Hit]:
+        """The best point of each of the `groups` best groups (one per distinct `group_by` value)."""
+        ...
+
+    def count(self, flt: Filter | None = None) -> int: ...
+
+    def scroll(
+        self,
+        flt: Filter | None = None,
+        *,
+        fields: Sequence[str] | None = None,
+        with_vectors: bool = False,
+    ) -> Iterator[PointRecord]:
+        """Every point matching `flt`; only `fields` of the payload when given."""
+        ...
+
+    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[PointRecord]: ...
+
+    def set_payload(self, flt: Filter, payload: Mapping[str, Any]) -> None:
+        """Merge `payload` into every point matching `flt`."""
+        ...
+
+    def ensure_index(self, field_name: str, kind: IndexKind) -> None:
+        """Create a payload index so filters on `field_name` stay fast."""
+        ...
+
+    def facet(self, field_name: str, flt: Filter | None = None, limit: int = 20) -> dict[Any, int]:
+        """Value -> number of points, for a keyword field."""
+        ...
+
+    def disk_bytes(self) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def as_vector(x: Any) -> F32:
+    return np.asarray(x, dtype=np.float32).reshape(-1)
+
+
+_NAMESPACE = uuid.UUID("5b0d6b0c-6d1e-4c38-9b8f-6c0a1e3f7a11")
+
+
+def point_id(*parts: str) -> str:
+    """Deterministic UUID from a point's parts (item, image, region): re-indexing is idempotent."""
+    return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))

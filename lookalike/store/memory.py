@@ -1,0 +1,133 @@
+"""Exact, in-process store on numpy: the reference the contract suite checks other backends against,
+and a fast fake for unit tests. Not persisted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lookalike.store.base import Filter, IndexKind, PointRecord, as_vector
+from lookalike.types import F32, Hit
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._points: dict[str, PointRecord] = {}
+
+    def upsert(self, points: Sequence[PointRecord]) -> None:
+        for p in points:
+            vectors = {k: as_vector(v) for k, v in p.vectors.items()}
+            self._points[p.id] = PointRecord(p.id, vectors, dict(p.payload))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for i in ids:
+            self._points.pop(i, None)
+
+    def delete_where(self, flt: Filter) -> None:
+        self.delete([p.id for p in self._points.values() if flt.matches(p.payload)])
+
+    def _ranked(
+        self, vector: F32, using: str, flt: Filter | None
+    ) -> list[tuple[float, PointRecord]]:
+        cands = [
+            p
+            for p in self._points.values()
+            if using in p.vectors and (flt is None or flt.matches(p.payload))
+        ]
+        if not cands:
+            return []
+        mat = np.stack([p.vectors[using] for p in cands])
+        q = as_vector(vector)
+        # Cosine: stored vectors may not be unit length, so normalise both sides here.
+        scores = (
+            mat @ q / (np.linalg.norm(mat, axis=1) * max(float(np.linalg.norm(q)), 1e-12) + 1e-12)
+        )
+        order = np.argsort(-scores, kind="stable")
+        return [(float(scores[i]), cands[i]) for i in order]
+
+    @staticmethod
+    def _hit(score: float, p: PointRecord) -> Hit:
+        return Hit(p.id, score, str(p.payload.get("item_id", "")), dict(p.payload))
+
+    def search(
+        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
+    ) -> list[Hit]:
+        return [self._hit(s, p) for s, p in self._ranked(vector, using, flt)[:limit]]
+
+    def search_groups(
+        self,
+        vector: F32,
+        *,
+        using: str = "image",
+        groups: int = 10,
+        group_by: str = "item_id",
+        flt: Filter | None = None,
+    ) -> list[Hit]:
+        seen: set[Any] = set()
+        out: list[Hit] = []
+        for score, p in self._ranked(vector, using, flt):
+            key = p.payload.get(group_by)
+            if key is None or key in seen:
+                continue
+            seen.add(key)
+            out.append(self._hit(score, p))
+            if len(out) == groups:
+                break
+        return out
+
+    def count(self, flt: Filter | None = None) -> int:
+        return sum(1 for p in self._points.values() if flt is None or flt.matches(p.payload))
+
+    def scroll(
+        self,
+        flt: Filter | None = None,
+        *,
+        fields: Sequence[str] | None = None,
+        with_vectors: bool = False,
+    ) -> Iterator[PointRecord]:
+        for p in list(self._points.values()):
+            if flt is not None and not flt.matches(p.payload):
+                continue
+            payload = (
+                p.payload if fields is None else {k: p.payload[k] for k in fields if k in p.payload}
+            )
+            yield PointRecord(p.id, dict(p.vectors) if with_vectors else {}, dict(payload))
+
+    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[PointRecord]:
+        out = []
+        for i in ids:
+            p = self._points.get(i)
+            if p is not None:
+                out.append(
+                    PointRecord(p.id, dict(p.vectors) if with_vectors else {}, dict(p.payload))
+                )
+        return out
+
+    def set_payload(self, flt: Filter, payload: Mapping[str, Any]) -> None:
+        for pid, p in list(self._points.items()):
+            if flt.matches(p.payload):
+                self._points[pid] = PointRecord(pid, p.vectors, {**p.payload, **payload})
+
+    def ensure_index(self, field_name: str, kind: IndexKind) -> None:
+        return None  # exact scan: nothing to index
+
+    def facet(self, field_name: str, flt: Filter | None = None, limit: int = 20) -> dict[Any, int]:
+        counts: dict[Any, int] = {}
+        for p in self._points.values():
+            if (flt is None or flt.matches(p.payload)) and field_name in p.payload:
+                raw = p.payload[field_name]
+                for v in raw if isinstance(raw, list) else [raw]:
+                    counts[v] = counts.get(v, 0) + 1
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:limit]
+        return dict(top)
+
+    def disk_bytes(self) -> int:
+        return 0
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

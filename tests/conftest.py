@@ -1,0 +1,38 @@
+"""Shared fixtures. Real data and models are found through settings, and their absence FAILS tests:
+a missing data set or model must be loud in CI, never a silent skip."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The labelled photos (`LOOKALIKE_DATA_DIR`, default: the shared folder beside the checkout)."""
+    path = Path(os.environ.get("LOOKALIKE_DATA_DIR") or ROOT.parent / "shared" / "data")
+    if not (path / "grocery" / "classes.csv").exists():
+        pytest.fail(f"test data not found at {path}: set LOOKALIKE_DATA_DIR to the shared data folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_settings(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Settings for the real models: the user's cache (LOOKALIKE_CACHE_DIR) and mirror."""
+    from lookalike.config import Settings
+
+    return Settings(index=tmp_path_factory.mktemp("unused-index"))
+
+
+@pytest.fixture(scope="session")
+def lite2_dir(model_settings: object) -> Path:
+    """The exported EfficientNet-Lite2 ONNX (exported on first use; needs the export extra)."""
+    from lookalike.models.store import ModelStore
+
+    s = model_settings
+    store = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)  # type: ignore[attr-defined]
+    return store.path("efficientnet-lite2")

@@ -1,0 +1,184 @@
+"""Engine behaviour with a fake embedder on generated photos: incremental, idempotent, filtered."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lookalike.config import Settings
+from lookalike.engine import Engine
+from lookalike.errors import IndexMismatchError, QueryError, StoreError
+from tests.fakes import TinyEmbedder, noisy_copy, photo
+
+
+def _catalogue(root: Path, n_items: int = 6, views: int = 3) -> Path:
+    lines = []
+    for i in range(n_items):
+        images = [str(photo(root / "img" / f"p{i}_{j}.jpg", seed=i * 100 + j)) for j in range(views)]
+        lines.append(
+            {
+                "id": f"p{i}",
+                "images": images,
+                "title": f"product {i}",
+                "category": "Milk" if i % 2 else "Juice",
+                "price": 10.0 * i,
+            }
+        )
+    manifest = root / "catalogue.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return manifest
+
+
+def _write(manifest: Path, rows: list[dict]) -> None:
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _rows(manifest: Path) -> list[dict]:
+    return [json.loads(line) for line in manifest.read_text().splitlines()]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(index=tmp_path / "index", cache_dir=tmp_path / "cache", batch_size=4)
+
+
+def _engine(settings: Settings, embedder: TinyEmbedder | None = None) -> Engine:
+    return Engine(settings.index, settings=settings, image_embedder=embedder or TinyEmbedder())
+
+
+def test_index_then_search_finds_the_product(tmp_path: Path, settings: Settings) -> None:
+    manifest = _catalogue(tmp_path)
+    with _engine(settings) as engine:
+        summary = engine.index(manifest)
+        assert (summary.items, summary.images_embedded, summary.skipped) == (6, 18, ())
+        stats = engine.stats()
+        assert (stats["items"], stats["views"]) == (6, 18)
+        query = noisy_copy(tmp_path / "img" / "p3_1.jpg", tmp_path / "q.jpg", seed=7)
+        for mode in ("views", "centroid"):
+            result = engine.search(query, k=4, mode=mode)
+            ids = [h.item_id for h in result.hits]
+            assert ids[0] == "p3" and len(ids) == 4 and len(set(ids)) == 4, mode
+            assert result.hits[0].fields["title"] == "product 3"
+            assert set(result.timings_ms) == {"decode", "embed", "search"}
+
+
+def test_rerun_embeds_nothing_and_changes_nothing(tmp_path: Path, settings: Settings) -> None:
+    manifest = _catalogue(tmp_path)
+    embedder = TinyEmbedder()
+    with _engine(settings, embedder) as engine:
+        engine.index(manifest)
+        calls = embedder.calls
+        again = engine.index(manifest)
+    assert (again.images_embedded, again.images_unchanged) == (0, 18)
+    assert embedder.calls == calls
+
+
+def test_changed_image_is_reembedded_alone(tmp_path: Path, settings: Settings) -> None:
+    manifest = _catalogue(tmp_path)
+    with _engine(settings) as engine:
+        engine.index(manifest)
+        photo(tmp_path / "img" / "p2_0.jpg", seed=999)  # new content, same path
+        summary = engine.index(manifest)
+        assert (summary.images_embedded, summary.images_unchanged) == (1, 17)
+        assert engine.stats()["views"] == 18
+        hit = engine.search(tmp_path / "img" / "p2_0.jpg", k=1).hits[0]
+        assert hit.item_id == "p2" and hit.score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_removed_image_and_sync(tmp_path: Path, settings: Settings) -> None:
+    manifest = _catalogue(tmp_path)
+    with _engine(settings) as engine:
+        engine.index(manifest)
+        rows = _rows(manifest)
+        rows[0]["images"] = rows[0]["images"][:1]  # p0 drops two photos
+        del rows[5]  # p5 leaves the catalogue
+        _write(manifest, rows)
+        summary = engine.index(manifest)
+        assert summary.items_removed == 0
+        assert engine.stats()["views"] == 18 - 2  # p5 stays without --sync
+        summary = engine.index(manifest, sync=True)
+        assert summary.items_removed == 1
+        stats = engine.stats()
+        assert (stats["items"], stats["views"]) == (5, 13)
+        assert all(h.item_id != "p5" for h in engine.search(tmp_path / "img/p5_0.jpg", k=5).hits)
+
+
+def test_changed_fields_update_payload(tmp_path: Path, settings: Settings) -> None:
+    manifest = _catalogue(tmp_path)
+    with _engine(settings) as engine:
+        engine.index(manifest)
+        rows = _rows(manifest)
+        rows[1]["price"] = 1.5
+        _write(manifest, rows)
+        summary = engine.index(manifest)
+        assert summary.images_embedded == 0
+        for mode in ("views", "centroid"):
+            hit = engine.search(tmp_path / "img/p1_0.jpg", k=1, mode=mode).hits[0]
+            assert hit.fields["price"] == 1.5, mode
+
+
+def test_filters_apply_inside_search(tmp_path: Path, settings: Settings) -> None:
+    manifest = _catalogue(tmp_path)
+    with _engine(settings) as engine:
+        engine.index(manifest)
+        query = tmp_path / "img/p0_0.jpg"  # a Juice: the filter must exclude it
+        for mode in ("views", "centroid"):
+            hits = engine.search(query, k=10, where="category = 'Milk' and price < 40", mode=mode).hits
+            assert sorted(h.item_id for h in hits) == ["p1", "p3"], mode
+        with pytest.raises(QueryError):
+            engine.search(query, where="price <")
+
+
+def test_bad_files_are_skipped_and_listed(tmp_path: Path, settings: Settings) -> None:
+    manifest = _catalogue(tmp_path, n_items=3)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "text.jpg").write_text("not an image")
+    good = photo(tmp_path / "img" / "trunc_src.jpg", seed=5, size=(256, 256)).read_bytes()
+    (bad / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    rows = _rows(manifest)
+    rows[0]["images"] += [str(bad / n) for n in ("empty.jpg", "text.jpg", "truncated.jpg")]
+    rows[1]["images"].append(str(bad / "missing.jpg"))
+    _write(manifest, rows)
+    with _engine(settings) as engine:
+        summary = engine.index(manifest)
+        assert summary.images_embedded == 9
+        assert sorted(Path(s.source).name for s in summary.skipped) == [
+            "empty.jpg",
+            "missing.jpg",
+            "text.jpg",
+            "truncated.jpg",
+        ]
+        assert all(s.reason for s in summary.skipped)
+        assert engine.stats()["views"] == 9
+
+
+def test_opening_with_another_embedder_is_an_error(tmp_path: Path, settings: Settings) -> None:
+    manifest = _catalogue(tmp_path, n_items=2)
+    with _engine(settings) as engine:
+        engine.index(manifest)
+
+    class Other(TinyEmbedder):
+        name = "other-embedder"
+
+    with pytest.raises(IndexMismatchError):
+        Engine(settings.index, settings=settings, embedder="efficientnet-lite0")
+    with pytest.raises(IndexMismatchError), _engine(settings, Other()) as engine:
+        engine.index(manifest)
+
+
+def test_search_without_index_is_a_clear_error(settings: Settings) -> None:
+    with pytest.raises(StoreError, match="lookalike index"):
+        _engine(settings).stats()
+
+
+def test_delete_items(tmp_path: Path, settings: Settings) -> None:
+    manifest = _catalogue(tmp_path, n_items=3)
+    with _engine(settings) as engine:
+        engine.index(manifest)
+        engine.delete(["p1"])
+        assert engine.stats()["items"] == 2
+        assert all(h.item_id != "p1" for h in engine.search(tmp_path / "img/p1_0.jpg", k=3).hits)

