@@ -503,6 +503,7 @@ class Engine:
         where: a filter expression (`category = 'Milk' and price < 100`) or a `Filter`; it is
         applied inside the vector search, so `k` results come back whenever `k` items match.
         """
+        _ = self.store  # no index: say so before any work on the photo
         t0 = time.perf_counter()
         image = self._decode_query(query)
         t1 = time.perf_counter()
@@ -524,7 +525,10 @@ class Engine:
         if isinstance(query, bytes):
             return decode_image(query, "query", limits)
         source = str(query)
-        return decode_image(read_source(source, limits), source, limits)
+        try:
+            return decode_image(read_source(source, limits), source, limits)
+        except DecodeError as exc:
+            raise DecodeError(f"query photo {source}: {exc}") from exc
 
     def search_vector(
         self,

@@ -106,3 +106,9 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
     out = _cli("search", str(tmp_path / "nope.jpg"), "--index", str(tmp_path / "none"))
     assert out.returncode != 0
     assert "no index" in out.stderr and "Traceback" not in out.stderr
+    index = tmp_path / "index"
+    (tmp_path / "empty").mkdir()
+    out = _cli("index", str(tmp_path / "empty"), "--index", str(index))  # an empty catalogue
+    assert out.returncode == 0, out.stderr
+    out = _cli("search", str(tmp_path / "nope.jpg"), "--index", str(index))
+    assert out.returncode == 3 and "nope.jpg" in out.stderr and "Traceback" not in out.stderr

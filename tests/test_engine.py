@@ -83,7 +83,7 @@ def test_changed_image_is_reembedded_alone(tmp_path: Path, settings: Settings) -
         summary = engine.index(manifest)
         assert (summary.images_embedded, summary.images_unchanged) == (1, 17)
         assert engine.stats()["views"] == 18
-        hit = engine.search(tmp_path / "img" / "p2_0.jpg", k=1).hits[0]
+        hit = engine.search(tmp_path / "img" / "p2_0.jpg", k=1, mode="views").hits[0]
         assert hit.item_id == "p2" and hit.score == pytest.approx(1.0, abs=1e-4)
 
 

@@ -123,16 +123,19 @@ class EdgeStore:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def search(
-        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
-    ) -> list[Hit]:
+    def _query(self, vector: F32, using: str, limit: int, flt: Filter | None, payload: Any) -> Any:
         qe = _qe()
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(as_vector(vector).tolist(), using=using),
             filter=self._filter(flt),
-            with_payload=True,
+            with_payload=payload,
         )
+        return self._shard.query(request)
+
+    def search(
+        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
+    ) -> list[Hit]:
         return [
             Hit(
                 _pid(p.id),
@@ -140,7 +143,7 @@ class EdgeStore:
                 str((p.payload or {}).get("item_id", "")),
                 p.payload or {},
             )
-            for p in self._shard.query(request)
+            for p in self._query(vector, using, limit, flt, True)
         ]
 
     def search_groups(
@@ -152,22 +155,38 @@ class EdgeStore:
         group_by: str = "item_id",
         flt: Filter | None = None,
     ) -> list[Hit]:
+        # Group on the key alone, then fetch the winners' payloads: moving whole payloads of the
+        # over-fetched points costs more than the vector search itself.
+        key_only = _qe().PayloadSelector.Include([group_by])
         limit = max(groups * 4, 32)
         while True:
-            hits = self.search(vector, using=using, limit=limit, flt=flt)
-            seen: set[Any] = set()
-            out: list[Hit] = []
-            for h in hits:
-                key = h.payload.get(group_by)
-                if key is None or key in seen:
-                    continue
-                seen.add(key)
-                out.append(h)
-                if len(out) == groups:
-                    return out
-            if len(hits) < limit:  # exhausted: fewer groups exist than asked for
-                return out
+            points = self._query(vector, using, limit, flt, key_only)
+            best: dict[Any, Any] = {}
+            for p in points:
+                key = (p.payload or {}).get(group_by)
+                if key is not None and key not in best:
+                    best[key] = p
+                    if len(best) == groups:
+                        break
+            if len(best) == groups or len(points) < limit:
+                break
             limit *= 4
+        winners = list(best.values())
+        payloads = {
+            _pid(r.id): r.payload or {}
+            for r in self._shard.retrieve(
+                [p.id for p in winners], with_payload=True, with_vector=False
+            )
+        }
+        return [
+            Hit(
+                _pid(p.id),
+                float(p.score),
+                str(payloads[_pid(p.id)].get("item_id", "")),
+                payloads[_pid(p.id)],
+            )
+            for p in winners
+        ]
 
     def count(self, flt: Filter | None = None) -> int:
         return int(self._shard.count(_qe().CountRequest(exact=True, filter=self._filter(flt))))
