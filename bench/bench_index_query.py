@@ -126,9 +126,7 @@ def main() -> None:
             stages["total"].append((time.perf_counter() - t) * 1e3)
             for k, v in res.timings_ms.items():
                 stages[k].append(v)
-        result["query_ms"] = {
-            k: {"p50": pct(v, 50), "p95": pct(v, 95)} for k, v in stages.items()
-        }
+        result["query_ms"] = {k: {"p50": pct(v, 50), "p95": pct(v, 95)} for k, v in stages.items()}
         result["queries"] = len(queries)
         result["index_points"] = engine.stats()["views"]
 

@@ -121,7 +121,9 @@ def fetch_grocery(
             with archive.open(member) as src, open(target, "wb") as out:
                 shutil.copyfileobj(src, out)
     if not (tmp / "classes.csv").exists():
-        raise CatalogueError(f"{url} does not hold the Grocery Store Dataset (no dataset/classes.csv)")
+        raise CatalogueError(
+            f"{url} does not hold the Grocery Store Dataset (no dataset/classes.csv)"
+        )
     shutil.rmtree(dest, ignore_errors=True)
     tmp.replace(dest)
     return dest

@@ -66,9 +66,7 @@ def run_evaluation(
         item_images = _item_images(engine)
         title = f"lookalike eval: {catalogue.name} / {queries.name}"
         report = write_report(report_dir, results, metrics, title, item_images)
-    return EvalOutcome(
-        metrics, len(usable), summary.items, tuple(skipped), report, tuple(results)
-    )
+    return EvalOutcome(metrics, len(usable), summary.items, tuple(skipped), report, tuple(results))
 
 
 def _decode_queries(engine: Engine, sources: Sequence[str]) -> tuple[dict[str, Any], list[str]]:

@@ -16,7 +16,9 @@ def data_dir() -> Path:
     """The labelled photos (`LOOKALIKE_DATA_DIR`, default: the shared folder beside the checkout)."""
     path = Path(os.environ.get("LOOKALIKE_DATA_DIR") or ROOT.parent / "shared" / "data")
     if not (path / "grocery" / "classes.csv").exists():
-        pytest.fail(f"test data not found at {path}: set LOOKALIKE_DATA_DIR to the shared data folder")
+        pytest.fail(
+            f"test data not found at {path}: set LOOKALIKE_DATA_DIR to the shared data folder"
+        )
     return path
 
 

@@ -32,7 +32,9 @@ class TinyEmbedder:
         if self.delay:
             time.sleep(self.delay)
         rows = [
-            np.asarray(im.convert("RGB").resize((4, 4), Image.Resampling.BOX), np.float32).reshape(-1)
+            np.asarray(im.convert("RGB").resize((4, 4), Image.Resampling.BOX), np.float32).reshape(
+                -1
+            )
             for im in images
         ]
         x = np.stack(rows) - 127.5

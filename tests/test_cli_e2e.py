@@ -38,7 +38,9 @@ def test_help_imports_nothing_heavy() -> None:
     assert _cli("--help").returncode == 0
 
 
-def _small_grocery(data_dir: Path, dest: Path, products: int = 8, photos: int = 6) -> tuple[Path, list]:
+def _small_grocery(
+    data_dir: Path, dest: Path, products: int = 8, photos: int = 6
+) -> tuple[Path, list]:
     from lookalike.datasets import prepare_grocery
 
     files = prepare_grocery(data_dir / "grocery", dest)

@@ -16,7 +16,9 @@ from tests.fakes import TinyEmbedder, noisy_copy, photo
 def _catalogue(root: Path, n_items: int = 6, views: int = 3) -> Path:
     lines = []
     for i in range(n_items):
-        images = [str(photo(root / "img" / f"p{i}_{j}.jpg", seed=i * 100 + j)) for j in range(views)]
+        images = [
+            str(photo(root / "img" / f"p{i}_{j}.jpg", seed=i * 100 + j)) for j in range(views)
+        ]
         lines.append(
             {
                 "id": f"p{i}",
@@ -125,7 +127,9 @@ def test_filters_apply_inside_search(tmp_path: Path, settings: Settings) -> None
         engine.index(manifest)
         query = tmp_path / "img/p0_0.jpg"  # a Juice: the filter must exclude it
         for mode in ("views", "centroid"):
-            hits = engine.search(query, k=10, where="category = 'Milk' and price < 40", mode=mode).hits
+            hits = engine.search(
+                query, k=10, where="category = 'Milk' and price < 40", mode=mode
+            ).hits
             assert sorted(h.item_id for h in hits) == ["p1", "p3"], mode
         with pytest.raises(QueryError):
             engine.search(query, where="price <")

@@ -27,9 +27,7 @@ app = typer.Typer(
 
 IndexOpt = Annotated[
     Path | None,
-    typer.Option(
-        "--index", help="Index folder [default: $LOOKALIKE_INDEX or ./lookalike-index]."
-    ),
+    typer.Option("--index", help="Index folder [default: $LOOKALIKE_INDEX or ./lookalike-index]."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 EmbedderOpt = Annotated[
@@ -247,7 +245,9 @@ def evaluate(
         from lookalike.evaluate import run_evaluation
 
         with _engine(index, embedder, models_mirror) as engine, _progress(not as_json) as progress:
-            outcome = run_evaluation(engine, catalogue, queries, report_dir=report, progress=progress)
+            outcome = run_evaluation(
+                engine, catalogue, queries, report_dir=report, progress=progress
+            )
         if as_json:
             print(json.dumps(outcome.metrics, indent=2))
             return

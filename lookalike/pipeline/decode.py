@@ -1,0 +1,440 @@
+"""Safe image loading: bytes from a path or an http(s) URL -> one RGB `PIL.Image.Image`.
+
+Every way a file can be bad ends in a `DecodeError` whose message is a short reason for people
+(the caller records it as `Skipped(source, reason)`), never in a crash or a silently broken image:
+
+- size: more than `DecodeLimits.max_bytes` bytes is refused before it is read (or while streaming);
+- decompression bombs: the pixel count from the header is checked against `max_pixels` before any
+  pixel is decoded, and Pillow's own `DecompressionBombWarning`/`Error` are turned into the same error;
+- formats: only the formats a catalogue may hold (JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF, HEIC) are
+  opened, so Pillow's riskier plugins (EPS runs Ghostscript, for one) are never reached;
+- truncated or corrupt files: the pixels are loaded in full and truncation is an error, whatever the
+  process-wide `ImageFile.LOAD_TRUNCATED_IMAGES` says.
+
+What comes out is ready for the models: EXIF orientation applied, first frame of an animation,
+alpha composited over white, 16-bit and CMYK brought to 8-bit RGB, and large JPEGs decoded at a
+reduced size through `Image.draft` (the DCT scales by 1/2, 1/4 or 1/8 almost for free).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import struct
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from lookalike.errors import DecodeError
+
+MiB = 1024 * 1024
+
+# The formats a catalogue may hold (the folder scanner's extensions). Passed to `Image.open` so that a
+# file with a misleading name can never reach another Pillow plugin.
+ALLOWED_FORMATS: tuple[str, ...] = (
+    "JPEG",  # also opens multi-picture JPEGs from phones (format "MPO"): the first picture
+    "PNG",
+    "WEBP",
+    "GIF",
+    "BMP",
+    "TIFF",
+    "AVIF",
+    "HEIF",  # registered by pillow-heif, only when a HEIC file shows up
+)
+
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+
+# Exceptions Pillow's decoders are known to raise on hostile or broken input (its fuzzing suite
+# accepts exactly these); anything else is a bug worth a traceback.
+_PIL_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    struct.error,
+    ZeroDivisionError,
+    Image.DecompressionBombError,
+)
+
+# Guards the two moments we touch Pillow's process-wide switches (warning filters, and
+# LOAD_TRUNCATED_IMAGES when someone else turned it on), so our own decode threads never interleave
+# a save/restore pair and leave a switch changed for good.
+_PIL_GLOBALS = threading.Lock()
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What a single image may cost.
+
+    max_bytes: largest file (or download, counted after content decoding) accepted, in bytes.
+    max_pixels: largest width * height accepted, checked from the header before decoding.
+    draft_size: JPEGs whose shorter side is at least twice this are decoded at 1/2, 1/4 or 1/8
+        scale, never below `draft_size` on either side; None decodes at full size.
+    timeout_s: connect/read timeout for http(s) sources, in seconds.
+    """
+
+    max_bytes: int = 50 * MiB
+    max_pixels: int = 64_000_000
+    draft_size: int | None = 1024
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One decoded image.
+
+    image: RGB, EXIF-rotated, possibly draft-reduced; boxes are in its pixel coordinates.
+    source: the path or URL it was read from, as given.
+    sha256: hex digest of the raw file bytes (change detection for incremental indexing).
+    original_size: (width, height) as stored in the file, after EXIF rotation, before draft reduction.
+    """
+
+    image: Image.Image
+    source: str
+    sha256: str
+    original_size: tuple[int, int]
+
+
+def content_hash(data: bytes) -> str:
+    """sha256 of `data` as 64 lowercase hex characters."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_url(source: str) -> bool:
+    """True for http(s) URLs, the only remote sources `read_source` fetches."""
+    return urlsplit(source).scheme.lower() in ("http", "https")
+
+
+def read_source(source: str, limits: DecodeLimits | None = None) -> bytes:
+    """The raw bytes of a local path or an http(s) URL.
+
+    Raises DecodeError when the file is missing or unreadable, larger than `limits.max_bytes`, the
+    server answers other than 2xx (the status is in the message), the transfer fails or times out,
+    or the source has another scheme (file:, ftp:, data: ... are refused on purpose: catalogues come
+    from outside, and a manifest must not make us read through other channels).
+    """
+    limits = limits or DecodeLimits()
+    scheme = urlsplit(source).scheme.lower()
+    if scheme in ("http", "https"):
+        return _fetch_url(source, limits)
+    # One letter is a Windows drive ("C:\photos\a.jpg"), not a scheme.
+    if len(scheme) > 1:
+        raise DecodeError(f"unsupported source scheme {scheme!r}: use a local path or http(s) URL")
+    return _read_file(Path(source), limits)
+
+
+def _read_file(path: Path, limits: DecodeLimits) -> bytes:
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise DecodeError("not a regular file")
+        if size > limits.max_bytes:
+            raise DecodeError(_too_large(size, limits))
+        with open(path, "rb") as fh:
+            # Read one byte past the cap: the file may have grown since stat().
+            data = fh.read(limits.max_bytes + 1)
+    except FileNotFoundError:
+        raise DecodeError("file not found") from None
+    except OSError as exc:
+        raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
+    if len(data) > limits.max_bytes:
+        raise DecodeError(_too_large(len(data), limits))
+    return data
+
+
+def _fetch_url(url: str, limits: DecodeLimits) -> bytes:
+    import httpx  # lazily: only catalogues with URLs pay for it
+
+    buf = bytearray()
+    try:
+        with httpx.stream(
+            "GET",
+            url,
+            timeout=limits.timeout_s,
+            follow_redirects=True,  # httpx only follows to http(s), never to file: or others
+            headers={"User-Agent": "lookalike (image indexer)", "Accept": "image/*"},
+        ) as response:
+            if not response.is_success:
+                raise DecodeError(f"HTTP {response.status_code} {response.reason_phrase}".strip())
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limits.max_bytes:
+                raise DecodeError(_too_large(int(declared), limits))
+            # Counted after content decoding, so a gzip bomb stops at the cap too.
+            for chunk in response.iter_bytes():
+                buf += chunk
+                if len(buf) > limits.max_bytes:
+                    raise DecodeError(f"download larger than limit of {limits.max_bytes} bytes")
+    except httpx.TimeoutException:
+        raise DecodeError(f"download timed out after {limits.timeout_s:g} s") from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise DecodeError(f"download failed: {type(exc).__name__}: {exc}") from None
+    return bytes(buf)
+
+
+def _too_large(size: int, limits: DecodeLimits) -> str:
+    return f"file too large: {size} bytes > limit of {limits.max_bytes} bytes"
+
+
+def decode_image(data: bytes, source: str = "", limits: DecodeLimits | None = None) -> Image.Image:
+    """Decode `data` into a fresh RGB image (see the module docstring for every rule applied).
+
+    `source` is used only to make messages more helpful. Raises DecodeError with the reason.
+    """
+    image, _ = _decode(data, source, limits or DecodeLimits())
+    return image
+
+
+def load_image(source: str, limits: DecodeLimits | None = None) -> Decoded:
+    """Read and decode one path or http(s) URL. Raises DecodeError with the reason."""
+    limits = limits or DecodeLimits()
+    data = read_source(source, limits)
+    image, original_size = _decode(data, source, limits)
+    return Decoded(image, source, content_hash(data), original_size)
+
+
+def _decode(data: bytes, source: str, limits: DecodeLimits) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded RGB image and the oriented (width, height) stored in the file."""
+    if not data:
+        raise DecodeError("empty file")
+    if len(data) > limits.max_bytes:
+        raise DecodeError(_too_large(len(data), limits))
+    img = _open(data, source, limits)
+    try:
+        fmt = img.format or "image"
+        width, height = img.size
+        _check_pixels(width, height, limits)
+        if fmt in ("JPEG", "MPO") and limits.draft_size:
+            _draft(img, limits.draft_size)
+        _load_fully(img, fmt)
+        # A GIF frame may be larger than the header's screen size; check what was really decoded.
+        _check_pixels(*img.size, limits)
+        turned = _exif_transpose(img)
+        if turned.size != img.size:  # rotated by 90 or 270 degrees
+            width, height = height, width
+        rgb = _to_rgb(turned)
+    finally:
+        img.close()
+    return rgb, (width, height)
+
+
+def _open(data: bytes, source: str, limits: DecodeLimits) -> ImageFile.ImageFile:
+    """Parse the header only (no pixels), refusing formats outside ALLOWED_FORMATS."""
+    brand = _ftyp_brand(data)
+    if brand in _HEIF_BRANDS:
+        _register_heif()
+    elif brand in _AVIF_BRANDS and "AVIF" not in Image.OPEN:
+        Image.init()
+        if "AVIF" not in Image.OPEN:
+            raise DecodeError("AVIF needs a Pillow built with AVIF support (Pillow >= 11.3 wheels)")
+    try:
+        with _PIL_GLOBALS, warnings.catch_warnings():
+            # Our own max_pixels check is the policy. When it is at most Pillow's warning threshold,
+            # a warning means the image breaks our limit too, so fail at once; otherwise the warning
+            # is noise about a size the caller has allowed.
+            threshold = Image.MAX_IMAGE_PIXELS
+            strict = threshold is not None and limits.max_pixels <= threshold
+            action = "error" if strict else "ignore"
+            warnings.simplefilter(action, Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=_registered_formats())
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError(f"decompression bomb: {exc}") from None
+    except UnidentifiedImageError:
+        raise DecodeError(_unidentified_reason(data, source)) from None
+    except _PIL_ERRORS as exc:
+        raise DecodeError(f"corrupt image header: {_describe(exc)}") from None
+    assert isinstance(img, ImageFile.ImageFile)
+    return img
+
+
+def _registered_formats() -> list[str]:
+    """ALLOWED_FORMATS that have a Pillow plugin here (naming a missing one is a KeyError)."""
+    Image.init()  # loads every plugin once; a no-op afterwards
+    return [fmt for fmt in ALLOWED_FORMATS if fmt in Image.OPEN]
+
+
+def _check_pixels(width: int, height: int, limits: DecodeLimits) -> None:
+    pixels = width * height
+    if pixels > limits.max_pixels:
+        raise DecodeError(
+            f"decompression bomb: {width}x{height} = {pixels} pixels "
+            f"exceeds limit of {limits.max_pixels}"
+        )
+    if pixels <= 0:
+        raise DecodeError(f"image has no pixels ({width}x{height})")
+
+
+def _draft(img: ImageFile.ImageFile, draft_size: int) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the image is at least twice `draft_size`.
+
+    Pillow picks the largest power-of-two reduction that keeps both sides >= `draft_size`, so the
+    models (which want a few hundred pixels) never see less than they need.
+    """
+    if min(img.size) >= 2 * draft_size:
+        img.draft("RGB", (draft_size, draft_size))
+
+
+def _load_fully(img: ImageFile.ImageFile, fmt: str) -> None:
+    """Decode every pixel; a truncated or corrupt file is a DecodeError.
+
+    Pillow pads truncated files with grey when the process-wide `ImageFile.LOAD_TRUNCATED_IMAGES`
+    is on. We never turn it on; if some other code has, it is switched off for this one load and
+    restored at once, so our answer does not depend on a neighbour's setting.
+    """
+    try:
+        if not ImageFile.LOAD_TRUNCATED_IMAGES:
+            img.load()
+        else:
+            with _PIL_GLOBALS:
+                ImageFile.LOAD_TRUNCATED_IMAGES = False
+                try:
+                    img.load()
+                finally:
+                    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"decompression bomb: {exc}") from None
+    except MemoryError:
+        raise DecodeError(f"out of memory decoding {fmt} image") from None
+    except _PIL_ERRORS as exc:
+        raise DecodeError(f"truncated or corrupt {fmt} image: {_describe(exc)}") from None
+
+
+def _exif_transpose(img: Image.Image) -> Image.Image:
+    """Pixels turned the way the camera meant them; a copy, so `img` may be closed."""
+    try:
+        turned = ImageOps.exif_transpose(img)
+    except _PIL_ERRORS:
+        turned = None  # malformed EXIF: the pixels are still good, only the rotation is unknown
+    return turned if turned is not None else img.copy()
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB, whatever the mode; transparency is composited over white (product shots are)."""
+    if img.mode.startswith("I") or img.mode == "F":
+        return _high_depth_to_rgb(img)
+    # Alpha channels, and palette or colour-key transparency (`info["transparency"]`): through RGBA,
+    # so transparent pixels land on white rather than on whatever colour they happen to hold.
+    if img.mode in ("RGBA", "LA", "La", "PA", "RGBa") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if img.mode == "RGB":
+        return img
+    # 1, L, P, CMYK (Pillow undoes Adobe's inverted CMYK JPEGs on load), YCbCr, LAB, HSV.
+    return img.convert("RGB")
+
+
+def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float greyscale -> 8-bit RGB.
+
+    Pillow's own `convert("L")` clips I;16 at 255 (a near-white image), so scale instead: 16-bit
+    modes by 1/257 (0..65535 -> 0..255); 32-bit and float by their value range when it leaves 0..255.
+    """
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16"):
+        arr = arr / 257.0
+    else:
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        if lo < 0.0 or hi > 255.0:
+            arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+    grey = np.nan_to_num(arr).clip(0, 255).round().astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
+
+
+def _ftyp_brand(data: bytes) -> bytes | None:
+    """The major brand of an ISO-BMFF file (HEIC, AVIF ...), None for anything else."""
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        return data[8:12].lower()
+    return None
+
+
+@functools.cache
+def _heif_registered() -> bool:
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _register_heif() -> None:
+    """Make Pillow open HEIC through pillow-heif, importing it only when a HEIC file shows up."""
+    if not _heif_registered():
+        raise DecodeError("HEIC needs pillow-heif (pip install pillow-heif)")
+
+
+# Leading bytes of things people put in image folders by mistake, for a better reason than "not an image".
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "PDF"),
+    (b"%!PS", "PostScript"),
+    (b"8BPS", "PSD"),
+    (b"PK\x03\x04", "ZIP"),
+    (b"\x1f\x8b", "gzip"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "XML/SVG"),
+    (b"<!doctype html", "HTML"),
+    (b"<html", "HTML"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG", "PNG"),
+    (b"GIF8", "GIF"),
+)
+
+
+def _unidentified_reason(data: bytes, source: str) -> str:
+    head = data[:64].lstrip().lower()
+    for magic, name in _MAGIC:
+        if head.startswith(magic.lower()):
+            if name in ("JPEG", "PNG", "GIF", "TIFF"):
+                return f"corrupt {name} image: header cannot be parsed"
+            return f"not an image: looks like {name}, supported are {_supported()}"
+    brand = _ftyp_brand(data)
+    if brand is not None:
+        return f"unsupported ISO media file (brand {brand.decode('ascii', 'replace')!r})"
+    other = _pillow_format(data)
+    if other is not None:
+        return f"unsupported image format {other}: supported are {_supported()}"
+    suffix = Path(urlsplit(source).path).suffix.lower() if source else ""
+    kind = "a text file" if _looks_like_text(data) else "unrecognised binary data"
+    named = f" (named {suffix})" if suffix else ""
+    return f"not an image: {kind}{named}"
+
+
+def _pillow_format(data: bytes) -> str | None:
+    """The format name if some other Pillow plugin recognises the header (no pixels decoded)."""
+    try:
+        with warnings.catch_warnings(), _PIL_GLOBALS:
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as other:
+                return other.format
+    except (*_PIL_ERRORS, Image.DecompressionBombWarning):
+        return None
+
+
+def _looks_like_text(data: bytes) -> bool:
+    sample = data[:1024]
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\x00" not in sample
+
+
+def _supported() -> str:
+    return "JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF, HEIC"
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
