@@ -82,14 +82,6 @@ def _fields_hash(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class Engine:
     """Index and search one index folder.
 
@@ -148,7 +140,7 @@ class Engine:
 
     def _load_embedder(self) -> tuple[ImageEmbedder, IndexManifest]:
         from lookalike.models.catalog import get_spec
-        from lookalike.models.store import ModelStore
+        from lookalike.models.store import ModelStore, sha256_file
         from lookalike.pipeline.embed import load_embedder
 
         spec = get_spec(self.embedder_name)
@@ -161,7 +153,7 @@ class Engine:
         embedder = load_embedder(spec, model_dir, threads=self.settings.threads)
         digest = hashlib.sha256()
         for f in spec.files:
-            digest.update(_file_sha256(model_dir / f.filename).encode())
+            digest.update(sha256_file(model_dir / f.filename).encode())
         record = ModelRecord(spec.name, digest.hexdigest(), spec.role)
         wanted = IndexManifest(
             embedder=record,

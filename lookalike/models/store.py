@@ -182,6 +182,14 @@ class ModelStore:
         known = ", ".join(f.filename for f in spec.files)
         raise ModelError(f"model {name!r} has no file {filename!r}; its files: {known}")
 
+    def export_input(self, name: str, role: str) -> Path:
+        """Verified path of input `role` (e.g. `weights`) of the export recipe that builds `name`."""
+        for mf in self.spec(name).files:
+            for source in mf.sources:
+                if isinstance(source, ExportSource) and role in source.inputs:
+                    return self._resolve(name, source.inputs[role])
+        raise ModelError(f"model {name!r} is not exported from an input named {role!r}")
+
     def pull(self, name: str) -> list[Path]:
         """Resolve every file of model `name` (fetching what is missing); their verified paths."""
         spec = self.spec(name)
