@@ -30,26 +30,20 @@ from lookalike.index_manifest import IndexManifest, ModelRecord
 from lookalike.pipeline.embed import ImageEmbedder, l2_normalise
 from lookalike.store.base import Condition, Filter, PointRecord, Store, point_id, where
 from lookalike.store.filters import parse_where
-from lookalike.types import F32, Aggregation, IndexSummary, Item, ProductHit, Skipped
+from lookalike.types import (
+    F32,
+    RESERVED_PAYLOAD_KEYS,
+    Aggregation,
+    IndexSummary,
+    Item,
+    ProductHit,
+    Skipped,
+)
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called as work advances; total may be 0 when unknown."""
 
-# Payload keys the engine owns; catalogue fields never overwrite them (the catalogue loaders rename).
-INTERNAL_KEYS = frozenset(
-    {
-        "item_id",
-        "image",
-        "box",
-        "label",
-        "det_score",
-        "kind",
-        "content_hash",
-        "view_key",
-        "views",
-        "fields_hash",
-    }
-)
+INTERNAL_KEYS = RESERVED_PAYLOAD_KEYS
 _LOOKAHEAD_BATCHES = 4
 
 

@@ -12,6 +12,22 @@ from numpy.typing import NDArray
 F32 = NDArray[np.float32]
 """A float32 array. Embeddings are (N, D) and L2-normalised by `lookalike.pipeline.embed.l2_normalise`."""
 
+RESERVED_PAYLOAD_KEYS = frozenset(
+    {
+        "item_id",
+        "image",
+        "box",
+        "label",
+        "det_score",
+        "kind",
+        "content_hash",
+        "view_key",
+        "views",
+        "fields_hash",
+    }
+)
+"""Payload keys the engine owns. Catalogue loaders rename fields that collide with them."""
+
 Aggregation = Literal["views", "centroid"]
 """How views become one answer per item: the best view (`views`) or the mean of the views (`centroid`)."""
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from lookalike.api.console import errors_to_exit, stderr_console
+
 if TYPE_CHECKING:
     from lookalike.engine import Engine
 
@@ -40,24 +42,6 @@ MirrorOpt = Annotated[
     Path | None,
     typer.Option("--models-mirror", help="Folder of model files tried before cache and network."),
 ]
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """LookalikeError -> a red one-line message and its exit code; no traceback for users."""
-    from lookalike.errors import LookalikeError
-
-    try:
-        yield
-    except LookalikeError as exc:
-        _console().print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(exc.exit_code) from None
 
 
 def _engine(index: Path | None, embedder: str | None = None, mirror: Path | None = None) -> Engine:
@@ -93,7 +77,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=_console(), transient=False) as bar:
+    with Progress(*columns, console=stderr_console(), transient=False) as bar:
         tasks: dict[str, Any] = {}
 
         def update(stage: str, done: int, total: int) -> None:
@@ -118,7 +102,7 @@ def index(
     as_json: JsonOpt = False,
 ) -> None:
     """Index a catalogue. Incremental: only new or changed images are embedded; safe to rerun."""
-    with _errors():
+    with errors_to_exit():
         engine = _engine(index, embedder, models_mirror)
         with engine, _progress(not as_json) as progress:
             summary = engine.index(catalogue, sync=sync, progress=progress)
@@ -127,7 +111,7 @@ def index(
 
             print(json.dumps(asdict(summary), indent=2))
             return
-        con = _console()
+        con = stderr_console()
         con.print(
             f"[green]indexed[/green] {summary.items} items: {summary.images_embedded} images embedded, "
             f"{summary.images_unchanged} unchanged, {summary.items_removed} items removed, "
@@ -160,7 +144,7 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Find the products most like PHOTO: one result per product, best first."""
-    with _errors():
+    with errors_to_exit():
         with _engine(index, mirror=models_mirror) as engine:
             result = engine.search(photo, k=k, where=where, mode=mode)  # type: ignore[arg-type]
         if as_json:
@@ -208,7 +192,7 @@ def _print_hits(result: Any) -> None:
 @app.command()
 def stats(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """Items, views, models and size of an index."""
-    with _errors(), _engine(index) as engine:
+    with errors_to_exit(), _engine(index) as engine:
         info = engine.stats()
         if as_json:
             print(json.dumps(info, indent=2))
@@ -223,9 +207,9 @@ def delete(
     index: IndexOpt = None,
 ) -> None:
     """Remove items from the index."""
-    with _errors(), _engine(index) as engine:
+    with errors_to_exit(), _engine(index) as engine:
         engine.delete(item_ids)
-        _console().print(f"removed {len(item_ids)} item(s)")
+        stderr_console().print(f"removed {len(item_ids)} item(s)")
 
 
 @app.command(name="eval")
@@ -241,7 +225,7 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Recall@1/3/10 and mAP at item level, for both aggregation modes."""
-    with _errors():
+    with errors_to_exit():
         from lookalike.evaluate import run_evaluation
 
         with _engine(index, embedder, models_mirror) as engine, _progress(not as_json) as progress:
@@ -282,14 +266,14 @@ def sample(
     ] = None,
 ) -> None:
     """Prepare the sample catalogue (Grocery Store Dataset): catalogue.jsonl + queries.csv."""
-    with _errors():
+    with errors_to_exit():
         from lookalike.datasets import fetch_grocery, prepare_grocery
 
         if data_dir is None:
             with _progress(True) as progress:
                 data_dir = fetch_grocery(out / "GroceryStoreDataset", progress=progress)
         files = prepare_grocery(data_dir, out)
-        _console().print(
+        stderr_console().print(
             f"{files.items} products, {files.catalogue_images} catalogue photos -> {files.catalogue}; "
             f"{files.queries_count} query photos -> {files.queries}"
         )

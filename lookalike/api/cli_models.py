@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from lookalike.api.console import errors_to_exit, stderr_console
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -69,26 +71,6 @@ def _store(
     )
 
 
-def _stderr() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-@contextmanager
-def _errors_to_exit() -> Iterator[None]:
-    """LookalikeError -> red message on stderr and the error's exit code; anything else propagates."""
-    from lookalike.errors import LookalikeError
-
-    try:
-        yield
-    except LookalikeError as exc:
-        from rich.markup import escape
-
-        _stderr().print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(exc.exit_code) from None
-
-
 @contextmanager
 def _warnings_shown(console: Console) -> Iterator[None]:
     """Show the store's warnings (corrupt copies, failed sources) while a command runs."""
@@ -128,7 +110,7 @@ def list_models(
     offline: OfflineOpt = None,
 ) -> None:
     """List the catalogue's models and whether their files are present and verified."""
-    with _errors_to_exit():
+    with errors_to_exit():
         store = _store(mirror, cache_dir, offline)
         statuses = [store.status(name) for name in store.catalogue]
         if as_json:
@@ -169,7 +151,7 @@ def pull(
 
     console = Console(stderr=True)
     with (
-        _errors_to_exit(),
+        errors_to_exit(),
         _warnings_shown(console),
         Progress(
             TextColumn("{task.description}"),
@@ -206,8 +188,8 @@ def import_models(
     offline: OfflineOpt = None,
 ) -> None:
     """Copy the model files found in DIRECTORY into the cache, verifying each one."""
-    console = _stderr()
-    with _errors_to_exit(), _warnings_shown(console):
+    console = stderr_console()
+    with errors_to_exit(), _warnings_shown(console):
         store = _store(mirror, cache_dir, offline)
         done = store.import_dir(directory)
         if done:

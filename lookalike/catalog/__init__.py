@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lookalike.errors import CatalogueError
-from lookalike.types import Item, Skipped
+from lookalike.types import RESERVED_PAYLOAD_KEYS, Item, Skipped
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg",
@@ -44,20 +44,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 )
 """File suffixes (lower case) a folder catalogue picks up as images."""
 
-RESERVED_KEYS: frozenset[str] = frozenset(
-    {
-        "item_id",
-        "image",
-        "box",
-        "label",
-        "det_score",
-        "kind",
-        "content_hash",
-        "view_key",
-        "views",
-        "fields_hash",  # the engine's change detector for fields (engine.INTERNAL_KEYS)
-    }
-)
+RESERVED_KEYS: frozenset[str] = RESERVED_PAYLOAD_KEYS
 """Payload keys lookalike writes on every point; catalogue fields may not overwrite them."""
 
 RESERVED_PREFIX = "field_"
