@@ -398,8 +398,16 @@ def _summary_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def _miss_row(
-    result: QueryResult, thumbs: _Thumbs, item_images: Mapping[str, str], max_wrong: int
+    result: QueryResult,
+    thumbs: _Thumbs,
+    item_images: Mapping[str, str],
+    max_wrong: int,
+    item_titles: Mapping[str, str],
 ) -> str:
+    def label(item_id: str) -> str:
+        title = item_titles.get(item_id)
+        return f"{_e(item_id)} · {_e(title)}" if title else _e(item_id)
+
     right_id = result.query.item_id
     rank = result.rank
     query_cell = _figure(
@@ -410,7 +418,7 @@ def _miss_row(
         _figure(
             thumbs(image),
             image,
-            f"{_e(item_id)}<br><span class='muted'>{_percent(score):.1f} %</span>",
+            f"{label(item_id)}<br><span class='muted'>{_percent(score):.1f} %</span>",
             "wrong",
         )
         for item_id, score, image in wrong
@@ -427,7 +435,7 @@ def _miss_row(
     right_cell = _figure(
         thumbs(right_image),
         right_image or "",
-        f"{_e(right_id)}<br><span class='rank'>{_e(where)}</span>",
+        f"{label(right_id)}<br><span class='rank'>{_e(where)}</span>",
         "right",
     )
     return (
@@ -444,6 +452,7 @@ def write_report(
     item_images: Mapping[str, str],
     *,
     max_wrong: int = 3,
+    item_titles: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a self-contained HTML report of an evaluation to `dest_dir/index.html`; return its path.
 
@@ -451,6 +460,7 @@ def write_report(
     a summary table of those, then, per mode, one row per *missed* query (right item not first):
     the query photo, the first `max_wrong` wrong items (thumbnail, id, similarity %) and the right
     item (its image from `item_images`, its rank or "not in top N"). Hits are not listed.
+    Items are labelled "id · title" where `item_titles` has a title.
 
     Side effects: creates `dest_dir` and `dest_dir/thumbs/` (JPEG thumbnails, longest side
     `THUMB_SIZE` px) and overwrites `index.html`; other files there are left alone. The page uses
@@ -472,7 +482,9 @@ def write_report(
         if not misses:
             sections.append(f"<h2>{_e(heading)}</h2><p class='muted'>No misses.</p>")
             continue
-        rows = "".join(_miss_row(r, thumbs, item_images, max_wrong) for r in misses)
+        rows = "".join(
+            _miss_row(r, thumbs, item_images, max_wrong, item_titles or {}) for r in misses
+        )
         sections.append(
             f"<h2>{_e(heading)}</h2><table class='misses'><thead><tr><th>query</th>"
             f"<th>top wrong results</th><th>right item</th></tr></thead><tbody>{rows}</tbody></table>"

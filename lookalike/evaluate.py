@@ -63,9 +63,11 @@ def run_evaluation(
         metrics[mode] = evaluate(ranked_ids, [q.item_id for q in usable])
     report = None
     if report_dir is not None:
-        item_images = _item_images(engine)
+        item_images, item_titles = _item_info(engine)
         title = f"lookalike eval: {catalogue.name} / {queries.name}"
-        report = write_report(report_dir, results, metrics, title, item_images)
+        report = write_report(
+            report_dir, results, metrics, title, item_images, item_titles=item_titles
+        )
     return EvalOutcome(metrics, len(usable), summary.items, tuple(skipped), report, tuple(results))
 
 
@@ -93,11 +95,15 @@ def _decode_queries(engine: Engine, sources: Sequence[str]) -> tuple[dict[str, A
     return decoded, skipped
 
 
-def _item_images(engine: Engine) -> dict[str, str]:
-    """Each item's representative image (its centroid point's), for the report."""
+def _item_info(engine: Engine) -> tuple[dict[str, str], dict[str, str]]:
+    """Each item's representative image (its centroid point's) and title, for the report."""
     from lookalike.store.base import where
 
-    return {
-        rec.payload["item_id"]: rec.payload.get("image", "")
-        for rec in engine.store.scroll(where("kind", "centroid"), fields=["item_id", "image"])
-    }
+    images: dict[str, str] = {}
+    titles: dict[str, str] = {}
+    for rec in engine.store.scroll(where("kind", "centroid"), fields=["item_id", "image", "title"]):
+        item_id = rec.payload["item_id"]
+        images[item_id] = rec.payload.get("image", "")
+        if rec.payload.get("title"):
+            titles[item_id] = str(rec.payload["title"])
+    return images, titles
