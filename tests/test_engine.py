@@ -186,3 +186,24 @@ def test_delete_items(tmp_path: Path, settings: Settings) -> None:
         engine.delete(["p1"])
         assert engine.stats()["items"] == 2
         assert all(h.item_id != "p1" for h in engine.search(tmp_path / "img/p1_0.jpg", k=3).hits)
+
+
+def test_folder_catalogue_and_hostile_files(tmp_path: Path, settings: Settings) -> None:
+    """A folder catalogue (one sub-folder per item) with a decompression bomb and an odd format."""
+    from PIL import Image
+
+    root = tmp_path / "shop"
+    for i in range(3):
+        for j in range(2):
+            photo(root / f"sku{i}" / f"{j}.jpg", seed=i * 10 + j)
+    # 20000 x 20000 palette PNG: a few KB on disk, 400 Mpx once decoded.
+    Image.new("P", (20000, 20000)).save(root / "sku0" / "bomb.png", optimize=True)
+    (root / "sku1" / "doc.png").write_bytes(b"%PDF-1.4 not a png")
+    with _engine(settings) as engine:
+        summary = engine.index(root)
+        assert summary.items == 3 and summary.images_embedded == 6
+        reasons = {Path(s.source).name: s.reason for s in summary.skipped}
+        assert set(reasons) == {"bomb.png", "doc.png"}
+        assert "pixels" in reasons["bomb.png"] or "bomb" in reasons["bomb.png"]
+        hit = engine.search(root / "sku2" / "1.jpg", k=1).hits[0]
+        assert hit.item_id == "sku2" and hit.fields["title"] == "sku2"
