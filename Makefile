@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch==2.13.0 is the CPU build (a looser pin pulls GB of CUDA wheels); needed only to export models
-	$(PY) -m pip install -q -e ".[export,dev]"
+	$(PY) -m pip install -q -e ".[all]"
 	touch $@
 
 setup: $(VENV)/.installed ## create the virtual environment and install lookalike with its extras
