@@ -34,6 +34,7 @@ from lookalike.types import (
     F32,
     RESERVED_PAYLOAD_KEYS,
     Aggregation,
+    Box,
     IndexSummary,
     Item,
     ProductHit,
@@ -69,6 +70,20 @@ class _Loaded:
     image: Image.Image | None = None
     skipped: Skipped | None = None
     unchanged: bool = False
+
+
+def crop_box(image: Image.Image, box: Box | Sequence[float]) -> Image.Image:
+    """The region `box` of `image`, clipped to the image. QueryError when nothing is left."""
+    x1, y1, x2, y2 = box.as_list() if isinstance(box, Box) else [float(v) for v in box]
+    w, h = image.size
+    x1, x2 = sorted((max(0.0, min(w, x1)), max(0.0, min(w, x2))))
+    y1, y2 = sorted((max(0.0, min(h, y1)), max(0.0, min(h, y2))))
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        raise QueryError(
+            f"box {list(box) if not isinstance(box, Box) else box.as_list()} "
+            f"has no area inside the {w}x{h} photo"
+        )
+    return image.crop((round(x1), round(y1), round(x2), round(y2)))
 
 
 def _fields_hash(fields: Mapping[str, Any]) -> str:
@@ -483,8 +498,14 @@ class Engine:
         k: int = 5,
         where: str | Filter | None = None,
         mode: Aggregation | None = None,
+        box: Box | Sequence[float] | None = None,
+        exclude: Sequence[str] = (),
     ) -> SearchResult:
         """The `k` items most like the photo, one result per item, best first.
+
+        box: search with this region of the photo only (x1, y1, x2, y2 in pixels of the decoded,
+        EXIF-rotated photo); clipped to the photo; an empty region is a QueryError.
+        exclude: item ids left out of the results (e.g. the item a "more like this" started from).
 
         where: a filter expression (`category = 'Milk' and price < 100`) or a `Filter`; it is
         applied inside the vector search, so `k` results come back whenever `k` items match.
@@ -492,10 +513,12 @@ class Engine:
         _ = self.store  # no index: say so before any work on the photo
         t0 = time.perf_counter()
         image = self._decode_query(query)
+        if box is not None:
+            image = crop_box(image, box)
         t1 = time.perf_counter()
         vector = self.embed_query(image)
         t2 = time.perf_counter()
-        hits = self.search_vector(vector, k=k, where=where, mode=mode)
+        hits = self.search_vector(vector, k=k, where=where, mode=mode, exclude=exclude)
         t3 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1e3, "embed": (t2 - t1) * 1e3, "search": (t3 - t2) * 1e3}
         return SearchResult(tuple(hits), timings, mode or self.settings.mode)
@@ -523,11 +546,14 @@ class Engine:
         k: int = 5,
         where: str | Filter | None = None,
         mode: Aggregation | None = None,
+        exclude: Sequence[str] = (),
     ) -> list[ProductHit]:
         mode = mode or self.settings.mode
         if k < 1:
             raise QueryError("k must be at least 1")
         user = parse_where(where) if isinstance(where, str) or where is None else where
+        if exclude:
+            user = Filter((Condition("item_id", "not_in", tuple(exclude)),)) & user
         if mode == "views":
             flt = Filter((Condition("kind", "eq", "view"),)) & user
             hits = self.store.search_groups(vector, groups=k, flt=flt)
@@ -552,6 +578,38 @@ class Engine:
 
     # -- information ---------------------------------------------------------------------------
 
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        """An indexed item: its catalogue fields and the images of its views; None if unknown."""
+        views = list(self.store.scroll(Filter((Condition("item_id", "eq", item_id),))))
+        if not views:
+            return None
+        fields: dict[str, Any] = {}
+        images: list[str] = []
+        for rec in views:
+            if rec.payload.get("kind") == "view":
+                images.append(str(rec.payload.get("image", "")))
+            fields.update({k: v for k, v in rec.payload.items() if k not in INTERNAL_KEYS})
+        return {"item_id": item_id, "fields": fields, "images": sorted(set(images))}
+
+    def item_vector(self, item_id: str) -> F32:
+        """The item's centroid vector (mean of its views), for "more like this"."""
+        recs = self.store.retrieve([point_id(item_id, "centroid")], with_vectors=True)
+        if not recs:
+            raise QueryError(f"no item {item_id!r} in {self.index_dir}")
+        return recs[0].vectors["image"]
+
+    def facets(
+        self, field_name: str, *, where: str | Filter | None = None, limit: int = 20
+    ) -> dict[Any, int]:
+        """Value -> number of items with it, among items matching `where`."""
+        user = parse_where(where) if isinstance(where, str) or where is None else where
+        flt = Filter((Condition("kind", "eq", "centroid"),)) & user
+        return self.store.facet(field_name, flt, limit=limit)
+
+    def fields(self) -> dict[str, str]:
+        """Catalogue fields users can filter on: name -> kind (keyword, float, bool)."""
+        return {k: v for k, v in self.store.payload_schema().items() if k not in INTERNAL_KEYS}
+
     def stats(self) -> dict[str, Any]:
         """Items, views, models and size of the index."""
         store = self.store
@@ -565,4 +623,5 @@ class Engine:
             "dim": manifest.dim if manifest else None,
             "created": manifest.created if manifest else None,
             "disk_bytes": store.disk_bytes(),
+            "fields": self.fields(),
         }

@@ -207,3 +207,27 @@ def test_folder_catalogue_and_hostile_files(tmp_path: Path, settings: Settings) 
         assert "pixels" in reasons["bomb.png"] or "bomb" in reasons["bomb.png"]
         hit = engine.search(root / "sku2" / "1.jpg", k=1).hits[0]
         assert hit.item_id == "sku2" and hit.fields["title"] == "sku2"
+
+
+def test_box_exclude_item_facets_and_fields(tmp_path: Path, settings: Settings) -> None:
+    from PIL import Image
+
+    manifest = _catalogue(tmp_path)
+    with _engine(settings) as engine:
+        engine.index(manifest)
+        # A query photo with product p4's picture pasted in its right half: the box finds p4.
+        scene = Image.new("RGB", (128, 48), (0, 0, 0))
+        scene.paste(Image.open(tmp_path / "img/p4_0.jpg"), (64, 0))
+        hits = engine.search(scene, k=1, box=(64, 0, 128, 48), mode="views").hits
+        assert hits[0].item_id == "p4" and hits[0].score == pytest.approx(1.0, abs=1e-3)
+        with pytest.raises(QueryError):
+            engine.search(scene, box=(500, 500, 600, 600))
+        excluded = engine.search(tmp_path / "img/p4_0.jpg", k=3, exclude=["p4"]).hits
+        assert "p4" not in {h.item_id for h in excluded} and len(excluded) == 3
+        item = engine.item("p2")
+        assert item is not None and item["fields"]["title"] == "product 2"
+        assert len(item["images"]) == 3 and engine.item("nope") is None
+        assert engine.item_vector("p2").shape == (48,)
+        assert engine.facets("category") == {"Juice": 3, "Milk": 3}
+        assert engine.facets("category", where="price < 25") == {"Juice": 2, "Milk": 1}
+        assert engine.fields() == {"title": "keyword", "category": "keyword", "price": "float"}

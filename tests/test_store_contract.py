@@ -183,3 +183,11 @@ def test_point_id_is_deterministic() -> None:
     assert point_id("a", "b") == point_id("a", "b")
     assert point_id("a", "b") != point_id("a", "c")
     assert point_id("ab", "c") != point_id("a", "bc")
+
+
+def test_payload_schema(store: Store) -> None:
+    store.upsert(_points())
+    store.ensure_index("category", "keyword")
+    store.ensure_index("price", "float")
+    schema = store.payload_schema()
+    assert schema["category"] == "keyword" and schema["price"] == "float"

@@ -237,6 +237,12 @@ class EdgeStore:
         )
         return {_facet_value(h.value): int(h.count) for h in response.hits}
 
+    def payload_schema(self) -> dict[str, str]:
+        schema = self._shard.info().payload_schema
+        return {
+            name: str(info.data_type).rsplit(".", 1)[-1].lower() for name, info in schema.items()
+        }
+
     def disk_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
 

@@ -15,6 +15,7 @@ from lookalike.types import F32, Hit
 class MemoryStore:
     def __init__(self) -> None:
         self._points: dict[str, PointRecord] = {}
+        self._schema: dict[str, str] = {}
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
         for p in points:
@@ -111,7 +112,10 @@ class MemoryStore:
                 self._points[pid] = PointRecord(pid, p.vectors, {**p.payload, **payload})
 
     def ensure_index(self, field_name: str, kind: IndexKind) -> None:
-        return None  # exact scan: nothing to index
+        self._schema[field_name] = kind  # exact scan: nothing to build, but remember the kind
+
+    def payload_schema(self) -> dict[str, str]:
+        return dict(self._schema)
 
     def facet(self, field_name: str, flt: Filter | None = None, limit: int = 20) -> dict[Any, int]:
         counts: dict[Any, int] = {}
