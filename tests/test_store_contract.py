@@ -191,3 +191,27 @@ def test_payload_schema(store: Store) -> None:
     store.ensure_index("price", "float")
     schema = store.payload_schema()
     assert schema["category"] == "keyword" and schema["price"] == "float"
+
+
+def test_text_search_bm25(store: Store) -> None:
+    rng = np.random.default_rng(3)
+    texts = {
+        "granny": "Granny Smith apple green sour",
+        "golden": "Golden Delicious apple yellow sweet",
+        "milk": "Arla milk carton medium fat",
+        "juice": "Tropicana orange juice",
+    }
+    store.upsert(
+        [
+            PointRecord(point_id(k), {"image": _unit(rng)}, {"item_id": k, "text": t, "kind": "c"})
+            for k, t in texts.items()
+        ]
+    )
+    store.ensure_index("text", "text")
+    hits = store.text_search("text", "green apple", limit=10)
+    assert [h.item_id for h in hits] == ["granny", "golden"]  # both apples, the green one first
+    assert hits[0].score > hits[1].score > 0
+    assert [h.item_id for h in store.text_search("text", "apples", limit=10)] != []  # stemmed
+    assert store.text_search("text", "bicycle", limit=10) == []
+    only = store.text_search("text", "apple", limit=10, flt=where("item_id", "golden"))
+    assert [h.item_id for h in only] == ["golden"]

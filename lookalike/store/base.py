@@ -128,6 +128,15 @@ class Store(Protocol):
         """The best point of each of the `groups` best groups (one per distinct `group_by` value)."""
         ...
 
+    def text_search(
+        self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
+    ) -> list[Hit]:
+        """BM25 over the words of payload field `field_name` (a `text` index), best first.
+
+        Words are lower-cased and stemmed (English); points without any query word are not returned.
+        """
+        ...
+
     def count(self, flt: Filter | None = None) -> int: ...
 
     def scroll(

@@ -111,13 +111,21 @@ class EdgeStore:
         if field_name in self._indexed:
             return
         qe = _qe()
-        schema = {
+        schema: Any = {
             "keyword": qe.PayloadSchemaType.Keyword,
             "integer": qe.PayloadSchemaType.Integer,
             "float": qe.PayloadSchemaType.Float,
-            "text": qe.PayloadSchemaType.Text,
             "bool": qe.PayloadSchemaType.Bool,
-        }[kind]
+        }.get(kind)
+        if kind == "text":
+            # Words, lower-cased, English stemming ("apples" finds "apple"), with the term
+            # statistics BM25 scoring needs.
+            schema = qe.TextIndexParams(
+                tokenizer=qe.TokenizerType.Word,
+                lowercase=True,
+                stemmer=qe.SnowballParams(qe.SnowballLanguage.English),
+                scoring=True,
+            )
         self._shard.update(qe.UpdateOperation.create_field_index(field_name, schema))
         self._indexed.add(field_name)
 
@@ -186,6 +194,27 @@ class EdgeStore:
                 payloads[_pid(p.id)],
             )
             for p in winners
+        ]
+
+    def text_search(
+        self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
+    ) -> list[Hit]:
+        qe = _qe()
+        self.ensure_index(field_name, "text")
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.TextQuery(field_name, query),
+            filter=self._filter(flt),
+            with_payload=True,
+        )
+        return [
+            Hit(
+                _pid(p.id),
+                float(p.score),
+                str((p.payload or {}).get("item_id", "")),
+                p.payload or {},
+            )
+            for p in self._shard.query(request)
         ]
 
     def count(self, flt: Filter | None = None) -> int:

@@ -3,6 +3,8 @@ and a fast fake for unit tests. Not persisted."""
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -78,6 +80,32 @@ class MemoryStore:
                 break
         return out
 
+    def text_search(
+        self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
+    ) -> list[Hit]:
+        docs = [
+            (p, _words(str(p.payload.get(field_name, ""))))
+            for p in self._points.values()
+            if field_name in p.payload and (flt is None or flt.matches(p.payload))
+        ]
+        terms = set(_words(query))
+        if not docs or not terms:
+            return []
+        avg_len = sum(len(w) for _, w in docs) / len(docs)
+        df = {t: sum(1 for _, w in docs if t in w) for t in terms}
+        scored = []
+        for p, words in docs:
+            score = 0.0
+            for t in terms:
+                tf = words.count(t)
+                if tf:
+                    idf = math.log(1 + (len(docs) - df[t] + 0.5) / (df[t] + 0.5))
+                    score += idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len(words) / avg_len))
+            if score > 0:
+                scored.append((score, p))
+        scored.sort(key=lambda sp: -sp[0])
+        return [self._hit(sc, p) for sc, p in scored[:limit]]
+
     def count(self, flt: Filter | None = None) -> int:
         return sum(1 for p in self._points.values() if flt is None or flt.matches(p.payload))
 
@@ -135,3 +163,15 @@ class MemoryStore:
 
     def close(self) -> None:
         return None
+
+
+def _words(text: str) -> list[str]:
+    """Lower-cased words with a crude English plural stemmer: the reference, not a linguist."""
+    out = []
+    for w in re.findall(r"[\w]+", text.lower()):
+        if len(w) > 3 and w.endswith("es") and w[-3] in "sxz":
+            w = w[:-2]
+        elif len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+            w = w[:-1]
+        out.append(w)
+    return out
