@@ -39,4 +39,12 @@ class Settings(BaseSettings):
         description="Default aggregation: mean of an item's views measured better on grocery "
         "(docs/quality.md); `views` ranks by each item's best single view.",
     )
+    attributes: bool = Field(
+        default=True,
+        description="Compute named colours and ImageNet classes of each photo at indexing time.",
+    )
+    text_fields: tuple[str, ...] = Field(
+        default=("title", "name", "description", "category", "brand", "colour", "color", "tags"),
+        description="Catalogue fields whose words text queries match (with the attributes).",
+    )
     offline: bool = Field(default=False, description="Never touch the network for models.")

@@ -10,6 +10,7 @@ Index folder layout:
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -44,7 +45,8 @@ from lookalike.types import (
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called as work advances; total may be 0 when unknown."""
 
-INTERNAL_KEYS = RESERVED_PAYLOAD_KEYS
+# Engine-owned keys hidden from results; the automatic attributes stay visible (and facetable).
+INTERNAL_KEYS = RESERVED_PAYLOAD_KEYS - {"colours", "classes"}
 _LOOKAHEAD_BATCHES = 4
 
 
@@ -55,6 +57,8 @@ class SearchResult:
     hits: tuple[ProductHit, ...]
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     mode: Aggregation = "centroid"
+    score: str = "cosine"
+    """What `ProductHit.score` is: `cosine` similarity, `bm25` text score, or `rrf` fused rank score."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,38 @@ class _Loaded:
     image: Image.Image | None = None
     skipped: Skipped | None = None
     unchanged: bool = False
+    colours: tuple[str, ...] = ()
+
+
+SEARCH_TEXT = "search_text"
+"""Centroid payload field holding an item's words, BM25-indexed for text queries."""
+FUSION_DEPTH = 50
+"""How many results of each ranking go into a fusion."""
+RRF_K = 60
+"""Reciprocal rank fusion constant (Cormack et al. 2009): rank r contributes 1 / (RRF_K + r)."""
+
+
+def _consensus(lists: Sequence[Sequence[str]], *, top: int = 3) -> list[str]:
+    """Values found in at least a third of an item's views, most frequent first (at least one)."""
+    counts: dict[str, int] = {}
+    for values in lists:
+        for v in dict.fromkeys(values):
+            counts[v] = counts.get(v, 0) + 1
+    ranked = sorted(counts, key=lambda v: (-counts[v], v))
+    kept = [v for v in ranked if counts[v] * 3 >= len(lists)]
+    return (kept or ranked[:1])[:top]
+
+
+def _rrf(rankings: Sequence[Sequence[ProductHit]], k: int) -> list[ProductHit]:
+    """Reciprocal rank fusion of rankings of items: score = sum over rankings of 1/(RRF_K + rank)."""
+    scores: dict[str, float] = {}
+    first: dict[str, ProductHit] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, start=1):
+            scores[hit.item_id] = scores.get(hit.item_id, 0.0) + 1.0 / (RRF_K + rank)
+            first.setdefault(hit.item_id, hit)
+    order = sorted(scores, key=lambda i: -scores[i])[:k]
+    return [dataclasses.replace(first[i], score=scores[i]) for i in order]
 
 
 def crop_box(image: Image.Image, box: Box | Sequence[float]) -> Image.Image:
@@ -258,9 +294,12 @@ class Engine:
                     unchanged += loaded.unchanged
                 todo = [b for b in batch if b.image is not None]
                 if todo:
-                    vectors = self.embedder.embed_images([b.image for b in todo])  # type: ignore[misc]
+                    vectors, classes = self._embed_for_index([b.image for b in todo])  # type: ignore[misc]
                     store.upsert(
-                        [self._view_point(b, v) for b, v in zip(todo, vectors, strict=True)]
+                        [
+                            self._view_point(b, v, c)
+                            for b, v, c in zip(todo, vectors, classes, strict=True)
+                        ]
                     )
                     embedded += len(todo)
                     written += len(todo)
@@ -298,6 +337,7 @@ class Engine:
         self, tasks: Sequence[_Task], existing: Mapping[tuple[str, str], tuple[str, str, str]]
     ) -> Iterator[_Loaded]:
         """Read, hash and decode on worker threads, in order, a bounded number ahead of inference."""
+        from lookalike.pipeline.attributes import dominant_colours
         from lookalike.pipeline.decode import DecodeLimits, content_hash, decode_image, read_source
 
         limits = DecodeLimits(
@@ -311,7 +351,9 @@ class Engine:
                 prev = existing.get((task.item.id, task.image))
                 if prev is not None and prev[1] == sha:
                     return _Loaded(task, sha, unchanged=True)
-                return _Loaded(task, sha, image=decode_image(data, task.image, limits))
+                image = decode_image(data, task.image, limits)
+                colours = tuple(dominant_colours(image)) if self.settings.attributes else ()
+                return _Loaded(task, sha, image=image, colours=colours)
             except DecodeError as exc:
                 return _Loaded(task, skipped=Skipped(task.image, str(exc)))
             except OSError as exc:
@@ -344,7 +386,18 @@ class Engine:
         fields = {k: v for k, v in item.fields.items() if k not in INTERNAL_KEYS}
         return {**fields, "item_id": item.id, "fields_hash": _fields_hash(item.fields)}
 
-    def _view_point(self, loaded: _Loaded, vector: F32) -> PointRecord:
+    def _embed_for_index(self, images: list[Image.Image]) -> tuple[F32, list[list[str]]]:
+        """Vectors, and each image's ImageNet class names when the embedder has a classifier head
+        (same forward pass, so the attribute is free)."""
+        from lookalike.pipeline.attributes import imagenet_class_names
+
+        with_classes = getattr(self.embedder, "embed_images_with_classes", None)
+        if with_classes is None or not self.settings.attributes:
+            return self.embedder.embed_images(images), [[] for _ in images]
+        vectors, tops = with_classes(images)
+        return vectors, [imagenet_class_names(t) for t in tops]
+
+    def _view_point(self, loaded: _Loaded, vector: F32, classes: Sequence[str] = ()) -> PointRecord:
         item, image = loaded.task.item, loaded.task.image
         assert loaded.image is not None
         w, h = loaded.image.size
@@ -357,6 +410,8 @@ class Engine:
             "box": [0.0, 0.0, float(w), float(h)],
             "label": None,
             "det_score": None,
+            "colours": list(loaded.colours),
+            "classes": list(classes),
         }
         return PointRecord(point_id(item.id, image, "full"), {"image": vector}, payload)
 
@@ -407,10 +462,14 @@ class Engine:
         Computed from what is in the store (not from this run's work), so it also repairs centroids
         left stale by a run that was killed before reaching this step.
         """
-        views: dict[str, list[tuple[str, str]]] = {}
-        for rec in store.scroll(where("kind", "view"), fields=["item_id", "content_hash"]):
-            views.setdefault(rec.payload["item_id"], []).append(
-                (rec.id, rec.payload["content_hash"])
+        views: dict[str, list[tuple[str, str, str]]] = {}
+        for rec in store.scroll(
+            where("kind", "view"), fields=["item_id", "content_hash", "fields_hash"]
+        ):
+            p = rec.payload
+            # The fields hash is part of the signature: changed metadata rebuilds the search text.
+            views.setdefault(p["item_id"], []).append(
+                (rec.id, p["content_hash"], p.get("fields_hash", ""))
             )
         signatures = {
             item_id: hashlib.sha256(repr(sorted(v)).encode()).hexdigest()[:16]
@@ -449,7 +508,13 @@ class Engine:
                     for k, v in first.payload.items()
                     if k not in ("box", "label", "det_score", "content_hash", "view_key")
                 }
-                payload.update(kind="centroid", views=signatures[item_id])
+                payload.update(
+                    kind="centroid",
+                    views=signatures[item_id],
+                    colours=_consensus([r.payload.get("colours") or [] for r in recs_]),
+                    classes=_consensus([r.payload.get("classes") or [] for r in recs_]),
+                )
+                payload["search_text"] = self._search_text(payload)
                 points.append(
                     PointRecord(
                         point_id(item_id, "centroid"),
@@ -459,9 +524,23 @@ class Engine:
                 )
             store.upsert(points)
 
+    def _search_text(self, payload: Mapping[str, Any]) -> str:
+        """The words text queries match for an item: its catalogue text fields and attributes."""
+        parts: list[str] = []
+        for name in (*self.settings.text_fields, "colours", "classes"):
+            value = payload.get(name)
+            if isinstance(value, list):
+                parts.extend(str(v) for v in value)
+            elif value not in (None, ""):
+                parts.append(str(value))
+        return " ".join(parts)
+
     @staticmethod
     def _ensure_indexes(store: Store, items: Sequence[Item]) -> None:
         store.ensure_index("item_id", "keyword")
+        store.ensure_index("colours", "keyword")
+        store.ensure_index("classes", "keyword")
+        store.ensure_index(SEARCH_TEXT, "text")
         store.ensure_index("kind", "keyword")
         kinds: dict[str, str] = {}
         for item in items[:1000]:  # field types are a catalogue-wide property: a sample suffices
@@ -500,12 +579,15 @@ class Engine:
         mode: Aggregation | None = None,
         box: Box | Sequence[float] | None = None,
         exclude: Sequence[str] = (),
+        text: str | None = None,
     ) -> SearchResult:
         """The `k` items most like the photo, one result per item, best first.
 
         box: search with this region of the photo only (x1, y1, x2, y2 in pixels of the decoded,
         EXIF-rotated photo); clipped to the photo; an empty region is a QueryError.
         exclude: item ids left out of the results (e.g. the item a "more like this" started from).
+        text: words to combine with the photo ("this, but in red"): the image ranking and the text
+        ranking (`search_text`) are fused by reciprocal rank fusion.
 
         where: a filter expression (`category = 'Milk' and price < 100`) or a `Filter`; it is
         applied inside the vector search, so `k` results come back whenever `k` items match.
@@ -518,9 +600,70 @@ class Engine:
         t1 = time.perf_counter()
         vector = self.embed_query(image)
         t2 = time.perf_counter()
-        hits = self.search_vector(vector, k=k, where=where, mode=mode, exclude=exclude)
+        if text:
+            depth = max(k, FUSION_DEPTH)
+            image_hits = self.search_vector(
+                vector, k=depth, where=where, mode=mode, exclude=exclude
+            )
+            text_hits = self._text_hits(text, depth, where, exclude)
+            hits = _rrf([image_hits, text_hits], k)
+        else:
+            hits = self.search_vector(vector, k=k, where=where, mode=mode, exclude=exclude)
         t3 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1e3, "embed": (t2 - t1) * 1e3, "search": (t3 - t2) * 1e3}
+        return SearchResult(
+            tuple(hits), timings, mode or self.settings.mode, "rrf" if text else "cosine"
+        )
+
+    def search_text(
+        self,
+        text: str,
+        *,
+        k: int = 5,
+        where: str | Filter | None = None,
+        exclude: Sequence[str] = (),
+    ) -> SearchResult:
+        """Items matching words: BM25 over each item's catalogue words and automatic attributes;
+        with a CLIP-family embedder also its text tower, the two rankings fused (RRF)."""
+        if not text.strip():
+            raise QueryError("empty text query")
+        t0 = time.perf_counter()
+        depth = max(k, FUSION_DEPTH)
+        words = self._text_hits(text, depth, where, exclude)
+        embed_texts = getattr(self.embedder, "embed_texts", None)
+        if embed_texts is None:
+            hits, kind = words[:k], "bm25"
+        else:
+            vector = embed_texts([text])[0]
+            semantic = self.search_vector(vector, k=depth, where=where, exclude=exclude)
+            hits, kind = _rrf([semantic, words], k), "rrf"
+        timings = {"search": (time.perf_counter() - t0) * 1e3}
+        return SearchResult(tuple(hits), timings, "centroid", kind)
+
+    def _text_hits(
+        self, text: str, limit: int, where: str | Filter | None, exclude: Sequence[str]
+    ) -> list[ProductHit]:
+        user = parse_where(where) if isinstance(where, str) or where is None else where
+        flt = Filter((Condition("kind", "eq", "centroid"),)) & user
+        if exclude:
+            flt = flt & Filter((Condition("item_id", "not_in", tuple(exclude)),))
+        hits = self.store.text_search(SEARCH_TEXT, text, limit=limit, flt=flt)
+        return [self._product_hit(h.item_id, h.score, h.payload) for h in hits]
+
+    def similar(
+        self,
+        item_id: str,
+        *,
+        k: int = 5,
+        where: str | Filter | None = None,
+        mode: Aggregation | None = None,
+    ) -> SearchResult:
+        """More like this: items nearest to an indexed item's centroid, the item itself excluded."""
+        t0 = time.perf_counter()
+        hits = self.search_vector(
+            self.item_vector(item_id), k=k, where=where, mode=mode, exclude=[item_id]
+        )
+        timings = {"search": (time.perf_counter() - t0) * 1e3}
         return SearchResult(tuple(hits), timings, mode or self.settings.mode)
 
     def _decode_query(self, query: Path | str | bytes | Image.Image) -> Image.Image:

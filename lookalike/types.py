@@ -24,6 +24,9 @@ RESERVED_PAYLOAD_KEYS = frozenset(
         "view_key",
         "views",
         "fields_hash",
+        "search_text",
+        "colours",
+        "classes",
     }
 )
 """Payload keys the engine owns. Catalogue loaders rename fields that collide with them."""

@@ -230,4 +230,32 @@ def test_box_exclude_item_facets_and_fields(tmp_path: Path, settings: Settings) 
         assert engine.item_vector("p2").shape == (48,)
         assert engine.facets("category") == {"Juice": 3, "Milk": 3}
         assert engine.facets("category", where="price < 25") == {"Juice": 2, "Milk": 1}
-        assert engine.fields() == {"title": "keyword", "category": "keyword", "price": "float"}
+        assert engine.fields() == {
+            "title": "keyword",
+            "category": "keyword",
+            "price": "float",
+            "colours": "keyword",
+            "classes": "keyword",
+        }
+
+
+def test_text_search_image_plus_text_and_similar(tmp_path: Path, settings: Settings) -> None:
+    manifest = _catalogue(tmp_path)
+    rows = _rows(manifest)
+    rows[3]["description"] = "a crunchy green apple"
+    rows[4]["description"] = "semi-skimmed milk in a carton"
+    _write(manifest, rows)
+    with _engine(settings) as engine:
+        engine.index(manifest)
+        result = engine.search_text("green apples", k=3)
+        assert result.score == "bm25" and result.hits[0].item_id == "p3"
+        assert engine.search_text("carton", k=3, where="category = 'Juice'").hits[0].item_id == "p4"
+        with pytest.raises(QueryError):
+            engine.search_text("  ")
+        # Photo of p0 + the words of p3: both rankings count, so both items lead the fusion.
+        fused = engine.search(tmp_path / "img/p0_0.jpg", k=2, text="crunchy apple", mode="views")
+        assert fused.score == "rrf" and {h.item_id for h in fused.hits} == {"p0", "p3"}
+        similar = engine.similar("p2", k=3)
+        assert "p2" not in {h.item_id for h in similar.hits} and len(similar.hits) == 3
+        centroid = engine.item("p1")
+        assert centroid is not None and centroid["fields"]["colours"]  # automatic attribute

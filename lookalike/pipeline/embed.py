@@ -84,14 +84,23 @@ class OnnxImageEmbedder:
         self, images: Sequence[Image.Image], top: int = 5
     ) -> list[list[tuple[int, float]]]:
         """ImageNet top classes (index, probability) per image, for models exported with logits."""
+        return self.embed_images_with_classes(images, top=top)[1]
+
+    def embed_images_with_classes(
+        self, images: Sequence[Image.Image], top: int = 5
+    ) -> tuple[F32, list[list[tuple[int, float]]]]:
+        """Vectors and ImageNet top classes from one forward pass (models exported with logits)."""
         if not self._has_logits:
             raise ValueError(f"{self.name} has no logits output")
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32), []
         batch = to_tensor(images, self.preprocess)
-        (logits,) = self._session.run(["logits"], {self._input: batch})
+        features, logits = self._session.run([self.output, "logits"], {self._input: batch})
         logits = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         order = np.argsort(-probs, axis=1)[:, :top]
-        return [[(int(c), float(p[c])) for c in row] for row, p in zip(order, probs, strict=True)]
+        tops = [[(int(c), float(p[c])) for c in row] for row, p in zip(order, probs, strict=True)]
+        return l2_normalise(features), tops
 
 
 def load_embedder(spec: Any, model_dir: Path, *, threads: int = 0) -> ImageEmbedder:
