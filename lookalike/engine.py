@@ -690,11 +690,18 @@ class Engine:
         where: str | Filter | None = None,
         mode: Aggregation | None = None,
         exclude: Sequence[str] = (),
+        route: str | None = None,
     ) -> list[ProductHit]:
+        """Items nearest to `vector`. `route`: a catalogue field (e.g. `category`): first predict
+        the query's value of it from its nearest views, then search only items that have it."""
         mode = mode or self.settings.mode
         if k < 1:
             raise QueryError("k must be at least 1")
         user = parse_where(where) if isinstance(where, str) or where is None else where
+        if route:
+            predicted = self.predict_field(vector, route, where=user)
+            if predicted is not None:
+                user = Filter((Condition(route, "eq", predicted),)) & user
         if exclude:
             user = Filter((Condition("item_id", "not_in", tuple(exclude)),)) & user
         if mode == "views":
@@ -706,6 +713,19 @@ class Engine:
         else:
             raise QueryError(f"unknown mode {mode!r}; use 'views' or 'centroid'")
         return [self._product_hit(h.item_id, h.score, h.payload) for h in hits]
+
+    def predict_field(
+        self, vector: F32, field_name: str, *, where: Filter | None = None, neighbours: int = 15
+    ) -> Any:
+        """The value of `field_name` most supported by the `neighbours` nearest views (votes
+        weighted by similarity); None when no neighbour has the field."""
+        flt = Filter((Condition("kind", "eq", "view"),)) & where
+        votes: dict[Any, float] = {}
+        for hit in self.store.search(vector, limit=neighbours, flt=flt):
+            value = hit.payload.get(field_name)
+            if value is not None and not isinstance(value, list):
+                votes[value] = votes.get(value, 0.0) + max(hit.score, 0.0)
+        return max(votes, key=lambda v: votes[v]) if votes else None
 
     @staticmethod
     def _product_hit(item_id: str, score: float, payload: Mapping[str, Any]) -> ProductHit:

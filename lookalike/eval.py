@@ -11,8 +11,6 @@ and `write_report` are the only functions that touch the file system.
 from __future__ import annotations
 
 import csv
-import hashlib
-import html
 import io
 import json
 import os
@@ -23,17 +21,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lookalike.errors import CatalogueError
+from lookalike.html_report import Thumbs, figure, write_page
+from lookalike.html_report import escape as _e
 from lookalike.types import ProductHit
 
 if TYPE_CHECKING:
-    from PIL import Image
+    pass
 
 Relevant = str | AbstractSet[str]
 """The relevant item(s) of one query: one item id, or a set of ids that all count as correct."""
 
 DEFAULT_KS: tuple[int, ...] = (1, 3, 10)
 
-THUMB_SIZE = 160
 """Longest side of a report thumbnail, in pixels."""
 
 # ---------------------------------------------------------------------------------------------
@@ -279,96 +278,6 @@ def _percent(score: float) -> float:
     return ProductHit(item_id="", score=score, image="", fields={}).similarity_percent
 
 
-def _open_rgb(source: str) -> Image.Image:
-    from PIL import Image, ImageOps
-
-    with Image.open(source) as image:
-        # draft() lets the JPEG decoder scale down by up to 8x while decoding: far less work for
-        # a 160 px thumbnail of a 12 MP photo. No-op for other formats.
-        image.draft("RGB", (THUMB_SIZE * 2, THUMB_SIZE * 2))
-        image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "PA") or (
-            image.mode == "P" and "transparency" in image.info
-        ):
-            # JPEG has no alpha: flatten cut-outs onto white rather than the black convert() gives.
-            rgba = image.convert("RGBA")
-            flat = Image.new("RGB", rgba.size, (255, 255, 255))
-            flat.paste(rgba, mask=rgba.getchannel("A"))
-            return flat
-        return image.convert("RGB")
-
-
-class _Thumbs:
-    """Makes each source image's thumbnail once, under `thumbs/`, and answers its relative URL."""
-
-    def __init__(self, dest_dir: Path) -> None:
-        self.folder = dest_dir / "thumbs"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._done: dict[str, str | None] = {}
-
-    def __call__(self, source: str | None) -> str | None:
-        """Relative `thumbs/<name>.jpg` for `source`, or None when it cannot be read."""
-        if not source:
-            return None
-        if source not in self._done:
-            self._done[source] = self._make(source)
-        return self._done[source]
-
-    def _make(self, source: str) -> str | None:
-        # The report never goes to the network: a URL gets a placeholder, not a fetch.
-        if _is_url(source):
-            return None
-        name = hashlib.sha1(source.encode("utf-8")).hexdigest()[:20] + ".jpg"
-        try:
-            image = _open_rgb(source)
-            image.thumbnail((THUMB_SIZE, THUMB_SIZE))
-            image.save(self.folder / name, "JPEG", quality=80, optimize=True)
-        except Exception:  # any undecodable file (or decompression bomb) gets a placeholder
-            return None
-        return f"thumbs/{name}"
-
-
-_CSS = """
-:root { --fg: #1f2328; --muted: #656d76; --line: #d0d7de; --bg: #f6f8fa;
-        --ok: #1a7f37; --bad: #cf222e; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-       color: var(--fg); margin: 2rem auto; max-width: 1200px; padding: 0 1rem; }
-h1 { font-size: 1.6rem; margin: 0 0 1rem; }
-h2 { font-size: 1.2rem; margin: 2rem 0 .5rem; border-bottom: 1px solid var(--line);
-     padding-bottom: .3rem; }
-table { border-collapse: collapse; }
-th, td { border: 1px solid var(--line); padding: .4rem .6rem; vertical-align: top; }
-th { background: var(--bg); text-align: left; }
-table.summary td.num { text-align: right; font-variant-numeric: tabular-nums; }
-table.misses { width: 100%; }
-.cards { display: flex; gap: .75rem; flex-wrap: wrap; }
-figure { margin: 0; width: 168px; }
-figure img, .ph { display: block; width: 160px; height: 160px; object-fit: contain;
-                  background: var(--bg); border: 1px solid var(--line); border-radius: 4px; }
-.ph { display: flex; align-items: center; justify-content: center; color: var(--muted);
-      font-size: 12px; text-align: center; padding: .5rem; }
-figcaption { font-size: 12px; margin-top: .25rem; overflow-wrap: anywhere; }
-figure.wrong img, figure.wrong .ph { border: 2px solid var(--bad); }
-figure.right img, figure.right .ph { border: 2px solid var(--ok); }
-.muted { color: var(--muted); }
-.rank { font-weight: 600; }
-"""
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _figure(thumb: str | None, source: str, caption: str, css_class: str = "") -> str:
-    cls = f' class="{css_class}"' if css_class else ""
-    if thumb is None:
-        picture = f'<div class="ph" title="{_e(source)}">image unavailable</div>'
-    else:
-        picture = f'<img src="{_e(thumb)}" alt="" title="{_e(source)}" loading="lazy">'
-    return f"<figure{cls}>{picture}<figcaption>{caption}</figcaption></figure>"
-
-
 def _format_metric(value: float) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -399,7 +308,7 @@ def _summary_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
 
 def _miss_row(
     result: QueryResult,
-    thumbs: _Thumbs,
+    thumbs: Thumbs,
     item_images: Mapping[str, str],
     max_wrong: int,
     item_titles: Mapping[str, str],
@@ -410,12 +319,12 @@ def _miss_row(
 
     right_id = result.query.item_id
     rank = result.rank
-    query_cell = _figure(
+    query_cell = figure(
         thumbs(result.query.image), result.query.image, _e(Path(result.query.image).name)
     )
     wrong = [entry for entry in result.ranked if entry[0] != right_id][:max_wrong]
     wrong_cells = "".join(
-        _figure(
+        figure(
             thumbs(image),
             image,
             f"{label(item_id)}<br><span class='muted'>{_percent(score):.1f} %</span>",
@@ -432,7 +341,7 @@ def _miss_row(
         where = f"not in top {len(result.ranked)}"
     else:
         where = f"rank {rank} · {_percent(result.ranked[rank - 1][1]):.1f} %"
-    right_cell = _figure(
+    right_cell = figure(
         thumbs(right_image),
         right_image or "",
         f"{label(right_id)}<br><span class='rank'>{_e(where)}</span>",
@@ -469,7 +378,7 @@ def write_report(
     """
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    thumbs = _Thumbs(dest_dir)
+    thumbs = Thumbs(dest_dir)
 
     by_mode: dict[str, list[QueryResult]] = {}
     for result in results:
@@ -490,16 +399,5 @@ def write_report(
             f"<th>top wrong results</th><th>right item</th></tr></thead><tbody>{rows}</tbody></table>"
         )
 
-    page = (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{_e(title)}</h1><h2>Summary</h2>{_summary_table(metrics)}"
-        f"{''.join(sections)}</body></html>\n"
-    )
-    out = dest_dir / "index.html"
-    # Write then rename, so a reader (or a crash) never sees half a page.
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    body = f"<h2>Summary</h2>{_summary_table(metrics)}{''.join(sections)}"
+    return write_page(dest_dir / "index.html", title, body)

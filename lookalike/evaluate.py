@@ -36,6 +36,7 @@ def run_evaluation(
     report_dir: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     modes: Sequence[Aggregation] = MODES,
+    route: str | None = None,
 ) -> EvalOutcome:
     from lookalike.eval import QueryResult, evaluate, load_queries, write_report
 
@@ -55,7 +56,7 @@ def run_evaluation(
     for mode in modes:
         ranked_ids: list[list[str]] = []
         for q, vec in zip(usable, vectors, strict=True):
-            hits = engine.search_vector(vec, k=RANK_DEPTH, mode=mode)
+            hits = engine.search_vector(vec, k=RANK_DEPTH, mode=mode, route=route)
             ranked_ids.append([h.item_id for h in hits])
             results.append(
                 QueryResult(q, mode, tuple((h.item_id, h.score, h.image) for h in hits[:10]))

@@ -10,7 +10,6 @@ from PIL import Image
 
 from lookalike.errors import CatalogueError
 from lookalike.eval import (
-    THUMB_SIZE,
     Query,
     QueryResult,
     average_precision,
@@ -21,6 +20,7 @@ from lookalike.eval import (
     recall_at_k,
     write_report,
 )
+from lookalike.html_report import THUMB_SIZE
 
 # ---------------------------------------------------------------------------------------------
 # rank_of

@@ -29,13 +29,13 @@ app = typer.Typer(
 
 IndexOpt = Annotated[
     Path | None,
-    typer.Option("--index", help="Index folder [default: $LOOKALIKE_INDEX or ./lookalike-index]."),
+    typer.Option("--index", help="Index folder (default: $LOOKALIKE_INDEX or ./lookalike-index)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 EmbedderOpt = Annotated[
     str | None,
     typer.Option(
-        "--embedder", help="Image embedder (see `lookalike models list`) [default: the index's]."
+        "--embedder", help="Image embedder (see `lookalike models list`) (default: the index's)."
     ),
 ]
 MirrorOpt = Annotated[
@@ -123,45 +123,131 @@ def index(
             con.print(f"  ... and {len(summary.skipped) - 50} more (use --json for all)")
 
 
+WhereOpt = Annotated[
+    str | None,
+    typer.Option("--where", help="Filter, e.g. \"category = 'Milk' and price < 100\"."),
+]
+ModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mode",
+        help="centroid (mean of an item's views) or views (its best view) "
+        "(default: $LOOKALIKE_MODE or centroid).",
+    ),
+]
+KOpt = Annotated[int, typer.Option("-k", "--k", help="Number of products to return.")]
+
+
 @app.command()
 def search(
-    photo: Annotated[str, typer.Argument(help="Query photo: a path or an http(s) URL.")],
-    k: Annotated[int, typer.Option("-k", "--k", help="Number of products to return.")] = 5,
-    where: Annotated[
-        str | None,
-        typer.Option("--where", help="Filter, e.g. \"category = 'Milk' and price < 100\"."),
+    photo: Annotated[
+        str | None, typer.Argument(help="Query photo: a path or an http(s) URL.")
     ] = None,
-    mode: Annotated[
+    text: Annotated[
         str | None,
-        typer.Option(
-            "--mode",
-            help="centroid (mean of an item's views) or views (its best view) "
-            "[default: $LOOKALIKE_MODE or centroid].",
-        ),
+        typer.Option("--text", help='Words: alone, or with PHOTO ("this, but in red").'),
+    ] = None,
+    k: KOpt = 5,
+    where: WhereOpt = None,
+    mode: ModeOpt = None,
+    box: Annotated[
+        str | None, typer.Option("--box", help="Search with this region: x1,y1,x2,y2 in pixels.")
     ] = None,
     index: IndexOpt = None,
     models_mirror: MirrorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find the products most like PHOTO: one result per product, best first."""
+    """Find the products most like PHOTO (and/or matching --text): one result per product."""
     with errors_to_exit():
+        from lookalike.errors import QueryError
+
+        if photo is None and not text:
+            raise QueryError("give a PHOTO, --text WORDS, or both")
+        region = _parse_box(box) if box else None
         with _engine(index, mirror=models_mirror) as engine:
-            result = engine.search(photo, k=k, where=where, mode=mode)  # type: ignore[arg-type]
-        if as_json:
-            print(json.dumps(_result_json(result), indent=2, default=str))
-            return
+            if photo is None:
+                result = engine.search_text(text or "", k=k, where=where)
+            else:
+                result = engine.search(
+                    photo,
+                    k=k,
+                    where=where,
+                    mode=mode,
+                    box=region,
+                    text=text,  # type: ignore[arg-type]
+                )
+        _output(result, as_json)
+
+
+@app.command()
+def similar(
+    item_id: Annotated[str, typer.Argument(help="An indexed item: find others like it.")],
+    k: KOpt = 5,
+    where: WhereOpt = None,
+    mode: ModeOpt = None,
+    index: IndexOpt = None,
+    models_mirror: MirrorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """More like this: the items nearest to ITEM_ID, the item itself excluded."""
+    with errors_to_exit(), _engine(index, mirror=models_mirror) as engine:
+        _output(engine.similar(item_id, k=k, where=where, mode=mode), as_json)  # type: ignore[arg-type]
+
+
+@app.command()
+def facets(
+    field_names: Annotated[list[str], typer.Argument(help="Fields to count (see `stats`).")],
+    where: WhereOpt = None,
+    limit: Annotated[int, typer.Option("--limit", help="Values per field.")] = 20,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """How many items have each value of FIELD (among those matching --where)."""
+    with errors_to_exit(), _engine(index) as engine:
+        counts = {f: engine.facets(f, where=where, limit=limit) for f in field_names}
+    if as_json:
+        print(
+            json.dumps(
+                {f: [{"value": v, "count": n} for v, n in c.items()] for f, c in counts.items()},
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    for f, c in counts.items():
+        typer.echo(f"{f}:")
+        for v, n in c.items():
+            typer.echo(f"  {n:6d}  {v}")
+
+
+def _parse_box(text: str) -> tuple[float, float, float, float]:
+    from lookalike.errors import QueryError
+
+    try:
+        x1, y1, x2, y2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise QueryError(f"--box wants x1,y1,x2,y2 (four numbers), got {text!r}") from None
+    return x1, y1, x2, y2
+
+
+def _output(result: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(_result_json(result), indent=2, default=str))
+    else:
         _print_hits(result)
 
 
 def _result_json(result: Any) -> dict[str, Any]:
     return {
         "mode": result.mode,
+        "score": result.score,
         "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
         "results": [
             {
                 "rank": i + 1,
                 "item_id": h.item_id,
-                "similarity": round(h.score, 4),
+                "score": round(h.score, 4),
+                **({"similarity": round(h.score, 4)} if result.score == "cosine" else {}),
                 "image": h.image,
                 "fields": dict(h.fields),
             }
@@ -174,19 +260,17 @@ def _print_hits(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"results ({result.mode})")
-    for col in ("#", "item", "similar", "title", "image"):
+    table = Table(title=f"results ({result.mode}, {result.score})")
+    score_col = "similar" if result.score == "cosine" else result.score
+    for col in ("#", "item", score_col, "title", "image"):
         table.add_column(col)
     for i, h in enumerate(result.hits, 1):
         title = str(h.fields.get("title", h.fields.get("name", "")))
-        table.add_row(str(i), h.item_id, f"{h.similarity_percent:.1f} %", title, Path(h.image).name)
+        shown = f"{h.similarity_percent:.1f} %" if result.score == "cosine" else f"{h.score:.3f}"
+        table.add_row(str(i), h.item_id, shown, title, Path(h.image).name)
     con = Console()
     con.print(table)
-    t = result.timings_ms
-    con.print(
-        f"decode {t['decode']:.1f} ms, embed {t['embed']:.1f} ms, search {t['search']:.1f} ms",
-        style="dim",
-    )
+    con.print(", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items()), style="dim")
 
 
 @app.command()
