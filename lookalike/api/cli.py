@@ -220,6 +220,67 @@ def facets(
             typer.echo(f"  {n:6d}  {v}")
 
 
+@app.command()
+def duplicates(
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold", help="Cosine similarity for 'same photo' (default: calibrated)."
+        ),
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write a page of the groups to this folder.")
+    ] = None,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Near-identical photos filed under different items (catalogue hygiene)."""
+    with errors_to_exit(), _engine(index) as engine:
+        from lookalike.hygiene import DUPLICATE_THRESHOLD, near_duplicates, write_duplicates_page
+
+        t = DUPLICATE_THRESHOLD if threshold is None else threshold
+        with _progress(not as_json) as progress:
+            groups = near_duplicates(engine.store, threshold=t, progress=progress)
+        page = write_duplicates_page(html / "index.html", groups, t) if html else None
+    if as_json:
+        print(json.dumps([{"items": g.items, "photos": [vars(p) for p in g.photos],
+                           "min_similarity": g.min_similarity} for g in groups], indent=2))  # fmt: skip
+        return
+    for g in groups:
+        typer.echo(f"{g.min_similarity:.3f}  {', '.join(g.items)}")
+        for ph in g.photos:
+            typer.echo(f"        {ph.item_id}: {ph.image}")
+    stderr_console().print(
+        f"{len(groups)} group(s) at similarity >= {t:.3f}" + (f"; page: {page}" if page else "")
+    )
+
+
+@app.command()
+def outliers(
+    top: Annotated[int, typer.Option("--top", help="How many photos to list.")] = 20,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write a page of the outliers to this folder.")
+    ] = None,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Photos least like the rest of their item: candidates for a wrong label."""
+    with errors_to_exit(), _engine(index) as engine:
+        from lookalike.hygiene import outliers as find_outliers
+        from lookalike.hygiene import write_outliers_page
+
+        found = find_outliers(engine.store, top=top)
+        page = write_outliers_page(html / "index.html", found, engine.store) if html else None
+    if as_json:
+        print(json.dumps([{"item_id": o.photo.item_id, "image": o.photo.image,
+                           "similarity": o.similarity} for o in found], indent=2))  # fmt: skip
+        return
+    for o in found:
+        typer.echo(f"{o.similarity:.3f}  {o.photo.item_id}  {o.photo.image}")
+    if page:
+        stderr_console().print(f"page: {page}")
+
+
 def _parse_box(text: str) -> tuple[float, float, float, float]:
     from lookalike.errors import QueryError
 
