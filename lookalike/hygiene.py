@@ -14,7 +14,7 @@ import numpy as np
 
 from lookalike.store.base import Condition, Filter, Store, where
 
-DUPLICATE_THRESHOLD = 0.93
+DUPLICATE_THRESHOLD = 0.88
 """Default cosine similarity above which two views count as the same photo. Calibrated by
 `bench/calibrate_duplicates.py` on catalogue photos and their edited copies (docs/quality.md)."""
 
