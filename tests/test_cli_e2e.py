@@ -88,6 +88,32 @@ def test_index_search_and_eval_through_the_cli(
     cats = {r["fields"]["category"] for r in json.loads(out.stdout)["results"]}
     assert cats == {category}
 
+    title = json.loads(manifest.read_text().splitlines()[2])["title"]
+    out = _cli("search", "--text", title, "--index", str(index), "--json")
+    assert out.returncode == 0, out.stderr
+    texted = json.loads(out.stdout)
+    assert texted["score"] == "bm25" and texted["results"][0]["fields"]["title"] == title
+
+    out = _cli("search", query["image"], "--text", title, "--index", str(index), "--json")
+    assert json.loads(out.stdout)["score"] == "rrf"
+
+    first = ids[0]
+    out = _cli("similar", first, "--index", str(index), "-k", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    assert first not in [r["item_id"] for r in json.loads(out.stdout)["results"]]
+
+    out = _cli("facets", "category", "colours", "--index", str(index), "--json")
+    counts = json.loads(out.stdout)
+    assert sum(v["count"] for v in counts["category"]) == 8 and counts["colours"]
+
+    out = _cli(
+        "outliers", "--index", str(index), "--top", "3", "--html", str(tmp_path / "odd"), "--json"
+    )
+    assert out.returncode == 0 and len(json.loads(out.stdout)) == 3
+    assert (tmp_path / "odd" / "index.html").exists()
+    out = _cli("duplicates", "--index", str(index), "--json")
+    assert out.returncode == 0 and isinstance(json.loads(out.stdout), list)
+
     qfile = tmp_path / "queries.csv"
     qfile.write_text("image,item_id\n" + "".join(f"{q['image']},{q['item_id']}\n" for q in queries))
     report = tmp_path / "report"

@@ -269,3 +269,30 @@ def test_catalogue_preprocessing_matches_transformers_image_processor(name: str)
             # of scale apart. The exact cases above are the ones that catch a wrong mean/std or
             # interpolation; this only bounds the rounding.
             assert np.abs(a - b).mean() < 0.25
+
+
+def test_engine_fuses_the_text_tower_with_catalogue_words(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    """With a CLIP-family index, text queries use the text tower and BM25, fused (RRF)."""
+    import json
+
+    from lookalike.config import Settings
+    from lookalike.engine import Engine
+    from lookalike.models.catalog import CLIP_PREPROCESS
+    from lookalike.pipeline.clip import ClipEmbedder
+    from tests.fakes import photo
+
+    rows = [
+        {"id": f"p{i}", "images": [str(photo(tmp_path / f"p{i}.jpg", seed=i))], "title": t}
+        for i, t in enumerate(["red dress", "blue shirt", "green hat"])
+    ]
+    manifest = tmp_path / "c.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    settings = Settings(index=tmp_path / "index", cache_dir=tmp_path / "cache")
+    clip = ClipEmbedder("tiny-clip", tiny_dir, CLIP_PREPROCESS)
+    with Engine(settings.index, settings=settings, image_embedder=clip) as engine:
+        engine.index(manifest)
+        result = engine.search_text("blue shirt", k=3)
+        assert result.score == "rrf" and len(result.hits) == 3  # the tower ranks every item
+        assert result.hits[0].item_id == "p1"  # the words agree with one ranking: it wins
