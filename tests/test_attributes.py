@@ -22,8 +22,8 @@ def test_studio_background_is_ignored() -> None:
 
 def test_dim_orange_is_brown_and_shares_are_ordered() -> None:
     assert dominant_colours(_product_on_white((110, 60, 20))) == ["brown"]
-    image = _product_on_white((30, 60, 200))  # a blue product ...
-    ImageDraw.Draw(image).rectangle((80, 80, 130, 125), fill=(230, 120, 170))  # ... with a pink label
+    image = _product_on_white((30, 60, 200))  # a blue product with a pink label
+    ImageDraw.Draw(image).rectangle((80, 80, 130, 125), fill=(230, 120, 170))
     assert dominant_colours(image) == ["blue", "pink"]
     # A uniform coloured border is a background too, whatever its colour.
     framed = Image.new("RGB", (100, 100), (30, 60, 200))
