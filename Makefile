@@ -16,7 +16,7 @@ export LOOKALIKE_DATA_DIR ?= $(SHARED)/data
 INDEX ?= demo-index
 PYTEST_ARGS ?=
 
-.PHONY: help setup models demo test test-fast lint format bench clean
+.PHONY: help setup browser models demo test test-fast lint format bench clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,12 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## create the virtual environment and install lookalike with its extras
 
+browser: ## install Debian's chromium for the browser tests when it is missing (needs root + apt)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: install Debian's chromium package (browser tests will fail)"; fi; }
+
 models: setup ## fetch (or export) the default models into the cache
 	$(VENV)/bin/lookalike models pull efficientnet-lite2
 
@@ -39,7 +45,7 @@ demo: models ## set up, index the sample grocery catalogue, search with a shoppe
 	$(VENV)/bin/lookalike search "$$(sed -n 2p sample/queries.csv | cut -d, -f1)" --index $(INDEX) -k 5
 	@echo "right answer: item $$(sed -n 2p sample/queries.csv | cut -d, -f2)"
 
-test: models ## run the whole test suite (unit, contract, end-to-end on real photos)
+test: models browser ## run the whole test suite (unit, contract, end-to-end on real photos)
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 test-fast: setup ## unit and contract tests only
