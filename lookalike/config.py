@@ -39,6 +39,21 @@ class Settings(BaseSettings):
         description="Default aggregation: mean of an item's views measured better on grocery "
         "(docs/quality.md); `views` ranks by each item's best single view.",
     )
+    detect: bool = Field(
+        default=False,
+        description="Detect objects (YOLOX-Nano) and index each relevant one as its own view.",
+    )
+    isolate: Literal["none", "salient", "garment"] = Field(
+        default="none", description="Cut detected objects out of their background before embedding."
+    )
+    labels: str = Field(
+        default="all",
+        description="Which detected objects matter: a preset (see `lookalike.pipeline.detect`) "
+        "or comma-separated COCO labels.",
+    )
+    garment: Literal["upper", "lower", "all"] = Field(
+        default="upper", description="With isolate=garment: which garment of each person to keep."
+    )
     attributes: bool = Field(
         default=True,
         description="Compute named colours and ImageNet classes of each photo at indexing time.",

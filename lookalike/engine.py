@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -31,6 +31,10 @@ from lookalike.index_manifest import IndexManifest, ModelRecord
 from lookalike.pipeline.embed import ImageEmbedder, l2_normalise
 from lookalike.store.base import Condition, Filter, PointRecord, Store, point_id, where
 from lookalike.store.filters import parse_where
+
+if TYPE_CHECKING:
+    from lookalike.pipeline.isolate import ViewSettings
+
 from lookalike.types import (
     F32,
     RESERVED_PAYLOAD_KEYS,
@@ -59,6 +63,8 @@ class SearchResult:
     mode: Aggregation = "centroid"
     score: str = "cosine"
     """What `ProductHit.score` is: `cosine` similarity, `bm25` text score, or `rrf` fused rank score."""
+    query_object: QueryObject | None = None
+    """The region of the query photo searched with (None for text and item queries)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,38 @@ class _Loaded:
     image: Image.Image | None = None
     skipped: Skipped | None = None
     unchanged: bool = False
+    views: tuple[_View, ...] = ()
+
+
+@dataclass(frozen=True)
+class _View:
+    """One view of a decoded catalogue photo, ready to embed."""
+
+    key: str
+    box: tuple[float, float, float, float]
+    label: str
+    score: float
+    image: Image.Image = field(compare=False, repr=False)
     colours: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Stored:
+    ids: tuple[str, ...]
+    content_hash: str
+    fields_hash: str
+
+
+_NO_VIEWS = _Stored((), "", "")
+
+
+@dataclass(frozen=True)
+class QueryObject:
+    """What part of a query photo a search used: a detected object, the user's box, or the whole."""
+
+    label: str
+    box: tuple[float, float, float, float]
+    score: float
 
 
 SEARCH_TEXT = "search_text"
@@ -83,6 +120,22 @@ FUSION_DEPTH = 50
 """How many results of each ranking go into a fusion."""
 RRF_K = 60
 """Reciprocal rank fusion constant (Cormack et al. 2009): rank r contributes 1 / (RRF_K + r)."""
+
+
+def _query_object(view: Any, photo: Image.Image) -> QueryObject:
+    box = view.box.as_list() if view.box is not None else [0.0, 0.0, *map(float, photo.size)]
+    return QueryObject(view.label, tuple(box), float(view.score))  # type: ignore[arg-type]
+
+
+def _views_from_dict(d: Mapping[str, Any]) -> ViewSettings:
+    from lookalike.pipeline.isolate import ViewSettings
+
+    values = dict(d)
+    if values.get("labels") is not None:
+        values["labels"] = frozenset(values["labels"])
+    if values.get("background") is not None:
+        values["background"] = tuple(values["background"])
+    return ViewSettings(**values)
 
 
 def _consensus(lists: Sequence[Sequence[str]], *, top: int = 3) -> list[str]:
@@ -108,20 +161,6 @@ def _rrf(rankings: Sequence[Sequence[ProductHit]], k: int) -> list[ProductHit]:
     return [dataclasses.replace(first[i], score=scores[i]) for i in order]
 
 
-def crop_box(image: Image.Image, box: Box | Sequence[float]) -> Image.Image:
-    """The region `box` of `image`, clipped to the image. QueryError when nothing is left."""
-    x1, y1, x2, y2 = box.as_list() if isinstance(box, Box) else [float(v) for v in box]
-    w, h = image.size
-    x1, x2 = sorted((max(0.0, min(w, x1)), max(0.0, min(w, x2))))
-    y1, y2 = sorted((max(0.0, min(h, y1)), max(0.0, min(h, y2))))
-    if x2 - x1 < 2 or y2 - y1 < 2:
-        raise QueryError(
-            f"box {list(box) if not isinstance(box, Box) else box.as_list()} "
-            f"has no area inside the {w}x{h} photo"
-        )
-    return image.crop((round(x1), round(y1), round(x2), round(y2)))
-
-
 def _fields_hash(fields: Mapping[str, Any]) -> str:
     blob = json.dumps(dict(fields), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -142,10 +181,13 @@ class Engine:
         embedder: str | None = None,
         store: Store | None = None,
         image_embedder: ImageEmbedder | None = None,
+        views: ViewSettings | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.index_dir = Path(index_dir) if index_dir is not None else self.settings.index
         self.manifest = IndexManifest.load(self.index_dir)
+        self.views = self._resolve_views(views)
+        self._stage_cache: tuple[Any, Any] | None = None
         if embedder and self.manifest and self.manifest.embedder.name != embedder:
             raise IndexMismatchError(
                 f"the index at {self.index_dir} was built with {self.manifest.embedder.name}, "
@@ -158,6 +200,36 @@ class Engine:
         self._wanted: IndexManifest | None = None
         self._checked = False
         self._store = store
+
+    def _resolve_views(self, asked: ViewSettings | None) -> ViewSettings:
+        """How photos become views: as the index recorded it; else as asked or as the settings say.
+
+        Asking an existing index for other view settings is an error: its vectors were made
+        from other crops.
+        """
+        from lookalike.pipeline.detect import preset_labels
+        from lookalike.pipeline.isolate import ViewSettings
+
+        if self.manifest is not None:
+            recorded = self.manifest.options.get("views") or ViewSettings(detect=False).to_dict()
+            if "views" not in self.manifest.options:  # indexes from before detection existed
+                options = {**self.manifest.options, "views": recorded}
+                self.manifest = dataclasses.replace(self.manifest, options=options)
+            if asked is not None and asked.to_dict() != recorded:
+                raise IndexMismatchError(
+                    f"the index at {self.index_dir} was built with views {recorded}, "
+                    f"not {asked.to_dict()}; index into a new folder to change them"
+                )
+            return _views_from_dict(recorded)
+        if asked is not None:
+            return asked
+        s = self.settings
+        labels = (
+            preset_labels(s.labels)
+            if "," not in s.labels and s.labels.strip()
+            else frozenset(x.strip() for x in s.labels.split(",") if x.strip())
+        )
+        return ViewSettings(detect=s.detect, isolate=s.isolate, labels=labels, garment=s.garment)
 
     # -- components, built lazily so `Engine(...)` is cheap -------------------------------------
 
@@ -178,6 +250,7 @@ class Engine:
                     embedder=ModelRecord(self._embedder.name, "injected", "image-embedder"),
                     dim=self._embedder.dim,
                     preprocess={},
+                    options={"views": self.views.to_dict()},
                 )
             else:
                 self._embedder, self._wanted = self._load_embedder()
@@ -204,7 +277,10 @@ class Engine:
             embedder=record,
             dim=embedder.dim,
             preprocess=spec.preprocess.to_dict() if spec.preprocess else {},
-            options={"output": spec.extra.get("output")} if spec.extra.get("output") else {},
+            options={
+                **({"output": spec.extra["output"]} if spec.extra.get("output") else {}),
+                "views": self.views.to_dict(),
+            },
         )
         return embedder, wanted
 
@@ -292,17 +368,25 @@ class Engine:
                     if loaded.skipped:
                         skipped.append(loaded.skipped)
                     unchanged += loaded.unchanged
-                todo = [b for b in batch if b.image is not None]
+                todo = [(b, v) for b in batch for v in b.views]
                 if todo:
-                    vectors, classes = self._embed_for_index([b.image for b in todo])  # type: ignore[misc]
-                    store.upsert(
-                        [
-                            self._view_point(b, v, c)
-                            for b, v, c in zip(todo, vectors, classes, strict=True)
-                        ]
-                    )
-                    embedded += len(todo)
-                    written += len(todo)
+                    vectors, classes = self._embed_for_index([v.image for _, v in todo])
+                    points = [
+                        self._view_point(b, view, vec, cls)
+                        for (b, view), vec, cls in zip(todo, vectors, classes, strict=True)
+                    ]
+                    store.upsert(points)
+                    # Views this photo had before (other objects) that it no longer has.
+                    new_ids = {p.id for p in points}
+                    old_ids = [
+                        pid
+                        for b in {id(b): b for b, _ in todo}.values()
+                        for pid in existing.get((b.task.item.id, b.task.image), _NO_VIEWS).ids
+                        if pid not in new_ids
+                    ]
+                    store.delete(old_ids)
+                    embedded += sum(1 for b in batch if b.views)
+                    written += len(points)
                 done += len(batch)
                 notify("embed", done, len(tasks))
             self._refresh_fields(store, items, existing)
@@ -323,37 +407,39 @@ class Engine:
         )
 
     @staticmethod
-    def _existing_views(store: Store) -> dict[tuple[str, str], tuple[str, str, str]]:
-        """(item_id, image) -> (point id, content hash, fields hash) of every view in the store."""
-        out: dict[tuple[str, str], tuple[str, str, str]] = {}
+    def _existing_views(store: Store) -> dict[tuple[str, str], _Stored]:
+        """(item_id, image) -> the views of that photo in the store (ids, content and fields hash)."""
+        out: dict[tuple[str, str], _Stored] = {}
         for rec in store.scroll(
             where("kind", "view"), fields=["item_id", "image", "content_hash", "fields_hash"]
         ):
             p = rec.payload
-            out[(p["item_id"], p["image"])] = (rec.id, p["content_hash"], p.get("fields_hash", ""))
+            key = (p["item_id"], p["image"])
+            prev = out.get(key)
+            ids = (*prev.ids, rec.id) if prev else (rec.id,)
+            out[key] = _Stored(ids, p["content_hash"], p.get("fields_hash", ""))
         return out
 
     def _load_all(
-        self, tasks: Sequence[_Task], existing: Mapping[tuple[str, str], tuple[str, str, str]]
+        self, tasks: Sequence[_Task], existing: Mapping[tuple[str, str], _Stored]
     ) -> Iterator[_Loaded]:
         """Read, hash and decode on worker threads, in order, a bounded number ahead of inference."""
-        from lookalike.pipeline.attributes import dominant_colours
         from lookalike.pipeline.decode import DecodeLimits, content_hash, decode_image, read_source
 
         limits = DecodeLimits(
             max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
         )
+        self._stages()  # load detector / isolator before the worker threads need them
 
         def load(task: _Task) -> _Loaded:
             try:
                 data = read_source(task.image, limits)
                 sha = content_hash(data)
                 prev = existing.get((task.item.id, task.image))
-                if prev is not None and prev[1] == sha:
+                if prev is not None and prev.content_hash == sha:
                     return _Loaded(task, sha, unchanged=True)
                 image = decode_image(data, task.image, limits)
-                colours = tuple(dominant_colours(image)) if self.settings.attributes else ()
-                return _Loaded(task, sha, image=image, colours=colours)
+                return _Loaded(task, sha, image=image, views=tuple(self._photo_views(image)))
             except DecodeError as exc:
                 return _Loaded(task, skipped=Skipped(task.image, str(exc)))
             except OSError as exc:
@@ -375,7 +461,7 @@ class Engine:
         size = max(1, self.settings.batch_size)
         for entry in loaded:
             batch.append(entry)
-            if sum(1 for b in batch if b.image is not None) >= size:
+            if sum(len(b.views) for b in batch) >= size:
                 yield batch
                 batch = []
         if batch:
@@ -397,32 +483,76 @@ class Engine:
         vectors, tops = with_classes(images)
         return vectors, [imagenet_class_names(t) for t in tops]
 
-    def _view_point(self, loaded: _Loaded, vector: F32, classes: Sequence[str] = ()) -> PointRecord:
+    def _view_point(
+        self, loaded: _Loaded, view: _View, vector: F32, classes: Sequence[str] = ()
+    ) -> PointRecord:
         item, image = loaded.task.item, loaded.task.image
-        assert loaded.image is not None
-        w, h = loaded.image.size
         payload = {
             **self._item_payload(item),
             "kind": "view",
             "image": image,
             "content_hash": loaded.sha256,
-            "view_key": "full",
-            "box": [0.0, 0.0, float(w), float(h)],
-            "label": None,
-            "det_score": None,
-            "colours": list(loaded.colours),
+            "view_key": view.key,
+            "box": list(view.box),
+            "label": view.label,
+            "det_score": view.score,
+            "colours": list(view.colours),
             "classes": list(classes),
         }
-        return PointRecord(point_id(item.id, image, "full"), {"image": vector}, payload)
+        return PointRecord(point_id(item.id, image, view.key), {"image": vector}, payload)
+
+    # -- detection and isolation -----------------------------------------------------------------
+
+    def _stages(self) -> tuple[Any, Any]:
+        """(detector, isolator) the view settings need (None where not used); loaded once."""
+        if self._stage_cache is None:
+            vs = self.views
+            detector = isolator = None
+            if vs.detect or vs.isolate != "none":
+                from lookalike.models.store import ModelStore
+
+                models = ModelStore(
+                    self.settings.cache_dir,
+                    mirror=self.settings.models_mirror,
+                    offline=self.settings.offline,
+                )
+                if vs.detect:
+                    from lookalike.pipeline.detect import YoloxDetector
+
+                    detector = YoloxDetector.from_store(models, threads=self.settings.threads)
+                if vs.isolate != "none":
+                    from lookalike.pipeline.isolate import Isolator
+
+                    isolator = Isolator.from_store(
+                        models, (vs.isolate,), threads=self.settings.threads, margin=vs.margin
+                    )
+            self._stage_cache = (detector, isolator)
+        return self._stage_cache
+
+    def _photo_views(self, image: Image.Image) -> list[_View]:
+        """The views of one catalogue photo: each kept object (isolated as configured), and the
+        whole photo. Runs on the decode threads."""
+        from lookalike.pipeline.attributes import dominant_colours
+        from lookalike.pipeline.isolate import views_for_image
+
+        detector, isolator = self._stages()
+        out = []
+        for v in views_for_image(image, detector, isolator, self.views):
+            box = v.box.as_list() if v.box is not None else [0.0, 0.0, *map(float, image.size)]
+            key = "full" if v.box is None else f"{v.label}@" + ",".join(f"{c:.0f}" for c in box)
+            rgb = v.image.convert("RGB")
+            colours = tuple(dominant_colours(rgb)) if self.settings.attributes else ()
+            out.append(_View(key, tuple(box), v.label, float(v.score), rgb, colours))  # type: ignore[arg-type]
+        return out
 
     def _refresh_fields(
         self,
         store: Store,
         items: Sequence[Item],
-        existing: Mapping[tuple[str, str], tuple[str, str, str]],
+        existing: Mapping[tuple[str, str], _Stored],
     ) -> None:
         """Catalogue metadata changed (price, title ...) but not the photos: update payloads only."""
-        stored_hash: dict[str, str] = {key[0]: v[2] for key, v in existing.items()}
+        stored_hash: dict[str, str] = {key[0]: v.fields_hash for key, v in existing.items()}
         for item in items:
             old = stored_hash.get(item.id)
             if old is not None and old != _fields_hash(item.fields):
@@ -432,7 +562,7 @@ class Engine:
         self,
         store: Store,
         items: Sequence[Item],
-        existing: Mapping[tuple[str, str], tuple[str, str, str]],
+        existing: Mapping[tuple[str, str], _Stored],
         *,
         sync: bool,
         skipped: Sequence[Skipped],
@@ -443,8 +573,9 @@ class Engine:
         failed = {s.source for s in skipped}
         stale = [
             pid
-            for (item_id, image), (pid, _, _) in existing.items()
+            for (item_id, image), stored in existing.items()
             if item_id in listed and image not in listed[item_id] and image not in failed
+            for pid in stored.ids
         ]
         store.delete(stale)
         removed = 0
@@ -568,7 +699,7 @@ class Engine:
     # -- searching -----------------------------------------------------------------------------
 
     def embed_query(self, image: Image.Image) -> F32:
-        return self.embedder.embed_images([image])[0]
+        return self.embedder.embed_images([image.convert("RGB")])[0]
 
     def search(
         self,
@@ -584,7 +715,9 @@ class Engine:
         """The `k` items most like the photo, one result per item, best first.
 
         box: search with this region of the photo only (x1, y1, x2, y2 in pixels of the decoded,
-        EXIF-rotated photo); clipped to the photo; an empty region is a QueryError.
+        EXIF-rotated photo); clipped to the photo; an empty region is a QueryError. Without a box,
+        an index built with detection searches with the query's most relevant object (reported in
+        `query_object`), or the whole photo when nothing relevant is found.
         exclude: item ids left out of the results (e.g. the item a "more like this" started from).
         text: words to combine with the photo ("this, but in red"): the image ranking and the text
         ranking (`search_text`) are fused by reciprocal rank fusion.
@@ -594,11 +727,10 @@ class Engine:
         """
         _ = self.store  # no index: say so before any work on the photo
         t0 = time.perf_counter()
-        image = self._decode_query(query)
-        if box is not None:
-            image = crop_box(image, box)
+        photo = self._decode_query(query)
+        view = self._query_views(photo, box=box)[0]
         t1 = time.perf_counter()
-        vector = self.embed_query(image)
+        vector = self.embed_query(view.image)
         t2 = time.perf_counter()
         if text:
             depth = max(k, FUSION_DEPTH)
@@ -612,8 +744,53 @@ class Engine:
         t3 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1e3, "embed": (t2 - t1) * 1e3, "search": (t3 - t2) * 1e3}
         return SearchResult(
-            tuple(hits), timings, mode or self.settings.mode, "rrf" if text else "cosine"
+            tuple(hits),
+            timings,
+            mode or self.settings.mode,
+            "rrf" if text else "cosine",
+            _query_object(view, photo),
         )
+
+    def search_objects(
+        self,
+        query: Path | str | bytes | Image.Image,
+        *,
+        k: int = 5,
+        where: str | Filter | None = None,
+        mode: Aggregation | None = None,
+    ) -> list[SearchResult]:
+        """Results per detected object of the photo (like object chips), most relevant object
+        first; the whole photo when the index has no detection or nothing relevant is found."""
+        _ = self.store
+        t0 = time.perf_counter()
+        photo = self._decode_query(query)
+        views = self._query_views(photo, all_objects=True)
+        vectors = self.embedder.embed_images([v.image.convert("RGB") for v in views])
+        per_object_ms = (time.perf_counter() - t0) * 1e3 / max(1, len(views))
+        out = []
+        for view, vector in zip(views, vectors, strict=True):
+            t = time.perf_counter()
+            hits = self.search_vector(vector, k=k, where=where, mode=mode)
+            timings = {"embed": per_object_ms, "search": (time.perf_counter() - t) * 1e3}
+            out.append(
+                SearchResult(
+                    tuple(hits), timings, mode or self.settings.mode, "cosine",
+                    _query_object(view, photo),
+                )
+            )  # fmt: skip
+        return out
+
+    def _query_views(
+        self,
+        photo: Image.Image,
+        *,
+        box: Box | Sequence[float] | None = None,
+        all_objects: bool = False,
+    ) -> list[Any]:
+        from lookalike.pipeline.isolate import query_views
+
+        detector, isolator = self._stages()
+        return query_views(photo, detector, isolator, self.views, box=box, all_objects=all_objects)
 
     def search_text(
         self,

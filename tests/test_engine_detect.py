@@ -1,0 +1,56 @@
+"""Detection in the engine, on a real photo with the real YOLOX-Nano: every kept object of a
+catalogue photo is its own view, the query searches with its most relevant object."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from lookalike.engine import Engine
+from lookalike.errors import IndexMismatchError
+from lookalike.pipeline.isolate import ViewSettings
+from tests.fakes import TinyEmbedder, photo
+
+pytestmark = pytest.mark.e2e
+
+
+def test_objects_become_views_and_queries_use_the_object(
+    tmp_path: Path, model_settings: object
+) -> None:
+    from skimage import data
+
+    coffee = tmp_path / "coffee.jpg"
+    Image.fromarray(data.coffee()).save(coffee)
+    rows = [{"id": "mug", "images": [str(coffee)]}] + [
+        {"id": f"p{i}", "images": [str(photo(tmp_path / f"p{i}.jpg", seed=i))]} for i in range(3)
+    ]
+    manifest = tmp_path / "c.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    settings = model_settings.model_copy(update={"index": tmp_path / "index"})  # type: ignore[attr-defined]
+    views = ViewSettings(detect=True, labels=frozenset({"cup"}))
+    with Engine(
+        settings.index, settings=settings, image_embedder=TinyEmbedder(), views=views
+    ) as engine:
+        summary = engine.index(manifest)
+        assert summary.images_embedded == 4
+        labels = sorted(
+            r.payload["label"] for r in engine.store.scroll(fields=["label", "kind", "item_id"])
+            if r.payload["kind"] == "view" and r.payload["item_id"] == "mug"
+        )  # fmt: skip
+        assert labels == ["cup", "image"]  # the cup, and the whole photo
+        result = engine.search(coffee, k=2, mode="views")
+        assert result.query_object is not None and result.query_object.label == "cup"
+        assert result.hits[0].item_id == "mug" and result.hits[0].score > 0.99
+        chips = engine.search_objects(coffee, k=1)
+        assert [c.query_object.label for c in chips if c.query_object] == ["cup"]
+        boxed = engine.search(coffee, k=1, box=(0, 0, 200, 200))
+        assert boxed.query_object is not None and boxed.query_object.label == "box"
+        again = engine.index(manifest)
+        assert again.images_embedded == 0 and engine.stats()["views"] == 5
+    # The view settings are part of the index: asking for others is an error.
+    with pytest.raises(IndexMismatchError):
+        Engine(settings.index, settings=settings, views=ViewSettings(detect=False))
+    assert Engine(settings.index, settings=settings).views == views  # recorded, not re-asked
