@@ -122,6 +122,22 @@ RRF_K = 60
 """Reciprocal rank fusion constant (Cormack et al. 2009): rank r contributes 1 / (RRF_K + r)."""
 
 
+def view_settings(settings: Settings) -> ViewSettings:
+    """The view settings `settings` ask for (detect, isolate, labels, garment)."""
+    from lookalike.pipeline.detect import preset_labels
+    from lookalike.pipeline.isolate import ViewSettings
+
+    text = settings.labels.strip()
+    labels = (
+        preset_labels(text)
+        if "," not in text and text
+        else frozenset(x.strip() for x in text.split(",") if x.strip())
+    )
+    return ViewSettings(
+        detect=settings.detect, isolate=settings.isolate, labels=labels, garment=settings.garment
+    )
+
+
 def _query_object(view: Any, photo: Image.Image) -> QueryObject:
     box = view.box.as_list() if view.box is not None else [0.0, 0.0, *map(float, photo.size)]
     return QueryObject(view.label, tuple(box), float(view.score))  # type: ignore[arg-type]
@@ -207,7 +223,6 @@ class Engine:
         Asking an existing index for other view settings is an error: its vectors were made
         from other crops.
         """
-        from lookalike.pipeline.detect import preset_labels
         from lookalike.pipeline.isolate import ViewSettings
 
         if self.manifest is not None:
@@ -221,15 +236,7 @@ class Engine:
                     f"not {asked.to_dict()}; index into a new folder to change them"
                 )
             return _views_from_dict(recorded)
-        if asked is not None:
-            return asked
-        s = self.settings
-        labels = (
-            preset_labels(s.labels)
-            if "," not in s.labels and s.labels.strip()
-            else frozenset(x.strip() for x in s.labels.split(",") if x.strip())
-        )
-        return ViewSettings(detect=s.detect, isolate=s.isolate, labels=labels, garment=s.garment)
+        return asked if asked is not None else view_settings(self.settings)
 
     # -- components, built lazily so `Engine(...)` is cheap -------------------------------------
 

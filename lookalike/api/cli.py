@@ -44,15 +44,23 @@ MirrorOpt = Annotated[
 ]
 
 
-def _engine(index: Path | None, embedder: str | None = None, mirror: Path | None = None) -> Engine:
+def _engine(
+    index: Path | None,
+    embedder: str | None = None,
+    mirror: Path | None = None,
+    views: dict[str, Any] | None = None,
+) -> Engine:
+    """An engine on `index`. `views`: view settings given on the command line (detect, isolate,
+    labels); for an existing index they must match what built it."""
     from lookalike.config import Settings
-    from lookalike.engine import Engine
+    from lookalike.engine import Engine, view_settings
 
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = {k: v for k, v in (views or {}).items() if v is not None}
     if mirror is not None:
         overrides["models_mirror"] = mirror
     settings = Settings(**overrides)
-    return Engine(index or settings.index, settings=settings, embedder=embedder)
+    asked = view_settings(settings) if any(v is not None for v in (views or {}).values()) else None
+    return Engine(index or settings.index, settings=settings, embedder=embedder, views=asked)
 
 
 @contextmanager
@@ -98,12 +106,32 @@ def index(
     sync: Annotated[
         bool, typer.Option("--sync", help="Remove items that are no longer in the catalogue.")
     ] = False,
+    detect: Annotated[
+        bool | None,
+        typer.Option(
+            "--detect/--no-detect",
+            help="Index each relevant detected object as its own view (default: $LOOKALIKE_DETECT).",
+        ),
+    ] = None,
+    isolate: Annotated[
+        str | None,
+        typer.Option(
+            "--isolate", help="none, salient or garment: cut objects out before embedding."
+        ),
+    ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            "--labels", help="Objects that matter: a preset (fashion, grocery ...) or COCO labels."
+        ),
+    ] = None,
     models_mirror: MirrorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index a catalogue. Incremental: only new or changed images are embedded; safe to rerun."""
     with errors_to_exit():
-        engine = _engine(index, embedder, models_mirror)
+        views = {"detect": detect, "isolate": isolate, "labels": labels}
+        engine = _engine(index, embedder, models_mirror, views)
         with engine, _progress(not as_json) as progress:
             summary = engine.index(catalogue, sync=sync, progress=progress)
         if as_json:
@@ -153,6 +181,9 @@ def search(
     box: Annotated[
         str | None, typer.Option("--box", help="Search with this region: x1,y1,x2,y2 in pixels.")
     ] = None,
+    all_objects: Annotated[
+        bool, typer.Option("--all-objects", help="Results for every detected object of the photo.")
+    ] = False,
     index: IndexOpt = None,
     models_mirror: MirrorOpt = None,
     as_json: JsonOpt = False,
@@ -167,6 +198,14 @@ def search(
         with _engine(index, mirror=models_mirror) as engine:
             if photo is None:
                 result = engine.search_text(text or "", k=k, where=where)
+            elif all_objects:
+                results = engine.search_objects(photo, k=k, where=where, mode=mode)  # type: ignore[arg-type]
+                if as_json:
+                    print(json.dumps([_result_json(r) for r in results], indent=2, default=str))
+                else:
+                    for r in results:
+                        _print_hits(r)
+                return
             else:
                 result = engine.search(
                     photo,
@@ -302,6 +341,15 @@ def _result_json(result: Any) -> dict[str, Any]:
     return {
         "mode": result.mode,
         "score": result.score,
+        "query_object": (
+            {
+                "label": result.query_object.label,
+                "box": list(result.query_object.box),
+                "score": result.query_object.score,
+            }
+            if result.query_object
+            else None
+        ),
         "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
         "results": [
             {
@@ -321,7 +369,9 @@ def _print_hits(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"results ({result.mode}, {result.score})")
+    qo = result.query_object
+    searched = f"; searched with {qo.label} {[round(c) for c in qo.box]}" if qo else ""
+    table = Table(title=f"results ({result.mode}, {result.score}{searched})")
     score_col = "similar" if result.score == "cosine" else result.score
     for col in ("#", "item", score_col, "title", "image"):
         table.add_column(col)
