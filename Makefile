@@ -16,7 +16,7 @@ export LOOKALIKE_DATA_DIR ?= $(SHARED)/data
 INDEX ?= demo-index
 PYTEST_ARGS ?=
 
-.PHONY: help setup browser models demo test test-fast lint format bench clean
+.PHONY: help setup browser models demo serve test test-fast lint format bench clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ demo: models ## set up, index the sample grocery catalogue, search with a shoppe
 	$(VENV)/bin/lookalike index sample/catalogue.jsonl --index $(INDEX)
 	$(VENV)/bin/lookalike search "$$(sed -n 2p sample/queries.csv | cut -d, -f1)" --index $(INDEX) -k 5
 	@echo "right answer: item $$(sed -n 2p sample/queries.csv | cut -d, -f2)"
+
+serve: models ## web page and HTTP API for the demo index on http://127.0.0.1:8000
+	$(VENV)/bin/lookalike serve --index $(INDEX)
 
 test: models browser ## run the whole test suite (unit, contract, end-to-end on real photos)
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)

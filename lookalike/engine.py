@@ -65,6 +65,8 @@ class SearchResult:
     """What `ProductHit.score` is: `cosine` similarity, `bm25` text score, or `rrf` fused rank score."""
     query_object: QueryObject | None = None
     """The region of the query photo searched with (None for text and item queries)."""
+    objects: tuple[QueryObject, ...] = ()
+    """Every relevant object detected in the query photo, most relevant first (pickable in the UI)."""
 
 
 @dataclass(frozen=True)
@@ -736,6 +738,7 @@ class Engine:
         t0 = time.perf_counter()
         photo = self._decode_query(query)
         view = self._query_views(photo, box=box)[0]
+        objects = self._detected_objects(photo)
         t1 = time.perf_counter()
         vector = self.embed_query(view.image)
         t2 = time.perf_counter()
@@ -756,6 +759,7 @@ class Engine:
             mode or self.settings.mode,
             "rrf" if text else "cosine",
             _query_object(view, photo),
+            objects,
         )
 
     def search_objects(
@@ -786,6 +790,18 @@ class Engine:
                 )
             )  # fmt: skip
         return out
+
+    def _detected_objects(self, photo: Image.Image) -> tuple[QueryObject, ...]:
+        """The relevant objects of a query photo, for a UI to offer as regions to search."""
+        detector, _ = self._stages()
+        if detector is None:
+            return ()
+        from lookalike.pipeline.isolate import kept_objects
+
+        # A second detector pass (~20 ms) on top of the one that chose the view: kept simple
+        # rather than threading detections through the isolation stage.
+        kept = kept_objects(detector.detect(photo), photo.size, self.views)
+        return tuple(QueryObject(d.label, tuple(d.box.as_list()), d.score) for d in kept)  # type: ignore[misc]
 
     def _query_views(
         self,

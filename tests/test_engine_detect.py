@@ -43,6 +43,7 @@ def test_objects_become_views_and_queries_use_the_object(
         assert labels == ["cup", "image"]  # the cup, and the whole photo
         result = engine.search(coffee, k=2, mode="views")
         assert result.query_object is not None and result.query_object.label == "cup"
+        assert [o.label for o in result.objects] == ["cup"]
         assert result.hits[0].item_id == "mug" and result.hits[0].score > 0.99
         chips = engine.search_objects(coffee, k=1)
         assert [c.query_object.label for c in chips if c.query_object] == ["cup"]

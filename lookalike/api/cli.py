@@ -483,6 +483,15 @@ def _mount_models() -> None:
 _mount_models()
 
 
+def _mount_serve() -> None:
+    from lookalike.api.cli_serve import serve  # light: typer only; fastapi/uvicorn load inside
+
+    app.command()(serve)
+
+
+_mount_serve()
+
+
 def main() -> None:
     app(prog_name="lookalike")
 

@@ -1,0 +1,109 @@
+"""`lookalike serve`: the HTTP API and web page on uvicorn. Mounted in `api/cli.py` as a command.
+
+Also runnable alone: `python -m lookalike.api.cli_serve --index DIR`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lookalike.api.console import errors_to_exit, stderr_console
+
+
+def serve(
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index", help="Index folder (default: $LOOKALIKE_INDEX or ./lookalike-index)."
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="LOOKALIKE_API_KEY",
+            help="Require this X-API-Key header to add or delete items.",
+        ),
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", help="Largest photo accepted, in MiB.")
+    ] = 20.0,
+    catalogue_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalogue-root",
+            help="Folder that image paths of items added through the API may refer to "
+            "(without it, only URLs and uploaded photos are accepted).",
+        ),
+    ] = None,
+    search_threads: Annotated[
+        int,
+        typer.Option(
+            "--search-threads",
+            help="Searches running at once; more wait their turn (each already uses every core).",
+        ),
+    ] = 2,
+    models_mirror: Annotated[
+        Path | None,
+        typer.Option(
+            "--models-mirror", help="Folder of model files tried before cache and network."
+        ),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="critical, error, warning, info, debug.")
+    ] = "info",
+) -> None:
+    """Serve the HTTP API (docs at /docs) and the web page (at /) for an index."""
+    with errors_to_exit():
+        import uvicorn
+
+        from lookalike.api.http import MiB, create_app
+        from lookalike.config import Settings
+        from lookalike.engine import Engine
+        from lookalike.errors import StoreError
+
+        settings = Settings(**({"models_mirror": models_mirror} if models_mirror else {}))
+        engine = Engine(index or settings.index, settings=settings)
+        if engine.manifest is None:
+            raise StoreError(
+                f"no index at {engine.index_dir}: run `lookalike index CATALOGUE --index "
+                f"{engine.index_dir}` first, or pass --index"
+            )
+        con = stderr_console()
+        if api_key is None and not _is_loopback(host):
+            con.print(
+                f"[yellow]warning:[/yellow] listening on {host} without --api-key: anyone who "
+                "can reach it may add and delete items"
+            )
+        app = create_app(
+            engine,
+            api_key=api_key,
+            max_upload_bytes=int(max_upload_mb * MiB),
+            catalogue_root=catalogue_root,
+            search_threads=search_threads,
+        )
+        shown = f"[{host}]" if ":" in host else host
+        con.print(f"serving {engine.index_dir} at http://{shown}:{port}/  (API docs: /docs)")
+        with engine:
+            uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+if __name__ == "__main__":
+    typer.run(serve)

@@ -1,0 +1,614 @@
+// lookalike web page: pick a photo (drop, paste, file, camera), optionally draw a region or pick a
+// detected object, see the most similar products. Plain DOM, no framework, no build step.
+// Every value from the server is inserted with textContent (never innerHTML).
+"use strict";
+
+const MAX_SIDE = 1600; // larger photos are downscaled in the browser before upload (phones: 12 MP)
+const MAX_PLAIN_BYTES = 3 * 1024 * 1024;
+const MIN_REGION = 0.02; // a drag smaller than this fraction of the photo is a click
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, cls, text) => {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined && text !== null) node.textContent = text;
+  return node;
+};
+
+const state = {
+  photo: null, // Blob sent to the server (maybe downscaled); the preview shows exactly this
+  photoUrl: null,
+  region: null, // [x1, y1, x2, y2] as fractions of the photo, or null for the whole photo
+  objects: [], // detected objects from the last whole-photo search: {box (fractions), label, score}
+  selectedObject: -1,
+  context: null, // null (photo search) | {kind: "similar", id, title} | {kind: "text", text}
+  filters: {}, // field -> [values] | {gte, lte} | bool
+  fields: {},
+  seq: 0,
+  abort: null,
+};
+
+// -- start-up -------------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  wireInputs();
+  wireStage();
+  loadIndexInfo();
+});
+
+async function loadIndexInfo() {
+  let stats;
+  try {
+    stats = await api("/api/stats");
+  } catch (err) {
+    showError(err.message);
+    return;
+  }
+  const items = Number(stats.items || 0).toLocaleString();
+  $("index-info").textContent = `${items} products · ${stats.embedder}`;
+  state.fields = stats.fields || {};
+  await buildFilters(state.fields);
+}
+
+function wireInputs() {
+  for (const id of ["file-input", "camera-input"]) {
+    $(id).addEventListener("change", (e) => {
+      const file = e.target.files && e.target.files[0];
+      if (file) usePhoto(file);
+      e.target.value = ""; // choosing the same file again still fires `change`
+    });
+  }
+  document.addEventListener("paste", (e) => {
+    const items = (e.clipboardData && e.clipboardData.items) || [];
+    for (const item of items) {
+      if (item.kind === "file" && item.type.startsWith("image/")) {
+        e.preventDefault();
+        usePhoto(item.getAsFile());
+        return;
+      }
+    }
+  });
+  // Drop anywhere on the page; the drop zone lights up while a file is dragged over the window.
+  let depth = 0;
+  window.addEventListener("dragenter", (e) => {
+    if (hasFiles(e)) { depth += 1; document.body.classList.add("dragover"); }
+  });
+  window.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (!depth) document.body.classList.remove("dragover");
+  });
+  window.addEventListener("dragover", (e) => { if (hasFiles(e)) e.preventDefault(); });
+  window.addEventListener("drop", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    depth = 0;
+    document.body.classList.remove("dragover");
+    const file = [...e.dataTransfer.files].find((f) => f.type.startsWith("image/")) || e.dataTransfer.files[0];
+    if (file) usePhoto(file);
+  });
+  $("new-photo").addEventListener("click", () => $("file-input").click());
+  $("clear-region").addEventListener("click", () => { setRegion(null); search(); });
+  $("context-clear").addEventListener("click", () => {
+    state.context = null;
+    renderContext();
+    if (state.photo) search();
+    else clearResults();
+  });
+  for (const radio of document.querySelectorAll('input[name="k"]')) {
+    radio.addEventListener("change", () => rerun());
+  }
+  $("refine-form").addEventListener("submit", (e) => { e.preventDefault(); search(); });
+  $("refine").addEventListener("change", () => { if (state.photo && !state.context) search(); });
+  $("text-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = $("text-query").value.trim();
+    if (!text) return;
+    state.context = { kind: "text", text };
+    renderContext();
+    search();
+  });
+}
+
+function hasFiles(e) {
+  return e.dataTransfer && [...(e.dataTransfer.types || [])].includes("Files");
+}
+
+// -- the photo ------------------------------------------------------------------------------------
+
+async function usePhoto(file) {
+  hideError();
+  const photo = await downscale(file);
+  if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
+  state.photo = photo;
+  state.photoUrl = URL.createObjectURL(photo);
+  state.region = null;
+  state.objects = [];
+  state.selectedObject = -1;
+  state.context = null;
+  renderContext();
+  const img = $("preview-img");
+  img.onerror = () => { $("hint").textContent = "This browser cannot show the photo, but it is searched as a whole."; };
+  img.onload = () => { $("hint").textContent = "Drag on the photo to search just one part of it."; drawOverlay(); };
+  img.src = state.photoUrl;
+  $("dropzone").hidden = true;
+  $("preview").hidden = false;
+  drawOverlay();
+  search();
+}
+
+// Big photos (phone cameras) are scaled to MAX_SIDE in the browser: a faster upload, and the
+// server would reduce them anyway. The canvas holds the pixels as displayed (EXIF rotation
+// applied), so the preview, the region and the server all see the same picture.
+async function downscale(file) {
+  if (typeof createImageBitmap !== "function") return file;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch (_) {
+    return file; // not decodable here (HEIC in Chrome, or not an image): the server says why
+  }
+  const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
+  const plain = ["image/jpeg", "image/png", "image/webp"].includes(file.type);
+  if (scale === 1 && plain && file.size <= MAX_PLAIN_BYTES) {
+    bitmap.close();
+    return file;
+  }
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+  return blob || file;
+}
+
+// -- region drawing and detected objects ---------------------------------------------------------
+
+function wireStage() {
+  const stage = $("stage");
+  let start = null;
+  let moved = false;
+  const point = (e) => {
+    const r = $("preview-img").getBoundingClientRect();
+    return [clamp((e.clientX - r.left) / r.width), clamp((e.clientY - r.top) / r.height)];
+  };
+  stage.addEventListener("pointerdown", (e) => {
+    if (!state.photo || e.button > 0) return;
+    e.preventDefault();
+    stage.setPointerCapture(e.pointerId);
+    start = point(e);
+    moved = false;
+  });
+  stage.addEventListener("pointermove", (e) => {
+    if (!start) return;
+    const [x, y] = point(e);
+    const box = ordered([start[0], start[1], x, y]);
+    if (box[2] - box[0] >= MIN_REGION || box[3] - box[1] >= MIN_REGION) moved = true;
+    if (moved) drawRegion(box, true);
+  });
+  const finish = (e) => {
+    if (!start) return;
+    const [x, y] = point(e);
+    const box = ordered([start[0], start[1], x, y]);
+    start = null;
+    if (moved && box[2] - box[0] >= MIN_REGION && box[3] - box[1] >= MIN_REGION) {
+      state.selectedObject = -1;
+      setRegion(box);
+      search();
+      return;
+    }
+    // A click: select the smallest detected object under the pointer, if any.
+    const hit = objectAt(x, y);
+    if (hit >= 0) selectObject(hit);
+    else drawOverlay();
+  };
+  stage.addEventListener("pointerup", finish);
+  stage.addEventListener("pointercancel", () => { start = null; drawOverlay(); });
+  window.addEventListener("resize", () => drawOverlay());
+}
+
+function objectAt(x, y) {
+  let best = -1;
+  let bestArea = Infinity;
+  state.objects.forEach((o, i) => {
+    const [x1, y1, x2, y2] = o.box;
+    const area = (x2 - x1) * (y2 - y1);
+    if (x >= x1 && x <= x2 && y >= y1 && y <= y2 && area < bestArea) { best = i; bestArea = area; }
+  });
+  return best;
+}
+
+function selectObject(i) {
+  state.selectedObject = i;
+  setRegion(state.objects[i].box);
+  search();
+}
+
+function setRegion(box) {
+  state.region = box;
+  $("clear-region").disabled = !box;
+  drawOverlay();
+}
+
+function drawOverlay() {
+  const overlay = $("overlay");
+  overlay.replaceChildren();
+  state.objects.forEach((o, i) => {
+    const b = el("button", "objbox" + (i === state.selectedObject ? " selected" : ""));
+    b.type = "button";
+    b.setAttribute("aria-label", `Search the ${o.label || "object"} only`);
+    place(b, o.box);
+    if (o.label) b.append(el("span", "tag", o.label));
+    // Keyboard users select with Enter/Space; pointer clicks go through the stage handler.
+    b.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); selectObject(i); }
+    });
+    overlay.append(b);
+  });
+  if (state.region) drawRegion(state.region, false);
+}
+
+// The region: a frame, and four shades dimming what lies outside it.
+function drawRegion(box, drawing) {
+  const overlay = $("overlay");
+  let region = overlay.querySelector(".region");
+  if (!region) {
+    for (let i = 0; i < 4; i++) overlay.append(el("div", "shade"));
+    region = el("div", "region");
+    overlay.append(region);
+  }
+  region.classList.toggle("drawing", drawing);
+  place(region, box);
+  const [x1, y1, x2, y2] = box;
+  const shades = overlay.querySelectorAll(".shade");
+  place(shades[0], [0, 0, 1, y1]);
+  place(shades[1], [0, y2, 1, 1]);
+  place(shades[2], [0, y1, x1, y2]);
+  place(shades[3], [x2, y1, 1, y2]);
+}
+
+function place(node, [x1, y1, x2, y2]) {
+  node.style.left = `${x1 * 100}%`;
+  node.style.top = `${y1 * 100}%`;
+  node.style.width = `${(x2 - x1) * 100}%`;
+  node.style.height = `${(y2 - y1) * 100}%`;
+}
+
+const clamp = (v) => Math.min(1, Math.max(0, v));
+const ordered = ([a, b, c, d]) => [Math.min(a, c), Math.min(b, d), Math.max(a, c), Math.max(b, d)];
+
+// -- filters --------------------------------------------------------------------------------------
+
+// Attributes the engine computes from the photos themselves (not catalogue fields).
+const AUTO_FIELDS = { colours: "Colour (from the photos)", classes: "Looks like (from the photos)" };
+const KIND_ORDER = { keyword: 0, float: 1, integer: 1, bool: 2 };
+
+async function buildFilters(fields) {
+  const box = $("filters");
+  box.replaceChildren();
+  // Catalogue fields first (text, then numbers, then yes/no), the automatic attributes last.
+  const order = ([name, kind]) => [name in AUTO_FIELDS ? 1 : 0, KIND_ORDER[kind] ?? 3, name];
+  const sorted = Object.entries(fields).sort((a, b) => {
+    const [x, y] = [order(a), order(b)];
+    return x[0] - y[0] || x[1] - y[1] || (x[2] < y[2] ? -1 : 1);
+  });
+  for (const [name, kind] of sorted) {
+    try {
+      if (kind === "keyword") await keywordFilter(box, name);
+      else if (kind === "float" || kind === "integer") rangeFilter(box, name);
+      else if (kind === "bool") boolFilter(box, name);
+    } catch (_) {
+      // a field without usable facets is simply not offered as a filter
+    }
+  }
+  // Open on wide screens; on a phone the filters fold away so the results stay close.
+  const details = $("filters-box");
+  details.hidden = !box.childElementCount;
+  details.open = window.matchMedia("(min-width: 960px)").matches;
+}
+
+const pretty = (name) => AUTO_FIELDS[name] || name.replace(/[_-]+/g, " ");
+
+async function keywordFilter(box, name) {
+  const facets = await api(`/api/facets?field=${encodeURIComponent(name)}&limit=60`);
+  const values = facets.values || [];
+  // Fields whose every value is unique (titles, ids) are not useful filters.
+  if (values.length < 2 || Math.max(...values.map((v) => v.count)) <= 1) return;
+  const wrap = el("div", "filter");
+  wrap.dataset.field = name;
+  wrap.append(el("span", "filter-label", pretty(name)));
+  if (values.length <= 12) {
+    const chips = el("div", "chips");
+    for (const { value, count } of values) {
+      const chip = el("button", "chip", String(value));
+      chip.type = "button";
+      chip.setAttribute("aria-pressed", "false");
+      chip.append(el("span", "n", String(count)));
+      chip.addEventListener("click", () => {
+        const on = chip.getAttribute("aria-pressed") !== "true";
+        chip.setAttribute("aria-pressed", String(on));
+        const chosen = new Set(state.filters[name] || []);
+        if (on) chosen.add(value); else chosen.delete(value);
+        setFilter(name, chosen.size ? [...chosen] : null);
+      });
+      chips.append(chip);
+    }
+    wrap.append(chips);
+  } else {
+    const select = el("select");
+    select.setAttribute("aria-label", pretty(name));
+    select.append(new Option("Any", ""));
+    for (const { value, count } of values) select.append(new Option(`${value} (${count})`, String(value)));
+    select.addEventListener("change", () => {
+      const v = values.find((x) => String(x.value) === select.value);
+      setFilter(name, v ? [v.value] : null);
+    });
+    wrap.append(select);
+  }
+  box.append(wrap);
+}
+
+function rangeFilter(box, name) {
+  const wrap = el("div", "filter");
+  wrap.dataset.field = name;
+  wrap.append(el("span", "filter-label", pretty(name)));
+  const row = el("div", "range");
+  const lo = el("input");
+  const hi = el("input");
+  for (const [input, label] of [[lo, "min"], [hi, "max"]]) {
+    input.type = "number";
+    input.inputMode = "decimal";
+    input.step = "any";
+    input.placeholder = label;
+    input.setAttribute("aria-label", `${pretty(name)} ${label}`);
+  }
+  let timer = 0;
+  const changed = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      const range = {};
+      if (lo.value !== "") range.gte = Number(lo.value);
+      if (hi.value !== "") range.lte = Number(hi.value);
+      setFilter(name, Object.keys(range).length ? range : null);
+    }, 350);
+  };
+  lo.addEventListener("input", changed);
+  hi.addEventListener("input", changed);
+  row.append(lo, el("span", "", "to"), hi);
+  wrap.append(row);
+  box.append(wrap);
+}
+
+function boolFilter(box, name) {
+  const wrap = el("div", "filter");
+  wrap.append(el("span", "filter-label", pretty(name)));
+  const select = el("select");
+  select.append(new Option("Any", ""), new Option("Yes", "true"), new Option("No", "false"));
+  select.addEventListener("change", () => setFilter(name, select.value === "" ? null : select.value === "true"));
+  wrap.append(select);
+  box.append(wrap);
+}
+
+function setFilter(name, value) {
+  if (value === null) delete state.filters[name];
+  else state.filters[name] = value;
+  const n = Object.keys(state.filters).length;
+  $("filters-count").textContent = n ? String(n) : "";
+  rerun();
+}
+
+// -- searching ------------------------------------------------------------------------------------
+
+function k() {
+  const checked = document.querySelector('input[name="k"]:checked');
+  return checked ? Number(checked.value) : 10;
+}
+
+function rerun() {
+  if (state.photo || state.context) search();
+}
+
+async function search() {
+  const seq = ++state.seq;
+  if (state.abort) state.abort.abort();
+  const abort = new AbortController();
+  state.abort = abort;
+  hideError();
+  setBusy(true);
+  const filters = Object.keys(state.filters).length ? JSON.stringify(state.filters) : null;
+  let path;
+  let init;
+  const ctx = state.context;
+  if (ctx && ctx.kind === "similar") {
+    const params = new URLSearchParams({ k: String(k()) });
+    if (filters) params.set("filters", filters);
+    path = `/api/similar/${encodeURIComponent(ctx.id)}?${params}`;
+    init = {};
+  } else if (ctx && ctx.kind === "text") {
+    path = "/api/search/text";
+    const body = { text: ctx.text, k: k() };
+    if (filters) body.filters = state.filters;
+    init = { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  } else if (state.photo) {
+    const form = new FormData();
+    form.append("photo", state.photo, state.photo.name || "photo.jpg");
+    form.append("k", String(k()));
+    if (state.region) {
+      form.append("box", state.region.map((v) => v.toFixed(5)).join(","));
+      form.append("box_units", "fraction");
+    }
+    if (filters) form.append("filters", filters);
+    const words = $("refine").value.trim();
+    if (words) form.append("text", words);
+    path = "/api/search";
+    init = { method: "POST", body: form };
+  } else {
+    setBusy(false);
+    return;
+  }
+  try {
+    const result = await api(path, { ...init, signal: abort.signal });
+    if (seq !== state.seq) return; // a newer search has started
+    if (!ctx && !state.region) takeObjects(result);
+    renderResults(result);
+  } catch (err) {
+    if (err.name === "AbortError" || seq !== state.seq) return;
+    showError(err.message);
+    setBusy(false, "");
+  }
+}
+
+// Objects come in pixels of the decoded photo; the page keeps them as fractions.
+function takeObjects(result) {
+  const q = result.query;
+  state.objects = (result.objects || [])
+    .filter(() => q && q.width && q.height)
+    .map((o) => ({
+      box: [o.box[0] / q.width, o.box[1] / q.height, o.box[2] / q.width, o.box[3] / q.height].map(clamp),
+      label: o.label,
+      score: o.score,
+    }));
+  state.selectedObject = -1;
+  drawOverlay();
+  if (state.objects.length) {
+    $("hint").textContent = "Tap a box to search that object, or drag to draw your own region.";
+  }
+}
+
+function renderResults(result) {
+  const list = $("results");
+  list.replaceChildren();
+  const hits = result.results || [];
+  $("empty").hidden = hits.length > 0;
+  if (!hits.length) $("empty").firstElementChild.textContent = "No product matches these filters.";
+  for (const hit of hits) list.append(card(hit, result.score_kind));
+  const ms = result.timings_ms && result.timings_ms.total;
+  const where = state.region && !state.context ? " for the region" : "";
+  const took = ms === undefined ? "" : ms < 1 ? " · <1 ms" : ` · ${Math.round(ms)} ms`;
+  setBusy(false, `${hits.length} result${hits.length === 1 ? "" : "s"}${where}${took}`);
+}
+
+function card(hit, scoreKind) {
+  const li = el("li", "card");
+  li.dataset.itemId = hit.item_id;
+  const thumb = el("div", "thumb");
+  const img = el("img");
+  img.loading = hit.rank > 12 ? "lazy" : "eager";
+  img.decoding = "async";
+  img.alt = hit.title;
+  if (hit.thumbnail_url) img.src = hit.thumbnail_url;
+  // Similarity in percent only means something for a photo's cosine score; words (BM25) and
+  // fused rankings (RRF) only order the results, so their cards show the rank alone.
+  const similar = hit.similarity !== null && hit.similarity !== undefined;
+  const pct = similar ? Math.round(hit.similarity) : null;
+  const badge = similar
+    ? el("span", "badge" + (pct >= 80 ? "" : pct >= 60 ? " mid" : " low"), `${pct}% similar`)
+    : el("span", "badge rank-score", scoreKind === "bm25" ? "word match" : "best match");
+  badge.title = similar
+    ? `${hit.similarity.toFixed(1)} % similar (cosine ${hit.score.toFixed(3)})`
+    : `${scoreKind} score ${hit.score.toFixed(3)}`;
+  thumb.append(img, badge, el("span", "rank", String(hit.rank)));
+
+  const body = el("div", "card-body");
+  const title = el("h3", "card-title");
+  const url = hit.fields && typeof hit.fields.url === "string" && /^https?:\/\//.test(hit.fields.url) ? hit.fields.url : null;
+  if (url) {
+    const a = el("a", "", hit.title);
+    a.href = url;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    title.append(a);
+  } else {
+    title.textContent = hit.title;
+  }
+  title.title = hit.title;
+  const meta = el("div", "meta");
+  meta.append(el("span", "item-id", `#${hit.item_id}`));
+  if (hit.price !== null && hit.price !== undefined) meta.append(el("span", "price", money(hit.price, hit.currency)));
+  const bar = el("div", "simbar");
+  const fill = el("span");
+  fill.style.width = `${similar ? Math.max(0, Math.min(100, hit.similarity)) : 0}%`;
+  bar.append(fill);
+  bar.hidden = !similar;
+  const more = el("button", "btn small more", "More like this");
+  more.type = "button";
+  more.addEventListener("click", () => {
+    state.context = { kind: "similar", id: hit.item_id, title: hit.title };
+    renderContext();
+    window.scrollTo({ top: 0, behavior: "smooth" });
+    search();
+  });
+  body.append(title, meta, bar, more);
+  li.append(thumb, body);
+  return li;
+}
+
+function money(value, currency) {
+  if (currency) {
+    try {
+      return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(value);
+    } catch (_) { /* not an ISO currency code */ }
+  }
+  return new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(value);
+}
+
+function renderContext() {
+  const ctx = state.context;
+  $("context").hidden = !ctx;
+  if (!ctx) {
+    $("results-title").textContent = "Matches";
+    return;
+  }
+  if (ctx.kind === "similar") {
+    $("context-text").textContent = `More like “${ctx.title}” (#${ctx.id})`;
+    $("results-title").textContent = "Similar products";
+  } else {
+    $("context-text").textContent = `Described as “${ctx.text}”`;
+    $("results-title").textContent = "Matches";
+  }
+}
+
+function clearResults() {
+  $("results").replaceChildren();
+  $("empty").hidden = false;
+  setBusy(false, "");
+}
+
+// -- plumbing -------------------------------------------------------------------------------------
+
+async function api(path, init) {
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new Error("Cannot reach the server. Is it still running?");
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (_) { /* not JSON */ }
+  if (!response.ok) {
+    const detail = body && typeof body.detail === "string" ? body.detail : response.statusText;
+    throw new Error(detail || `HTTP ${response.status}`);
+  }
+  return body;
+}
+
+function setBusy(busy, text) {
+  $("results").classList.toggle("loading", busy);
+  const status = $("status");
+  status.classList.toggle("busy", busy);
+  if (busy) status.textContent = "Searching…";
+  else if (text !== undefined) status.textContent = text;
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = false;
+}
+
+function hideError() {
+  $("error").hidden = true;
+}
