@@ -483,6 +483,15 @@ def _mount_models() -> None:
 _mount_models()
 
 
+def _mount_faces() -> None:
+    from lookalike.api.cli_faces import app as faces_app
+
+    app.add_typer(faces_app, name="faces")
+
+
+_mount_faces()
+
+
 def _mount_serve() -> None:
     from lookalike.api.cli_serve import serve  # light: typer only; fastapi/uvicorn load inside
 

@@ -1,0 +1,295 @@
+"""`lookalike faces ...`: index the faces of photos, find a person from a selfie, group people, forget.
+
+A thin layer over `lookalike.faces.index.FaceIndex`. Heavy modules (numpy, dlib, PIL, qdrant) are
+imported inside the commands so that `lookalike --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from lookalike.api.console import errors_to_exit, stderr_console
+
+if TYPE_CHECKING:
+    from lookalike.faces.index import FaceIndex
+
+app = typer.Typer(
+    help="Find people: index the faces of photos, search them with a selfie, group them, forget.",
+    no_args_is_help=True,
+)
+
+IndexOpt = Annotated[
+    Path | None,
+    typer.Option("--index", help="Index folder [default: $LOOKALIKE_INDEX or ./lookalike-index]."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--threshold",
+        help="'Same person' distance, 0..2 [default: $LOOKALIKE_FACES_THRESHOLD or 0.36, "
+        "calibrated for a false match rate of 1e-3].",
+    ),
+]
+
+
+def _faces(index: Path | None, **overrides: Any) -> FaceIndex:
+    from lookalike.config import Settings
+    from lookalike.faces.index import FaceIndex
+    from lookalike.faces.settings import FaceSettings
+
+    settings = Settings()
+    face_settings = FaceSettings(**{k: v for k, v in overrides.items() if v is not None})
+    return FaceIndex(index or settings.index, settings, face_settings)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
+    if not enabled:
+        yield lambda stage, done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr_console(),
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total or None)
+            bar.update(tasks[stage], completed=done, total=total or None)
+
+        yield update
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@app.command("index")
+def index_cmd(
+    photos: Annotated[
+        list[Path], typer.Argument(help="Folders (searched recursively) or photo files.")
+    ],
+    index: IndexOpt = None,
+    sync: Annotated[
+        bool, typer.Option("--sync", help="Remove photos that are no longer listed.")
+    ] = False,
+    detect_size: Annotated[
+        int | None,
+        typer.Option(
+            "--detect-size",
+            help="Longest side the detector sees, px [default 1024]; larger finds smaller faces.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index every face of PHOTOS. Incremental: unchanged photos are skipped; safe to rerun."""
+    with errors_to_exit():
+        from dataclasses import asdict
+
+        with (
+            _faces(index, detect_size=detect_size) as faces,
+            _progress(not as_json) as progress,
+        ):
+            summary = faces.index(photos, progress, sync=sync)
+        if as_json:
+            _print_json(asdict(summary))
+            return
+        con = stderr_console()
+        con.print(
+            f"[green]indexed[/green] {summary.photos_indexed} photos ({summary.faces_written} faces, "
+            f"{summary.photos_without_faces} without a face), {summary.photos_unchanged} unchanged, "
+            f"{summary.photos_removed} removed, {len(summary.skipped)} skipped in "
+            f"{summary.seconds:.1f} s -> {faces.index_dir}"
+        )
+        for s in summary.skipped[:50]:
+            con.print(f"  [yellow]skipped[/yellow] {s.source}: {s.reason}")
+
+
+@app.command("search")
+def search_cmd(
+    selfie: Annotated[str, typer.Argument(help="A photo of the person: a path or an http(s) URL.")],
+    face: Annotated[
+        int | None,
+        typer.Option(
+            "--face", help="Which face of SELFIE, 0 = largest (needed when it has several)."
+        ),
+    ] = None,
+    threshold: ThresholdOpt = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="Most photos to return.")] = 50,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The photos that contain the person in SELFIE, best first, with the matching face's box."""
+    with errors_to_exit(), _faces(index) as faces:
+        result = faces.search(selfie, face=face, threshold=threshold, k=k)
+        if as_json:
+            _print_json(
+                {
+                    "threshold": result.threshold,
+                    "query_face": _query_face_json(result.query_face),
+                    "query_faces": [_query_face_json(f) for f in result.query_faces],
+                    "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
+                    "results": [
+                        {"rank": i + 1, **_match_json(m)} for i, m in enumerate(result.matches)
+                    ],
+                }
+            )
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"photos with this person (distance <= {result.threshold:g})")
+        for col in ("#", "photo", "distance", "face box"):
+            table.add_column(col)
+        for i, m in enumerate(result.matches, 1):
+            table.add_row(str(i), m.photo, f"{m.distance:.3f}", str([round(v) for v in m.box]))
+        con = Console()
+        con.print(table)
+        if not result.matches:
+            con.print("no photo of this person in the index", style="yellow")
+
+
+def _query_face_json(f: Any) -> dict[str, Any]:
+    return {"face": f.number, "box": list(f.box), "det_score": f.det_score, "size": f.face_size}
+
+
+def _match_json(m: Any) -> dict[str, Any]:
+    return {
+        "photo": m.photo,
+        "box": list(m.box),
+        "distance": m.distance,
+        "similarity": m.similarity,
+        "face_id": m.face_id,
+        "det_score": m.det_score,
+        "face_size": m.face_size,
+    }
+
+
+@app.command("detect")
+def detect_cmd(
+    photo: Annotated[str, typer.Argument(help="A photo: path or http(s) URL.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the photo with numbered boxes (JPEG).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The faces found in PHOTO, largest first (the numbers `search --face` takes)."""
+    with errors_to_exit(), _faces(None) as faces:
+        found = faces.faces_in(photo)
+        if out is not None:
+            from lookalike.faces.report import save_boxes_picture
+
+            save_boxes_picture(photo, [f.box for f in found], out)
+        if as_json:
+            _print_json([_query_face_json(f) for f in found])
+            return
+        for f in found:
+            typer.echo(f"{f.number}: box {[round(v) for v in f.box]}, score {f.det_score:.2f}")
+        stderr_console().print(f"{len(found)} face(s)" + (f" -> {out}" if out else ""))
+
+
+@app.command("clusters")
+def clusters_cmd(
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write a page of the people with face thumbnails.")
+    ] = None,
+    threshold: ThresholdOpt = None,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Group the indexed faces into people (ids for `forget --person`), largest first."""
+    with errors_to_exit(), _faces(index) as faces:
+        people = faces.clusters(threshold)
+        page = None
+        if html is not None:
+            from lookalike.faces.report import write_people_page
+
+            page = write_people_page(html, people, title=f"People in {faces.index_dir}")
+        if as_json:
+            _print_json(
+                {
+                    "people": [
+                        {
+                            "person": p.person_id,
+                            "faces": [
+                                {"face_id": f.face_id, "photo": f.photo, "box": list(f.box)}
+                                for f in p.faces
+                            ],
+                            "photos": list(p.photos),
+                        }
+                        for p in people
+                    ],
+                    "html": str(page) if page else None,
+                }
+            )
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{len(people)} people")
+        for col in ("person", "faces", "photos (first 3)"):
+            table.add_column(col)
+        for p in people:
+            names = ", ".join(Path(x).name for x in p.photos[:3])
+            table.add_row(str(p.person_id), str(len(p.faces)), names)
+        Console().print(table)
+        if page:
+            stderr_console().print(f"page: {page}")
+
+
+@app.command("forget")
+def forget_cmd(
+    photo: Annotated[str | None, typer.Argument(help="Forget every face of this photo.")] = None,
+    person: Annotated[
+        int | None,
+        typer.Option("--person", help="Forget every face of this person (an id from `clusters`)."),
+    ] = None,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete face vectors of a PHOTO or a --person, and compact the index so they leave the disk."""
+    with errors_to_exit():
+        from lookalike.errors import QueryError
+
+        if (photo is None) == (person is None):
+            raise QueryError("name exactly one: a PHOTO or --person ID")
+        with _faces(index) as faces:
+            done = faces.forget_photo(photo) if photo is not None else faces.forget_person(person)  # type: ignore[arg-type]
+        if as_json:
+            _print_json(
+                {
+                    "faces_deleted": done.faces_deleted,
+                    "photos": list(done.photos),
+                    "disk_bytes": done.disk_bytes,
+                }
+            )
+            return
+        stderr_console().print(
+            f"[green]forgot[/green] {done.faces_deleted} face(s) in {len(done.photos)} photo(s); "
+            f"index compacted ({done.disk_bytes / 1e6:.1f} MB)"
+        )
+
+
+@app.command("stats")
+def stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Photos, faces and size of the face index."""
+    with errors_to_exit(), _faces(index) as faces:
+        info = faces.stats()
+        if as_json:
+            _print_json(info)
+            return
+        for k, v in info.items():
+            typer.echo(f"{k:12} {v}")

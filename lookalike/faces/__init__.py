@@ -1,0 +1,35 @@
+"""Find people: every face of every photo in its own collection, searchable from one selfie.
+
+    detect.py    faces in a photo (dlib HOG, run at a reduced size; boxes in the photo's pixels)
+    embed.py     5-point alignment + dlib's 128-d ResNet descriptor, L2-normalised
+    models.py    where the dlib `.dat` files are, and what they are (sha256)
+    index.py     `FaceIndex`: index / search / clusters / forget over a Qdrant Edge shard
+    cluster.py   faces -> people (Chinese whispers on the "same person" graph)
+    verify.py    verification metrics and threshold calibration (pure functions)
+    report.py    HTML page of the clusters; a picture of the detected boxes
+
+Heavy modules (numpy, dlib, PIL, qdrant) are imported by the submodules, not here, so
+`import lookalike.faces` stays cheap; `FaceIndex` and `FaceSettings` are loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lookalike.faces.index import FaceIndex
+    from lookalike.faces.settings import FaceSettings
+
+__all__ = ["FaceIndex", "FaceSettings"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FaceIndex":
+        from lookalike.faces.index import FaceIndex
+
+        return FaceIndex
+    if name == "FaceSettings":
+        from lookalike.faces.settings import FaceSettings
+
+        return FaceSettings
+    raise AttributeError(name)

@@ -1,0 +1,162 @@
+"""Faces in a photo: boxes in the photo's pixel coordinates, with the detector's score.
+
+Detection runs on a copy of the photo resized so its longest side is `FaceSettings.detect_size`
+(a 12 Mpx photo is searched at ~1.3 Mpx: ~10x less work; small photos are enlarged up to
+`max_upscale` so small faces reach the detector's ~80 px window), with a grey border of
+`pad` x the longest side so that faces cut by the frame still fit the window. Boxes are mapped
+back to the photo, duplicates (one box mostly inside a better one) are dropped, and faces are
+returned largest first: `face=N` in a query refers to this order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from lookalike.errors import QueryError
+from lookalike.faces.models import CNN_DETECTOR, model_file, require_dlib
+from lookalike.types import Box
+
+if TYPE_CHECKING:
+    from lookalike.faces.settings import FaceSettings
+
+Rect = tuple[float, float, float, float, float]
+"""x1, y1, x2, y2, score in the pixels of the array given to a detector."""
+
+OVERLAP = 0.5
+"""A box whose intersection with a better box covers more than this share of the smaller one
+is the same face seen twice (HOG's sub-detectors fire on one face at two scales)."""
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """One detected face.
+
+    box: the face clipped to the photo (pixels of the photo it was found in), what people see.
+    score: the detector's confidence (HOG: SVM margin, 0 is dlib's default cut; CNN: ~1).
+    detector_box: the box as found, possibly reaching past the frame; alignment starts from it.
+    """
+
+    box: Box
+    score: float
+    detector_box: Box
+
+    @property
+    def size(self) -> float:
+        """Longest side of the box, in pixels."""
+        return max(self.box.x2 - self.box.x1, self.box.y2 - self.box.y1)
+
+    def scaled(self, sx: float, sy: float) -> FaceBox:
+        """The same face in an image scaled by (sx, sy)."""
+
+        def s(b: Box) -> Box:
+            return Box(b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy)
+
+        return FaceBox(s(self.box), self.score, s(self.detector_box))
+
+
+class FaceDetector(Protocol):
+    """RGB uint8 array (H, W, 3) -> face rectangles in its pixels, any order."""
+
+    name: str
+
+    def detect(self, rgb: np.ndarray) -> list[Rect]: ...
+
+
+class HogDetector:
+    """dlib's frontal face detector (HOG + linear SVM, 5 sub-detectors for pose)."""
+
+    name = "hog"
+
+    def __init__(self, threshold: float = 0.0) -> None:
+        dlib: Any = require_dlib()
+        self._detector = dlib.get_frontal_face_detector()
+        self.threshold = threshold
+
+    def detect(self, rgb: np.ndarray) -> list[Rect]:
+        rects, scores, _ = self._detector.run(rgb, 0, self.threshold)
+        return [
+            (r.left(), r.top(), r.right() + 1, r.bottom() + 1, float(s))
+            for r, s in zip(rects, scores, strict=True)
+        ]
+
+
+class CnnDetector:
+    """dlib's MMOD CNN detector: finds more turned and blurred faces, ~50x slower on a CPU."""
+
+    name = "cnn"
+
+    def __init__(self) -> None:
+        dlib: Any = require_dlib()
+        self._detector = dlib.cnn_face_detection_model_v1(str(model_file(CNN_DETECTOR)))
+
+    def detect(self, rgb: np.ndarray) -> list[Rect]:
+        found = self._detector(rgb, 0)
+        return [
+            (d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1, d.confidence)
+            for d in found
+        ]
+
+
+def make_detector(settings: FaceSettings) -> FaceDetector:
+    """The detector `settings.detector` names."""
+    match settings.detector:
+        case "hog":
+            return HogDetector(settings.det_threshold)
+        case "cnn":
+            return CnnDetector()
+    raise QueryError(f"unknown face detector {settings.detector!r}; use one of: hog, cnn")
+
+
+def detection_scale(width: int, height: int, settings: FaceSettings) -> float:
+    """Factor from the photo to the copy detection runs on (< 1 shrinks, > 1 enlarges)."""
+    return min(settings.detect_size / max(width, height), settings.max_upscale)
+
+
+def find_faces(image: Image.Image, detector: FaceDetector, settings: FaceSettings) -> list[FaceBox]:
+    """Every face in `image` (RGB), largest first, boxes in `image`'s pixels."""
+    width, height = image.size
+    scale = detection_scale(width, height, settings)
+    small = image
+    if abs(scale - 1.0) > 1e-3:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    pad = round(settings.pad * max(small.size))
+    if pad:
+        small = ImageOps.expand(small, border=pad, fill=(128, 128, 128))
+    rects = detector.detect(np.asarray(small, dtype=np.uint8))
+    sx, sy = width / (small.width - 2 * pad), height / (small.height - 2 * pad)
+    faces = []
+    for x1, y1, x2, y2, score in suppress_duplicates(rects):
+        found = Box((x1 - pad) * sx, (y1 - pad) * sy, (x2 - pad) * sx, (y2 - pad) * sy)
+        clipped = Box(
+            max(0.0, found.x1), max(0.0, found.y1), min(width, found.x2), min(height, found.y2)
+        )
+        if clipped.x2 - clipped.x1 < 2 or clipped.y2 - clipped.y1 < 2:
+            continue  # found in the border only
+        faces.append(FaceBox(clipped, score, found))
+    faces.sort(key=lambda f: (-f.size, f.box.x1, f.box.y1))
+    return faces
+
+
+def suppress_duplicates(rects: Sequence[Rect], overlap: float = OVERLAP) -> list[Rect]:
+    """Best-scoring first; a rectangle overlapping a kept one by more than `overlap` of the
+    smaller one's area is dropped."""
+    kept: list[Rect] = []
+    for r in sorted(rects, key=lambda r: -r[4]):
+        if all(_overlap(r, k) <= overlap for k in kept):
+            kept.append(r)
+    return kept
+
+
+def _overlap(a: Rect, b: Rect) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return iw * ih / smaller if smaller > 0 else 0.0

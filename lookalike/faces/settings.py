@@ -1,0 +1,69 @@
+"""Face settings: environment variables with the LOOKALIKE_FACES_ prefix; CLI flags override them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_THRESHOLD = 0.36
+"""Default "same person" distance (Euclidean, between L2-normalised dlib descriptors, 0..2).
+
+Calibrated on ORL (400 photos, 40 people; 77,610 different-person pairs): the largest distance
+with a false-accept rate <= 1e-3 (0.364), rounded down. At 0.36: ORL TPR 0.987 / FPR 7e-4;
+deepface, held out, TPR 0.986 / FPR 0 (`bench/faces_eval.py`, docs/parts/faces.md).
+"""
+
+
+class FaceSettings(BaseSettings):
+    """How faces are found, described and matched. Every number here is tunable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOOKALIKE_FACES_", env_file=".env", extra="ignore"
+    )
+
+    detector: Literal["hog", "cnn"] = Field(
+        default="hog",
+        description="hog: dlib's frontal HOG detector (fast on CPU); cnn: dlib's MMOD CNN "
+        "(finds more turned faces, ~50x slower on CPU).",
+    )
+    detect_size: int = Field(
+        default=1024,
+        ge=160,
+        description="Longest side, in pixels, of the copy of the photo detection runs on. HOG "
+        "finds faces of ~80 px and larger at that size, i.e. ~8 % of the photo's longest side; "
+        "raise it for crowds of small faces (cost grows with its square).",
+    )
+    max_upscale: float = Field(
+        default=4.0,
+        ge=1.0,
+        description="Small photos are enlarged towards detect_size at most this much.",
+    )
+    pad: float = Field(
+        default=0.15,
+        ge=0.0,
+        le=0.5,
+        description="Grey border added on each side (fraction of the longest side) so that faces "
+        "cut by the frame still fit the detector's window.",
+    )
+    det_threshold: float = Field(
+        default=0.0,
+        description="HOG score above which a face is kept (dlib's default, 0; -0.6 also finds "
+        "faces half cut by the frame, and false ones in ~1 photo of 6).",
+    )
+    decode_size: int | None = Field(
+        default=1024,
+        description="Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale, never below this many "
+        "pixels on the shorter side; None decodes at full size (sharper small faces, slower).",
+    )
+    threshold: float = Field(
+        default=DEFAULT_THRESHOLD,
+        gt=0.0,
+        description="'Same person' distance: a face at most this far from the query matches.",
+    )
+    cluster_threshold: float | None = Field(
+        default=None,
+        description="Distance that links two faces into one person [default: threshold].",
+    )
+    batch_size: int = Field(default=16, ge=1, description="Photos per store write.")
