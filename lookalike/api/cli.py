@@ -474,6 +474,15 @@ def sample(
         )
 
 
+def _mount_crawl() -> None:
+    from lookalike.api.cli_crawl import crawl  # light: typer + console only
+
+    app.command("crawl")(crawl)
+
+
+_mount_crawl()
+
+
 def _mount_models() -> None:
     from lookalike.api.cli_models import app as models_app
 
