@@ -50,7 +50,7 @@ Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called as work advances; total may be 0 when unknown."""
 
 # Engine-owned keys hidden from results; the automatic attributes stay visible (and facetable).
-INTERNAL_KEYS = RESERVED_PAYLOAD_KEYS - {"colours", "classes"}
+INTERNAL_KEYS = RESERVED_PAYLOAD_KEYS - {"colours", "classes", "labels"}
 _LOOKAHEAD_BATCHES = 4
 
 
@@ -116,6 +116,8 @@ class QueryObject:
     score: float
 
 
+NOT_DETECTED = (None, "image", "box")
+"""View labels that did not come from the detector: the whole photo, a user's box."""
 SEARCH_TEXT = "search_text"
 """Centroid payload field holding an item's words, BM25-indexed for text queries."""
 FUSION_DEPTH = 50
@@ -653,6 +655,15 @@ class Engine:
                     views=signatures[item_id],
                     colours=_consensus([r.payload.get("colours") or [] for r in recs_]),
                     classes=_consensus([r.payload.get("classes") or [] for r in recs_]),
+                    # Detected objects ("cup", "handbag"); the whole-photo and user-box views
+                    # carry no detector label.
+                    labels=_consensus(
+                        [
+                            [r.payload["label"]]
+                            for r in recs_
+                            if r.payload.get("label") not in NOT_DETECTED
+                        ]
+                    ),
                 )
                 payload["search_text"] = self._search_text(payload)
                 points.append(
@@ -667,7 +678,7 @@ class Engine:
     def _search_text(self, payload: Mapping[str, Any]) -> str:
         """The words text queries match for an item: its catalogue text fields and attributes."""
         parts: list[str] = []
-        for name in (*self.settings.text_fields, "colours", "classes"):
+        for name in (*self.settings.text_fields, "colours", "classes", "labels"):
             value = payload.get(name)
             if isinstance(value, list):
                 parts.extend(str(v) for v in value)
@@ -680,6 +691,7 @@ class Engine:
         store.ensure_index("item_id", "keyword")
         store.ensure_index("colours", "keyword")
         store.ensure_index("classes", "keyword")
+        store.ensure_index("labels", "keyword")
         store.ensure_index(SEARCH_TEXT, "text")
         store.ensure_index("kind", "keyword")
         kinds: dict[str, str] = {}

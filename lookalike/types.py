@@ -27,6 +27,7 @@ RESERVED_PAYLOAD_KEYS = frozenset(
         "search_text",
         "colours",
         "classes",
+        "labels",
     }
 )
 """Payload keys the engine owns. Catalogue loaders rename fields that collide with them."""

@@ -236,6 +236,7 @@ def test_box_exclude_item_facets_and_fields(tmp_path: Path, settings: Settings) 
             "price": "float",
             "colours": "keyword",
             "classes": "keyword",
+            "labels": "keyword",
         }
 
 

@@ -49,6 +49,8 @@ def test_objects_become_views_and_queries_use_the_object(
         assert [c.query_object.label for c in chips if c.query_object] == ["cup"]
         boxed = engine.search(coffee, k=1, box=(0, 0, 200, 200))
         assert boxed.query_object is not None and boxed.query_object.label == "box"
+        assert engine.item("mug")["fields"]["labels"] == ["cup"]  # type: ignore[index]
+        assert engine.search_text("cup", k=1).hits[0].item_id == "mug"  # detector label as a word
         again = engine.index(manifest)
         assert again.images_embedded == 0 and engine.stats()["views"] == 5
     # The view settings are part of the index: asking for others is an error.
