@@ -271,9 +271,7 @@ def test_catalogue_preprocessing_matches_transformers_image_processor(name: str)
             assert np.abs(a - b).mean() < 0.25
 
 
-def test_engine_fuses_the_text_tower_with_catalogue_words(
-    tiny_dir: Path, tmp_path: Path
-) -> None:
+def test_engine_fuses_the_text_tower_with_catalogue_words(tiny_dir: Path, tmp_path: Path) -> None:
     """With a CLIP-family index, text queries use the text tower and BM25, fused (RRF)."""
     import json
 
