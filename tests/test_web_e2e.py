@@ -86,6 +86,7 @@ class _EngineWithHalves(Engine):
             _Detection(Box(w / 2, 0, w, h), "right product", 0.8),
         )
         values = {f.name: getattr(result, f.name) for f in fields(result)}
+        values.pop("objects", None)
         return _ResultWithObjects(**values, objects=objects)
 
 
@@ -379,3 +380,116 @@ def test_phone_sized_screen(
     png = page.screenshot(full_page=True)
     Image.open(io.BytesIO(png)).save(ARTIFACTS / "web-phone-full.png")
     assert page_errors == []
+
+
+# -- find people ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def people_server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A face index (dlib, real) of person01's and person02's photos and couple.jpg; img1.jpg
+    (person01) is left out to be the selfie. The product index is empty (a fake embedder)."""
+    import csv
+
+    from lookalike.faces.index import FaceIndex
+    from tests.fakes import TinyEmbedder
+
+    deepface = data_dir / "faces" / "deepface"
+    root = tmp_path_factory.mktemp("people-web")
+    album = root / "album"
+    album.mkdir()
+    with open(deepface / "identities.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["identity"] in ("person01", "person02") and r["file"] != "img1.jpg":
+                shutil.copy(deepface / r["file"], album / f"{r['identity']}-{r['file']}")
+    shutil.copy(deepface / "couple.jpg", album / "couple.jpg")
+    settings = Settings(index=root / "index", cache_dir=root / "cache")
+    with FaceIndex(settings.index, settings) as faces:
+        assert faces.index(album).skipped == ()
+    with (
+        Engine(settings.index, settings=settings, image_embedder=TinyEmbedder()) as engine,
+        live_server(create_app(engine, catalogue_root=root)) as url,
+    ):
+        yield url
+
+
+def test_find_people_mode(
+    browser: Any, people_server: str, data_dir: Path, page_errors: list[str]
+) -> None:
+    deepface = data_dir / "faces" / "deepface"
+    ctx = browser.new_context(viewport=DESKTOP, reduced_motion="reduce")
+    page = ctx.new_page()
+    page.on("pageerror", lambda exc: page_errors.append(f"page error: {exc}"))
+    page.goto(people_server + "/")
+    page.wait_for_selector("#error:not([hidden])")  # no product index in this server: said so
+    page.check('input[name="mode"][value="people"]', force=True)
+    page.wait_for_function(
+        "() => document.getElementById('index-info').textContent.includes('in 14 photos')"
+    )
+    assert page.is_hidden("#text-form") and page.is_hidden(".controls")
+    assert page.is_hidden("#error")  # the products' error belongs to the other mode
+    assert page.text_content("#dz-title") == "Find a person by selfie"
+
+    # One face: the photos of that person, each with its face framed inside the photo.
+    page.set_input_files("#file-input", str(deepface / "img1.jpg"))
+    page.wait_for_selector(".person-card")
+    _settled(page)
+    names = page.eval_on_selector_all(".person-card", "cs => cs.map(c => c.dataset.photo)")
+    assert names and all(n.startswith("person01-") or n == "couple.jpg" for n in names), names
+    assert len([n for n in names if n.startswith("person01-")]) >= 6
+    assert "couple.jpg" in names
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.person-card img')].slice(0, 8)"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+        timeout=60_000,
+    )
+    # The face frame lies inside the photo's frame, on the picture (not the padding).
+    geometry = page.eval_on_selector_all(
+        ".person-card",
+        """cs => cs.map(c => {
+            const f = c.querySelector('.pframe').getBoundingClientRect();
+            const b = c.querySelector('.pface').getBoundingClientRect();
+            const img = c.querySelector('img');
+            return {inside: b.left >= f.left - 1 && b.right <= f.right + 1 &&
+                            b.top >= f.top - 1 && b.bottom <= f.bottom + 1,
+                    area: (b.width * b.height) / (f.width * f.height),
+                    loaded: img.complete && img.naturalWidth > 0};
+        })""",
+    )
+    bad = [(i, g) for i, g in enumerate(geometry) if not (g["inside"] and 0 < g["area"] < 0.6)]
+    assert bad == [], bad
+    assert all(g["loaded"] for g in geometry[:8]), geometry  # later ones load lazily
+    badge = page.text_content(".person-card .badge")
+    assert badge is not None and re.fullmatch(r"distance 0\.\d\d", badge)
+    assert page.locator("#overlay .faces-box.selected").count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "web-people-results.png", full_page=True)
+
+    # Two faces: the page asks which one, then searches the face picked.
+    page.set_input_files("#file-input", str(deepface / "couple.jpg"))
+    page.wait_for_function("() => document.getElementById('status').textContent === 'Pick a face'")
+    assert page.locator("#overlay .faces-box").count() == 2
+    assert page.locator(".person-card").count() == 0
+    page.screenshot(path=ARTIFACTS / "web-people-pick-a-face.png")
+    picked: dict[str, list[str]] = {}
+    for number in ("0", "1"):
+        page.click(f'#overlay .faces-box[data-face="{number}"]')
+        page.wait_for_selector(f'#overlay .faces-box.selected[data-face="{number}"]')
+        _settled(page)
+        picked[number] = page.eval_on_selector_all(
+            ".person-card", "cs => cs.map(c => c.dataset.photo)"
+        )
+    # Each face finds couple.jpg itself; exactly one of the two is person01 (img1's person).
+    assert all("couple.jpg" in names for names in picked.values()), picked
+    person01 = [n for n, names in picked.items() if any(x.startswith("person01-") for x in names)]
+    assert len(person01) == 1, picked
+    page.screenshot(path=ARTIFACTS / "web-people-picked.png", full_page=True)
+
+    # A photo without a face says so.
+    shelf = sorted((data_dir / "grocery").rglob("*.jpg"))[0]
+    page.set_input_files("#file-input", str(shelf))
+    page.wait_for_selector("#error:not([hidden])")
+    assert "no face found" in page.text_content("#error")
+    assert page.locator(".person-card").count() == 0
+    assert page_errors == []
+    ctx.close()
