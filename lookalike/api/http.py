@@ -12,6 +12,11 @@
     GET    /api/images/{path}     a catalogue image (only files the index records) [?size=N thumbnail]
     GET    /api/stats             items, views, model, index size, filterable fields
     GET    /api/facets?field=...  value -> number of items, for a keyword field
+    POST   /api/faces/search      multipart photo (a selfie) [+ face, threshold, k]: the indexed
+                                  photos that contain that person (409 lists the faces to pick
+                                  from when the selfie has several; 422 when it has none)
+    GET    /api/faces/photos/{path}  a photo of the face index (only those) [?size=N thumbnail]
+    GET    /api/faces/stats       photos and faces in the face index
     GET    /healthz               liveness; never touches the model or the store
     GET    /                      the web page (static files from `lookalike/api/web/`)
 
@@ -69,6 +74,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from lookalike.engine import Engine
+    from lookalike.faces.index import FaceIndex, FaceSearchResult
     from lookalike.store.base import Filter
     from lookalike.types import ProductHit
 
@@ -161,6 +167,51 @@ class TextSearchIn(BaseModel):
     k: int = Field(default=10, ge=1, le=MAX_K)
     where: str | None = Field(default=None, description="Filter expression.")
     filters: dict[str, Any] | None = Field(default=None, description="Structured filters.")
+
+
+class FaceBoxOut(BaseModel):
+    number: int = Field(description="What `face=N` selects: 0 is the largest face.")
+    box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the uploaded photo.")
+    det_score: float
+    face_size: float = Field(description="Longest side of the box, pixels.")
+
+
+class FaceQueryOut(BaseModel):
+    width: int = Field(description="Width of the decoded (EXIF-rotated) query photo, pixels.")
+    height: int
+    face: FaceBoxOut = Field(description="The face searched.")
+    faces: list[FaceBoxOut] = Field(description="Every face found in the query photo.")
+
+
+class FaceMatchOut(BaseModel):
+    rank: int
+    photo: str = Field(description="The photo as indexed (path or URL).")
+    name: str = Field(description="The photo's file name.")
+    image_url: str | None = Field(description="Where a browser can load the photo.")
+    thumbnail_url: str | None = Field(description="A smaller version of it (640 px) when local.")
+    image_size: list[int] | None = Field(
+        description="Width, height of the photo (pixels `box` refers to)."
+    )
+    box: list[float] = Field(description="The matching face: x1, y1, x2, y2 in pixels.")
+    distance: float = Field(description="0 (same face) .. 2; a match is at most `threshold`.")
+    similarity: float = Field(description="Cosine similarity of the descriptors, 1 - d^2 / 2.")
+    face_id: str
+    det_score: float
+    face_size: float
+
+
+class FaceSearchOut(BaseModel):
+    matches: list[FaceMatchOut]
+    threshold: float = Field(description="The 'same person' distance used.")
+    query: FaceQueryOut
+    timings_ms: dict[str, float]
+
+
+class ChooseFaceOut(BaseModel):
+    detail: str
+    error: Literal["ManyFacesError"]
+    faces: list[FaceBoxOut] = Field(description="The faces of the photo, largest first.")
+    query: dict[str, int] = Field(description="width and height of the decoded photo.")
 
 
 class ItemOut(BaseModel):
@@ -438,6 +489,8 @@ class CatalogueImages:
     path without its leading `/`.
     """
 
+    prefix = "/api/images/"
+
     def __init__(self, engine: "Engine", root: Path | None) -> None:
         self.engine = engine
         self.root = _norm(str(root)) if root is not None else None
@@ -456,7 +509,7 @@ class CatalogueImages:
             rel = os.path.relpath(path, self.root)
         else:
             rel = path.lstrip("/")
-        return "/api/images/" + quote(rel, safe="/")
+        return self.prefix + quote(rel, safe="/")
 
     def lookup(self, rel: str) -> str | None:
         """The indexed file a request path names, or None. Blocking: call from a worker thread."""
@@ -492,6 +545,31 @@ class CatalogueImages:
             return frozenset()
         return frozenset(
             _norm(i) for i in images if i and not i.startswith(("http://", "https://"))
+        )
+
+
+class FacePhotos(CatalogueImages):
+    """The photos of the face index: the only files `/api/faces/photos` serves (same path rules).
+
+    `faces` is called (on a worker thread) for the FaceIndex; forgotten photos are not listed.
+    """
+
+    prefix = "/api/faces/photos/"
+
+    def __init__(self, faces: "Callable[[], FaceIndex]", root: Path | None) -> None:
+        self.faces = faces
+        self.root = _norm(str(root)) if root is not None else None
+        self._paths = None
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def _load(self) -> frozenset[str]:
+        try:
+            photos = self.faces().photos()
+        except StoreError:
+            return frozenset()
+        return frozenset(
+            _norm(p) for p in photos if p and not p.startswith(("http://", "https://"))
         )
 
 
@@ -564,6 +642,7 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     catalogue_root: Path | None = None,
     search_threads: int = 2,
+    faces: "FaceIndex | None" = None,
 ) -> FastAPI:
     """The HTTP API and web page over `engine` (which the app uses but does not close).
 
@@ -575,8 +654,10 @@ def create_app(
     search_threads: searches (decode + inference) running at once; more wait their turn. Each
         ONNX Runtime call already uses every core: 2 overlaps one search's decoding with
         another's inference; more only added latency on 2 cores (docs/parts/http.md).
+    faces: the face index for "find people" (`/api/faces/...`); by default one is opened, on
+        first use, from the engine's index folder (faces live in `<index>/faces`).
     """
-    state = _State(engine, api_key, max_upload_bytes, catalogue_root, search_threads)
+    state = _State(engine, api_key, max_upload_bytes, catalogue_root, search_threads, faces)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
@@ -774,14 +855,70 @@ def create_app(
         found = await state.read(state.images.lookup, path)
         if found is None:
             raise HTTPException(404, f"no catalogue image {path!r} in this index")
-        headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
-        if size is not None:
-            data = await state.read(state.thumbnails.get, found, size, state.catalogue_limits)
-            return Response(data, media_type="image/jpeg", headers=headers)
-        if not os.path.isfile(found):
-            raise HTTPException(404, f"catalogue image {path!r} is no longer on disk")
-        media = _IMAGE_TYPES.get(os.path.splitext(found)[1].lower(), "application/octet-stream")
-        return FileResponse(found, media_type=media, headers=headers)
+        return await _image_response(state, found, path, size)
+
+    # -- find people -----------------------------------------------------------------------------
+
+    @app.post(
+        "/api/faces/search",
+        response_model=FaceSearchOut,
+        tags=["faces"],
+        responses={
+            409: {
+                "model": ChooseFaceOut,
+                "description": "Several faces in the photo: ask again with `face=N`.",
+            },
+            422: {"model": ErrorOut, "description": "No face in the photo, or a bad face number."},
+        },
+    )
+    async def search_faces(
+        photo: Annotated[UploadFile, File(description="A photo of the person (a selfie).")],
+        face: Annotated[
+            int | None,
+            Form(ge=0, description="Which face of the photo, 0 = largest (see the 409 answer)."),
+        ] = None,
+        threshold: Annotated[
+            float | None,
+            Form(
+                gt=0,
+                le=2,
+                description="'Same person' distance, 0..2 [default: the calibrated 0.36].",
+            ),
+        ] = None,
+        k: Annotated[int, Form(ge=1, le=MAX_K, description="Most photos returned.")] = 50,
+    ) -> Any:
+        """The indexed photos that contain the person of the photo, best first, each with the
+        matching face's box. Several faces in the photo and no `face`: 409 listing them."""
+        data = await state.read_upload(photo)
+        status, body = await state.run_search(state.search_faces, data, face, threshold, k)
+        return body if status == 200 else JSONResponse(body, status_code=status)
+
+    @app.get(
+        "/api/faces/photos/{path:path}",
+        tags=["faces"],
+        response_class=Response,
+        responses={
+            200: {"content": {"image/jpeg": {}}, "description": "The photo."},
+            404: {"model": ErrorOut, "description": "Not a photo of the face index."},
+        },
+    )
+    async def get_face_photo(
+        path: str,
+        size: Annotated[
+            int | None,
+            Query(ge=THUMB_SIZES[0], le=THUMB_SIZES[1], description="Longest side of a thumbnail."),
+        ] = None,
+    ) -> Response:
+        """A photo of the face index: only photos whose faces are indexed are served."""
+        found = await state.read(state.face_photos.lookup, path)
+        if found is None:
+            raise HTTPException(404, f"no photo {path!r} in the face index")
+        return await _image_response(state, found, path, size)
+
+    @app.get("/api/faces/stats", tags=["faces"])
+    async def face_stats() -> dict[str, Any]:
+        """Photos and faces in the face index (503 when there is none yet)."""
+        return await state.read(state.face_stats)
 
     # -- information -----------------------------------------------------------------------------
 
@@ -815,6 +952,18 @@ def create_app(
     return app
 
 
+async def _image_response(state: "_State", found: str, path: str, size: int | None) -> Response:
+    """The file `found` (an allowed path), or a JPEG thumbnail of it when `size` is given."""
+    headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    if size is not None:
+        data = await state.read(state.thumbnails.get, found, size, state.catalogue_limits)
+        return Response(data, media_type="image/jpeg", headers=headers)
+    if not os.path.isfile(found):
+        raise HTTPException(404, f"image {path!r} is no longer on disk")
+    media = _IMAGE_TYPES.get(os.path.splitext(found)[1].lower(), "application/octet-stream")
+    return FileResponse(found, media_type=media, headers=headers)
+
+
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' blob: data: http: https:; "
@@ -845,6 +994,7 @@ class _State:
         max_upload_bytes: int,
         catalogue_root: Path | None,
         search_threads: int,
+        faces: "FaceIndex | None" = None,
     ) -> None:
         from lookalike.pipeline.decode import DecodeLimits
 
@@ -853,6 +1003,10 @@ class _State:
         self.max_upload_bytes = max_upload_bytes
         self.images = CatalogueImages(engine, catalogue_root)
         self.thumbnails = Thumbnails()
+        self._faces = faces
+        self._faces_lock = threading.Lock()
+        self._face_search_lock = threading.Lock()
+        self.face_photos = FacePhotos(self.face_index, catalogue_root)
         self.write_lock = threading.Lock()
         self._warm_lock = threading.Lock()
         self._told_no_index = False
@@ -1189,6 +1343,107 @@ class _State:
             self.images.invalidate()
         return {"deleted": item_id}
 
+    # -- find people -----------------------------------------------------------------------------
+
+    def face_index(self) -> "FaceIndex":
+        """The face index, opened once (StoreError, hence 503, while there is none). Blocking."""
+        with self._faces_lock:
+            if self._faces is None:
+                from lookalike.faces.index import FaceIndex
+
+                self._faces = FaceIndex(self.engine.index_dir, self.engine.settings)
+            _ = self._faces.store  # opens the shard, or says there is no face index yet
+            return self._faces
+
+    def search_faces(
+        self, data: bytes, face: int | None, threshold: float | None, k: int
+    ) -> tuple[int, dict[str, Any]]:
+        """(200, matches) or (409, the faces to choose from). Blocking.
+
+        Boxes are in pixels of the photo as uploaded (EXIF-rotated, decoded at full size).
+        """
+        from lookalike.faces.errors import ManyFacesError
+
+        faces = self.face_index()
+        t0 = time.perf_counter()
+        image = self.decode(data, full_size=True)
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        size = {"width": image.size[0], "height": image.size[1]}
+        try:
+            # dlib's detector and network are not documented as thread-safe: one at a time.
+            with self._face_search_lock:
+                result = faces.search(image, face=face, threshold=threshold, k=k)
+        except ManyFacesError as exc:
+            listed = [
+                {
+                    "number": n,
+                    "box": [round(v, 1) for v in f.box.as_list()],
+                    "det_score": round(float(f.score), 4),
+                    "face_size": round(float(f.size), 1),
+                }
+                for n, f in enumerate(exc.faces)
+            ]
+            return 409, {
+                "detail": str(exc),
+                "error": "ManyFacesError",
+                "faces": listed,
+                "query": size,
+            }
+        return 200, self._faces_out(faces, result, size, decode_ms)
+
+    def _faces_out(
+        self,
+        faces: "FaceIndex",
+        result: "FaceSearchResult",
+        size: dict[str, int],
+        decode_ms: float,
+    ) -> dict[str, Any]:
+        ids = [m.face_id for m in result.matches]
+        sizes = (
+            {r.id: r.payload.get("image_size") for r in faces.store.retrieve(ids)} if ids else {}
+        )
+        matches = []
+        for rank, m in enumerate(result.matches, 1):
+            url = self.face_photos.url_for(m.photo)
+            local = url is not None and url.startswith(FacePhotos.prefix)
+            image_size = sizes.get(m.face_id)
+            matches.append(
+                {
+                    "rank": rank,
+                    "photo": m.photo,
+                    "name": os.path.basename(m.photo.rstrip("/")) or m.photo,
+                    "image_url": url,
+                    "thumbnail_url": f"{url}?size=640" if local else url,
+                    "image_size": list(image_size) if image_size else None,
+                    "box": [round(v, 1) for v in m.box],
+                    "distance": m.distance,
+                    "similarity": m.similarity,
+                    "face_id": m.face_id,
+                    "det_score": m.det_score,
+                    "face_size": m.face_size,
+                }
+            )
+        timings = {**result.timings_ms, "decode": decode_ms}
+        return {
+            "matches": matches,
+            "threshold": result.threshold,
+            "query": {
+                **size,
+                "face": _query_face_out(result.query_face),
+                "faces": [_query_face_out(f) for f in result.query_faces],
+            },
+            "timings_ms": {
+                **{k_: round(v, 2) for k_, v in timings.items()},
+                "total": round(sum(timings.values()), 2),
+            },
+        }
+
+    def face_stats(self) -> dict[str, Any]:
+        info = dict(self.face_index().stats())
+        info.pop("index", None)  # the server's folder layout is nobody's business
+        info["threshold"] = self.face_index().face_settings.threshold
+        return info
+
     # -- information -----------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -1216,6 +1471,15 @@ class _State:
         counts = self.engine.facets(field, where=combined_filter(where, filters), limit=limit)
         values = [{"value": v, "count": n} for v, n in counts.items()]
         return {"field": field, "values": values}
+
+
+def _query_face_out(f: Any) -> dict[str, Any]:
+    return {
+        "number": f.number,
+        "box": [round(v, 1) for v in f.box],
+        "det_score": f.det_score,
+        "face_size": f.face_size,
+    }
 
 
 def _display_fields(item_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 // lookalike web page: pick a photo (drop, paste, file, camera), optionally draw a region or pick a
-// detected object, see the most similar products. Plain DOM, no framework, no build step.
+// detected object, see the most similar products. "Find people" mode: a selfie finds the photos
+// that person is in (pick the face when the selfie has several). Plain DOM, no build step.
 // Every value from the server is inserted with textContent (never innerHTML).
 "use strict";
 
@@ -26,17 +27,65 @@ const state = {
   fields: {},
   seq: 0,
   abort: null,
+  mode: "products", // "products" | "people"
+  faces: [], // people mode: faces of the selfie {number, box (fractions)}
+  face: null, // people mode: the face number chosen, or null (the only face)
 };
+
+const PEOPLE_K = 50;
 
 // -- start-up -------------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
   wireInputs();
   wireStage();
+  wireModes();
   loadIndexInfo();
 });
 
+// -- modes ----------------------------------------------------------------------------------------
+
+function wireModes() {
+  for (const radio of document.querySelectorAll('input[name="mode"]')) {
+    radio.addEventListener("change", () => { if (radio.checked) setMode(radio.value); });
+  }
+}
+
+function setMode(mode) {
+  state.mode = mode;
+  const people = mode === "people";
+  document.body.classList.toggle("people-mode", people);
+  $("dz-title").textContent = people ? "Find a person by selfie" : "Find a product by photo";
+  document.title = people ? "lookalike · find people" : "lookalike · find it by photo";
+  state.context = null;
+  state.region = null;
+  state.objects = [];
+  state.selectedObject = -1;
+  state.faces = [];
+  state.face = null;
+  hideError();
+  renderContext();
+  $("results-title").textContent = people ? "Photos of this person" : "Matches";
+  $("empty").firstElementChild.textContent = people
+    ? "The photos this person is in will appear here, best match first."
+    : "Your matches will appear here, most similar first.";
+  drawOverlay();
+  loadIndexInfo();
+  if (state.photo) search();
+  else clearResults();
+}
+
 async function loadIndexInfo() {
+  if (state.mode === "people") {
+    $("index-info").textContent = "";
+    try {
+      const faces = await api("/api/faces/stats");
+      $("index-info").textContent = `${Number(faces.faces || 0).toLocaleString()} faces in ${Number(faces.photos || 0).toLocaleString()} photos`;
+    } catch (err) {
+      showError(err.message);
+    }
+    return;
+  }
   let stats;
   try {
     stats = await api("/api/stats");
@@ -124,16 +173,24 @@ async function usePhoto(file) {
   state.region = null;
   state.objects = [];
   state.selectedObject = -1;
+  state.faces = [];
+  state.face = null;
   state.context = null;
   renderContext();
   const img = $("preview-img");
   img.onerror = () => { $("hint").textContent = "This browser cannot show the photo, but it is searched as a whole."; };
-  img.onload = () => { $("hint").textContent = "Drag on the photo to search just one part of it."; drawOverlay(); };
+  img.onload = () => { $("hint").textContent = defaultHint(); drawOverlay(); };
   img.src = state.photoUrl;
   $("dropzone").hidden = true;
   $("preview").hidden = false;
   drawOverlay();
   search();
+}
+
+function defaultHint() {
+  return state.mode === "people"
+    ? "The face searched is framed in green."
+    : "Drag on the photo to search just one part of it.";
 }
 
 // Big photos (phone cameras) are scaled to MAX_SIDE in the browser: a faster upload, and the
@@ -174,6 +231,12 @@ function wireStage() {
   };
   stage.addEventListener("pointerdown", (e) => {
     if (!state.photo || e.button > 0) return;
+    if (state.mode === "people") {
+      const [x, y] = point(e);
+      const hit = faceAt(x, y);
+      if (hit >= 0) { e.preventDefault(); chooseFace(state.faces[hit].number); }
+      return;
+    }
     e.preventDefault();
     stage.setPointerCapture(e.pointerId);
     start = point(e);
@@ -207,6 +270,23 @@ function wireStage() {
   window.addEventListener("resize", () => drawOverlay());
 }
 
+function faceAt(x, y) {
+  let best = -1;
+  let bestArea = Infinity;
+  state.faces.forEach((f, i) => {
+    const [x1, y1, x2, y2] = f.box;
+    const area = (x2 - x1) * (y2 - y1);
+    if (x >= x1 && x <= x2 && y >= y1 && y <= y2 && area < bestArea) { best = i; bestArea = area; }
+  });
+  return best;
+}
+
+function chooseFace(number) {
+  state.face = number;
+  drawOverlay();
+  search();
+}
+
 function objectAt(x, y) {
   let best = -1;
   let bestArea = Infinity;
@@ -233,6 +313,10 @@ function setRegion(box) {
 function drawOverlay() {
   const overlay = $("overlay");
   overlay.replaceChildren();
+  if (state.mode === "people") {
+    drawFaces(overlay);
+    return;
+  }
   state.objects.forEach((o, i) => {
     const b = el("button", "objbox" + (i === state.selectedObject ? " selected" : ""));
     b.type = "button";
@@ -246,6 +330,26 @@ function drawOverlay() {
     overlay.append(b);
   });
   if (state.region) drawRegion(state.region, false);
+}
+
+// The selfie's faces: numbered boxes; the one searched is green. A click (stage handler) or
+// Enter/Space picks a face.
+function drawFaces(overlay) {
+  const several = state.faces.length > 1;
+  for (const f of state.faces) {
+    const chosen = state.face === f.number || (!several && state.face === null);
+    const b = el("button", "faces-box" + (chosen ? " selected" : ""));
+    b.type = "button";
+    b.dataset.face = String(f.number);
+    b.setAttribute("aria-label", `Look for face ${f.number + 1}`);
+    b.setAttribute("aria-pressed", String(chosen));
+    place(b, f.box);
+    if (several) b.append(el("span", "tag", String(f.number + 1)));
+    b.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); chooseFace(f.number); }
+    });
+    overlay.append(b);
+  }
 }
 
 // The region: a frame, and four shades dimming what lies outside it.
@@ -419,6 +523,10 @@ async function search() {
   let path;
   let init;
   const ctx = state.context;
+  if (state.mode === "people") {
+    searchPeople(seq, abort);
+    return;
+  }
   if (ctx && ctx.kind === "similar") {
     const params = new URLSearchParams({ k: String(k()) });
     if (filters) params.set("filters", filters);
@@ -456,6 +564,124 @@ async function search() {
     showError(err.message);
     setBusy(false, "");
   }
+}
+
+async function searchPeople(seq, abort) {
+  if (!state.photo) {
+    setBusy(false);
+    return;
+  }
+  const form = new FormData();
+  form.append("photo", state.photo, state.photo.name || "selfie.jpg");
+  form.append("k", String(PEOPLE_K));
+  if (state.face !== null) form.append("face", String(state.face));
+  try {
+    const result = await api("/api/faces/search", { method: "POST", body: form, signal: abort.signal });
+    if (seq !== state.seq) return;
+    takeFaces(result.query.faces, result.query);
+    state.face = state.faces.length > 1 ? result.query.face.number : null;
+    drawOverlay();
+    $("hint").textContent = state.faces.length > 1
+      ? "Looking for the face in green. Tap another face to look for that person."
+      : defaultHint();
+    renderPeople(result);
+  } catch (err) {
+    if (err.name === "AbortError" || seq !== state.seq) return;
+    if (err.status === 409 && err.body && Array.isArray(err.body.faces)) {
+      // Several faces and none chosen yet: show them and let the user pick one.
+      takeFaces(err.body.faces, err.body.query);
+      state.face = null;
+      drawOverlay();
+      $("results").replaceChildren();
+      $("empty").hidden = false;
+      $("empty").firstElementChild.textContent = `${state.faces.length} faces in this photo: tap the person to look for.`;
+      $("hint").textContent = "Tap a numbered face to find the photos of that person.";
+      setBusy(false, "Pick a face");
+      return;
+    }
+    state.faces = [];
+    drawOverlay();
+    $("results").replaceChildren();
+    $("empty").hidden = false;
+    showError(err.message);
+    setBusy(false, "");
+  }
+}
+
+// Face boxes come in pixels of the uploaded photo; the page keeps them as fractions.
+function takeFaces(faces, size) {
+  const w = size && size.width;
+  const h = size && size.height;
+  state.faces = (faces || []).filter(() => w && h).map((f) => ({
+    number: f.number,
+    box: [f.box[0] / w, f.box[1] / h, f.box[2] / w, f.box[3] / h].map(clamp),
+  }));
+}
+
+function renderPeople(result) {
+  const list = $("results");
+  list.replaceChildren();
+  const matches = result.matches || [];
+  $("empty").hidden = matches.length > 0;
+  if (!matches.length) {
+    $("empty").firstElementChild.textContent = "This person is in none of the indexed photos.";
+  }
+  for (const m of matches) list.append(personCard(m, result.threshold));
+  const ms = result.timings_ms && result.timings_ms.total;
+  const took = ms === undefined ? "" : ` · ${Math.round(ms)} ms`;
+  setBusy(false, `${matches.length} photo${matches.length === 1 ? "" : "s"}${took}`);
+}
+
+// A photo the person is in, the matching face framed. The photo is fitted (contained) in the
+// square thumbnail by hand, so the frame's percentages land on the face exactly.
+function personCard(m, threshold) {
+  const li = el("li", "card person-card");
+  li.dataset.photo = m.name;
+  const thumb = el("div", "thumb");
+  const inner = el("div", "pinner");
+  const frame = el("div", "pframe");
+  const img = el("img");
+  img.loading = m.rank > 12 ? "lazy" : "eager";
+  img.decoding = "async";
+  img.alt = m.name;
+  if (m.thumbnail_url) img.src = m.thumbnail_url;
+  frame.append(img);
+  const size = m.image_size;
+  if (size && size[0] > 0 && size[1] > 0) {
+    const aspect = size[0] / size[1];
+    const [fw, fh] = aspect >= 1 ? [1, 1 / aspect] : [aspect, 1];
+    place(frame, [(1 - fw) / 2, (1 - fh) / 2, (1 + fw) / 2, (1 + fh) / 2]);
+    const box = el("div", "pface");
+    place(box, [m.box[0] / size[0], m.box[1] / size[1], m.box[2] / size[0], m.box[3] / size[1]].map(clamp));
+    frame.append(box);
+  } else {
+    place(frame, [0, 0, 1, 1]);
+  }
+  inner.append(frame);
+  const badge = el("span", "badge dist", `distance ${m.distance.toFixed(2)}`);
+  badge.title = `distance ${m.distance.toFixed(3)} (same person up to ${threshold}); cosine similarity ${m.similarity.toFixed(3)}`;
+  thumb.append(inner, badge, el("span", "rank", String(m.rank)));
+
+  const body = el("div", "card-body");
+  const title = el("h3", "card-title", m.name);
+  title.title = m.photo;
+  const meta = el("div", "meta");
+  meta.append(el("span", "item-id", `similarity ${(m.similarity * 100).toFixed(1)} %`));
+  // Closeness within the "same person" threshold: full at distance 0, empty at the threshold.
+  const bar = el("div", "simbar");
+  const fill = el("span");
+  fill.style.width = `${Math.max(0, Math.min(100, 100 * (1 - m.distance / threshold)))}%`;
+  bar.append(fill);
+  body.append(title, meta, bar);
+  if (m.image_url) {
+    const open = el("a", "btn small more", "Open photo");
+    open.href = m.image_url;
+    open.target = "_blank";
+    open.rel = "noopener noreferrer";
+    body.append(open);
+  }
+  li.append(thumb, body);
+  return li;
 }
 
 // Objects come in pixels of the decoded photo; the page keeps them as fractions.
@@ -556,7 +782,7 @@ function renderContext() {
   const ctx = state.context;
   $("context").hidden = !ctx;
   if (!ctx) {
-    $("results-title").textContent = "Matches";
+    $("results-title").textContent = state.mode === "people" ? "Photos of this person" : "Matches";
     return;
   }
   if (ctx.kind === "similar") {
@@ -590,7 +816,10 @@ async function api(path, init) {
   } catch (_) { /* not JSON */ }
   if (!response.ok) {
     const detail = body && typeof body.detail === "string" ? body.detail : response.statusText;
-    throw new Error(detail || `HTTP ${response.status}`);
+    const err = new Error(detail || `HTTP ${response.status}`);
+    err.status = response.status;
+    err.body = body;
+    throw err;
   }
   return body;
 }
