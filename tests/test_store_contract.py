@@ -1,8 +1,10 @@
-"""One contract, every store backend: the exact in-memory reference and Qdrant Edge."""
+"""One contract, every store backend: the exact in-memory reference, Qdrant Edge, and Qdrant
+through qdrant-client (local mode always, a real server when QDRANT_URL is set)."""
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,15 +22,38 @@ def _make(kind: str, path: Path) -> Store:
         from lookalike.store.memory import MemoryStore
 
         return MemoryStore()
+    if kind == "qdrant-local":
+        from lookalike.store.qdrant import QdrantStore
+
+        return QdrantStore(str(path / "qdrant"), "contract", {"image": DIM})
+    if kind == "qdrant-server":
+        import uuid
+
+        from lookalike.store.qdrant import QdrantStore
+
+        return QdrantStore(
+            os.environ["QDRANT_URL"],
+            f"lookalike-contract-{uuid.uuid4().hex[:12]}",
+            {"image": DIM},
+            api_key=os.environ.get("QDRANT_API_KEY") or None,
+        )
     from lookalike.store.edge import EdgeStore
 
     return EdgeStore(path / "shard", {"image": DIM})
 
 
-@pytest.fixture(params=["memory", "edge"])
+# qdrant-client's local mode always; a real Qdrant server only when QDRANT_URL names one.
+_BACKENDS = ["memory", "edge", "qdrant-local"] + (
+    ["qdrant-server"] if os.environ.get("QDRANT_URL") else []
+)
+
+
+@pytest.fixture(params=_BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     s = _make(request.param, tmp_path)
     yield s
+    if request.param == "qdrant-server":
+        s.drop()  # type: ignore[attr-defined]  # leave no test collections on the server
     s.close()
 
 

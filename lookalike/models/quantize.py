@@ -1,0 +1,336 @@
+"""int8 quantisation of an ONNX image embedder, kept only when retrieval quality holds.
+
+Two recipes from `onnxruntime.quantization`:
+
+- `dynamic`: weights stored as int8, activations quantised on the fly per batch (no calibration).
+  For convolutions ONNX Runtime emits `ConvInteger`, which its CPU provider runs without the
+  optimised kernels of float convolutions, so this recipe shrinks the file but is rarely faster.
+- `static`: weights and activations int8 in QDQ format, activation ranges calibrated on real photos
+  (`calibration` images, never the evaluation queries). The CPU provider fuses QDQ pairs into
+  `QLinearConv`, the recipe that can be faster.
+
+`check_quantized` embeds the grocery catalogue and its queries with the float model and with the
+quantised one (same decode and preprocessing), and measures Recall@1 of the product centroids for
+both. The quantised model is kept only when its Recall@1 is within `tolerance` (0.01) of the float
+model's: `QuantCheck.keep`.
+
+Heavy imports (onnx, onnxruntime, numpy, PIL) stay inside the functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from lookalike.errors import ModelError
+
+if TYPE_CHECKING:
+    from lookalike.pipeline.preprocess import Preprocess
+    from lookalike.types import F32
+
+Progress = Callable[[str, int, int], None]
+Recipe = Literal["dynamic", "static"]
+
+
+@dataclass(frozen=True)
+class QuantCheck:
+    """Recall@1 (product centroids, grocery protocol) of a float model and its int8 version.
+
+    ms_per_image: model-only milliseconds per image (median of timed batches) for each model.
+    keep: int8 Recall@1 >= float Recall@1 - tolerance.
+    """
+
+    recipe: str
+    float_recall_at_1: float
+    int8_recall_at_1: float
+    tolerance: float
+    float_ms_per_image: float
+    int8_ms_per_image: float
+    float_bytes: int
+    int8_bytes: int
+    queries: int
+    catalogue_images: int
+
+    @property
+    def delta(self) -> float:
+        return self.int8_recall_at_1 - self.float_recall_at_1
+
+    @property
+    def keep(self) -> bool:
+        return self.int8_recall_at_1 >= self.float_recall_at_1 - self.tolerance
+
+
+def quantize_dynamic_int8(src: Path, dest: Path) -> Path:
+    """Weights to int8 (per channel), activations quantised at run time. Returns `dest`."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    _check_model(src)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8, per_channel=True)
+    return dest
+
+
+def quantize_static_int8(
+    src: Path,
+    dest: Path,
+    calibration: Sequence[str],
+    preprocess: Preprocess,
+    *,
+    batch: int = 8,
+    progress: Progress | None = None,
+) -> Path:
+    """QDQ int8 weights (per channel) and activations, ranges calibrated on `calibration` photos.
+
+    calibration: image paths decoded like indexing does; 64-200 photos of the target domain.
+    Returns `dest`. Calibration runs the float model once per photo (slow on 2 cores: ~1 s per 8).
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    _check_model(src)
+    if not calibration:
+        raise ModelError("static quantisation needs calibration photos")
+    notify = progress or (lambda stage, done, total: None)
+    input_name = _input_name(src)
+
+    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._batches = _tensor_batches(calibration, preprocess, batch)
+            self._done = 0
+
+        def get_next(self) -> dict[str, Any] | None:
+            tensor = next(self._batches, None)
+            if tensor is None:
+                return None
+            self._done += len(tensor)
+            notify("calibrate", self._done, len(calibration))
+            return {input_name: tensor}
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    prepared = dest.with_suffix(".prep.onnx")
+    # Shape inference + graph clean-up first, as onnxruntime recommends before quantising.
+    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+    try:
+        quantize_static(
+            str(prepared),
+            str(dest),
+            _Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
+    return dest
+
+
+def embed_files(
+    model_path: Path,
+    preprocess: Preprocess,
+    files: Sequence[str],
+    *,
+    output: str = "gem",
+    batch: int = 8,
+    threads: int = 0,
+    progress: Progress | None = None,
+) -> tuple[F32, float]:
+    """Decode `files` as indexing does (`decode_image`, default limits) and embed them.
+
+    Returns ((N, dim) L2-normalised float32 vectors in the order of `files`, median model-only
+    milliseconds per image over the batches). A file that cannot be decoded raises DecodeError:
+    an evaluation protocol must not silently drop photos.
+    """
+    import numpy as np
+
+    from lookalike.pipeline.embed import OnnxImageEmbedder
+
+    embedder = OnnxImageEmbedder("eval", model_path, preprocess, output=output, threads=threads)
+    notify = progress or (lambda stage, done, total: None)
+    out = []
+    per_image: list[float] = []
+    done = 0
+    for tensor in _tensor_batches(files, preprocess, batch):
+        started = time.perf_counter()
+        (features,) = embedder._session.run([output], {embedder._input: tensor})
+        per_image.append((time.perf_counter() - started) * 1e3 / len(tensor))
+        out.append(features)
+        done += len(tensor)
+        notify("embed", done, len(files))
+    from lookalike.pipeline.embed import l2_normalise
+
+    vectors = l2_normalise(np.concatenate(out)) if out else np.zeros((0, embedder.dim), np.float32)
+    return vectors, float(np.median(per_image)) if per_image else 0.0
+
+
+def centroid_recall_at_1(
+    cat_vectors: F32, cat_items: Sequence[str], query_vectors: F32, query_items: Sequence[str]
+) -> float:
+    """Recall@1 of the grocery protocol's default mode: each product is the L2-normalised mean of
+    its catalogue vectors; a query is right when its most similar centroid is its product."""
+    import numpy as np
+
+    from lookalike.pipeline.embed import l2_normalise
+
+    items = sorted(set(cat_items))
+    index = {item: i for i, item in enumerate(items)}
+    sums = np.zeros((len(items), cat_vectors.shape[1]), dtype=np.float64)
+    for vec, item in zip(cat_vectors, cat_items, strict=True):
+        sums[index[item]] += vec
+    centroids = l2_normalise(sums)
+    best = np.argmax(query_vectors @ centroids.T, axis=1)
+    hits = sum(items[b] == q for b, q in zip(best, query_items, strict=True))
+    return hits / max(1, len(query_items))
+
+
+def grocery_recall(
+    model: Path,
+    preprocess: Preprocess,
+    catalogue: Sequence[tuple[str, str]],
+    queries: Sequence[tuple[str, str]],
+    *,
+    output: str = "gem",
+    batch: int = 8,
+    threads: int = 0,
+    progress: Progress | None = None,
+) -> tuple[float, float]:
+    """(centroid Recall@1, median model-only ms/image) of `model` on (image, item id) pairs."""
+    cat_vec, ms = embed_files(
+        model,
+        preprocess,
+        [p for p, _ in catalogue],
+        output=output,
+        batch=batch,
+        threads=threads,
+        progress=progress,
+    )
+    q_vec, _ = embed_files(
+        model, preprocess, [p for p, _ in queries], output=output, batch=batch, threads=threads
+    )
+    recall = centroid_recall_at_1(
+        cat_vec, [i for _, i in catalogue], q_vec, [i for _, i in queries]
+    )
+    return recall, ms
+
+
+def check_quantized(
+    float_model: Path,
+    int8_model: Path,
+    preprocess: Preprocess,
+    catalogue: Sequence[tuple[str, str]],
+    queries: Sequence[tuple[str, str]],
+    *,
+    recipe: str = "",
+    tolerance: float = 0.01,
+    output: str = "gem",
+    batch: int = 8,
+    threads: int = 0,
+    float_result: tuple[float, float] | None = None,
+    progress: Progress | None = None,
+) -> QuantCheck:
+    """Embed (image path, item id) `catalogue` and `queries` with both models; compare Recall@1.
+
+    float_result: (Recall@1, ms/image) of the float model from an earlier `grocery_recall`, to
+    check several int8 models against one float run.
+    """
+    notify = progress or (lambda stage, done, total: None)
+    results = []
+    for label, model in (("float", float_model), ("int8", int8_model)):
+        if label == "float" and float_result is not None:
+            results.append(float_result)
+            continue
+
+        def step(stage: str, done: int, total: int, label: str = label) -> None:
+            notify(f"{label} {stage}", done, total)
+
+        results.append(
+            grocery_recall(
+                model,
+                preprocess,
+                catalogue,
+                queries,
+                output=output,
+                batch=batch,
+                threads=threads,
+                progress=step,
+            )
+        )
+    return QuantCheck(
+        recipe=recipe,
+        float_recall_at_1=results[0][0],
+        int8_recall_at_1=results[1][0],
+        tolerance=tolerance,
+        float_ms_per_image=results[0][1],
+        int8_ms_per_image=results[1][1],
+        float_bytes=Path(float_model).stat().st_size,
+        int8_bytes=Path(int8_model).stat().st_size,
+        queries=len(queries),
+        catalogue_images=len(catalogue),
+    )
+
+
+def grocery_protocol(
+    grocery_dir: Path, work_dir: Path
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(image, item id) pairs of the grocery catalogue (iconic + train) and of the val queries,
+    exactly as `lookalike eval` reads them from `prepare_grocery`'s files."""
+    import csv
+    import json
+
+    from lookalike.datasets import prepare_grocery
+
+    files = prepare_grocery(grocery_dir, work_dir)
+    catalogue = []
+    for line in files.catalogue.read_text().splitlines():
+        row = json.loads(line)
+        catalogue.extend((image, str(row["id"])) for image in dict.fromkeys(row["images"]))
+    with open(files.queries, newline="") as fh:
+        queries = [(r["image"], str(r["item_id"])) for r in csv.DictReader(fh)]
+    return catalogue, queries
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _check_model(src: Path) -> None:
+    if not Path(src).is_file():
+        raise ModelError(f"model file not found: {src}")
+
+
+def _input_name(model: Path) -> str:
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    initialisers = {i.name for i in graph.initializer}
+    return next(i.name for i in graph.input if i.name not in initialisers)
+
+
+def _tensor_batches(files: Sequence[str], preprocess: Preprocess, batch: int) -> Iterator[Any]:
+    """(n, 3, size, size) float32 batches of `files`, decoded on two threads ahead of the caller."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lookalike.pipeline.decode import load_image
+    from lookalike.pipeline.preprocess import to_tensor
+
+    def tensor(chunk: Sequence[str]) -> Any:
+        return to_tensor([load_image(f).image for f in chunk], preprocess)
+
+    chunks = [files[i : i + batch] for i in range(0, len(files), batch)]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="quant-decode") as pool:
+        pending = []
+        for chunk in chunks:
+            pending.append(pool.submit(tensor, chunk))
+            if len(pending) > 2:  # bounded look-ahead: memory stays at a few batches
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()

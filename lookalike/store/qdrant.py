@@ -1,0 +1,463 @@
+"""Qdrant server or cluster through `qdrant-client`: one collection per index.
+
+`QdrantStore("http://host:6333", "shop", {"image": 1280}, api_key=...)` talks to a server (or to any
+node of a distributed cluster: the cluster routes requests to the shards and replicas). The same
+class runs on `qdrant-client`'s local mode (`":memory:"`, or a folder path) so the contract suite
+and CI need no server; local mode is exact numpy search, meant for tests and small data only.
+
+Semantics are those of the embedded `EdgeStore`: named cosine vectors, filters inside the search,
+payload indexes, facets, one-best-point-per-group search (the server's `query_points_groups`), and
+BM25 text search over a payload text index (Qdrant's `TextQuery` on an index with `scoring`).
+Every write waits for the server to apply it (`wait=True`): durable in the server's WAL on return.
+
+Differences of local mode, and why:
+- payload indexes do nothing there (exact scan); their kinds are still recorded (in a JSON file next
+  to a folder collection) so `payload_schema` answers like the server.
+- text indexes there support the default tokenizer only, no stemming. So that a plural finds a
+  singular as on the server, the query's words are widened with their crude singular and plural
+  forms (`apples` -> `apples apple`); documents are not stemmed. BM25 ranking is otherwise the same
+  formula (k1 1.2, b 0.75). On a server the index stems both sides with Snowball English.
+- `disk_bytes` is the folder size in local mode; on a server it is 0 (the client API does not
+  expose it: read the collection's size from the server's telemetry or its volume).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lookalike.errors import IndexMismatchError, StoreError
+from lookalike.store.base import Condition, Filter, IndexKind, PointRecord, as_vector
+from lookalike.types import F32, Hit
+
+_SCROLL_PAGE = 1024
+_SCHEMA_FILE = "lookalike_payload_schema.json"
+_HINT = (
+    "start a Qdrant server there (e.g. `docker run -p 6333:6333 qdrant/qdrant`), check the host "
+    "and port of --store / QDRANT_URL, or use the embedded default (--store edge)"
+)
+
+
+def _models() -> Any:
+    from qdrant_client import models
+
+    return models
+
+
+def _is_remote(location: str) -> bool:
+    return location.startswith(("http://", "https://"))
+
+
+class QdrantStore:
+    """One Qdrant collection.
+
+    url_or_location: `http(s)://host:port` of a server or cluster node; `":memory:"` or a folder
+        path for qdrant-client's local mode.
+    collection: the collection name (one per index); created with `vectors` when missing.
+    vectors: vector name -> dimension; an existing collection must have the same ones.
+    api_key: sent to the server (`QDRANT__SERVICE__API_KEY` on its side); needs https in production.
+    shard_number, replication_factor: used only when the collection is created (cluster layout).
+    timeout: seconds per request.
+    """
+
+    def __init__(
+        self,
+        url_or_location: str,
+        collection: str,
+        vectors: Mapping[str, int],
+        api_key: str | None = None,
+        *,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        from qdrant_client import QdrantClient
+
+        self.location = str(url_or_location)
+        self.collection = collection
+        self.remote = _is_remote(self.location)
+        self._local_dir: Path | None = None
+        try:
+            if self.remote:
+                # No version handshake: `collection_exists` below is the reachability check, and
+                # its error says what to do; the server must be as new as qdrant-client's minor
+                # version for BM25 text indexes (docs/deploy-cluster.md).
+                self._client = QdrantClient(
+                    url=self.location,
+                    api_key=api_key,
+                    timeout=max(1, round(timeout)),
+                    check_compatibility=False,
+                )
+            elif self.location == ":memory:":
+                self._client = QdrantClient(location=":memory:")
+            else:
+                self._local_dir = Path(self.location)
+                self._local_dir.mkdir(parents=True, exist_ok=True)
+                self._client = QdrantClient(path=str(self._local_dir))
+        except Exception as exc:  # local mode: folder locked by another process, unreadable ...
+            raise StoreError(f"cannot open Qdrant at {self.location}: {exc}") from exc
+        try:
+            if not self._client.collection_exists(collection):
+                self._create(vectors, shard_number, replication_factor)
+            self._check_vectors(vectors)
+        except (StoreError, IndexMismatchError):
+            self._client.close()
+            raise
+        except Exception as exc:
+            self._client.close()
+            raise self._error("open collection", exc) from exc
+        self._schema: dict[str, str] = self._load_schema()
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def _error(self, what: str, exc: Exception) -> StoreError:
+        """A StoreError that names the server and says what to do."""
+        status = getattr(exc, "status_code", None)
+        where = f"Qdrant at {self.location}, collection {self.collection!r}"
+        if status in (401, 403):
+            return StoreError(
+                f"{what}: {where} refused the API key ({status}): set the key the server expects "
+                "(env QDRANT_API_KEY)"
+            )
+        if self.remote and status is None:
+            return StoreError(f"{what}: cannot reach {where} ({exc}); {_HINT}")
+        return StoreError(f"{what}: {where} failed: {exc}")
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (StoreError, IndexMismatchError):
+            raise
+        except Exception as exc:  # qdrant-client raises httpx / grpc / its own untyped errors
+            raise self._error(what, exc) from exc
+
+    # -- collection ----------------------------------------------------------------------------
+
+    def _create(
+        self, vectors: Mapping[str, int], shards: int | None, replication: int | None
+    ) -> None:
+        m = _models()
+        self._client.create_collection(
+            self.collection,
+            vectors_config={
+                name: m.VectorParams(size=dim, distance=m.Distance.COSINE)
+                for name, dim in vectors.items()
+            },
+            shard_number=shards,
+            replication_factor=replication,
+        )
+
+    def _check_vectors(self, vectors: Mapping[str, int]) -> None:
+        info = self._client.get_collection(self.collection)
+        have = info.config.params.vectors
+        have_dims = {k: v.size for k, v in have.items()} if isinstance(have, dict) else {}
+        missing = {k: d for k, d in vectors.items() if have_dims.get(k) != d}
+        if missing:
+            raise IndexMismatchError(
+                f"collection {self.collection!r} at {self.location} has vectors {have_dims}, "
+                f"not {dict(vectors)}: use another collection name for this index"
+            )
+
+    def _load_schema(self) -> dict[str, str]:
+        if self.remote:
+            info = self._call("read schema", self._client.get_collection, self.collection)
+            return {
+                name: str(getattr(v.data_type, "value", v.data_type)).lower()
+                for name, v in (info.payload_schema or {}).items()
+            }
+        if self._local_dir is not None and (self._local_dir / _SCHEMA_FILE).exists():
+            saved = json.loads((self._local_dir / _SCHEMA_FILE).read_text())
+            return dict(saved.get(self.collection, {}))
+        return {}
+
+    def _save_schema(self) -> None:
+        if self._local_dir is None:
+            return
+        path = self._local_dir / _SCHEMA_FILE
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        saved[self.collection] = self._schema
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(saved, indent=1, sort_keys=True))
+        tmp.replace(path)
+
+    # -- filters -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _condition(c: Condition) -> tuple[str, Any]:
+        """One condition -> ("must" | "must_not", qdrant condition)."""
+        m = _models()
+        match c.op:
+            case "eq" | "ne":
+                kind = "must" if c.op == "eq" else "must_not"
+                if isinstance(c.value, float) and not isinstance(c.value, bool):
+                    # MatchValue takes str / int / bool only: a float equality is a closed range.
+                    rng = m.Range(gte=c.value, lte=c.value)
+                    return kind, m.FieldCondition(key=c.field, range=rng)
+                return kind, m.FieldCondition(key=c.field, match=m.MatchValue(value=c.value))
+            case "in" | "not_in":
+                kind = "must" if c.op == "in" else "must_not"
+                return kind, m.FieldCondition(key=c.field, match=m.MatchAny(any=list(c.value)))
+            case "range":
+                rng = m.Range(gt=c.gt, gte=c.gte, lt=c.lt, lte=c.lte)
+                return "must", m.FieldCondition(key=c.field, range=rng)
+        raise StoreError(f"unsupported condition {c}")
+
+    def _filter(self, flt: Filter | None) -> Any:
+        if flt is None or not flt.conditions:
+            return None
+        must: list[Any] = []
+        must_not: list[Any] = []
+        for c in flt.conditions:
+            kind, cond = self._condition(c)
+            (must if kind == "must" else must_not).append(cond)
+        return _models().Filter(must=must or None, must_not=must_not or None)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[PointRecord]) -> None:
+        if not points:
+            return
+        m = _models()
+        batch = [
+            m.PointStruct(
+                id=p.id,
+                vector={k: as_vector(v).tolist() for k, v in p.vectors.items()},
+                payload=dict(p.payload),
+            )
+            for p in points
+        ]
+        self._call("upsert", self._client.upsert, self.collection, points=batch, wait=True)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            selector = _models().PointIdsList(points=list(ids))
+            self._call("delete", self._client.delete, self.collection, selector, wait=True)
+
+    def delete_where(self, flt: Filter) -> None:
+        selector = _models().FilterSelector(filter=self._filter(flt) or _models().Filter())
+        self._call("delete", self._client.delete, self.collection, selector, wait=True)
+
+    def set_payload(self, flt: Filter, payload: Mapping[str, Any]) -> None:
+        selector = _models().FilterSelector(filter=self._filter(flt) or _models().Filter())
+        self._call(
+            "set payload",
+            self._client.set_payload,
+            self.collection,
+            payload=dict(payload),
+            points=selector,
+            wait=True,
+        )
+
+    def ensure_index(self, field_name: str, kind: IndexKind) -> None:
+        if self._schema.get(field_name) == kind:
+            return
+        m = _models()
+        schema: Any = {
+            "keyword": m.PayloadSchemaType.KEYWORD,
+            "integer": m.PayloadSchemaType.INTEGER,
+            "float": m.PayloadSchemaType.FLOAT,
+            "bool": m.PayloadSchemaType.BOOL,
+        }.get(kind)
+        if kind == "text":
+            schema = m.TextIndexParams(
+                type=m.TextIndexType.TEXT,
+                tokenizer=m.TokenizerType.WORD,
+                lowercase=True,
+                # Local mode ranks only default-tokenised text: no stemmer there (module docstring).
+                stemmer=(
+                    m.SnowballParams(type=m.Snowball.SNOWBALL, language=m.SnowballLanguage.ENGLISH)
+                    if self.remote
+                    else None
+                ),
+                scoring=True,  # term statistics for BM25
+            )
+        if self.remote or kind == "text":
+            with warnings.catch_warnings():
+                # local mode warns that non-text indexes have no effect there: we know.
+                warnings.simplefilter("ignore", UserWarning)
+                self._call(
+                    "create payload index",
+                    self._client.create_payload_index,
+                    self.collection,
+                    field_name,
+                    field_schema=schema,
+                    wait=True,
+                )
+        self._schema[field_name] = kind
+        self._save_schema()
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _hit(self, p: Any) -> Hit:
+        payload = dict(p.payload or {})
+        return Hit(str(p.id), float(p.score), str(payload.get("item_id", "")), payload)
+
+    def search(
+        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
+    ) -> list[Hit]:
+        response = self._call(
+            "search",
+            self._client.query_points,
+            self.collection,
+            query=as_vector(vector).tolist(),
+            using=using,
+            query_filter=self._filter(flt),
+            limit=limit,
+            with_payload=True,
+        )
+        return [self._hit(p) for p in response.points]
+
+    def search_groups(
+        self,
+        vector: F32,
+        *,
+        using: str = "image",
+        groups: int = 10,
+        group_by: str = "item_id",
+        flt: Filter | None = None,
+    ) -> list[Hit]:
+        response = self._call(
+            "grouped search",
+            self._client.query_points_groups,
+            self.collection,
+            group_by,
+            query=as_vector(vector).tolist(),
+            using=using,
+            query_filter=self._filter(flt),
+            limit=groups,
+            group_size=1,
+            with_payload=True,
+        )
+        hits = [self._hit(g.hits[0]) for g in response.groups if g.hits]
+        # The server orders groups by their best hit; sort anyway (stable) so every backend agrees.
+        return sorted(hits, key=lambda h: -h.score)
+
+    def text_search(
+        self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
+    ) -> list[Hit]:
+        self.ensure_index(field_name, "text")
+        text = query if self.remote else _widen_plurals(query)
+        if not text.strip():
+            return []
+        response = self._call(
+            "text search",
+            self._client.query_points,
+            self.collection,
+            query=_models().TextQuery(text=text),
+            using=field_name,
+            query_filter=self._filter(flt),
+            limit=limit,
+            with_payload=True,
+        )
+        return [self._hit(p) for p in response.points if p.score > 0]
+
+    def count(self, flt: Filter | None = None) -> int:
+        result = self._call(
+            "count", self._client.count, self.collection, count_filter=self._filter(flt), exact=True
+        )
+        return int(result.count)
+
+    def scroll(
+        self,
+        flt: Filter | None = None,
+        *,
+        fields: Sequence[str] | None = None,
+        with_vectors: bool = False,
+    ) -> Iterator[PointRecord]:
+        with_payload: Any = True if fields is None else list(fields)
+        offset: Any = None
+        while True:
+            records, offset = self._call(
+                "scroll",
+                self._client.scroll,
+                self.collection,
+                scroll_filter=self._filter(flt),
+                limit=_SCROLL_PAGE,
+                offset=offset,
+                with_payload=with_payload,
+                with_vectors=with_vectors,
+            )
+            for r in records:
+                yield self._record(r, with_vectors)
+            if offset is None:
+                return
+
+    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[PointRecord]:
+        if not ids:
+            return []
+        records = self._call(
+            "retrieve",
+            self._client.retrieve,
+            self.collection,
+            ids=list(ids),
+            with_payload=True,
+            with_vectors=with_vectors,
+        )
+        by_id = {str(r.id): self._record(r, with_vectors) for r in records}
+        return [by_id[i] for i in map(str, ids) if i in by_id]  # the order asked for
+
+    @staticmethod
+    def _record(r: Any, with_vectors: bool) -> PointRecord:
+        vectors: dict[str, F32] = {}
+        if with_vectors and isinstance(r.vector, dict):
+            vectors = {k: as_vector(v) for k, v in r.vector.items()}
+        return PointRecord(str(r.id), vectors, dict(r.payload or {}))
+
+    def facet(self, field_name: str, flt: Filter | None = None, limit: int = 20) -> dict[Any, int]:
+        self.ensure_index(field_name, "keyword")  # the server facets keyword-indexed fields only
+        response = self._call(
+            "facet",
+            self._client.facet,
+            self.collection,
+            field_name,
+            facet_filter=self._filter(flt),
+            limit=limit,
+            exact=True,
+        )
+        return {h.value: int(h.count) for h in response.hits}
+
+    def payload_schema(self) -> dict[str, str]:
+        if self.remote:
+            self._schema = {**self._schema, **self._load_schema()}
+        return dict(self._schema)
+
+    def disk_bytes(self) -> int:
+        if self._local_dir is None:
+            return 0
+        return sum(f.stat().st_size for f in self._local_dir.rglob("*") if f.is_file())
+
+    def flush(self) -> None:
+        return None  # every write already waited for the server (wait=True)
+
+    def drop(self) -> None:
+        """Delete the whole collection on the server (or in the local folder). Irreversible."""
+        self._call("drop collection", self._client.delete_collection, self.collection)
+        self._schema = {}
+        self._save_schema()
+
+    def close(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+            self._client = None
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _widen_plurals(query: str) -> str:
+    """Each word with its crude English singular and plural (local mode has no stemmer)."""
+    out: list[str] = []
+    for w in _WORD.findall(query.lower()):
+        stem = w
+        if len(w) > 3 and w.endswith("es") and w[-3] in "sxz":
+            stem = w[:-2]
+        elif len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+            stem = w[:-1]
+        plural = stem + ("es" if stem.endswith(("s", "x", "z")) else "s")
+        out.extend(dict.fromkeys((w, stem, plural)))
+    return " ".join(out)

@@ -1,0 +1,145 @@
+"""`--store` specs -> a `Store`.
+
+    edge                          the embedded default: Qdrant Edge in `<index>/shard`
+    memory                        exact in-process numpy store, not persisted (tests, demos)
+    qdrant://host:6333[/name]     a Qdrant server or cluster node over http; collection `name`
+                                  (default: the index folder's name)
+    qdrants://host:6333[/name]    the same over https (use this with an API key)
+    qdrant+local://PATH[#name]    qdrant-client's local mode in folder PATH (CI, small data)
+
+Query parameters of the qdrant schemes: `?shards=N&replication=R` (used when the collection is
+created), `?timeout=S`. The API key comes from the `api_key` argument, else env `QDRANT_API_KEY`,
+never from the spec (specs end up in logs and shell history).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+from lookalike.errors import StoreError
+
+if TYPE_CHECKING:  # the base module imports numpy: keep `--store` parsing light for the CLI
+    from lookalike.store.base import Store
+
+SCHEMES = ("edge", "memory", "qdrant://", "qdrants://", "qdrant+local://")
+"""What a spec may start with, for messages and shell completion."""
+
+_COLLECTION = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A parsed `--store` value.
+
+    kind: `edge`, `memory`, `qdrant` (server) or `qdrant-local`.
+    location: server URL (`http(s)://host:port`) or local-mode folder; empty for edge / memory.
+    collection: collection name for the qdrant kinds, else empty.
+    """
+
+    kind: str
+    location: str = ""
+    collection: str = ""
+    shards: int | None = None
+    replication: int | None = None
+    timeout: float = 30.0
+
+
+def parse_store_spec(spec: str | None, index_dir: Path) -> StoreSpec:
+    """Parse `spec` (None or blank means `edge`). Raises StoreError listing valid forms."""
+    text = (spec or "").strip() or "edge"
+    if text in ("edge", "memory"):
+        return StoreSpec(text)
+    if text.startswith("qdrant+local://"):
+        rest = text[len("qdrant+local://") :]
+        folder, _, name = rest.partition("#")
+        if not folder:
+            raise StoreError(f"--store {text!r}: give a folder, e.g. qdrant+local://./qdrant-data")
+        return StoreSpec("qdrant-local", folder, _collection(name, index_dir, text))
+    if text.startswith(("qdrant://", "qdrants://")):
+        parts = urlsplit(text)
+        if not parts.hostname:
+            raise StoreError(f"--store {text!r}: give a host, e.g. qdrant://localhost:6333/shop")
+        if parts.username or parts.password:
+            raise StoreError(
+                f"--store {text!r}: do not put credentials in the spec; set QDRANT_API_KEY"
+            )
+        try:
+            port = parts.port or 6333
+        except ValueError as exc:
+            raise StoreError(f"--store {text!r}: bad port ({exc})") from None
+        scheme = "https" if parts.scheme == "qdrants" else "http"
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        query = parse_qs(parts.query)
+        return StoreSpec(
+            "qdrant",
+            f"{scheme}://{host}:{port}",
+            _collection(parts.path.strip("/"), index_dir, text),
+            shards=_int_param(query, "shards", text),
+            replication=_int_param(query, "replication", text),
+            timeout=float(_int_param(query, "timeout", text) or 30),
+        )
+    raise StoreError(
+        f"unknown store {text!r}: valid stores are edge (default), memory, "
+        "qdrant://HOST:PORT[/COLLECTION], qdrants://HOST:PORT[/COLLECTION], "
+        "qdrant+local://PATH[#COLLECTION]"
+    )
+
+
+def open_store(
+    spec: str | None, index_dir: Path, vectors: Mapping[str, int], *, api_key: str | None = None
+) -> Store:
+    """The store `spec` names, for the index in `index_dir` with `vectors` (name -> dimension).
+
+    api_key: for qdrant servers; defaults to env QDRANT_API_KEY.
+    """
+    parsed = parse_store_spec(spec, index_dir)
+    match parsed.kind:
+        case "edge":
+            from lookalike.store.edge import EdgeStore
+
+            return EdgeStore(Path(index_dir) / "shard", dict(vectors))
+        case "memory":
+            from lookalike.store.memory import MemoryStore
+
+            return MemoryStore()
+        case "qdrant" | "qdrant-local":
+            from lookalike.store.qdrant import QdrantStore
+
+            key = api_key or os.environ.get("QDRANT_API_KEY") or None
+            return QdrantStore(
+                parsed.location,
+                parsed.collection,
+                dict(vectors),
+                api_key=key if parsed.kind == "qdrant" else None,
+                shard_number=parsed.shards,
+                replication_factor=parsed.replication,
+                timeout=parsed.timeout,
+            )
+    raise StoreError(f"unknown store kind {parsed.kind}")  # unreachable: parse checks
+
+
+def _collection(name: str, index_dir: Path, spec: str) -> str:
+    name = name or Path(index_dir).resolve().name
+    if not _COLLECTION.match(name):
+        raise StoreError(
+            f"--store {spec!r}: collection name {name!r} may hold only letters, digits, '_', '-', '.'"
+        )
+    return name
+
+
+def _int_param(query: Mapping[str, list[str]], key: str, spec: str) -> int | None:
+    if key not in query:
+        return None
+    try:
+        value = int(query[key][-1])
+    except ValueError:
+        raise StoreError(f"--store {spec!r}: {key} must be a whole number") from None
+    if value < 1:
+        raise StoreError(f"--store {spec!r}: {key} must be at least 1")
+    return value
