@@ -166,7 +166,7 @@ def test_find_faces_maps_boxes_back_through_resize_and_pad() -> None:
     im.paste(PALETTE["ann"], (400, 300, 600, 500))
     im.paste(PALETTE["bob"], (1500, 1100, 1600, 1200))  # touches the corner
     det = FakeDetector()
-    faces = find_faces(im, det, FaceSettings(detect_size=400, pad=0.2))
+    faces = find_faces(im, det, FaceSettings(detect_size=400, pad=0.2, border="grey"))
     assert [round(f.size) for f in faces] == [200, 100]  # largest first
     ann = faces[0].box
     assert ann.x1 == pytest.approx(400, abs=8) and ann.y2 == pytest.approx(500, abs=8)

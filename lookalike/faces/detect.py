@@ -2,8 +2,11 @@
 
 Detection runs on a copy of the photo resized so its longest side is `FaceSettings.detect_size`
 (a 12 Mpx photo is searched at ~1.3 Mpx: ~10x less work; small photos are enlarged up to
-`max_upscale` so small faces reach the detector's ~80 px window), with a grey border of
-`pad` x the longest side so that faces cut by the frame still fit the window. Boxes are mapped
+`max_upscale` so small faces reach the detector's ~80 px window), with a border of `pad` x the
+longest side so that faces cut by the frame still fit the window. The border mirrors the photo by
+default: half a face cut by the frame becomes a whole, symmetric face that the HOG detector finds
+(a grey border does not complete it). Mirroring can also complete a face out of a strip of hair at
+the edge, so a box must have `min_inside` of its area inside the photo to count. Boxes are mapped
 back to the photo, duplicates (one box mostly inside a better one) are dropped, and faces are
 returned largest first: `face=N` in a query refers to this order.
 """
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from lookalike.errors import QueryError
 from lookalike.faces.models import CNN_DETECTOR, model_file, require_dlib
@@ -126,12 +129,15 @@ def find_faces(image: Image.Image, detector: FaceDetector, settings: FaceSetting
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         small = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     pad = round(settings.pad * max(small.size))
-    if pad:
-        small = ImageOps.expand(small, border=pad, fill=(128, 128, 128))
-    rects = detector.detect(np.asarray(small, dtype=np.uint8))
-    sx, sy = width / (small.width - 2 * pad), height / (small.height - 2 * pad)
+    pixels = with_border(np.asarray(small, dtype=np.uint8), pad, settings.border)
+    rects = detector.detect(pixels)
+    sx, sy = width / small.width, height / small.height
+    # Reflections go before duplicates are suppressed: a face's mirror image next to it may score
+    # higher and would otherwise push the real face out.
+    photo = Box(pad, pad, pad + small.width, pad + small.height)
+    inside = [r for r in rects if _inside_fraction(r, photo) >= settings.min_inside]
     faces = []
-    for x1, y1, x2, y2, score in suppress_duplicates(rects):
+    for x1, y1, x2, y2, score in suppress_duplicates(inside):
         found = Box((x1 - pad) * sx, (y1 - pad) * sy, (x2 - pad) * sx, (y2 - pad) * sy)
         clipped = Box(
             max(0.0, found.x1), max(0.0, found.y1), min(width, found.x2), min(height, found.y2)
@@ -141,6 +147,25 @@ def find_faces(image: Image.Image, detector: FaceDetector, settings: FaceSetting
         faces.append(FaceBox(clipped, score, found))
     faces.sort(key=lambda f: (-f.size, f.box.x1, f.box.y1))
     return faces
+
+
+def with_border(rgb: np.ndarray, pad: int, border: str) -> np.ndarray:
+    """`rgb` (H, W, 3) uint8 with `pad` pixels added on each side: mirrored or mid-grey."""
+    if pad <= 0:
+        return rgb
+    widths = ((pad, pad), (pad, pad), (0, 0))
+    if border == "grey":
+        return np.pad(rgb, widths, constant_values=128)
+    # "symmetric" repeats the edge pixel (unlike "reflect") and so works on 1-pixel-wide photos.
+    return np.ascontiguousarray(np.pad(rgb, widths, mode="symmetric"))
+
+
+def _inside_fraction(rect: Rect, photo: Box) -> float:
+    """Fraction of `rect`'s area inside `photo` (0 for an empty rectangle)."""
+    area = max(0.0, rect[2] - rect[0]) * max(0.0, rect[3] - rect[1])
+    iw = min(rect[2], photo.x2) - max(rect[0], photo.x1)
+    ih = min(rect[3], photo.y2) - max(rect[1], photo.y1)
+    return max(0.0, iw) * max(0.0, ih) / area if area > 0 else 0.0
 
 
 def suppress_duplicates(rects: Sequence[Rect], overlap: float = OVERLAP) -> list[Rect]:

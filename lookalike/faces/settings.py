@@ -11,7 +11,7 @@ DEFAULT_THRESHOLD = 0.36
 """Default "same person" distance (Euclidean, between L2-normalised dlib descriptors, 0..2).
 
 Calibrated on ORL (400 photos, 40 people; 77,610 different-person pairs): the largest distance
-with a false-accept rate <= 1e-3 (0.364), rounded down. At 0.36: ORL TPR 0.987 / FPR 7e-4;
+with a false-accept rate <= 1e-3 (0.366), rounded down. At 0.36: ORL TPR 0.985 / FPR 7e-4;
 deepface, held out, TPR 0.986 / FPR 0 (`bench/faces_eval.py`, docs/parts/faces.md).
 """
 
@@ -41,11 +41,23 @@ class FaceSettings(BaseSettings):
         description="Small photos are enlarged towards detect_size at most this much.",
     )
     pad: float = Field(
-        default=0.15,
+        default=0.2,
         ge=0.0,
         le=0.5,
-        description="Grey border added on each side (fraction of the longest side) so that faces "
+        description="Border added on each side (fraction of the longest side) so that faces "
         "cut by the frame still fit the detector's window.",
+    )
+    border: Literal["mirror", "grey"] = Field(
+        default="mirror",
+        description="mirror: the border reflects the photo, completing faces cut by the frame "
+        "(7 of 7 faces in the group selfie against 6 with grey); grey: a plain border.",
+    )
+    min_inside: float = Field(
+        default=0.4,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of a face box that must lie inside the photo (a mirrored border "
+        "can make a face of hair at the edge: such boxes lie mostly in the border).",
     )
     det_threshold: float = Field(
         default=0.0,
