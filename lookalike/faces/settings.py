@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_THRESHOLD = 0.36
 """Default "same person" distance (Euclidean, between L2-normalised dlib descriptors, 0..2).
 
-Calibrated on ORL (400 photos, 40 people; 77,610 different-person pairs): the largest distance
+Calibrated on ORL (400 photos, 40 people; 77,221 different-person pairs): the largest distance
 with a false-accept rate <= 1e-3 (0.366), rounded down. At 0.36: ORL TPR 0.985 / FPR 7e-4;
 deepface, held out, TPR 0.986 / FPR 0 (`bench/faces_eval.py`, docs/parts/faces.md).
 """
