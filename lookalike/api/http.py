@@ -493,7 +493,9 @@ class CatalogueImages:
 
     def __init__(self, engine: "Engine", root: Path | None) -> None:
         self.engine = engine
-        self.root = _norm(str(root)) if root is not None else None
+        # Resolved like the indexed paths are (the catalogue loader resolves links), so a root
+        # given through a symlink still yields relative URLs.
+        self.root = os.path.realpath(root) if root is not None else None
         self._paths: frozenset[str] | None = None
         self._loaded_at = 0.0
         self._lock = threading.Lock()
@@ -558,7 +560,9 @@ class FacePhotos(CatalogueImages):
 
     def __init__(self, faces: "Callable[[], FaceIndex]", root: Path | None) -> None:
         self.faces = faces
-        self.root = _norm(str(root)) if root is not None else None
+        # Resolved like the indexed paths are (the catalogue loader resolves links), so a root
+        # given through a symlink still yields relative URLs.
+        self.root = os.path.realpath(root) if root is not None else None
         self._paths = None
         self._loaded_at = 0.0
         self._lock = threading.Lock()
