@@ -59,8 +59,17 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=4)
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--before", type=int, default=20, help="queries per client before indexing")
+    ap.add_argument(
+        "--optimize-threshold",
+        type=int,
+        default=None,
+        help="LOOKALIKE_OPTIMIZE_THRESHOLD for indexing and the server (1: build the HNSW graph "
+        "after every write, so queries run while the graph is rebuilt)",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    if args.optimize_threshold is not None:
+        os.environ["LOOKALIKE_OPTIMIZE_THRESHOLD"] = str(args.optimize_threshold)
 
     import httpx
 
@@ -120,6 +129,7 @@ def main() -> None:
     result.update(
         part1_items=len(part1), part2_items=len(part2), photos_per_item=args.photos,
         part1_index_s=round(part1_s, 1), clients=args.clients, load_avg=os.getloadavg(),
+        optimize_threshold=os.environ.get("LOOKALIKE_OPTIMIZE_THRESHOLD", "default"),
     )  # fmt: skip
     text = json.dumps(result, indent=2)
     if args.json:

@@ -44,6 +44,9 @@ class EdgeParams:
         scan is about as fast and the build is not worth its time on every small run.
     full_scan_threshold_kb: per segment, below this size (KiB of vectors) or filtered cardinality
         Qdrant answers by exact scan instead of the graph (Qdrant's own default, 10,000).
+    indexing_threshold_kb: Qdrant's optimizer builds a graph only for segments with at least this
+        many KiB of vectors (None: Qdrant's default, 10,000 KiB = 2,000 vectors of 1280-d, which
+        is why `optimize_threshold` defaults to 2,000). Tests lower it to get graphs on tiny data.
     acorn: filtered graph searches also walk through neighbours that fail the filter (ACORN),
         whatever the filter's selectivity. Needed by the engine's own layout: item centroids
         (means, hence hubs of the graph) share the vector space with the views, and a view search
@@ -59,6 +62,7 @@ class EdgeParams:
     optimize_threshold: int = 2000
     full_scan_threshold_kb: int = 10_000
     acorn: bool = True
+    indexing_threshold_kb: int | None = None
 
 
 class EdgeStore:
@@ -113,6 +117,9 @@ class EdgeStore:
                 m=p.m, ef_construct=p.ef_construct, full_scan_threshold=p.full_scan_threshold_kb
             ),
             quantization_config=quant,
+            optimizers=None
+            if p.indexing_threshold_kb is None
+            else qe.EdgeOptimizersConfig(indexing_threshold=p.indexing_threshold_kb),
         )
 
     # -- filters -------------------------------------------------------------------------------
