@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -63,3 +63,35 @@ class Settings(BaseSettings):
         description="Catalogue fields whose words text queries match (with the attributes).",
     )
     offline: bool = Field(default=False, description="Never touch the network for models.")
+    store: str = Field(
+        default="edge",
+        description="Where a NEW index keeps its vectors (`--store` spec): edge (embedded, in the "
+        "index folder), qdrant://HOST:6333[/COLLECTION], qdrants://..., qdrant+local://PATH, "
+        "memory. An existing index uses the store its manifest records.",
+    )
+    qdrant_api_key: SecretStr | None = Field(
+        default=None,
+        description="API key for a Qdrant server (else env QDRANT_API_KEY). Never logged: "
+        "repr and errors show it as '**********'.",
+    )
+    hnsw_m: int = Field(
+        default=32,
+        description="Edge store: HNSW graph degree for new indexes (docs/parts/scale.md).",
+    )
+    hnsw_ef_construct: int = Field(
+        default=200, description="Edge store: HNSW build beam width for new indexes."
+    )
+    hnsw_ef: int = Field(default=64, description="Edge store: HNSW search beam width per query.")
+    quantization: Literal["none", "int8"] = Field(
+        default="none",
+        description="Edge store, new indexes: `int8` keeps scalar int8 codes in RAM and the float32 "
+        "vectors on disk, rescoring the best candidates with them (4x less RAM).",
+    )
+    oversampling: float = Field(
+        default=2.0, description="With int8: candidates rescored with float32 per result wanted."
+    )
+    optimize_threshold: int = Field(
+        default=2000,
+        description="Edge store: build the HNSW graph after an indexing run only once the index "
+        "holds at least this many points (below it, exact search is as fast).",
+    )

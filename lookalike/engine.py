@@ -5,7 +5,13 @@ The engine never prints or exits: it reports progress through a callback and rai
 Index folder layout:
     lookalike.json   what built the index (models, preprocessing): see `index_manifest`
     shard/           the Qdrant Edge shard: one point per view, one `centroid` point per item
+                     (or a collection elsewhere: `--store`, recorded in the manifest)
     .lock            held while a process writes
+
+Visibility while indexing (readers may search while a run writes): a view is written with
+`pending: true`; an item's centroid is written once all its views are; then its views lose the
+flag. Centroid searches see an item only through its centroid, view searches skip pending views,
+so a query never sees an item with only some of its views, nor before its centroid.
 """
 
 from __future__ import annotations
@@ -124,6 +130,10 @@ FUSION_DEPTH = 50
 """How many results of each ranking go into a fusion."""
 RRF_K = 60
 """Reciprocal rank fusion constant (Cormack et al. 2009): rank r contributes 1 / (RRF_K + r)."""
+VISIBLE_VIEWS = Filter((Condition("kind", "eq", "view"), Condition("pending", "ne", True)))
+"""Views a search may return: not those of an item still being written (no `pending` = visible,
+so indexes from before the flag existed read as before)."""
+PENDING_VIEWS = Filter((Condition("kind", "eq", "view"), Condition("pending", "eq", True)))
 
 
 def view_settings(settings: Settings) -> ViewSettings:
@@ -202,7 +212,11 @@ class Engine:
         store: Store | None = None,
         image_embedder: ImageEmbedder | None = None,
         views: ViewSettings | None = None,
+        store_spec: str | None = None,
     ) -> None:
+        """store_spec: where the vectors live (`--store`: edge, qdrant://host:6333/name, ...).
+        None: the store the index's manifest records, else `settings.store` for a new index.
+        Naming another store than the one an existing index records is an IndexMismatchError."""
         self.settings = settings or Settings()
         self.index_dir = Path(index_dir) if index_dir is not None else self.settings.index
         self.manifest = IndexManifest.load(self.index_dir)
@@ -220,6 +234,7 @@ class Engine:
         self._wanted: IndexManifest | None = None
         self._checked = False
         self._store = store
+        self._store_spec = store_spec
 
     def _resolve_views(self, asked: ViewSettings | None) -> ViewSettings:
         """How photos become views: as the index recorded it; else as asked or as the settings say.
@@ -303,14 +318,56 @@ class Engine:
                     f"no index at {self.index_dir}: run `lookalike index CATALOGUE --index "
                     f"{self.index_dir}` first"
                 )
-            from lookalike.store.edge import EdgeStore
-
-            self._store = EdgeStore(self.index_dir / "shard", {"image": self.manifest.dim})
+            self._store = self._open_store(self.manifest.dim)
         return self._store
+
+    def store_record(self) -> dict[str, Any]:
+        """Where this index's vectors live (`registry.store_record`): as asked, else as the
+        manifest records, else `settings.store`. IndexMismatchError if asked != recorded."""
+        from lookalike.store.registry import same_store, store_record
+
+        recorded: dict[str, Any] | None = None
+        if self.manifest is not None:
+            # Indexes from before the setting existed live in the embedded shard.
+            recorded = self.manifest.store or store_record("edge", self.index_dir)
+        if self._store_spec is None:
+            return recorded or store_record(self.settings.store, self.index_dir)
+        asked = store_record(self._store_spec, self.index_dir)
+        if recorded is not None and not same_store(asked, recorded):
+            raise IndexMismatchError(
+                f"the index at {self.index_dir} keeps its vectors in {recorded['spec']}, not "
+                f"{asked['spec']}: leave out --store, or move it with `lookalike migrate --index "
+                f"{self.index_dir} --to {self._store_spec}`"
+            )
+        return asked
+
+    def open_store_at(self, spec: str) -> Store:
+        """A store for this index's vectors at `spec` (e.g. a migration's destination), opened
+        with this engine's settings (API key, graph settings); the manifest is not changed."""
+        if self.manifest is None:
+            raise StoreError(f"no index at {self.index_dir}")
+        return self._open_store(self.manifest.dim, spec)
+
+    def _open_store(self, dim: int, spec: str | None = None) -> Store:
+        from lookalike.store.edge import EdgeParams
+        from lookalike.store.registry import open_store
+
+        s = self.settings
+        key = s.qdrant_api_key.get_secret_value() if s.qdrant_api_key else None
+        edge = EdgeParams(
+            m=s.hnsw_m,
+            ef_construct=s.hnsw_ef_construct,
+            hnsw_ef=s.hnsw_ef,
+            quantization=s.quantization,
+            oversampling=s.oversampling,
+            optimize_threshold=s.optimize_threshold,
+        )
+        spec = spec or self.store_record()["spec"]
+        return open_store(spec, self.index_dir, {"image": dim}, api_key=key, edge=edge)
 
     def _create_index(self) -> None:
         if self.manifest is None:
-            manifest = self._wanted_manifest()
+            manifest = dataclasses.replace(self._wanted_manifest(), store=self.store_record())
             manifest.save(self.index_dir)
             self.manifest = manifest
             self._checked = True
@@ -404,8 +461,14 @@ class Engine:
             removed = self._remove_stale(store, items, existing, sync=sync, skipped=skipped)
             notify("centroids", 0, 0)
             self._refresh_centroids(store)
+            # Last: the new views become visible to view searches (see the module docstring).
+            store.set_payload(PENDING_VIEWS, {"pending": False})
             self._ensure_indexes(store, items)
             store.flush()
+            settle = getattr(store, "settle", None)  # the embedded store: build the HNSW graph
+            if settle is not None:
+                notify("optimize", 0, 0)
+                settle()
         return IndexSummary(
             items=len(items),
             images_seen=len(tasks),
@@ -509,6 +572,7 @@ class Engine:
             "det_score": view.score,
             "colours": list(view.colours),
             "classes": list(classes),
+            "pending": True,  # hidden from searches until the item's centroid is written
         }
         return PointRecord(point_id(item.id, image, view.key), {"image": vector}, payload)
 
@@ -648,7 +712,7 @@ class Engine:
                 payload = {
                     k: v
                     for k, v in first.payload.items()
-                    if k not in ("box", "label", "det_score", "content_hash", "view_key")
+                    if k not in ("box", "label", "det_score", "content_hash", "view_key", "pending")
                 }
                 payload.update(
                     kind="centroid",
@@ -694,6 +758,7 @@ class Engine:
         store.ensure_index("labels", "keyword")
         store.ensure_index(SEARCH_TEXT, "text")
         store.ensure_index("kind", "keyword")
+        store.ensure_index("pending", "bool")
         kinds: dict[str, str] = {}
         for item in items[:1000]:  # field types are a catalogue-wide property: a sample suffices
             for k, v in item.fields.items():
@@ -917,7 +982,7 @@ class Engine:
         if exclude:
             user = Filter((Condition("item_id", "not_in", tuple(exclude)),)) & user
         if mode == "views":
-            flt = Filter((Condition("kind", "eq", "view"),)) & user
+            flt = VISIBLE_VIEWS & user
             hits = self.store.search_groups(vector, groups=k, flt=flt)
         elif mode == "centroid":
             flt = Filter((Condition("kind", "eq", "centroid"),)) & user
@@ -931,7 +996,7 @@ class Engine:
     ) -> Any:
         """The value of `field_name` most supported by the `neighbours` nearest views (votes
         weighted by similarity); None when no neighbour has the field."""
-        flt = Filter((Condition("kind", "eq", "view"),)) & where
+        flt = VISIBLE_VIEWS & where
         votes: dict[Any, float] = {}
         for hit in self.store.search(vector, limit=neighbours, flt=flt):
             value = hit.payload.get(field_name)
@@ -955,7 +1020,11 @@ class Engine:
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """An indexed item: its catalogue fields and the images of its views; None if unknown."""
-        views = list(self.store.scroll(Filter((Condition("item_id", "eq", item_id),))))
+        views = list(
+            self.store.scroll(
+                Filter((Condition("item_id", "eq", item_id), Condition("pending", "ne", True)))
+            )
+        )
         if not views:
             return None
         fields: dict[str, Any] = {}

@@ -28,12 +28,19 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class IndexManifest:
-    """What built an index. `embedder` vectors live under the named vector `image`."""
+    """What built an index. `embedder` vectors live under the named vector `image`.
+
+    store: where the vectors live, as `lookalike.store.registry.store_record` writes it
+    (`{"kind": "edge", "spec": "edge"}`, `{"kind": "qdrant", "spec": "qdrant://h:6333/shop", ...}`);
+    empty for indexes from before stores were selectable (they are `edge`). Not part of `identity`:
+    moving an index to another store (`lookalike migrate`) keeps its vectors comparable.
+    """
 
     embedder: ModelRecord
     dim: int
     preprocess: dict[str, Any]
     options: dict[str, Any] = field(default_factory=dict)
+    store: dict[str, Any] = field(default_factory=dict)
     format: int = FORMAT
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 

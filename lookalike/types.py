@@ -28,6 +28,7 @@ RESERVED_PAYLOAD_KEYS = frozenset(
         "colours",
         "classes",
         "labels",
+        "pending",
     }
 )
 """Payload keys the engine owns. Catalogue loaders rename fields that collide with them."""

@@ -38,6 +38,15 @@ EmbedderOpt = Annotated[
         "--embedder", help="Image embedder (see `lookalike models list`) (default: the index's)."
     ),
 ]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Where the vectors live: edge (embedded, default), qdrant://HOST:6333/COLLECTION, "
+        "qdrants://..., qdrant+local://PATH#COLLECTION. Default: what the index records, else "
+        "$LOOKALIKE_STORE. API key: $LOOKALIKE_QDRANT_API_KEY or $QDRANT_API_KEY.",
+    ),
+]
 MirrorOpt = Annotated[
     Path | None,
     typer.Option("--models-mirror", help="Folder of model files tried before cache and network."),
@@ -49,6 +58,7 @@ def _engine(
     embedder: str | None = None,
     mirror: Path | None = None,
     views: dict[str, Any] | None = None,
+    store: str | None = None,
 ) -> Engine:
     """An engine on `index`. `views`: view settings given on the command line (detect, isolate,
     labels); for an existing index they must match what built it."""
@@ -60,7 +70,13 @@ def _engine(
         overrides["models_mirror"] = mirror
     settings = Settings(**overrides)
     asked = view_settings(settings) if any(v is not None for v in (views or {}).values()) else None
-    return Engine(index or settings.index, settings=settings, embedder=embedder, views=asked)
+    return Engine(
+        index or settings.index,
+        settings=settings,
+        embedder=embedder,
+        views=asked,
+        store_spec=store,
+    )
 
 
 @contextmanager
@@ -102,6 +118,7 @@ def index(
         Path, typer.Argument(help="A folder (one sub-folder per item), or a JSONL / CSV manifest.")
     ],
     index: IndexOpt = None,
+    store: StoreOpt = None,
     embedder: EmbedderOpt = None,
     sync: Annotated[
         bool, typer.Option("--sync", help="Remove items that are no longer in the catalogue.")
@@ -131,7 +148,7 @@ def index(
     """Index a catalogue. Incremental: only new or changed images are embedded; safe to rerun."""
     with errors_to_exit():
         views = {"detect": detect, "isolate": isolate, "labels": labels}
-        engine = _engine(index, embedder, models_mirror, views)
+        engine = _engine(index, embedder, models_mirror, views, store)
         with engine, _progress(not as_json) as progress:
             summary = engine.index(catalogue, sync=sync, progress=progress)
         if as_json:
@@ -185,6 +202,7 @@ def search(
         bool, typer.Option("--all-objects", help="Results for every detected object of the photo.")
     ] = False,
     index: IndexOpt = None,
+    store: StoreOpt = None,
     models_mirror: MirrorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -195,7 +213,7 @@ def search(
         if photo is None and not text:
             raise QueryError("give a PHOTO, --text WORDS, or both")
         region = _parse_box(box) if box else None
-        with _engine(index, mirror=models_mirror) as engine:
+        with _engine(index, mirror=models_mirror, store=store) as engine:
             if photo is None:
                 result = engine.search_text(text or "", k=k, where=where)
             elif all_objects:
@@ -225,11 +243,12 @@ def similar(
     where: WhereOpt = None,
     mode: ModeOpt = None,
     index: IndexOpt = None,
+    store: StoreOpt = None,
     models_mirror: MirrorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """More like this: the items nearest to ITEM_ID, the item itself excluded."""
-    with errors_to_exit(), _engine(index, mirror=models_mirror) as engine:
+    with errors_to_exit(), _engine(index, mirror=models_mirror, store=store) as engine:
         _output(engine.similar(item_id, k=k, where=where, mode=mode), as_json)  # type: ignore[arg-type]
 
 
@@ -239,10 +258,11 @@ def facets(
     where: WhereOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="Values per field.")] = 20,
     index: IndexOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """How many items have each value of FIELD (among those matching --where)."""
-    with errors_to_exit(), _engine(index) as engine:
+    with errors_to_exit(), _engine(index, store=store) as engine:
         counts = {f: engine.facets(f, where=where, limit=limit) for f in field_names}
     if as_json:
         print(
@@ -271,10 +291,11 @@ def duplicates(
         Path | None, typer.Option("--html", help="Write a page of the groups to this folder.")
     ] = None,
     index: IndexOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Near-identical photos filed under different items (catalogue hygiene)."""
-    with errors_to_exit(), _engine(index) as engine:
+    with errors_to_exit(), _engine(index, store=store) as engine:
         from lookalike.hygiene import DUPLICATE_THRESHOLD, near_duplicates, write_duplicates_page
 
         t = DUPLICATE_THRESHOLD if threshold is None else threshold
@@ -301,10 +322,11 @@ def outliers(
         Path | None, typer.Option("--html", help="Write a page of the outliers to this folder.")
     ] = None,
     index: IndexOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Photos least like the rest of their item: candidates for a wrong label."""
-    with errors_to_exit(), _engine(index) as engine:
+    with errors_to_exit(), _engine(index, store=store) as engine:
         from lookalike.hygiene import outliers as find_outliers
         from lookalike.hygiene import write_outliers_page
 
@@ -385,9 +407,9 @@ def _print_hits(result: Any) -> None:
 
 
 @app.command()
-def stats(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+def stats(index: IndexOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Items, views, models and size of an index."""
-    with errors_to_exit(), _engine(index) as engine:
+    with errors_to_exit(), _engine(index, store=store) as engine:
         info = engine.stats()
         if as_json:
             print(json.dumps(info, indent=2))
@@ -400,9 +422,10 @@ def stats(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
 def delete(
     item_ids: Annotated[list[str], typer.Argument(help="Item ids to remove.")],
     index: IndexOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Remove items from the index."""
-    with errors_to_exit(), _engine(index) as engine:
+    with errors_to_exit(), _engine(index, store=store) as engine:
         engine.delete(item_ids)
         stderr_console().print(f"removed {len(item_ids)} item(s)")
 
@@ -412,6 +435,7 @@ def evaluate(
     catalogue: Annotated[Path, typer.Option("--catalogue", help="Catalogue to index (manifest).")],
     queries: Annotated[Path, typer.Option("--queries", help="CSV `image,item_id` or JSONL.")],
     index: IndexOpt = None,
+    store: StoreOpt = None,
     embedder: EmbedderOpt = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Write an HTML page of the misses here.")
@@ -423,7 +447,10 @@ def evaluate(
     with errors_to_exit():
         from lookalike.evaluate import run_evaluation
 
-        with _engine(index, embedder, models_mirror) as engine, _progress(not as_json) as progress:
+        with (
+            _engine(index, embedder, models_mirror, store=store) as engine,
+            _progress(not as_json) as progress,
+        ):
             outcome = run_evaluation(
                 engine, catalogue, queries, report_dir=report, progress=progress
             )
@@ -499,6 +526,15 @@ def _mount_faces() -> None:
 
 
 _mount_faces()
+
+
+def _mount_migrate() -> None:
+    from lookalike.api.cli_migrate import migrate  # light: typer only; stores load inside
+
+    app.command()(migrate)
+
+
+_mount_migrate()
 
 
 def _mount_serve() -> None:

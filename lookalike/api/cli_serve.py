@@ -57,6 +57,14 @@ def serve(
             "--models-mirror", help="Folder of model files tried before cache and network."
         ),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Where the vectors live (edge, qdrant://HOST:6333/COLLECTION, ...); default: "
+            "what the index records.",
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option("--log-level", help="critical, error, warning, info, debug.")
     ] = "info",
@@ -71,7 +79,7 @@ def serve(
         from lookalike.errors import StoreError
 
         settings = Settings(**({"models_mirror": models_mirror} if models_mirror else {}))
-        engine = Engine(index or settings.index, settings=settings)
+        engine = Engine(index or settings.index, settings=settings, store_spec=store)
         if engine.manifest is None:
             raise StoreError(
                 f"no index at {engine.index_dir}: run `lookalike index CATALOGUE --index "

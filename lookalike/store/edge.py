@@ -3,19 +3,26 @@
 HNSW, payload indexes and filters, facets and a write-ahead log (every `update` is durable on return,
 so a killed process loses nothing it was told was written). The Python bindings have no
 `query_groups`, so `search_groups` over-fetches and groups here, widening until it has enough groups.
+
+Qdrant Edge builds no HNSW graph by itself: points stay in plain (exact, full-scan) segments until
+`optimize()` runs (measured: 6,000 points, 0 indexed). `settle()` runs it once the shard is large
+enough for a graph to pay (`EdgeParams.optimize_threshold`); the engine calls it after each
+indexing run. Graph and quantisation parameters are fixed when the shard is created
+(`edge_config.json`); `hnsw_ef` and rescoring apply per query. Measurements: docs/parts/scale.md
+and docs/benchmarks.md ("Edge store: HNSW after indexing").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lookalike.errors import StoreError
+from lookalike.store import qdrant_common as common
 from lookalike.store.base import Condition, Filter, IndexKind, PointRecord, as_vector
 from lookalike.types import F32, Hit
-
-_SCROLL_PAGE = 1024
 
 
 def _qe() -> Any:
@@ -24,31 +31,96 @@ def _qe() -> Any:
     return qdrant_edge
 
 
-def _pid(point_id: Any) -> str:
-    return str(point_id)
+@dataclass(frozen=True)
+class EdgeParams:
+    """How an Edge shard indexes and searches (defaults measured in docs/parts/scale.md).
+
+    m, ef_construct: HNSW graph degree and build beam (used when the shard is created).
+    hnsw_ef: search beam per query (recall / latency trade-off; 64 gave recall@10 0.995 at 100k).
+    quantization: `int8` (new shards only): scalar int8 codes (quantile 0.99) in RAM, float32
+        originals on disk (`Memory.Cold`), candidates rescored with the originals.
+    oversampling: with int8, candidates rescored per result wanted (1 caps recall near 0.95).
+    optimize_threshold: `settle()` builds the graph only from this many points on; below, an exact
+        scan is about as fast and the build is not worth its time on every small run.
+    full_scan_threshold_kb: per segment, below this size (KiB of vectors) or filtered cardinality
+        Qdrant answers by exact scan instead of the graph (Qdrant's own default, 10,000).
+    indexing_threshold_kb: Qdrant's optimizer builds a graph only for segments with at least this
+        many KiB of vectors (None: Qdrant's default, 10,000 KiB = 2,000 vectors of 1280-d, which
+        is why `optimize_threshold` defaults to 2,000). Tests lower it to get graphs on tiny data.
+    acorn: filtered graph searches also walk through neighbours that fail the filter (ACORN),
+        whatever the filter's selectivity. Needed by the engine's own layout: item centroids
+        (means, hence hubs of the graph) share the vector space with the views, and a view search
+        that filters them out without ACORN lost recall (grocery: recall@10 0.80-0.89 at
+        hnsw_ef 64, 0.90 at 512; with ACORN 1.0; docs/benchmarks.md).
+    """
+
+    m: int = 32
+    ef_construct: int = 200
+    hnsw_ef: int = 64
+    quantization: Literal["none", "int8"] = "none"
+    oversampling: float = 2.0
+    optimize_threshold: int = 2000
+    full_scan_threshold_kb: int = 10_000
+    acorn: bool = True
+    indexing_threshold_kb: int | None = None
 
 
 class EdgeStore:
-    """One Edge shard in `path`. `vectors` maps vector names to dimensions (used when creating)."""
+    """One Edge shard in `path`. `vectors` maps vector names to dimensions (used when creating);
+    `params` the graph, quantisation and search settings (graph and quantisation: creation only)."""
 
-    def __init__(self, path: Path, vectors: Mapping[str, int]) -> None:
+    def __init__(
+        self, path: Path, vectors: Mapping[str, int], params: EdgeParams | None = None
+    ) -> None:
         qe = _qe()
         self.path = Path(path)
+        self.params = params or EdgeParams()
         try:
             if (self.path / "edge_config.json").exists():
                 self._shard = qe.EdgeShard.load(str(self.path))
             else:
                 self.path.mkdir(parents=True, exist_ok=True)
-                config = qe.EdgeConfig(
-                    vectors={
-                        name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)
-                        for name, dim in vectors.items()
-                    }
-                )
-                self._shard = qe.EdgeShard.create(str(self.path), config)
+                self._shard = qe.EdgeShard.create(str(self.path), self._config(vectors))
         except Exception as exc:  # the bindings raise plain exceptions
             raise StoreError(f"cannot open Qdrant Edge shard at {self.path}: {exc}") from exc
         self._indexed: set[str] = set(self._shard.info().payload_schema)
+        self._search_params = qe.SearchParams(
+            hnsw_ef=self.params.hnsw_ef,
+            acorn=qe.AcornSearchParams(enable=True, max_selectivity=1.0)
+            if self.params.acorn
+            else None,
+            # Ignored by shards without quantisation; with int8 it rescores with the originals.
+            quantization=qe.QuantizationSearchParams(
+                rescore=True, oversampling=self.params.oversampling
+            ),
+        )
+
+    def _config(self, vectors: Mapping[str, int]) -> Any:
+        qe = _qe()
+        p = self.params
+        quant: Any = None
+        originals = None
+        if p.quantization == "int8":
+            quant = qe.ScalarQuantizationConfig(
+                qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned
+            )
+            # Codes in RAM for the graph walk; only the rescored candidates' originals are read.
+            originals = qe.Memory.Cold
+        elif p.quantization != "none":
+            raise StoreError(f"unknown quantization {p.quantization!r}; use none or int8")
+        return qe.EdgeConfig(
+            vectors={
+                name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, memory=originals)
+                for name, dim in vectors.items()
+            },
+            hnsw_config=qe.HnswIndexConfig(
+                m=p.m, ef_construct=p.ef_construct, full_scan_threshold=p.full_scan_threshold_kb
+            ),
+            quantization_config=quant,
+            optimizers=None
+            if p.indexing_threshold_kb is None
+            else qe.EdgeOptimizersConfig(indexing_threshold=p.indexing_threshold_kb),
+        )
 
     # -- filters -------------------------------------------------------------------------------
 
@@ -71,14 +143,7 @@ class EdgeStore:
         raise StoreError(f"unsupported condition {c}")
 
     def _filter(self, flt: Filter | None) -> Any:
-        if flt is None or not flt.conditions:
-            return None
-        must: list[Any] = []
-        must_not: list[Any] = []
-        for c in flt.conditions:
-            kind, cond = self._condition(c)
-            (must if kind == "must" else must_not).append(cond)
-        return _qe().Filter(must=must or None, must_not=must_not or None)
+        return common.build_filter(flt, self._condition, _qe().Filter)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -86,14 +151,7 @@ class EdgeStore:
         if not points:
             return
         qe = _qe()
-        batch = [
-            qe.Point(
-                id=p.id,
-                vector={k: as_vector(v).tolist() for k, v in p.vectors.items()},
-                payload=dict(p.payload),
-            )
-            for p in points
-        ]
+        batch = common.point_structs(points, qe.Point)
         self._shard.update(qe.UpdateOperation.upsert_points(batch))
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -111,12 +169,7 @@ class EdgeStore:
         if field_name in self._indexed:
             return
         qe = _qe()
-        schema: Any = {
-            "keyword": qe.PayloadSchemaType.Keyword,
-            "integer": qe.PayloadSchemaType.Integer,
-            "float": qe.PayloadSchemaType.Float,
-            "bool": qe.PayloadSchemaType.Bool,
-        }.get(kind)
+        schema: Any = common.schema_type(qe.PayloadSchemaType, kind, upper=False)
         if kind == "text":
             # Words, lower-cased, English stemming ("apples" finds "apple"), with the term
             # statistics BM25 scoring needs.
@@ -138,21 +191,14 @@ class EdgeStore:
             query=qe.Query.Nearest(as_vector(vector).tolist(), using=using),
             filter=self._filter(flt),
             with_payload=payload,
+            params=self._search_params,
         )
         return self._shard.query(request)
 
     def search(
         self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
     ) -> list[Hit]:
-        return [
-            Hit(
-                _pid(p.id),
-                float(p.score),
-                str((p.payload or {}).get("item_id", "")),
-                p.payload or {},
-            )
-            for p in self._query(vector, using, limit, flt, True)
-        ]
+        return [common.hit(p) for p in self._query(vector, using, limit, flt, True)]
 
     def search_groups(
         self,
@@ -181,20 +227,12 @@ class EdgeStore:
             limit *= 4
         winners = list(best.values())
         payloads = {
-            _pid(r.id): r.payload or {}
+            str(r.id): dict(r.payload or {})
             for r in self._shard.retrieve(
                 [p.id for p in winners], with_payload=True, with_vector=False
             )
         }
-        return [
-            Hit(
-                _pid(p.id),
-                float(p.score),
-                str(payloads[_pid(p.id)].get("item_id", "")),
-                payloads[_pid(p.id)],
-            )
-            for p in winners
-        ]
+        return [common.hit(p, payloads[str(p.id)]) for p in winners]
 
     def text_search(
         self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
@@ -207,15 +245,7 @@ class EdgeStore:
             filter=self._filter(flt),
             with_payload=True,
         )
-        return [
-            Hit(
-                _pid(p.id),
-                float(p.score),
-                str((p.payload or {}).get("item_id", "")),
-                p.payload or {},
-            )
-            for p in self._shard.query(request)
-        ]
+        return [common.hit(p) for p in self._shard.query(request)]
 
     def count(self, flt: Filter | None = None) -> int:
         return int(self._shard.count(_qe().CountRequest(exact=True, filter=self._filter(flt))))
@@ -228,35 +258,27 @@ class EdgeStore:
         with_vectors: bool = False,
     ) -> Iterator[PointRecord]:
         qe = _qe()
-        offset: Any = None
         with_payload: Any = True if fields is None else qe.PayloadSelector.Include(list(fields))
-        while True:
-            records, offset = self._shard.scroll(
+        qfilter = self._filter(flt)
+
+        def fetch(offset: Any) -> tuple[list[Any], Any]:
+            return self._shard.scroll(
                 qe.ScrollRequest(
                     offset=offset,
-                    limit=_SCROLL_PAGE,
-                    filter=self._filter(flt),
+                    limit=common.SCROLL_PAGE,
+                    filter=qfilter,
                     with_payload=with_payload,
                     with_vector=with_vectors,
                 )
             )
-            for r in records:
-                yield self._record(r, with_vectors)
-            if offset is None:
-                return
+
+        return common.paged(fetch, with_vectors)
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[PointRecord]:
         if not ids:
             return []
         records = self._shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
-        return [self._record(r, with_vectors) for r in records]
-
-    @staticmethod
-    def _record(r: Any, with_vectors: bool) -> PointRecord:
-        vectors: dict[str, F32] = {}
-        if with_vectors and isinstance(r.vector, dict):
-            vectors = {k: as_vector(v) for k, v in r.vector.items()}
-        return PointRecord(_pid(r.id), vectors, dict(r.payload or {}))
+        return [common.record(r, with_vectors) for r in records]
 
     def facet(self, field_name: str, flt: Filter | None = None, limit: int = 20) -> dict[Any, int]:
         qe = _qe()
@@ -273,14 +295,45 @@ class EdgeStore:
         }
 
     def disk_bytes(self) -> int:
-        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return common.folder_bytes(self.path)
 
     def flush(self) -> None:
         self._shard.flush()
 
     def optimize(self) -> bool:
-        """Build HNSW / merge segments now instead of on the next writes."""
+        """Build the HNSW graph and merge segments now (Edge never does it on its own)."""
         return bool(self._shard.optimize())
+
+    def settle(self) -> bool:
+        """After a batch of writes: `optimize()` when the shard holds at least
+        `params.optimize_threshold` points and some are not in a graph yet. True if it ran."""
+        info = self._shard.info()
+        points = int(info.points_count)
+        if points < self.params.optimize_threshold:
+            return False
+        # indexed_vectors_count counts every named vector: compare with points x vectors.
+        named = max(1, len(self._vector_names()))
+        if int(info.indexed_vectors_count) >= points * named:
+            return False
+        return self.optimize()
+
+    def _vector_names(self) -> list[str]:
+        import json
+
+        try:
+            config = json.loads((self.path / "edge_config.json").read_text())
+            return list((config.get("vectors") or {}).keys())
+        except (OSError, ValueError):
+            return ["image"]
+
+    def info(self) -> dict[str, int]:
+        """points, indexed_vectors (in HNSW graphs) and segments of the shard."""
+        i = self._shard.info()
+        return {
+            "points": int(i.points_count),
+            "indexed_vectors": int(i.indexed_vectors_count),
+            "segments": int(i.segments_count),
+        }
 
     def close(self) -> None:
         if getattr(self, "_shard", None) is not None:

@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.errors import IndexMismatchError, StoreError
+from lookalike.store import qdrant_common as common
 from lookalike.store.base import Condition, Filter, IndexKind, PointRecord, as_vector
 from lookalike.types import F32, Hit
 
-_SCROLL_PAGE = 1024
 _SCHEMA_FILE = "lookalike_payload_schema.json"
 _HINT = (
     "start a Qdrant server there (e.g. `docker run -p 6333:6333 qdrant/qdrant`), check the host "
@@ -207,14 +207,7 @@ class QdrantStore:
         raise StoreError(f"unsupported condition {c}")
 
     def _filter(self, flt: Filter | None) -> Any:
-        if flt is None or not flt.conditions:
-            return None
-        must: list[Any] = []
-        must_not: list[Any] = []
-        for c in flt.conditions:
-            kind, cond = self._condition(c)
-            (must if kind == "must" else must_not).append(cond)
-        return _models().Filter(must=must or None, must_not=must_not or None)
+        return common.build_filter(flt, self._condition, _models().Filter)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -222,14 +215,7 @@ class QdrantStore:
         if not points:
             return
         m = _models()
-        batch = [
-            m.PointStruct(
-                id=p.id,
-                vector={k: as_vector(v).tolist() for k, v in p.vectors.items()},
-                payload=dict(p.payload),
-            )
-            for p in points
-        ]
+        batch = common.point_structs(points, m.PointStruct)
         self._call("upsert", self._client.upsert, self.collection, points=batch, wait=True)
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -256,12 +242,7 @@ class QdrantStore:
         if self._schema.get(field_name) == kind:
             return
         m = _models()
-        schema: Any = {
-            "keyword": m.PayloadSchemaType.KEYWORD,
-            "integer": m.PayloadSchemaType.INTEGER,
-            "float": m.PayloadSchemaType.FLOAT,
-            "bool": m.PayloadSchemaType.BOOL,
-        }.get(kind)
+        schema: Any = common.schema_type(m.PayloadSchemaType, kind, upper=True)
         if kind == "text":
             schema = m.TextIndexParams(
                 type=m.TextIndexType.TEXT,
@@ -292,10 +273,6 @@ class QdrantStore:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _hit(self, p: Any) -> Hit:
-        payload = dict(p.payload or {})
-        return Hit(str(p.id), float(p.score), str(payload.get("item_id", "")), payload)
-
     def search(
         self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
     ) -> list[Hit]:
@@ -309,7 +286,7 @@ class QdrantStore:
             limit=limit,
             with_payload=True,
         )
-        return [self._hit(p) for p in response.points]
+        return [common.hit(p) for p in response.points]
 
     def search_groups(
         self,
@@ -332,7 +309,7 @@ class QdrantStore:
             group_size=1,
             with_payload=True,
         )
-        hits = [self._hit(g.hits[0]) for g in response.groups if g.hits]
+        hits = [common.hit(g.hits[0]) for g in response.groups if g.hits]
         # The server orders groups by their best hit; sort anyway (stable) so every backend agrees.
         return sorted(hits, key=lambda h: -h.score)
 
@@ -353,7 +330,7 @@ class QdrantStore:
             limit=limit,
             with_payload=True,
         )
-        return [self._hit(p) for p in response.points if p.score > 0]
+        return [common.hit(p) for p in response.points if p.score > 0]
 
     def count(self, flt: Filter | None = None) -> int:
         result = self._call(
@@ -369,22 +346,21 @@ class QdrantStore:
         with_vectors: bool = False,
     ) -> Iterator[PointRecord]:
         with_payload: Any = True if fields is None else list(fields)
-        offset: Any = None
-        while True:
-            records, offset = self._call(
+        qfilter = self._filter(flt)
+
+        def fetch(offset: Any) -> tuple[list[Any], Any]:
+            return self._call(
                 "scroll",
                 self._client.scroll,
                 self.collection,
-                scroll_filter=self._filter(flt),
-                limit=_SCROLL_PAGE,
+                scroll_filter=qfilter,
+                limit=common.SCROLL_PAGE,
                 offset=offset,
                 with_payload=with_payload,
                 with_vectors=with_vectors,
             )
-            for r in records:
-                yield self._record(r, with_vectors)
-            if offset is None:
-                return
+
+        return common.paged(fetch, with_vectors)
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[PointRecord]:
         if not ids:
@@ -397,15 +373,8 @@ class QdrantStore:
             with_payload=True,
             with_vectors=with_vectors,
         )
-        by_id = {str(r.id): self._record(r, with_vectors) for r in records}
+        by_id = {str(r.id): common.record(r, with_vectors) for r in records}
         return [by_id[i] for i in map(str, ids) if i in by_id]  # the order asked for
-
-    @staticmethod
-    def _record(r: Any, with_vectors: bool) -> PointRecord:
-        vectors: dict[str, F32] = {}
-        if with_vectors and isinstance(r.vector, dict):
-            vectors = {k: as_vector(v) for k, v in r.vector.items()}
-        return PointRecord(str(r.id), vectors, dict(r.payload or {}))
 
     def facet(self, field_name: str, flt: Filter | None = None, limit: int = 20) -> dict[Any, int]:
         self.ensure_index(field_name, "keyword")  # the server facets keyword-indexed fields only
@@ -428,7 +397,7 @@ class QdrantStore:
     def disk_bytes(self) -> int:
         if self._local_dir is None:
             return 0
-        return sum(f.stat().st_size for f in self._local_dir.rglob("*") if f.is_file())
+        return common.folder_bytes(self._local_dir)
 
     def flush(self) -> None:
         return None  # every write already waited for the server (wait=True)

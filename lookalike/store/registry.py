@@ -17,15 +17,16 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from lookalike.errors import StoreError
 
 if TYPE_CHECKING:  # the base module imports numpy: keep `--store` parsing light for the CLI
     from lookalike.store.base import Store
+    from lookalike.store.edge import EdgeParams
 
 SCHEMES = ("edge", "memory", "qdrant://", "qdrants://", "qdrant+local://")
 """What a spec may start with, for messages and shell completion."""
@@ -91,19 +92,63 @@ def parse_store_spec(spec: str | None, index_dir: Path) -> StoreSpec:
     )
 
 
+def store_record(spec: str | None, index_dir: Path) -> dict[str, Any]:
+    """What an index manifest records about its store: kind, a canonical spec (local folders made
+    absolute, so the index works from any working directory), location and collection.
+    Never a credential (specs cannot hold one)."""
+    parsed = parse_store_spec(spec, index_dir)
+    match parsed.kind:
+        case "edge" | "memory":
+            canonical = parsed.kind
+        case "qdrant-local":
+            folder = Path(parsed.location).resolve()
+            parsed = replace(parsed, location=str(folder))
+            canonical = f"qdrant+local://{folder}#{parsed.collection}"
+        case _:
+            scheme = "qdrants" if parsed.location.startswith("https://") else "qdrant"
+            host = parsed.location.split("://", 1)[1]
+            params = [
+                f"{k}={v}"
+                for k, v in (("shards", parsed.shards), ("replication", parsed.replication))
+                if v is not None
+            ]
+            if parsed.timeout != 30.0:
+                params.append(f"timeout={parsed.timeout:g}")
+            query = ("?" + "&".join(params)) if params else ""
+            canonical = f"{scheme}://{host}/{parsed.collection}{query}"
+    return {
+        "kind": parsed.kind,
+        "spec": canonical,
+        "location": parsed.location,
+        "collection": parsed.collection,
+    }
+
+
+def same_store(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two `store_record`s name the same place (kind, location, collection)."""
+    keys = ("kind", "location", "collection")
+    return all((a.get(k) or "") == (b.get(k) or "") for k in keys)
+
+
 def open_store(
-    spec: str | None, index_dir: Path, vectors: Mapping[str, int], *, api_key: str | None = None
+    spec: str | None,
+    index_dir: Path,
+    vectors: Mapping[str, int],
+    *,
+    api_key: str | None = None,
+    edge: EdgeParams | None = None,
 ) -> Store:
     """The store `spec` names, for the index in `index_dir` with `vectors` (name -> dimension).
 
     api_key: for qdrant servers; defaults to env QDRANT_API_KEY.
+    edge: graph, quantisation and search settings of the embedded store (default `EdgeParams()`).
     """
     parsed = parse_store_spec(spec, index_dir)
     match parsed.kind:
         case "edge":
             from lookalike.store.edge import EdgeStore
 
-            return EdgeStore(Path(index_dir) / "shard", dict(vectors))
+            return EdgeStore(Path(index_dir) / "shard", dict(vectors), edge)
         case "memory":
             from lookalike.store.memory import MemoryStore
 

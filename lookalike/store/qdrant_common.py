@@ -1,0 +1,92 @@
+"""What the two Qdrant backends (`edge.py`: qdrant-edge-py, `qdrant.py`: qdrant-client) share.
+
+The two bindings spell the same concepts with different classes (`qe.FieldCondition` vs
+`models.FieldCondition`, `Keyword` vs `KEYWORD`), so the helpers here take the binding-specific
+part as an argument and own only the logic: splitting a `Filter` into must / must-not, paging a
+scroll, turning returned points into `PointRecord` / `Hit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from lookalike.store.base import Condition, Filter, PointRecord, as_vector
+from lookalike.types import F32, Hit
+
+SCROLL_PAGE = 1024
+"""Points per scroll request."""
+
+BASIC_INDEX_KINDS = ("keyword", "integer", "float", "bool")
+"""Payload index kinds that map one-to-one onto a `PayloadSchemaType` member."""
+
+
+def build_filter(
+    flt: Filter | None, convert: Callable[[Condition], tuple[str, Any]], filter_cls: Any
+) -> Any:
+    """The binding's filter for `flt` (all conditions AND-ed), or None for no filter.
+
+    convert: one Condition -> ("must" | "must_not", the binding's condition object).
+    filter_cls: the binding's `Filter` class (keywords `must`, `must_not`).
+    """
+    if flt is None or not flt.conditions:
+        return None
+    must: list[Any] = []
+    must_not: list[Any] = []
+    for c in flt.conditions:
+        kind, cond = convert(c)
+        (must if kind == "must" else must_not).append(cond)
+    return filter_cls(must=must or None, must_not=must_not or None)
+
+
+def point_structs(points: Sequence[PointRecord], point_cls: Any) -> list[Any]:
+    """The binding's point objects (`point_cls(id=, vector=, payload=)`), vectors as lists."""
+    return [
+        point_cls(
+            id=p.id,
+            vector={k: as_vector(v).tolist() for k, v in p.vectors.items()},
+            payload=dict(p.payload),
+        )
+        for p in points
+    ]
+
+
+def schema_type(enum: Any, kind: str, *, upper: bool) -> Any:
+    """The binding's `PayloadSchemaType` member for a basic kind (`keyword` -> Keyword / KEYWORD);
+    None for other kinds (text has its own params)."""
+    if kind not in BASIC_INDEX_KINDS:
+        return None
+    return getattr(enum, kind.upper() if upper else kind.capitalize())
+
+
+def record(r: Any, with_vectors: bool) -> PointRecord:
+    """A returned record (`.id`, `.vector` dict, `.payload`) as a PointRecord with float32 vectors."""
+    vectors: dict[str, F32] = {}
+    if with_vectors and isinstance(r.vector, dict):
+        vectors = {k: as_vector(v) for k, v in r.vector.items()}
+    return PointRecord(str(r.id), vectors, dict(r.payload or {}))
+
+
+def hit(p: Any, payload: dict[str, Any] | None = None) -> Hit:
+    """A scored point (`.id`, `.score`, `.payload`) as a Hit; `payload` replaces the point's own."""
+    data = dict(p.payload or {}) if payload is None else payload
+    return Hit(str(p.id), float(p.score), str(data.get("item_id", "")), data)
+
+
+def paged(
+    fetch: Callable[[Any], tuple[list[Any], Any]], with_vectors: bool
+) -> Iterator[PointRecord]:
+    """Every record of a scroll: `fetch(offset) -> (records, next offset or None)`."""
+    offset: Any = None
+    while True:
+        records, offset = fetch(offset)
+        for r in records:
+            yield record(r, with_vectors)
+        if offset is None:
+            return
+
+
+def folder_bytes(path: Path) -> int:
+    """Total size of the files under `path` (0 when it does not exist)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
