@@ -220,6 +220,8 @@ class Engine:
         self._wanted: IndexManifest | None = None
         self._checked = False
         self._store = store
+        self._projection: Any = None
+        self._projection_loaded = False
 
     def _resolve_views(self, asked: ViewSettings | None) -> ViewSettings:
         """How photos become views: as the index recorded it; else as asked or as the settings say.
@@ -243,6 +245,24 @@ class Engine:
         return asked if asked is not None else view_settings(self.settings)
 
     # -- components, built lazily so `Engine(...)` is cheap -------------------------------------
+
+    @property
+    def projection(self) -> Any:
+        """The index's learned projection (`lookalike tune`) when it has one and the setting
+        `tuned` is on (searches then use the `tuned` vectors), else None."""
+        return self._stored_projection() if self.settings.tuned else None
+
+    def _stored_projection(self) -> Any:
+        """The index's projection whatever the `tuned` setting says (new points must carry it);
+        read once and checked against the manifest's sha256."""
+        if not self._projection_loaded:
+            record = self.manifest.projection if self.manifest is not None else None
+            if record and self.manifest is not None:
+                from lookalike.index_tune import load_projection
+
+                self._projection = load_projection(self.index_dir, record, self.manifest.dim)
+            self._projection_loaded = True
+        return self._projection
 
     @property
     def embedder(self) -> ImageEmbedder:
@@ -303,8 +323,10 @@ class Engine:
                     f"no index at {self.index_dir}: run `lookalike index CATALOGUE --index "
                     f"{self.index_dir}` first"
                 )
+            from lookalike.index_tune import recover_shard
             from lookalike.store.edge import EdgeStore
 
+            recover_shard(self.index_dir)
             self._store = EdgeStore(self.index_dir / "shard", {"image": self.manifest.dim})
         return self._store
 
@@ -510,7 +532,11 @@ class Engine:
             "colours": list(view.colours),
             "classes": list(classes),
         }
-        return PointRecord(point_id(item.id, image, view.key), {"image": vector}, payload)
+        vectors = {"image": vector}
+        projection = self._stored_projection()
+        if projection is not None:
+            vectors["tuned"] = projection.apply(vector)
+        return PointRecord(point_id(item.id, image, view.key), vectors, payload)
 
     # -- detection and isolation -----------------------------------------------------------------
 
@@ -644,6 +670,17 @@ class Engine:
             for item_id, recs_ in by_item.items():
                 recs_.sort(key=lambda r: r.id)  # deterministic summation order
                 mean = np.mean([r.vectors["image"] for r in recs_], axis=0)
+                vectors = {"image": l2_normalise(mean[None])[0]}
+                projection = self._stored_projection()
+                if projection is not None:
+                    # Recomputed in the projected space: the mean of the projected views.
+                    tuned = [
+                        r.vectors["tuned"]
+                        if "tuned" in r.vectors
+                        else projection.apply(r.vectors["image"])
+                        for r in recs_
+                    ]
+                    vectors["tuned"] = l2_normalise(np.mean(tuned, axis=0)[None])[0]
                 first = min(recs_, key=lambda r: r.payload["image"])
                 payload = {
                     k: v
@@ -669,7 +706,7 @@ class Engine:
                 points.append(
                     PointRecord(
                         point_id(item_id, "centroid"),
-                        {"image": l2_normalise(mean[None])[0]},
+                        vectors,
                         payload,
                     )
                 )
@@ -916,15 +953,25 @@ class Engine:
                 user = Filter((Condition(route, "eq", predicted),)) & user
         if exclude:
             user = Filter((Condition("item_id", "not_in", tuple(exclude)),)) & user
+        vector, using = self._search_space(vector)
         if mode == "views":
             flt = Filter((Condition("kind", "eq", "view"),)) & user
-            hits = self.store.search_groups(vector, groups=k, flt=flt)
+            hits = self.store.search_groups(vector, using=using, groups=k, flt=flt)
         elif mode == "centroid":
             flt = Filter((Condition("kind", "eq", "centroid"),)) & user
-            hits = self.store.search(vector, limit=k, flt=flt)
+            hits = self.store.search(vector, using=using, limit=k, flt=flt)
         else:
             raise QueryError(f"unknown mode {mode!r}; use 'views' or 'centroid'")
         return [self._product_hit(h.item_id, h.score, h.payload) for h in hits]
+
+    def _search_space(self, vector: F32) -> tuple[F32, str]:
+        """(vector, named vector to search): an embedder vector is projected and searched among
+        the `tuned` vectors when the index has a projection and the `tuned` setting is on."""
+        projection = self.projection
+        vector = np.asarray(vector, dtype=np.float32)
+        if projection is not None and vector.shape[-1] == projection.d_in:
+            return projection.apply(vector), "tuned"
+        return vector, "image"
 
     def predict_field(
         self, vector: F32, field_name: str, *, where: Filter | None = None, neighbours: int = 15
@@ -933,7 +980,8 @@ class Engine:
         weighted by similarity); None when no neighbour has the field."""
         flt = Filter((Condition("kind", "eq", "view"),)) & where
         votes: dict[Any, float] = {}
-        for hit in self.store.search(vector, limit=neighbours, flt=flt):
+        vector, using = self._search_space(vector)
+        for hit in self.store.search(vector, using=using, limit=neighbours, flt=flt):
             value = hit.payload.get(field_name)
             if value is not None and not isinstance(value, list):
                 votes[value] = votes.get(value, 0.0) + max(hit.score, 0.0)
@@ -985,6 +1033,18 @@ class Engine:
         """Catalogue fields users can filter on: name -> kind (keyword, float, bool)."""
         return {k: v for k, v in self.store.payload_schema().items() if k not in INTERNAL_KEYS}
 
+    def projection_status(self) -> Any:
+        """`lookalike.index_tune.ProjectionStatus`: is a learned projection used, is it stale."""
+        from lookalike.index_tune import projection_status
+
+        return projection_status(self)
+
+    def tune(self, **kwargs: Any) -> Any:
+        """Fit, store and apply a learned projection: see `lookalike.index_tune.tune_index`."""
+        from lookalike.index_tune import tune_index
+
+        return tune_index(self, **kwargs)
+
     def stats(self) -> dict[str, Any]:
         """Items, views, models and size of the index."""
         store = self.store
@@ -998,5 +1058,6 @@ class Engine:
             "dim": manifest.dim if manifest else None,
             "created": manifest.created if manifest else None,
             "disk_bytes": store.disk_bytes(),
+            "projection": self.projection_status().describe(),
             "fields": self.fields(),
         }

@@ -26,6 +26,8 @@ class EvalOutcome:
     skipped: tuple[str, ...]
     report: Path | None
     results: tuple[Any, ...]
+    projection: dict[str, Any] | None = None
+    """`ProjectionStatus.to_dict()`: whether / which learned projection the searches used."""
 
 
 def run_evaluation(
@@ -51,6 +53,7 @@ def run_evaluation(
         chunk = usable[start : start + batch]
         vectors.extend(engine.embedder.embed_images([decoded[q.image] for q in chunk]))
         notify("queries", min(start + batch, len(usable)), len(usable))
+    status = engine.projection_status()
     metrics: dict[str, dict[str, float]] = {}
     results: list[QueryResult] = []
     for mode in modes:
@@ -65,11 +68,19 @@ def run_evaluation(
     report = None
     if report_dir is not None:
         item_images, item_titles = _item_info(engine)
-        title = f"lookalike eval: {catalogue.name} / {queries.name}"
+        title = f"lookalike eval: {catalogue.name} / {queries.name} ({status.describe()})"
         report = write_report(
             report_dir, results, metrics, title, item_images, item_titles=item_titles
         )
-    return EvalOutcome(metrics, len(usable), summary.items, tuple(skipped), report, tuple(results))
+    return EvalOutcome(
+        metrics,
+        len(usable),
+        summary.items,
+        tuple(skipped),
+        report,
+        tuple(results),
+        status.to_dict(),
+    )
 
 
 def _decode_queries(engine: Engine, sources: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
