@@ -63,6 +63,24 @@ class Settings(BaseSettings):
         description="Catalogue fields whose words text queries match (with the attributes).",
     )
     offline: bool = Field(default=False, description="Never touch the network for models.")
+    tta: Literal["none", "flip", "crops", "flip+crops"] = Field(
+        default="none",
+        description="Query test-time augmentation: the query vector is the mean of the photo's "
+        "and its mirror's / centre crop's vectors (costs one embedding per variant).",
+    )
+    ocr: bool = Field(
+        default=False,
+        description="Read the text on catalogue photos at indexing time (rapidocr), only where a "
+        "cheap text detector finds text; the words are stored with the views (`ocr_words`).",
+    )
+    text_fusion: bool = Field(
+        default=True,
+        description="When the index holds OCR words and most of a photo query's first candidates "
+        "carry text, read the query's text and fuse the word match with the image score.",
+    )
+    text_weight: float = Field(
+        default=0.1, description="Weight of the text score (0-1) added to the cosine similarity."
+    )
     tuned: bool = Field(
         default=True,
         description="Search with the index's learned projection (`lookalike tune`) when it has "
