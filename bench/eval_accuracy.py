@@ -274,11 +274,14 @@ class Split:
     q_vectors: np.ndarray
     q_items: np.ndarray
     q_images: np.ndarray
+    projection: Any = None
+    """The learned projection the vectors went through (`--project`); TTA query vectors (raw,
+    from the cache) are averaged then projected with it, as the engine does."""
 
     def subset(self, mask: np.ndarray, name: str) -> Split:
         return Split(
             name, self.cat_vectors, self.cat_items, self.cat_images,
-            self.q_vectors[mask], self.q_items[mask], self.q_images[mask],
+            self.q_vectors[mask], self.q_items[mask], self.q_images[mask], self.projection,
         )  # fmt: skip
 
 
@@ -453,6 +456,8 @@ def rank(
         idx = _TTA_INDEX[cfg.tta]
         queries = np.stack([ev.tta[str(p)][idx].mean(0) for p in split.q_images])
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        if split.projection is not None:
+            queries = split.projection.apply(queries)
     if cfg.qe is not None:
         n, alpha = cfg.qe
         sims = queries @ split.cat_vectors.T
@@ -745,7 +750,8 @@ def project_splits(
     """Learned whitening (`lookalike.tune.fit_projection`, its parameters chosen on its own
     held-out photos) applied to both splits: the held-out split's projection is fitted on that
     split's catalogue part only, val's on the whole catalogue; queries and their TTA variants are
-    projected with their split's projection. Val photos are never fitted."""
+    projected with their split's projection (TTA variants: averaged raw, then projected, in
+    `rank`). Val photos are never fitted."""
     from lookalike.tune import fit_projection
 
     out = []
@@ -758,9 +764,6 @@ def project_splits(
             f"held-out R@1 {result.baseline.score:.3f} -> {result.chosen.score:.3f}",
             file=sys.stderr,
         )
-        for image in split.q_images:
-            if str(image) in tta:
-                tta[str(image)] = p.apply(tta[str(image)])
         out.append(
             Split(
                 split.name,
@@ -770,6 +773,7 @@ def project_splits(
                 p.apply(split.q_vectors),
                 split.q_items,
                 split.q_images,
+                p,
             )
         )
     return out[0], out[1], tta

@@ -125,6 +125,11 @@ SEARCH_TEXT = "search_text"
 FUSION_DEPTH = 50
 """How many results of each ranking go into a fusion."""
 RRF_K = 60
+TEXT_TOP_N = 10
+"""Query text re-orders this many image candidates (chosen on held-out catalogue photos)."""
+TEXT_SIZE_POWER = 1.0
+"""Query words count by their letter height relative to the tallest line, to this power (the
+product held to the camera has the largest print; chosen on held-out catalogue photos)."""
 """Reciprocal rank fusion constant (Cormack et al. 2009): rank r contributes 1 / (RRF_K + r)."""
 
 
@@ -226,6 +231,7 @@ class Engine:
         self._projection_loaded = False
         self._reader: Any = None
         self._text_index: Any = None
+        self._last_read: tuple[Image.Image, Any] | None = None
 
     def _resolve_views(self, asked: ViewSettings | None) -> ViewSettings:
         """How photos become views: as the index recorded it; else as asked or as the settings say.
@@ -867,16 +873,36 @@ class Engine:
     def _query_vector(self, image: Image.Image) -> F32:
         """The query's embedder vector: with `settings.tta`, the normalised mean over the photo
         and its augmentations (one batch)."""
+        return self.embed_queries([image])[0]
+
+    def embed_queries(self, images: Sequence[Image.Image]) -> F32:
+        """(N, D) embedder vectors of query photos, with the `settings.tta` augmentation: each
+        the normalised mean of the photo's and its variants' vectors (1-4 embeddings a photo)."""
+        rgb = [im.convert("RGB") for im in images]
         if self.settings.tta == "none":
-            return self.embed_query(image)
+            return self.embedder.embed_images(rgb)
         from lookalike.pipeline.rerank import tta_embed
 
-        return tta_embed(self.embedder.embed_images, image.convert("RGB"), self.settings.tta)[0]
+        if not rgb:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        return np.concatenate(
+            [tta_embed(self.embedder.embed_images, im, self.settings.tta) for im in rgb]
+        )
 
     def _text_settings(self) -> Any:
         from lookalike.pipeline.text_match import TextMatchSettings
 
-        return TextMatchSettings(weight=self.settings.text_weight)
+        return TextMatchSettings(
+            weight=self.settings.text_weight, size_power=TEXT_SIZE_POWER, top_n=TEXT_TOP_N
+        )
+
+    def fuse_text(
+        self, photo: Image.Image, hits: Sequence[ProductHit]
+    ) -> tuple[list[ProductHit], bool]:
+        """`hits` (image ranking of `photo`) re-ordered by the words read on the photo, and
+        whether it was read (see `settings.text_fusion`). For evaluations: `search` does this."""
+        fused = self._fuse_query_text(photo, list(hits), {})
+        return (fused, True) if fused is not None else (list(hits), False)
 
     def _fuse_query_text(
         self, photo: Image.Image, hits: list[ProductHit], timings: dict[str, float]
@@ -889,11 +915,19 @@ class Engine:
         index = self.text_index()
         if index is None or not hits or not index.should_read([h.item_id for h in hits[:5]]):
             return None
+        from lookalike.pipeline.ocr import token_weights
+
         t = time.perf_counter()
-        words = self._text_reader().read(photo).words
-        timings["ocr"] = (time.perf_counter() - t) * 1e3
         tm = self._text_settings()
-        evidence = index.score(words, [h.item_id for h in hits[: tm.top_n]], tm)
+        if self._last_read is not None and self._last_read[0] is photo:
+            words, weights = self._last_read[1]
+        else:
+            read = self._text_reader().read(photo)
+            words = read.words
+            weights = token_weights(read.lines, read.boxes, tm.size_power) if read.boxes else None
+            self._last_read = (photo, (words, weights))
+        timings["ocr"] = (time.perf_counter() - t) * 1e3
+        evidence = index.score(words, [h.item_id for h in hits[: tm.top_n]], tm, weights)
         order = fuse([(h.item_id, h.score) for h in hits], evidence, tm)
         by_id = {h.item_id: h for h in hits}
         return [dataclasses.replace(by_id[i], score=s) for i, s in order]

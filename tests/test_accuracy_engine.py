@@ -54,6 +54,7 @@ def _catalogue(root: Path) -> Path:
 
 
 def _engine(tmp_path: Path, reader: FakeReader, **kw: object) -> Engine:
+    kw.setdefault("tta", "none")  # the fake photos are flat patterns: a crop changes little
     settings = Settings(index=tmp_path / "index", cache_dir=tmp_path / "cache", batch_size=4, **kw)  # type: ignore[arg-type]
     engine = Engine(settings.index, settings=settings, image_embedder=TinyEmbedder())
     engine._reader = reader

@@ -428,7 +428,8 @@ def evaluate(
                 engine, catalogue, queries, report_dir=report, progress=progress
             )
         if as_json:
-            print(json.dumps({**outcome.metrics, "projection": outcome.projection}, indent=2))
+            extra = {"projection": outcome.projection, "settings": outcome.settings}
+            print(json.dumps({**outcome.metrics, **extra}, indent=2))
             return
         from rich.console import Console
         from rich.table import Table
@@ -436,7 +437,7 @@ def evaluate(
         from lookalike.index_tune import ProjectionStatus
 
         status = ProjectionStatus(**(outcome.projection or {"present": False, "applied": False}))
-        stderr_console().print(status.describe())
+        stderr_console().print(f"{status.describe()}; query settings {outcome.settings}")
         table = Table(title=f"{outcome.queries} queries, {outcome.items} items")
         for col in ("mode", "recall@1", "recall@3", "recall@10", "mAP"):
             table.add_column(col)
