@@ -1154,11 +1154,12 @@ class Engine:
         """Catalogue fields users can filter on: name -> kind (keyword, float, bool)."""
         return {k: v for k, v in self.store.payload_schema().items() if k not in INTERNAL_KEYS}
 
-    def projection_status(self) -> Any:
-        """`lookalike.index_tune.ProjectionStatus`: is a learned projection used, is it stale."""
+    def projection_status(self, *, exact: bool = True) -> Any:
+        """`lookalike.index_tune.ProjectionStatus`: is a learned projection used, is it stale
+        (`exact`: by the signature of every view; else by their number, one count)."""
         from lookalike.index_tune import projection_status
 
-        return projection_status(self)
+        return projection_status(self, exact=exact)
 
     def tune(self, **kwargs: Any) -> Any:
         """Fit, store and apply a learned projection: see `lookalike.index_tune.tune_index`."""
@@ -1179,6 +1180,6 @@ class Engine:
             "dim": manifest.dim if manifest else None,
             "created": manifest.created if manifest else None,
             "disk_bytes": store.disk_bytes(),
-            "projection": self.projection_status().describe(),
+            "projection": self.projection_status(exact=False).describe(),
             "fields": self.fields(),
         }

@@ -258,17 +258,26 @@ def _apply(
     engine._projection = projection
 
 
-def projection_status(engine: Engine) -> ProjectionStatus:
-    """Whether `engine`'s index has a projection, whether searches use it, whether it is stale."""
+def projection_status(engine: Engine, *, exact: bool = True) -> ProjectionStatus:
+    """Whether `engine`'s index has a projection, whether searches use it, whether it is stale.
+
+    exact: compare the signature of every view (reads every view's id and content hash: changed
+    photos are caught too); otherwise only the number of views (one count, for `stats`).
+    """
     manifest = engine.manifest
     record = manifest.projection if manifest is not None else None
     if not record:
         return ProjectionStatus(present=False, applied=False)
-    signature, count = views_signature(engine.store)
+    if exact:
+        signature, count = views_signature(engine.store)
+        stale = signature != record.get("views")
+    else:
+        count = engine.store.count(where("kind", "view"))
+        stale = count != record.get("view_count")
     return ProjectionStatus(
         present=True,
         applied=engine.projection is not None,
-        stale=signature != record.get("views"),
+        stale=stale,
         sha256=record.get("sha256"),
         dim_in=record.get("d_in"),
         dim_out=record.get("d_out"),
