@@ -83,6 +83,8 @@ class _Loaded:
     skipped: Skipped | None = None
     unchanged: bool = False
     views: tuple[_View, ...] = ()
+    words: tuple[str, ...] | None = None
+    """OCR words of an unchanged photo read for the first time (only its payload changes)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ class _Stored:
     ids: tuple[str, ...]
     content_hash: str
     fields_hash: str
+    read: bool = False
+    """OCR ran on the photo (its views carry `ocr_words`)."""
 
 
 _NO_VIEWS = _Stored((), "", "")
@@ -412,6 +416,18 @@ class Engine:
                     if loaded.skipped:
                         skipped.append(loaded.skipped)
                     unchanged += loaded.unchanged
+                    if loaded.words is not None:
+                        task = loaded.task
+                        store.set_payload(
+                            Filter(
+                                (
+                                    Condition("item_id", "eq", task.item.id),
+                                    Condition("image", "eq", task.image),
+                                    Condition("kind", "eq", "view"),
+                                )
+                            ),
+                            {"ocr_words": list(loaded.words)},
+                        )
                 todo = [(b, v) for b in batch for v in b.views]
                 if todo:
                     vectors, classes = self._embed_for_index([v.image for _, v in todo])
@@ -455,13 +471,15 @@ class Engine:
         """(item_id, image) -> the views of that photo in the store (ids, content and fields hash)."""
         out: dict[tuple[str, str], _Stored] = {}
         for rec in store.scroll(
-            where("kind", "view"), fields=["item_id", "image", "content_hash", "fields_hash"]
+            where("kind", "view"),
+            fields=["item_id", "image", "content_hash", "fields_hash", "ocr_words"],
         ):
             p = rec.payload
             key = (p["item_id"], p["image"])
             prev = out.get(key)
             ids = (*prev.ids, rec.id) if prev else (rec.id,)
-            out[key] = _Stored(ids, p["content_hash"], p.get("fields_hash", ""))
+            read = "ocr_words" in p or (prev is not None and prev.read)
+            out[key] = _Stored(ids, p["content_hash"], p.get("fields_hash", ""), read)
         return out
 
     def _load_all(
@@ -481,6 +499,10 @@ class Engine:
                 sha = content_hash(data)
                 prev = existing.get((task.item.id, task.image))
                 if prev is not None and prev.content_hash == sha:
+                    if self.settings.ocr and not prev.read:
+                        # OCR turned on for an indexed photo: read it, keep its vectors.
+                        image = decode_image(data, task.image, limits)
+                        return _Loaded(task, sha, unchanged=True, words=self._read_words(image))
                     return _Loaded(task, sha, unchanged=True)
                 image = decode_image(data, task.image, limits)
                 return _Loaded(task, sha, image=image, views=tuple(self._photo_views(image)))

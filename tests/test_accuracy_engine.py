@@ -121,3 +121,23 @@ def test_tta_query_vector_is_the_mean_of_the_variants(tmp_path: Path) -> None:
         expected = l2_normalise(raw.mean(axis=0))
         assert np.allclose(engine._query_vector(image), expected, atol=1e-6)
         assert engine.search(tmp_path / "img" / "p3_1.jpg", k=1).hits[0].item_id == "p3"
+
+
+def test_turning_ocr_on_reads_indexed_photos_without_reembedding(tmp_path: Path) -> None:
+    reader = FakeReader()
+    manifest = _catalogue(tmp_path)
+    with _engine(tmp_path, reader) as engine:
+        engine.index(manifest)
+        assert engine.text_index() is None
+    embedder = TinyEmbedder()
+    settings = Settings(
+        index=tmp_path / "index", cache_dir=tmp_path / "cache", batch_size=4, ocr=True, tta="none"
+    )
+    with Engine(settings.index, settings=settings, image_embedder=embedder) as engine:
+        engine._reader = reader
+        summary = engine.index(manifest)
+        assert embedder.calls == 0 and summary.images_unchanged == 18  # vectors kept
+        assert reader.gated == 18 and reader.reads == 9
+        assert engine.text_index().has_text("p1")
+        engine.index(manifest)  # read once: nothing to do the second time
+        assert reader.gated == 18 and embedder.calls == 0
