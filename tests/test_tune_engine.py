@@ -183,3 +183,22 @@ def test_eval_reports_the_projection(tmp_path: Path) -> None:
         )  # type: ignore[index,union-attr]
         assert "projection: applied" in (tmp_path / "report" / "index.html").read_text()
     shutil.rmtree(tmp_path / "report")
+
+
+def test_tune_with_a_store_that_takes_any_named_vector(tmp_path: Path) -> None:
+    from lookalike.store.memory import MemoryStore
+
+    manifest = _catalogue(tmp_path, n_items=4, views=4)
+    settings = _settings(tmp_path)
+    store = MemoryStore()
+    engine = Engine(settings.index, settings=settings, image_embedder=TinyEmbedder(), store=store)
+    engine.index(manifest)
+    _tune(engine)
+    assert not (settings.index / "shard.tuning").exists()
+    views = list(store.scroll(where("kind", "view"), with_vectors=True))
+    assert all(
+        np.allclose(r.vectors["tuned"], engine.projection.apply(r.vectors["image"]), atol=1e-5)
+        for r in views
+    )
+    query = noisy_copy(tmp_path / "img" / "p2_0.jpg", tmp_path / "q.jpg", seed=3)
+    assert engine.search(query, k=1).hits[0].item_id == "p2"
