@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,6 +164,7 @@ def tune_index(
     force: bool = False,
     dims: tuple[int, ...] | None = None,
     lambdas: tuple[float, ...] | None = None,
+    pairs: Sequence[tuple[str, str]] | None = None,
     progress: Progress | None = None,
 ) -> TuneOutcome:
     """Fit a projection on the index's views grouped by item and, when it beats no projection on
@@ -172,10 +173,16 @@ def tune_index(
     Parameters (`dim`, `lam`) are chosen on a held-out part of the views (`lookalike.tune.
     fit_projection`: `holdout` of each item's photos, seeded); the projection is then refitted on
     all views. Raises CatalogueError when too few items have several photos.
+
+    pairs: (photo in the wild, item id) rows, e.g. worn photos of a fashion catalogue's garments.
+    Then the cross-domain projection is fitted instead (`lookalike.tune.fit_cross_domain`): each
+    wild photo (embedded like a query) is paired with every indexed view of its item, and the
+    parameters are chosen on held-out *items* (their wild photos search their own views).
+    Unknown item ids and unreadable photos raise CatalogueError.
     """
     import time
 
-    from lookalike.tune import DEFAULT_DIMS, DEFAULT_LAMBDAS, fit_projection
+    from lookalike.tune import DEFAULT_DIMS, DEFAULT_LAMBDAS, fit_cross_domain, fit_projection
 
     notify = progress or (lambda stage, done, total: None)
     started = time.perf_counter()
@@ -188,19 +195,67 @@ def tune_index(
             raise CatalogueError("tuning needs an index with several photos per item")
         vectors = np.stack([np.asarray(r.vectors["image"], dtype=np.float32) for r in views])
         items = [str(r.payload["item_id"]) for r in views]
-        result = fit_projection(
-            vectors,
-            items,
-            holdout=holdout,
-            seed=seed,
-            dims=dims or DEFAULT_DIMS,
-            lambdas=lambdas or DEFAULT_LAMBDAS,
-            progress=notify,
-        )
+        if pairs:
+            wild, product, groups = _pair_vectors(engine, pairs, vectors, items, notify)
+            result = fit_cross_domain(
+                wild,
+                product,
+                groups=groups,
+                holdout=holdout,
+                seed=seed,
+                dims=dims or DEFAULT_DIMS,
+                lambdas=lambdas or DEFAULT_LAMBDAS,
+                progress=notify,
+            )
+        else:
+            result = fit_projection(
+                vectors,
+                items,
+                holdout=holdout,
+                seed=seed,
+                dims=dims or DEFAULT_DIMS,
+                lambdas=lambdas or DEFAULT_LAMBDAS,
+                progress=notify,
+            )
         applied = result.improves or force
         if applied:
             _apply(engine, records, result, notify)
     return TuneOutcome(result, applied, len(views), len(set(items)), time.perf_counter() - started)
+
+
+def _pair_vectors(
+    engine: Engine,
+    pairs: Sequence[tuple[str, str]],
+    vectors: np.ndarray,
+    items: Sequence[str],
+    notify: Progress,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(wild, product, groups): each wild photo's query vector repeated against every view of its
+    item, row by row, and the item id of each row."""
+    from lookalike.errors import LookalikeError
+
+    by_item: dict[str, list[int]] = {}
+    for row, item in enumerate(items):
+        by_item.setdefault(item, []).append(row)
+    unknown = sorted({item for _, item in pairs if item not in by_item})
+    if unknown:
+        raise CatalogueError(f"pairs name items the index does not hold: {unknown[:5]}")
+    wild_rows: list[np.ndarray] = []
+    product_rows: list[int] = []
+    groups: list[str] = []
+    for done, (photo, item) in enumerate(pairs, start=1):
+        try:
+            image = engine._decode_query(photo)
+        except LookalikeError as exc:
+            raise CatalogueError(f"pair photo {photo}: {exc}") from exc
+        view = engine._query_views(image)[0]
+        vector = engine.embed_queries([view.image])[0]
+        for row in by_item[item]:
+            wild_rows.append(vector)
+            product_rows.append(row)
+            groups.append(item)
+        notify("pairs", done, len(pairs))
+    return np.stack(wild_rows), vectors[product_rows], groups
 
 
 def _apply(

@@ -202,3 +202,28 @@ def test_tune_with_a_store_that_takes_any_named_vector(tmp_path: Path) -> None:
     )
     query = noisy_copy(tmp_path / "img" / "p2_0.jpg", tmp_path / "q.jpg", seed=3)
     assert engine.search(query, k=1).hits[0].item_id == "p2"
+
+
+def test_cross_domain_tune_from_pairs(tmp_path: Path) -> None:
+    from lookalike.errors import CatalogueError
+
+    manifest = _catalogue(tmp_path, n_items=8, views=3)
+    settings = _settings(tmp_path)
+    pairs = tmp_path / "pairs.csv"
+    rows = ["image,item_id"]
+    for i in range(8):  # "worn" photos: another noisy copy of each item's first photo
+        worn = noisy_copy(tmp_path / "img" / f"p{i}_0.jpg", tmp_path / "worn" / f"w{i}.jpg", i + 50)
+        rows.append(f"{worn},p{i}")
+    pairs.write_text("\n".join(rows) + "\n")
+    with _engine(settings) as engine:
+        engine.index(manifest)
+        with pytest.raises(CatalogueError, match="does not hold"):
+            engine.tune(pairs=[(str(tmp_path / "worn" / "w0.jpg"), "nope")], force=True)
+        out = engine.tune(pairs=[tuple(r.split(",")) for r in rows[1:]], dims=(8,),
+                          lambdas=(1.0,), force=True)  # fmt: skip
+        assert out.applied and engine.projection.params["method"] == "cross-domain"
+        assert out.result.split["held_out_items"] >= 1
+    # reopened: the cross-domain projection is the one searched with
+    with _engine(settings) as engine:
+        assert engine.projection.params["method"] == "cross-domain"
+        assert engine.search(tmp_path / "worn" / "w3.jpg", k=1).hits[0].item_id == "p3"

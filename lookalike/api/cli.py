@@ -461,12 +461,28 @@ def tune(
     force: Annotated[
         bool, typer.Option("--force", help="Apply even if it does not beat no projection.")
     ] = False,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--pairs",
+            help="CSV `image,item_id` of photos in the wild of indexed items (e.g. worn photos): "
+            "learn a cross-domain projection from them instead.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Learn a projection that separates the index's items (from its own photos grouped by item),
     store it with the index and search with it. Parameters are chosen on held-out photos."""
     with errors_to_exit(), _engine(index) as engine, _progress(not as_json) as progress:
-        outcome = engine.tune(holdout=holdout, seed=seed, force=force, progress=progress)
+        rows = None
+        if pairs is not None:
+            import csv
+
+            with open(pairs, newline="") as fh:
+                rows = [(r["image"], r["item_id"]) for r in csv.DictReader(fh)]
+        outcome = engine.tune(
+            holdout=holdout, seed=seed, force=force, pairs=rows, progress=progress
+        )
         r = outcome.result
         choice = {
             "applied": outcome.applied,
@@ -489,7 +505,7 @@ def tune(
             typer.echo(
                 f"held-out {mode} R@1: {r.baseline.metrics[mode]['recall@1']:.3f} without -> "
                 f"{r.chosen.metrics[mode]['recall@1']:.3f} with dim {r.chosen.dim}, "
-                f"lam {r.chosen.lam:g} ({r.split.get('held_out_scored')} held-out photos)"
+                f"lam {r.chosen.lam:g} ({r.split.get('held_out_scored', r.split.get('held_out_pairs'))} held-out photos)"
             )
         if outcome.applied:
             typer.echo(f"applied: {engine.projection_status().describe()}")
