@@ -427,17 +427,17 @@ def evaluate(
             outcome = run_evaluation(
                 engine, catalogue, queries, report_dir=report, progress=progress
             )
+        from lookalike.index_tune import ProjectionStatus
+
+        # On stderr in both modes: the --json output stays {mode: metrics}.
+        status = ProjectionStatus(**(outcome.projection or {"present": False, "applied": False}))
+        stderr_console().print(f"{status.describe()}; query settings {outcome.settings}")
         if as_json:
-            extra = {"projection": outcome.projection, "settings": outcome.settings}
-            print(json.dumps({**outcome.metrics, **extra}, indent=2))
+            print(json.dumps(outcome.metrics, indent=2))
             return
         from rich.console import Console
         from rich.table import Table
 
-        from lookalike.index_tune import ProjectionStatus
-
-        status = ProjectionStatus(**(outcome.projection or {"present": False, "applied": False}))
-        stderr_console().print(f"{status.describe()}; query settings {outcome.settings}")
         table = Table(title=f"{outcome.queries} queries, {outcome.items} items")
         for col in ("mode", "recall@1", "recall@3", "recall@10", "mAP"):
             table.add_column(col)
