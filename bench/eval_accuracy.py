@@ -1,6 +1,7 @@
 """Measure reading the packaging (OCR + text fusion) and re-ranking on the grocery photos.
 
-Reproduces every figure of docs/parts/accuracy.md:
+Reproduces the ablation of docs/quality.md ("Accuracy"); `eval --project` runs every configuration
+in the learned-projection space (`project_splits`):
 
     export LOOKALIKE_MODELS_MIRROR=../shared/models LOOKALIKE_CACHE_DIR=$PWD/.cache/lookalike
     P=.venv/bin/python; D=../shared/data/grocery; C=/work/cache
