@@ -89,6 +89,8 @@ class _Loaded:
     skipped: Skipped | None = None
     unchanged: bool = False
     views: tuple[_View, ...] = ()
+    words: tuple[str, ...] | None = None
+    """OCR words of an unchanged photo read for the first time (only its payload changes)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class _View:
     score: float
     image: Image.Image = field(compare=False, repr=False)
     colours: tuple[str, ...] = ()
+    words: tuple[str, ...] | None = None
+    """Words OCR read on the photo (`settings.ocr`); None when OCR did not run on it."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ class _Stored:
     ids: tuple[str, ...]
     content_hash: str
     fields_hash: str
+    read: bool = False
+    """OCR ran on the photo (its views carry `ocr_words`)."""
 
 
 _NO_VIEWS = _Stored((), "", "")
@@ -129,6 +135,11 @@ SEARCH_TEXT = "search_text"
 FUSION_DEPTH = 50
 """How many results of each ranking go into a fusion."""
 RRF_K = 60
+TEXT_TOP_N = 10
+"""Query text re-orders this many image candidates (chosen on held-out catalogue photos)."""
+TEXT_SIZE_POWER = 1.0
+"""Query words count by their letter height relative to the tallest line, to this power (the
+product held to the camera has the largest print; chosen on held-out catalogue photos)."""
 """Reciprocal rank fusion constant (Cormack et al. 2009): rank r contributes 1 / (RRF_K + r)."""
 VISIBLE_VIEWS = Filter((Condition("kind", "eq", "view"), Condition("pending", "ne", True)))
 """Views a search may return: not those of an item still being written (no `pending` = visible,
@@ -235,6 +246,11 @@ class Engine:
         self._checked = False
         self._store = store
         self._store_spec = store_spec
+        self._projection: Any = None
+        self._projection_loaded = False
+        self._reader: Any = None
+        self._text_index: Any = None
+        self._last_read: tuple[Image.Image, Any] | None = None
 
     def _resolve_views(self, asked: ViewSettings | None) -> ViewSettings:
         """How photos become views: as the index recorded it; else as asked or as the settings say.
@@ -258,6 +274,24 @@ class Engine:
         return asked if asked is not None else view_settings(self.settings)
 
     # -- components, built lazily so `Engine(...)` is cheap -------------------------------------
+
+    @property
+    def projection(self) -> Any:
+        """The index's learned projection (`lookalike tune`) when it has one and the setting
+        `tuned` is on (searches then use the `tuned` vectors), else None."""
+        return self._stored_projection() if self.settings.tuned else None
+
+    def _stored_projection(self) -> Any:
+        """The index's projection whatever the `tuned` setting says (new points must carry it);
+        read once and checked against the manifest's sha256."""
+        if not self._projection_loaded:
+            record = self.manifest.projection if self.manifest is not None else None
+            if record and self.manifest is not None:
+                from lookalike.index_tune import load_projection
+
+                self._projection = load_projection(self.index_dir, record, self.manifest.dim)
+            self._projection_loaded = True
+        return self._projection
 
     @property
     def embedder(self) -> ImageEmbedder:
@@ -318,6 +352,10 @@ class Engine:
                     f"no index at {self.index_dir}: run `lookalike index CATALOGUE --index "
                     f"{self.index_dir}` first"
                 )
+            if self.store_record()["kind"] == "edge":
+                from lookalike.index_tune import recover_shard
+
+                recover_shard(self.index_dir)  # a tuning swap interrupted mid-way
             self._store = self._open_store(self.manifest.dim)
         return self._store
 
@@ -363,7 +401,11 @@ class Engine:
             optimize_threshold=s.optimize_threshold,
         )
         spec = spec or self.store_record()["spec"]
-        return open_store(spec, self.index_dir, {"image": dim}, api_key=key, edge=edge)
+        vectors = {"image": dim}
+        projection = self.manifest.projection if self.manifest is not None else None
+        if projection:  # a tuned index also carries the projected vectors (`lookalike tune`)
+            vectors["tuned"] = int(projection["d_out"])
+        return open_store(spec, self.index_dir, vectors, api_key=key, edge=edge)
 
     def _create_index(self) -> None:
         if self.manifest is None:
@@ -423,6 +465,7 @@ class Engine:
             items, skipped = list(cat.items), list(cat.skipped)
         else:
             items = list(catalogue)
+        self._text_index = None
         with self._write_lock():
             self._create_index()
             store = self.store
@@ -436,6 +479,18 @@ class Engine:
                     if loaded.skipped:
                         skipped.append(loaded.skipped)
                     unchanged += loaded.unchanged
+                    if loaded.words is not None:
+                        task = loaded.task
+                        store.set_payload(
+                            Filter(
+                                (
+                                    Condition("item_id", "eq", task.item.id),
+                                    Condition("image", "eq", task.image),
+                                    Condition("kind", "eq", "view"),
+                                )
+                            ),
+                            {"ocr_words": list(loaded.words)},
+                        )
                 todo = [(b, v) for b in batch for v in b.views]
                 if todo:
                     vectors, classes = self._embed_for_index([v.image for _, v in todo])
@@ -485,13 +540,15 @@ class Engine:
         """(item_id, image) -> the views of that photo in the store (ids, content and fields hash)."""
         out: dict[tuple[str, str], _Stored] = {}
         for rec in store.scroll(
-            where("kind", "view"), fields=["item_id", "image", "content_hash", "fields_hash"]
+            where("kind", "view"),
+            fields=["item_id", "image", "content_hash", "fields_hash", "ocr_words"],
         ):
             p = rec.payload
             key = (p["item_id"], p["image"])
             prev = out.get(key)
             ids = (*prev.ids, rec.id) if prev else (rec.id,)
-            out[key] = _Stored(ids, p["content_hash"], p.get("fields_hash", ""))
+            read = "ocr_words" in p or (prev is not None and prev.read)
+            out[key] = _Stored(ids, p["content_hash"], p.get("fields_hash", ""), read)
         return out
 
     def _load_all(
@@ -511,6 +568,10 @@ class Engine:
                 sha = content_hash(data)
                 prev = existing.get((task.item.id, task.image))
                 if prev is not None and prev.content_hash == sha:
+                    if self.settings.ocr and not prev.read:
+                        # OCR turned on for an indexed photo: read it, keep its vectors.
+                        image = decode_image(data, task.image, limits)
+                        return _Loaded(task, sha, unchanged=True, words=self._read_words(image))
                     return _Loaded(task, sha, unchanged=True)
                 image = decode_image(data, task.image, limits)
                 return _Loaded(task, sha, image=image, views=tuple(self._photo_views(image)))
@@ -574,7 +635,13 @@ class Engine:
             "classes": list(classes),
             "pending": True,  # hidden from searches until the item's centroid is written
         }
-        return PointRecord(point_id(item.id, image, view.key), {"image": vector}, payload)
+        if view.words is not None:
+            payload["ocr_words"] = list(view.words)
+        vectors = {"image": vector}
+        projection = self._stored_projection()
+        if projection is not None:
+            vectors["tuned"] = projection.apply(vector)
+        return PointRecord(point_id(item.id, image, view.key), vectors, payload)
 
     # -- detection and isolation -----------------------------------------------------------------
 
@@ -611,14 +678,49 @@ class Engine:
         from lookalike.pipeline.isolate import views_for_image
 
         detector, isolator = self._stages()
+        words = self._read_words(image) if self.settings.ocr else None
         out = []
         for v in views_for_image(image, detector, isolator, self.views):
             box = v.box.as_list() if v.box is not None else [0.0, 0.0, *map(float, image.size)]
             key = "full" if v.box is None else f"{v.label}@" + ",".join(f"{c:.0f}" for c in box)
             rgb = v.image.convert("RGB")
             colours = tuple(dominant_colours(rgb)) if self.settings.attributes else ()
-            out.append(_View(key, tuple(box), v.label, float(v.score), rgb, colours))  # type: ignore[arg-type]
+            out.append(
+                _View(key, tuple(box), v.label, float(v.score), rgb, colours, words)  # type: ignore[arg-type]
+            )
         return out
+
+    def _text_reader(self) -> Any:
+        if self._reader is None:
+            from lookalike.pipeline.ocr import TextReader
+
+            self._reader = TextReader()
+        return self._reader
+
+    def _read_words(self, image: Image.Image) -> tuple[str, ...]:
+        """The words printed on a catalogue photo: the cheap text detector first, the full OCR
+        only where it finds text (about 1 s a photo on 2 cores); () when it finds none."""
+        _gate, result = self._text_reader().read_if_text(image)
+        return result.words if result is not None else ()
+
+    def text_index(self) -> Any:
+        """`ItemTextIndex` of the OCR words stored with the views (one entry per photo); None
+        when no photo of the index was OCR'd. Cached until the index is written again."""
+        if self._text_index is None:
+            from lookalike.pipeline.text_match import ItemTextIndex
+
+            index = ItemTextIndex()
+            any_read = False
+            for rec in self.store.scroll(
+                where("kind", "view"), fields=["item_id", "view_key", "ocr_words"]
+            ):
+                if rec.payload.get("view_key") != "full":  # one entry per photo
+                    continue
+                words = rec.payload.get("ocr_words")
+                any_read |= words is not None
+                index.add(str(rec.payload["item_id"]), words or ())
+            self._text_index = index if any_read else False
+        return self._text_index or None
 
     def _refresh_fields(
         self,
@@ -708,6 +810,17 @@ class Engine:
             for item_id, recs_ in by_item.items():
                 recs_.sort(key=lambda r: r.id)  # deterministic summation order
                 mean = np.mean([r.vectors["image"] for r in recs_], axis=0)
+                vectors = {"image": l2_normalise(mean[None])[0]}
+                projection = self._stored_projection()
+                if projection is not None:
+                    # Recomputed in the projected space: the mean of the projected views.
+                    tuned = [
+                        r.vectors["tuned"]
+                        if "tuned" in r.vectors
+                        else projection.apply(r.vectors["image"])
+                        for r in recs_
+                    ]
+                    vectors["tuned"] = l2_normalise(np.mean(tuned, axis=0)[None])[0]
                 first = min(recs_, key=lambda r: r.payload["image"])
                 payload = {
                     k: v
@@ -733,7 +846,7 @@ class Engine:
                 points.append(
                     PointRecord(
                         point_id(item_id, "centroid"),
-                        {"image": l2_normalise(mean[None])[0]},
+                        vectors,
                         payload,
                     )
                 )
@@ -777,6 +890,7 @@ class Engine:
 
     def delete(self, item_ids: Sequence[str]) -> None:
         """Remove items (all their views and centroids)."""
+        self._text_index = None
         with self._write_lock():
             for item_id in item_ids:
                 self.store.delete_where(where("item_id", item_id))
@@ -817,27 +931,99 @@ class Engine:
         view = self._query_views(photo, box=box)[0]
         objects = self._detected_objects(photo)
         t1 = time.perf_counter()
-        vector = self.embed_query(view.image)
+        vector = self._query_vector(view.image)
         t2 = time.perf_counter()
+        timings = {"decode": (t1 - t0) * 1e3, "embed": (t2 - t1) * 1e3}
+        kind = "cosine"
         if text:
             depth = max(k, FUSION_DEPTH)
             image_hits = self.search_vector(
                 vector, k=depth, where=where, mode=mode, exclude=exclude
             )
             text_hits = self._text_hits(text, depth, where, exclude)
-            hits = _rrf([image_hits, text_hits], k)
+            hits, kind = _rrf([image_hits, text_hits], k), "rrf"
         else:
-            hits = self.search_vector(vector, k=k, where=where, mode=mode, exclude=exclude)
-        t3 = time.perf_counter()
-        timings = {"decode": (t1 - t0) * 1e3, "embed": (t2 - t1) * 1e3, "search": (t3 - t2) * 1e3}
+            tm = self._text_settings()
+            fusing = self.settings.text_fusion and self.text_index() is not None
+            depth = max(k, tm.top_n) if fusing else k
+            hits = self.search_vector(vector, k=depth, where=where, mode=mode, exclude=exclude)
+            t3 = time.perf_counter()
+            fused = self._fuse_query_text(photo, hits, timings) if fusing else None
+            timings["search"] = (t3 - t2) * 1e3
+            if fused is not None:
+                hits, kind = fused, "cosine+text"
+            hits = hits[:k]
+        timings.setdefault("search", (time.perf_counter() - t2) * 1e3)
         return SearchResult(
             tuple(hits),
             timings,
             mode or self.settings.mode,
-            "rrf" if text else "cosine",
+            kind,
             _query_object(view, photo),
             objects,
         )
+
+    def _query_vector(self, image: Image.Image) -> F32:
+        """The query's embedder vector: with `settings.tta`, the normalised mean over the photo
+        and its augmentations (one batch)."""
+        return self.embed_queries([image])[0]
+
+    def embed_queries(self, images: Sequence[Image.Image]) -> F32:
+        """(N, D) embedder vectors of query photos, with the `settings.tta` augmentation: each
+        the normalised mean of the photo's and its variants' vectors (1-4 embeddings a photo)."""
+        rgb = [im.convert("RGB") for im in images]
+        if self.settings.tta == "none":
+            return self.embedder.embed_images(rgb)
+        from lookalike.pipeline.rerank import tta_embed
+
+        if not rgb:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        return np.concatenate(
+            [tta_embed(self.embedder.embed_images, im, self.settings.tta) for im in rgb]
+        )
+
+    def _text_settings(self) -> Any:
+        from lookalike.pipeline.text_match import TextMatchSettings
+
+        return TextMatchSettings(
+            weight=self.settings.text_weight, size_power=TEXT_SIZE_POWER, top_n=TEXT_TOP_N
+        )
+
+    def fuse_text(
+        self, photo: Image.Image, hits: Sequence[ProductHit]
+    ) -> tuple[list[ProductHit], bool]:
+        """`hits` (image ranking of `photo`) re-ordered by the words read on the photo, and
+        whether it was read (see `settings.text_fusion`). For evaluations: `search` does this."""
+        fused = self._fuse_query_text(photo, list(hits), {})
+        return (fused, True) if fused is not None else (list(hits), False)
+
+    def _fuse_query_text(
+        self, photo: Image.Image, hits: list[ProductHit], timings: dict[str, float]
+    ) -> list[ProductHit] | None:
+        """Image hits re-ordered by the words read on the query, or None when the index has no
+        OCR words or fewer than half of the first 5 candidates carry text (the query is then
+        not read: OCR costs about 1 s)."""
+        from lookalike.pipeline.text_match import fuse
+
+        index = self.text_index()
+        if index is None or not hits or not index.should_read([h.item_id for h in hits[:5]]):
+            return None
+        from lookalike.pipeline.ocr import token_weights
+
+        t = time.perf_counter()
+        tm = self._text_settings()
+        if self._last_read is not None and self._last_read[0] is photo:
+            words, weights = self._last_read[1]
+        else:
+            read = self._text_reader().read(photo)
+            words = read.words
+            weights = token_weights(read.lines, read.boxes, tm.size_power) if read.boxes else None
+            self._last_read = (photo, (words, weights))
+        timings["ocr"] = (time.perf_counter() - t) * 1e3
+        evidence = index.score(words, [h.item_id for h in hits[: tm.top_n]], tm, weights)
+        order = fuse([(h.item_id, h.score) for h in hits], evidence, tm)
+        by_id = {h.item_id: h for h in hits}
+        return [dataclasses.replace(by_id[i], score=s) for i, s in order]
 
     def search_objects(
         self,
@@ -981,15 +1167,25 @@ class Engine:
                 user = Filter((Condition(route, "eq", predicted),)) & user
         if exclude:
             user = Filter((Condition("item_id", "not_in", tuple(exclude)),)) & user
+        vector, using = self._search_space(vector)
         if mode == "views":
             flt = VISIBLE_VIEWS & user
-            hits = self.store.search_groups(vector, groups=k, flt=flt)
+            hits = self.store.search_groups(vector, using=using, groups=k, flt=flt)
         elif mode == "centroid":
             flt = Filter((Condition("kind", "eq", "centroid"),)) & user
-            hits = self.store.search(vector, limit=k, flt=flt)
+            hits = self.store.search(vector, using=using, limit=k, flt=flt)
         else:
             raise QueryError(f"unknown mode {mode!r}; use 'views' or 'centroid'")
         return [self._product_hit(h.item_id, h.score, h.payload) for h in hits]
+
+    def _search_space(self, vector: F32) -> tuple[F32, str]:
+        """(vector, named vector to search): an embedder vector is projected and searched among
+        the `tuned` vectors when the index has a projection and the `tuned` setting is on."""
+        projection = self.projection
+        vector = np.asarray(vector, dtype=np.float32)
+        if projection is not None and vector.shape[-1] == projection.d_in:
+            return projection.apply(vector), "tuned"
+        return vector, "image"
 
     def predict_field(
         self, vector: F32, field_name: str, *, where: Filter | None = None, neighbours: int = 15
@@ -998,7 +1194,8 @@ class Engine:
         weighted by similarity); None when no neighbour has the field."""
         flt = VISIBLE_VIEWS & where
         votes: dict[Any, float] = {}
-        for hit in self.store.search(vector, limit=neighbours, flt=flt):
+        vector, using = self._search_space(vector)
+        for hit in self.store.search(vector, using=using, limit=neighbours, flt=flt):
             value = hit.payload.get(field_name)
             if value is not None and not isinstance(value, list):
                 votes[value] = votes.get(value, 0.0) + max(hit.score, 0.0)
@@ -1054,6 +1251,19 @@ class Engine:
         """Catalogue fields users can filter on: name -> kind (keyword, float, bool)."""
         return {k: v for k, v in self.store.payload_schema().items() if k not in INTERNAL_KEYS}
 
+    def projection_status(self, *, exact: bool = True) -> Any:
+        """`lookalike.index_tune.ProjectionStatus`: is a learned projection used, is it stale
+        (`exact`: by the signature of every view; else by their number, one count)."""
+        from lookalike.index_tune import projection_status
+
+        return projection_status(self, exact=exact)
+
+    def tune(self, **kwargs: Any) -> Any:
+        """Fit, store and apply a learned projection: see `lookalike.index_tune.tune_index`."""
+        from lookalike.index_tune import tune_index
+
+        return tune_index(self, **kwargs)
+
     def stats(self) -> dict[str, Any]:
         """Items, views, models and size of the index."""
         store = self.store
@@ -1067,5 +1277,6 @@ class Engine:
             "dim": manifest.dim if manifest else None,
             "created": manifest.created if manifest else None,
             "disk_bytes": store.disk_bytes(),
+            "projection": self.projection_status(exact=False).describe(),
             "fields": self.fields(),
         }

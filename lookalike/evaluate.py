@@ -26,6 +26,10 @@ class EvalOutcome:
     skipped: tuple[str, ...]
     report: Path | None
     results: tuple[Any, ...]
+    projection: dict[str, Any] | None = None
+    """`ProjectionStatus.to_dict()`: whether / which learned projection the searches used."""
+    settings: dict[str, Any] | None = None
+    """The query-side settings used: tta, text fusion (and how many query photos were read)."""
 
 
 def run_evaluation(
@@ -49,14 +53,20 @@ def run_evaluation(
     batch = max(1, engine.settings.batch_size)
     for start in range(0, len(usable), batch):
         chunk = usable[start : start + batch]
-        vectors.extend(engine.embedder.embed_images([decoded[q.image] for q in chunk]))
+        vectors.extend(engine.embed_queries([decoded[q.image] for q in chunk]))
         notify("queries", min(start + batch, len(usable)), len(usable))
+    status = engine.projection_status()
+    fusing = engine.settings.text_fusion and engine.text_index() is not None
+    read = 0
     metrics: dict[str, dict[str, float]] = {}
     results: list[QueryResult] = []
     for mode in modes:
         ranked_ids: list[list[str]] = []
         for q, vec in zip(usable, vectors, strict=True):
             hits = engine.search_vector(vec, k=RANK_DEPTH, mode=mode, route=route)
+            if fusing:
+                hits, was_read = engine.fuse_text(decoded[q.image], hits)
+                read += was_read
             ranked_ids.append([h.item_id for h in hits])
             results.append(
                 QueryResult(q, mode, tuple((h.item_id, h.score, h.image) for h in hits[:10]))
@@ -65,11 +75,28 @@ def run_evaluation(
     report = None
     if report_dir is not None:
         item_images, item_titles = _item_info(engine)
-        title = f"lookalike eval: {catalogue.name} / {queries.name}"
+        title = (
+            f"lookalike eval: {catalogue.name} / {queries.name} ({status.describe()}; "
+            f"query TTA {engine.settings.tta}; text fusion {'on' if fusing else 'off'})"
+        )
         report = write_report(
             report_dir, results, metrics, title, item_images, item_titles=item_titles
         )
-    return EvalOutcome(metrics, len(usable), summary.items, tuple(skipped), report, tuple(results))
+    return EvalOutcome(
+        metrics,
+        len(usable),
+        summary.items,
+        tuple(skipped),
+        report,
+        tuple(results),
+        status.to_dict(),
+        {
+            "tta": engine.settings.tta,
+            "text_fusion": fusing,
+            "text_weight": engine.settings.text_weight if fusing else None,
+            "queries_read": read // max(1, len(modes)),
+        },
+    )
 
 
 def _decode_queries(engine: Engine, sources: Sequence[str]) -> tuple[dict[str, Any], list[str]]:

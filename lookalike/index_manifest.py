@@ -43,6 +43,11 @@ class IndexManifest:
     store: dict[str, Any] = field(default_factory=dict)
     format: int = FORMAT
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    projection: dict[str, Any] | None = None
+    """The learned projection applied to this index (`lookalike tune`): `Projection.record()` plus
+    what it was fitted on (`views`: signature of the views, `view_count`, `items`, `choice`).
+    Not part of `identity`: the raw `image` vectors do not depend on it; the projected ones live
+    under the named vector `tuned`."""
 
     def identity(self) -> dict[str, Any]:
         """The parts that must match for two vectors to be comparable."""

@@ -43,7 +43,9 @@ def _rows(manifest: Path) -> list[dict]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(index=tmp_path / "index", cache_dir=tmp_path / "cache", batch_size=4)
+    return Settings(
+        index=tmp_path / "index", cache_dir=tmp_path / "cache", batch_size=4, tta="none"
+    )
 
 
 def _engine(settings: Settings, embedder: TinyEmbedder | None = None) -> Engine:

@@ -29,7 +29,8 @@ def test_objects_become_views_and_queries_use_the_object(
     ]
     manifest = tmp_path / "c.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    settings = model_settings.model_copy(update={"index": tmp_path / "index"})  # type: ignore[attr-defined]
+    # tta none: the query is the indexed photo itself, scored against its own view.
+    settings = model_settings.model_copy(update={"index": tmp_path / "index", "tta": "none"})  # type: ignore[attr-defined]
     views = ViewSettings(detect=True, labels=frozenset({"cup"}))
     with Engine(
         settings.index, settings=settings, image_embedder=TinyEmbedder(), views=views

@@ -51,7 +51,7 @@ def _catalogue(root: Path, n_items: int = 6, views: int = 3) -> Path:
 
 
 def _engine(root: Path, embedder: TinyEmbedder | None = None) -> Engine:
-    settings = Settings(index=root / "index", cache_dir=root / "cache", batch_size=4)
+    settings = Settings(index=root / "index", cache_dir=root / "cache", batch_size=4, tta="none")
     return Engine(settings.index, settings=settings, image_embedder=embedder or TinyEmbedder())
 
 

@@ -454,6 +454,11 @@ def evaluate(
             outcome = run_evaluation(
                 engine, catalogue, queries, report_dir=report, progress=progress
             )
+        from lookalike.index_tune import ProjectionStatus
+
+        # On stderr in both modes: the --json output stays {mode: metrics}.
+        status = ProjectionStatus(**(outcome.projection or {"present": False, "applied": False}))
+        stderr_console().print(f"{status.describe()}; query settings {outcome.settings}")
         if as_json:
             print(json.dumps(outcome.metrics, indent=2))
             return
@@ -471,6 +476,71 @@ def evaluate(
         Console().print(table)
         if outcome.report:
             Console().print(f"misses: {outcome.report}")
+
+
+@app.command()
+def tune(
+    index: IndexOpt = None,
+    holdout: Annotated[
+        float, typer.Option("--holdout", help="Share of each item's photos held out to choose.")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out split.")] = 0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Apply even if it does not beat no projection.")
+    ] = False,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--pairs",
+            help="CSV `image,item_id` of photos in the wild of indexed items (e.g. worn photos): "
+            "learn a cross-domain projection from them instead.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Learn a projection that separates the index's items (from its own photos grouped by item),
+    store it with the index and search with it. Parameters are chosen on held-out photos."""
+    with errors_to_exit(), _engine(index) as engine, _progress(not as_json) as progress:
+        rows = None
+        if pairs is not None:
+            import csv
+
+            with open(pairs, newline="") as fh:
+                rows = [(r["image"], r["item_id"]) for r in csv.DictReader(fh)]
+        outcome = engine.tune(
+            holdout=holdout, seed=seed, force=force, pairs=rows, progress=progress
+        )
+        r = outcome.result
+        choice = {
+            "applied": outcome.applied,
+            "views": outcome.views,
+            "items": outcome.items,
+            "dim": r.chosen.dim,
+            "lam": r.chosen.lam,
+            "held_out": r.chosen.metrics,
+            "held_out_without": r.baseline.metrics,
+            "split": dict(r.split),
+            "sha256": r.projection.sha256 if outcome.applied else None,
+            "seconds": round(outcome.seconds, 1),
+        }
+        if as_json:
+            print(json.dumps(choice, indent=2))
+            return
+        typer.echo(r.table())
+        typer.echo("")
+        for mode in r.baseline.metrics:
+            typer.echo(
+                f"held-out {mode} R@1: {r.baseline.metrics[mode]['recall@1']:.3f} without -> "
+                f"{r.chosen.metrics[mode]['recall@1']:.3f} with dim {r.chosen.dim}, "
+                f"lam {r.chosen.lam:g} ({r.split.get('held_out_scored', r.split.get('held_out_pairs'))} held-out photos)"
+            )
+        if outcome.applied:
+            typer.echo(f"applied: {engine.projection_status().describe()}")
+        else:
+            typer.echo(
+                "not applied: it does not beat no projection on the held-out photos "
+                "(--force applies it anyway)"
+            )
 
 
 @app.command()

@@ -147,9 +147,10 @@ class HitOut(BaseModel):
 class SearchOut(BaseModel):
     mode: str
     k: int
-    score_kind: Literal["cosine", "bm25", "rrf"] = Field(
-        description="What `score` is: cosine similarity in [-1, 1], a BM25 text score, or a "
-        "reciprocal-rank-fusion score (photo and words, or words and the text tower)."
+    score_kind: Literal["cosine", "bm25", "rrf", "cosine+text"] = Field(
+        description="What `score` is: cosine similarity in [-1, 1], a BM25 text score, a "
+        "reciprocal-rank-fusion score (photo and words, or words and the text tower), or cosine "
+        "plus the weighted match of the words read on the photo (OCR text fusion)."
     )
     results: list[HitOut]
     objects: list[DetectedObject] = Field(
