@@ -1,0 +1,175 @@
+"""End-to-end indexing throughput: `lookalike index` on the grocery catalogue, before and after.
+
+    .venv/bin/python bench/bench_index_throughput.py [--rounds 3] [--before ecff954]
+        [--variants before,after,after-int8] [--out /work/cache/ray/index_throughput.json]
+
+Each variant is one real `lookalike index CATALOGUE --index FRESH --json` process (a fresh index
+folder every run, so every photo is decoded and embedded): `before` runs the package as it was at
+git revision `--before` (extracted with `git archive`, nothing in the checkout changes), the
+others run this checkout. Variants run one after the other in each round, their order rotated
+from round to round, so a busy spell of the (shared) machine hits each about equally; the report
+gives per-variant medians and the ratios of the medians.
+
+images/s = photos embedded / the engine's own seconds (`IndexSummary.seconds`: model loading,
+decoding, embedding, writing, centroids); `wall_s` adds the process start and imports.
+
+Then, in the same process, the machine's limit: numpy sgemm GFLOP/s and the embedder's FLOPs per
+image counted from its ONNX graph (`bench/bench_throughput.py`), so achieved GFLOP/s (images/s x
+FLOPs per image) can be compared with what the machine's matrix multiply reaches in the same
+minutes. The int8 model counts the same (float-equivalent) FLOPs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from io import BytesIO
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+# name -> (tree: "before" or "after", extra CLI arguments, extra environment)
+VARIANTS: dict[str, tuple[str, list[str], dict[str, str]]] = {
+    "before": ("before", [], {}),
+    "after": ("after", [], {}),
+    "after-spin": ("after", [], {"LOOKALIKE_ORT_SPINNING": "true"}),
+    "after-nospin": ("after", [], {"LOOKALIKE_ORT_SPINNING": "false"}),
+    "after-int8": ("after", ["--embedder", "efficientnet-lite2-int8"], {}),
+}
+
+
+def extract_tree(rev: str, dest: Path) -> Path:
+    """The `lookalike` package as of git revision `rev`, under `dest` (read from git, no checkout)."""
+    if (dest / "lookalike" / "engine.py").is_file():
+        return dest
+    blob = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "lookalike"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=BytesIO(blob)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def run_index(tree: Path, catalogue: Path, index: Path, args: list[str], env: dict[str, str]):
+    """One `lookalike index` process on a fresh `index`; its summary, wall seconds, load average."""
+    import shutil
+
+    shutil.rmtree(index, ignore_errors=True)
+    full_env = {**os.environ, "PYTHONPATH": str(tree), **env}
+    load = loadavg()
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "lookalike.api.cli", "index", str(catalogue)]
+    done = subprocess.run(
+        [*command, "--index", str(index), "--json", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        cwd=tree,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"index failed ({tree}): {done.stderr[-2000:]}")
+    summary = json.loads(done.stdout)
+    shutil.rmtree(index, ignore_errors=True)
+    return {
+        "images_embedded": summary["images_embedded"],
+        "skipped": len(summary["skipped"]),
+        "seconds": summary["seconds"],
+        "images_per_s": summary["images_embedded"] / summary["seconds"],
+        "wall_s": wall,
+        "load_before": load,
+        "load_after": loadavg(),
+    }
+
+
+def machine_limit(embedder: str) -> dict[str, float]:
+    """sgemm GFLOP/s (all cores) and FLOPs per image of `embedder` at its input size."""
+    from bench_throughput import graph_flops, sgemm_gflops
+
+    from lookalike.config import Settings
+    from lookalike.models.catalog import get_spec
+    from lookalike.models.store import ModelStore
+
+    settings = Settings()
+    spec = get_spec(embedder)
+    store = ModelStore(settings.cache_dir, mirror=settings.models_mirror)
+    model = store.path(spec.name) / spec.files[0].filename
+    assert spec.preprocess is not None
+    flops = graph_flops(model, spec.preprocess.size)
+    return {"gflop_per_image": flops["flops"] / 1e9, "sgemm_gflops": sgemm_gflops()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("LOOKALIKE_DATA_DIR", "")))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--before", default="ecff954", help="git revision of the `before` package")
+    ap.add_argument("--variants", default="before,after,after-int8")
+    ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "bench-index")
+    ap.add_argument("--out", type=Path, default=ROOT / ".cache" / "bench" / "index_throughput.json")
+    args = ap.parse_args()
+
+    from lookalike.datasets import prepare_grocery
+
+    names = [v for v in args.variants.split(",") if v]
+    unknown = set(names) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"unknown variants {sorted(unknown)}; known: {sorted(VARIANTS)}")
+    files = prepare_grocery(args.data / "grocery", args.work / "sample")
+    trees = {"after": ROOT, "before": extract_tree(args.before, args.work / f"tree-{args.before}")}
+    runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    for r in range(args.rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            tree, extra, env = VARIANTS[name]
+            result = run_index(trees[tree], files.catalogue, args.work / "index", extra, env)
+            runs[name].append(result)
+            print(
+                f"round {r + 1} {name:13s} {result['images_per_s']:6.1f} images/s "
+                f"({result['images_embedded']} in {result['seconds']:.1f} s, wall "
+                f"{result['wall_s']:.1f} s, load {result['load_before']:.1f})",
+                flush=True,
+            )
+    limit = machine_limit("efficientnet-lite2")
+    report: dict[str, object] = {
+        "machine": {"cpus": os.cpu_count(), **limit},
+        "before_rev": args.before,
+        "catalogue": str(files.catalogue),
+        "runs": runs,
+        "median_images_per_s": {
+            n: statistics.median(x["images_per_s"] for x in runs[n]) for n in names
+        },
+    }
+    medians = report["median_images_per_s"]
+    assert isinstance(medians, dict)
+    print(
+        f"\nsgemm {limit['sgemm_gflops']:.1f} GFLOP/s; {limit['gflop_per_image']:.2f} GFLOP/image"
+    )
+    for n in names:
+        achieved = medians[n] * limit["gflop_per_image"]
+        ratio = medians[n] / medians[names[0]]
+        print(
+            f"{n:13s} median {medians[n]:6.1f} images/s = {achieved:5.1f} GFLOP/s "
+            f"({achieved / limit['sgemm_gflops']:.0%} of sgemm), x{ratio:.2f} vs {names[0]}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
