@@ -113,6 +113,41 @@ def machine_limit(embedder: str) -> dict[str, float]:
     return {"gflop_per_image": flops["flops"] / 1e9, "sgemm_gflops": sgemm_gflops()}
 
 
+def draft_timings(folder: Path, sizes: tuple[int | None, ...] = (None, 1024, 298), reps: int = 3):
+    """Median ms to decode each JPEG under `folder` at each draft size (None: full size), sizes
+    alternated within each repetition; and the decoded pixel counts."""
+    from lookalike.pipeline.decode import DecodeLimits, decode_image
+
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+    blobs = [(str(p), p.read_bytes()) for p in files]
+    times: dict[str, list[float]] = {str(s): [] for s in sizes}
+    pixels: dict[str, int] = {str(s): 0 for s in sizes}
+    for rep in range(reps):
+        for size in sizes:
+            limits = DecodeLimits(draft_size=size)
+            started = time.perf_counter()
+            for name, data in blobs:
+                image = decode_image(data, name, limits)
+                if rep == 0:
+                    pixels[str(size)] += image.width * image.height
+            times[str(size)].append((time.perf_counter() - started) * 1e3 / len(blobs))
+    return {
+        "photos": len(blobs),
+        "source_megapixels_median": statistics.median(
+            _jpeg_pixels(data) / 1e6 for _, data in blobs
+        ),
+        "ms_per_photo": {k: statistics.median(v) for k, v in times.items()},
+        "decoded_megapixels_mean": {k: v / len(blobs) / 1e6 for k, v in pixels.items()},
+    }
+
+
+def _jpeg_pixels(data: bytes) -> int:
+    from PIL import Image
+
+    with Image.open(BytesIO(data)) as im:
+        return im.width * im.height
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("LOOKALIKE_DATA_DIR", "")))
@@ -121,7 +156,13 @@ def main() -> None:
     ap.add_argument("--variants", default="before,after,after-int8")
     ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "bench-index")
     ap.add_argument("--out", type=Path, default=ROOT / ".cache" / "bench" / "index_throughput.json")
+    ap.add_argument(
+        "--draft", type=Path, help="only time JPEG decoding at draft sizes on this photo folder"
+    )
     args = ap.parse_args()
+    if args.draft is not None:
+        print(json.dumps(draft_timings(args.draft), indent=2))
+        return
 
     from lookalike.datasets import prepare_grocery
 
@@ -138,6 +179,8 @@ def main() -> None:
             tree, extra, env = VARIANTS[name]
             result = run_index(trees[tree], files.catalogue, args.work / "index", extra, env)
             runs[name].append(result)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"partial": True, "runs": runs}, indent=2))
             print(
                 f"round {r + 1} {name:13s} {result['images_per_s']:6.1f} images/s "
                 f"({result['images_embedded']} in {result['seconds']:.1f} s, wall "
