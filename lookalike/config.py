@@ -27,6 +27,21 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=_default_cache, description="Model cache folder.")
     embedder: str = Field(default="efficientnet-lite2", description="Image embedder model name.")
     threads: int = Field(default=0, description="ONNX Runtime intra-op threads; 0 = all cores.")
+    ort_optimization: Literal["all", "extended", "basic", "disabled"] = Field(
+        default="all", description="ONNX Runtime graph optimisation level of the embedder."
+    )
+    ort_spinning: bool = Field(
+        default=False,
+        description="Let idle ONNX Runtime threads busy-wait between operators. Off: measured "
+        "faster indexing (the spinning threads steal the cores decoding needs), see "
+        "docs/benchmarks.md.",
+    )
+    draft_size: int = Field(
+        default=0,
+        description="Large JPEGs are decoded at 1/2-1/8 scale, never below this many pixels a "
+        "side; 0 = automatic (what the embedder needs for whole photos, 1024 with detection or "
+        "isolation).",
+    )
     batch_size: int = Field(
         default=8, description="Images per inference batch (4-8 is fastest per image on 2 cores)."
     )

@@ -20,13 +20,14 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -39,6 +40,7 @@ from lookalike.store.base import Condition, Filter, PointRecord, Store, point_id
 from lookalike.store.filters import parse_where
 
 if TYPE_CHECKING:
+    from lookalike.pipeline.decode import DecodeLimits
     from lookalike.pipeline.isolate import ViewSettings
 
 from lookalike.types import (
@@ -101,10 +103,28 @@ class _View:
     box: tuple[float, float, float, float]
     label: str
     score: float
-    image: Image.Image = field(compare=False, repr=False)
+    image: Image.Image | None = field(compare=False, repr=False)
     colours: tuple[str, ...] = ()
+    tensor: F32 | None = field(default=None, compare=False, repr=False)
+    """The embedder's input, made on the decode threads when the embedder can `prepare` one."""
     words: tuple[str, ...] | None = None
     """Words OCR read on the photo (`settings.ocr`); None when OCR did not run on it."""
+
+
+EmbeddedBatch = tuple[list[_Loaded], F32, list[list[str]]]
+"""Loaded photos, the vectors of their views in order (N, dim), and each view's class names."""
+
+
+class IndexRunner(Protocol):
+    """Where decoding and embedding run (this process by default; `lookalike.distributed` spreads
+    them over a Ray cluster). The engine writes what it yields to the store, in order."""
+
+    def embedded(
+        self,
+        engine: Engine,
+        tasks: Sequence[_Task],
+        existing: Mapping[tuple[str, str], _Stored],
+    ) -> Iterator[EmbeddedBatch]: ...
 
 
 @dataclass(frozen=True)
@@ -328,7 +348,13 @@ class Engine:
             offline=self.settings.offline,
         )
         model_dir = models.path(spec.name)
-        embedder = load_embedder(spec, model_dir, threads=self.settings.threads)
+        embedder = load_embedder(
+            spec,
+            model_dir,
+            threads=self.settings.threads,
+            optimization=self.settings.ort_optimization,
+            spinning=self.settings.ort_spinning,
+        )
         digest = hashlib.sha256()
         for f in spec.files:
             digest.update(sha256_file(model_dir / f.filename).encode())
@@ -448,12 +474,15 @@ class Engine:
         *,
         sync: bool = False,
         progress: Progress | None = None,
+        runner: IndexRunner | None = None,
     ) -> IndexSummary:
         """Index a catalogue (folder, JSONL or CSV manifest, or Items) incrementally.
 
         Only images that are new or whose bytes changed are decoded and embedded; views of images
         an item no longer lists are removed; `sync` also removes items absent from the catalogue.
         Safe to kill at any point: a rerun finishes the job and yields the same index.
+        runner: where decoding and embedding run (default: here, decoding on threads overlapped
+        with inference); this process always writes to the store.
         """
         from lookalike.catalog import load_catalogue
 
@@ -474,7 +503,11 @@ class Engine:
             embedded = unchanged = written = 0
             done = 0
             notify("embed", 0, len(tasks))
-            for batch in self._batches(self._load_all(tasks, existing)):
+            if runner is None:
+                batches = self._embedded(tasks, existing)
+            else:
+                batches = runner.embedded(self, tasks, existing)
+            for batch, vectors, classes in batches:
                 for loaded in batch:
                     if loaded.skipped:
                         skipped.append(loaded.skipped)
@@ -493,7 +526,6 @@ class Engine:
                         )
                 todo = [(b, v) for b in batch for v in b.views]
                 if todo:
-                    vectors, classes = self._embed_for_index([v.image for _, v in todo])
                     points = [
                         self._view_point(b, view, vec, cls)
                         for (b, view), vec, cls in zip(todo, vectors, classes, strict=True)
@@ -551,34 +583,71 @@ class Engine:
             out[key] = _Stored(ids, p["content_hash"], p.get("fields_hash", ""), read)
         return out
 
+    def _embedded(
+        self, tasks: Sequence[_Task], existing: Mapping[tuple[str, str], _Stored]
+    ) -> Iterator[EmbeddedBatch]:
+        """The local runner: decode (threads, ahead) and embed (this thread), batch by batch."""
+        for batch in self._batches(self._load_all(tasks, existing)):
+            views = [v for b in batch for v in b.views]
+            vectors, classes = self._embed_for_index(views)
+            yield batch, vectors, classes
+
+    def _decode_limits(self) -> DecodeLimits:
+        """Decode limits from the settings. Automatic draft size: large JPEGs are decoded at the
+        smallest 1/2-1/8 scale that still gives the embedder its resize target (its input side /
+        crop fraction) when views are whole photos; detection and isolation crop objects out of
+        the photo, so they keep 1024 pixels, and so does OCR (it reads print at 736 px)."""
+        from lookalike.pipeline.decode import DecodeLimits
+
+        draft = self.settings.draft_size
+        if draft <= 0:
+            draft = 1024
+            pp = getattr(self.embedder, "preprocess", None)
+            whole = not self.views.detect and self.views.isolate == "none"
+            if pp is not None and whole and not self.settings.ocr:
+                fraction = pp.crop_fraction if pp.resize == "centre_crop" else 1.0
+                draft = math.ceil(pp.size / fraction)
+        return DecodeLimits(
+            max_bytes=self.settings.max_image_bytes,
+            max_pixels=self.settings.max_image_pixels,
+            draft_size=draft,
+        )
+
+    def _load_one(
+        self, task: _Task, existing: Mapping[tuple[str, str], _Stored], limits: DecodeLimits
+    ) -> _Loaded:
+        """Read, hash and (unless unchanged) decode one photo into its views, each with its
+        embedder input when the embedder can `prepare` one. Never raises for a bad photo: it comes
+        back `skipped` with the reason. Thread-safe."""
+        from lookalike.pipeline.decode import content_hash, decode_image, read_source
+
+        try:
+            data = read_source(task.image, limits)
+            sha = content_hash(data)
+            prev = existing.get((task.item.id, task.image))
+            if prev is not None and prev.content_hash == sha:
+                if self.settings.ocr and not prev.read:
+                    # OCR turned on for an indexed photo: read it, keep its vectors.
+                    image = decode_image(data, task.image, limits)
+                    return _Loaded(task, sha, unchanged=True, words=self._read_words(image))
+                return _Loaded(task, sha, unchanged=True)
+            image = decode_image(data, task.image, limits)
+            return _Loaded(task, sha, image=image, views=tuple(self._photo_views(image)))
+        except DecodeError as exc:
+            return _Loaded(task, skipped=Skipped(task.image, str(exc)))
+        except OSError as exc:
+            return _Loaded(task, skipped=Skipped(task.image, f"cannot read: {exc}"))
+
     def _load_all(
         self, tasks: Sequence[_Task], existing: Mapping[tuple[str, str], _Stored]
     ) -> Iterator[_Loaded]:
-        """Read, hash and decode on worker threads, in order, a bounded number ahead of inference."""
-        from lookalike.pipeline.decode import DecodeLimits, content_hash, decode_image, read_source
-
-        limits = DecodeLimits(
-            max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
-        )
+        """Read, hash, decode and prepare on worker threads, in order, a bounded number of batches
+        ahead of inference (which runs on the caller's thread meanwhile)."""
+        limits = self._decode_limits()
         self._stages()  # load detector / isolator before the worker threads need them
 
         def load(task: _Task) -> _Loaded:
-            try:
-                data = read_source(task.image, limits)
-                sha = content_hash(data)
-                prev = existing.get((task.item.id, task.image))
-                if prev is not None and prev.content_hash == sha:
-                    if self.settings.ocr and not prev.read:
-                        # OCR turned on for an indexed photo: read it, keep its vectors.
-                        image = decode_image(data, task.image, limits)
-                        return _Loaded(task, sha, unchanged=True, words=self._read_words(image))
-                    return _Loaded(task, sha, unchanged=True)
-                image = decode_image(data, task.image, limits)
-                return _Loaded(task, sha, image=image, views=tuple(self._photo_views(image)))
-            except DecodeError as exc:
-                return _Loaded(task, skipped=Skipped(task.image, str(exc)))
-            except OSError as exc:
-                return _Loaded(task, skipped=Skipped(task.image, f"cannot read: {exc}"))
+            return self._load_one(task, existing, limits)
 
         window = max(1, self.settings.batch_size) * _LOOKAHEAD_BATCHES
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
@@ -607,14 +676,25 @@ class Engine:
         fields = {k: v for k, v in item.fields.items() if k not in INTERNAL_KEYS}
         return {**fields, "item_id": item.id, "fields_hash": _fields_hash(item.fields)}
 
-    def _embed_for_index(self, images: list[Image.Image]) -> tuple[F32, list[list[str]]]:
-        """Vectors, and each image's ImageNet class names when the embedder has a classifier head
-        (same forward pass, so the attribute is free)."""
+    def _embed_for_index(self, views: Sequence[_View]) -> tuple[F32, list[list[str]]]:
+        """(N, dim) vectors of `views`, and each view's ImageNet class names when the embedder has
+        a classifier head (same forward pass, so the attribute is free)."""
         from lookalike.pipeline.attributes import imagenet_class_names
 
-        with_classes = getattr(self.embedder, "embed_images_with_classes", None)
+        embedder = self.embedder
+        if not views:
+            return np.zeros((0, embedder.dim), dtype=np.float32), []
+        prepared = getattr(embedder, "embed_prepared", None)
+        if prepared is not None and all(v.tensor is not None for v in views):
+            top = 5 if self.settings.attributes else 0
+            vectors, tops = prepared(np.stack([v.tensor for v in views]), top=top)
+            return vectors, [imagenet_class_names(t) if t else [] for t in tops]
+        images = [v.image for v in views if v.image is not None]
+        if len(images) != len(views):
+            raise ValueError("views without a decoded image cannot be embedded here")
+        with_classes = getattr(embedder, "embed_images_with_classes", None)
         if with_classes is None or not self.settings.attributes:
-            return self.embedder.embed_images(images), [[] for _ in images]
+            return embedder.embed_images(images), [[] for _ in images]
         vectors, tops = with_classes(images)
         return vectors, [imagenet_class_names(t) for t in tops]
 
@@ -678,6 +758,7 @@ class Engine:
         from lookalike.pipeline.isolate import views_for_image
 
         detector, isolator = self._stages()
+        prepare = getattr(self.embedder, "prepare", None)
         words = self._read_words(image) if self.settings.ocr else None
         out = []
         for v in views_for_image(image, detector, isolator, self.views):
@@ -685,8 +766,9 @@ class Engine:
             key = "full" if v.box is None else f"{v.label}@" + ",".join(f"{c:.0f}" for c in box)
             rgb = v.image.convert("RGB")
             colours = tuple(dominant_colours(rgb)) if self.settings.attributes else ()
+            tensor = prepare(rgb) if prepare is not None else None
             out.append(
-                _View(key, tuple(box), v.label, float(v.score), rgb, colours, words)  # type: ignore[arg-type]
+                _View(key, tuple(box), v.label, float(v.score), rgb, colours, tensor, words)  # type: ignore[arg-type]
             )
         return out
 

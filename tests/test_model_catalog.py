@@ -10,6 +10,7 @@ from lookalike.errors import ModelError
 from lookalike.models import export
 from lookalike.models.catalog import (
     CATALOGUE,
+    CatalogueFile,
     ExportSource,
     HfSource,
     ModelFile,
@@ -30,7 +31,9 @@ def every_file() -> list[tuple[str, ModelFile]]:
             out.append((name, mf))
             for source in mf.sources:
                 if isinstance(source, ExportSource):
-                    out.extend((name, inp) for inp in source.inputs.values())
+                    out.extend(
+                        (name, inp) for inp in source.inputs.values() if isinstance(inp, ModelFile)
+                    )
     return out
 
 
@@ -62,8 +65,12 @@ def test_file_has_sources_and_a_well_formed_hash(name: str, mf: ModelFile) -> No
                 assert source.package and source.version and source.member
             case ExportSource():
                 assert source.recipe in export.RECIPES
-                # Export inputs are fetched from the network: they must be pinned.
-                assert all(inp.sha256 is not None for inp in source.inputs.values())
+                for inp in source.inputs.values():
+                    if isinstance(inp, CatalogueFile):  # another model's file, verified as its own
+                        assert inp.model != name
+                        assert inp.filename in {f.filename for f in CATALOGUE[inp.model].files}
+                    else:  # fetched from the network: must be pinned
+                        assert inp.sha256 is not None
 
 
 def test_hashes_documented_in_the_shared_readme() -> None:
@@ -141,3 +148,16 @@ def test_get_spec_lists_the_valid_names() -> None:
         get_spec("no-such-model")
     for name in CATALOGUE:
         assert name in str(info.value)
+
+
+def test_int8_embedder_is_made_from_the_float_export() -> None:
+    float_spec, spec = get_spec("efficientnet-lite2"), get_spec("efficientnet-lite2-int8")
+    assert spec.role == "image-embedder" and spec.dim == float_spec.dim
+    assert spec.preprocess == float_spec.preprocess and spec.extra == float_spec.extra
+    (onnx,) = spec.files
+    assert onnx.filename == "efficientnet-lite2-int8.onnx" and onnx.sha256 is None
+    (source,) = onnx.sources
+    assert isinstance(source, ExportSource) and source.recipe in export.RECIPES
+    assert source.inputs == {
+        "float": CatalogueFile("efficientnet-lite2", "efficientnet-lite2.onnx")
+    }

@@ -143,14 +143,32 @@ def index(
         ),
     ] = None,
     models_mirror: MirrorOpt = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Decode and embed on a Ray cluster (`ray://head:10001`, `auto`), or `local` for "
+            "a Ray instance on this machine; needs the ray extra (docs/parts/ray.md).",
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int,
+        typer.Option("--ray-workers", help="Ray actors (0: one per CPU of the cluster)."),
+    ] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Index a catalogue. Incremental: only new or changed images are embedded; safe to rerun."""
     with errors_to_exit():
         views = {"detect": detect, "isolate": isolate, "labels": labels}
         engine = _engine(index, embedder, models_mirror, views, store)
+        runner = None
+        if ray is not None:
+            from lookalike.distributed import RayRunner
+
+            runner = RayRunner(address=ray, workers=ray_workers)
         with engine, _progress(not as_json) as progress:
-            summary = engine.index(catalogue, sync=sync, progress=progress)
+            summary = engine.index(catalogue, sync=sync, progress=progress, runner=runner)
         if as_json:
             from dataclasses import asdict
 

@@ -1,4 +1,5 @@
-"""PyTorch -> ONNX exports (the optional `export` extra: torch is needed here and nowhere else).
+"""PyTorch -> ONNX exports (the optional `export` extra: torch is needed here and nowhere else),
+and int8 versions of those exports (onnx + onnxruntime's quantisation tools, no torch).
 
 Recipes turn downloaded checkpoints into the ONNX files the runtime uses. Each recipe takes its
 input files by role and writes one ONNX file; the model store verifies inputs before calling it
@@ -67,9 +68,29 @@ def _efficientnet_lite(variant: str) -> Callable[[Mapping[str, Path], Path], Non
     return export
 
 
+def _static_int8(variant: str) -> Callable[[Mapping[str, Path], Path], None]:
+    """Static QDQ int8 of the float export `inputs["float"]`, calibrated on catalogue photos
+    (`lookalike.models.quantize.calibration_photos`: never query photos)."""
+
+    def export(inputs: Mapping[str, Path], dest: Path) -> None:
+        try:
+            import onnx  # noqa: F401  (quant_pre_process needs it)
+        except ImportError as exc:
+            raise ModelError("quantising needs the export extra: pip install onnx") from exc
+        from lookalike.models.catalog import get_spec
+        from lookalike.models.quantize import calibration_photos, quantize_static_int8
+
+        preprocess = get_spec(variant).preprocess
+        assert preprocess is not None
+        quantize_static_int8(inputs["float"], dest, calibration_photos(), preprocess)
+
+    return export
+
+
 RECIPES: dict[str, Callable[[Mapping[str, Path], Path], None]] = {
     "efficientnet-lite0": _efficientnet_lite("efficientnet-lite0"),
     "efficientnet-lite2": _efficientnet_lite("efficientnet-lite2"),
+    "efficientnet-lite2-int8": _static_int8("efficientnet-lite2"),
 }
 
 

@@ -299,6 +299,45 @@ def grocery_protocol(
     return catalogue, queries
 
 
+CALIBRATION_ENV = "LOOKALIKE_CALIBRATION_DIR"
+"""A folder of the user's own catalogue photos to calibrate int8 models on (searched recursively)."""
+SAMPLE_ENV = "LOOKALIKE_SAMPLE_DATA"
+"""The Grocery Store Dataset (as for `lookalike sample`): its catalogue photos are the default."""
+_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def calibration_photos(count: int = 128) -> list[str]:
+    """`count` catalogue photos, spread evenly, to calibrate activation ranges on.
+
+    From `$LOOKALIKE_CALIBRATION_DIR` (any folder of catalogue photos) when set, else the grocery
+    catalogue (iconic + train photos, never the val queries) of `$LOOKALIKE_SAMPLE_DATA`: every
+    k-th photo in manifest order, the set `bench/bench_throughput.py` measured recall with.
+    Raises ModelError when neither is set or they hold no photos.
+    """
+    import os
+    import tempfile
+
+    own = os.environ.get(CALIBRATION_ENV)
+    if own:
+        root = Path(own).expanduser()
+        files = sorted(
+            str(p) for p in root.rglob("*") if p.suffix.lower() in _PHOTO_SUFFIXES and p.is_file()
+        )
+    elif os.environ.get(SAMPLE_ENV):
+        with tempfile.TemporaryDirectory(prefix="lookalike-calib-") as tmp:
+            catalogue, _queries = grocery_protocol(Path(os.environ[SAMPLE_ENV]), Path(tmp))
+        files = [path for path, _ in catalogue]
+    else:
+        raise ModelError(
+            f"int8 calibration needs catalogue photos: set {CALIBRATION_ENV} to a folder of your "
+            f"catalogue's photos, or {SAMPLE_ENV} to the Grocery Store Dataset"
+        )
+    if not files:
+        raise ModelError(f"no calibration photos found ({CALIBRATION_ENV}={own!r})")
+    step = max(1, len(files) // count)
+    return files[::step][:count]
+
+
 # -- helpers ------------------------------------------------------------------------------------
 
 

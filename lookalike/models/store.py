@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 from lookalike.errors import ChecksumError, ModelError
 from lookalike.models.catalog import (
     CATALOGUE,
+    CatalogueFile,
     ExportSource,
     HfSource,
     ModelFile,
@@ -187,7 +188,7 @@ class ModelStore:
         for mf in self.spec(name).files:
             for source in mf.sources:
                 if isinstance(source, ExportSource) and role in source.inputs:
-                    return self._resolve(name, source.inputs[role])
+                    return self._resolve_input(name, source.inputs[role])
         raise ModelError(f"model {name!r} is not exported from an input named {role!r}")
 
     def pull(self, name: str) -> list[Path]:
@@ -549,7 +550,7 @@ class ModelStore:
     def _export(self, source: ExportSource, dest: Path, want: _Want) -> Path:
         from lookalike.models import export
 
-        inputs = {role: self._resolve(want.model, mf) for role, mf in source.inputs.items()}
+        inputs = {role: self._resolve_input(want.model, f) for role, f in source.inputs.items()}
         log.info("%s: exporting with recipe %s", want.label, source.recipe)
         self._report(want, 0, None)
         with tempfile.TemporaryDirectory(prefix=".export-", dir=dest.parent) as tmp:
@@ -567,15 +568,23 @@ class ModelStore:
         self._report(want, dest.stat().st_size, dest.stat().st_size)
         return dest
 
+    def _resolve_input(self, name: str, f: ModelFile | CatalogueFile) -> Path:
+        """Verified path of an export input of model `name` (another model's file as that model's)."""
+        if isinstance(f, CatalogueFile):
+            return self.file(f.model, f.filename)
+        return self._resolve(name, f)
+
     def _all_files(self) -> Iterator[tuple[str, ModelFile]]:
-        """Every (model name, file) of the catalogue, export inputs included."""
+        """Every (model name, file) of the catalogue, export inputs included (inputs that are
+        another model's files are listed under that model)."""
         for name, spec in self.catalogue.items():
             for mf in spec.files:
                 yield name, mf
                 for source in mf.sources:
                     if isinstance(source, ExportSource):
                         for inp in source.inputs.values():
-                            yield name, inp
+                            if isinstance(inp, ModelFile):
+                                yield name, inp
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
 from lookalike.pipeline.preprocess import Preprocess, to_tensor
 from lookalike.types import F32
+
+if TYPE_CHECKING:
+    from lookalike.models.runtime import Optimization
 
 
 def l2_normalise(x: np.ndarray) -> F32:
@@ -59,13 +62,17 @@ class OnnxImageEmbedder:
         *,
         output: str = "gem",
         threads: int = 0,
+        optimization: Optimization = "all",
+        spinning: bool = True,
     ) -> None:
         from lookalike.models.runtime import open_session
 
         self.name = name
         self.preprocess = preprocess
         self.output = output
-        self._session = open_session(model_path, threads=threads)
+        self._session = open_session(
+            model_path, threads=threads, optimization=optimization, spinning=spinning
+        )
         self._input = self._session.get_inputs()[0].name
         outputs = {o.name: o for o in self._session.get_outputs()}
         if output not in outputs:
@@ -73,12 +80,35 @@ class OnnxImageEmbedder:
         self.dim = int(outputs[output].shape[-1])
         self._has_logits = "logits" in outputs
 
+    def prepare(self, image: Image.Image) -> F32:
+        """The (3, size, size) float32 model input of one RGB image (resize, crop, normalise).
+
+        Pure and thread-safe: indexing runs it on the decode threads, overlapped with inference.
+        """
+        return to_tensor([image], self.preprocess)[0]
+
+    def embed_prepared(
+        self, batch: F32, *, top: int = 0
+    ) -> tuple[F32, list[list[tuple[int, float]]]]:
+        """(N, dim) vectors of a (N, 3, size, size) batch of `prepare` outputs, and, when `top` > 0
+        and the model has logits, each image's `top` ImageNet classes (index, probability) from the
+        same forward pass (else one empty list per image)."""
+        if len(batch) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        if top <= 0 or not self._has_logits:
+            (features,) = self._session.run([self.output], {self._input: batch})
+            return l2_normalise(features), [[] for _ in range(len(batch))]
+        features, logits = self._session.run([self.output, "logits"], {self._input: batch})
+        logits = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        order = np.argsort(-probs, axis=1)[:, :top]
+        tops = [[(int(c), float(p[c])) for c in row] for row, p in zip(order, probs, strict=True)]
+        return l2_normalise(features), tops
+
     def embed_images(self, images: Sequence[Image.Image]) -> F32:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        batch = to_tensor(images, self.preprocess)
-        (features,) = self._session.run([self.output], {self._input: batch})
-        return l2_normalise(features)
+        return self.embed_prepared(to_tensor(images, self.preprocess))[0]
 
     def classify(
         self, images: Sequence[Image.Image], top: int = 5
@@ -94,17 +124,22 @@ class OnnxImageEmbedder:
             raise ValueError(f"{self.name} has no logits output")
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32), []
-        batch = to_tensor(images, self.preprocess)
-        features, logits = self._session.run([self.output, "logits"], {self._input: batch})
-        logits = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        order = np.argsort(-probs, axis=1)[:, :top]
-        tops = [[(int(c), float(p[c])) for c in row] for row, p in zip(order, probs, strict=True)]
-        return l2_normalise(features), tops
+        return self.embed_prepared(to_tensor(images, self.preprocess), top=top)
 
 
-def load_embedder(spec: Any, model_dir: Path, *, threads: int = 0) -> ImageEmbedder:
-    """Build the image embedder a catalogue `ModelSpec` describes, from its files in `model_dir`."""
+def load_embedder(
+    spec: Any,
+    model_dir: Path,
+    *,
+    threads: int = 0,
+    optimization: Optimization = "all",
+    spinning: bool = True,
+) -> ImageEmbedder:
+    """Build the image embedder a catalogue `ModelSpec` describes, from its files in `model_dir`.
+
+    threads, optimization, spinning: ONNX Runtime settings (`lookalike.models.runtime.open_session`);
+    CLIP models take only `threads`.
+    """
     from lookalike.errors import ModelError
 
     match spec.role:
@@ -115,6 +150,8 @@ def load_embedder(spec: Any, model_dir: Path, *, threads: int = 0) -> ImageEmbed
                 spec.preprocess,
                 output=spec.extra.get("output", "gem"),
                 threads=threads,
+                optimization=optimization,
+                spinning=spinning,
             )
         case "clip":
             from lookalike.pipeline.clip import ClipEmbedder
