@@ -349,7 +349,7 @@ def cut_out(
     ys, xs = np.nonzero(alpha >= threshold)
     coverage = float(alpha.mean()) if alpha.size else 0.0
     if ys.size == 0:
-        return Cutout(Image.fromarray(rgba, "RGBA"), Box(x1, y1, x2, y2), 0.0)
+        return Cutout(Image.fromarray(rgba, "RGBA"), Box(*map(float, (x1, y1, x2, y2))), 0.0)
     bx1, by1, bx2, by2 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
     pad = round(margin * max(bx2 - bx1, by2 - by1))
     cx1, cy1, cx2, cy2 = bx1 - pad, by1 - pad, bx2 + pad, by2 + pad
@@ -364,7 +364,7 @@ def cut_out(
     out = np.zeros((cy2 - cy1, cx2 - cx1, 4), dtype=np.uint8)
     sx1, sy1, sx2, sy2 = max(cx1, 0), max(cy1, 0), min(cx2, w), min(cy2, h)
     out[sy1 - cy1 : sy2 - cy1, sx1 - cx1 : sx2 - cx1] = rgba[sy1:sy2, sx1:sx2]
-    shown = Box(x1 + cx1, y1 + cy1, x1 + cx2, y1 + cy2)
+    shown = Box(float(x1 + cx1), float(y1 + cy1), float(x1 + cx2), float(y1 + cy2))
     return Cutout(Image.fromarray(out, "RGBA"), shown, coverage)
 
 
