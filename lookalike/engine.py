@@ -128,15 +128,10 @@ RRF_K = 60
 
 def view_settings(settings: Settings) -> ViewSettings:
     """The view settings `settings` ask for (detect, isolate, labels, garment)."""
-    from lookalike.pipeline.detect import preset_labels
+    from lookalike.pipeline.detect import parse_labels
     from lookalike.pipeline.isolate import ViewSettings
 
-    text = settings.labels.strip()
-    labels = (
-        preset_labels(text)
-        if "," not in text and text
-        else frozenset(x.strip() for x in text.split(",") if x.strip())
-    )
+    labels = parse_labels(settings.labels)
     return ViewSettings(
         detect=settings.detect, isolate=settings.isolate, labels=labels, garment=settings.garment
     )
