@@ -530,7 +530,11 @@ class Engine:
                     from lookalike.pipeline.isolate import Isolator
 
                     isolator = Isolator.from_store(
-                        models, (vs.isolate,), threads=self.settings.threads, margin=vs.margin
+                        models,
+                        (vs.isolate,),
+                        threads=self.settings.threads,
+                        margin=vs.margin,
+                        aspect=vs.aspect,
                     )
             self._stage_cache = (detector, isolator)
         return self._stage_cache
@@ -809,6 +813,17 @@ class Engine:
         # rather than threading detections through the isolation stage.
         kept = kept_objects(detector.detect(photo), photo.size, self.views)
         return tuple(QueryObject(d.label, tuple(d.box.as_list()), d.score) for d in kept)  # type: ignore[misc]
+
+    def query_views(
+        self,
+        photo: Image.Image,
+        *,
+        box: Box | Sequence[float] | None = None,
+        all_objects: bool = False,
+    ) -> list[Any]:
+        """The `ObjectView`s a query photo searches with under this index's view settings, the
+        one `search` uses first (see `lookalike.pipeline.isolate.query_views`)."""
+        return self._query_views(photo, box=box, all_objects=all_objects)
 
     def _query_views(
         self,

@@ -251,16 +251,25 @@ class ClothesMasker:
 
 
 def split_garments(
-    clothes: np.ndarray, rgb: np.ndarray, *, min_gap: float = 18.0, min_share: float = 0.06
+    clothes: np.ndarray,
+    rgb: np.ndarray,
+    *,
+    min_gap: float = 0.0,
+    min_share: float = 0.06,
+    band: float | None = 0.1,
+    band_gap: float = 30.0,
 ) -> int | None:
     """The row where the upper garment ends and the lower one begins, or None if there is one garment.
 
     clothes: (h, w) clothes mask in [0, 1]; rgb: (h, w, 3) uint8, the same crop.
-    Each row's clothes pixels are averaged (CIE-Lab-like opponent colour space); the split is the
-    row that maximises the between-part variance of those row means (a one-dimensional Otsu on
-    colour), searched below the upper third. It is kept when the colours of the two parts differ by
-    at least `min_gap` (0-255 units) and each part holds at least `min_share` of the clothes pixels:
-    a top and trousers of one colour stay one garment rather than being cut at random.
+    Each row's clothes pixels are averaged (a roughly perceptual opponent colour space, 0-255
+    units); the candidate is the row that maximises the between-part variance of those row means (a
+    one-dimensional Otsu on colour), searched below the upper third, each part holding at least
+    `min_share` of the clothes pixels. It is kept when the two parts' mean colours differ by at
+    least `min_gap` and, with `band`, when the cloth in the bands just above and just below it
+    (`band` of the clothes' height each) differs by at least `band_gap`: a real waistline is a
+    colour edge *at* the split. The band test is what keeps a one-piece garment with a dark
+    collar (the astronaut's suit) whole, where part means alone differ (docs/parts/isolation.md).
     """
     on = clothes >= 0.5
     counts = on.sum(axis=1).astype(np.float64)
@@ -288,7 +297,19 @@ def split_garments(
     n1 = cum_n[best_row - 1]
     m1 = cum_s[best_row - 1] / n1
     m2 = (cum_s[-1] - cum_s[best_row - 1]) / (total - n1)
-    return int(best_row) if float(np.sqrt(((m1 - m2) ** 2).sum())) >= min_gap else None
+    if float(np.sqrt(((m1 - m2) ** 2).sum())) < min_gap:
+        return None
+    if band is not None:
+        b = max(3, int(band * (bottom - top)))
+        lo, hi = max(0, best_row - b), best_row + b
+        above, below = on[lo:best_row], on[best_row:hi]
+        if above.sum() < 20 or below.sum() < 20:
+            return None
+        a_mean = opp[lo:best_row][above].mean(axis=0)
+        b_mean = opp[best_row:hi][below].mean(axis=0)
+        if float(np.sqrt(((a_mean - b_mean) ** 2).sum())) < band_gap:
+            return None
+    return int(best_row)
 
 
 def _opponent(rgb: np.ndarray) -> np.ndarray:
