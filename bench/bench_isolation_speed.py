@@ -56,8 +56,10 @@ def main() -> None:
         size: Isolator.from_store(models, ("salient",), salient_size=size, batch_size=4)
         for size in (320, 224, 192)
     }
-    garment_iso = Isolator.from_store(models, ("garment",), salient_size=320, batch_size=1)
-    garment_iso_small = Isolator.from_store(models, ("garment",), salient_size=192, batch_size=1)
+    garment_iso = Isolator.from_store(models, ("garment",), batch_size=1)
+    garment_iso_sal = Isolator.from_store(
+        models, ("garment",), salient_size=320, batch_size=1, garment_salient=True
+    )
     configs = {
         "grocery: embed whole photo": (grocery, None, None, ViewSettings(detect=False)),
         "grocery: detect + embed views": (grocery, detector, None, ViewSettings(labels=groc)),
@@ -71,16 +73,16 @@ def main() -> None:
             for size, iso in isolators.items()
         },
         "fashion: embed whole photo": (worn, None, None, ViewSettings(detect=False)),
-        "fashion: detect + garment (salient 320) + embed": (
+        "fashion: detect + garment (PAN, default) + embed": (
             worn,
             detector,
             garment_iso,
             ViewSettings(labels=frozenset({"person"}), isolate="garment", include_whole=False),
         ),
-        "fashion: detect + garment (salient 192) + embed": (
+        "fashion: detect + garment (PAN x salient 320) + embed": (
             worn,
             detector,
-            garment_iso_small,
+            garment_iso_sal,
             ViewSettings(labels=frozenset({"person"}), isolate="garment", include_whole=False),
         ),
     }

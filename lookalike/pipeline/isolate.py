@@ -410,6 +410,12 @@ class Isolator:
     min_coverage: a salient mask covering less of the box than this is taken as a failure: the plain
         box crop is returned instead (alpha 1), never an empty view.
     aspect: width / height of the cut-outs (padded, object centred); None keeps the mask's own.
+    garment_salient: multiply the garment mask by U^2-NetP's mask of the person box. Off: on the
+        fashion pairs it did not help (R@1 within noise) and costs a U^2-NetP run per person.
+    min_clothes: garment pixels below this mask value are cut.
+    waist: where a top ends when no waistline is found, as a share of the person box height
+        (None: keep every row). The three were chosen on 400 fashion pairs, see
+        docs/parts/isolation.md.
     """
 
     def __init__(
@@ -421,9 +427,15 @@ class Isolator:
         context: float = 0.05,
         min_coverage: float = 0.05,
         aspect: float | None = None,
+        garment_salient: bool = False,
+        min_clothes: float = 0.3,
+        waist: float | None = 0.8,
     ) -> None:
         self.salient_masker = salient
         self.clothes_masker = clothes
+        self.garment_salient = garment_salient
+        self.min_clothes = min_clothes
+        self.waist = waist
         self.margin = margin
         self.context = context
         self.min_coverage = min_coverage
@@ -489,17 +501,23 @@ class Isolator:
         person: Box | None,
         garment: Garment = "upper",
         *,
-        use_salient: bool = True,
-        min_clothes: float = 0.5,
+        use_salient: bool | None = None,
+        min_clothes: float | None = None,
+        waist: float | None = None,
     ) -> GarmentParts:
         """The masks of one person's garment (see `garment`), inside the person box.
 
-        alpha = clothes, minus skin and hair, times the salient mask of the person box when
-        `use_salient` (removes background the clothes channel took for cloth), restricted to the
-        rows of the wanted garment (`split_garments`).
+        alpha = clothes minus skin and hair (times the salient mask of the person box when
+        `use_salient`), restricted to the rows of the wanted garment: above / below the waistline
+        `split_garments` finds, or, when it finds none, above / below `waist` x the box height
+        (a top and trousers of one colour). Pixels under `min_clothes` are cut (hard edge).
+        None takes the isolator's setting for each option.
         """
         if self.clothes_masker is None:
             raise ValueError("this Isolator has no clothes masker")
+        use_salient = self.garment_salient if use_salient is None else use_salient
+        min_clothes = self.min_clothes if min_clothes is None else min_clothes
+        waist = self.waist if waist is None else waist
         region = clip_box(person, image.size) if person is not None else _whole(image)
         crop = image.crop(_pixels(region))
         skin, clothes, hair = self.clothes_masker.parts(crop)
@@ -507,12 +525,13 @@ class Isolator:
         if use_salient and self.salient_masker is not None:
             alpha = alpha * self.salient_masker.masks([crop])[0]
         split = split_garments(alpha, np.asarray(crop.convert("RGB")))
-        if split is not None and garment != "all":
+        cut = split if split is not None else (round(waist * alpha.shape[0]) if waist else None)
+        if cut is not None and garment != "all":
             if garment == "upper":
-                alpha[split:] = 0.0
+                alpha[cut:] = 0.0
             else:
-                alpha[:split] = 0.0
-        elif split is None and garment == "lower":
+                alpha[:cut] = 0.0
+        elif cut is None and garment == "lower":
             alpha = np.zeros_like(alpha)  # one garment only, taken to be the top
         # Below `min_clothes` a pixel is more likely skin or background than cloth: hard edge.
         alpha = np.where(alpha >= min_clothes, alpha, 0.0).astype(np.float32)
@@ -524,7 +543,7 @@ class Isolator:
         person: Box | None,
         garment: Garment = "upper",
         *,
-        use_salient: bool = True,
+        use_salient: bool | None = None,
     ) -> Cutout:
         """The garment worn by the person in `person` (None = the whole photo), cut out.
 
