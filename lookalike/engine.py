@@ -133,7 +133,12 @@ def view_settings(settings: Settings) -> ViewSettings:
 
     labels = parse_labels(settings.labels)
     return ViewSettings(
-        detect=settings.detect, isolate=settings.isolate, labels=labels, garment=settings.garment
+        detect=settings.detect,
+        isolate=settings.isolate,
+        labels=labels,
+        garment=settings.garment,
+        background=tuple(settings.isolate_background),  # type: ignore[arg-type]
+        margin=settings.isolate_margin,
     )
 
 
