@@ -167,3 +167,49 @@ def test_isolation_rejects_a_box_outside_the_photo(stages: tuple) -> None:
     left, top = -math.floor(cut.box.x1), -math.floor(cut.box.y1)
     assert cut.box.x1 >= -0.1 * image.size[0] and cut.box.x2 <= 1.1 * image.size[0]
     assert alpha[:, :left].max(initial=0) == 0 and alpha[:top, :].max(initial=0) == 0
+
+
+# --- garment masks from hand-made parts ----------------------------------------------------------
+
+
+class _Parts:
+    """A ClothesMasker stand-in: cloth everywhere except a skin square at the top centre."""
+
+    def parts(self, crop: Image.Image) -> np.ndarray:
+        w, h = crop.size
+        skin, clothes, hair = (np.zeros((h, w), np.float32) for _ in range(3))
+        clothes[:] = 1.0
+        skin[: h // 10, w // 3 : 2 * w // 3] = 1.0
+        return np.stack([skin, clothes, hair])
+
+
+def test_split_garments_needs_a_colour_edge_at_the_waistline() -> None:
+    from lookalike.pipeline.isolate import split_garments
+
+    cloth = np.ones((100, 40), np.float32)
+    two = np.zeros((100, 40, 3), np.uint8)
+    two[:60] = (200, 30, 30)  # red top
+    two[60:] = (30, 40, 120)  # navy trousers
+    assert split_garments(cloth, two) == 60
+    one = np.full((100, 40, 3), 90, np.uint8)
+    assert split_garments(cloth, one) is None
+    # A dark collar on one garment: part means differ, but nothing changes at any row below it.
+    collar = one.copy()
+    collar[:12] = 10
+    assert split_garments(cloth, collar) is None
+    assert split_garments(cloth, collar, band=None, min_gap=18.0) is not None  # the first version
+
+
+def test_garment_without_a_waistline_ends_at_the_waist_prior_and_loses_skin() -> None:
+    from lookalike.pipeline.isolate import Isolator
+
+    image = Image.new("RGB", (50, 100), (90, 90, 90))
+    isolator = Isolator(None, _Parts())  # type: ignore[arg-type]
+    parts = isolator.garment_parts(image, Box(0, 0, 50, 100), "upper")
+    assert parts.split_row is None
+    assert parts.alpha[:80, 5].min() == 1.0 and parts.alpha[80:].max() == 0.0  # waist 0.8
+    assert parts.alpha[:10, 20:30].max() == 0.0  # skin removed
+    lower = isolator.garment_parts(image, Box(0, 0, 50, 100), "lower")
+    assert lower.alpha[:80].max() == 0.0 and lower.alpha[80:].min() == 1.0
+    whole = isolator.garment_parts(image, Box(0, 0, 50, 100), "all", waist=None)
+    assert whole.alpha[10:].min() == 1.0
