@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     garment: Literal["upper", "lower", "all"] = Field(
         default="upper", description="With isolate=garment: which garment of each person to keep."
     )
+    isolate_background: tuple[int, int, int] = Field(
+        default=(255, 255, 255),
+        description="RGB colour cut-outs are flattened on before embedding (product shots: white).",
+    )
+    isolate_margin: float = Field(
+        default=0.05, description="Space around a cut-out, as a share of its longer side."
+    )
     attributes: bool = Field(
         default=True,
         description="Compute named colours and ImageNet classes of each photo at indexing time.",

@@ -169,17 +169,17 @@ PENDING_VIEWS = Filter((Condition("kind", "eq", "view"), Condition("pending", "e
 
 def view_settings(settings: Settings) -> ViewSettings:
     """The view settings `settings` ask for (detect, isolate, labels, garment)."""
-    from lookalike.pipeline.detect import preset_labels
+    from lookalike.pipeline.detect import parse_labels
     from lookalike.pipeline.isolate import ViewSettings
 
-    text = settings.labels.strip()
-    labels = (
-        preset_labels(text)
-        if "," not in text and text
-        else frozenset(x.strip() for x in text.split(",") if x.strip())
-    )
+    labels = parse_labels(settings.labels)
     return ViewSettings(
-        detect=settings.detect, isolate=settings.isolate, labels=labels, garment=settings.garment
+        detect=settings.detect,
+        isolate=settings.isolate,
+        labels=labels,
+        garment=settings.garment,
+        background=tuple(settings.isolate_background),  # type: ignore[arg-type]
+        margin=settings.isolate_margin,
     )
 
 
@@ -746,7 +746,11 @@ class Engine:
                     from lookalike.pipeline.isolate import Isolator
 
                     isolator = Isolator.from_store(
-                        models, (vs.isolate,), threads=self.settings.threads, margin=vs.margin
+                        models,
+                        (vs.isolate,),
+                        threads=self.settings.threads,
+                        margin=vs.margin,
+                        aspect=vs.aspect,
                     )
             self._stage_cache = (detector, isolator)
         return self._stage_cache
@@ -1147,6 +1151,17 @@ class Engine:
         # rather than threading detections through the isolation stage.
         kept = kept_objects(detector.detect(photo), photo.size, self.views)
         return tuple(QueryObject(d.label, tuple(d.box.as_list()), d.score) for d in kept)  # type: ignore[misc]
+
+    def query_views(
+        self,
+        photo: Image.Image,
+        *,
+        box: Box | Sequence[float] | None = None,
+        all_objects: bool = False,
+    ) -> list[Any]:
+        """The `ObjectView`s a query photo searches with under this index's view settings, the
+        one `search` uses first (see `lookalike.pipeline.isolate.query_views`)."""
+        return self._query_views(photo, box=box, all_objects=all_objects)
 
     def _query_views(
         self,

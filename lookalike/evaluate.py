@@ -51,9 +51,15 @@ def run_evaluation(
     usable = [q for q in query_list if q.image in decoded]
     vectors = []
     batch = max(1, engine.settings.batch_size)
+    # An index built with detection / isolation is searched as `Engine.search` does: with the
+    # query's most relevant object, isolated the same way as the catalogue's views.
+    views = engine.views.detect or engine.views.isolate != "none"
     for start in range(0, len(usable), batch):
         chunk = usable[start : start + batch]
-        vectors.extend(engine.embed_queries([decoded[q.image] for q in chunk]))
+        images = [decoded[q.image] for q in chunk]
+        if views:
+            images = [engine.query_views(im)[0].image.convert("RGB") for im in images]
+        vectors.extend(engine.embed_queries(images))
         notify("queries", min(start + batch, len(usable)), len(usable))
     status = engine.projection_status()
     fusing = engine.settings.text_fusion and engine.text_index() is not None

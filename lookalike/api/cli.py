@@ -598,6 +598,15 @@ def _mount_crawl() -> None:
 _mount_crawl()
 
 
+def _mount_isolate() -> None:
+    from lookalike.api.cli_isolate import isolate  # light: typer + console only
+
+    app.command()(isolate)
+
+
+_mount_isolate()
+
+
 def _mount_models() -> None:
     from lookalike.api.cli_models import app as models_app
 

@@ -149,6 +149,23 @@ def preset_labels(name: str) -> frozenset[str] | None:
         raise LookalikeError(f"unknown label preset {name!r}; valid presets: {valid}") from None
 
 
+def parse_labels(text: str) -> frozenset[str] | None:
+    """`--labels` text -> labels: a preset name (`fashion`, `all` ...), one COCO label, or
+    comma-separated COCO labels. None means every label. LookalikeError for unknown names."""
+    text = text.strip()
+    if not text or text in ("all", *LABEL_PRESETS):
+        return preset_labels(text or "all")
+    names = frozenset(x.strip() for x in text.split(",") if x.strip())
+    unknown = sorted(names - set(COCO_LABELS))
+    if unknown:
+        valid = ", ".join(["all", *sorted(LABEL_PRESETS)])
+        raise LookalikeError(
+            f"unknown label(s) {', '.join(map(repr, unknown))}: give COCO labels "
+            f"(e.g. person, cup, handbag) or a preset ({valid})"
+        )
+    return names
+
+
 @dataclass(frozen=True)
 class Detection:
     """One detected object: its box in the photo's pixel coordinates, COCO label, score in [0, 1]."""

@@ -251,16 +251,25 @@ class ClothesMasker:
 
 
 def split_garments(
-    clothes: np.ndarray, rgb: np.ndarray, *, min_gap: float = 18.0, min_share: float = 0.06
+    clothes: np.ndarray,
+    rgb: np.ndarray,
+    *,
+    min_gap: float = 0.0,
+    min_share: float = 0.06,
+    band: float | None = 0.1,
+    band_gap: float = 30.0,
 ) -> int | None:
     """The row where the upper garment ends and the lower one begins, or None if there is one garment.
 
     clothes: (h, w) clothes mask in [0, 1]; rgb: (h, w, 3) uint8, the same crop.
-    Each row's clothes pixels are averaged (CIE-Lab-like opponent colour space); the split is the
-    row that maximises the between-part variance of those row means (a one-dimensional Otsu on
-    colour), searched below the upper third. It is kept when the colours of the two parts differ by
-    at least `min_gap` (0-255 units) and each part holds at least `min_share` of the clothes pixels:
-    a top and trousers of one colour stay one garment rather than being cut at random.
+    Each row's clothes pixels are averaged (a roughly perceptual opponent colour space, 0-255
+    units); the candidate is the row that maximises the between-part variance of those row means (a
+    one-dimensional Otsu on colour), searched below the upper third, each part holding at least
+    `min_share` of the clothes pixels. It is kept when the two parts' mean colours differ by at
+    least `min_gap` and, with `band`, when the cloth in the bands just above and just below it
+    (`band` of the clothes' height each) differs by at least `band_gap`: a real waistline is a
+    colour edge *at* the split. The band test is what keeps a one-piece garment with a dark
+    collar (the astronaut's suit) whole, where part means alone differ (docs/parts/isolation.md).
     """
     on = clothes >= 0.5
     counts = on.sum(axis=1).astype(np.float64)
@@ -288,7 +297,19 @@ def split_garments(
     n1 = cum_n[best_row - 1]
     m1 = cum_s[best_row - 1] / n1
     m2 = (cum_s[-1] - cum_s[best_row - 1]) / (total - n1)
-    return int(best_row) if float(np.sqrt(((m1 - m2) ** 2).sum())) >= min_gap else None
+    if float(np.sqrt(((m1 - m2) ** 2).sum())) < min_gap:
+        return None
+    if band is not None:
+        b = max(3, int(band * (bottom - top)))
+        lo, hi = max(0, best_row - b), best_row + b
+        above, below = on[lo:best_row], on[best_row:hi]
+        if above.sum() < 20 or below.sum() < 20:
+            return None
+        a_mean = opp[lo:best_row][above].mean(axis=0)
+        b_mean = opp[best_row:hi][below].mean(axis=0)
+        if float(np.sqrt(((a_mean - b_mean) ** 2).sum())) < band_gap:
+            return None
+    return int(best_row)
 
 
 def _opponent(rgb: np.ndarray) -> np.ndarray:
@@ -349,7 +370,7 @@ def cut_out(
     ys, xs = np.nonzero(alpha >= threshold)
     coverage = float(alpha.mean()) if alpha.size else 0.0
     if ys.size == 0:
-        return Cutout(Image.fromarray(rgba, "RGBA"), Box(x1, y1, x2, y2), 0.0)
+        return Cutout(Image.fromarray(rgba, "RGBA"), Box(*map(float, (x1, y1, x2, y2))), 0.0)
     bx1, by1, bx2, by2 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
     pad = round(margin * max(bx2 - bx1, by2 - by1))
     cx1, cy1, cx2, cy2 = bx1 - pad, by1 - pad, bx2 + pad, by2 + pad
@@ -364,7 +385,7 @@ def cut_out(
     out = np.zeros((cy2 - cy1, cx2 - cx1, 4), dtype=np.uint8)
     sx1, sy1, sx2, sy2 = max(cx1, 0), max(cy1, 0), min(cx2, w), min(cy2, h)
     out[sy1 - cy1 : sy2 - cy1, sx1 - cx1 : sx2 - cx1] = rgba[sy1:sy2, sx1:sx2]
-    shown = Box(x1 + cx1, y1 + cy1, x1 + cx2, y1 + cy2)
+    shown = Box(float(x1 + cx1), float(y1 + cy1), float(x1 + cx2), float(y1 + cy2))
     return Cutout(Image.fromarray(out, "RGBA"), shown, coverage)
 
 
@@ -389,6 +410,12 @@ class Isolator:
     min_coverage: a salient mask covering less of the box than this is taken as a failure: the plain
         box crop is returned instead (alpha 1), never an empty view.
     aspect: width / height of the cut-outs (padded, object centred); None keeps the mask's own.
+    garment_salient: multiply the garment mask by U^2-NetP's mask of the person box. Off: on the
+        fashion pairs it did not help (R@1 within noise) and costs a U^2-NetP run per person.
+    min_clothes: garment pixels below this mask value are cut.
+    waist: where a top ends when no waistline is found, as a share of the person box height
+        (None: keep every row). The three were chosen on 400 fashion pairs, see
+        docs/parts/isolation.md.
     """
 
     def __init__(
@@ -400,9 +427,15 @@ class Isolator:
         context: float = 0.05,
         min_coverage: float = 0.05,
         aspect: float | None = None,
+        garment_salient: bool = False,
+        min_clothes: float = 0.3,
+        waist: float | None = 0.8,
     ) -> None:
         self.salient_masker = salient
         self.clothes_masker = clothes
+        self.garment_salient = garment_salient
+        self.min_clothes = min_clothes
+        self.waist = waist
         self.margin = margin
         self.context = context
         self.min_coverage = min_coverage
@@ -468,17 +501,23 @@ class Isolator:
         person: Box | None,
         garment: Garment = "upper",
         *,
-        use_salient: bool = True,
-        min_clothes: float = 0.5,
+        use_salient: bool | None = None,
+        min_clothes: float | None = None,
+        waist: float | None = None,
     ) -> GarmentParts:
         """The masks of one person's garment (see `garment`), inside the person box.
 
-        alpha = clothes, minus skin and hair, times the salient mask of the person box when
-        `use_salient` (removes background the clothes channel took for cloth), restricted to the
-        rows of the wanted garment (`split_garments`).
+        alpha = clothes minus skin and hair (times the salient mask of the person box when
+        `use_salient`), restricted to the rows of the wanted garment: above / below the waistline
+        `split_garments` finds, or, when it finds none, above / below `waist` x the box height
+        (a top and trousers of one colour). Pixels under `min_clothes` are cut (hard edge).
+        None takes the isolator's setting for each option.
         """
         if self.clothes_masker is None:
             raise ValueError("this Isolator has no clothes masker")
+        use_salient = self.garment_salient if use_salient is None else use_salient
+        min_clothes = self.min_clothes if min_clothes is None else min_clothes
+        waist = self.waist if waist is None else waist
         region = clip_box(person, image.size) if person is not None else _whole(image)
         crop = image.crop(_pixels(region))
         skin, clothes, hair = self.clothes_masker.parts(crop)
@@ -486,12 +525,13 @@ class Isolator:
         if use_salient and self.salient_masker is not None:
             alpha = alpha * self.salient_masker.masks([crop])[0]
         split = split_garments(alpha, np.asarray(crop.convert("RGB")))
-        if split is not None and garment != "all":
+        cut = split if split is not None else (round(waist * alpha.shape[0]) if waist else None)
+        if cut is not None and garment != "all":
             if garment == "upper":
-                alpha[split:] = 0.0
+                alpha[cut:] = 0.0
             else:
-                alpha[:split] = 0.0
-        elif split is None and garment == "lower":
+                alpha[:cut] = 0.0
+        elif cut is None and garment == "lower":
             alpha = np.zeros_like(alpha)  # one garment only, taken to be the top
         # Below `min_clothes` a pixel is more likely skin or background than cloth: hard edge.
         alpha = np.where(alpha >= min_clothes, alpha, 0.0).astype(np.float32)
@@ -503,7 +543,7 @@ class Isolator:
         person: Box | None,
         garment: Garment = "upper",
         *,
-        use_salient: bool = True,
+        use_salient: bool | None = None,
     ) -> Cutout:
         """The garment worn by the person in `person` (None = the whole photo), cut out.
 

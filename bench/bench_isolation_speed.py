@@ -1,0 +1,135 @@
+"""Indexing speed with detection and isolation vs embedding alone, side by side in one process.
+
+    nice .venv/bin/python bench/bench_isolation_speed.py --data DATA [--n 48] [--rounds 3]
+        [--out /work/cache/detect/speed.json]
+
+Each configuration turns the same decoded photos into views (`views_for_image`, as indexing does)
+and embeds them with EfficientNet-Lite2 in batches of 8; configurations run interleaved, `rounds`
+times, and the median is kept (the machine is shared: read the ratios). Photos: the first `n`
+grocery catalogue photos (iconic + train, every 20th) and `n` fashion worn photos (garment mode).
+Reported: images/s (wall) and CPU-seconds per image, and the ratio to embedding alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from PIL import Image
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--n", type=int, default=48)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path("/work/cache/detect/speed.json"))
+    args = ap.parse_args()
+
+    import csv
+
+    from lookalike.config import Settings
+    from lookalike.models.store import ModelStore
+    from lookalike.pipeline.detect import LABEL_PRESETS, YoloxDetector
+    from lookalike.pipeline.embed import load_embedder
+    from lookalike.pipeline.isolate import Isolator, ViewSettings, views_for_image
+
+    s = Settings()
+    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
+    embedder = load_embedder(models.spec("efficientnet-lite2"), models.path("efficientnet-lite2"))
+    detector = YoloxDetector.from_store(models)
+    grocery_lines = (args.data / "grocery" / "train.txt").read_text().splitlines()[::20][: args.n]
+    grocery = [
+        Image.open(args.data / "grocery" / line.split(",")[0].strip()).convert("RGB")
+        for line in grocery_lines
+    ]
+    rows = list(csv.DictReader((args.data / "fashion" / "pairs.csv").open()))[: args.n]
+    worn = [Image.open(args.data / "fashion" / r["worn_image"]).convert("RGB") for r in rows]
+    for im in grocery + worn:
+        im.load()
+
+    groc = LABEL_PRESETS["grocery"]
+    isolators = {
+        size: Isolator.from_store(models, ("salient",), salient_size=size, batch_size=4)
+        for size in (320, 224, 192)
+    }
+    garment_iso = Isolator.from_store(models, ("garment",), batch_size=1)
+    garment_iso_sal = Isolator.from_store(
+        models, ("garment",), salient_size=320, batch_size=1, garment_salient=True
+    )
+    configs = {
+        "grocery: embed whole photo": (grocery, None, None, ViewSettings(detect=False)),
+        "grocery: detect + embed views": (grocery, detector, None, ViewSettings(labels=groc)),
+        **{
+            f"grocery: detect + salient {size} px + embed views": (
+                grocery,
+                detector,
+                iso,
+                ViewSettings(labels=groc, isolate="salient"),
+            )
+            for size, iso in isolators.items()
+        },
+        "fashion: embed whole photo": (worn, None, None, ViewSettings(detect=False)),
+        "fashion: detect + garment (PAN, default) + embed": (
+            worn,
+            detector,
+            garment_iso,
+            ViewSettings(labels=frozenset({"person"}), isolate="garment", include_whole=False),
+        ),
+        "fashion: detect + garment (PAN x salient 320) + embed": (
+            worn,
+            detector,
+            garment_iso_sal,
+            ViewSettings(labels=frozenset({"person"}), isolate="garment", include_whole=False),
+        ),
+    }
+    walls: dict[str, list[float]] = {k: [] for k in configs}
+    cpus: dict[str, list[float]] = {k: [] for k in configs}
+    views: dict[str, int] = {}
+    embedder.embed_images(grocery[:8])  # warm-up
+    for _ in range(args.rounds):
+        for name, (images, det, iso, vs) in configs.items():
+            t, c = time.perf_counter(), time.process_time()
+            batch = []
+            count = 0
+            for im in images:
+                batch.extend(v.image.convert("RGB") for v in views_for_image(im, det, iso, vs))
+                while len(batch) >= 8:
+                    embedder.embed_images(batch[:8])
+                    count += 8
+                    batch = batch[8:]
+            if batch:
+                embedder.embed_images(batch)
+                count += len(batch)
+            walls[name].append(time.perf_counter() - t)
+            cpus[name].append(time.process_time() - c)
+            views[name] = count
+    out = {}
+    for name, (images, *_rest) in configs.items():
+        wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
+        base = (
+            "grocery: embed whole photo"
+            if name.startswith("grocery")
+            else "fashion: embed whole photo"
+        )
+        out[name] = {
+            "images": len(images),
+            "views": views[name],
+            "images_per_s": round(len(images) / wall, 2),
+            "cpu_s_per_image": round(cpu / len(images), 4),
+            "slowdown_wall": round(wall / statistics.median(walls[base]), 2),
+            "slowdown_cpu": round(cpu / statistics.median(cpus[base]), 2),
+        }
+        print(name, json.dumps(out[name]), flush=True)
+    import os
+
+    out["_machine"] = {"cores": os.cpu_count(), "load_avg": os.getloadavg(), "rounds": args.rounds}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""`lookalike isolate PHOTO -o OUT.png`: the cut-out the engine would embed, and a debug picture of
+boxes and masks over the photo. Mounted in `api/cli.py` as a command; heavy imports inside."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lookalike.api.console import errors_to_exit, stderr_console
+
+
+def isolate(
+    photo: Annotated[str, typer.Argument(help="A photo: a path or an http(s) URL.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Where to write the cut-out (PNG keeps alpha).")
+    ],
+    mode: Annotated[
+        str, typer.Option("--isolate", help="salient, garment or none (the plain box crop).")
+    ] = "salient",
+    box: Annotated[
+        str | None,
+        typer.Option("--box", help="Cut out this region instead: x1,y1,x2,y2 in pixels."),
+    ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            "--labels",
+            help="Objects that may be chosen: a preset (fashion, grocery ...) or labels.",
+        ),
+    ] = None,
+    garment: Annotated[
+        str, typer.Option("--garment", help="With --isolate garment: upper, lower or all.")
+    ] = "upper",
+    background: Annotated[
+        str | None,
+        typer.Option(
+            "--background",
+            help="Flatten on this colour (r,g,b or white/black); default: transparent.",
+        ),
+    ] = None,
+    detect: Annotated[
+        bool, typer.Option("--detect/--no-detect", help="Find the object with the detector.")
+    ] = True,
+    debug: Annotated[
+        Path | None,
+        typer.Option("--debug", help="Also write the photo with boxes, labels, scores and mask."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Cut the most relevant object out of PHOTO (or --box) and write it as RGBA."""
+    with errors_to_exit():
+        from lookalike.config import Settings
+        from lookalike.errors import QueryError
+        from lookalike.models.store import ModelStore
+        from lookalike.pipeline.decode import DecodeLimits, load_image
+        from lookalike.pipeline.detect import YoloxDetector, parse_labels
+        from lookalike.pipeline.isolate import Isolator, parse_box
+        from lookalike.pipeline.overlay import draw_overlay, isolate_photo
+
+        if mode not in ("none", "salient", "garment"):
+            raise QueryError(f"--isolate must be none, salient or garment, got {mode!r}")
+        if garment not in ("upper", "lower", "all"):
+            raise QueryError(f"--garment must be upper, lower or all, got {garment!r}")
+        colour = _colour(background) if background else None
+        region = parse_box(box) if box else None
+        wanted = parse_labels(labels) if labels else None
+        settings = Settings()
+        limits = DecodeLimits(
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            draft_size=None,  # --box is in the file's own pixels
+        )
+        image = load_image(photo, limits).image
+        models = ModelStore(
+            settings.cache_dir, mirror=settings.models_mirror, offline=settings.offline
+        )
+        detector = (
+            YoloxDetector.from_store(models, threads=settings.threads)
+            if detect and region is None
+            else None
+        )
+        isolator = Isolator.from_store(
+            models, (mode,) if mode != "none" else (), threads=settings.threads, batch_size=1
+        )
+        result = isolate_photo(
+            image,
+            detector,
+            isolator,
+            mode=mode,
+            labels=wanted,
+            garment=garment,
+            box=region,  # type: ignore[arg-type]
+        )
+        cut = result.cutout
+        written = cut.flatten(colour) if colour is not None else cut.image
+        if written.mode == "RGBA" and output.suffix.lower() in (".jpg", ".jpeg"):
+            written = cut.flatten((255, 255, 255))  # JPEG has no alpha
+        output.parent.mkdir(parents=True, exist_ok=True)
+        written.save(output)
+        if debug is not None:
+            debug.parent.mkdir(parents=True, exist_ok=True)
+            draw_overlay(image, result).save(debug)
+        chosen = result.chosen
+        info = {
+            "output": str(output),
+            "debug": str(debug) if debug else None,
+            "isolate": mode,
+            "object": (
+                {
+                    "label": chosen.label,
+                    "score": round(chosen.score, 4),
+                    "box": chosen.box.as_list(),
+                }
+                if chosen
+                else {"label": "image", "score": 1.0, "box": [0, 0, *image.size]}
+            ),
+            "region": cut.box.as_list(),
+            "coverage": round(cut.coverage, 4),
+            "size": list(written.size),
+            "detections": [
+                {"label": d.label, "score": round(d.score, 4), "box": d.box.as_list()}
+                for d in result.detections
+            ],
+        }
+        if as_json:
+            print(json.dumps(info, indent=2))
+            return
+        obj = info["object"]
+        stderr_console().print(
+            f"[green]wrote[/green] {output} ({written.size[0]}x{written.size[1]}): "
+            f"{obj['label']} {obj['score']:.2f}, mask covers {cut.coverage:.0%} of its region"  # type: ignore[index]
+            + (f"; debug picture {debug}" if debug else "")
+        )
+
+
+def _colour(text: str) -> tuple[int, int, int]:
+    from lookalike.errors import QueryError
+
+    named = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128)}
+    if text.lower() in named:
+        return named[text.lower()]
+    try:
+        r, g, b = (int(v) for v in text.split(","))
+    except ValueError:
+        raise QueryError(f"--background wants r,g,b or white/black/grey, got {text!r}") from None
+    if not all(0 <= v <= 255 for v in (r, g, b)):
+        raise QueryError(f"--background values must be 0-255, got {text!r}")
+    return r, g, b
