@@ -17,14 +17,13 @@ so a query never sees an item with only some of its views, nor before its centro
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -34,6 +33,7 @@ from PIL import Image
 
 from lookalike.config import Settings
 from lookalike.errors import DecodeError, IndexMismatchError, QueryError, StoreError
+from lookalike.index_lock import ClosesStore, folder_write_lock
 from lookalike.index_manifest import IndexManifest, ModelRecord
 from lookalike.pipeline.embed import ImageEmbedder, l2_normalise
 from lookalike.store.base import Condition, Filter, PointRecord, Store, point_id, where
@@ -227,7 +227,7 @@ def _fields_hash(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-class Engine:
+class Engine(ClosesStore):
     """Index and search one index folder.
 
     embedder: model name from the catalogue (`lookalike models list`); defaults to the one the index
@@ -442,29 +442,8 @@ class Engine:
         else:
             _ = self.embedder  # loads the model and checks it is the one that built the index
 
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        self.index_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.index_dir / ".lock", "w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StoreError(f"another process is writing to {self.index_dir}") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _write_lock(self) -> AbstractContextManager[None]:
+        return folder_write_lock(self.index_dir, ".lock", "")
 
     # -- indexing ------------------------------------------------------------------------------
 

@@ -23,14 +23,13 @@ the folder again does not bring its faces back; a changed file is indexed anew.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +45,7 @@ from lookalike.faces.embed import distance_from_similarity
 from lookalike.faces.errors import ManyFacesError, NoFaceError
 from lookalike.faces.models import DIM, EmbedderRecord
 from lookalike.faces.settings import FaceSettings
+from lookalike.index_lock import ClosesStore, folder_write_lock
 from lookalike.pipeline.decode import DecodeLimits, content_hash, decode_image, is_url, read_source
 from lookalike.store.base import Condition, Filter, PointRecord, Store, point_id, where
 from lookalike.types import F32, Box, Skipped
@@ -179,7 +179,7 @@ class _Loaded:
 # -- the index ------------------------------------------------------------------------------------
 
 
-class FaceIndex:
+class FaceIndex(ClosesStore):
     """Index, search, cluster and forget the faces of photos, in `index_dir`.
 
     settings: the core settings (decode limits, ...); face_settings: detector, sizes, threshold.
@@ -268,29 +268,8 @@ class FaceIndex:
         self._recover_compaction()
         return EdgeStore(self.index_dir / SHARD, {"face": DIM})
 
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-    def __enter__(self) -> FaceIndex:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        self.index_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.index_dir / LOCK, "w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StoreError(f"another process is writing faces to {self.index_dir}") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _write_lock(self) -> AbstractContextManager[None]:
+        return folder_write_lock(self.index_dir, LOCK, "faces ")
 
     # -- faces of one image ----------------------------------------------------------------------
 

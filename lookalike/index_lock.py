@@ -1,0 +1,49 @@
+"""What every index folder needs around its store: one writer at a time, and a store that is
+closed when the owner is (`Engine`, `FaceIndex`)."""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Self
+
+from lookalike.errors import StoreError
+
+
+@contextmanager
+def folder_write_lock(folder: Path, name: str, what: str) -> Iterator[None]:
+    """Hold an exclusive, non-blocking `flock` on `folder/name` while the block runs.
+
+    A second writer (another process, or another open object) fails at once with StoreError
+    ("another process is writing {what} to FOLDER") instead of waiting: an indexing run that
+    waits silently behind another looks hung. The lock dies with its process (kill -9 included).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / name, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"another process is writing {what}to {folder}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class ClosesStore:
+    """Mixin: `close()` (and `with`) closes `self._store` once opened; safe to call twice."""
+
+    _store: Any
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
