@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api.options import IndexOpt, JsonOpt
 
 if TYPE_CHECKING:
     from lookalike.engine import Engine
@@ -27,11 +28,6 @@ app = typer.Typer(
     add_completion=False,
 )
 
-IndexOpt = Annotated[
-    Path | None,
-    typer.Option("--index", help="Index folder (default: $LOOKALIKE_INDEX or ./lookalike-index)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 EmbedderOpt = Annotated[
     str | None,
     typer.Option(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api.options import IndexOpt, JsonOpt
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
@@ -24,11 +25,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-IndexOpt = Annotated[
-    Path | None,
-    typer.Option("--index", help="Index folder [default: $LOOKALIKE_INDEX or ./lookalike-index]."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ThresholdOpt = Annotated[
     float | None,
     typer.Option(
