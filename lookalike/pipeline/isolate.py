@@ -127,6 +127,63 @@ def _dynamic_model_bytes(path: Path) -> bytes | None:
     return model.SerializeToString()
 
 
+def _resized_model_bytes(path: Path, size: int) -> bytes:
+    """The fixed-size segmentation model at `path` rebuilt for a square input of `size` px.
+
+    For PAN: its input/output sides are fixed, and so are the `sizes` of the resizes in its feature
+    pyramid (constants, or constants concatenated after the batch and channel taken from a `Shape`),
+    all computed for the native side. Each spatial constant is scaled by size / native (a new
+    initializer, the original may be shared); everything else is untouched. `size` must divide like
+    the native side does (a multiple of 64 for PAN's 1/64 level). Needs the `onnx` package.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from lookalike.errors import ModelError
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    native = graph.input[0].type.tensor_type.shape.dim[2].dim_value
+    if native <= 0 or size <= 0 or size % 64:
+        raise ModelError(f"cannot run a {native} px model at {size} px (use a multiple of 64)")
+    for value in (graph.input[0], *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        dims[2].dim_value, dims[3].dim_value = size, size
+    del graph.value_info[:]
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    values.update(
+        {
+            n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+            for n in graph.node
+            if n.op_type == "Constant"
+        }
+    )
+    producer = {out: node for node in graph.node for out in node.output}
+    made: set[str] = set()
+
+    def scaled(name: str, first_spatial: int) -> str:
+        new = f"{name}_at{size}"
+        if new not in made:
+            arr = values[name].copy()
+            arr[first_spatial:] = arr[first_spatial:] * size // native
+            graph.initializer.append(numpy_helper.from_array(arr, new))
+            made.add(new)
+        return new
+
+    for node in graph.node:
+        if node.op_type != "Resize" or len(node.input) < 4 or not node.input[3]:
+            continue
+        sizes = node.input[3]
+        if sizes in values:  # (N, C, H, W) constant
+            node.input[3] = scaled(sizes, 2)
+        elif sizes in producer and producer[sizes].op_type == "Concat":
+            concat = producer[sizes]  # Concat(Shape(x)[:2], H, W)
+            for k, name in enumerate(concat.input):
+                if k > 0 and name in values:
+                    concat.input[k] = scaled(name, 0)
+    return model.SerializeToString()
+
+
 def _session(model: Path | bytes, threads: int) -> Any:
     """An ONNX Runtime CPU session on a file or on model bytes, with the project's thread policy."""
     if isinstance(model, Path):
@@ -226,10 +283,16 @@ class ClothesMasker:
     """PAN (MobileNetV3) skin / clothes / hair masks of a person crop."""
 
     CHANNELS = ("skin", "clothes", "hair")
+    NATIVE_SIZE = 512
 
     def __init__(self, model_path: Path, *, input_size: int = 512, threads: int = 0) -> None:
+        """input_size: the side crops are squashed to; anything but the native 512 rebuilds the
+        graph for that side (`_resized_model_bytes`, a multiple of 64; needs `onnx`)."""
         self.input_size = int(input_size)
-        self._session = _session(Path(model_path), threads)
+        model: Path | bytes = Path(model_path)
+        if self.input_size != self.NATIVE_SIZE:
+            model = _resized_model_bytes(Path(model_path), self.input_size)
+        self._session = _session(model, threads)
         self._input = self._session.get_inputs()[0].name
 
     @classmethod
@@ -401,6 +464,11 @@ class GarmentParts:
     alpha: np.ndarray
 
 
+CLOTHES_SIZE: int | None = 512
+"""PAN's input side for garment isolation (px). The person crops of worn photos are ~150x250 px, so
+512 upsamples them; see docs/parts/isolation.md ("Speed") for the sizes measured."""
+
+
 class Isolator:
     """Masks -> cut-outs. Holds the maskers it needs (None where a mode is not used).
 
@@ -450,9 +518,13 @@ class Isolator:
         threads: int = 0,
         salient_size: int = 320,
         batch_size: int = 4,
+        clothes_size: int | None = CLOTHES_SIZE,
         **options: Any,
     ) -> Isolator:
-        """An isolator with the maskers `modes` need, their files resolved by `models`."""
+        """An isolator with the maskers `modes` need, their files resolved by `models`.
+
+        clothes_size: PAN's input side (None: the model's native 512); see `CLOTHES_SIZE`.
+        """
         salient = (
             SalientMasker.from_store(
                 models, input_size=salient_size, batch_size=batch_size, threads=threads
@@ -460,7 +532,15 @@ class Isolator:
             if {"salient", "garment"} & set(modes)
             else None
         )
-        clothes = ClothesMasker.from_store(models, threads=threads) if "garment" in modes else None
+        clothes = (
+            ClothesMasker.from_store(
+                models,
+                threads=threads,
+                **({"input_size": clothes_size} if clothes_size else {}),
+            )
+            if "garment" in modes
+            else None
+        )
         return cls(salient, clothes, **options)
 
     # -- modes ----------------------------------------------------------------------------------
