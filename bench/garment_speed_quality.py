@@ -1,6 +1,6 @@
 """Garment isolation at smaller network sides: held-out R@1 and per-stage CPU time, one variant a run.
 
-    nice .venv/bin/python bench/garment_speed_quality.py --data DATA --pan 512 --yolox-fit 0|1 [--part held_out|tune200]
+    nice .venv/bin/python bench/garment_speed_quality.py --data DATA --pan 512 --yolox-fit 0|1 [--pan-fit 0|1] [--part held_out|tune200]
         [--out /work/cache/detect2/quality.json]
 
 The 200 held-out worn photos (the last 200 of fashion/pairs.csv, as in docs/parts/isolation.md;
@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--pan", type=int, default=512)
     ap.add_argument("--yolox-fit", type=int, default=1)
+    ap.add_argument("--pan-fit", type=int, default=0)
     ap.add_argument("--part", choices=("held_out", "tune200"), default="held_out")
     ap.add_argument(
         "--products", type=Path, default=Path("/work/cache/detect/tune/products_lite2.npy")
@@ -47,7 +48,9 @@ def main() -> None:
     models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
     embedder = load_embedder(models.spec("efficientnet-lite2"), models.path("efficientnet-lite2"))
     detector = YoloxDetector.from_store(models, fit_small=bool(args.yolox_fit))
-    isolator = Isolator.from_store(models, ("garment",), clothes_size=args.pan)
+    isolator = Isolator.from_store(
+        models, ("garment",), clothes_size=args.pan, clothes_fit_small=bool(args.pan_fit)
+    )
     fashion = args.data / "fashion"
     rows = list(csv.DictReader((fashion / "pairs.csv").open()))
     if args.products.exists():
@@ -83,7 +86,7 @@ def main() -> None:
     res = {f"R@{k}": round(float((ranks < k).mean()), 3) for k in (1, 3, 10)}
     res["yolox_cpu_ms"] = round(statistics.median(t_det) * 1000, 1)
     res["garment_cpu_ms"] = round(statistics.median(t_iso) * 1000, 1)
-    key = f"pan{args.pan}_yoloxfit{args.yolox_fit}@{args.part}"
+    key = f"pan{args.pan}{'fit' if args.pan_fit else ''}_yoloxfit{args.yolox_fit}@{args.part}"
     print(key, json.dumps(res), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(args.out.read_text()) if args.out.exists() else {}

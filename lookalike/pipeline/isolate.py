@@ -285,15 +285,37 @@ class ClothesMasker:
     CHANNELS = ("skin", "clothes", "hair")
     NATIVE_SIZE = 512
 
-    def __init__(self, model_path: Path, *, input_size: int = 512, threads: int = 0) -> None:
-        """input_size: the side crops are squashed to; anything but the native 512 rebuilds the
-        graph for that side (`_resized_model_bytes`, a multiple of 64; needs `onnx`)."""
+    def __init__(
+        self, model_path: Path, *, input_size: int = 512, threads: int = 0, fit_small: bool = True
+    ) -> None:
+        """input_size: the side crops are squashed to (at most, with `fit_small`); anything but the
+        native 512 runs a graph rebuilt for that side (`_resized_model_bytes`, a multiple of 64;
+        needs `onnx`).
+        fit_small: a crop whose longer side is below `input_size` runs at that side rounded up to a
+        multiple of 64 (`fit_side`) instead of being upscaled: the person crops of 192x256 worn
+        photos run at 256 px, ~4x cheaper than 512 and as good (docs/parts/isolation.md, "Speed").
+        One session per side used, built on first use.
+        """
         self.input_size = int(input_size)
-        model: Path | bytes = Path(model_path)
-        if self.input_size != self.NATIVE_SIZE:
-            model = _resized_model_bytes(Path(model_path), self.input_size)
-        self._session = _session(model, threads)
-        self._input = self._session.get_inputs()[0].name
+        self.fit_small = fit_small
+        self._path = Path(model_path)
+        self._threads = threads
+        self._sessions: dict[int, Any] = {}
+        self._session_for(self.input_size)  # fail now on a bad file or side, not on first crop
+
+    def size_for(self, crop_size: tuple[int, int]) -> int:
+        """The network side (px) a crop of `crop_size` = (w, h) runs at."""
+        from lookalike.pipeline.detect import fit_side
+
+        return fit_side(crop_size, self.input_size, 64) if self.fit_small else self.input_size
+
+    def _session_for(self, size: int) -> Any:
+        if size not in self._sessions:
+            model: Path | bytes = self._path
+            if size != self.NATIVE_SIZE:
+                model = _resized_model_bytes(self._path, size)
+            self._sessions[size] = _session(model, self._threads)
+        return self._sessions[size]
 
     @classmethod
     def from_store(
@@ -306,10 +328,11 @@ class ClothesMasker:
 
     def parts(self, crop: Image.Image) -> np.ndarray:
         """(3, h, w) float32 in [0, 1] at the crop's size: skin, clothes, hair."""
-        s = self.input_size
+        s = self.size_for(crop.size)
+        session = self._session_for(s)
         arr = np.asarray(crop.convert("RGB").resize((s, s), Image.Resampling.BILINEAR))
         x = ((arr.astype(np.float32) / 255.0 - _IMAGENET_MEAN) / _IMAGENET_STD).transpose(2, 0, 1)
-        (pred,) = self._session.run(None, {self._input: x[None]})
+        (pred,) = session.run(None, {session.get_inputs()[0].name: x[None]})
         return np.stack([_resize_mask(np.clip(c, 0, 1), crop.size) for c in pred[0]])
 
 
@@ -464,11 +487,6 @@ class GarmentParts:
     alpha: np.ndarray
 
 
-CLOTHES_SIZE: int | None = 512
-"""PAN's input side for garment isolation (px). The person crops of worn photos are ~150x250 px, so
-512 upsamples them; see docs/parts/isolation.md ("Speed") for the sizes measured."""
-
-
 class Isolator:
     """Masks -> cut-outs. Holds the maskers it needs (None where a mode is not used).
 
@@ -518,12 +536,14 @@ class Isolator:
         threads: int = 0,
         salient_size: int = 320,
         batch_size: int = 4,
-        clothes_size: int | None = CLOTHES_SIZE,
+        clothes_size: int | None = None,
+        clothes_fit_small: bool = True,
         **options: Any,
     ) -> Isolator:
         """An isolator with the maskers `modes` need, their files resolved by `models`.
 
-        clothes_size: PAN's input side (None: the model's native 512); see `CLOTHES_SIZE`.
+        clothes_size: PAN's (largest) input side, None: the model's native 512.
+        clothes_fit_small: PAN runs small crops at their own side (`ClothesMasker` `fit_small`).
         """
         salient = (
             SalientMasker.from_store(
@@ -536,6 +556,7 @@ class Isolator:
             ClothesMasker.from_store(
                 models,
                 threads=threads,
+                fit_small=clothes_fit_small,
                 **({"input_size": clothes_size} if clothes_size else {}),
             )
             if "garment" in modes
