@@ -1,6 +1,6 @@
 """Per-stage CPU milliseconds per photo of garment indexing (decode, YOLOX, PAN, cut-out, embedding).
 
-    nice .venv/bin/python bench/profile_garment.py --data DATA [--n 24] [--pan-size 512] [--yolox-size 416]
+    nice .venv/bin/python bench/profile_garment.py --data DATA [--n 24] [--fit 0|1]
 
 Each stage is timed with `time.process_time` around the same calls indexing makes; medians over photos.
 """
@@ -21,8 +21,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--n", type=int, default=24)
-    ap.add_argument("--pan-size", type=int, default=None)
-    ap.add_argument("--pan-int8", action="store_true")
+    ap.add_argument("--fit", type=int, default=1, help="YOLOX and PAN fit_small")
     args = ap.parse_args()
 
     import numpy as np
@@ -36,13 +35,8 @@ def main() -> None:
     s = Settings()
     models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
     embedder = load_embedder(models.spec("efficientnet-lite2"), models.path("efficientnet-lite2"))
-    detector = YoloxDetector.from_store(models)
-    opts = {}
-    if args.pan_size:
-        opts["pan_size"] = args.pan_size
-    if args.pan_int8:
-        opts["pan_int8"] = True
-    iso = Isolator.from_store(models, ("garment",), **opts)
+    detector = YoloxDetector.from_store(models, fit_small=bool(args.fit))
+    iso = Isolator.from_store(models, ("garment",), clothes_fit_small=bool(args.fit))
     rows = list(csv.DictReader((args.data / "fashion" / "pairs.csv").open()))[: args.n]
     paths = [args.data / "fashion" / r["worn_image"] for r in rows]
     stages: dict[str, list[float]] = {}
@@ -53,6 +47,10 @@ def main() -> None:
         return now
 
     embedder.embed_images([Image.open(paths[0]).convert("RGB")])
+    for p in paths[:2]:  # warm-up: first runs of each session (and PAN's per-side sessions)
+        im = Image.open(p).convert("RGB")
+        b = most_relevant(detector.detect(im), im.size, {"person"})
+        iso.clothes_masker.parts(im.crop(_pixels(clip_box(b.box, im.size))))
     for p in paths:
         t = time.process_time()
         im = Image.open(p).convert("RGB")
