@@ -4,7 +4,8 @@ The seam is the `Detector` Protocol; `YoloxDetector` runs YOLOX-Nano (ONNX, 80 C
 CPU. Pre- and post-processing are plain functions over numpy arrays (`letterbox`, `decode_outputs`,
 `nms`) so they can be tested without the model:
 
-- input: the photo letterboxed into `size` x `size` (scaled to fit, placed top-left as the YOLOX
+- input: the photo letterboxed into `size` x `size` (416, or a smaller photo's own longer side
+  rounded up to 32 with `fit_small`; scaled to fit, placed top-left as the YOLOX
   reference code does, padded with grey 114), BGR, raw 0-255 floats, shape (1, 3, size, size);
 - output: (1, A, 85) rows, one per anchor point of the strides 8/16/32 grids (A = 3549 at 416 px):
   x/y offsets in grid cells, log w/h in grid cells, objectness, 80 class probabilities (already

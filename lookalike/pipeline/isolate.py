@@ -9,8 +9,9 @@ Two maskers, each a model with its pre/post-processing here and its ONNX session
   fixed 1x3x320x320 input; when the `onnx` package is present the input is made dynamic in memory
   so crops run in batches and at a smaller side (`input_size`), see `SalientMasker`.
 - `ClothesMasker` (PAN): skin, clothes and hair of the person in a person box. Input
-  (1, 3, 512, 512) RGB / 255, ImageNet mean/std (the box squashed); output sigmoid masks, channel
-  0 skin, 1 clothes, 2 hair, resized back to the box.
+  (1, 3, S, S) RGB / 255, ImageNet mean/std (the box squashed; S = 512, the model's native side, or
+  the box's own longer side rounded up to 64 when smaller, the graph rebuilt for S in memory);
+  output sigmoid masks, channel 0 skin, 1 clothes, 2 hair, resized back to the box.
 
 `Isolator` turns masks into `Cutout`s (RGBA, cropped with a margin; `Cutout.flatten` puts them on a
 plain background). `views_for_image` and `query_view` are what the engine calls: a photo -> the
@@ -125,6 +126,14 @@ def _dynamic_model_bytes(path: Path) -> bytes | None:
             dims[0].dim_param, dims[2].dim_param, dims[3].dim_param = "N", "H", "W"
     del model.graph.value_info[:]  # inferred shapes of the fixed graph; ORT re-infers them
     return model.SerializeToString()
+
+
+def _has_onnx() -> bool:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _resized_model_bytes(path: Path, size: int) -> bytes:
@@ -297,7 +306,7 @@ class ClothesMasker:
         One session per side used, built on first use.
         """
         self.input_size = int(input_size)
-        self.fit_small = fit_small
+        self.fit_small = fit_small and _has_onnx()  # other sides need the graph rebuilt
         self._path = Path(model_path)
         self._threads = threads
         self._sessions: dict[int, Any] = {}
