@@ -11,6 +11,7 @@ from lookalike.errors import LookalikeError
 from lookalike.pipeline.detect import (
     Detection,
     decode_outputs,
+    fit_side,
     letterbox,
     most_relevant,
     nms,
@@ -65,6 +66,14 @@ def test_relevance_prefers_the_large_central_object_of_a_wanted_label() -> None:
     assert preset_labels("all") is None and "person" in (preset_labels("fashion") or ())
     with pytest.raises(LookalikeError, match="valid presets"):
         preset_labels("shoes")
+
+
+def test_fit_side_never_upscales_past_the_photo_and_keeps_the_stride() -> None:
+    assert fit_side((192, 256), 416) == 256  # a fashion worn photo: its own size
+    assert fit_side((200, 130), 416) == 224  # rounded up to a multiple of 32
+    assert fit_side((348, 464), 416) == 416  # larger than the network: letterboxed down as before
+    assert fit_side((10, 12), 416) == 64  # at least two cells of the coarsest grid
+    assert fit_side((300, 300), 416, step=64) == 320
 
 
 # --- YOLOX-Nano on real photos -------------------------------------------------------------------
@@ -125,3 +134,27 @@ def test_detection_on_a_tiny_or_blank_photo_finds_nothing_and_does_not_crash(
 ) -> None:
     assert detector.detect(Image.new("RGB", (1, 1), "white")) == []  # type: ignore[attr-defined]
     assert detector.detect(Image.new("L", (300, 20), 128)) == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.e2e
+def test_a_small_photo_runs_at_its_own_side_and_finds_the_same_person(
+    detector: object, model_settings: object
+) -> None:
+    from lookalike.models.store import ModelStore
+    from lookalike.pipeline.detect import YoloxDetector, iou
+
+    s = model_settings
+    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)  # type: ignore[attr-defined]
+    fixed = YoloxDetector.from_store(models, fit_small=False)
+    assert detector.fit_small and not fixed.fit_small  # type: ignore[attr-defined]
+    small = _photo("astronaut").resize((192, 256))
+    assert detector.size_for(small.size) == 256 and fixed.size_for(small.size) == 416  # type: ignore[attr-defined]
+    a = most_relevant(detector.detect(small), small.size, {"person"})  # type: ignore[attr-defined]
+    b = most_relevant(fixed.detect(small), small.size, {"person"})
+    assert a is not None and b is not None and a.score >= 0.5
+    overlap = iou(np.array(a.box.as_list()), np.array([b.box.as_list()]))[0]
+    assert overlap > 0.85, (a.box, b.box)
+    # A photo larger than the network is letterboxed down exactly as before.
+    big = _photo("astronaut")
+    assert detector.size_for(big.size) == 416  # type: ignore[attr-defined]
+    assert detector.detect(big) == fixed.detect(big)  # type: ignore[attr-defined]

@@ -4,7 +4,8 @@ The seam is the `Detector` Protocol; `YoloxDetector` runs YOLOX-Nano (ONNX, 80 C
 CPU. Pre- and post-processing are plain functions over numpy arrays (`letterbox`, `decode_outputs`,
 `nms`) so they can be tested without the model:
 
-- input: the photo letterboxed into `size` x `size` (scaled to fit, placed top-left as the YOLOX
+- input: the photo letterboxed into `size` x `size` (416, or a smaller photo's own longer side
+  rounded up to 32 with `fit_small`; scaled to fit, placed top-left as the YOLOX
   reference code does, padded with grey 114), BGR, raw 0-255 floats, shape (1, 3, size, size);
 - output: (1, A, 85) rows, one per anchor point of the strides 8/16/32 grids (A = 3549 at 416 px):
   x/y offsets in grid cells, log w/h in grid cells, objectness, 80 class probabilities (already
@@ -312,12 +313,25 @@ def postprocess(
 # --- YOLOX-Nano ----------------------------------------------------------------------------------
 
 
+def fit_side(image_size: tuple[int, int], max_side: int, step: int = 32) -> int:
+    """The square network side for a photo of `image_size` = (w, h): its longer side rounded up to
+    a multiple of `step` (the largest stride), at least 2 x `step`, at most `max_side`."""
+    side = -(-max(image_size) // step) * step
+    return int(min(max_side, max(side, 2 * step)))
+
+
 class YoloxDetector:
     """YOLOX (Nano by default) on ONNX Runtime, CPU.
 
     score_threshold: detections below it are dropped (obj x cls, in [0, 1]).
     iou_threshold: class-wise NMS overlap above which the weaker box is dropped.
     max_detections: at most this many per photo, best first.
+    fit_small: a photo whose longer side is below `input_size` runs at that side rounded up to a
+        multiple of the largest stride instead of being upscaled into `input_size` (needs the
+        `onnx` package to make the graph's input size symbolic; without it every photo runs at
+        `input_size`). Upscaling adds no detail, and the network's cost grows with the square of
+        its side: a 192x256 fashion photo costs 0.38x at 256 px what it costs at 416 px, with the
+        person boxes unchanged (docs/parts/isolation.md, "Speed").
     """
 
     def __init__(
@@ -333,6 +347,7 @@ class YoloxDetector:
         iou_threshold: float = 0.45,
         max_detections: int = 20,
         threads: int = 0,
+        fit_small: bool = True,
     ) -> None:
         from lookalike.models.runtime import open_session
 
@@ -344,8 +359,23 @@ class YoloxDetector:
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
-        self._session = open_session(model_path, threads=threads)
+        self._session = None
+        if fit_small:
+            from lookalike.pipeline.isolate import _dynamic_model_bytes, _session
+
+            dynamic = _dynamic_model_bytes(Path(model_path))
+            if dynamic is not None:
+                self._session = _session(dynamic, threads)
+        self.fit_small = self._session is not None
+        if self._session is None:
+            self._session = open_session(model_path, threads=threads)
         self._input = self._session.get_inputs()[0].name
+
+    def size_for(self, image_size: tuple[int, int]) -> int:
+        """The network side (px) a photo of `image_size` = (w, h) runs at (see `fit_small`)."""
+        if not self.fit_small:
+            return self.input_size
+        return fit_side(image_size, self.input_size, max(self.strides))
 
     @classmethod
     def from_store(
@@ -368,13 +398,14 @@ class YoloxDetector:
 
     def detect(self, image: Image.Image) -> list[Detection]:
         """The objects in `image`, best score first (at most `max_detections`)."""
-        tensor, scale = letterbox(image, self.input_size, self.pad_value)
+        size = self.size_for(image.size)
+        tensor, scale = letterbox(image, size, self.pad_value)
         (raw,) = self._session.run(None, {self._input: tensor})
         return postprocess(
             raw[0],
             scale,
             image.size,
-            input_size=self.input_size,
+            input_size=size,
             strides=self.strides,
             labels=self.labels,
             score_threshold=self.score_threshold,

@@ -9,8 +9,9 @@ Two maskers, each a model with its pre/post-processing here and its ONNX session
   fixed 1x3x320x320 input; when the `onnx` package is present the input is made dynamic in memory
   so crops run in batches and at a smaller side (`input_size`), see `SalientMasker`.
 - `ClothesMasker` (PAN): skin, clothes and hair of the person in a person box. Input
-  (1, 3, 512, 512) RGB / 255, ImageNet mean/std (the box squashed); output sigmoid masks, channel
-  0 skin, 1 clothes, 2 hair, resized back to the box.
+  (1, 3, S, S) RGB / 255, ImageNet mean/std (the box squashed; S = 512, the model's native side, or
+  the box's own longer side rounded up to 64 when smaller, the graph rebuilt for S in memory);
+  output sigmoid masks, channel 0 skin, 1 clothes, 2 hair, resized back to the box.
 
 `Isolator` turns masks into `Cutout`s (RGBA, cropped with a margin; `Cutout.flatten` puts them on a
 plain background). `views_for_image` and `query_view` are what the engine calls: a photo -> the
@@ -127,6 +128,71 @@ def _dynamic_model_bytes(path: Path) -> bytes | None:
     return model.SerializeToString()
 
 
+def _has_onnx() -> bool:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _resized_model_bytes(path: Path, size: int) -> bytes:
+    """The fixed-size segmentation model at `path` rebuilt for a square input of `size` px.
+
+    For PAN: its input/output sides are fixed, and so are the `sizes` of the resizes in its feature
+    pyramid (constants, or constants concatenated after the batch and channel taken from a `Shape`),
+    all computed for the native side. Each spatial constant is scaled by size / native (a new
+    initializer, the original may be shared); everything else is untouched. `size` must divide like
+    the native side does (a multiple of 64 for PAN's 1/64 level). Needs the `onnx` package.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from lookalike.errors import ModelError
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    native = graph.input[0].type.tensor_type.shape.dim[2].dim_value
+    if native <= 0 or size <= 0 or size % 64:
+        raise ModelError(f"cannot run a {native} px model at {size} px (use a multiple of 64)")
+    for value in (graph.input[0], *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        dims[2].dim_value, dims[3].dim_value = size, size
+    del graph.value_info[:]
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    values.update(
+        {
+            n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+            for n in graph.node
+            if n.op_type == "Constant"
+        }
+    )
+    producer = {out: node for node in graph.node for out in node.output}
+    made: set[str] = set()
+
+    def scaled(name: str, first_spatial: int) -> str:
+        new = f"{name}_at{size}"
+        if new not in made:
+            arr = values[name].copy()
+            arr[first_spatial:] = arr[first_spatial:] * size // native
+            graph.initializer.append(numpy_helper.from_array(arr, new))
+            made.add(new)
+        return new
+
+    for node in graph.node:
+        if node.op_type != "Resize" or len(node.input) < 4 or not node.input[3]:
+            continue
+        sizes = node.input[3]
+        if sizes in values:  # (N, C, H, W) constant
+            node.input[3] = scaled(sizes, 2)
+        elif sizes in producer and producer[sizes].op_type == "Concat":
+            concat = producer[sizes]  # Concat(Shape(x)[:2], H, W)
+            for k, name in enumerate(concat.input):
+                if k > 0 and name in values:
+                    concat.input[k] = scaled(name, 0)
+    return model.SerializeToString()
+
+
 def _session(model: Path | bytes, threads: int) -> Any:
     """An ONNX Runtime CPU session on a file or on model bytes, with the project's thread policy."""
     if isinstance(model, Path):
@@ -226,11 +292,39 @@ class ClothesMasker:
     """PAN (MobileNetV3) skin / clothes / hair masks of a person crop."""
 
     CHANNELS = ("skin", "clothes", "hair")
+    NATIVE_SIZE = 512
 
-    def __init__(self, model_path: Path, *, input_size: int = 512, threads: int = 0) -> None:
+    def __init__(
+        self, model_path: Path, *, input_size: int = 512, threads: int = 0, fit_small: bool = True
+    ) -> None:
+        """input_size: the side crops are squashed to (at most, with `fit_small`); anything but the
+        native 512 runs a graph rebuilt for that side (`_resized_model_bytes`, a multiple of 64;
+        needs `onnx`).
+        fit_small: a crop whose longer side is below `input_size` runs at that side rounded up to a
+        multiple of 64 (`fit_side`) instead of being upscaled: the person crops of 192x256 worn
+        photos run at 256 px, ~4x cheaper than 512 and as good (docs/parts/isolation.md, "Speed").
+        One session per side used, built on first use.
+        """
         self.input_size = int(input_size)
-        self._session = _session(Path(model_path), threads)
-        self._input = self._session.get_inputs()[0].name
+        self.fit_small = fit_small and _has_onnx()  # other sides need the graph rebuilt
+        self._path = Path(model_path)
+        self._threads = threads
+        self._sessions: dict[int, Any] = {}
+        self._session_for(self.input_size)  # fail now on a bad file or side, not on first crop
+
+    def size_for(self, crop_size: tuple[int, int]) -> int:
+        """The network side (px) a crop of `crop_size` = (w, h) runs at."""
+        from lookalike.pipeline.detect import fit_side
+
+        return fit_side(crop_size, self.input_size, 64) if self.fit_small else self.input_size
+
+    def _session_for(self, size: int) -> Any:
+        if size not in self._sessions:
+            model: Path | bytes = self._path
+            if size != self.NATIVE_SIZE:
+                model = _resized_model_bytes(self._path, size)
+            self._sessions[size] = _session(model, self._threads)
+        return self._sessions[size]
 
     @classmethod
     def from_store(
@@ -243,10 +337,11 @@ class ClothesMasker:
 
     def parts(self, crop: Image.Image) -> np.ndarray:
         """(3, h, w) float32 in [0, 1] at the crop's size: skin, clothes, hair."""
-        s = self.input_size
+        s = self.size_for(crop.size)
+        session = self._session_for(s)
         arr = np.asarray(crop.convert("RGB").resize((s, s), Image.Resampling.BILINEAR))
         x = ((arr.astype(np.float32) / 255.0 - _IMAGENET_MEAN) / _IMAGENET_STD).transpose(2, 0, 1)
-        (pred,) = self._session.run(None, {self._input: x[None]})
+        (pred,) = session.run(None, {session.get_inputs()[0].name: x[None]})
         return np.stack([_resize_mask(np.clip(c, 0, 1), crop.size) for c in pred[0]])
 
 
@@ -450,9 +545,15 @@ class Isolator:
         threads: int = 0,
         salient_size: int = 320,
         batch_size: int = 4,
+        clothes_size: int | None = None,
+        clothes_fit_small: bool = True,
         **options: Any,
     ) -> Isolator:
-        """An isolator with the maskers `modes` need, their files resolved by `models`."""
+        """An isolator with the maskers `modes` need, their files resolved by `models`.
+
+        clothes_size: PAN's (largest) input side, None: the model's native 512.
+        clothes_fit_small: PAN runs small crops at their own side (`ClothesMasker` `fit_small`).
+        """
         salient = (
             SalientMasker.from_store(
                 models, input_size=salient_size, batch_size=batch_size, threads=threads
@@ -460,7 +561,16 @@ class Isolator:
             if {"salient", "garment"} & set(modes)
             else None
         )
-        clothes = ClothesMasker.from_store(models, threads=threads) if "garment" in modes else None
+        clothes = (
+            ClothesMasker.from_store(
+                models,
+                threads=threads,
+                fit_small=clothes_fit_small,
+                **({"input_size": clothes_size} if clothes_size else {}),
+            )
+            if "garment" in modes
+            else None
+        )
         return cls(salient, clothes, **options)
 
     # -- modes ----------------------------------------------------------------------------------
