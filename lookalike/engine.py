@@ -188,10 +188,24 @@ def _query_object(view: Any, photo: Image.Image) -> QueryObject:
     return QueryObject(view.label, tuple(box), float(view.score))  # type: ignore[arg-type]
 
 
+def _same_views(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two recorded view settings make the same vectors. `fit_small` matters only when
+    a network runs (detection or isolation); a record without it predates it (False)."""
+
+    def norm(d: Mapping[str, Any]) -> dict[str, Any]:
+        out = {"fit_small": False, **d}
+        if not out.get("detect") and out.get("isolate", "none") == "none":
+            out.pop("fit_small")
+        return out
+
+    return norm(a) == norm(b)
+
+
 def _views_from_dict(d: Mapping[str, Any]) -> ViewSettings:
     from lookalike.pipeline.isolate import ViewSettings
 
     values = dict(d)
+    values.setdefault("fit_small", False)  # recorded before it existed: the native network sides
     if values.get("labels") is not None:
         values["labels"] = frozenset(values["labels"])
     if values.get("background") is not None:
@@ -282,10 +296,12 @@ class Engine(ClosesStore):
 
         if self.manifest is not None:
             recorded = self.manifest.options.get("views") or ViewSettings(detect=False).to_dict()
-            if "views" not in self.manifest.options:  # indexes from before detection existed
+            # Indexes from before detection existed, or before `fit_small`: read as they were made.
+            recorded = {"fit_small": False, **recorded}
+            if self.manifest.options.get("views") != recorded:
                 options = {**self.manifest.options, "views": recorded}
                 self.manifest = dataclasses.replace(self.manifest, options=options)
-            if asked is not None and asked.to_dict() != recorded:
+            if asked is not None and not _same_views(asked.to_dict(), recorded):
                 raise IndexMismatchError(
                     f"the index at {self.index_dir} was built with views {recorded}, "
                     f"not {asked.to_dict()}; index into a new folder to change them"
@@ -720,7 +736,9 @@ class Engine(ClosesStore):
                 if vs.detect:
                     from lookalike.pipeline.detect import YoloxDetector
 
-                    detector = YoloxDetector.from_store(models, threads=self.settings.threads)
+                    detector = YoloxDetector.from_store(
+                        models, threads=self.settings.threads, fit_small=vs.fit_small
+                    )
                 if vs.isolate != "none":
                     from lookalike.pipeline.isolate import Isolator
 
@@ -730,6 +748,7 @@ class Engine(ClosesStore):
                         threads=self.settings.threads,
                         margin=vs.margin,
                         aspect=vs.aspect,
+                        clothes_fit_small=vs.fit_small,
                     )
             self._stage_cache = (detector, isolator)
         return self._stage_cache

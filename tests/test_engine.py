@@ -262,3 +262,19 @@ def test_text_search_image_plus_text_and_similar(tmp_path: Path, settings: Setti
         assert "p2" not in {h.item_id for h in similar.hits} and len(similar.hits) == 3
         centroid = engine.item("p1")
         assert centroid is not None and centroid["fields"]["colours"]  # automatic attribute
+
+
+def test_an_index_recorded_before_fit_small_still_opens_and_updates(
+    tmp_path: Path, settings: Settings
+) -> None:
+    manifest = _catalogue(tmp_path)
+    with _engine(settings) as engine:
+        engine.index(manifest)
+    record = json.loads((settings.index / "lookalike.json").read_text())
+    del record["options"]["views"]["fit_small"]  # as written before the setting existed
+    (settings.index / "lookalike.json").write_text(json.dumps(record))
+    query = noisy_copy(tmp_path / "img" / "p2_1.jpg", tmp_path / "q.jpg", seed=3)
+    with _engine(settings) as engine:
+        assert engine.views.fit_small is False
+        assert engine.index(manifest).images_embedded == 0  # no mismatch, nothing redone
+        assert engine.search(query, k=1).hits[0].item_id == "p2"

@@ -58,3 +58,17 @@ def test_objects_become_views_and_queries_use_the_object(
     with pytest.raises(IndexMismatchError):
         Engine(settings.index, settings=settings, views=ViewSettings(detect=False))
     assert Engine(settings.index, settings=settings).views == views  # recorded, not re-asked
+
+
+def test_view_records_from_before_fit_small_keep_the_native_network_sides() -> None:
+    from lookalike.engine import _same_views, _views_from_dict
+
+    old = ViewSettings(detect=True, isolate="garment").to_dict()
+    del old["fit_small"]  # an index built before the setting existed
+    assert _views_from_dict(old).fit_small is False  # its crops were made at 416 / 512 px
+    now = ViewSettings(detect=True, isolate="garment").to_dict()
+    assert not _same_views(now, old)  # asking today's settings of it is a mismatch
+    assert _same_views(ViewSettings(detect=True, isolate="garment", fit_small=False).to_dict(), old)
+    plain = ViewSettings(detect=False).to_dict()
+    del plain["fit_small"]
+    assert _same_views(ViewSettings(detect=False).to_dict(), plain)  # no network: irrelevant

@@ -687,6 +687,9 @@ class ViewSettings:
     include_whole: also index the whole photo as a view when objects were found.
     background: colour the cut-outs are flattened on; None keeps them transparent (RGBA).
     margin, aspect: see `Isolator`.
+    fit_small: the detector and PAN run small photos / crops at their own side instead of
+        upscaling them to the networks' native sizes (faster; the masks differ slightly, so it is
+        recorded: indexes from before it existed read as False and keep the native sizes).
     """
 
     detect: bool = True
@@ -700,6 +703,7 @@ class ViewSettings:
     background: Colour | None = (255, 255, 255)
     margin: float = 0.05
     aspect: float | None = None
+    fit_small: bool = True
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -714,6 +718,7 @@ class ViewSettings:
             "background": list(self.background) if self.background is not None else None,
             "margin": self.margin,
             "aspect": self.aspect,
+            "fit_small": self.fit_small,
         }
 
 
