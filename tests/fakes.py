@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,3 +60,25 @@ def noisy_copy(src: Path, dest: Path, seed: int) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).save(dest, quality=90)
     return dest
+
+
+def small_catalogue(root: Path, n_items: int = 6, views: int = 3) -> Path:
+    """A JSONL manifest of `n_items` items with `views` distinct photos each, a title, a category
+    (Milk for odd items, Juice for even) and a price (10 x item number), under `root`."""
+    rows = []
+    for i in range(n_items):
+        images = [
+            str(photo(root / "img" / f"p{i}_{j}.jpg", seed=i * 100 + j)) for j in range(views)
+        ]
+        rows.append(
+            {
+                "id": f"p{i}",
+                "images": images,
+                "title": f"product {i}",
+                "category": "Milk" if i % 2 else "Juice",
+                "price": 10.0 * i,
+            }
+        )
+    manifest = root / "catalogue.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest

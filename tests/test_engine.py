@@ -10,27 +10,7 @@ import pytest
 from lookalike.config import Settings
 from lookalike.engine import Engine
 from lookalike.errors import IndexMismatchError, QueryError, StoreError
-from tests.fakes import TinyEmbedder, noisy_copy, photo
-
-
-def _catalogue(root: Path, n_items: int = 6, views: int = 3) -> Path:
-    lines = []
-    for i in range(n_items):
-        images = [
-            str(photo(root / "img" / f"p{i}_{j}.jpg", seed=i * 100 + j)) for j in range(views)
-        ]
-        lines.append(
-            {
-                "id": f"p{i}",
-                "images": images,
-                "title": f"product {i}",
-                "category": "Milk" if i % 2 else "Juice",
-                "price": 10.0 * i,
-            }
-        )
-    manifest = root / "catalogue.jsonl"
-    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return manifest
+from tests.fakes import TinyEmbedder, noisy_copy, photo, small_catalogue
 
 
 def _write(manifest: Path, rows: list[dict]) -> None:
@@ -53,7 +33,7 @@ def _engine(settings: Settings, embedder: TinyEmbedder | None = None) -> Engine:
 
 
 def test_index_then_search_finds_the_product(tmp_path: Path, settings: Settings) -> None:
-    manifest = _catalogue(tmp_path)
+    manifest = small_catalogue(tmp_path)
     with _engine(settings) as engine:
         summary = engine.index(manifest)
         assert (summary.items, summary.images_embedded, summary.skipped) == (6, 18, ())
@@ -69,7 +49,7 @@ def test_index_then_search_finds_the_product(tmp_path: Path, settings: Settings)
 
 
 def test_rerun_embeds_nothing_and_changes_nothing(tmp_path: Path, settings: Settings) -> None:
-    manifest = _catalogue(tmp_path)
+    manifest = small_catalogue(tmp_path)
     embedder = TinyEmbedder()
     with _engine(settings, embedder) as engine:
         engine.index(manifest)
@@ -80,7 +60,7 @@ def test_rerun_embeds_nothing_and_changes_nothing(tmp_path: Path, settings: Sett
 
 
 def test_changed_image_is_reembedded_alone(tmp_path: Path, settings: Settings) -> None:
-    manifest = _catalogue(tmp_path)
+    manifest = small_catalogue(tmp_path)
     with _engine(settings) as engine:
         engine.index(manifest)
         photo(tmp_path / "img" / "p2_0.jpg", seed=999)  # new content, same path
@@ -92,7 +72,7 @@ def test_changed_image_is_reembedded_alone(tmp_path: Path, settings: Settings) -
 
 
 def test_removed_image_and_sync(tmp_path: Path, settings: Settings) -> None:
-    manifest = _catalogue(tmp_path)
+    manifest = small_catalogue(tmp_path)
     with _engine(settings) as engine:
         engine.index(manifest)
         rows = _rows(manifest)
@@ -110,7 +90,7 @@ def test_removed_image_and_sync(tmp_path: Path, settings: Settings) -> None:
 
 
 def test_changed_fields_update_payload(tmp_path: Path, settings: Settings) -> None:
-    manifest = _catalogue(tmp_path)
+    manifest = small_catalogue(tmp_path)
     with _engine(settings) as engine:
         engine.index(manifest)
         rows = _rows(manifest)
@@ -124,7 +104,7 @@ def test_changed_fields_update_payload(tmp_path: Path, settings: Settings) -> No
 
 
 def test_filters_apply_inside_search(tmp_path: Path, settings: Settings) -> None:
-    manifest = _catalogue(tmp_path)
+    manifest = small_catalogue(tmp_path)
     with _engine(settings) as engine:
         engine.index(manifest)
         query = tmp_path / "img/p0_0.jpg"  # a Juice: the filter must exclude it
@@ -138,7 +118,7 @@ def test_filters_apply_inside_search(tmp_path: Path, settings: Settings) -> None
 
 
 def test_bad_files_are_skipped_and_listed(tmp_path: Path, settings: Settings) -> None:
-    manifest = _catalogue(tmp_path, n_items=3)
+    manifest = small_catalogue(tmp_path, n_items=3)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "empty.jpg").write_bytes(b"")
@@ -163,7 +143,7 @@ def test_bad_files_are_skipped_and_listed(tmp_path: Path, settings: Settings) ->
 
 
 def test_opening_with_another_embedder_is_an_error(tmp_path: Path, settings: Settings) -> None:
-    manifest = _catalogue(tmp_path, n_items=2)
+    manifest = small_catalogue(tmp_path, n_items=2)
     with _engine(settings) as engine:
         engine.index(manifest)
 
@@ -182,7 +162,7 @@ def test_search_without_index_is_a_clear_error(settings: Settings) -> None:
 
 
 def test_delete_items(tmp_path: Path, settings: Settings) -> None:
-    manifest = _catalogue(tmp_path, n_items=3)
+    manifest = small_catalogue(tmp_path, n_items=3)
     with _engine(settings) as engine:
         engine.index(manifest)
         engine.delete(["p1"])
@@ -214,7 +194,7 @@ def test_folder_catalogue_and_hostile_files(tmp_path: Path, settings: Settings) 
 def test_box_exclude_item_facets_and_fields(tmp_path: Path, settings: Settings) -> None:
     from PIL import Image
 
-    manifest = _catalogue(tmp_path)
+    manifest = small_catalogue(tmp_path)
     with _engine(settings) as engine:
         engine.index(manifest)
         # A query photo with product p4's picture pasted in its right half: the box finds p4.
@@ -243,7 +223,7 @@ def test_box_exclude_item_facets_and_fields(tmp_path: Path, settings: Settings) 
 
 
 def test_text_search_image_plus_text_and_similar(tmp_path: Path, settings: Settings) -> None:
-    manifest = _catalogue(tmp_path)
+    manifest = small_catalogue(tmp_path)
     rows = _rows(manifest)
     rows[3]["description"] = "a crunchy green apple"
     rows[4]["description"] = "semi-skimmed milk in a carton"
@@ -267,7 +247,7 @@ def test_text_search_image_plus_text_and_similar(tmp_path: Path, settings: Setti
 def test_an_index_recorded_before_fit_small_still_opens_and_updates(
     tmp_path: Path, settings: Settings
 ) -> None:
-    manifest = _catalogue(tmp_path)
+    manifest = small_catalogue(tmp_path)
     with _engine(settings) as engine:
         engine.index(manifest)
     record = json.loads((settings.index / "lookalike.json").read_text())

@@ -22,32 +22,12 @@ from lookalike.config import Settings
 from lookalike.engine import Engine
 from lookalike.errors import QueryError
 from lookalike.types import F32
-from tests.fakes import TinyEmbedder, photo
+from tests.fakes import TinyEmbedder, photo, small_catalogue
 from tests.live_server import live_server
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "s3cret-key"
 LIMIT = 2_000_000
-
-
-def _catalogue(root: Path, n_items: int = 6, views: int = 3) -> Path:
-    rows = []
-    for i in range(n_items):
-        images = [
-            str(photo(root / "img" / f"p{i}_{j}.jpg", seed=i * 100 + j)) for j in range(views)
-        ]
-        rows.append(
-            {
-                "id": f"p{i}",
-                "images": images,
-                "title": f"product {i}",
-                "category": "Milk" if i % 2 else "Juice",
-                "price": 10.0 * i,
-            }
-        )
-    manifest = root / "catalogue.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return manifest
 
 
 def _engine(root: Path, embedder: TinyEmbedder | None = None) -> Engine:
@@ -60,7 +40,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Engin
     """A read-only index of 6 items x 3 views, shared by the tests that only search."""
     root = tmp_path_factory.mktemp("shop")
     engine = _engine(root)
-    engine.index(_catalogue(root))
+    engine.index(small_catalogue(root))
     yield root, engine
     engine.close()
 
@@ -77,7 +57,7 @@ def client(shop: tuple[Path, Engine]) -> Iterator[TestClient]:
 def writable(tmp_path: Path) -> Iterator[tuple[Path, Engine, TestClient]]:
     """A fresh index per test, for the tests that add and delete items."""
     engine = _engine(tmp_path)
-    engine.index(_catalogue(tmp_path, n_items=4, views=2))
+    engine.index(small_catalogue(tmp_path, n_items=4, views=2))
     app = create_app(engine, api_key=KEY, max_upload_bytes=LIMIT, catalogue_root=tmp_path)
     with TestClient(app) as c:
         yield tmp_path, engine, c
@@ -258,7 +238,7 @@ class _TextEmbedder(TinyEmbedder):
 
 def test_text_search_uses_a_text_tower_when_there_is_one(tmp_path: Path) -> None:
     engine = _engine(tmp_path, _TextEmbedder({"the fifth": tmp_path / "img/p5_1.jpg"}))
-    engine.index(_catalogue(tmp_path))
+    engine.index(small_catalogue(tmp_path))
     with TestClient(create_app(engine)) as c:
         assert c.get("/api/stats").json()["text_tower"] is True
         r = c.post("/api/search/text", json={"text": "the fifth", "k": 2})
@@ -466,7 +446,7 @@ def test_bad_item_requests_write_nothing(writable: tuple[Path, Engine, TestClien
 
 def test_local_paths_need_a_catalogue_root(tmp_path: Path) -> None:
     engine = _engine(tmp_path)
-    engine.index(_catalogue(tmp_path, n_items=2, views=1))
+    engine.index(small_catalogue(tmp_path, n_items=2, views=1))
     with TestClient(create_app(engine)) as c:
         r = c.post("/api/items", json={"id": "a", "images": [str(tmp_path / "img/p0_0.jpg")]})
         assert r.status_code == 422 and "catalogue root" in r.json()["detail"]
@@ -520,7 +500,7 @@ def test_no_index_is_503_and_health_still_answers(tmp_path: Path) -> None:
 
 def test_slow_searches_do_not_block_the_event_loop(tmp_path: Path) -> None:
     engine = _engine(tmp_path, TinyEmbedder())
-    engine.index(_catalogue(tmp_path, n_items=3, views=1))
+    engine.index(small_catalogue(tmp_path, n_items=3, views=1))
     slow = TinyEmbedder(delay=1.5)
     engine._embedder = slow  # same vectors, 1.5 s per inference call, from now on
     query = (tmp_path / "img/p1_0.jpg").read_bytes()
@@ -549,7 +529,7 @@ def test_slow_searches_do_not_block_the_event_loop(tmp_path: Path) -> None:
 
 def test_concurrent_writes_and_reads_all_succeed(tmp_path: Path) -> None:
     engine = _engine(tmp_path)
-    engine.index(_catalogue(tmp_path, n_items=2, views=1))
+    engine.index(small_catalogue(tmp_path, n_items=2, views=1))
     for i in range(6):
         photo(tmp_path / "new" / f"n{i}.jpg", seed=5000 + i)
     query = (tmp_path / "img/p0_0.jpg").read_bytes()

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
 
 if TYPE_CHECKING:
@@ -75,39 +73,6 @@ def _engine(
     )
 
 
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress bar fed by the engine's progress callback (on stderr; quiet with --json)."""
-    if not enabled:
-        yield lambda stage, done, total: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=stderr_console(), transient=False) as bar:
-        tasks: dict[str, Any] = {}
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total or None)
-            bar.update(tasks[stage], completed=done, total=total or None)
-
-        yield update
-
-
 @app.command()
 def index(
     catalogue: Annotated[
@@ -163,7 +128,7 @@ def index(
             from lookalike.distributed import RayRunner
 
             runner = RayRunner(address=ray, workers=ray_workers)
-        with engine, _progress(not as_json) as progress:
+        with engine, progress_bar(not as_json) as progress:
             summary = engine.index(catalogue, sync=sync, progress=progress, runner=runner)
         if as_json:
             from dataclasses import asdict
@@ -313,7 +278,7 @@ def duplicates(
         from lookalike.hygiene import DUPLICATE_THRESHOLD, near_duplicates, write_duplicates_page
 
         t = DUPLICATE_THRESHOLD if threshold is None else threshold
-        with _progress(not as_json) as progress:
+        with progress_bar(not as_json) as progress:
             groups = near_duplicates(engine.store, threshold=t, progress=progress)
         page = write_duplicates_page(html / "index.html", groups, t) if html else None
     if as_json:
@@ -463,7 +428,7 @@ def evaluate(
 
         with (
             _engine(index, embedder, models_mirror, store=store) as engine,
-            _progress(not as_json) as progress,
+            progress_bar(not as_json) as progress,
         ):
             outcome = run_evaluation(
                 engine, catalogue, queries, report_dir=report, progress=progress
@@ -514,7 +479,7 @@ def tune(
 ) -> None:
     """Learn a projection that separates the index's items (from its own photos grouped by item),
     store it with the index and search with it. Parameters are chosen on held-out photos."""
-    with errors_to_exit(), _engine(index) as engine, _progress(not as_json) as progress:
+    with errors_to_exit(), _engine(index) as engine, progress_bar(not as_json) as progress:
         rows = None
         if pairs is not None:
             import csv
@@ -576,7 +541,7 @@ def sample(
         from lookalike.datasets import fetch_grocery, prepare_grocery
 
         if data_dir is None:
-            with _progress(True) as progress:
+            with progress_bar(True) as progress:
                 data_dir = fetch_grocery(out / "GroceryStoreDataset", progress=progress)
         files = prepare_grocery(data_dir, out)
         stderr_console().print(

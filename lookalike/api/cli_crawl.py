@@ -10,44 +10,17 @@ Heavy modules (httpx, selectolax, Playwright) are imported inside the command.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
 
 if TYPE_CHECKING:
     from lookalike.catalog.crawl.crawler import CrawlSummary
 
 _SHOWN_FAILURES = 30
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
-    """Rich progress lines on stderr, one per crawl stage (quiet with --json)."""
-    if not enabled:
-        yield lambda stage, done, total: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (
-        TextColumn("{task.description:>14}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=stderr_console(), transient=False) as bar:
-        tasks: dict[str, Any] = {}
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total or None)
-            bar.update(tasks[stage], completed=done, total=total or None)
-
-        yield update
 
 
 def crawl(
@@ -144,7 +117,7 @@ def crawl(
             selectors=Selectors.from_file(selectors) if selectors else Selectors(),
         )
         try:
-            with _progress(not as_json) as progress:
+            with progress_bar(not as_json) as progress:
                 summary = run_crawl(urls, out, options, progress=progress)
         except KeyboardInterrupt:
             stderr_console().print(

@@ -7,14 +7,12 @@ imported inside the commands so that `lookalike --help` stays instant.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
 
 if TYPE_CHECKING:
@@ -45,30 +43,6 @@ def _faces(index: Path | None, **overrides: Any) -> FaceIndex:
     return FaceIndex(index or settings.index, settings, face_settings)
 
 
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
-    if not enabled:
-        yield lambda stage, done, total: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr_console(),
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total or None)
-            bar.update(tasks[stage], completed=done, total=total or None)
-
-        yield update
-
-
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
@@ -97,7 +71,7 @@ def index_cmd(
 
         with (
             _faces(index, detect_size=detect_size) as faces,
-            _progress(not as_json) as progress,
+            progress_bar(not as_json) as progress,
         ):
             summary = faces.index(photos, progress, sync=sync)
         if as_json:

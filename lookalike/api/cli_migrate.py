@@ -53,7 +53,7 @@ def migrate(
     with errors_to_exit():
         import dataclasses
 
-        from lookalike.api.cli import _progress
+        from lookalike.api.console import progress_bar
         from lookalike.config import Settings
         from lookalike.engine import Engine
         from lookalike.errors import StoreError
@@ -68,7 +68,7 @@ def migrate(
         dest_record = store_record(to, engine.index_dir)
         if same_store(source_record, dest_record):
             raise StoreError(f"the index at {engine.index_dir} already lives in {to}")
-        with engine, _progress(not as_json) as progress:
+        with engine, progress_bar(not as_json) as progress:
             source = engine.store
             # Opened as the engine opens stores: its settings give the API key and graph settings.
             dest = engine.open_store_at(dest_record["spec"])
