@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.test_engine import _catalogue
+from tests.fakes import small_catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def _snapshot(index: Path) -> dict[str, tuple[dict, np.ndarray]]:
 
 
 def test_kill_9_mid_index_then_rerun_equals_clean_run(tmp_path: Path) -> None:
-    manifest = _catalogue(tmp_path / "cat", n_items=12, views=4)  # 48 images, 12 batches
+    manifest = small_catalogue(tmp_path / "cat", n_items=12, views=4)  # 48 images, 12 batches
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     assert _run(clean, manifest, 0.0, tmp_path / "p_clean").wait(timeout=120) == 0
 
