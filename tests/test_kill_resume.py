@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.fakes import small_catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 from lookalike.config import Settings
 from lookalike.engine import Engine
-from tests.fakes import TinyEmbedder, small_catalogue
+from tests.fakes import TinyEmbedder
 
 index, manifest, delay, progress_file = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 settings = Settings(index=Path(index), cache_dir=Path(index) / "cache", batch_size=4)
