@@ -188,12 +188,19 @@ def _query_object(view: Any, photo: Image.Image) -> QueryObject:
     return QueryObject(view.label, tuple(box), float(view.score))  # type: ignore[arg-type]
 
 
+LEGACY_VIEWS: dict[str, Any] = {"fit_small": False, "min_skin": 0.0}
+"""View settings added after indexes were first recorded, as those indexes were made."""
+
+
 def _same_views(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Whether two recorded view settings make the same vectors. `fit_small` matters only when
-    a network runs (detection or isolation); a record without it predates it (False)."""
+    a network runs (detection or isolation), `min_skin` only for garments; a record without
+    them predates them (`LEGACY_VIEWS`)."""
 
     def norm(d: Mapping[str, Any]) -> dict[str, Any]:
-        out = {"fit_small": False, **d}
+        out = {**LEGACY_VIEWS, **d}
+        if out.get("isolate", "none") != "garment":
+            out.pop("min_skin")
         if not out.get("detect") and out.get("isolate", "none") == "none":
             out.pop("fit_small")
         return out
@@ -204,8 +211,7 @@ def _same_views(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 def _views_from_dict(d: Mapping[str, Any]) -> ViewSettings:
     from lookalike.pipeline.isolate import ViewSettings
 
-    values = dict(d)
-    values.setdefault("fit_small", False)  # recorded before it existed: the native network sides
+    values = {**LEGACY_VIEWS, **d}  # recorded before they existed: as those indexes were made
     if values.get("labels") is not None:
         values["labels"] = frozenset(values["labels"])
     if values.get("background") is not None:
@@ -296,8 +302,8 @@ class Engine(ClosesStore):
 
         if self.manifest is not None:
             recorded = self.manifest.options.get("views") or ViewSettings(detect=False).to_dict()
-            # Indexes from before detection existed, or before `fit_small`: read as they were made.
-            recorded = {"fit_small": False, **recorded}
+            # Indexes from before detection existed, or before `LEGACY_VIEWS`: read as made.
+            recorded = {**LEGACY_VIEWS, **recorded}
             if self.manifest.options.get("views") != recorded:
                 options = {**self.manifest.options, "views": recorded}
                 self.manifest = dataclasses.replace(self.manifest, options=options)

@@ -4,6 +4,7 @@ catalogue photo is its own view, the query searches with its most relevant objec
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -60,15 +61,56 @@ def test_objects_become_views_and_queries_use_the_object(
     assert Engine(settings.index, settings=settings).views == views  # recorded, not re-asked
 
 
+def test_a_top_photographed_alone_keeps_its_whole_view_a_worn_one_is_cut_out(
+    tmp_path: Path, data_dir: Path, model_settings: object
+) -> None:
+    from lookalike.pipeline.isolate import kept_objects, query_views, views_for_image
+
+    settings = model_settings.model_copy(update={"index": tmp_path / "index"})  # type: ignore[attr-defined]
+    views = ViewSettings(detect=True, isolate="garment", labels=frozenset({"person"}))
+    engine = Engine(settings.index, settings=settings, image_embedder=TinyEmbedder(), views=views)
+    detector, isolator = engine._stages()
+    product = Image.open(data_dir / "fashion" / "products" / "viton_000220.jpg").convert("RGB")
+    worn = Image.open(data_dir / "fashion" / "worn" / "viton_000220_0.jpg").convert("RGB")
+    # YOLOX calls the top lying flat a person, but nobody wears it: no garment view.
+    assert [d.label for d in kept_objects(detector.detect(product), product.size, views)][:1] == [
+        "person"
+    ]
+    assert [v.label for v in views_for_image(product, detector, isolator, views)] == ["image"]
+    assert [v.label for v in query_views(product, detector, isolator, views)] == ["image"]
+    every = replace(views, min_skin=0.0)  # as indexes recorded before the setting
+    assert [v.label for v in views_for_image(product, detector, isolator, every)] == [
+        "person",
+        "image",
+    ]
+    # The worn photo shows skin and hair: its top is cut out, for the index and the query.
+    assert [v.label for v in views_for_image(worn, detector, isolator, views)] == [
+        "person",
+        "image",
+    ]
+    (query,) = query_views(worn, detector, isolator, views)
+    assert query.label == "person" and query.image.size[1] < worn.size[1]
+    # A region the user chose is cut out even where nobody wears it.
+    (boxed,) = query_views(product, detector, isolator, views, box=(0, 0, *product.size))
+    assert boxed.label == "box"
+
+
 def test_view_records_from_before_fit_small_keep_the_native_network_sides() -> None:
     from lookalike.engine import _same_views, _views_from_dict
 
     old = ViewSettings(detect=True, isolate="garment").to_dict()
-    del old["fit_small"]  # an index built before the setting existed
+    del old["fit_small"], old["min_skin"]  # an index built before the settings existed
     assert _views_from_dict(old).fit_small is False  # its crops were made at 416 / 512 px
+    assert _views_from_dict(old).min_skin == 0.0  # and every person box was cut out
     now = ViewSettings(detect=True, isolate="garment").to_dict()
     assert not _same_views(now, old)  # asking today's settings of it is a mismatch
-    assert _same_views(ViewSettings(detect=True, isolate="garment", fit_small=False).to_dict(), old)
+    assert not _same_views(
+        ViewSettings(detect=True, isolate="garment", fit_small=False).to_dict(), old
+    )
+    legacy = ViewSettings(detect=True, isolate="garment", fit_small=False, min_skin=0.0)
+    assert _same_views(legacy.to_dict(), old)
+    salient = ViewSettings(detect=True, isolate="salient", fit_small=False).to_dict()
+    assert _same_views(salient, {**salient, "min_skin": 0.5})  # garments only
     plain = ViewSettings(detect=False).to_dict()
-    del plain["fit_small"]
+    del plain["fit_small"], plain["min_skin"]
     assert _same_views(ViewSettings(detect=False).to_dict(), plain)  # no network: irrelevant

@@ -495,6 +495,12 @@ class GarmentParts:
     split_row: int | None
     alpha: np.ndarray
 
+    @property
+    def skin_share(self) -> float:
+        """Share of the person box that is skin or hair: near 0 for a top lying flat that the
+        detector took for a person (product shots), 0.04-0.66 for 600 worn photos."""
+        return float((np.maximum(self.skin, self.hair) >= 0.5).mean())
+
 
 class Isolator:
     """Masks -> cut-outs. Holds the maskers it needs (None where a mode is not used).
@@ -659,7 +665,19 @@ class Isolator:
 
         When no clothes are found the person box crop is returned (coverage 0), never an empty view.
         """
-        parts = self.garment_parts(image, person, garment, use_salient=use_salient)
+        return self._garment_cut(
+            image, self.garment_parts(image, person, garment, use_salient=use_salient)
+        )
+
+    def worn_garment(
+        self, image: Image.Image, person: Box | None, garment: Garment = "upper", *, min_skin: float
+    ) -> Cutout | None:
+        """`garment`, or None when the box shows less skin and hair than `min_skin` of its area:
+        nobody wears it (a garment photographed alone, which the detector calls a person)."""
+        parts = self.garment_parts(image, person, garment)
+        return self._garment_cut(image, parts) if parts.skin_share >= min_skin else None
+
+    def _garment_cut(self, image: Image.Image, parts: GarmentParts) -> Cutout:
         if float((parts.alpha >= 0.5).mean()) < 0.01:
             fallback = self.plain(image, parts.person)
             return replace(fallback, coverage=0.0)
@@ -690,6 +708,11 @@ class ViewSettings:
     fit_small: the detector and PAN run small photos / crops at their own side instead of
         upscaling them to the networks' native sizes (faster; the masks differ slightly, so it is
         recorded: indexes from before it existed read as False and keep the native sizes).
+    min_skin: with `isolate="garment"`, a person box with less skin and hair than this share of
+        its area is nobody wearing anything: YOLOX calls 269 of the 600 fashion product shots
+        (tops alone on white) a person; at 0.02 it drops 219 of those and none of 600 worn photos.
+        The photo then keeps its whole view only, like the other product shots. Indexes from
+        before it existed read as 0.0 (every person box cut out).
     """
 
     detect: bool = True
@@ -704,6 +727,7 @@ class ViewSettings:
     margin: float = 0.05
     aspect: float | None = None
     fit_small: bool = True
+    min_skin: float = 0.02
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -719,6 +743,7 @@ class ViewSettings:
             "margin": self.margin,
             "aspect": self.aspect,
             "fit_small": self.fit_small,
+            "min_skin": self.min_skin,
         }
 
 
@@ -759,15 +784,19 @@ def _isolate(
     boxes: Sequence[Box | None],
     isolator: Isolator | None,
     settings: ViewSettings,
-) -> list[Image.Image]:
-    """The view image of each box (None = whole photo) under `settings.isolate`."""
+) -> list[Image.Image | None]:
+    """The view image of each box (None = whole photo) under `settings.isolate`; None for a
+    person box nobody wears a garment in (`ViewSettings.min_skin`)."""
     if settings.isolate == "none" or isolator is None:
         return [_plain_view(image, b) for b in boxes]
     if settings.isolate == "salient":
-        cuts = isolator.salient(image, boxes)
+        cuts: list[Cutout | None] = list(isolator.salient(image, boxes))
     else:
-        cuts = [isolator.garment(image, b, settings.garment) for b in boxes]
-    return [c.flatten(settings.background) for c in cuts]
+        cuts = [
+            isolator.worn_garment(image, b, settings.garment, min_skin=settings.min_skin)
+            for b in boxes
+        ]
+    return [c.flatten(settings.background) if c is not None else None for c in cuts]
 
 
 def _plain_view(image: Image.Image, box: Box | None) -> Image.Image:
@@ -796,6 +825,8 @@ def views_for_image(
     if not objects:
         return [whole]
     views = _object_views(image, objects, isolator, settings)
+    if not views:
+        return [whole]
     return [*views, whole] if settings.include_whole else views
 
 
@@ -816,7 +847,11 @@ def _object_views(
     else:
         ordered = list(objects)
         images = _isolate(image, [d.box for d in ordered], isolator, settings)
-    return [ObjectView(d.box, d.label, d.score, im) for d, im in zip(ordered, images, strict=True)]
+    return [
+        ObjectView(d.box, d.label, d.score, im)
+        for d, im in zip(ordered, images, strict=True)
+        if im is not None
+    ]
 
 
 def query_views(
@@ -838,7 +873,9 @@ def query_views(
     """
     if box is not None:
         region = clip_box(box, image.size)
-        (view,) = _isolate(image, [region], isolator, settings)
+        # The user chose the region: cut its garment out even where nobody seems to wear it.
+        (view,) = _isolate(image, [region], isolator, replace(settings, min_skin=0.0))
+        assert view is not None
         return [ObjectView(region, "box", 1.0, view)]
     whole = ObjectView(None, "image", 1.0, image)
     if not settings.detect or detector is None:
@@ -846,8 +883,14 @@ def query_views(
     objects = kept_objects(detector.detect(image), image.size, settings)
     if not objects:
         return [whole]
-    chosen = objects[: settings.max_objects] if all_objects else objects[:1]
-    return _object_views(image, chosen, isolator, settings)
+    if all_objects:
+        return _object_views(image, objects[: settings.max_objects], isolator, settings) or [whole]
+    # The most relevant object that makes a view (a garment nobody wears does not).
+    for obj in objects[: settings.max_objects]:
+        views = _object_views(image, [obj], isolator, settings)
+        if views:
+            return views
+    return [whole]
 
 
 ProgressFn = Callable[[str, int, int], None]
