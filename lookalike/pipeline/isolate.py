@@ -110,7 +110,8 @@ def _pixels(box: Box) -> tuple[int, int, int, int]:
 
 
 def _dynamic_model_bytes(path: Path) -> bytes | None:
-    """The ONNX model at `path` with batch, height and width of its inputs/outputs made symbolic.
+    """The ONNX model at `path` with batch, height and width of its inputs/outputs made symbolic
+    (and the anchor count of a detector's (N, anchors, values) output, which follows the side).
 
     None when the `onnx` package is not installed (then the model runs at its fixed shape). Safe for
     fully convolutional graphs whose resizes take their sizes from `Shape` ops, as U^2-NetP's do.
@@ -124,6 +125,8 @@ def _dynamic_model_bytes(path: Path) -> bytes | None:
         dims = value.type.tensor_type.shape.dim
         if len(dims) == 4:
             dims[0].dim_param, dims[2].dim_param, dims[3].dim_param = "N", "H", "W"
+        elif len(dims) == 3:  # else ORT warns on every run that the output's shape differs
+            dims[0].dim_param, dims[1].dim_param = "N", "A"
     del model.graph.value_info[:]  # inferred shapes of the fixed graph; ORT re-infers them
     return model.SerializeToString()
 
@@ -190,6 +193,11 @@ def _resized_model_bytes(path: Path, size: int) -> bytes:
             for k, name in enumerate(concat.input):
                 if k > 0 and name in values:
                     concat.input[k] = scaled(name, 0)
+    # The native sizes no node reads any more (else ORT warns about each one when it loads).
+    used = {name for node in graph.node for name in node.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
     return model.SerializeToString()
 
 
