@@ -188,19 +188,21 @@ def _query_object(view: Any, photo: Image.Image) -> QueryObject:
     return QueryObject(view.label, tuple(box), float(view.score))  # type: ignore[arg-type]
 
 
-LEGACY_VIEWS: dict[str, Any] = {"fit_small": False, "min_skin": 0.0}
+LEGACY_VIEWS: dict[str, Any] = {"fit_small": False, "min_skin": 0.0, "salient_fit_small": False}
 """View settings added after indexes were first recorded, as those indexes were made."""
 
 
 def _same_views(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Whether two recorded view settings make the same vectors. `fit_small` matters only when
-    a network runs (detection or isolation), `min_skin` only for garments; a record without
-    them predates them (`LEGACY_VIEWS`)."""
+    a network runs (detection or isolation), `min_skin` only for garments, `salient_fit_small`
+    only for isolated objects; a record without them predates them (`LEGACY_VIEWS`)."""
 
     def norm(d: Mapping[str, Any]) -> dict[str, Any]:
         out = {**LEGACY_VIEWS, **d}
         if out.get("isolate", "none") != "garment":
             out.pop("min_skin")
+        if out.get("isolate", "none") == "none" or not out.get("detect"):
+            out.pop("salient_fit_small")  # U^2-NetP runs on detected objects only
         if not out.get("detect") and out.get("isolate", "none") == "none":
             out.pop("fit_small")
         return out
@@ -755,6 +757,7 @@ class Engine(ClosesStore):
                         margin=vs.margin,
                         aspect=vs.aspect,
                         clothes_fit_small=vs.fit_small,
+                        salient_fit_small=vs.salient_fit_small,
                     )
             self._stage_cache = (detector, isolator)
         return self._stage_cache

@@ -96,10 +96,11 @@ def test_a_top_photographed_alone_keeps_its_whole_view_a_worn_one_is_cut_out(
 
 
 def test_view_records_from_before_fit_small_keep_the_native_network_sides() -> None:
-    from lookalike.engine import _same_views, _views_from_dict
+    from lookalike.engine import LEGACY_VIEWS, _same_views, _views_from_dict
 
     old = ViewSettings(detect=True, isolate="garment").to_dict()
-    del old["fit_small"], old["min_skin"]  # an index built before the settings existed
+    for key in LEGACY_VIEWS:
+        del old[key]  # an index built before the settings existed
     assert _views_from_dict(old).fit_small is False  # its crops were made at 416 / 512 px
     assert _views_from_dict(old).min_skin == 0.0  # and every person box was cut out
     now = ViewSettings(detect=True, isolate="garment").to_dict()
@@ -107,10 +108,12 @@ def test_view_records_from_before_fit_small_keep_the_native_network_sides() -> N
     assert not _same_views(
         ViewSettings(detect=True, isolate="garment", fit_small=False).to_dict(), old
     )
-    legacy = ViewSettings(detect=True, isolate="garment", fit_small=False, min_skin=0.0)
+    legacy = ViewSettings(detect=True, isolate="garment", **LEGACY_VIEWS)
     assert _same_views(legacy.to_dict(), old)
-    salient = ViewSettings(detect=True, isolate="salient", fit_small=False).to_dict()
+    salient = ViewSettings(detect=True, isolate="salient", **LEGACY_VIEWS).to_dict()
     assert _same_views(salient, {**salient, "min_skin": 0.5})  # garments only
+    assert not _same_views(salient, {**salient, "salient_fit_small": True})
     plain = ViewSettings(detect=False).to_dict()
-    del plain["fit_small"], plain["min_skin"]
+    for key in LEGACY_VIEWS:
+        del plain[key]
     assert _same_views(ViewSettings(detect=False).to_dict(), plain)  # no network: irrelevant
