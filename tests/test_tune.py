@@ -336,6 +336,21 @@ def test_cross_domain_holds_out_whole_items():
     groups = [f"g{i // 3}" for i in range(30)]  # 10 items, 3 pairs each
     result = fit_cross_domain(wild, product, groups=groups, dims=(4,), lambdas=(0.1,), holdout=0.3)
     assert result.split["held_out_items"] == 3 and result.split["held_out_pairs"] == 9
+    assert result.split["splits"] == 5 and result.baseline.metrics["cross"]["queries"] == 5 * 9
+
+
+def test_cross_domain_choice_is_the_mean_over_seeded_held_out_draws():
+    rng = np.random.default_rng(1)
+    wild, product = l2_normalise(rng.normal(size=(40, 8))), l2_normalise(rng.normal(size=(40, 8)))
+    grid = {"dims": (2, 4), "lambdas": (0.1, 1.0)}
+    one = fit_cross_domain(wild, product, splits=1, seed=0, **grid)
+    three = fit_cross_domain(wild, product, splits=3, seed=0, **grid)
+    queries = [p.metrics["cross"]["queries"] for p in (three.baseline, *three.grid)]
+    assert queries == [3 * one.baseline.metrics["cross"]["queries"]] * 5  # every draw scored
+    assert three.chosen.score == max(p.score for p in three.grid)
+    assert three.split["splits"] == 3 and one.split["splits"] == 1
+    with pytest.raises(ValueError, match="splits"):
+        fit_cross_domain(wild, product, splits=0, **grid)
 
 
 # -- errors and progress -----------------------------------------------------------------------
