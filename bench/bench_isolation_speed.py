@@ -53,10 +53,8 @@ def main() -> None:
         im.load()
 
     groc = LABEL_PRESETS["grocery"]
-    isolators = {
-        size: Isolator.from_store(models, ("salient",), salient_size=size, batch_size=4)
-        for size in (320, 224, 192)
-    }
+    salient_320 = Isolator.from_store(models, ("salient",), salient_size=320, batch_size=4)
+    salient_fit = Isolator.from_store(models, ("salient",), batch_size=4, salient_fit_small=True)
     garment_iso = Isolator.from_store(models, ("garment",), batch_size=1)
     # Before YOLOX and PAN ran small photos at their own side (fit_small): both upscaled to 416 / 512.
     detector_416 = YoloxDetector.from_store(models, fit_small=False)
@@ -69,15 +67,24 @@ def main() -> None:
     configs = {
         "grocery: embed whole photo": (grocery, None, None, ViewSettings(detect=False)),
         "grocery: detect + embed views": (grocery, detector, None, ViewSettings(labels=groc)),
-        **{
-            f"grocery: detect + salient {size} px + embed views": (
-                grocery,
-                detector,
-                iso,
-                ViewSettings(labels=groc, isolate="salient"),
-            )
-            for size, iso in isolators.items()
-        },
+        "grocery: detect 416 (before fit_small) + embed views": (
+            grocery,
+            detector_416,
+            None,
+            ViewSettings(labels=groc),
+        ),
+        "grocery: detect + salient (fit_small, default) + embed views": (
+            grocery,
+            detector,
+            salient_fit,
+            ViewSettings(labels=groc, isolate="salient"),
+        ),
+        "grocery: detect 416 + salient 320 (before) + embed views": (
+            grocery,
+            detector_416,
+            salient_320,
+            ViewSettings(labels=groc, isolate="salient"),
+        ),
         "fashion: embed whole photo": (worn, None, None, ViewSettings(detect=False)),
         "fashion: detect + garment (PAN, default) + embed": (
             worn,
