@@ -40,7 +40,11 @@ def main() -> None:
 
     s = Settings()
     models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
-    embedder = load_embedder(models.spec("efficientnet-lite2"), models.path("efficientnet-lite2"))
+    embedder = load_embedder(  # as indexing opens it (`Settings.ort_spinning`)
+        models.spec("efficientnet-lite2"),
+        models.path("efficientnet-lite2"),
+        spinning=s.ort_spinning,
+    )
     detector = YoloxDetector.from_store(models)
     grocery_lines = (args.data / "grocery" / "train.txt").read_text().splitlines()[::20][: args.n]
     grocery = [

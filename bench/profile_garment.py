@@ -34,7 +34,11 @@ def main() -> None:
 
     s = Settings()
     models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
-    embedder = load_embedder(models.spec("efficientnet-lite2"), models.path("efficientnet-lite2"))
+    embedder = load_embedder(  # as indexing opens it (`Settings.ort_spinning`)
+        models.spec("efficientnet-lite2"),
+        models.path("efficientnet-lite2"),
+        spinning=s.ort_spinning,
+    )
     detector = YoloxDetector.from_store(models, fit_small=bool(args.fit))
     iso = Isolator.from_store(models, ("garment",), clothes_fit_small=bool(args.fit))
     rows = list(csv.DictReader((args.data / "fashion" / "pairs.csv").open()))[: args.n]

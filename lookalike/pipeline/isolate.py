@@ -206,7 +206,7 @@ def _session(model: Path | bytes, threads: int) -> Any:
     if isinstance(model, Path):
         from lookalike.models.runtime import open_session
 
-        return open_session(model, threads=threads)
+        return open_session(model, threads=threads, spinning=False)
     import os
 
     import onnxruntime as ort
@@ -217,6 +217,9 @@ def _session(model: Path | bytes, threads: int) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads if threads > 0 else (os.cpu_count() or 1)
     options.inter_op_num_threads = 1
+    # No busy-waiting between runs: the detector, PAN, U^2-NetP and the embedder take turns on the
+    # same cores, and a finished session's spinning threads slowed the next one down.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
