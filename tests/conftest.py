@@ -31,10 +31,15 @@ def model_settings(tmp_path_factory: pytest.TempPathFactory) -> object:
 
 
 @pytest.fixture(scope="session")
-def lite2_dir(model_settings: object) -> Path:
-    """The exported EfficientNet-Lite2 ONNX (exported on first use; needs the export extra)."""
+def model_store(model_settings: object) -> object:
+    """A `ModelStore` on the user's cache and mirror (as the engine opens one)."""
     from lookalike.models.store import ModelStore
 
     s = model_settings
-    store = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)  # type: ignore[attr-defined]
-    return store.path("efficientnet-lite2")
+    return ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def lite2_dir(model_store: object) -> Path:
+    """The exported EfficientNet-Lite2 ONNX (exported on first use; needs the export extra)."""
+    return model_store.path("efficientnet-lite2")  # type: ignore[attr-defined,no-any-return]

@@ -80,13 +80,10 @@ def test_fit_side_never_upscales_past_the_photo_and_keeps_the_stride() -> None:
 
 
 @pytest.fixture(scope="module")
-def detector(model_settings: object) -> object:
-    from lookalike.models.store import ModelStore
+def detector(model_store: object) -> object:
     from lookalike.pipeline.detect import YoloxDetector
 
-    s = model_settings
-    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)  # type: ignore[attr-defined]
-    return YoloxDetector.from_store(models)
+    return YoloxDetector.from_store(model_store)
 
 
 def _photo(name: str) -> Image.Image:
@@ -138,14 +135,11 @@ def test_detection_on_a_tiny_or_blank_photo_finds_nothing_and_does_not_crash(
 
 @pytest.mark.e2e
 def test_a_small_photo_runs_at_its_own_side_and_finds_the_same_person(
-    detector: object, model_settings: object
+    detector: object, model_store: object
 ) -> None:
-    from lookalike.models.store import ModelStore
     from lookalike.pipeline.detect import YoloxDetector, iou
 
-    s = model_settings
-    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)  # type: ignore[attr-defined]
-    fixed = YoloxDetector.from_store(models, fit_small=False)
+    fixed = YoloxDetector.from_store(model_store, fit_small=False)
     assert detector.fit_small and not fixed.fit_small  # type: ignore[attr-defined]
     small = _photo("astronaut").resize((192, 256))
     assert detector.size_for(small.size) == 256 and fixed.size_for(small.size) == 416  # type: ignore[attr-defined]

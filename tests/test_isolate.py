@@ -88,14 +88,13 @@ def test_cut_out_of_an_empty_mask_has_zero_coverage_and_a_wrong_mask_is_refused(
 
 
 @pytest.fixture(scope="module")
-def stages(model_settings: object) -> tuple[object, object]:
-    from lookalike.models.store import ModelStore
+def stages(model_store: object) -> tuple[object, object]:
     from lookalike.pipeline.detect import YoloxDetector
     from lookalike.pipeline.isolate import Isolator
 
-    s = model_settings
-    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)  # type: ignore[attr-defined]
-    return YoloxDetector.from_store(models), Isolator.from_store(models, ("salient", "garment"))
+    return YoloxDetector.from_store(model_store), Isolator.from_store(
+        model_store, ("salient", "garment")
+    )
 
 
 def _photo(name: str) -> Image.Image:
@@ -217,20 +216,17 @@ def test_garment_without_a_waistline_ends_at_the_waist_prior_and_loses_skin() ->
 
 @pytest.mark.e2e
 def test_pan_rebuilt_for_a_smaller_side_still_finds_the_suit_face_and_hair(
-    stages: tuple, model_settings: object
+    stages: tuple, model_store: object
 ) -> None:
     from lookalike.errors import ModelError
-    from lookalike.models.store import ModelStore
     from lookalike.pipeline.isolate import ClothesMasker
 
-    s = model_settings
-    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)  # type: ignore[attr-defined]
     detector, _ = stages
     image = _photo("astronaut")
     person = _best(detector, image, "person")
     from lookalike.pipeline.isolate import Isolator
 
-    small = Isolator.from_store(models, ("garment",), clothes_size=256)
+    small = Isolator.from_store(model_store, ("garment",), clothes_size=256)
     assert small.clothes_masker.input_size == 256  # type: ignore[union-attr]
     parts = small.garment_parts(image, person, "all")
     assert parts.alpha.shape == parts.clothes.shape
@@ -239,7 +235,7 @@ def test_pan_rebuilt_for_a_smaller_side_still_finds_the_suit_face_and_hair(
     assert parts.alpha[110 - oy, 226 - ox] == 0.0 and parts.skin[110 - oy, 226 - ox] > 0.5
     assert parts.alpha[40 - oy, 200 - ox] == 0.0 and parts.hair[40 - oy, 200 - ox] > 0.5
     # The rebuilt graph's masks agree with the native 512 px ones on most of the person box.
-    native = Isolator.from_store(models, ("garment",), clothes_size=None)
+    native = Isolator.from_store(model_store, ("garment",), clothes_size=None)
     ref = native.garment_parts(image, person, "all").alpha >= 0.5
     got = parts.alpha >= 0.5
     overlap = (ref & got).sum() / (ref | got).sum()
@@ -247,27 +243,24 @@ def test_pan_rebuilt_for_a_smaller_side_still_finds_the_suit_face_and_hair(
     # fit_small (the default): small crops run at their own side, large ones at the full 512.
     fitted = native.clothes_masker
     assert fitted.size_for((150, 250)) == 256 and fitted.size_for((358, 489)) == 512  # type: ignore[union-attr]
-    fixed = ClothesMasker.from_store(models, fit_small=False)
+    fixed = ClothesMasker.from_store(model_store, fit_small=False)
     assert fixed.size_for((150, 250)) == 512
     with pytest.raises(ModelError, match="multiple of 64"):
-        ClothesMasker.from_store(models, input_size=300)
+        ClothesMasker.from_store(model_store, input_size=300)
 
 
 @pytest.mark.e2e
 def test_u2netp_runs_small_crops_at_their_own_side_with_the_same_cup(
-    stages: tuple, model_settings: object
+    stages: tuple, model_store: object
 ) -> None:
-    from lookalike.models.store import ModelStore
     from lookalike.pipeline.isolate import SalientMasker
 
-    s = model_settings
-    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)  # type: ignore[attr-defined]
     detector, _ = stages
     coffee = _photo("coffee").resize((200, 150))  # the cup crop is then about 100 px
     cup = _best(detector, coffee, "cup")
     crop = coffee.crop(tuple(round(v) for v in cup.as_list()))
-    small = SalientMasker.from_store(models, fit_small=True)
-    native = SalientMasker.from_store(models)
+    small = SalientMasker.from_store(model_store, fit_small=True)
+    native = SalientMasker.from_store(model_store)
     assert small.size_for(crop.size) < 160 and native.size_for(crop.size) == 320
     assert small.size_for((500, 400)) == 320  # large crops are not upscaled beyond the native side
     # Crops of different sides in one call: batched by side, returned in order, at their own size.
