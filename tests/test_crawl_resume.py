@@ -40,8 +40,15 @@ print(json.dumps({"resumed": summary.resumed, "items": summary.items,
 
 @pytest.fixture
 def shop() -> ShopServer:
-    with ShopServer(slow_s=1.5) as server:
+    # Each photo answers after 0.15 s: the crawl lasts seconds, so the interrupt sent once two
+    # products are journaled lands mid-crawl (a CI run once saw the crawl finish first).
+    with ShopServer(slow_s=1.5, image_delay_s=0.15) as server:
         yield server
+
+
+def _interrupt(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
+    assert proc.poll() is None, "the crawl finished before it could be interrupted"
+    proc.send_signal(sig)
 
 
 def _start(url: str, out: Path, rate: float) -> subprocess.Popen[str]:
@@ -97,7 +104,7 @@ def test_kill_9_mid_crawl_then_rerun_skips_finished_work(shop: ShopServer, tmp_p
     out = tmp_path / "killed"
     proc = _start(seed, out, rate=12.0)  # about 3 s for the whole shop
     _wait_for_products(proc, out, at_least=2)
-    proc.send_signal(signal.SIGKILL)
+    _interrupt(proc, signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
 
@@ -125,7 +132,7 @@ def test_ctrl_c_writes_what_is_finished_and_resumes(shop: ShopServer, tmp_path: 
     out = tmp_path / "out"
     proc = _start(seed, out, rate=12.0)
     _wait_for_products(proc, out, at_least=2)
-    proc.send_signal(signal.SIGINT)
+    _interrupt(proc, signal.SIGINT)
     proc.communicate(timeout=30)
     assert proc.returncode != 0  # KeyboardInterrupt
     done = [r for r in _journal(out) if r["e"] == "product"]
