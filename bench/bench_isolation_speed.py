@@ -32,19 +32,12 @@ def main() -> None:
 
     import csv
 
-    from lookalike.config import Settings
-    from lookalike.models.store import ModelStore
+    from bench_models import store_and_lite2
+
     from lookalike.pipeline.detect import LABEL_PRESETS, YoloxDetector
-    from lookalike.pipeline.embed import load_embedder
     from lookalike.pipeline.isolate import Isolator, ViewSettings, views_for_image
 
-    s = Settings()
-    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
-    embedder = load_embedder(  # as indexing opens it (`Settings.ort_spinning`)
-        models.spec("efficientnet-lite2"),
-        models.path("efficientnet-lite2"),
-        spinning=s.ort_spinning,
-    )
+    models, embedder = store_and_lite2()
     detector = YoloxDetector.from_store(models)
     grocery_lines = (args.data / "grocery" / "train.txt").read_text().splitlines()[::20][: args.n]
     grocery = [

@@ -25,20 +25,12 @@ def main() -> None:
     args = ap.parse_args()
 
     import numpy as np
+    from bench_models import store_and_lite2
 
-    from lookalike.config import Settings
-    from lookalike.models.store import ModelStore
     from lookalike.pipeline.detect import YoloxDetector, most_relevant
-    from lookalike.pipeline.embed import load_embedder
     from lookalike.pipeline.isolate import Isolator, _pixels, clip_box, cut_out, split_garments
 
-    s = Settings()
-    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
-    embedder = load_embedder(  # as indexing opens it (`Settings.ort_spinning`)
-        models.spec("efficientnet-lite2"),
-        models.path("efficientnet-lite2"),
-        spinning=s.ort_spinning,
-    )
+    models, embedder = store_and_lite2()
     detector = YoloxDetector.from_store(models, fit_small=bool(args.fit))
     iso = Isolator.from_store(models, ("garment",), clothes_fit_small=bool(args.fit))
     rows = list(csv.DictReader((args.data / "fashion" / "pairs.csv").open()))[: args.n]

@@ -1,0 +1,19 @@
+"""The model store and the EfficientNet-Lite2 embedder, opened the way indexing opens them, for
+benchmarks that time stages side by side (import from a script run as `python bench/NAME.py`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def store_and_lite2() -> tuple[Any, Any]:
+    """(ModelStore, Lite2 embedder) from the settings; the embedder without busy-waiting threads
+    when `Settings.ort_spinning` says so (the indexing default)."""
+    from lookalike.config import Settings
+    from lookalike.models.store import ModelStore
+    from lookalike.pipeline.embed import load_embedder
+
+    s = Settings()
+    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
+    spec = models.spec("efficientnet-lite2")
+    return models, load_embedder(spec, models.path(spec.name), spinning=s.ort_spinning)
