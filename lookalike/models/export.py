@@ -17,7 +17,15 @@ GEM_P = 3.0
 """GeM pooling exponent (Radenović et al.): p=3 is the standard choice for retrieval."""
 
 
-def _efficientnet_lite(variant: str) -> Callable[[Mapping[str, Path], Path], None]:
+def _efficientnet_lite(*variants: str) -> Callable[[Mapping[str, Path], Path], None]:
+    """Export one EfficientNet-Lite, or several run side by side on the same input (an ensemble).
+
+    Inputs: `weights` (the first variant's .pth), then `weights_<variant>` for each further one.
+    One variant: outputs `gem`, `avg` (its pooled features) and `logits`. Several: `gem` / `avg`
+    are the concatenation of each network's L2-normalised pooled features (each network weighs
+    the same in a cosine), `logits` the first network's.
+    """
+
     def export(inputs: Mapping[str, Path], dest: Path) -> None:
         try:
             import torch
@@ -28,28 +36,42 @@ def _efficientnet_lite(variant: str) -> Callable[[Mapping[str, Path], Path], Non
                 "pip install torch==2.13.0 efficientnet-lite-pytorch==0.1.0 onnx"
             ) from exc
 
-        model = EfficientNet.from_pretrained(variant, weights_path=str(inputs["weights"]))
-        model.eval()
+        nets = [
+            EfficientNet.from_pretrained(v, weights_path=str(inputs[weights_role(v, variants)]))
+            for v in variants
+        ]
 
         class Pooled(torch.nn.Module):
-            """Feature map -> GeM and average pooled features, plus the ImageNet logits."""
+            """Feature maps -> GeM and average pooled features, plus the first net's logits."""
 
-            def __init__(self, net: torch.nn.Module) -> None:
+            def __init__(self, nets: list[torch.nn.Module]) -> None:
                 super().__init__()
-                self.net = net
+                self.nets = torch.nn.ModuleList(nets)
 
             def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-                fmap = self.net.extract_features(x)
-                avg = fmap.mean(dim=(2, 3))
-                gem = fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
-                return gem, avg, self.net._fc(avg)
+                gems, avgs = [], []
+                for net in self.nets:
+                    fmap = net.extract_features(x)
+                    avgs.append(fmap.mean(dim=(2, 3)))
+                    gems.append(fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P))
+                logits = self.nets[0]._fc(avgs[0])
+                if len(gems) == 1:
+                    return gems[0], avgs[0], logits
+                unit = torch.nn.functional.normalize
+                return (
+                    torch.cat([unit(g) for g in gems], 1),
+                    torch.cat([unit(a) for a in avgs], 1),
+                    logits,
+                )
 
-        size = EfficientNet.get_image_size(variant)
+        # The ensemble's input is the first network's (its size and crop): the others see the same
+        # pixels, a little larger than their own training size (260 vs 240 px for Lite1).
+        size = EfficientNet.get_image_size(variants[0])
         sample = torch.zeros(1, 3, size, size)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(".onnx.part")
         torch.onnx.export(
-            Pooled(model).eval(),
+            Pooled(nets).eval(),
             (sample,),
             str(tmp),
             input_names=["pixels"],
@@ -66,6 +88,11 @@ def _efficientnet_lite(variant: str) -> Callable[[Mapping[str, Path], Path], Non
         tmp.replace(dest)
 
     return export
+
+
+def weights_role(variant: str, variants: tuple[str, ...]) -> str:
+    """The export input role of `variant`'s weights in a recipe over `variants`."""
+    return "weights" if variant == variants[0] else f"weights_{variant}"
 
 
 def _static_int8(variant: str) -> Callable[[Mapping[str, Path], Path], None]:
@@ -91,6 +118,8 @@ RECIPES: dict[str, Callable[[Mapping[str, Path], Path], None]] = {
     "efficientnet-lite0": _efficientnet_lite("efficientnet-lite0"),
     "efficientnet-lite2": _efficientnet_lite("efficientnet-lite2"),
     "efficientnet-lite2-int8": _static_int8("efficientnet-lite2"),
+    "efficientnet-lite1": _efficientnet_lite("efficientnet-lite1"),
+    "efficientnet-lite2+lite1": _efficientnet_lite("efficientnet-lite2", "efficientnet-lite1"),
 }
 
 
