@@ -3,11 +3,15 @@
     export LOOKALIKE_MODELS_MIRROR=/work/shared/models LOOKALIKE_CACHE_DIR=$PWD/.cache/lookalike
     .venv/bin/python bench/eval_fashion_isolated.py --data ../shared/data/fashion \
         --cache /work/cache/accuracy/fashion_lite2_garment.npz --json fashion.json
+    # another embedder (a new --cache: vectors are cached per file), query-side TTA
+    .venv/bin/python bench/eval_fashion_isolated.py --data ../shared/data/fashion \
+        --cache /work/cache/fashion_ens.npz --embedder efficientnet-lite2+lite1 --tta flip+crops
 
 Every photo goes through the engine's own view pipeline (`Engine._query_views` with
 `detect=True, isolate="garment", garment="upper", labels="fashion"`: YOLOX-Nano finds the person,
 PAN x U^2-NetP cut out the top, flattened on a plain background; a photo without a relevant
-object stays whole, which is what happens to most product shots) and the Lite2 embedder. Vectors
+object stays whole, which is what happens to most product shots) and the embedder (`--embedder`,
+default Lite2; `--tta` embeds the worn photos' views as the engine embeds a query with that TTA). Vectors
 are cached in `--cache`. Then `bench/eval_tune.py`'s `fashion_cross_domain`: split by garment
 (seed 0), the projection fitted on 300 garments (parameters chosen on a held-out 20 % of those),
 R@1 of the other 300 garments' worn photos among their 300 product shots, and the halves swapped.
@@ -38,6 +42,13 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--garment", default="upper")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--embedder", default="efficientnet-lite2", help="catalogue model name")
+    parser.add_argument(
+        "--tta",
+        default="none",
+        choices=["none", "flip", "crops", "flip+crops"],
+        help="query-side test-time augmentation of the worn photos (the engine's LOOKALIKE_TTA)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,6 +58,7 @@ def main() -> None:
             isolate="garment",
             garment=args.garment,
             labels="fashion",
+            embedder=args.embedder,
         )
         engine = Engine(settings.index, settings=settings)
         labels: dict[str, int] = {}
@@ -63,12 +75,35 @@ def main() -> None:
         vectors = embed_fashion(args.data, args.cache, embed=embed)
         if labels:
             print(f"views used: {labels} in {time.perf_counter() - started:.0f} s", flush=True)
+        if args.tta != "none":
+            vectors["worn_vectors"] = worn_with_tta(engine, vectors, args.cache, args.tta)
     report = fashion_cross_domain(
         vectors["product_vectors"], vectors["worn_vectors"], vectors["garment_ids"]
     )
     print(markdown({"fashion": report}))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=float))
+
+
+def worn_with_tta(engine: object, vectors: dict, cache: Path, mode: str) -> np.ndarray:  # type: ignore[type-arg]
+    """The worn photos' query vectors as the engine makes them with `LOOKALIKE_TTA=mode`: the
+    normalised mean of the garment view's and its augmentations' vectors (cached beside `cache`)."""
+    from lookalike.pipeline.decode import load_image
+    from lookalike.pipeline.rerank import tta_embed
+
+    path = cache.with_name(f"{cache.stem}.worn-tta-{mode}.npz")
+    if path.exists():
+        with np.load(path) as npz:
+            return npz["worn_vectors"]
+    out = []
+    for n, image in enumerate(vectors["worn_images"], start=1):
+        view = engine._query_views(load_image(str(image)).image)[0]  # type: ignore[attr-defined]
+        out.append(tta_embed(engine.embedder.embed_images, view.image.convert("RGB"), mode)[0])  # type: ignore[attr-defined]
+        if n % 100 == 0:
+            print(f"worn tta {mode}: {n}/{len(vectors['worn_images'])}", flush=True)
+    worn = np.stack(out).astype(np.float32)
+    np.savez(path, worn_vectors=worn)
+    return worn
 
 
 if __name__ == "__main__":
