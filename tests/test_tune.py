@@ -237,7 +237,7 @@ def test_a_catalogue_of_photo_pairs_can_be_tuned():
     cat, items, _ = nuisance_world(20, 2, seed=1)
     result = fit_projection(cat, items, **GRID)
     assert result.split["by"] == "item" and result.split["unseen_items"] == 4
-    assert result.chosen.metrics["views"]["queries"] == 4
+    assert result.chosen.metrics["views"]["queries"] == 4 * result.split["splits"]
     assert result.projection.fitted_on["vectors"] == 40
 
 
@@ -247,7 +247,9 @@ def test_held_out_photos_are_not_fitted_and_the_final_fit_uses_all(world, fitted
     assert split["fit_vectors"] + split["held_out_vectors"] == n
     assert split["by"] == "photo" and split["reference_vectors"] == 0
     assert split["held_out_vectors"] == (holdout_split(world["cat_items"], 0.2, 0) == QUERY).sum()
-    assert fitted.chosen.metrics["views"]["queries"] == split["held_out_vectors"]
+    # Metrics are means over the draws; `queries` counts every draw's scored photos.
+    assert split["splits"] == 5 and split["held_out_scored"] == split["held_out_vectors"]
+    assert fitted.chosen.metrics["views"]["queries"] > split["held_out_vectors"]
     assert fitted.projection.fitted_on["vectors"] == n
 
 
@@ -388,6 +390,24 @@ def test_fixed_parameters_without_holdout(world):
     assert result.grid == (result.chosen,)
 
 
+def test_the_choice_averages_several_held_out_draws(world):
+    cat, items = world["cat"], world["cat_items"]
+    one = fit_projection(cat, items, **GRID, splits=1)
+    three = fit_projection(cat, items, **GRID, splits=3)
+    # The first draw is the same photos either way; the three-draw means differ from it.
+    assert one.split["held_out_vectors"] == three.split["held_out_vectors"]
+    assert three.chosen.metrics["views"]["queries"] == 3 * one.chosen.metrics["views"]["queries"]
+    by_params = {(p.dim, p.lam): p.score for p in three.grid}
+    draws = [
+        {(p.dim, p.lam): p.score for p in fit_projection(cat, items, **GRID, seed=s, splits=1).grid}
+        for s in (0, 1, 2)
+    ]
+    for key, score in by_params.items():
+        assert score == pytest.approx(np.mean([d[key] for d in draws]))
+    with pytest.raises(ValueError, match="splits"):
+        fit_projection(cat, items, **GRID, splits=0)
+
+
 def test_fit_grid_matches_single_fits(world):
     grid = fit_grid(world["cat"], world["cat_items"], dims=(4, 8), lambdas=(0.1, 1.0))
     assert sorted(grid) == [(4, 0.1), (4, 1.0), (8, 0.1), (8, 1.0)]
@@ -406,7 +426,7 @@ def test_progress_reports_every_grid_point_then_the_refit(world):
     calls: list[tuple[str, int, int]] = []
     fit_projection(world["cat"], world["cat_items"], **GRID, progress=lambda *a: calls.append(a))
     tune = [c for c in calls if c[0] == "tune"]
-    assert tune[-1] == ("tune", 9, 9) and len(tune) == 9
+    assert tune[-1] == ("tune", 45, 45) and len(tune) == 45  # 9 points x 5 held-out draws
     assert calls[-1] == ("refit", 1, 1)
 
 

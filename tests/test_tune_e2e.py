@@ -34,7 +34,9 @@ def test_tune_real_grocery_index(data_dir: Path, lite2_dir: Path, tmp_path: Path
     assert out.exit_code == 0, out.output
     choice = json.loads(out.stdout)
     assert choice["applied"] and choice["views"] == 40 and choice["items"] == 8
-    assert choice["held_out"]["views"]["queries"] == choice["split"]["held_out_scored"] > 0
+    split = choice["split"]  # queries are counted over every held-out draw
+    assert choice["held_out"]["views"]["queries"] >= split["held_out_scored"] > 0
+    assert split["splits"] == 5
 
     manifest = IndexManifest.load(small.index)
     assert manifest is not None and manifest.projection is not None

@@ -511,7 +511,8 @@ def tune(
             typer.echo(
                 f"held-out {mode} R@1: {r.baseline.metrics[mode]['recall@1']:.3f} without -> "
                 f"{r.chosen.metrics[mode]['recall@1']:.3f} with dim {r.chosen.dim}, "
-                f"lam {r.chosen.lam:g} ({r.split.get('held_out_scored', r.split.get('held_out_pairs'))} held-out photos)"
+                f"lam {r.chosen.lam:g} ({r.split.get('held_out_scored', r.split.get('held_out_pairs'))} "
+                f"held-out photos, mean of {r.split.get('splits', 1)} draws)"
             )
         if outcome.applied:
             typer.echo(f"applied: {engine.projection_status().describe()}")
