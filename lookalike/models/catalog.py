@@ -204,7 +204,7 @@ def _efficientnet_lite(*variants: str) -> ModelSpec:
             f"{titles} ImageNet CNN, {dim}-d GeM-pooled features"
             if len(variants) == 1
             else f"{titles} ImageNet CNNs on one input, {dim}-d: their L2-normalised GeM "
-            "features side by side (an ensemble: 1.7x Lite2's compute)"
+            "features side by side (an ensemble: about 1.9x Lite2's compute)"
         ),
         preprocess=Preprocess(
             size=_LITE_WEIGHTS[variants[0]][0],
