@@ -108,15 +108,13 @@ def choose_tta(
     """The two folds of `eval_tune.fashion_cross_domain` (same seed, same halves), with the worn
     photos' TTA mode chosen per fold by the cross-domain fit's own held-out score (mean R@1 of 5
     draws of the fit garments); R@1 of the report garments with that mode's vectors and fit."""
+    from eval_tune import garment_folds
+
     from lookalike.eval import evaluate
     from lookalike.tune import fit_cross_domain, item_rankings
 
     ids = np.asarray([str(g) for g in garment_ids])
-    order = np.random.default_rng(seed).permutation(len(ids))
-    folds = [
-        (order[:fit_garments], order[fit_garments:]),
-        (order[fit_garments:], order[:fit_garments]),
-    ]
+    folds = garment_folds(len(ids), fit_garments, seed)
     out: dict[str, object] = {"folds": []}
     for fold, (fit, rep) in enumerate(folds):
         scored = {}

@@ -274,6 +274,16 @@ def grocery_report(npz: Path, *, seeds: Sequence[int] = (0, 1, 2)) -> dict[str, 
 # ---------------------------------------------------------------------------------------------
 
 
+def garment_folds(n: int, fit_garments: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The two (fit rows, report rows) folds of the fashion benchmarks: the garments shuffled with
+    `seed`, the first `fit_garments` fitted and the rest reported, then the halves swapped."""
+    order = np.random.default_rng(seed).permutation(n)
+    return [
+        (order[:fit_garments], order[fit_garments:]),
+        (order[fit_garments:], order[:fit_garments]),
+    ]
+
+
 def fashion_cross_domain(
     product: np.ndarray,
     worn: np.ndarray,
@@ -291,11 +301,7 @@ def fashion_cross_domain(
     (N - fit_garments candidates). Both halves are also swapped (2-fold) to show the spread.
     """
     ids = np.asarray([str(g) for g in garment_ids])
-    order = np.random.default_rng(seed).permutation(len(ids))
-    folds = [
-        (order[:fit_garments], order[fit_garments:]),
-        (order[fit_garments:], order[:fit_garments]),
-    ]
+    folds = garment_folds(len(ids), fit_garments, seed)
     out: dict[str, Any] = {"garments": len(ids), "fit_garments": fit_garments, "folds": []}
     for fold, (fit, rep) in enumerate(folds):
         t = time.perf_counter()
