@@ -188,6 +188,16 @@ def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:
     assert out.getpixel((3, 3)) == (128, 128, 128)
 
 
+def test_float_image_with_nan_is_scaled_over_its_finite_range(tmp_path: Path) -> None:
+    arr = np.linspace(-100.0, 900.0, 600, dtype=np.float32).reshape(20, 30)
+    arr[0, 0] = np.nan
+    path = _save(Image.fromarray(arr, "F"), tmp_path / "float.tiff")
+    out = np.asarray(load_image(path).image)[:, :, 0]
+    assert out[0, 0] == 0  # NaN -> the bottom of the range
+    assert out[0, 1] < 2 and out[-1, -1] == 255  # -100 .. 900 spread over 0 .. 255
+    assert 120 < out[10, 0] < 135
+
+
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     img = Image.new("RGB", (40, 20), RED)
     img.paste((0, 0, 255), (0, 0, 10, 20))  # blue strip on the left as stored
@@ -219,6 +229,83 @@ def test_draft_can_be_disabled_and_skips_small_jpegs() -> None:
     assert decode_image(data, "big.jpg", DecodeLimits(draft_size=None)).size == (2400, 2200)
     small = _jpeg_bytes((1500, 1200))  # shorter side < 2 * 1024: nothing to gain
     assert decode_image(small, "small.jpg").size == (1500, 1200)
+
+
+def test_large_png_is_reduced_like_a_jpeg_draft(tmp_path: Path) -> None:
+    img = Image.new("RGB", (2500, 2100), RED)
+    path = _save(img, tmp_path / "big.png")
+    decoded = load_image(path)
+    assert decoded.image.size == (1250, 1050)  # 2100 // 1024 = 2: never below the draft size
+    assert decoded.original_size == (2500, 2100)
+    assert decoded.image.getpixel((600, 500)) == RED
+    assert decode_image(Path(path).read_bytes(), "", DecodeLimits(draft_size=None)).size == (
+        2500,
+        2100,
+    )
+
+
+def test_exif_orientation_survives_the_reduction(tmp_path: Path) -> None:
+    img = Image.new("RGB", (2400, 2200), RED)
+    img.paste((0, 0, 255), (0, 0, 600, 2200))  # blue strip on the left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = _save(img, tmp_path / "rotated.png", exif=exif.tobytes())
+    decoded = load_image(path)
+    assert decoded.original_size == (2200, 2400)
+    assert decoded.image.size == (1100, 1200)
+    assert decoded.image.getpixel((550, 20)) == (0, 0, 255)  # the left strip is now on top
+    assert decoded.image.getpixel((550, 1100)) == RED
+
+
+def test_decoded_size_over_the_memory_limit_is_refused_before_decoding(
+    tmp_path: Path, no_pixel_decoding: None
+) -> None:
+    path = _save(Image.new("RGB", (1000, 1000), RED), tmp_path / "rgb.png")
+    # 1000 x 1000 RGB is stored as 4 bytes per pixel: 3.8 MiB.
+    limits = DecodeLimits(max_decoded_bytes=3 * 1024 * 1024)
+    with pytest.raises(DecodeError, match=r"too large to decode: 1000x1000 RGB needs 3 MiB"):
+        load_image(path, limits)
+
+
+_PEAK_RSS = """
+import resource, sys
+from lookalike.pipeline.decode import load_image
+image = load_image(sys.argv[1]).image
+print(image.size[0], image.size[1], image.getpixel((5, 5))[0], flush=True)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_sixteen_bit_png_of_many_pixels_decodes_in_bounded_memory(tmp_path: Path) -> None:
+    # The probe's file: 142 KB of 16-bit PNG, 7990 x 7990 pixels. Its pixels alone are 128 MB; a
+    # float64 copy of them took a photo search to 2.2 GB. Measured in a fresh process (peak RSS).
+    path = tmp_path / "big16.png"
+    Image.new("I;16", (7990, 7990), 1000).save(path, optimize=True)
+    assert path.stat().st_size < 200_000
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, str(path)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    width, height, grey, peak_mb = (int(v) for v in out)
+    assert (width, height) == (1142, 1142)  # reduced by 7990 // 1024 = 7, rounded up
+    assert grey == 4  # 1000 / 257, rounded: scaled, not clipped
+    # The 128 MB decoded buffer and its 64 MB 8-bit copy, plus the interpreter and numpy (~60 MB).
+    assert peak_mb < 350, f"peak RSS {peak_mb} MB"  # was 1,754 MB before bands and reduction
+
+
+def test_jpeg_header_claiming_more_pixels_than_its_bytes_hold_is_truncated(
+    tmp_path: Path,
+) -> None:
+    # A 40 KB JPEG whose frame header claims 8000 x 8000: libjpeg paints the missing blocks grey
+    # and only warns, so it decoded as a flat grey photo and was searched.
+    data = bytearray(_jpeg_bytes((300, 200)))
+    pos = 2
+    while data[pos + 1] not in (0xC0, 0xC2):
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    struct.pack_into(">HH", data, pos + 5, 8000, 8000)
+    with pytest.raises(DecodeError, match=r"truncated JPEG image: \d+ bytes cannot hold"):
+        decode_image(bytes(data), "fake.jpg")
 
 
 def test_content_hash_is_sha256_hex() -> None:

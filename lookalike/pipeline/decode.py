@@ -9,11 +9,18 @@ Every way a file can be bad ends in a `DecodeError` whose message is a short rea
 - formats: only the formats a catalogue may hold (JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF, HEIC) are
   opened, so Pillow's riskier plugins (EPS runs Ghostscript, for one) are never reached;
 - truncated or corrupt files: the pixels are loaded in full and truncation is an error, whatever the
-  process-wide `ImageFile.LOAD_TRUNCATED_IMAGES` says.
+  process-wide `ImageFile.LOAD_TRUNCATED_IMAGES` says; a Huffman-coded JPEG too short to hold one
+  bit per 8x8 block of the size its header claims is refused before decoding (libjpeg would paint
+  the missing blocks grey and report nothing);
+- memory: what decoding will allocate (pixels x bytes per pixel of the decoded mode) is checked
+  against `max_decoded_bytes` before any pixel is decoded; the image is brought to 8 bits and reduced
+  before it is converted, and the full-size pixels are released before the next step, so a small file
+  of many pixels (a 16-bit PNG of 64 megapixels is 142 KB) costs a bounded, predictable amount.
 
 What comes out is ready for the models: EXIF orientation applied, first frame of an animation,
-alpha composited over white, 16-bit and CMYK brought to 8-bit RGB, and large JPEGs decoded at a
-reduced size through `Image.draft` (the DCT scales by 1/2, 1/4 or 1/8 almost for free).
+alpha composited over white, 16-bit and CMYK brought to 8-bit RGB, and large images decoded at a
+reduced size: JPEGs through `Image.draft` (the DCT scales by 1/2, 1/4 or 1/8 almost for free),
+other formats by an integer `Image.reduce` right after decoding.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import math
 import struct
 import threading
 import warnings
@@ -29,7 +37,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from lookalike.errors import DecodeError
 
@@ -78,15 +86,21 @@ class DecodeLimits:
 
     max_bytes: largest file (or download, counted after content decoding) accepted, in bytes.
     max_pixels: largest width * height accepted, checked from the header before decoding.
-    draft_size: JPEGs whose shorter side is at least twice this are decoded at 1/2, 1/4 or 1/8
-        scale, never below `draft_size` on either side; None decodes at full size.
+    draft_size: images whose shorter side is at least twice this are reduced by an integer factor
+        (JPEGs at 1/2, 1/4 or 1/8 scale while decoding, other formats right after), never below
+        `draft_size` on either side; None decodes at full size.
     timeout_s: connect/read timeout for http(s) sources, in seconds.
+    max_decoded_bytes: largest pixel buffer decoding may allocate (pixels x bytes per pixel of the
+        decoded mode, as Pillow stores it: 1 for L/P, 2 for 16-bit, 4 for RGB/RGBA/32-bit), checked
+        before decoding. The default admits every image of `max_pixels` in any mode (64 M x 4 bytes),
+        so it bounds memory without refusing what the pixel limit allows.
     """
 
     max_bytes: int = 50 * MiB
     max_pixels: int = 64_000_000
     draft_size: int | None = 1024
     timeout_s: float = 30.0
+    max_decoded_bytes: int = 256 * MiB
 
 
 @dataclass(frozen=True)
@@ -213,18 +227,23 @@ def _decode(data: bytes, source: str, limits: DecodeLimits) -> tuple[Image.Image
         fmt = img.format or "image"
         width, height = img.size
         _check_pixels(width, height, limits)
-        if fmt in ("JPEG", "MPO") and limits.draft_size:
-            _draft(img, limits.draft_size)
+        if fmt in ("JPEG", "MPO"):
+            _check_jpeg_length(data, width, height)
+            if limits.draft_size:
+                _draft(img, limits.draft_size)
+        _check_memory(img, limits)
         _load_fully(img, fmt)
         # A GIF frame may be larger than the header's screen size; check what was really decoded.
         _check_pixels(*img.size, limits)
-        turned = _exif_transpose(img)
-        if turned.size != img.size:  # rotated by 90 or 270 degrees
-            width, height = height, width
-        rgb = _to_rgb(turned)
+        orientation = _orientation(img)
+        # 8 bits and reduced first, so that turning and converting work on the small image.
+        small = _shrink(img, limits.draft_size)
     finally:
-        img.close()
-    return rgb, (width, height)
+        img.close()  # the full-size pixels go now, not when the caller's image does
+    turned = _transpose(small, orientation)
+    if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
+        width, height = height, width
+    return _to_rgb(turned), (width, height)
 
 
 def _open(data: bytes, source: str, limits: DecodeLimits) -> ImageFile.ImageFile:
@@ -308,19 +327,119 @@ def _load_fully(img: ImageFile.ImageFile, fmt: str) -> None:
         raise DecodeError(f"truncated or corrupt {fmt} image: {_describe(exc)}") from None
 
 
-def _exif_transpose(img: Image.Image) -> Image.Image:
-    """Pixels turned the way the camera meant them; a copy, so `img` may be closed."""
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1 to 8; 1 = as stored). Malformed EXIF counts as 1: the pixels are
+    still good, only the rotation is unknown."""
     try:
-        turned = ImageOps.exif_transpose(img)
+        value = img.getexif().get(0x0112, 1)  # 0x0112: Orientation
     except _PIL_ERRORS:
-        turned = None  # malformed EXIF: the pixels are still good, only the rotation is unknown
-    return turned if turned is not None else img.copy()
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _transpose(img: Image.Image, orientation: int) -> Image.Image:
+    """Pixels turned the way the camera meant them (as `ImageOps.exif_transpose`, applied to the
+    already reduced image, which no longer carries the file's EXIF)."""
+    method = _TRANSPOSE.get(orientation)
+    return img.transpose(method) if method is not None else img
+
+
+# Bytes per pixel of Pillow's in-memory storage: 8-bit single band, 16-bit, else 32 bits per pixel
+# (RGB is stored as 4 bytes too).
+_ONE_BYTE_MODES = frozenset({"1", "L", "P"})
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    if mode in _ONE_BYTE_MODES:
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4
+
+
+def _check_memory(img: Image.Image, limits: DecodeLimits) -> None:
+    """Refuse before decoding when the pixel buffer would exceed `limits.max_decoded_bytes`."""
+    width, height = img.size
+    need = width * height * _bytes_per_pixel(img.mode)
+    if need > limits.max_decoded_bytes:
+        raise DecodeError(
+            f"image too large to decode: {width}x{height} {img.mode} needs {need // MiB} MiB "
+            f"> limit of {limits.max_decoded_bytes // MiB} MiB"
+        )
+
+
+def _check_jpeg_length(data: bytes, width: int, height: int) -> None:
+    """Refuse a Huffman-coded JPEG whose file cannot hold the picture its header claims.
+
+    Every 8x8 luma block of a baseline or progressive JPEG costs at least one bit (its DC
+    difference is a Huffman code of one bit or more), so fewer than blocks / 8 bytes means the scan
+    data is missing: libjpeg would fill the rest with flat grey and only warn. Arithmetic-coded
+    JPEGs (rare) can go below one bit per block and are left to the decoder.
+    """
+    if _jpeg_sof(data) not in (0xC0, 0xC1, 0xC2):
+        return
+    blocks = -(-width // 8) * -(-height // 8)
+    if len(data) * 8 < blocks:
+        raise DecodeError(
+            f"truncated JPEG image: {len(data)} bytes cannot hold the {width}x{height} "
+            "pixels its header claims"
+        )
+
+
+def _jpeg_sof(data: bytes) -> int | None:
+    """The start-of-frame marker (0xC0 baseline, 0xC2 progressive ...) of a JPEG, None if not found
+    before the first scan."""
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA:  # start of scan: no frame header before it
+            return None
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return marker
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def _shrink(img: Image.Image, draft_size: int | None) -> Image.Image:
+    """A new 8-bit image, reduced by an integer factor when its shorter side is at least twice
+    `draft_size` (never below `draft_size`); `img` is left for the caller to close.
+
+    High-depth pixels are brought to 8 bits first (band by band of rows, so no full-size float
+    copy is ever made), and modes `Image.reduce` cannot take (palette, 1-bit) are converted first.
+    """
+    base = img
+    if img.mode.startswith("I") or img.mode == "F":
+        base = _high_depth_to_l(img)
+    elif img.mode in ("P", "PA"):
+        base = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    elif img.mode == "1":
+        base = img.convert("L")
+    if draft_size and min(base.size) >= 2 * draft_size:
+        try:
+            return base.reduce(min(base.size) // draft_size)
+        except ValueError:  # a mode Pillow cannot reduce (YCbCr, LAB, HSV ...): keep it whole
+            pass
+    return base if base is not img else img.copy()
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     """8-bit RGB, whatever the mode; transparency is composited over white (product shots are)."""
     if img.mode.startswith("I") or img.mode == "F":
-        return _high_depth_to_rgb(img)
+        img = _high_depth_to_l(img)
     # Alpha channels, and palette or colour-key transparency (`info["transparency"]`): through RGBA,
     # so transparent pixels land on white rather than on whatever colour they happen to hold.
     if img.mode in ("RGBA", "LA", "La", "PA", "RGBa") or "transparency" in img.info:
@@ -334,21 +453,52 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
-    """16-bit, 32-bit integer and float greyscale -> 8-bit RGB.
+_ROWS = 256  # rows converted at a time: bounds the temporary arrays of a high-depth conversion
+
+
+def _high_depth_to_l(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float greyscale -> 8-bit greyscale.
 
     Pillow's own `convert("L")` clips I;16 at 255 (a near-white image), so scale instead: 16-bit
     modes by 1/257 (0..65535 -> 0..255); 32-bit and float by their value range when it leaves 0..255.
+    Done a band of rows at a time, so the temporaries stay small whatever the image's size.
     """
-    arr = np.asarray(img, dtype=np.float64)
-    if img.mode.startswith("I;16"):
-        arr = arr / 257.0
-    else:
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    width, height = img.size
+    sixteen = img.mode.startswith("I;16")
+    lo = 0.0
+    scale = 1.0
+    if not sixteen:
+        low, high = img.getextrema()  # no copy of the pixels
+        lo, hi = float(low), float(high)  # type: ignore[arg-type]  # one band: two numbers
+        if math.isnan(lo) or math.isnan(hi):
+            lo, hi = _finite_range(img)
         if lo < 0.0 or hi > 255.0:
-            arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-    grey = np.nan_to_num(arr).clip(0, 255).round().astype(np.uint8)
-    return Image.fromarray(grey).convert("RGB")
+            scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        else:
+            lo = 0.0
+    grey = np.empty((height, width), dtype=np.uint8)
+    for top in range(0, height, _ROWS):
+        # A band cropped out of the image: a full-size numpy copy of the pixels is never made.
+        band = np.asarray(img.crop((0, top, width, min(top + _ROWS, height))))
+        if sixteen:
+            # round(x / 257) in integers: x * 255 / 65535, rounded half up.
+            grey[top : top + _ROWS] = (band.astype(np.uint32) * 255 + 32767) // 65535
+        else:
+            values = (band.astype(np.float32) - lo) * scale
+            grey[top : top + _ROWS] = np.nan_to_num(values).clip(0, 255).round()
+    return Image.fromarray(grey, "L")
+
+
+def _finite_range(img: Image.Image) -> tuple[float, float]:
+    """(min, max) of a float image's finite values, band by band; (0, 0) when there are none."""
+    width, height = img.size
+    lo, hi = math.inf, -math.inf
+    for top in range(0, height, _ROWS):
+        band = np.asarray(img.crop((0, top, width, min(top + _ROWS, height))))
+        finite = band[np.isfinite(band)]
+        if finite.size:
+            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    return (lo, hi) if lo <= hi else (0.0, 0.0)
 
 
 def _ftyp_brand(data: bytes) -> bytes | None:
