@@ -158,6 +158,11 @@ class SearchOut(BaseModel):
         description="Objects detected in the query photo (empty until a detector is configured).",
     )
     query: QueryInfo | None = None
+    query_object: DetectedObject | None = Field(
+        default=None,
+        description="The region of the photo searched with (a detected object, the given box, "
+        "or the whole photo), as the CLI shows it; null for words and items.",
+    )
     timings_ms: dict[str, float]
 
 
@@ -648,6 +653,7 @@ def create_app(
     catalogue_root: Path | None = None,
     search_threads: int = 2,
     faces: "FaceIndex | None" = None,
+    local_secret: str | None = None,
 ) -> FastAPI:
     """The HTTP API and web page over `engine` (which the app uses but does not close).
 
@@ -661,8 +667,12 @@ def create_app(
         another's inference; more only added latency on 2 cores (docs/parts/http.md).
     faces: the face index for "find people" (`/api/faces/...`); by default one is opened, on
         first use, from the engine's index folder (faces live in `<index>/faces`).
+    local_secret: the secret `lookalike serve` leaves in `<index>/server.json` for the CLI of
+        this machine (`lookalike.api.server_file`): accepted in `X-API-Key` like the API key,
+        and needed for index jobs on server paths (`lookalike.api.jobs`).
     """
     state = _State(engine, api_key, max_upload_bytes, catalogue_root, search_threads, faces)
+    state.write_keys = tuple(k for k in (api_key, local_secret) if k)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
@@ -678,6 +688,7 @@ def create_app(
     )
     app.add_middleware(BodyLimit, limit=max_upload_bytes + FORM_OVERHEAD)
     app.state.lookalike = state
+    app.state.index_jobs = _mount_jobs(app, state, local_secret, catalogue_root)
 
     @app.exception_handler(LookalikeError)
     async def _lookalike_error(_request: Request, exc: LookalikeError) -> JSONResponse:
@@ -957,6 +968,29 @@ def create_app(
     return app
 
 
+def _mount_jobs(
+    app: FastAPI, state: "_State", local_secret: str | None, catalogue_root: Path | None
+) -> Any:
+    """Index jobs (`lookalike.api.jobs`) on the server's engine, under its write lock."""
+    from lookalike.api.jobs import IndexJobs, jobs_router
+
+    def written() -> None:
+        state.images.invalidate()
+        state.ready = state.engine.manifest is not None
+
+    jobs = IndexJobs(state.engine, state.write_lock, written)
+    app.include_router(
+        jobs_router(
+            jobs,
+            check_write=state.check_key,
+            local_secret=local_secret,
+            catalogue_root=catalogue_root,
+            index_dir=state.engine.index_dir,
+        )
+    )
+    return jobs
+
+
 async def _image_response(state: "_State", found: str, path: str, size: int | None) -> Response:
     """The file `found` (an allowed path), or a JPEG thumbnail of it when `size` is given."""
     headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
@@ -1005,6 +1039,7 @@ class _State:
 
         self.engine = engine
         self.api_key = api_key or None
+        self.write_keys: tuple[str, ...] = (api_key,) if api_key else ()
         self.max_upload_bytes = max_upload_bytes
         self.images = CatalogueImages(engine, catalogue_root)
         self.thumbnails = Thumbnails()
@@ -1060,9 +1095,21 @@ class _State:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     def check_key(self, given: str | None) -> None:
-        if self.api_key is None:
+        keys = self.write_keys  # the API key and the local secret of `lookalike serve`
+        if not keys:
             return
-        if given is None or not hmac.compare_digest(given.encode(), self.api_key.encode()):
+        matched = False
+        for key in keys:  # each compared in constant time, whether or not one matched
+            if given is not None and hmac.compare_digest(given.encode(), key.encode()):
+                matched = True
+        if not matched and self.api_key is None:  # only `lookalike serve`'s local secret
+            raise HTTPException(
+                403,
+                "writes are off on this server for other clients: start it with --api-key KEY "
+                "and send the header X-API-Key: KEY to add or delete items (the `lookalike` "
+                "commands on the server's machine write through it without a key)",
+            )
+        if not matched:
             raise HTTPException(
                 401,
                 "this server needs the header X-API-Key to add or delete items",
@@ -1134,7 +1181,7 @@ class _State:
             }
             for o in getattr(result, "objects", ())
         ]
-        return self._search_out(
+        out = self._search_out(
             result.hits,
             k,
             result.mode,
@@ -1143,6 +1190,10 @@ class _State:
             objects=objects,
             query={"width": image.size[0], "height": image.size[1], "box": used_box},
         )
+        qo = result.query_object
+        if qo is not None:
+            out["query_object"] = {"box": list(qo.box), "label": qo.label, "score": qo.score}
+        return out
 
     def search_text(self, body: TextSearchIn) -> dict[str, Any]:
         self.warm_up()
