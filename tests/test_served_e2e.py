@@ -225,3 +225,32 @@ def test_with_an_api_key_the_cli_still_needs_none(shop: Shop, tmp_path: Path) ->
     finally:
         _stop(server, signal.SIGTERM)
     assert not (shop.index / "server.json").exists()
+
+
+def test_faces_search_goes_through_the_server(shop: Shop, data_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    deepface = data_dir / "faces" / "deepface"
+    album = tmp_path / "album"
+    album.mkdir()
+    for name in ("img1.jpg", "img4.jpg", "img3.jpg", "img12.jpg"):  # person01 x2, person02 x2
+        shutil.copy(deepface / name, album / name)
+    out = _cli("faces", "index", str(album), "--index", str(shop.index), "--json")
+    assert out.returncode == 0, out.stderr
+    selfie = deepface / "img2.jpg"  # person01, not indexed
+    server = _start(shop.index, tmp_path / "serve.log")
+    try:
+        # The server opens the face index on its first face request: from then on it holds it.
+        with open(selfie, "rb") as fh:
+            r = httpx.post(f"{server.url}/api/faces/search", files={"photo": fh}, timeout=120)
+        assert r.status_code == 200, r.text
+        out = _cli("faces", "search", str(selfie), "--index", str(shop.index), "--json")
+        assert out.returncode == 0, out.stderr
+        found = json.loads(out.stdout)
+        photos = {Path(m["photo"]).name for m in found["results"]}
+        assert photos == {"img1.jpg", "img4.jpg"}, found
+        assert set(found) == {"threshold", "query_face", "query_faces", "timings_ms", "results"}
+        out = _cli("faces", "stats", "--index", str(shop.index))
+        assert out.returncode != 0 and server.url in out.stderr, out.stderr
+    finally:
+        _stop(server)
