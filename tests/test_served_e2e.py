@@ -172,6 +172,11 @@ def test_the_cli_goes_through_the_running_server(shop: Shop, served: Server) -> 
     assert out.returncode == 7 and served.url in out.stderr, out.stderr
     assert "WouldBlock" not in out.stderr
 
+    # A second server on the same index says which one has it (and leaves its file alone).
+    out = _cli("serve", "--index", index, "--port", "0")
+    assert out.returncode == 7 and served.url in out.stderr, out.stderr
+    assert json.loads(info.read_text()) == served.record
+
     # Without the secret, writes are refused (no --api-key: writes are off for others).
     for headers in ({}, {"X-API-Key": "a-guess"}):
         r = httpx.delete(f"{served.url}/api/items/{shop.new_id}", headers=headers)

@@ -85,6 +85,15 @@ def serve(
                 f"no index at {engine.index_dir}: run `lookalike index CATALOGUE --index "
                 f"{engine.index_dir}` first, or pass --index"
             )
+        from lookalike.api.remote import find_server
+
+        running = find_server(engine.index_dir)
+        if running is not None:
+            running.close()
+            raise StoreError(
+                f"{engine.index_dir} is already served by {running.describe()}; the CLI's "
+                "commands on it go through that server"
+            )
         con = stderr_console()
         if api_key is None and not _is_loopback(host):
             con.print(
@@ -106,6 +115,7 @@ def serve(
         con.print(f"serving {engine.index_dir} at http://{shown}:{port}/  (API docs: /docs)")
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
         with engine:
+            _ = engine.store  # open it now: a store another process holds is an error here
             try:
                 _run_server(config, engine.index_dir, secret)
             finally:
@@ -128,7 +138,13 @@ def _run_server(config: Any, index_dir: Path, secret: str) -> None:
             if self.started and not self.should_exit:
                 bound = self.servers[0].sockets[0].getsockname() if self.servers else None
                 port = bound[1] if bound else self.config.port
-                self.record = write_record(index_dir, local_url(self.config.host, port), secret)
+                try:
+                    self.record = write_record(index_dir, local_url(self.config.host, port), secret)
+                except OSError as exc:  # a read-only index folder: serve, but say what it costs
+                    stderr_console().print(
+                        f"[yellow]warning:[/yellow] cannot write {index_dir}/server.json "
+                        f"({exc.strerror or exc}): the CLI cannot use this index while it is served"
+                    )
 
         async def shutdown(self, sockets: Any = None) -> None:
             if self.record is not None:  # a CLI must not pick a server that is leaving
