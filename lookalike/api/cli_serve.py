@@ -111,8 +111,6 @@ def serve(
             search_threads=search_threads,
             local_secret=secret,
         )
-        shown = f"[{host}]" if ":" in host else host
-        con.print(f"serving {engine.index_dir} at http://{shown}:{port}/  (API docs: /docs)")
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
         with engine:
             _ = engine.store  # open it now: a store another process holds is an error here
@@ -138,6 +136,11 @@ def _run_server(config: Any, index_dir: Path, secret: str) -> None:
             if self.started and not self.should_exit:
                 bound = self.servers[0].sockets[0].getsockname() if self.servers else None
                 port = bound[1] if bound else self.config.port
+                host = self.config.host
+                shown = f"[{host}]" if ":" in host else host
+                stderr_console().print(
+                    f"serving {index_dir} at http://{shown}:{port}/  (API docs: /docs)"
+                )
                 try:
                     self.record = write_record(index_dir, local_url(self.config.host, port), secret)
                 except OSError as exc:  # a read-only index folder: serve, but say what it costs
