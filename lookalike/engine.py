@@ -165,6 +165,9 @@ VISIBLE_VIEWS = Filter((Condition("kind", "eq", "view"), Condition("pending", "n
 """Views a search may return: not those of an item still being written (no `pending` = visible,
 so indexes from before the flag existed read as before)."""
 PENDING_VIEWS = Filter((Condition("kind", "eq", "view"), Condition("pending", "eq", True)))
+ALL_VIEWS = Filter((Condition("kind", "eq", "view"),))
+"""What view searches see on an index whose `pending` flags are not reliable (manifest
+`visibility` 0): every view, as such indexes were always read."""
 
 
 def view_settings(settings: Settings) -> ViewSettings:
@@ -459,7 +462,9 @@ class Engine(ClosesStore):
 
     def _create_index(self) -> None:
         if self.manifest is None:
-            manifest = dataclasses.replace(self._wanted_manifest(), store=self.store_record())
+            manifest = dataclasses.replace(
+                self._wanted_manifest(), store=self.store_record(), visibility=1
+            )
             manifest.save(self.index_dir)
             self.manifest = manifest
             self._checked = True
@@ -553,6 +558,10 @@ class Engine(ClosesStore):
             self._refresh_centroids(store)
             # Last: the new views become visible to view searches (see the module docstring).
             store.set_payload(PENDING_VIEWS, {"pending": False})
+            if self.manifest is not None and self.manifest.visibility < 1:
+                # No flag is left set: from now on they mean "being written".
+                self.manifest = dataclasses.replace(self.manifest, visibility=1)
+                self.manifest.save(self.index_dir)
             self._ensure_indexes(store, items)
             store.flush()
             settle = getattr(store, "settle", None)  # the embedded store: build the HNSW graph
@@ -1273,7 +1282,7 @@ class Engine(ClosesStore):
             user = Filter((Condition("item_id", "not_in", tuple(exclude)),)) & user
         vector, using = self._search_space(vector)
         if mode == "views":
-            flt = VISIBLE_VIEWS & user
+            flt = self._visible_views() & user
             hits = self.store.search_groups(vector, using=using, groups=k, flt=flt)
         elif mode == "centroid":
             flt = Filter((Condition("kind", "eq", "centroid"),)) & user
@@ -1281,6 +1290,13 @@ class Engine(ClosesStore):
         else:
             raise QueryError(f"unknown mode {mode!r}; use 'views' or 'centroid'")
         return [self._product_hit(h.item_id, h.score, h.payload) for h in hits]
+
+    def _visible_views(self) -> Filter:
+        """The views a search may see: not those being written (`VISIBLE_VIEWS`), unless the
+        index's flags predate their being cleared (manifest `visibility` 0: every view)."""
+        if self.manifest is not None and self.manifest.visibility < 1:
+            return ALL_VIEWS
+        return VISIBLE_VIEWS
 
     def _search_space(self, vector: F32) -> tuple[F32, str]:
         """(vector, named vector to search): an embedder vector is projected and searched among
@@ -1296,7 +1312,7 @@ class Engine(ClosesStore):
     ) -> Any:
         """The value of `field_name` most supported by the `neighbours` nearest views (votes
         weighted by similarity); None when no neighbour has the field."""
-        flt = VISIBLE_VIEWS & where
+        flt = self._visible_views() & where
         votes: dict[Any, float] = {}
         vector, using = self._search_space(vector)
         for hit in self.store.search(vector, using=using, limit=neighbours, flt=flt):
@@ -1321,11 +1337,10 @@ class Engine(ClosesStore):
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """An indexed item: its catalogue fields and the images of its views; None if unknown."""
-        views = list(
-            self.store.scroll(
-                Filter((Condition("item_id", "eq", item_id), Condition("pending", "ne", True)))
-            )
-        )
+        conditions = [Condition("item_id", "eq", item_id)]
+        if self._visible_views() is not ALL_VIEWS:  # not the views of a photo being added
+            conditions.append(Condition("pending", "ne", True))
+        views = list(self.store.scroll(Filter(tuple(conditions))))
         if not views:
             return None
         fields: dict[str, Any] = {}
