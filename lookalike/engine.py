@@ -296,6 +296,7 @@ class Engine(ClosesStore):
         self._reader: Any = None
         self._text_index: Any = None
         self._last_read: tuple[Image.Image, Any] | None = None
+        self._kinds: dict[str, str] | None = None  # fields filters may name (`filter_fields`)
 
     def _resolve_views(self, asked: ViewSettings | None) -> ViewSettings:
         """How photos become views: as the index recorded it; else as asked or as the settings say.
@@ -558,10 +559,7 @@ class Engine(ClosesStore):
             self._refresh_centroids(store)
             # Last: the new views become visible to view searches (see the module docstring).
             store.set_payload(PENDING_VIEWS, {"pending": False})
-            if self.manifest is not None and self.manifest.visibility < 1:
-                # No flag is left set: from now on they mean "being written".
-                self.manifest = dataclasses.replace(self.manifest, visibility=1)
-                self.manifest.save(self.index_dir)
+            self._record_fields(items)
             self._ensure_indexes(store, items)
             store.flush()
             settle = getattr(store, "settle", None)  # the embedded store: build the HNSW graph
@@ -578,6 +576,73 @@ class Engine(ClosesStore):
             skipped=tuple(skipped),
             seconds=time.perf_counter() - started,
         )
+
+    def _record_fields(self, items: Sequence[Item]) -> None:
+        """At the end of a run: the manifest records the catalogue's fields (for filter checks)
+        and that the views' `pending` flags are reliable (no flag is left set now)."""
+        from lookalike.store.filter_check import field_kinds, merge_kinds
+
+        if self.manifest is None:
+            return
+        seen = field_kinds(
+            {k: v for k, v in item.fields.items() if k not in INTERNAL_KEYS} for item in items
+        )
+        fields = merge_kinds(self._catalogue_fields(), seen)
+        if fields != self.manifest.fields or self.manifest.visibility < 1:
+            self.manifest = dataclasses.replace(self.manifest, fields=fields, visibility=1)
+            self.manifest.save(self.index_dir)
+        self._kinds = None
+
+    def _catalogue_fields(self) -> dict[str, str]:
+        """The catalogue fields the manifest records; for an index from before they were
+        recorded, read from the items' payloads (every centroid: once)."""
+        from lookalike.store.filter_check import field_kinds
+
+        if self.manifest is not None and self.manifest.fields:
+            return dict(self.manifest.fields)
+        return field_kinds(
+            {k: v for k, v in rec.payload.items() if k not in INTERNAL_KEYS}
+            for rec in self.store.scroll(where("kind", "centroid"))
+        )
+
+    def filter_fields(self, *, fresh: bool = False) -> dict[str, str]:
+        """Fields filters may name -> kind (text, number, bool, list, object, mixed): the
+        catalogue's, the automatic attributes and the payload-indexed ones. Cached until the
+        next write (`fresh`: read again)."""
+        from lookalike.store.filter_check import merge_kinds, schema_kinds
+
+        if self._kinds is None or fresh:
+            schema = {
+                k: v for k, v in self.store.payload_schema().items() if k not in INTERNAL_KEYS
+            }
+            builtin = {"item_id": "text", "colours": "list", "classes": "list", "labels": "list"}
+            self._kinds = merge_kinds(builtin, self._catalogue_fields(), schema_kinds(schema))
+        return dict(self._kinds)
+
+    def user_filter(self, where: str | Filter | None) -> Filter | None:
+        """A user's filter (`where` text or a Filter), checked: a field the index does not have or
+        a value of another type is a FilterFieldError, a text value no item has a
+        FilterValueError suggesting close ones (instead of an empty answer without a word)."""
+        from lookalike.errors import FilterFieldError
+        from lookalike.store.filter_check import check_filter, check_values
+
+        user = parse_where(where) if isinstance(where, str) or where is None else where
+        if user is None or not user.conditions:
+            return user
+        try:
+            check_filter(user, self.filter_fields())
+        except FilterFieldError:
+            check_filter(user, self.filter_fields(fresh=True))  # another process added fields?
+        schema = self.store.payload_schema()
+        keyword = {k: "text" for k, v in schema.items() if v == "keyword" and k != "kind"}
+        centroids = Filter((Condition("kind", "eq", "centroid"),))
+        check_values(
+            user,
+            keyword,
+            count=lambda f: self.store.count(centroids & f),
+            facet=lambda name: self.store.facet(name, centroids, limit=1000),
+        )
+        return user
 
     @staticmethod
     def _existing_views(store: Store) -> dict[tuple[str, str], _Stored]:
@@ -1219,7 +1284,7 @@ class Engine(ClosesStore):
     def _text_hits(
         self, text: str, limit: int, where: str | Filter | None, exclude: Sequence[str]
     ) -> list[ProductHit]:
-        user = parse_where(where) if isinstance(where, str) or where is None else where
+        user = self.user_filter(where)
         flt = Filter((Condition("kind", "eq", "centroid"),)) & user
         if exclude:
             flt = flt & Filter((Condition("item_id", "not_in", tuple(exclude)),))
@@ -1273,7 +1338,7 @@ class Engine(ClosesStore):
         mode = mode or self.settings.mode
         if k < 1:
             raise QueryError("k must be at least 1")
-        user = parse_where(where) if isinstance(where, str) or where is None else where
+        user = self.user_filter(where)
         if route:
             predicted = self.predict_field(vector, route, where=user)
             if predicted is not None:
@@ -1361,8 +1426,17 @@ class Engine(ClosesStore):
     def facets(
         self, field_name: str, *, where: str | Filter | None = None, limit: int = 20
     ) -> dict[Any, int]:
-        """Value -> number of items with it, among items matching `where`."""
-        user = parse_where(where) if isinstance(where, str) or where is None else where
+        """Value -> number of items with it, among items matching `where`. FilterFieldError for a
+        field that is not a keyword-indexed one (only those have facets)."""
+        from lookalike.errors import FilterFieldError
+
+        keyword = sorted(k for k, v in self.fields().items() if v == "keyword")
+        if field_name not in keyword:
+            raise FilterFieldError(
+                f"no facets for {field_name!r}: facets count the values of text fields: "
+                + (", ".join(keyword) or "none")
+            )
+        user = self.user_filter(where)
         flt = Filter((Condition("kind", "eq", "centroid"),)) & user
         return self.store.facet(field_name, flt, limit=limit)
 

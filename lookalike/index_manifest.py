@@ -53,6 +53,11 @@ class IndexManifest:
     its end). 0: an index written before boolean filters matched in the embedded store, whose
     runs never cleared the flags: they are ignored until a run clears them and sets 1."""
 
+    fields: dict[str, str] = field(default_factory=dict)
+    """The catalogue's fields and their kinds (`lookalike.store.filter_check`: text, number, bool,
+    list, object, mixed), as indexing runs saw them: what filters may name. Empty for indexes from
+    before it was recorded (then read from the items' payloads)."""
+
     def identity(self) -> dict[str, Any]:
         """The parts that must match for two vectors to be comparable."""
         return {
