@@ -165,6 +165,9 @@ VISIBLE_VIEWS = Filter((Condition("kind", "eq", "view"), Condition("pending", "n
 """Views a search may return: not those of an item still being written (no `pending` = visible,
 so indexes from before the flag existed read as before)."""
 PENDING_VIEWS = Filter((Condition("kind", "eq", "view"), Condition("pending", "eq", True)))
+ALL_VIEWS = Filter((Condition("kind", "eq", "view"),))
+"""What view searches see on an index whose `pending` flags are not reliable (manifest
+`visibility` 0): every view, as such indexes were always read."""
 
 
 def view_settings(settings: Settings) -> ViewSettings:
@@ -293,6 +296,7 @@ class Engine(ClosesStore):
         self._reader: Any = None
         self._text_index: Any = None
         self._last_read: tuple[Image.Image, Any] | None = None
+        self._kinds: dict[str, str] | None = None  # fields filters may name (`filter_fields`)
 
     def _resolve_views(self, asked: ViewSettings | None) -> ViewSettings:
         """How photos become views: as the index recorded it; else as asked or as the settings say.
@@ -459,7 +463,9 @@ class Engine(ClosesStore):
 
     def _create_index(self) -> None:
         if self.manifest is None:
-            manifest = dataclasses.replace(self._wanted_manifest(), store=self.store_record())
+            manifest = dataclasses.replace(
+                self._wanted_manifest(), store=self.store_record(), visibility=1
+            )
             manifest.save(self.index_dir)
             self.manifest = manifest
             self._checked = True
@@ -553,6 +559,7 @@ class Engine(ClosesStore):
             self._refresh_centroids(store)
             # Last: the new views become visible to view searches (see the module docstring).
             store.set_payload(PENDING_VIEWS, {"pending": False})
+            self._record_fields(items)
             self._ensure_indexes(store, items)
             store.flush()
             settle = getattr(store, "settle", None)  # the embedded store: build the HNSW graph
@@ -569,6 +576,73 @@ class Engine(ClosesStore):
             skipped=tuple(skipped),
             seconds=time.perf_counter() - started,
         )
+
+    def _record_fields(self, items: Sequence[Item]) -> None:
+        """At the end of a run: the manifest records the catalogue's fields (for filter checks)
+        and that the views' `pending` flags are reliable (no flag is left set now)."""
+        from lookalike.store.filter_check import field_kinds, merge_kinds
+
+        if self.manifest is None:
+            return
+        seen = field_kinds(
+            {k: v for k, v in item.fields.items() if k not in INTERNAL_KEYS} for item in items
+        )
+        fields = merge_kinds(self._catalogue_fields(), seen)
+        if fields != self.manifest.fields or self.manifest.visibility < 1:
+            self.manifest = dataclasses.replace(self.manifest, fields=fields, visibility=1)
+            self.manifest.save(self.index_dir)
+        self._kinds = None
+
+    def _catalogue_fields(self) -> dict[str, str]:
+        """The catalogue fields the manifest records; for an index from before they were
+        recorded, read from the items' payloads (every centroid: once)."""
+        from lookalike.store.filter_check import field_kinds
+
+        if self.manifest is not None and self.manifest.fields:
+            return dict(self.manifest.fields)
+        return field_kinds(
+            {k: v for k, v in rec.payload.items() if k not in INTERNAL_KEYS}
+            for rec in self.store.scroll(where("kind", "centroid"))
+        )
+
+    def filter_fields(self, *, fresh: bool = False) -> dict[str, str]:
+        """Fields filters may name -> kind (text, number, bool, list, object, mixed): the
+        catalogue's, the automatic attributes and the payload-indexed ones. Cached until the
+        next write (`fresh`: read again)."""
+        from lookalike.store.filter_check import merge_kinds, schema_kinds
+
+        if self._kinds is None or fresh:
+            schema = {
+                k: v for k, v in self.store.payload_schema().items() if k not in INTERNAL_KEYS
+            }
+            builtin = {"item_id": "text", "colours": "list", "classes": "list", "labels": "list"}
+            self._kinds = merge_kinds(builtin, self._catalogue_fields(), schema_kinds(schema))
+        return dict(self._kinds)
+
+    def user_filter(self, where: str | Filter | None) -> Filter | None:
+        """A user's filter (`where` text or a Filter), checked: a field the index does not have or
+        a value of another type is a FilterFieldError, a text value no item has a
+        FilterValueError suggesting close ones (instead of an empty answer without a word)."""
+        from lookalike.errors import FilterFieldError
+        from lookalike.store.filter_check import check_filter, check_values
+
+        user = parse_where(where) if isinstance(where, str) or where is None else where
+        if user is None or not user.conditions:
+            return user
+        try:
+            check_filter(user, self.filter_fields())
+        except FilterFieldError:
+            check_filter(user, self.filter_fields(fresh=True))  # another process added fields?
+        schema = self.store.payload_schema()
+        keyword = {k: "text" for k, v in schema.items() if v == "keyword" and k != "kind"}
+        centroids = Filter((Condition("kind", "eq", "centroid"),))
+        check_values(
+            user,
+            keyword,
+            count=lambda f: self.store.count(centroids & f),
+            facet=lambda name: self.store.facet(name, centroids, limit=1000),
+        )
+        return user
 
     @staticmethod
     def _existing_views(store: Store) -> dict[tuple[str, str], _Stored]:
@@ -1210,7 +1284,7 @@ class Engine(ClosesStore):
     def _text_hits(
         self, text: str, limit: int, where: str | Filter | None, exclude: Sequence[str]
     ) -> list[ProductHit]:
-        user = parse_where(where) if isinstance(where, str) or where is None else where
+        user = self.user_filter(where)
         flt = Filter((Condition("kind", "eq", "centroid"),)) & user
         if exclude:
             flt = flt & Filter((Condition("item_id", "not_in", tuple(exclude)),))
@@ -1264,7 +1338,7 @@ class Engine(ClosesStore):
         mode = mode or self.settings.mode
         if k < 1:
             raise QueryError("k must be at least 1")
-        user = parse_where(where) if isinstance(where, str) or where is None else where
+        user = self.user_filter(where)
         if route:
             predicted = self.predict_field(vector, route, where=user)
             if predicted is not None:
@@ -1273,7 +1347,7 @@ class Engine(ClosesStore):
             user = Filter((Condition("item_id", "not_in", tuple(exclude)),)) & user
         vector, using = self._search_space(vector)
         if mode == "views":
-            flt = VISIBLE_VIEWS & user
+            flt = self._visible_views() & user
             hits = self.store.search_groups(vector, using=using, groups=k, flt=flt)
         elif mode == "centroid":
             flt = Filter((Condition("kind", "eq", "centroid"),)) & user
@@ -1281,6 +1355,13 @@ class Engine(ClosesStore):
         else:
             raise QueryError(f"unknown mode {mode!r}; use 'views' or 'centroid'")
         return [self._product_hit(h.item_id, h.score, h.payload) for h in hits]
+
+    def _visible_views(self) -> Filter:
+        """The views a search may see: not those being written (`VISIBLE_VIEWS`), unless the
+        index's flags predate their being cleared (manifest `visibility` 0: every view)."""
+        if self.manifest is not None and self.manifest.visibility < 1:
+            return ALL_VIEWS
+        return VISIBLE_VIEWS
 
     def _search_space(self, vector: F32) -> tuple[F32, str]:
         """(vector, named vector to search): an embedder vector is projected and searched among
@@ -1296,7 +1377,7 @@ class Engine(ClosesStore):
     ) -> Any:
         """The value of `field_name` most supported by the `neighbours` nearest views (votes
         weighted by similarity); None when no neighbour has the field."""
-        flt = VISIBLE_VIEWS & where
+        flt = self._visible_views() & where
         votes: dict[Any, float] = {}
         vector, using = self._search_space(vector)
         for hit in self.store.search(vector, using=using, limit=neighbours, flt=flt):
@@ -1321,11 +1402,10 @@ class Engine(ClosesStore):
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """An indexed item: its catalogue fields and the images of its views; None if unknown."""
-        views = list(
-            self.store.scroll(
-                Filter((Condition("item_id", "eq", item_id), Condition("pending", "ne", True)))
-            )
-        )
+        conditions = [Condition("item_id", "eq", item_id)]
+        if self._visible_views() is not ALL_VIEWS:  # not the views of a photo being added
+            conditions.append(Condition("pending", "ne", True))
+        views = list(self.store.scroll(Filter(tuple(conditions))))
         if not views:
             return None
         fields: dict[str, Any] = {}
@@ -1346,8 +1426,17 @@ class Engine(ClosesStore):
     def facets(
         self, field_name: str, *, where: str | Filter | None = None, limit: int = 20
     ) -> dict[Any, int]:
-        """Value -> number of items with it, among items matching `where`."""
-        user = parse_where(where) if isinstance(where, str) or where is None else where
+        """Value -> number of items with it, among items matching `where`. FilterFieldError for a
+        field that is not a keyword-indexed one (only those have facets)."""
+        from lookalike.errors import FilterFieldError
+
+        keyword = sorted(k for k, v in self.fields().items() if v == "keyword")
+        if field_name not in keyword:
+            raise FilterFieldError(
+                f"no facets for {field_name!r}: facets count the values of text fields: "
+                + (", ".join(keyword) or "none")
+            )
+        user = self.user_filter(where)
         flt = Filter((Condition("kind", "eq", "centroid"),)) & user
         return self.store.facet(field_name, flt, limit=limit)
 
