@@ -365,6 +365,56 @@ def test_writes_need_the_api_key(writable: tuple[Path, Engine, TestClient]) -> N
     assert c.get("/api/items/p1").status_code == 200
 
 
+@pytest.mark.parametrize("options", [{}, {"api_key": ""}, {"api_key": KEY, "read_only": True}])
+def test_without_a_key_writes_are_off(tmp_path: Path, options: dict[str, object]) -> None:
+    engine = _engine(tmp_path)
+    engine.index(small_catalogue(tmp_path, n_items=2, views=1))
+    with TestClient(create_app(engine, catalogue_root=tmp_path, **options)) as c:  # type: ignore[arg-type]
+        item = {"id": "new", "images": ["img/p0_0.jpg"]}
+        for headers in ({}, {"X-API-Key": KEY}, {"X-API-Key": ""}):
+            r = c.post("/api/items", json=item, headers=headers)
+            assert r.status_code == 403, r.text
+            assert "--api-key" in r.json()["detail"] or "read-only" in r.json()["detail"]
+            assert c.delete("/api/items/p1", headers=headers).status_code == 403
+        # the cross-site form of issue 14: multipart, no custom header (a form cannot set one)
+        r = c.post(
+            "/api/items",
+            data={"item": json.dumps({"id": "new"})},
+            files=[("photos", ("p.jpg", (tmp_path / "img/p0_0.jpg").read_bytes(), "image/jpeg"))],
+            headers={"Origin": "https://evil.example"},
+        )
+        assert r.status_code == 403
+        assert c.get("/api/items/new").status_code == 404
+        assert c.get("/api/items/p1").status_code == 200
+        assert c.get("/api/stats").json()["writable"] is False
+        assert not (engine.index_dir / "uploads").exists()
+    engine.close()
+
+
+def test_a_cross_site_form_cannot_write_with_a_key_set(
+    writable: tuple[Path, Engine, TestClient],
+) -> None:
+    root, _, c = writable
+    r = c.post(
+        "/api/items",
+        data={"item": json.dumps({"id": "new"})},
+        files=[("photos", ("p.jpg", (root / "img/p0_0.jpg").read_bytes(), "image/jpeg"))],
+        headers={"Origin": "https://evil.example"},
+    )
+    assert r.status_code == 401 and c.get("/api/items/new").status_code == 404
+    assert "access-control-allow-origin" not in r.headers  # no CORS: no header from elsewhere
+    pre = c.options(
+        "/api/items",
+        headers={
+            "Origin": "https://evil.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-api-key",
+        },
+    )
+    assert "access-control-allow-origin" not in pre.headers
+    assert c.get("/api/stats").json()["writable"] is True
+
+
 def test_add_by_path_replace_and_delete(writable: tuple[Path, Engine, TestClient]) -> None:
     root, _, c = writable
     auth = {"X-API-Key": KEY}
@@ -447,8 +497,12 @@ def test_bad_item_requests_write_nothing(writable: tuple[Path, Engine, TestClien
 def test_local_paths_need_a_catalogue_root(tmp_path: Path) -> None:
     engine = _engine(tmp_path)
     engine.index(small_catalogue(tmp_path, n_items=2, views=1))
-    with TestClient(create_app(engine)) as c:
-        r = c.post("/api/items", json={"id": "a", "images": [str(tmp_path / "img/p0_0.jpg")]})
+    with TestClient(create_app(engine, api_key=KEY)) as c:
+        r = c.post(
+            "/api/items",
+            json={"id": "a", "images": [str(tmp_path / "img/p0_0.jpg")]},
+            headers={"X-API-Key": KEY},
+        )
         assert r.status_code == 422 and "catalogue root" in r.json()["detail"]
     engine.close()
 
@@ -581,6 +635,25 @@ def test_serve_refuses_a_missing_index(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--index", str(tmp_path / "nothing"), "--port", "1"])
     assert result.exit_code == 7, result.output
     assert "no index" in result.output
+
+
+def test_serve_refuses_every_interface_without_a_key(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from lookalike.api.cli_serve import serve
+
+    app = typer.Typer()
+    app.command()(serve)
+    args = ["--index", str(tmp_path / "nothing"), "--port", "1", "--host", "0.0.0.0"]
+    result = CliRunner().invoke(app, args, env={"LOOKALIKE_API_KEY": ""})
+    assert result.exit_code == 2, result.output
+    assert "--api-key" in result.output and "--read-only" in result.output
+    # with --read-only (or a key) it goes on, here to the missing index
+    result = CliRunner().invoke(app, [*args, "--read-only"], env={"LOOKALIKE_API_KEY": ""})
+    assert result.exit_code == 7 and "no index" in result.output, result.output
+    result = CliRunner().invoke(app, [*args, "--api-key", KEY])
+    assert result.exit_code == 7 and "no index" in result.output, result.output
 
 
 def test_random_bytes_never_crash_the_server(client: TestClient) -> None:

@@ -36,7 +36,6 @@ Heavy modules (numpy, Pillow, the engine) are imported inside functions: importi
 cheap, so `lookalike --help` stays instant.
 """
 
-import hmac
 import io
 import json
 import logging
@@ -60,6 +59,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from lookalike.api.auth import WriteAccess
 from lookalike.errors import (
     CatalogueError,
     DecodeError,
@@ -644,6 +644,7 @@ def create_app(
     engine: "Engine",
     *,
     api_key: str | None = None,
+    read_only: bool = False,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     catalogue_root: Path | None = None,
     search_threads: int = 2,
@@ -651,7 +652,8 @@ def create_app(
 ) -> FastAPI:
     """The HTTP API and web page over `engine` (which the app uses but does not close).
 
-    api_key: when set, adding and deleting items needs header `X-API-Key: <api_key>`.
+    api_key: when set, adding and deleting items needs header `X-API-Key: <api_key>`; without
+        it (or with `read_only`) every write is answered 403 (see `lookalike.api.auth`).
     max_upload_bytes: largest photo accepted; a request body may exceed it by FORM_OVERHEAD.
     catalogue_root: folder that relative image paths in `POST /api/items` refer to (local paths
         elsewhere are refused; without a root only URLs and uploads are accepted); image URLs are
@@ -663,6 +665,7 @@ def create_app(
         first use, from the engine's index folder (faces live in `<index>/faces`).
     """
     state = _State(engine, api_key, max_upload_bytes, catalogue_root, search_threads, faces)
+    state.access = WriteAccess.from_keys([api_key], read_only=read_only)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
@@ -783,6 +786,7 @@ def create_app(
             200: {"model": ItemWriteOut, "description": "The item existed and was replaced."},
             201: {"model": ItemWriteOut, "description": "The item was added."},
             401: {"model": ErrorOut, "description": "Missing or wrong X-API-Key."},
+            403: {"model": ErrorOut, "description": "Writes are off on this server."},
         },
         openapi_extra={
             "requestBody": {
@@ -815,7 +819,7 @@ def create_app(
         multipart: field `item` (that JSON, `images` optional) and one or more `photos`, saved
         under the index folder. Every other key becomes a catalogue field.
         """
-        state.check_key(x_api_key)
+        state.access.check(x_api_key)
         item, uploads = await state.parse_item_request(request)
         out = await anyio.to_thread.run_sync(state.write_item, item, uploads)
         return JSONResponse(out, status_code=201 if out["created"] else 200)
@@ -826,6 +830,7 @@ def create_app(
         tags=["items"],
         responses={
             401: {"model": ErrorOut, "description": "Missing or wrong X-API-Key."},
+            403: {"model": ErrorOut, "description": "Writes are off on this server."},
             404: {"model": ErrorOut, "description": "No such item."},
         },
     )
@@ -833,7 +838,7 @@ def create_app(
         item_id: str, x_api_key: Annotated[str | None, Header()] = None
     ) -> dict[str, str]:
         """Remove an item: all its views and its centroid."""
-        state.check_key(x_api_key)
+        state.access.check(x_api_key)
         return await anyio.to_thread.run_sync(state.delete_item, item_id)
 
     @app.get(
@@ -1005,6 +1010,7 @@ class _State:
 
         self.engine = engine
         self.api_key = api_key or None
+        self.access = WriteAccess.from_keys([api_key])
         self.max_upload_bytes = max_upload_bytes
         self.images = CatalogueImages(engine, catalogue_root)
         self.thumbnails = Thumbnails()
@@ -1058,16 +1064,6 @@ class _State:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self._search_threads)
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-
-    def check_key(self, given: str | None) -> None:
-        if self.api_key is None:
-            return
-        if given is None or not hmac.compare_digest(given.encode(), self.api_key.encode()):
-            raise HTTPException(
-                401,
-                "this server needs the header X-API-Key to add or delete items",
-                headers={"WWW-Authenticate": "X-API-Key"},
-            )
 
     async def read_upload(self, upload: UploadFile) -> bytes:
         """The uploaded file's bytes; 413 past the limit (read one byte more to know)."""
@@ -1459,6 +1455,7 @@ class _State:
         info.update(
             text_tower=callable(getattr(embedder, "embed_texts", None)),
             auth_required=self.api_key is not None,
+            writable=self.access.enabled,
             max_upload_bytes=self.max_upload_bytes,
             mode=self.engine.settings.mode,
         )
