@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -108,7 +109,8 @@ def test_photo_search_returns_cards_with_servable_images(
     assert {"decode", "embed", "search", "total"} <= set(body["timings_ms"])
     image = client.get(top["image_url"])
     assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
-    assert image.content == Path(top["image"]).read_bytes()
+    assert top["image"] == "img/p3_1.jpg"  # relative to the catalogue root: no server path shown
+    assert image.content == (root / top["image"]).read_bytes()
     thumb = client.get(top["thumbnail_url"].replace("size=320", "size=64"))
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(thumb.content)).size) <= 64
@@ -342,13 +344,56 @@ def test_images_outside_the_index_are_never_served(
     assert client.get("/api/images/img/p1_0.jpg?size=10").status_code == 422
 
 
-def test_image_urls_without_a_catalogue_root_are_absolute(shop: tuple[Path, Engine]) -> None:
+def test_image_urls_without_a_catalogue_root_hide_the_servers_folders(
+    shop: tuple[Path, Engine],
+) -> None:
     root, engine = shop
     with TestClient(create_app(engine)) as c:
-        url = c.get("/api/items/p1").json()["image_urls"][0]
-        assert url == "/api/images" + str(root / "img/p1_0.jpg")
-        assert c.get(url).status_code == 200
-        assert c.get("/api/images" + str(root / "catalogue.jsonl")).status_code == 404
+        item = c.get("/api/items/p1").json()
+        url, shown = item["image_urls"][0], item["images"][0]
+        assert str(root) not in url and str(root) not in shown
+        assert re.fullmatch(r"/api/images/~[0-9a-f]{12}/p1_0\.jpg", url) and shown == url[12:]
+        assert c.get(url).content == (root / "img/p1_0.jpg").read_bytes()
+        # the absolute path is no way in, nor a digest of a file the index does not list
+        assert c.get("/api/images" + str(root / "img/p1_0.jpg")).status_code == 404
+        assert c.get("/api/images/~" + "0" * 12 + "/p1_0.jpg").status_code == 404
+        hits = _search(c, (root / "img/p1_0.jpg").read_bytes(), k=2).json()["results"]
+        assert all(str(root) not in json.dumps(h) for h in hits)
+
+
+@pytest.mark.parametrize("root_given", [True, False])
+def test_a_link_retargeted_after_indexing_is_not_followed(tmp_path: Path, root_given: bool) -> None:
+    shop, outside = tmp_path / "shop", tmp_path / "outside"
+    photo(shop / "img" / "real.jpg", seed=1)
+    secret = photo(outside / "secret.jpg", seed=2)  # an image, so only the folder rule stops it
+    link = shop / "img" / "link.jpg"
+    link.symlink_to("real.jpg")  # a link inside its own folder: served
+    manifest = shop / "catalogue.jsonl"
+    manifest.write_text(json.dumps({"id": "a", "images": [str(link)]}) + "\n")
+    engine = _engine(tmp_path)
+    engine.index(manifest)
+    with TestClient(create_app(engine, catalogue_root=shop if root_given else None)) as c:
+        url = c.get("/api/items/a").json()["image_urls"][0]
+        assert c.get(url).content == (shop / "img/real.jpg").read_bytes()
+        for target in (secret, Path("/etc/passwd")):
+            link.unlink()
+            link.symlink_to(target)
+            assert c.get(url).status_code == 404, target
+            assert c.get(url + "?size=64").status_code == 404, target
+    engine.close()
+
+
+def test_catalogue_root_paths_are_checked_with_links_resolved(
+    writable: tuple[Path, Engine, TestClient],
+) -> None:
+    root, _, c = writable
+    photo(root.parent / f"{root.name}-outside" / "x.jpg", seed=9)
+    (root / "img" / "escape.jpg").symlink_to(root.parent / f"{root.name}-outside" / "x.jpg")
+    r = c.post(
+        "/api/items", json={"id": "e", "images": ["img/escape.jpg"]}, headers={"X-API-Key": KEY}
+    )
+    assert r.status_code == 422 and "outside the catalogue root" in r.json()["detail"]
+    assert c.get("/api/items/e").status_code == 404
 
 
 # -- adding and deleting items ---------------------------------------------------------------------
@@ -459,7 +504,10 @@ def test_add_by_upload_keeps_the_photo_under_the_index(
     assert r.status_code == 201, r.text
     item = r.json()["item"]
     assert item["item_id"] == "99"
-    stored = Path(item["images"][0])
+    shown = item["images"][0]
+    assert shown == "index/uploads/" + shown.split("uploads/")[1]  # relative to the catalogue root
+    assert str(root) not in r.text
+    stored = root / shown
     assert stored.parent.parent == engine.index_dir / "uploads" and stored.read_bytes() == data
     assert _ids(_search(c, data, k=1, mode="views")) == ["99"]
     assert c.get(item["image_urls"][0]).content == data

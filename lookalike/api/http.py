@@ -49,7 +49,6 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
-from urllib.parse import quote
 
 import anyio
 from fastapi import FastAPI, File, Form, Header, Query, Request, UploadFile
@@ -60,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from lookalike.api.auth import WriteAccess
+from lookalike.api.served_files import ServedFiles, norm, redact, under
 from lookalike.errors import (
     CatalogueError,
     DecodeError,
@@ -92,8 +92,6 @@ MAX_K = 100
 THUMB_SIZES = (64, 1024)
 """Smallest and largest `?size=` accepted by /api/images, in pixels."""
 _THUMB_CACHE_ENTRIES = 512
-_IMAGE_SET_REFRESH_S = 10.0
-"""A request for an image the index does not list re-reads the list at most this often."""
 
 Mode = Literal["views", "centroid"]
 T = TypeVar("T")
@@ -477,105 +475,36 @@ class BodyLimit:
 # -- catalogue images ----------------------------------------------------------------------------
 
 
-def _norm(path: str) -> str:
-    return os.path.normpath(os.path.abspath(path))
+def _catalogue_images(engine: "Engine", root: Path | None) -> ServedFiles:
+    """The local image files recorded in the index (views): the only files `/api/images` serves."""
 
-
-class CatalogueImages:
-    """The local image files recorded in the index: the only files `/api/images` serves.
-
-    A request path is resolved (made absolute, `.` and `..` collapsed) and must be exactly one of
-    the indexed paths, resolved the same way: never a prefix test, so `../` and look-alike folder
-    names lead nowhere. URLs are relative to `root` when the image lies under it, else the absolute
-    path without its leading `/`.
-    """
-
-    prefix = "/api/images/"
-
-    def __init__(self, engine: "Engine", root: Path | None) -> None:
-        self.engine = engine
-        # Resolved like the indexed paths are (the catalogue loader resolves links), so a root
-        # given through a symlink still yields relative URLs.
-        self.root = os.path.realpath(root) if root is not None else None
-        self._paths: frozenset[str] | None = None
-        self._loaded_at = 0.0
-        self._lock = threading.Lock()
-
-    def url_for(self, image: str) -> str | None:
-        """The URL a browser loads `image` from: itself for http(s), else under /api/images/."""
-        if image.startswith(("http://", "https://")):
-            return image
-        if not image:
-            return None
-        path = _norm(image)
-        if self.root is not None and os.path.commonpath([self.root, path]) == self.root:
-            rel = os.path.relpath(path, self.root)
-        else:
-            rel = path.lstrip("/")
-        return self.prefix + quote(rel, safe="/")
-
-    def lookup(self, rel: str) -> str | None:
-        """The indexed file a request path names, or None. Blocking: call from a worker thread."""
-        candidates = [_norm("/" + rel)]
-        if self.root is not None:
-            candidates.insert(0, _norm(os.path.join(self.root, rel)))
-        for attempt in range(2):
-            paths = self._current(refresh=attempt == 1)
-            for candidate in candidates:
-                if candidate in paths:
-                    return candidate
-        return None
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._paths = None
-
-    def _current(self, *, refresh: bool) -> frozenset[str]:
-        with self._lock:
-            stale = time.monotonic() - self._loaded_at > _IMAGE_SET_REFRESH_S
-            if self._paths is None or (refresh and stale):
-                self._paths = self._load()
-                self._loaded_at = time.monotonic()
-            return self._paths
-
-    def _load(self) -> frozenset[str]:
+    def load() -> list[str]:
         from lookalike.store.base import where
 
         try:
-            records = self.engine.store.scroll(where("kind", "view"), fields=["image"])
-            images = {str(r.payload.get("image", "")) for r in records}
+            records = engine.store.scroll(where("kind", "view"), fields=["image"])
         except StoreError:
-            return frozenset()
-        return frozenset(
-            _norm(i) for i in images if i and not i.startswith(("http://", "https://"))
-        )
+            return []
+        return [str(r.payload.get("image", "")) for r in records]
+
+    return ServedFiles("/api/images/", load, root, engine.index_dir / "uploads")
 
 
-class FacePhotos(CatalogueImages):
-    """The photos of the face index: the only files `/api/faces/photos` serves (same path rules).
+def _face_photos(
+    faces: "Callable[[], FaceIndex]", root: Path | None, index_dir: Path
+) -> ServedFiles:
+    """The photos of the face index: the only files `/api/faces/photos` serves (same rules).
 
     `faces` is called (on a worker thread) for the FaceIndex; forgotten photos are not listed.
     """
 
-    prefix = "/api/faces/photos/"
-
-    def __init__(self, faces: "Callable[[], FaceIndex]", root: Path | None) -> None:
-        self.faces = faces
-        # Resolved like the indexed paths are (the catalogue loader resolves links), so a root
-        # given through a symlink still yields relative URLs.
-        self.root = os.path.realpath(root) if root is not None else None
-        self._paths = None
-        self._loaded_at = 0.0
-        self._lock = threading.Lock()
-
-    def _load(self) -> frozenset[str]:
+    def load() -> list[str]:
         try:
-            photos = self.faces().photos()
+            return list(faces().photos())
         except StoreError:
-            return frozenset()
-        return frozenset(
-            _norm(p) for p in photos if p and not p.startswith(("http://", "https://"))
-        )
+            return []
+
+    return ServedFiles("/api/faces/photos/", load, root, index_dir / "uploads")
 
 
 class Thumbnails:
@@ -687,7 +616,8 @@ def create_app(
         status = _status_for(exc)
         if status >= 500:
             log.warning("%s: %s", type(exc).__name__, exc)
-        return _error(status, str(exc), type(exc).__name__)
+        # The log keeps the server's paths; the answer does not.
+        return _error(status, redact(str(exc)), type(exc).__name__)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -695,7 +625,8 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), _http_kind(exc.status_code), exc.headers)
+        detail = redact(str(exc.detail))
+        return _error(exc.status_code, detail, _http_kind(exc.status_code), exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -1012,12 +943,12 @@ class _State:
         self.api_key = api_key or None
         self.access = WriteAccess.from_keys([api_key])
         self.max_upload_bytes = max_upload_bytes
-        self.images = CatalogueImages(engine, catalogue_root)
+        self.images = _catalogue_images(engine, catalogue_root)
         self.thumbnails = Thumbnails()
         self._faces = faces
         self._faces_lock = threading.Lock()
         self._face_search_lock = threading.Lock()
-        self.face_photos = FacePhotos(self.face_index, catalogue_root)
+        self.face_photos = _face_photos(self.face_index, catalogue_root, engine.index_dir)
         self.write_lock = threading.Lock()
         self._warm_lock = threading.Lock()
         self._told_no_index = False
@@ -1185,7 +1116,7 @@ class _State:
                     "score": round(float(hit.score), 5),
                     "similarity": hit.similarity_percent if score_kind == "cosine" else None,
                     **_display_fields(hit.item_id, fields),
-                    "image": hit.image,
+                    "image": self.images.name(hit.image),
                     "image_url": url,
                     "thumbnail_url": f"{url}?size=320" if local else url,
                     "box": list(hit.box) if hit.box else None,
@@ -1217,7 +1148,7 @@ class _State:
             "item_id": item_id,
             **_display_fields(item_id, fields),
             "fields": fields,
-            "images": found["images"],
+            "images": [self.images.name(i) for i in found["images"]],
             "image_urls": [self.images.url_for(i) for i in found["images"]],
         }
 
@@ -1283,7 +1214,10 @@ class _State:
             self.images.invalidate()
             stored = self.engine.item(item_id)
         self.ready = self.engine.manifest is not None
-        skipped = [{"source": s.source, "reason": s.reason} for s in summary.skipped]
+        skipped = [
+            {"source": self.images.name(s.source), "reason": redact(s.reason)}
+            for s in summary.skipped
+        ]
         if stored is None:
             reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped)
             raise DecodeError(f"item {item_id!r} was not added: no image could be used ({reasons})")
@@ -1309,8 +1243,9 @@ class _State:
                 f"image {ref!r}: this server has no catalogue root, so it takes only http(s) URLs "
                 "and uploaded photos (start it with --catalogue-root to allow local paths)"
             )
-        path = _norm(os.path.join(root, ref))
-        if os.path.commonpath([root, path]) != root:
+        # Links resolved: a link under the root that leads elsewhere is outside it.
+        path = os.path.realpath(os.path.join(root, ref))
+        if not under(path, root):
             raise QueryError(f"image {ref!r} is outside the catalogue root")
         return path
 
@@ -1334,7 +1269,7 @@ class _State:
             tmp = path.with_suffix(path.suffix + ".part")
             tmp.write_bytes(data)
             os.replace(tmp, path)  # atomic: a half-written photo is never indexed
-        return _norm(str(path))
+        return norm(str(path))
 
     def delete_item(self, item_id: str) -> dict[str, str]:
         with self.write_lock:
@@ -1406,12 +1341,12 @@ class _State:
         matches = []
         for rank, m in enumerate(result.matches, 1):
             url = self.face_photos.url_for(m.photo)
-            local = url is not None and url.startswith(FacePhotos.prefix)
+            local = url is not None and url.startswith(self.face_photos.prefix)
             image_size = sizes.get(m.face_id)
             matches.append(
                 {
                     "rank": rank,
-                    "photo": m.photo,
+                    "photo": self.face_photos.name(m.photo),
                     "name": os.path.basename(m.photo.rstrip("/")) or m.photo,
                     "image_url": url,
                     "thumbnail_url": f"{url}?size=640" if local else url,
