@@ -37,7 +37,6 @@ cheap, so `lookalike --help` stays instant.
 """
 
 import io
-import json
 import logging
 import math
 import os
@@ -59,6 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from lookalike.api.auth import WriteAccess
+from lookalike.api.json_input import check_depth, loads, too_deep
 from lookalike.api.served_files import ServedFiles, norm, redact, under
 from lookalike.errors import (
     CatalogueError,
@@ -277,12 +277,9 @@ def structured_filter(spec: Mapping[str, Any] | str | None) -> "Filter | None":
     if spec is None or spec == "":
         return None
     if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except json.JSONDecodeError as exc:
-            raise QueryError(
-                f"filters must be a JSON object: {exc.msg} at column {exc.colno}"
-            ) from None
+        spec = loads(spec, "filters (a JSON object)")
+    else:
+        check_depth(spec, "filters")
     if not isinstance(spec, Mapping):
         raise QueryError(f"filters must be a JSON object, got {type(spec).__name__}")
     conditions: list[Condition] = []
@@ -625,8 +622,15 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI's JSON body parsing: a 400
+            return _error(422, str(too_deep("the request")), "QueryError")
         detail = redact(str(exc.detail))
         return _error(exc.status_code, detail, _http_kind(exc.status_code), exc.headers)
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_request: Request, _exc: RecursionError) -> JSONResponse:
+        # Only input recurses this deep (`json_input` bounds what the endpoints parse).
+        return _error(422, str(too_deep("the request")), "QueryError")
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -1175,10 +1179,7 @@ class _State:
             raise HTTPException(
                 415, "send the item as application/json, or as multipart/form-data with photos"
             )
-        try:
-            obj = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise QueryError(f"item is not valid JSON: {exc}") from None
+        obj = loads(raw, "item")
         if not isinstance(obj, dict):
             raise QueryError(f"item must be a JSON object, got {type(obj).__name__}")
         try:
