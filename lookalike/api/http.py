@@ -59,7 +59,7 @@ from starlette.exceptions import HTTPException
 
 from lookalike.api.auth import WriteAccess
 from lookalike.api.json_input import check_depth, loads, too_deep
-from lookalike.api.served_files import ServedFiles, norm, redact, under
+from lookalike.api.served_files import ServedFiles, redact
 from lookalike.errors import (
     CatalogueError,
     DecodeError,
@@ -73,6 +73,8 @@ from lookalike.errors import (
 if TYPE_CHECKING:
     from PIL import Image
 
+    from lookalike.api.item_writes import ItemWriter
+    from lookalike.api.remote_images import FetchPolicy
     from lookalike.engine import Engine
     from lookalike.faces.index import FaceIndex, FaceSearchResult
     from lookalike.store.base import Filter
@@ -550,17 +552,6 @@ _IMAGE_TYPES = {
     ".heic": "image/heic",
     ".heif": "image/heif",
 }
-_SUFFIX_FOR_FORMAT = {
-    "JPEG": ".jpg",
-    "MPO": ".jpg",
-    "PNG": ".png",
-    "WEBP": ".webp",
-    "GIF": ".gif",
-    "BMP": ".bmp",
-    "TIFF": ".tiff",
-    "AVIF": ".avif",
-    "HEIF": ".heic",
-}
 
 
 # -- the app -------------------------------------------------------------------------------------
@@ -575,6 +566,8 @@ def create_app(
     catalogue_root: Path | None = None,
     search_threads: int = 2,
     faces: "FaceIndex | None" = None,
+    image_fetch: "FetchPolicy | None" = None,
+    write_wait_s: float = 300.0,
 ) -> FastAPI:
     """The HTTP API and web page over `engine` (which the app uses but does not close).
 
@@ -589,9 +582,25 @@ def create_app(
         another's inference; more only added latency on 2 cores (docs/parts/http.md).
     faces: the face index for "find people" (`/api/faces/...`); by default one is opened, on
         first use, from the engine's index folder (faces live in `<index>/faces`).
+    image_fetch: how image URLs of added items are downloaded (`remote_images.FetchPolicy`:
+        public addresses only, whole-download deadline); default: `FetchPolicy()` with the
+        photo size limit.
+    write_wait_s: longest a write waits for its turn before a 503 (nothing written).
     """
+    from lookalike.api.item_writes import ItemWriter
+    from lookalike.api.remote_images import FetchPolicy
+    from lookalike.api.writes import WriteGate
+
     state = _State(engine, api_key, max_upload_bytes, catalogue_root, search_threads, faces)
     state.access = WriteAccess.from_keys([api_key], read_only=read_only)
+    state.writer = ItemWriter(
+        engine,
+        state.images,
+        state.decode,
+        state.item_out,
+        image_fetch or FetchPolicy(max_bytes=state.decode_limits.max_bytes),
+        WriteGate(write_wait_s),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
@@ -756,7 +765,8 @@ def create_app(
         """
         state.access.check(x_api_key)
         item, uploads = await state.parse_item_request(request)
-        out = await anyio.to_thread.run_sync(state.write_item, item, uploads)
+        out = await state.writer.add(request, item, uploads)
+        state.ready = engine.manifest is not None
         return JSONResponse(out, status_code=201 if out["created"] else 200)
 
     @app.delete(
@@ -770,11 +780,11 @@ def create_app(
         },
     )
     async def delete_item(
-        item_id: str, x_api_key: Annotated[str | None, Header()] = None
+        request: Request, item_id: str, x_api_key: Annotated[str | None, Header()] = None
     ) -> dict[str, str]:
         """Remove an item: all its views and its centroid."""
         state.access.check(x_api_key)
-        return await anyio.to_thread.run_sync(state.delete_item, item_id)
+        return await state.writer.delete(request, item_id)
 
     @app.get(
         "/api/images/{path:path}",
@@ -946,6 +956,7 @@ class _State:
         self.engine = engine
         self.api_key = api_key or None
         self.access = WriteAccess.from_keys([api_key])
+        self.writer: ItemWriter  # set by create_app
         self.max_upload_bytes = max_upload_bytes
         self.images = _catalogue_images(engine, catalogue_root)
         self.thumbnails = Thumbnails()
@@ -953,7 +964,6 @@ class _State:
         self._faces_lock = threading.Lock()
         self._face_search_lock = threading.Lock()
         self.face_photos = _face_photos(self.face_index, catalogue_root, engine.index_dir)
-        self.write_lock = threading.Lock()
         self._warm_lock = threading.Lock()
         self._told_no_index = False
         self.ready = False
@@ -1188,98 +1198,6 @@ class _State:
             raise QueryError(f"item: {_first_error(exc)}") from None
         return obj, uploads
 
-    def write_item(self, obj: dict[str, Any], uploads: list[bytes]) -> dict[str, Any]:
-        """Decode-check and save uploads, index the item, answer what happened. Blocking."""
-        from lookalike.catalog.manifest import safe_key
-        from lookalike.types import Item
-
-        item_id = _item_id(obj.get("id"))
-        refs = [r for r in (*(obj.get("images") or []), obj.get("image")) if r]
-        if not all(isinstance(r, str) for r in refs):
-            raise QueryError("images must be strings (http(s) URLs or paths)")
-        images = [self._image_ref(r) for r in refs]
-        images += [self._save_upload(data) for data in uploads]
-        if not images:
-            raise QueryError(f"item {item_id!r} has no images: give `images` or upload `photos`")
-        fields: dict[str, Any] = {}
-        for name, value in obj.items():
-            if name in ("id", "images", "image") or value is None:
-                continue
-            key = safe_key(name, fields)
-            if key is not None:
-                fields[key] = value
-        item = Item(item_id, tuple(dict.fromkeys(images)), fields)
-        with self.write_lock:
-            existed = self.engine.manifest is not None and self.engine.item(item_id) is not None
-            summary = self.engine.index([item])
-            self.images.invalidate()
-            stored = self.engine.item(item_id)
-        self.ready = self.engine.manifest is not None
-        skipped = [
-            {"source": self.images.name(s.source), "reason": redact(s.reason)}
-            for s in summary.skipped
-        ]
-        if stored is None:
-            reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped)
-            raise DecodeError(f"item {item_id!r} was not added: no image could be used ({reasons})")
-        return {
-            "item": self.item_out(item_id),
-            "created": not existed,
-            "images_embedded": summary.images_embedded,
-            "images_unchanged": summary.images_unchanged,
-            "skipped": skipped,
-        }
-
-    def _image_ref(self, ref: str) -> str:
-        """An http(s) URL as given, or a local path that must lie under the catalogue root."""
-        ref = ref.strip()
-        scheme = ref.split(":", 1)[0].lower() if ":" in ref else ""
-        if scheme in ("http", "https"):
-            return ref
-        if len(scheme) > 1:
-            raise QueryError(f"image {ref!r}: only http(s) URLs and catalogue paths are accepted")
-        root = self.images.root
-        if root is None:
-            raise QueryError(
-                f"image {ref!r}: this server has no catalogue root, so it takes only http(s) URLs "
-                "and uploaded photos (start it with --catalogue-root to allow local paths)"
-            )
-        # Links resolved: a link under the root that leads elsewhere is outside it.
-        path = os.path.realpath(os.path.join(root, ref))
-        if not under(path, root):
-            raise QueryError(f"image {ref!r} is outside the catalogue root")
-        return path
-
-    def _save_upload(self, data: bytes) -> str:
-        """Check the photo decodes, then keep it under <index>/uploads/ named by its sha256."""
-        import hashlib
-
-        from PIL import Image
-
-        self.decode(data)  # DecodeError (415/422) before anything is written
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                suffix = _SUFFIX_FOR_FORMAT.get(img.format or "", ".img")
-        except Exception:
-            suffix = ".img"
-        digest = hashlib.sha256(data).hexdigest()
-        folder = self.engine.index_dir / "uploads" / digest[:2]
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{digest}{suffix}"
-        if not path.exists():
-            tmp = path.with_suffix(path.suffix + ".part")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)  # atomic: a half-written photo is never indexed
-        return norm(str(path))
-
-    def delete_item(self, item_id: str) -> dict[str, str]:
-        with self.write_lock:
-            if self.engine.item(item_id) is None:
-                raise HTTPException(404, f"no item {item_id!r} in this index")
-            self.engine.delete([item_id])
-            self.images.invalidate()
-        return {"deleted": item_id}
-
     # -- find people -----------------------------------------------------------------------------
 
     def face_index(self) -> "FaceIndex":
@@ -1430,16 +1348,6 @@ def _display_fields(item_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         "price": float(price) if _number(price) else None,
         "currency": str(currency) if isinstance(currency, str) else None,
     }
-
-
-def _item_id(value: object) -> str:
-    if isinstance(value, bool) or value is None:
-        raise QueryError("item id must be a string or a number")
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    raise QueryError("item id must be a non-empty string or a number")
 
 
 def _first_error(exc: Exception) -> str:
