@@ -109,7 +109,27 @@ def test_search_finds_the_person_and_nobody_else(
     # Person01 is also in both group photos.
     assert {"couple.jpg", "selfie-many-people.jpg"} <= set(found)
     assert result.matches[0].distance < 0.05  # img1 itself is in the album
-    assert all(m.distance <= result.threshold for m in result.matches)
+    assert all(m.distance <= result.maybe_threshold for m in result.matches)
+    assert all((m.tier == "you") == (m.distance <= result.threshold) for m in result.matches)
+
+
+def test_person_in_none_of_the_photos_gets_nothing(album: Path, deepface: Path, tmp_path) -> None:
+    """person02's portraits against photos without her: the selfie's two women at the left edge
+    are 0.41 from her portraits (look-alikes within the "maybe you" distance, 0.42), so only the
+    gate on a strict match keeps them out."""
+    from lookalike.faces.index import FaceIndex
+
+    few = tmp_path / "few"
+    few.mkdir()
+    for name in ("selfie-many-people.jpg", "person05-img18.jpg", "person01-img2.jpg"):
+        shutil.copy(album / name, few / name)
+    with FaceIndex(tmp_path / "idx") as fi:
+        fi.index(few)
+        for portrait in ("img3.jpg", "img12.jpg", "img54.jpg", "img55.jpg"):
+            near = fi.search(deepface / portrait, threshold=0.36, maybe_threshold=2.0, k=3)
+            assert near.matches == ()
+            loose = fi.search(deepface / portrait, threshold=0.5, k=3)
+            assert loose.matches  # there are look-alikes: the check above can fail
 
 
 def test_forget_person_leaves_search_and_disk(built: Path, deepface: Path, tmp_path: Path) -> None:
@@ -162,6 +182,8 @@ def test_cli_index_search_clusters_forget(album: Path, deepface: Path, tmp_path:
     # img3 is not in the index: her two other photos are found, the couple is not.
     assert {Path(x["photo"]).name for x in results} == {"person02-img55.jpg", "person02-img56.jpg"}
     assert all(len(x["box"]) == 4 and x["distance"] <= 0.36 for x in results)
+    assert [x["tier"] for x in results] == ["you", "you"]
+    assert json.loads(r.stdout)["tiers"] == {"you": 2, "maybe": 0}
 
     r = runner.invoke(app, ["clusters", "--index", idx, "--json", "--html", str(tmp_path / "p")])
     assert r.exit_code == 0, r.output

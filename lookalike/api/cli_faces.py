@@ -27,8 +27,18 @@ ThresholdOpt = Annotated[
     float | None,
     typer.Option(
         "--threshold",
-        help="'Same person' distance, 0..2 [default: $LOOKALIKE_FACES_THRESHOLD or 0.36, "
-        "calibrated for a false match rate of 1e-3].",
+        help="'Same person' distance, 0..2: the 'you' tier [default: "
+        "$LOOKALIKE_FACES_THRESHOLD or 0.36; no stranger that close in the calibration photos].",
+    ),
+]
+
+MaybeThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--maybe-threshold",
+        help="Outer distance of the 'maybe you' tier, shown when some photo is in the 'you' "
+        "tier; at or below --threshold there is none [default: "
+        "$LOOKALIKE_FACES_MAYBE_THRESHOLD or 0.42].",
     ),
 ]
 
@@ -98,17 +108,23 @@ def search_cmd(
         ),
     ] = None,
     threshold: ThresholdOpt = None,
+    maybe_threshold: MaybeThresholdOpt = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Most photos to return.")] = 50,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The photos that contain the person in SELFIE, best first, with the matching face's box."""
+    """The photos that contain the person in SELFIE, best first, with the matching face's box:
+    "you" (distance <= --threshold), then "maybe you" (<= --maybe-threshold)."""
     with errors_to_exit(), _faces(index) as faces:
-        result = faces.search(selfie, face=face, threshold=threshold, k=k)
+        result = faces.search(
+            selfie, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
+        )
         if as_json:
             _print_json(
                 {
                     "threshold": result.threshold,
+                    "maybe_threshold": result.maybe_threshold,
+                    "tiers": {"you": len(result.you), "maybe": len(result.maybe)},
                     "query_face": _query_face_json(result.query_face),
                     "query_faces": [_query_face_json(f) for f in result.query_faces],
                     "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
@@ -121,11 +137,16 @@ def search_cmd(
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"photos with this person (distance <= {result.threshold:g})")
-        for col in ("#", "photo", "distance", "face box"):
+        table = Table(
+            title=f"photos with this person (you: distance <= {result.threshold:g}; "
+            f"maybe you: <= {result.maybe_threshold:g})"
+        )
+        for col in ("#", "tier", "photo", "distance", "face box"):
             table.add_column(col)
         for i, m in enumerate(result.matches, 1):
-            table.add_row(str(i), m.photo, f"{m.distance:.3f}", str([round(v) for v in m.box]))
+            tier = "you" if m.tier == "you" else "maybe you"
+            box = str([round(v) for v in m.box])
+            table.add_row(str(i), tier, m.photo, f"{m.distance:.3f}", box)
         con = Console()
         con.print(table)
         if not result.matches:
@@ -138,6 +159,7 @@ def _query_face_json(f: Any) -> dict[str, Any]:
 
 def _match_json(m: Any) -> dict[str, Any]:
     return {
+        "tier": m.tier,
         "photo": m.photo,
         "box": list(m.box),
         "distance": m.distance,

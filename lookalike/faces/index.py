@@ -45,6 +45,7 @@ from lookalike.faces.embed import distance_from_similarity
 from lookalike.faces.errors import ManyFacesError, NoFaceError
 from lookalike.faces.models import DIM, EmbedderRecord
 from lookalike.faces.settings import FaceSettings
+from lookalike.faces.tiers import Tier, split_tiers, tier_of
 from lookalike.index_lock import ClosesStore, folder_write_lock
 from lookalike.pipeline.decode import DecodeLimits, content_hash, decode_image, is_url, read_source
 from lookalike.store.base import Condition, Filter, PointRecord, Store, point_id, where
@@ -93,6 +94,7 @@ class Face:
 class FaceMatch:
     """A photo that contains the person: its best matching face.
 
+    tier: "you" (distance <= threshold) or "maybe" (up to maybe_threshold; `faces.tiers`).
     distance: Euclidean distance between unit descriptors, 0 (identical) .. 2; the match holds
     when distance <= the threshold. similarity: the cosine similarity, 1 - distance^2 / 2.
     """
@@ -104,6 +106,7 @@ class FaceMatch:
     face_id: str
     det_score: float
     face_size: float
+    tier: Tier = "you"
 
 
 @dataclass(frozen=True)
@@ -119,13 +122,23 @@ class QueryFace:
 
 @dataclass(frozen=True)
 class FaceSearchResult:
-    """Photos containing the query face, best first, all within `threshold`."""
+    """Photos containing the query face, best first: the "you" tier (within `threshold`), then
+    the "maybe you" tier (within `maybe_threshold`)."""
 
     matches: tuple[FaceMatch, ...]
     query_face: QueryFace
     query_faces: tuple[QueryFace, ...]
     threshold: float
     timings_ms: Mapping[str, float] = field(default_factory=dict)
+    maybe_threshold: float = 0.0
+
+    @property
+    def you(self) -> tuple[FaceMatch, ...]:
+        return tuple(m for m in self.matches if m.tier == "you")
+
+    @property
+    def maybe(self) -> tuple[FaceMatch, ...]:
+        return tuple(m for m in self.matches if m.tier == "maybe")
 
 
 @dataclass(frozen=True)
@@ -452,11 +465,15 @@ class FaceIndex(ClosesStore):
         face: int | None = None,
         threshold: float | None = None,
         k: int = 50,
+        *,
+        maybe_threshold: float | None = None,
     ) -> FaceSearchResult:
         """Photos that contain the person of `selfie`, best first, each with its matching face.
 
         face: which face of the selfie (0 = largest, see `faces_in`); needed when it has several.
-        threshold: "same person" distance [default: FaceSettings.threshold]; k: most photos.
+        threshold: "same person" distance, the "you" tier [default: FaceSettings.threshold];
+        maybe_threshold: outer distance of the "maybe you" tier [default: FaceSettings.
+        maybe_threshold]; k: most photos (both tiers).
         Raises NoFaceError (no face found), ManyFacesError (several, none chosen; `.faces`
         lists them), QueryError (bad face number or k), DecodeError (unreadable photo).
         """
@@ -465,7 +482,9 @@ class FaceIndex(ClosesStore):
         faces = self.faces_in(selfie)
         t1 = time.perf_counter()
         chosen = choose_face(faces, face, _describe(selfie))
-        matches = self.search_vector(chosen.vector, threshold=threshold, k=k)
+        matches = self.search_vector(
+            chosen.vector, threshold=threshold, k=k, maybe_threshold=maybe_threshold
+        )
         t2 = time.perf_counter()
         return FaceSearchResult(
             matches=tuple(matches),
@@ -473,24 +492,33 @@ class FaceIndex(ClosesStore):
             query_faces=tuple(faces),
             threshold=self._threshold(threshold),
             timings_ms={"faces": (t1 - t0) * 1e3, "search": (t2 - t1) * 1e3},
+            maybe_threshold=self._maybe_threshold(maybe_threshold, threshold),
         )
 
     def search_vector(
-        self, vector: F32, *, threshold: float | None = None, k: int = 50
+        self,
+        vector: F32,
+        *,
+        threshold: float | None = None,
+        k: int = 50,
+        maybe_threshold: float | None = None,
     ) -> list[FaceMatch]:
-        """Photos whose best face is within `threshold` of `vector` (unit, 128-d), best first."""
+        """Photos whose best face is near `vector` (unit, 128-d), best first: those within
+        `threshold` ("you"), then, when there is at least one, those within `maybe_threshold`
+        ("maybe"; `lookalike.faces.tiers`). At most k photos."""
         if k < 1:
             raise QueryError("k must be at least 1")
         limit = self._threshold(threshold)
+        outer = self._maybe_threshold(maybe_threshold, threshold)
         self._check_manifest(create=False)
         hits = self.store.search_groups(
             vector, using="face", groups=k, group_by="photo", flt=where("kind", "face")
         )
+        found = [(distance_from_similarity(h.score), h) for h in hits]
+        you, maybe = split_tiers([d for d, _ in found], limit, outer)
         out = []
-        for h in hits:
-            distance = distance_from_similarity(h.score)
-            if distance > limit:
-                continue
+        for i in [*you.tolist(), *maybe.tolist()]:
+            distance, h = found[i]
             p = h.payload
             out.append(
                 FaceMatch(
@@ -501,6 +529,7 @@ class FaceIndex(ClosesStore):
                     face_id=h.point_id,
                     det_score=float(p.get("det_score", 0.0)),
                     face_size=float(p.get("face_size", 0.0)),
+                    tier=tier_of(distance, limit),
                 )
             )
         out.sort(key=lambda m: (m.distance, m.photo))
@@ -511,6 +540,13 @@ class FaceIndex(ClosesStore):
         if not value > 0:
             raise QueryError(f"threshold must be > 0, got {value}")
         return value
+
+    def _maybe_threshold(self, maybe: float | None, threshold: float | None) -> float:
+        """The "maybe you" limit; never below the "you" one (then there is no such tier)."""
+        value = self.face_settings.maybe_threshold if maybe is None else float(maybe)
+        if not 0 <= value <= 2:
+            raise QueryError(f"maybe_threshold must be in 0..2, got {value}")
+        return max(value, self._threshold(threshold))
 
     # -- reading ---------------------------------------------------------------------------------
 
