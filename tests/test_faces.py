@@ -228,8 +228,29 @@ def test_scan_photos_recurses_skips_hidden_and_non_images(album: Path) -> None:
         "e.png",
         "sub/d.png",
     ]
+    assert skipped == []  # notes.txt is not a photo: not even worth a word
     found, skipped = scan_photos([album / "a.png", album / "missing.png"])
     assert len(found) == 1 and skipped[0].reason == "file not found"
+
+
+def test_netpbm_photos_are_indexed_and_unreadable_photos_reported(
+    album: Path, tmp_path: Path
+) -> None:
+    """Scanners and lab cameras write PGM / PPM: indexed like the rest. Photos no decoder here
+    reads (camera RAW, other image formats) are reported, not passed over in silence."""
+    for name, mode in (("grey.pgm", "L"), ("colour.ppm", "RGB")):
+        im = Image.open(photo(tmp_path / "x.png", {"ann": (30, 30, 70)})).convert(mode)
+        im.save(album / name)
+    (album / "IMG_0001.CR2").write_bytes(b"raw")
+    Image.new("RGB", (40, 40)).save(album / "old.pcx")
+    with make_index(tmp_path) as fi:
+        s = fi.index(album)
+        assert {Path(p).name for p in fi.photos()} >= {"grey.pgm", "colour.ppm"}
+        assert len(fi.faces(str(album / "colour.ppm"))) == 1
+        # (the fake detector finds faces by colour; tests/test_faces_e2e.py finds ORL's in PGM)
+        reasons = {Path(x.source).name: x.reason for x in s.skipped}
+        assert set(reasons) == {"IMG_0001.CR2", "old.pcx"}
+        assert "camera RAW" in reasons["IMG_0001.CR2"] and "not read" in reasons["old.pcx"]
 
 
 # -- the index ------------------------------------------------------------------------------------
@@ -371,6 +392,24 @@ def test_person_in_no_photo_gets_no_maybe_matches(album: Path, tmp_path: Path) -
         # ann is in b.png, ~0.07 away: within the maybe tier, but nothing is strict
         assert fi.search(album / "a.png", threshold=0.01, maybe_threshold=0.2).matches == ()
         assert len(fi.search(album / "a.png", threshold=0.1).matches) == 1
+
+
+def test_several_portraits_match_the_nearest_of_them(album: Path, tmp_path: Path) -> None:
+    with make_index(tmp_path) as fi:
+        fi.index(album)
+        one = fi.search(album / "a.png", threshold=0.01, maybe_threshold=0)
+        both = fi.search_many([album / "a.png", album / "c.png"], threshold=0.01, maybe_threshold=0)
+        assert [Path(m.photo).name for m in one.matches] == ["a.png"]
+        # each photo once, at its distance to the nearer portrait (0: a.png to a, c.png to c)
+        assert [(Path(m.photo).name, m.distance) for m in both.matches] == [
+            ("a.png", 0.0),
+            ("c.png", 0.0),
+        ]
+        assert both.portraits == 2 and both.query_face.vector is not None
+        with pytest.raises(QueryError, match="no portrait"):
+            fi.search_many([])
+        with pytest.raises(ManyFacesError):
+            fi.search_many([album / "a.png", album / "b.png"])
 
 
 def test_search_without_index_is_a_clear_error(tmp_path: Path) -> None:

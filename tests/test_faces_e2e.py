@@ -183,6 +183,15 @@ def test_cli_index_search_clusters_forget(album: Path, deepface: Path, tmp_path:
     assert {Path(x["photo"]).name for x in results} == {"person02-img55.jpg", "person02-img56.jpg"}
     assert all(len(x["box"]) == 4 and x["distance"] <= 0.36 for x in results)
     assert [x["tier"] for x in results] == ["you", "you"]
+
+    two = [str(deepface / "img3.jpg"), str(deepface / "img12.jpg")]  # two portraits of her
+    r = runner.invoke(app, ["search", *two, "--index", idx, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["portraits"] == 2
+    assert {Path(x["photo"]).name for x in json.loads(r.stdout)["results"]} == {
+        "person02-img55.jpg",
+        "person02-img56.jpg",
+    }
     assert json.loads(r.stdout)["tiers"] == {"you": 2, "maybe": 0}
 
     r = runner.invoke(app, ["clusters", "--index", idx, "--json", "--html", str(tmp_path / "p")])
@@ -199,6 +208,14 @@ def test_cli_index_search_clusters_forget(album: Path, deepface: Path, tmp_path:
 
     r = runner.invoke(app, ["detect", str(deepface / "couple.jpg"), "-o", str(tmp_path / "b.jpg")])
     assert r.exit_code == 0 and (tmp_path / "b.jpg").stat().st_size > 0
+
+    # ORL's greyscale PGM photos are indexed as they are (no conversion).
+    orl = tmp_path / "orl"
+    orl.mkdir()
+    shutil.copy(deepface.parent / "orl" / "s1" / "1.pgm", orl / "s1-1.pgm")
+    r = runner.invoke(app, ["index", str(orl), "--index", str(tmp_path / "orl-idx"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["faces_written"] == 1 and json.loads(r.stdout)["skipped"] == []
 
     r = runner.invoke(app, ["search", str(tmp_path / "missing.jpg"), "--index", idx])
     assert r.exit_code == 3 and "not found" in " ".join(r.output.split())

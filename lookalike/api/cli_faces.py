@@ -100,11 +100,18 @@ def index_cmd(
 
 @app.command("search")
 def search_cmd(
-    selfie: Annotated[str, typer.Argument(help="A photo of the person: a path or an http(s) URL.")],
+    selfies: Annotated[
+        list[str],
+        typer.Argument(
+            help="Photos of the person: paths or http(s) URLs. Several portraits: a photo "
+            "matches when its face is near any of them.",
+            metavar="SELFIE...",
+        ),
+    ],
     face: Annotated[
         int | None,
         typer.Option(
-            "--face", help="Which face of SELFIE, 0 = largest (needed when it has several)."
+            "--face", help="Which face of each SELFIE, 0 = largest (needed when it has several)."
         ),
     ] = None,
     threshold: ThresholdOpt = None,
@@ -116,8 +123,8 @@ def search_cmd(
     """The photos that contain the person in SELFIE, best first, with the matching face's box:
     "you" (distance <= --threshold), then "maybe you" (<= --maybe-threshold)."""
     with errors_to_exit(), _faces(index) as faces:
-        result = faces.search(
-            selfie, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
+        result = faces.search_many(
+            selfies, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
         )
         if as_json:
             _print_json(
@@ -125,6 +132,7 @@ def search_cmd(
                     "threshold": result.threshold,
                     "maybe_threshold": result.maybe_threshold,
                     "tiers": {"you": len(result.you), "maybe": len(result.maybe)},
+                    "portraits": result.portraits,
                     "query_face": _query_face_json(result.query_face),
                     "query_faces": [_query_face_json(f) for f in result.query_faces],
                     "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
