@@ -556,6 +556,17 @@ def test_boxes_picture_and_people_page(album: Path, tmp_path: Path) -> None:
     assert len(list((tmp_path / "people" / "faces").glob("*.jpg"))) == 6
 
 
+def test_cli_bad_detector_is_a_usage_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lookalike.api.cli_faces import app
+
+    r = CliRunner().invoke(
+        app, ["index", str(tmp_path), "--detector", "bogus", "--index", str(tmp_path / "i")]
+    )
+    assert r.exit_code == 2 and "--detector" in r.output and "'hog' or 'cnn'" in r.output
+
+
 def test_cli_module_imports_nothing_heavy() -> None:
     code = (
         "import sys, lookalike.api.cli_faces, lookalike.faces; "
