@@ -460,7 +460,14 @@ def test_find_people_mode(
     assert bad == [], bad
     assert all(g["loaded"] for g in geometry[:8]), geometry  # later ones load lazily
     badge = page.text_content(".person-card .badge")
-    assert badge is not None and re.fullmatch(r"distance 0\.\d\d", badge)
+    assert badge is not None and re.fullmatch(r"you · 0\.\d\d", badge)
+    tiers = page.eval_on_selector_all(".person-card", "cs => cs.map(c => c.dataset.tier)")
+    assert tiers[0] == "you" and set(tiers) <= {"you", "maybe"}
+    # a "maybe you" card says so on its badge
+    maybes = page.eval_on_selector_all(
+        ".person-card.maybe .badge", "bs => bs.map(b => b.textContent)"
+    )
+    assert all(t.startswith("maybe you · ") for t in maybes)
     assert page.locator("#overlay .faces-box.selected").count() == 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "web-people-results.png", full_page=True)

@@ -12,7 +12,8 @@
     GET    /api/images/{path}     a catalogue image (only files the index records) [?size=N thumbnail]
     GET    /api/stats             items, views, model, index size, filterable fields
     GET    /api/facets?field=...  value -> number of items, for a keyword field
-    POST   /api/faces/search      multipart photo (a selfie) [+ face, threshold, k]: the indexed
+    POST   /api/faces/search      multipart photo (a selfie) [+ face, threshold, maybe_threshold,
+                                  k]: "you" and "maybe you" tiers of the indexed
                                   photos that contain that person (409 lists the faces to pick
                                   from when the selfie has several; 422 when it has none)
     GET    /api/faces/photos/{path}  a photo of the face index (only those) [?size=N thumbnail]
@@ -186,6 +187,10 @@ class FaceQueryOut(BaseModel):
 
 class FaceMatchOut(BaseModel):
     rank: int
+    tier: Literal["you", "maybe"] = Field(
+        description="you: distance <= threshold; maybe: up to maybe_threshold (shown only when "
+        "some photo is in the 'you' tier)."
+    )
     photo: str = Field(description="The photo as indexed (path or URL).")
     name: str = Field(description="The photo's file name.")
     image_url: str | None = Field(description="Where a browser can load the photo.")
@@ -203,7 +208,8 @@ class FaceMatchOut(BaseModel):
 
 class FaceSearchOut(BaseModel):
     matches: list[FaceMatchOut]
-    threshold: float = Field(description="The 'same person' distance used.")
+    threshold: float = Field(description="The 'same person' distance used (the 'you' tier).")
+    maybe_threshold: float = Field(description="Outer distance of the 'maybe you' tier.")
     query: FaceQueryOut
     timings_ms: dict[str, float]
 
@@ -840,12 +846,22 @@ def create_app(
                 description="'Same person' distance, 0..2 [default: the calibrated 0.36].",
             ),
         ] = None,
+        maybe_threshold: Annotated[
+            float | None,
+            Form(
+                ge=0,
+                le=2,
+                description="Outer distance of the 'maybe you' tier [default: 0.42].",
+            ),
+        ] = None,
         k: Annotated[int, Form(ge=1, le=MAX_K, description="Most photos returned.")] = 50,
     ) -> Any:
         """The indexed photos that contain the person of the photo, best first, each with the
         matching face's box. Several faces in the photo and no `face`: 409 listing them."""
         data = await state.read_upload(photo)
-        status, body = await state.run_search(state.search_faces, data, face, threshold, k)
+        status, body = await state.run_search(
+            state.search_faces, data, face, threshold, k, maybe_threshold
+        )
         return body if status == 200 else JSONResponse(body, status_code=status)
 
     @app.get(
@@ -1211,7 +1227,12 @@ class _State:
             return self._faces
 
     def search_faces(
-        self, data: bytes, face: int | None, threshold: float | None, k: int
+        self,
+        data: bytes,
+        face: int | None,
+        threshold: float | None,
+        k: int,
+        maybe_threshold: float | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """(200, matches) or (409, the faces to choose from). Blocking.
 
@@ -1227,7 +1248,9 @@ class _State:
         try:
             # dlib's detector and network are not documented as thread-safe: one at a time.
             with self._face_search_lock:
-                result = faces.search(image, face=face, threshold=threshold, k=k)
+                result = faces.search(
+                    image, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
+                )
         except ManyFacesError as exc:
             listed = [
                 {
@@ -1265,6 +1288,7 @@ class _State:
             matches.append(
                 {
                     "rank": rank,
+                    "tier": m.tier,
                     "photo": self.face_photos.name(m.photo),
                     "name": os.path.basename(m.photo.rstrip("/")) or m.photo,
                     "image_url": url,
@@ -1282,6 +1306,7 @@ class _State:
         return {
             "matches": matches,
             "threshold": result.threshold,
+            "maybe_threshold": result.maybe_threshold,
             "query": {
                 **size,
                 "face": _query_face_out(result.query_face),
@@ -1297,6 +1322,7 @@ class _State:
         info = dict(self.face_index().stats())
         info.pop("index", None)  # the server's folder layout is nobody's business
         info["threshold"] = self.face_index().face_settings.threshold
+        info["maybe_threshold"] = self.face_index().face_settings.maybe_threshold
         return info
 
     # -- information -----------------------------------------------------------------------------

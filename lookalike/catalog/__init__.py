@@ -41,6 +41,10 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".heic",
     ".heif",
     ".avif",
+    ".pgm",
+    ".ppm",
+    ".pbm",
+    ".pnm",
 )
 """File suffixes (lower case) a folder catalogue picks up as images."""
 

@@ -626,17 +626,24 @@ function renderPeople(result) {
   if (!matches.length) {
     $("empty").firstElementChild.textContent = "This person is in none of the indexed photos.";
   }
-  for (const m of matches) list.append(personCard(m, result.threshold));
+  for (const m of matches) list.append(personCard(m, result));
   const ms = result.timings_ms && result.timings_ms.total;
   const took = ms === undefined ? "" : ` · ${Math.round(ms)} ms`;
-  setBusy(false, `${matches.length} photo${matches.length === 1 ? "" : "s"}${took}`);
+  const maybe = matches.filter((m) => m.tier === "maybe").length;
+  const tiers = maybe ? ` (${matches.length - maybe} you, ${maybe} maybe you)` : "";
+  setBusy(false, `${matches.length} photo${matches.length === 1 ? "" : "s"}${tiers}${took}`);
 }
 
 // A photo the person is in, the matching face framed. The photo is fitted (contained) in the
-// square thumbnail by hand, so the frame's percentages land on the face exactly.
-function personCard(m, threshold) {
-  const li = el("li", "card person-card");
+// square thumbnail by hand, so the frame's percentages land on the face exactly. "Maybe you"
+// matches (farther than the "same person" threshold) are labelled and drawn muted.
+function personCard(m, result) {
+  const threshold = result.threshold;
+  const outer = Math.max(threshold, result.maybe_threshold || threshold);
+  const maybe = m.tier === "maybe";
+  const li = el("li", "card person-card" + (maybe ? " maybe" : ""));
   li.dataset.photo = m.name;
+  li.dataset.tier = m.tier || "you";
   const thumb = el("div", "thumb");
   const inner = el("div", "pinner");
   const frame = el("div", "pframe");
@@ -658,8 +665,8 @@ function personCard(m, threshold) {
     place(frame, [0, 0, 1, 1]);
   }
   inner.append(frame);
-  const badge = el("span", "badge dist", `distance ${m.distance.toFixed(2)}`);
-  badge.title = `distance ${m.distance.toFixed(3)} (same person up to ${threshold}); cosine similarity ${m.similarity.toFixed(3)}`;
+  const badge = el("span", "badge dist", `${maybe ? "maybe you" : "you"} · ${m.distance.toFixed(2)}`);
+  badge.title = `distance ${m.distance.toFixed(3)} (you up to ${threshold}, maybe you up to ${outer}); cosine similarity ${m.similarity.toFixed(3)}`;
   thumb.append(inner, badge, el("span", "rank", String(m.rank)));
 
   const body = el("div", "card-body");
@@ -667,10 +674,10 @@ function personCard(m, threshold) {
   title.title = m.photo;
   const meta = el("div", "meta");
   meta.append(el("span", "item-id", `similarity ${(m.similarity * 100).toFixed(1)} %`));
-  // Closeness within the "same person" threshold: full at distance 0, empty at the threshold.
+  // Closeness: full at distance 0, empty at the outer ("maybe you") threshold.
   const bar = el("div", "simbar");
   const fill = el("span");
-  fill.style.width = `${Math.max(0, Math.min(100, 100 * (1 - m.distance / threshold)))}%`;
+  fill.style.width = `${Math.max(0, Math.min(100, 100 * (1 - m.distance / outer)))}%`;
   bar.append(fill);
   body.append(title, meta, bar);
   if (m.image_url) {
