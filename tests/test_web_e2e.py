@@ -500,3 +500,45 @@ def test_find_people_mode(
     assert page.locator(".person-card").count() == 0
     assert page_errors == []
     ctx.close()
+
+
+def test_a_catalogue_update_shows_on_the_page(
+    browser: Any,
+    engine: _EngineWithHalves,
+    grocery: SmallGrocery,
+    data_dir: Path,
+    tmp_path: Path,
+    page_errors: list[str],
+) -> None:
+    """`lookalike index` while the server runs is a job of the server: the page says so, and
+    its product count follows without a reload."""
+    import json
+
+    import httpx
+
+    rows = (grocery.manifest.parent / "sample" / "catalogue.jsonl").read_text().splitlines()
+    new = next(r for r in map(json.loads, rows) if str(r["id"]) not in grocery.items)
+    new["images"] = new["images"][:2]
+    manifest = tmp_path / "new.jsonl"
+    manifest.write_text(json.dumps(new) + "\n")
+    secret = "secret-of-the-page-test"
+    app = create_app(engine, catalogue_root=data_dir, local_secret=secret)
+    try:
+        with live_server(app) as url:
+            page = _open(browser, url, page_errors)
+            with page.expect_response("**/api/jobs"):
+                pass  # the page has seen the jobs before this one: the next one is news
+            job = {"catalogue": str(manifest)}
+            r = httpx.post(f"{url}/api/jobs/index", json=job, headers={"X-API-Key": secret})
+            assert r.status_code == 202, r.text
+            page.wait_for_function(
+                "() => document.getElementById('job-info').textContent.includes('updated: 2 new')",
+                timeout=60_000,
+            )
+            page.wait_for_function(  # the count is asked for again once the job is done
+                "() => document.getElementById('index-info').textContent.includes('13 products')"
+            )
+            page.screenshot(path=ARTIFACTS / "web-desktop-catalogue-updated.png")
+    finally:
+        engine.delete([str(new["id"])])
+    assert page_errors == []

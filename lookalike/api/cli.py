@@ -16,6 +16,7 @@ from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
 
 if TYPE_CHECKING:
+    from lookalike.api.remote import ServedIndex
     from lookalike.engine import Engine
 
 app = typer.Typer(
@@ -73,6 +74,30 @@ def _engine(
     )
 
 
+def _served(engine: Engine) -> Engine | ServedIndex:
+    """The running `lookalike serve` that has the engine's index open (the CLI then goes
+    through it: the embedded store admits one process), else the engine itself."""
+    from lookalike.api.remote import find_server
+
+    if engine.manifest is not None:
+        engine.store_record()  # a --store other than the index's is an error here too
+    served = find_server(engine.index_dir)
+    if served is None:
+        return engine
+    engine.close()
+    return served
+
+
+def _local_only(engine: Engine, command: str) -> Engine:
+    """`engine`, or a StoreError naming the server that has its embedded store open (`command`
+    does not go through a server)."""
+    from lookalike.api.remote import refuse_if_served
+
+    if engine.manifest is not None and engine.store_record()["kind"] in ("edge", "qdrant-local"):
+        refuse_if_served(engine.index_dir, command)
+    return engine
+
+
 @app.command()
 def index(
     catalogue: Annotated[
@@ -122,14 +147,14 @@ def index(
     """Index a catalogue. Incremental: only new or changed images are embedded; safe to rerun."""
     with errors_to_exit():
         views = {"detect": detect, "isolate": isolate, "labels": labels}
-        engine = _engine(index, embedder, models_mirror, views, store)
+        engine = _served(_engine(index, embedder, models_mirror, views, store))
         runner = None
         if ray is not None:
             from lookalike.distributed import RayRunner
 
             runner = RayRunner(address=ray, workers=ray_workers)
         with engine, progress_bar(not as_json) as progress:
-            summary = engine.index(catalogue, sync=sync, progress=progress, runner=runner)
+            summary = engine.index(catalogue, sync=sync, progress=progress, runner=runner)  # type: ignore[arg-type]
         if as_json:
             from dataclasses import asdict
 
@@ -140,6 +165,7 @@ def index(
             f"[green]indexed[/green] {summary.items} items: {summary.images_embedded} images embedded, "
             f"{summary.images_unchanged} unchanged, {summary.items_removed} items removed, "
             f"{len(summary.skipped)} skipped in {summary.seconds:.1f} s -> {engine.index_dir}"
+            + (f" (through {engine.describe()})" if hasattr(engine, "describe") else "")
         )
         for s in summary.skipped[:50]:
             con.print(f"  [yellow]skipped[/yellow] {s.source}: {s.reason}")
@@ -192,7 +218,7 @@ def search(
         if photo is None and not text:
             raise QueryError("give a PHOTO, --text WORDS, or both")
         region = _parse_box(box) if box else None
-        with _engine(index, mirror=models_mirror, store=store) as engine:
+        with _served(_engine(index, mirror=models_mirror, store=store)) as engine:
             if photo is None:
                 result = engine.search_text(text or "", k=k, where=where)
             elif all_objects:
@@ -227,7 +253,7 @@ def similar(
     as_json: JsonOpt = False,
 ) -> None:
     """More like this: the items nearest to ITEM_ID, the item itself excluded."""
-    with errors_to_exit(), _engine(index, mirror=models_mirror, store=store) as engine:
+    with errors_to_exit(), _served(_engine(index, mirror=models_mirror, store=store)) as engine:
         _output(engine.similar(item_id, k=k, where=where, mode=mode), as_json)  # type: ignore[arg-type]
 
 
@@ -241,7 +267,7 @@ def facets(
     as_json: JsonOpt = False,
 ) -> None:
     """How many items have each value of FIELD (among those matching --where)."""
-    with errors_to_exit(), _engine(index, store=store) as engine:
+    with errors_to_exit(), _served(_engine(index, store=store)) as engine:
         counts = {f: engine.facets(f, where=where, limit=limit) for f in field_names}
     if as_json:
         print(
@@ -274,7 +300,7 @@ def duplicates(
     as_json: JsonOpt = False,
 ) -> None:
     """Near-identical photos filed under different items (catalogue hygiene)."""
-    with errors_to_exit(), _engine(index, store=store) as engine:
+    with errors_to_exit(), _local_only(_engine(index, store=store), "`duplicates`") as engine:
         from lookalike.hygiene import DUPLICATE_THRESHOLD, near_duplicates, write_duplicates_page
 
         t = DUPLICATE_THRESHOLD if threshold is None else threshold
@@ -305,7 +331,7 @@ def outliers(
     as_json: JsonOpt = False,
 ) -> None:
     """Photos least like the rest of their item: candidates for a wrong label."""
-    with errors_to_exit(), _engine(index, store=store) as engine:
+    with errors_to_exit(), _local_only(_engine(index, store=store), "`outliers`") as engine:
         from lookalike.hygiene import outliers as find_outliers
         from lookalike.hygiene import write_outliers_page
 
@@ -388,7 +414,7 @@ def _print_hits(result: Any) -> None:
 @app.command()
 def stats(index: IndexOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Items, views, models and size of an index."""
-    with errors_to_exit(), _engine(index, store=store) as engine:
+    with errors_to_exit(), _served(_engine(index, store=store)) as engine:
         info = engine.stats()
         if as_json:
             print(json.dumps(info, indent=2))
@@ -404,7 +430,7 @@ def delete(
     store: StoreOpt = None,
 ) -> None:
     """Remove items from the index."""
-    with errors_to_exit(), _engine(index, store=store) as engine:
+    with errors_to_exit(), _served(_engine(index, store=store)) as engine:
         engine.delete(item_ids)
         stderr_console().print(f"removed {len(item_ids)} item(s)")
 
@@ -426,10 +452,8 @@ def evaluate(
     with errors_to_exit():
         from lookalike.evaluate import run_evaluation
 
-        with (
-            _engine(index, embedder, models_mirror, store=store) as engine,
-            progress_bar(not as_json) as progress,
-        ):
+        engine = _local_only(_engine(index, embedder, models_mirror, store=store), "`eval`")
+        with engine, progress_bar(not as_json) as progress:
             outcome = run_evaluation(
                 engine, catalogue, queries, report_dir=report, progress=progress
             )
@@ -479,7 +503,11 @@ def tune(
 ) -> None:
     """Learn a projection that separates the index's items (from its own photos grouped by item),
     store it with the index and search with it. Parameters are chosen on held-out photos."""
-    with errors_to_exit(), _engine(index) as engine, progress_bar(not as_json) as progress:
+    with (
+        errors_to_exit(),
+        _local_only(_engine(index), "`tune`") as engine,
+        progress_bar(not as_json) as progress,
+    ):
         rows = None
         if pairs is not None:
             import csv

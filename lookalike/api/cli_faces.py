@@ -14,6 +14,7 @@ import typer
 
 from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
+from lookalike.api.remote import naming_server
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
@@ -100,6 +101,7 @@ def index_cmd(
 
         with (
             _faces(index, detect_size=detect_size, detector=detector) as faces,
+            naming_server(faces.index_dir, "`faces index`"),
             progress_bar(not as_json) as progress,
         ):
             summary = faces.index(photos, progress, sync=sync)
@@ -143,9 +145,18 @@ def search_cmd(
     """The photos that contain the person in SELFIE, best first, with the matching face's box:
     "you" (distance <= --threshold), then "maybe you" (<= --maybe-threshold)."""
     with errors_to_exit(), _faces(index, detector=detector) as faces:
-        result = faces.search_many(
-            selfies, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
-        )
+        from lookalike.api.remote import find_server
+
+        served = find_server(faces.index_dir)  # its server may have the face index open
+        if served is not None:
+            with served:
+                result = served.faces_search(
+                    selfies, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
+                )
+        else:
+            result = faces.search_many(
+                selfies, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
+            )
         if as_json:
             _print_json(
                 {
@@ -232,7 +243,11 @@ def clusters_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Group the indexed faces into people (ids for `forget --person`), largest first."""
-    with errors_to_exit(), _faces(index) as faces:
+    with (
+        errors_to_exit(),
+        _faces(index) as faces,
+        naming_server(faces.index_dir, "`faces clusters`"),
+    ):
         people = faces.clusters(threshold)
         page = None
         if html is not None:
@@ -287,7 +302,7 @@ def forget_cmd(
 
         if (photo is None) == (person is None):
             raise QueryError("name exactly one: a PHOTO or --person ID")
-        with _faces(index) as faces:
+        with _faces(index) as faces, naming_server(faces.index_dir, "`faces forget`"):
             done = faces.forget_photo(photo) if photo is not None else faces.forget_person(person)  # type: ignore[arg-type]
         if as_json:
             _print_json(
@@ -307,7 +322,7 @@ def forget_cmd(
 @app.command("stats")
 def stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """Photos, faces and size of the face index."""
-    with errors_to_exit(), _faces(index) as faces:
+    with errors_to_exit(), _faces(index) as faces, naming_server(faces.index_dir, "`faces stats`"):
         info = faces.stats()
         if as_json:
             _print_json(info)

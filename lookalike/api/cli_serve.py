@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -102,6 +102,9 @@ def serve(
                 f"{engine.index_dir}` first, or pass --index"
             )
         con = stderr_console()
+        from lookalike.api.server_file import new_secret
+
+        secret = new_secret()
         app = create_app(
             engine,
             api_key=api_key,
@@ -109,13 +112,45 @@ def serve(
             max_upload_bytes=int(max_upload_mb * MiB),
             catalogue_root=catalogue_root,
             search_threads=search_threads,
+            local_secret=secret,
         )
         if not api_key or read_only:
             con.print("writes are off (no --api-key): searches only")
         shown = f"[{host}]" if ":" in host else host
         con.print(f"serving {engine.index_dir} at http://{shown}:{port}/  (API docs: /docs)")
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
         with engine:
-            uvicorn.run(app, host=host, port=port, log_level=log_level)
+            try:
+                _run_server(config, engine.index_dir, secret)
+            finally:
+                app.state.index_jobs.shutdown()
+
+
+def _run_server(config: Any, index_dir: Path, secret: str) -> None:
+    """Run uvicorn, leaving `<index>/server.json` for the CLI once the port is bound (so a CLI
+    that finds the file can connect; port 0 is recorded as the port chosen) and removing it
+    first thing when the server stops cleanly."""
+    import uvicorn
+
+    from lookalike.api.server_file import local_url, remove_record, write_record
+
+    class LocalServer(uvicorn.Server):
+        record: Any = None
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started and not self.should_exit:
+                bound = self.servers[0].sockets[0].getsockname() if self.servers else None
+                port = bound[1] if bound else self.config.port
+                self.record = write_record(index_dir, local_url(self.config.host, port), secret)
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            if self.record is not None:  # a CLI must not pick a server that is leaving
+                remove_record(index_dir, self.record)
+                self.record = None
+            await super().shutdown(sockets)
+
+    LocalServer(config).run()
 
 
 def _is_loopback(host: str) -> bool:

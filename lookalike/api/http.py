@@ -159,6 +159,11 @@ class SearchOut(BaseModel):
         description="Objects detected in the query photo (empty until a detector is configured).",
     )
     query: QueryInfo | None = None
+    query_object: DetectedObject | None = Field(
+        default=None,
+        description="The region of the photo searched with (a detected object, the given box, "
+        "or the whole photo), as the CLI shows it; null for words and items.",
+    )
     timings_ms: dict[str, float]
 
 
@@ -574,6 +579,7 @@ def create_app(
     faces: "FaceIndex | None" = None,
     image_fetch: "FetchPolicy | None" = None,
     write_wait_s: float = 300.0,
+    local_secret: str | None = None,
 ) -> FastAPI:
     """The HTTP API and web page over `engine` (which the app uses but does not close).
 
@@ -592,13 +598,16 @@ def create_app(
         public addresses only, whole-download deadline); default: `FetchPolicy()` with the
         photo size limit.
     write_wait_s: longest a write waits for its turn before a 503 (nothing written).
+    local_secret: the secret `lookalike serve` leaves in `<index>/server.json` for the CLI of
+        this machine (`lookalike.api.server_file`): accepted in `X-API-Key` like the API key,
+        and needed for index jobs on server paths (`lookalike.api.jobs`).
     """
     from lookalike.api.item_writes import ItemWriter
     from lookalike.api.remote_images import FetchPolicy
     from lookalike.api.writes import WriteGate
 
     state = _State(engine, api_key, max_upload_bytes, catalogue_root, search_threads, faces)
-    state.access = WriteAccess.from_keys([api_key], read_only=read_only)
+    state.access = WriteAccess.from_keys([api_key], read_only=read_only, local=[local_secret])
     state.writer = ItemWriter(
         engine,
         state.images,
@@ -622,6 +631,7 @@ def create_app(
     )
     app.add_middleware(BodyLimit, limit=max_upload_bytes + FORM_OVERHEAD)
     app.state.lookalike = state
+    app.state.index_jobs = _mount_jobs(app, state, local_secret, catalogue_root)
 
     @app.exception_handler(LookalikeError)
     async def _lookalike_error(_request: Request, exc: LookalikeError) -> JSONResponse:
@@ -923,6 +933,29 @@ def create_app(
     return app
 
 
+def _mount_jobs(
+    app: FastAPI, state: "_State", local_secret: str | None, catalogue_root: Path | None
+) -> Any:
+    """Index jobs (`lookalike.api.jobs`) on the server's engine, under its write lock."""
+    from lookalike.api.jobs import IndexJobs, jobs_router
+
+    def written() -> None:
+        state.images.invalidate()
+        state.ready = state.engine.manifest is not None
+
+    jobs = IndexJobs(state.engine, state.writer.gate.lock, written)
+    app.include_router(
+        jobs_router(
+            jobs,
+            check_write=state.access.check,
+            local_secret=local_secret,
+            catalogue_root=catalogue_root,
+            index_dir=state.engine.index_dir,
+        )
+    )
+    return jobs
+
+
 async def _image_response(state: "_State", found: str, path: str, size: int | None) -> Response:
     """The file `found` (an allowed path), or a JPEG thumbnail of it when `size` is given."""
     headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
@@ -1091,7 +1124,7 @@ class _State:
             }
             for o in getattr(result, "objects", ())
         ]
-        return self._search_out(
+        out = self._search_out(
             result.hits,
             k,
             result.mode,
@@ -1100,6 +1133,10 @@ class _State:
             objects=objects,
             query={"width": image.size[0], "height": image.size[1], "box": used_box},
         )
+        qo = result.query_object
+        if qo is not None:
+            out["query_object"] = {"box": list(qo.box), "label": qo.label, "score": qo.score}
+        return out
 
     def search_text(self, body: TextSearchIn) -> dict[str, Any]:
         self.warm_up()

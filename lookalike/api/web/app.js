@@ -41,6 +41,7 @@ document.addEventListener("DOMContentLoaded", () => {
   wireStage();
   wireModes();
   loadIndexInfo();
+  watchJobs();
 });
 
 // -- modes ----------------------------------------------------------------------------------------
@@ -805,6 +806,54 @@ function clearResults() {
   $("results").replaceChildren();
   $("empty").hidden = false;
   setBusy(false, "");
+}
+
+// -- catalogue updates (index jobs of the server: `lookalike index` while it serves) ----------------
+
+const JOB_POLL_MS = 4000;
+const jobs = { seen: null, active: null, shownUntil: 0 }; // seen: newest job id at the last poll
+
+async function watchJobs() {
+  let list = null;
+  try {
+    list = await api("/api/jobs");
+  } catch (_) { /* an older server, or it is restarting: try again later */ }
+  if (Array.isArray(list)) showJobs(list);
+  setTimeout(watchJobs, document.hidden ? JOB_POLL_MS * 4 : JOB_POLL_MS);
+}
+
+function showJobs(list) {
+  const info = $("job-info");
+  const active = list.find((j) => j.state === "running" || j.state === "queued");
+  const newest = list[0];
+  const first = jobs.seen === null;
+  const changed = newest && newest.id !== jobs.seen;
+  jobs.seen = newest ? newest.id : "";
+  info.classList.remove("failed");
+  if (active) {
+    const count = active.total ? ` ${active.done.toLocaleString()} of ${active.total.toLocaleString()}` : "";
+    info.textContent = active.state === "queued"
+      ? "Catalogue update waiting…"
+      : `Updating the catalogue: ${active.stage || "starting"}${count}…`;
+    info.hidden = false;
+    jobs.active = active.id;
+    return;
+  }
+  const ended = jobs.active ? list.find((j) => j.id === jobs.active) : (!first && changed ? newest : null);
+  jobs.active = null;
+  if (ended) {
+    const ok = ended.state === "done";
+    const n = ok && ended.summary ? ended.summary.images_embedded : 0;
+    info.textContent = ok
+      ? `Catalogue updated: ${n.toLocaleString()} new photo${n === 1 ? "" : "s"}`
+      : "Catalogue update failed";
+    info.classList.toggle("failed", !ok);
+    info.hidden = false;
+    jobs.shownUntil = Date.now() + 8000;
+    if (ok) loadIndexInfo();
+  } else if (Date.now() > jobs.shownUntil) {
+    info.hidden = true;
+  }
 }
 
 // -- plumbing -------------------------------------------------------------------------------------

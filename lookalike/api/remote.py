@@ -1,0 +1,391 @@
+"""The CLI's way to an index that a running `lookalike serve` has open.
+
+The embedded store admits one process, so while a server has an index open the CLI cannot open
+it. `find_server` reads the `<index>/server.json` the server left (`lookalike.api.server_file`)
+and checks the server is alive and is the one that wrote it (it must answer `GET /api/server`
+given the secret): a file left by a killed server is ignored, and the CLI opens the index itself.
+
+`ServedIndex` answers the CLI's calls (`stats`, `search`, `search_text`, `similar`, `facets`,
+`delete`, `index`) through the server's HTTP API with the same values `Engine` returns, so the
+commands print the same output. `index` runs as a job in the server (`lookalike.api.jobs`) and
+reports its progress through the usual callback. Errors are the typed errors the engine raises
+(the server names them in its answers); what cannot go through a server is a StoreError naming it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lookalike.api.server_file import ServerRecord, process_alive, read_record
+from lookalike.errors import (
+    CatalogueError,
+    DecodeError,
+    IndexMismatchError,
+    LookalikeError,
+    ModelError,
+    QueryError,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from lookalike.engine import SearchResult
+    from lookalike.faces.index import FaceSearchResult
+    from lookalike.types import IndexSummary, Progress
+
+KEY_HEADER = "X-API-Key"
+"""The header carrying the secret: the one the API key travels in (one write decision)."""
+_CHECK_TIMEOUT_S = 3.0
+_POLL_S = 0.3
+_ERRORS: dict[str, type[LookalikeError]] = {
+    cls.__name__: cls
+    for cls in (CatalogueError, DecodeError, IndexMismatchError, ModelError, QueryError, StoreError)
+}
+
+
+def find_server(index_dir: Path) -> ServedIndex | None:
+    """The live server that has `index_dir` open, or None (no file, or a stale one: its process
+    is gone, nothing answers at its URL, or what answers does not know its secret)."""
+    record = read_record(index_dir)
+    if record is None or not process_alive(record.pid):
+        return None
+    if Path(record.index) != Path(index_dir).resolve():
+        return None  # a copied index folder: the server serves the original
+    import httpx
+
+    client = httpx.Client(
+        base_url=record.url, headers={KEY_HEADER: record.secret}, timeout=_CHECK_TIMEOUT_S
+    )
+    try:
+        answer = client.get("/api/server")
+        ok = answer.status_code == 200 and answer.json().get("index") == record.index
+    except (httpx.HTTPError, ValueError):
+        ok = False
+    if not ok:
+        client.close()
+        return None
+    client.timeout = httpx.Timeout(600.0, connect=_CHECK_TIMEOUT_S)
+    return ServedIndex(Path(index_dir), record, client)
+
+
+@contextmanager
+def naming_server(index_dir: Path, command: str) -> Iterator[None]:
+    """A StoreError in the block (e.g. the store is locked) names the live server that has
+    `index_dir` open, if there is one, and says that `command` cannot run through it."""
+    try:
+        yield
+    except StoreError as exc:
+        served = find_server(index_dir)
+        if served is None:
+            raise
+        served.close()
+        raise StoreError(f"{exc}\n{served.cannot(command)}") from exc
+
+
+def refuse_if_served(index_dir: Path, command: str) -> None:
+    """StoreError naming the server when a live one has `index_dir` open and `command` cannot
+    go through it (instead of the store's own "cannot open ... WouldBlock")."""
+    served = find_server(index_dir)
+    if served is not None:
+        served.close()
+        raise StoreError(served.cannot(command))
+
+
+class ServedIndex:
+    """An index as a running server serves it; the `Engine` calls the CLI makes."""
+
+    def __init__(self, index_dir: Path, record: ServerRecord, client: httpx.Client) -> None:
+        self.index_dir = index_dir
+        self.record = record
+        self._client = client
+
+    def describe(self) -> str:
+        return f"`lookalike serve` (pid {self.record.pid}) at {self.record.url}"
+
+    def cannot(self, what: str) -> str:
+        return (
+            f"{what} cannot run while {self.describe()} has the index {self.index_dir} open: "
+            "stop that server, then run it again"
+        )
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> ServedIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON answer; typed errors for error answers and lost connections."""
+        import httpx
+
+        try:
+            answer = self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise StoreError(f"{self.describe()} did not answer: {exc}") from None
+        if answer.status_code >= 400:
+            raise self._error(answer)
+        return answer.json()
+
+    def _error(self, answer: httpx.Response) -> LookalikeError:
+        try:
+            body = answer.json()
+            detail, kind = str(body["detail"]), str(body.get("error", ""))
+        except (ValueError, KeyError, TypeError):
+            detail, kind = answer.text[:200], ""
+        return error_from(answer.status_code, detail, kind, self.describe())
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        info = self._call("GET", "/api/stats")
+        for extra in ("text_tower", "auth_required", "max_upload_bytes", "mode"):
+            info.pop(extra, None)  # the server's own keys: not what `stats` shows
+        return {"index": str(self.index_dir), **info}
+
+    def facets(self, field: str, *, where: str | None = None, limit: int = 20) -> dict[Any, int]:
+        params: dict[str, Any] = {"field": field, "limit": limit}
+        if where:
+            params["where"] = where
+        out = self._call("GET", "/api/facets", params=params)
+        return {v["value"]: int(v["count"]) for v in out["values"]}
+
+    def search(
+        self,
+        photo: str,
+        *,
+        k: int = 5,
+        where: str | None = None,
+        mode: str | None = None,
+        box: tuple[float, float, float, float] | None = None,
+        text: str | None = None,
+    ) -> SearchResult:
+        """The photo is read here (path or URL, with the engine's limits) and uploaded."""
+        data = self._read_photo(photo)
+        form: dict[str, Any] = {"k": str(k)}
+        for name, value in (("where", where), ("mode", mode), ("text", text)):
+            if value:
+                form[name] = value
+        if box is not None:
+            form.update(box=",".join(str(v) for v in box), box_units="px")
+        try:
+            out = self._call(
+                "POST",
+                "/api/search",
+                data=form,
+                files={"photo": (Path(photo).name or "photo", data)},
+            )
+        except DecodeError as exc:
+            raise DecodeError(f"query photo {photo}: {exc}") from exc
+        return _search_result(out)
+
+    def search_text(self, text: str, *, k: int = 5, where: str | None = None) -> SearchResult:
+        body: dict[str, Any] = {"text": text, "k": k}
+        if where:
+            body["where"] = where
+        return _search_result(self._call("POST", "/api/search/text", json=body))
+
+    def search_objects(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreError(self.cannot("`search --all-objects`"))
+
+    def similar(
+        self, item_id: str, *, k: int = 5, where: str | None = None, mode: str | None = None
+    ) -> SearchResult:
+        from urllib.parse import quote
+
+        params: dict[str, Any] = {"k": k}
+        if where:
+            params["where"] = where
+        if mode:
+            params["mode"] = mode
+        return _search_result(
+            self._call("GET", f"/api/similar/{quote(item_id, safe='')}", params=params)
+        )
+
+    def faces_search(
+        self,
+        selfies: Sequence[str],
+        *,
+        face: int | None = None,
+        threshold: float | None = None,
+        k: int = 50,
+        maybe_threshold: float | None = None,
+    ) -> FaceSearchResult:
+        """`FaceIndex.search_many` through the server (`POST /api/faces/search`): one portrait
+        (the endpoint takes one photo; several are refused with what to do)."""
+        from lookalike.faces.index import FaceMatch, FaceSearchResult, QueryFace
+
+        if len(selfies) != 1:
+            raise QueryError(
+                f"the server at {self.url} has this index open and searches one portrait at a "
+                "time: pass one SELFIE, or stop the server to search with several"
+            )
+        selfie = selfies[0]
+        form: dict[str, Any] = {"k": str(k)}
+        if face is not None:
+            form["face"] = str(face)
+        if threshold is not None:
+            form["threshold"] = str(threshold)
+        if maybe_threshold is not None:
+            form["maybe_threshold"] = str(maybe_threshold)
+        data = self._read_photo(selfie)
+        out = self._call(
+            "POST", "/api/faces/search", data=form, files={"photo": (Path(selfie).name, data)}
+        )
+
+        def query_face(f: dict[str, Any]) -> QueryFace:
+            box = tuple(f["box"])
+            return QueryFace(f["number"], box, f["det_score"], f["face_size"], None)  # type: ignore[arg-type]
+
+        matches = tuple(
+            FaceMatch(
+                photo=m["photo"],
+                box=tuple(m["box"]),  # type: ignore[arg-type]
+                distance=m["distance"],
+                similarity=m["similarity"],
+                face_id=m["face_id"],
+                det_score=m["det_score"],
+                face_size=m["face_size"],
+                tier=m.get("tier", "you"),
+            )
+            for m in out["matches"]
+        )
+        return FaceSearchResult(
+            matches=matches,
+            query_face=query_face(out["query"]["face"]),
+            query_faces=tuple(query_face(f) for f in out["query"]["faces"]),
+            threshold=float(out["threshold"]),
+            timings_ms={k: v for k, v in out["timings_ms"].items() if k != "total"},
+            maybe_threshold=float(out.get("maybe_threshold", out["threshold"])),
+        )
+
+    def _read_photo(self, source: str) -> bytes:
+        """A query photo's bytes (path or URL) with the engine's limits, to upload."""
+        from lookalike.config import Settings
+        from lookalike.pipeline.decode import DecodeLimits, read_source
+
+        settings = Settings()
+        limits = DecodeLimits(
+            max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+        )
+        try:
+            return read_source(source, limits)
+        except DecodeError as exc:
+            raise DecodeError(f"query photo {source}: {exc}") from exc
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def delete(self, item_ids: list[str]) -> None:
+        """As `Engine.delete`: an id that is not indexed is no error."""
+        from urllib.parse import quote
+
+        for item_id in item_ids:
+            try:
+                self._call("DELETE", f"/api/items/{quote(item_id, safe='')}")
+            except QueryError as exc:
+                if "no item" not in str(exc):
+                    raise
+
+    def index(
+        self,
+        catalogue: Path,
+        *,
+        sync: bool = False,
+        progress: Progress | None = None,
+        runner: Any = None,
+    ) -> IndexSummary:
+        """Index `catalogue` (a path on this machine, which is the server's) as a job of the
+        server; polls it, reporting its stages to `progress`, until it ends."""
+        from lookalike.types import IndexSummary, Skipped
+
+        if runner is not None:
+            raise StoreError(self.cannot("`index --ray`"))
+        path = Path(catalogue).expanduser()
+        if not path.exists():
+            raise CatalogueError(f"catalogue not found: {path}")
+        job = self._call(
+            "POST", "/api/jobs/index", json={"catalogue": str(path.resolve()), "sync": sync}
+        )
+        notify = progress or (lambda stage, done, total: None)
+        shown: dict[str, tuple[int, int]] = {}
+        try:
+            while True:
+                for stage, counts in job["stages"].items():
+                    now = (int(counts["done"]), int(counts["total"]))
+                    if shown.get(stage) != now:
+                        notify(stage, *now)
+                        shown[stage] = now
+                if job["state"] in ("done", "failed"):
+                    break
+                time.sleep(_POLL_S)
+                job = self._call("GET", f"/api/jobs/{job['id']}")
+        except KeyboardInterrupt:
+            raise StoreError(
+                f"stopped waiting; the index job goes on in {self.describe()}: "
+                f"see {self.record.url}/api/jobs/{job['id']}"
+            ) from None
+        if job["state"] == "failed":
+            error = job.get("error") or {}
+            raise error_from(
+                500, str(error.get("detail", "failed")), str(error.get("error", "")), ""
+            )
+        s = job["summary"]
+        return IndexSummary(
+            items=s["items"],
+            images_seen=s["images_seen"],
+            images_embedded=s["images_embedded"],
+            images_unchanged=s["images_unchanged"],
+            views_written=s["views_written"],
+            items_removed=s["items_removed"],
+            skipped=tuple(Skipped(x["source"], x["reason"]) for x in s["skipped"]),
+            seconds=float(s["seconds"]),
+        )
+
+
+def error_from(status: int, detail: str, kind: str, server: str) -> LookalikeError:
+    """The typed error a server's answer names (`error`: the exception type), else by status."""
+    cls = _ERRORS.get(kind)
+    if cls is None and kind in ("NoFaceError", "ManyFacesError"):
+        cls = QueryError
+    if cls is not None:
+        return cls(detail)
+    if status in (401, 403):
+        return StoreError(f"{server} refused: {detail}" if server else detail)
+    if status in (404, 413, 415, 422):
+        return QueryError(detail)
+    return StoreError(f"{server}: {detail}" if server else detail)
+
+
+def _search_result(out: dict[str, Any]) -> SearchResult:
+    """The server's search answer as the `SearchResult` the engine returns."""
+    from lookalike.engine import QueryObject, SearchResult
+    from lookalike.types import ProductHit
+
+    hits = tuple(
+        ProductHit(
+            item_id=h["item_id"],
+            score=float(h["score"]),
+            image=h["image"],
+            fields=h["fields"],
+            box=tuple(h["box"]) if h.get("box") else None,  # type: ignore[arg-type]
+        )
+        for h in out["results"]
+    )
+    qo = out.get("query_object")
+    timings = {k: v for k, v in out.get("timings_ms", {}).items() if k != "total"}
+    return SearchResult(
+        hits=hits,
+        timings_ms=timings,
+        mode=out["mode"],
+        score=out["score_kind"],
+        query_object=QueryObject(qo["label"], tuple(qo["box"]), qo["score"]) if qo else None,  # type: ignore[arg-type]
+    )
