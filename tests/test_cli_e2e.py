@@ -15,13 +15,15 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lookalike.api.cli", *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         timeout=600,
     )
 
@@ -128,6 +130,27 @@ def test_index_search_and_eval_through_the_cli(
         assert m["queries"] == len(queries)
         assert 0.5 <= m["recall@3"] <= m["recall@10"] <= 1.0
     assert (report / "index.html").exists()
+
+
+def test_eval_without_index_leaves_the_default_index_alone(
+    tmp_path: Path, data_dir: Path, lite2_dir: Path
+) -> None:
+    manifest, queries = _small_grocery(data_dir, tmp_path / "sample", products=2, photos=2)
+    qfile = tmp_path / "queries.csv"
+    qfile.write_text(
+        "image,item_id\n" + "".join(f"{q['image']},{q['item_id']}\n" for q in queries[:4])
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "LOOKALIKE_INDEX"}
+    out = subprocess.run(
+        [sys.executable, "-m", "lookalike.api.cli", "eval", "--catalogue", str(manifest),
+         "--queries", str(qfile), "--json"],
+        capture_output=True, text=True, cwd=work, env={**env, "PYTHONPATH": str(ROOT)}, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["centroid"]["queries"] == 4
+    assert list(work.iterdir()) == []  # no ./lookalike-index
 
 
 def test_cli_errors_are_clear(tmp_path: Path) -> None:

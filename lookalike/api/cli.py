@@ -422,17 +422,32 @@ def evaluate(
     models_mirror: MirrorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recall@1/3/10 and mAP at item level, for both aggregation modes."""
+    """Recall@1/3/10 and mAP at item level, for both aggregation modes.
+
+    Without --index the catalogue is indexed into a temporary folder, removed afterwards: an
+    evaluation must not write into the user's default index (`./lookalike-index`)."""
     with errors_to_exit():
+        import tempfile
+        from contextlib import ExitStack
+
         from lookalike.evaluate import run_evaluation
 
-        with (
-            _engine(index, embedder, models_mirror, store=store) as engine,
-            progress_bar(not as_json) as progress,
-        ):
-            outcome = run_evaluation(
-                engine, catalogue, queries, report_dir=report, progress=progress
-            )
+        with ExitStack() as scratch:
+            if index is None:
+                index = Path(
+                    scratch.enter_context(tempfile.TemporaryDirectory(prefix="lookalike-eval-"))
+                )
+                if not as_json:
+                    stderr_console().print(
+                        "indexing into a temporary index (removed afterwards; --index DIR keeps it)"
+                    )
+            with (
+                _engine(index, embedder, models_mirror, store=store) as engine,
+                progress_bar(not as_json) as progress,
+            ):
+                outcome = run_evaluation(
+                    engine, catalogue, queries, report_dir=report, progress=progress
+                )
         from lookalike.index_tune import ProjectionStatus
 
         # On stderr in both modes: the --json output stays {mode: metrics}.
