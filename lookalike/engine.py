@@ -32,7 +32,13 @@ import numpy as np
 from PIL import Image
 
 from lookalike.config import Settings
-from lookalike.errors import DecodeError, IndexMismatchError, QueryError, StoreError
+from lookalike.errors import (
+    CatalogueError,
+    DecodeError,
+    IndexMismatchError,
+    QueryError,
+    StoreError,
+)
 from lookalike.index_lock import ClosesStore, folder_write_lock
 from lookalike.index_manifest import IndexManifest, ModelRecord
 from lookalike.pipeline.embed import ImageEmbedder, l2_normalise
@@ -75,6 +81,11 @@ class SearchResult:
     """The region of the query photo searched with (None for text and item queries)."""
     objects: tuple[QueryObject, ...] = ()
     """Every relevant object detected in the query photo, most relevant first (pickable in the UI)."""
+
+    @property
+    def match(self) -> str | None:
+        """The best hit's "same product", "similar" or "no close match" (None: not judged)."""
+        return self.hits[0].match if self.hits else None
 
 
 @dataclass(frozen=True)
@@ -495,6 +506,10 @@ class Engine(ClosesStore):
         if isinstance(catalogue, str | Path):
             cat = load_catalogue(Path(catalogue))
             items, skipped = list(cat.items), list(cat.skipped)
+            if not items:
+                from lookalike.catalog import no_items_message
+
+                raise CatalogueError(no_items_message(Path(catalogue), skipped))
         else:
             items = list(catalogue)
         self._text_index = None
@@ -559,8 +574,17 @@ class Engine(ClosesStore):
             if settle is not None:
                 notify("optimize", 0, 0)
                 settle()
+            from lookalike.index_calibration import calibrate_index
+
+            calibrate_index(self, progress=notify)
+            # Items count once they can be found: an item whose every photo was skipped is not
+            # in the index (what `stats` counts), so it is not counted as indexed either.
+            held = {
+                str(rec.payload.get("item_id"))
+                for rec in store.scroll(where("kind", "centroid"), fields=["item_id"])
+            }
         return IndexSummary(
-            items=len(items),
+            items=len({item.id for item in items} & held),
             images_seen=len(tasks),
             images_embedded=embedded,
             images_unchanged=unchanged,
@@ -568,6 +592,8 @@ class Engine(ClosesStore):
             items_removed=removed,
             skipped=tuple(skipped),
             seconds=time.perf_counter() - started,
+            items_in_catalogue=len(items),
+            items_in_index=len(held),
         )
 
     @staticmethod
@@ -1030,8 +1056,8 @@ class Engine(ClosesStore):
         kind = "cosine"
         if text:
             depth = max(k, FUSION_DEPTH)
-            image_hits = self.search_vector(
-                vector, k=depth, where=where, mode=mode, exclude=exclude
+            image_hits = self._judged(
+                self.search_vector(vector, k=depth, where=where, mode=mode, exclude=exclude), mode
             )
             text_hits = self._text_hits(text, depth, where, exclude)
             hits, kind = _rrf([image_hits, text_hits], k), "rrf"
@@ -1040,6 +1066,7 @@ class Engine(ClosesStore):
             fusing = self.settings.text_fusion and self.text_index() is not None
             depth = max(k, tm.top_n) if fusing else k
             hits = self.search_vector(vector, k=depth, where=where, mode=mode, exclude=exclude)
+            hits = self._judged(hits, mode)
             t3 = time.perf_counter()
             fused = self._fuse_query_text(photo, hits, timings) if fusing else None
             timings["search"] = (t3 - t2) * 1e3
@@ -1137,7 +1164,7 @@ class Engine(ClosesStore):
         out = []
         for view, vector in zip(views, vectors, strict=True):
             t = time.perf_counter()
-            hits = self.search_vector(vector, k=k, where=where, mode=mode)
+            hits = self._judged(self.search_vector(vector, k=k, where=where, mode=mode), mode)
             timings = {"embed": per_object_ms, "search": (time.perf_counter() - t) * 1e3}
             out.append(
                 SearchResult(
@@ -1230,6 +1257,7 @@ class Engine(ClosesStore):
         hits = self.search_vector(
             self.item_vector(item_id), k=k, where=where, mode=mode, exclude=[item_id]
         )
+        hits = self._judged(hits, mode)
         timings = {"search": (time.perf_counter() - t0) * 1e3}
         return SearchResult(tuple(hits), timings, mode or self.settings.mode)
 
@@ -1281,6 +1309,17 @@ class Engine(ClosesStore):
         else:
             raise QueryError(f"unknown mode {mode!r}; use 'views' or 'centroid'")
         return [self._product_hit(h.item_id, h.score, h.payload) for h in hits]
+
+    def _judged(self, hits: list[ProductHit], mode: Aggregation | None) -> list[ProductHit]:
+        """Image hits labelled "same product", "similar" or "no close match" by the index's
+        calibrated levels for the space searched and the mode (unchanged without levels)."""
+        from lookalike.index_calibration import calibration_levels
+
+        space = "tuned" if self.projection is not None else "image"
+        levels = calibration_levels(self).get(space, {}).get(mode or self.settings.mode)
+        if levels is None:
+            return hits
+        return [dataclasses.replace(h, match=levels.match(h.score)) for h in hits]
 
     def _search_space(self, vector: F32) -> tuple[F32, str]:
         """(vector, named vector to search): an embedder vector is projected and searched among
@@ -1370,6 +1409,9 @@ class Engine(ClosesStore):
 
     def stats(self) -> dict[str, Any]:
         """Items, views, models and size of the index."""
+        from lookalike.index_calibration import calibration_levels
+        from lookalike.index_calibration import describe as describe_levels
+
         store = self.store
         manifest = self.manifest
         return {
@@ -1382,5 +1424,6 @@ class Engine(ClosesStore):
             "created": manifest.created if manifest else None,
             "disk_bytes": store.disk_bytes(),
             "projection": self.projection_status(exact=False).describe(),
+            "match_levels": describe_levels(calibration_levels(self)),
             "fields": self.fields(),
         }

@@ -48,6 +48,10 @@ class IndexManifest:
     what it was fitted on (`views`: signature of the views, `view_count`, `items`, `choice`).
     Not part of `identity`: the raw `image` vectors do not depend on it; the projected ones live
     under the named vector `tuned`."""
+    calibration: dict[str, Any] | None = None
+    """Match levels from the index's own photos (`lookalike.index_calibration`): `spaces`
+    (space -> mode -> `Levels.record()`) and the views signature and projection they were computed
+    for. Not part of `identity`."""
 
     def identity(self) -> dict[str, Any]:
         """The parts that must match for two vectors to be comparable."""

@@ -219,7 +219,10 @@ def tune_index(
             )
         applied = result.improves or force
         if applied:
+            from lookalike.index_calibration import calibrate_index
+
             _apply(engine, records, result, notify)
+            calibrate_index(engine, progress=notify)  # the tuned space has its own scale
     return TuneOutcome(result, applied, len(views), len(set(items)), time.perf_counter() - started)
 
 

@@ -153,13 +153,20 @@ def test_eval_without_index_leaves_the_default_index_alone(
     assert list(work.iterdir()) == []  # no ./lookalike-index
 
 
-def test_cli_errors_are_clear(tmp_path: Path) -> None:
+def test_cli_errors_are_clear(tmp_path: Path, data_dir: Path) -> None:
     out = _cli("search", str(tmp_path / "nope.jpg"), "--index", str(tmp_path / "none"))
     assert out.returncode != 0
     assert "no index" in out.stderr and "Traceback" not in out.stderr
     index = tmp_path / "index"
     (tmp_path / "empty").mkdir()
     out = _cli("index", str(tmp_path / "empty"), "--index", str(index))  # an empty catalogue
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 4 and "no items in" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and not index.exists()
+    one = data_dir / "grocery" / "iconic-images-and-descriptions" / "Fruit" / "Apple" / "Pink-Lady"
+    (tmp_path / "shop" / "pink-lady").mkdir(parents=True)
+    (tmp_path / "shop" / "pink-lady" / "a.jpg").write_bytes(
+        (one / "Pink-Lady_Iconic.jpg").read_bytes()
+    )
+    assert _cli("index", str(tmp_path / "shop"), "--index", str(index)).returncode == 0
     out = _cli("search", str(tmp_path / "nope.jpg"), "--index", str(index))
     assert out.returncode == 3 and "nope.jpg" in out.stderr and "Traceback" not in out.stderr

@@ -202,7 +202,7 @@ def test_upload_draw_a_region_and_more_like_this(
     title = response.value.json()["results"][0]["title"]
     assert cards[0]["id"] == item and cards[0]["title"] == title
     assert cards[0]["shown_id"] == f"#{item}" and cards[0]["price"] == f"{int(item) + 0.99:.2f}"
-    assert re.fullmatch(r"\d{1,3}% similar", cards[0]["badge"])
+    assert re.fullmatch(r"Same product|Similar · \d{1,3}%", cards[0]["badge"])
     _thumbnails_loaded(page)
     page.screenshot(path=ARTIFACTS / "web-desktop-results.png", full_page=True)
 

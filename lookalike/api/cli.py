@@ -130,21 +130,36 @@ def index(
             runner = RayRunner(address=ray, workers=ray_workers)
         with engine, progress_bar(not as_json) as progress:
             summary = engine.index(catalogue, sync=sync, progress=progress, runner=runner)
+        nothing = summary.items == 0
         if as_json:
             from dataclasses import asdict
 
             print(json.dumps(asdict(summary), indent=2))
-            return
-        con = stderr_console()
-        con.print(
-            f"[green]indexed[/green] {summary.items} items: {summary.images_embedded} images embedded, "
-            f"{summary.images_unchanged} unchanged, {summary.items_removed} items removed, "
-            f"{len(summary.skipped)} skipped in {summary.seconds:.1f} s -> {engine.index_dir}"
-        )
-        for s in summary.skipped[:50]:
-            con.print(f"  [yellow]skipped[/yellow] {s.source}: {s.reason}")
-        if len(summary.skipped) > 50:
-            con.print(f"  ... and {len(summary.skipped) - 50} more (use --json for all)")
+        else:
+            con = stderr_console()
+            missing = summary.items_in_catalogue - summary.items
+            con.print(
+                f"[green]indexed[/green] {summary.items} items: {summary.images_embedded} images "
+                f"embedded, {summary.images_unchanged} unchanged, {summary.items_removed} items "
+                f"removed, {len(summary.skipped)} skipped in {summary.seconds:.1f} s -> "
+                f"{engine.index_dir} ({summary.items_in_index} items in the index)"
+            )
+            for s in summary.skipped[:50]:
+                con.print(f"  [yellow]skipped[/yellow] {s.source}: {s.reason}")
+            if len(summary.skipped) > 50:
+                con.print(f"  ... and {len(summary.skipped) - 50} more (use --json for all)")
+            if missing and not nothing:
+                con.print(
+                    f"[yellow]warning:[/yellow] {missing} item(s) of the catalogue have no photo "
+                    "that could be indexed (see the skipped files above); they cannot be found"
+                )
+        if nothing:
+            from lookalike.errors import CatalogueError
+
+            raise CatalogueError(
+                f"none of the {summary.items_in_catalogue} items of {catalogue} has a photo that "
+                "could be indexed" + (" (see the skipped files above)" if not as_json else "")
+            )
 
 
 WhereOpt = Annotated[
@@ -342,6 +357,7 @@ def _result_json(result: Any) -> dict[str, Any]:
     return {
         "mode": result.mode,
         "score": result.score,
+        "match": result.match,
         "query_object": (
             {
                 "label": result.query_object.label,
@@ -357,13 +373,21 @@ def _result_json(result: Any) -> dict[str, Any]:
                 "rank": i + 1,
                 "item_id": h.item_id,
                 "score": round(h.score, 4),
-                **({"similarity": round(h.score, 4)} if result.score == "cosine" else {}),
+                **({"similarity": h.similarity_percent} if result.score == "cosine" else {}),
+                "match": h.match,
                 "image": h.image,
                 "fields": dict(h.fields),
             }
             for i, h in enumerate(result.hits)
         ],
     }
+
+
+_MATCH_STYLE = {
+    "same product": "[green]same product[/green]",
+    "similar": "similar",
+    "no close match": "[dim]no close match[/dim]",
+}
 
 
 def _print_hits(result: Any) -> None:
@@ -374,13 +398,20 @@ def _print_hits(result: Any) -> None:
     searched = f"; searched with {qo.label} {[round(c) for c in qo.box]}" if qo else ""
     table = Table(title=f"results ({result.mode}, {result.score}{searched})")
     score_col = "similar" if result.score == "cosine" else result.score
-    for col in ("#", "item", score_col, "title", "image"):
+    judged = any(h.match for h in result.hits)
+    for col in ("#", "item", score_col, *(("match",) if judged else ()), "title", "image"):
         table.add_column(col)
     for i, h in enumerate(result.hits, 1):
         title = str(h.fields.get("title", h.fields.get("name", "")))
         shown = f"{h.similarity_percent:.1f} %" if result.score == "cosine" else f"{h.score:.3f}"
-        table.add_row(str(i), h.item_id, shown, title, Path(h.image).name)
+        match = (_MATCH_STYLE.get(h.match or "", h.match or ""),) if judged else ()
+        table.add_row(str(i), h.item_id, shown, *match, title, Path(h.image).name)
     con = Console()
+    if result.match == "no close match":
+        con.print(
+            "[yellow]no close match:[/yellow] nothing in this index is as close to the photo as "
+            "its own products are to one another; the nearest ones follow"
+        )
     con.print(table)
     con.print(", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items()), style="dim")
 

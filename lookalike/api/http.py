@@ -134,6 +134,11 @@ class HitOut(BaseModel):
         description="Similarity in percent for people (0 to 100); null unless `score_kind` is "
         "`cosine` (a text or fused score is a ranking score, not a similarity)."
     )
+    match: Literal["same product", "similar", "no close match"] | None = Field(
+        default=None,
+        description="By the index's levels, calibrated on its own photos (docs/quality.md, "
+        '"Same product or only similar"); null for text scores and uncalibrated indexes.',
+    )
     title: str = Field(description="The item's `title` (or `name`) field, else its id.")
     price: float | None = Field(default=None, description="The item's `price` field, if numeric.")
     currency: str | None = None
@@ -151,6 +156,9 @@ class SearchOut(BaseModel):
         description="What `score` is: cosine similarity in [-1, 1], a BM25 text score, a "
         "reciprocal-rank-fusion score (photo and words, or words and the text tower), or cosine "
         "plus the weighted match of the words read on the photo (OCR text fusion)."
+    )
+    match: Literal["same product", "similar", "no close match"] | None = Field(
+        default=None, description="The first result's `match`: does the index hold the product?"
     )
     results: list[HitOut]
     objects: list[DetectedObject] = Field(
@@ -1188,6 +1196,7 @@ class _State:
                     "item_id": hit.item_id,
                     "score": round(float(hit.score), 5),
                     "similarity": hit.similarity_percent if score_kind == "cosine" else None,
+                    "match": hit.match,
                     **_display_fields(hit.item_id, fields),
                     "image": hit.image,
                     "image_url": url,
@@ -1201,6 +1210,7 @@ class _State:
             "mode": mode,
             "k": k,
             "score_kind": score_kind,
+            "match": hits[0].match if hits else None,
             "results": results,
             "objects": objects or [],
             "query": query,

@@ -711,8 +711,15 @@ function renderResults(result) {
   const ms = result.timings_ms && result.timings_ms.total;
   const where = state.region && !state.context ? " for the region" : "";
   const took = ms === undefined ? "" : ms < 1 ? " · <1 ms" : ` · ${Math.round(ms)} ms`;
-  setBusy(false, `${hits.length} result${hits.length === 1 ? "" : "s"}${where}${took}`);
+  const none = result.match === "no close match" ? "No close match in this catalogue · nearest " : "";
+  setBusy(false, `${none}${hits.length} result${hits.length === 1 ? "" : "s"}${where}${took}`);
 }
+
+const MATCH_BADGES = {
+  "same product": { cls: "same", text: () => "Same product" },
+  similar: { cls: "mid", text: (pct) => (pct === null ? "Similar" : `Similar · ${pct}%`) },
+  "no close match": { cls: "low", text: () => "Not a close match" },
+};
 
 function card(hit, scoreKind) {
   const li = el("li", "card");
@@ -727,7 +734,12 @@ function card(hit, scoreKind) {
   // fused rankings (RRF) only order the results, so their cards show the rank alone.
   const similar = hit.similarity !== null && hit.similarity !== undefined;
   const pct = similar ? Math.round(hit.similarity) : null;
-  const badge = similar
+  // The index's calibrated verdict (docs/quality.md) when it has one: a shopper must tell the
+  // product itself from look-alikes and from noise; the bare percentage cannot say that.
+  const verdict = MATCH_BADGES[hit.match];
+  const badge = verdict
+    ? el("span", `badge match ${verdict.cls}`, verdict.text(pct))
+    : similar
     ? el("span", "badge" + (pct >= 80 ? "" : pct >= 60 ? " mid" : " low"), `${pct}% similar`)
     : el("span", "badge rank-score", scoreKind === "bm25" ? "word match" : "best match");
   badge.title = similar
