@@ -36,7 +36,7 @@ PRECISION = 0.9
 FLOOR_QUANTILE = 0.05
 MIN_POSITIVES = 30
 """Fewer held-out photos with a sibling than this: add augmented views (one-photo catalogues)."""
-MAX_PHOTOS = 2000
+MAX_PHOTOS = 5000
 """Calibration photos drawn at most (seeded), so large indexes calibrate in seconds."""
 
 Match = Literal["same product", "similar", "no close match"]

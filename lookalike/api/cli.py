@@ -322,10 +322,17 @@ def outliers(
     """Photos least like the rest of their item: candidates for a wrong label."""
     with errors_to_exit(), _engine(index, store=store) as engine:
         from lookalike.hygiene import outliers as find_outliers
-        from lookalike.hygiene import write_outliers_page
+        from lookalike.hygiene import why_no_outliers, write_outliers_page
 
         found = find_outliers(engine.store, top=top)
-        page = write_outliers_page(html / "index.html", found, engine.store) if html else None
+        why = None if found else why_no_outliers(engine.store)
+        page = (
+            write_outliers_page(html / "index.html", found, engine.store, note=why)
+            if html
+            else None
+        )
+    if why:
+        stderr_console().print(f"[yellow]no outliers:[/yellow] {why}")
     if as_json:
         print(json.dumps([{"item_id": o.photo.item_id, "image": o.photo.image,
                            "similarity": o.similarity} for o in found], indent=2))  # fmt: skip
