@@ -194,9 +194,11 @@ def view_settings(settings: Settings) -> ViewSettings:
     )
 
 
-def _query_object(view: Any, photo: Image.Image) -> QueryObject:
+def _query_object(view: Any, photo: Image.Image, views: ViewSettings) -> QueryObject:
+    from lookalike.pipeline.isolate import shown_label
+
     box = view.box.as_list() if view.box is not None else [0.0, 0.0, *map(float, photo.size)]
-    return QueryObject(view.label, tuple(box), float(view.score))  # type: ignore[arg-type]
+    return QueryObject(shown_label(view.label, views), tuple(box), float(view.score))  # type: ignore[arg-type]
 
 
 LEGACY_VIEWS: dict[str, Any] = {"fit_small": False, "min_skin": 0.0, "salient_fit_small": False}
@@ -1079,7 +1081,7 @@ class Engine(ClosesStore):
             timings,
             mode or self.settings.mode,
             kind,
-            _query_object(view, photo),
+            _query_object(view, photo, self.views),
             objects,
         )
 
@@ -1169,7 +1171,7 @@ class Engine(ClosesStore):
             out.append(
                 SearchResult(
                     tuple(hits), timings, mode or self.settings.mode, "cosine",
-                    _query_object(view, photo),
+                    _query_object(view, photo, self.views),
                 )
             )  # fmt: skip
         return out
@@ -1179,12 +1181,15 @@ class Engine(ClosesStore):
         detector, _ = self._stages()
         if detector is None:
             return ()
-        from lookalike.pipeline.isolate import kept_objects
+        from lookalike.pipeline.isolate import kept_objects, shown_label
 
         # A second detector pass (~20 ms) on top of the one that chose the view: kept simple
         # rather than threading detections through the isolation stage.
         kept = kept_objects(detector.detect(photo), photo.size, self.views)
-        return tuple(QueryObject(d.label, tuple(d.box.as_list()), d.score) for d in kept)  # type: ignore[misc]
+        return tuple(
+            QueryObject(shown_label(d.label, self.views), tuple(d.box.as_list()), d.score)  # type: ignore[arg-type]
+            for d in kept
+        )
 
     def query_views(
         self,

@@ -137,7 +137,7 @@ def _cards(page: Any) -> list[dict[str, str]]:
         ".card",
         """cards => cards.map(c => ({
             id: c.dataset.itemId,
-            title: c.querySelector('.card-title').textContent,
+            title: c.querySelector('.card-title').innerText,
             shown_id: c.querySelector('.item-id').textContent,
             price: (c.querySelector('.price') || {}).textContent || '',
             badge: c.querySelector('.badge').textContent,
@@ -203,6 +203,9 @@ def test_upload_draw_a_region_and_more_like_this(
     assert cards[0]["id"] == item and cards[0]["title"] == title
     assert cards[0]["shown_id"] == f"#{item}" and cards[0]["price"] == f"{int(item) + 0.99:.2f}"
     assert re.fullmatch(r"Same product|Similar · \d{1,3}%", cards[0]["badge"])
+    # shoppers filter by the catalogue's own fields (and colours), not by ImageNet classes
+    assert page.locator('.filter[data-field="category"]').count() == 1
+    assert page.locator('.filter[data-field="classes"]').count() == 0
     _thumbnails_loaded(page)
     page.screenshot(path=ARTIFACTS / "web-desktop-results.png", full_page=True)
 

@@ -383,8 +383,11 @@ const ordered = ([a, b, c, d]) => [Math.min(a, c), Math.min(b, d), Math.max(a, c
 
 // -- filters --------------------------------------------------------------------------------------
 
-// Attributes the engine computes from the photos themselves (not catalogue fields).
-const AUTO_FIELDS = { colours: "Colour (from the photos)", classes: "Looks like (from the photos)" };
+// Attributes the engine computes from the photos themselves (not catalogue fields). Shoppers
+// see the catalogue's own fields and the colours; the ImageNet classes ("abaya", "lab coat") and
+// the detector's labels ("person") are internal: the API and `lookalike facets` still have them.
+const AUTO_FIELDS = { colours: "Colour (from the photos)" };
+const INTERNAL_FIELDS = new Set(["classes", "labels"]);
 const KIND_ORDER = { keyword: 0, float: 1, integer: 1, bool: 2 };
 
 async function buildFilters(fields) {
@@ -392,7 +395,7 @@ async function buildFilters(fields) {
   box.replaceChildren();
   // Catalogue fields first (text, then numbers, then yes/no), the automatic attributes last.
   const order = ([name, kind]) => [name in AUTO_FIELDS ? 1 : 0, KIND_ORDER[kind] ?? 3, name];
-  const sorted = Object.entries(fields).sort((a, b) => {
+  const sorted = Object.entries(fields).filter(([name]) => !INTERNAL_FIELDS.has(name)).sort((a, b) => {
     const [x, y] = [order(a), order(b)];
     return x[0] - y[0] || x[1] - y[1] || (x[2] < y[2] ? -1 : 1);
   });
