@@ -1009,13 +1009,17 @@ class Engine(ClosesStore):
 
     # -- deleting ------------------------------------------------------------------------------
 
-    def delete(self, item_ids: Sequence[str]) -> None:
-        """Remove items (all their views and centroids)."""
+    def delete(self, item_ids: Sequence[str]) -> list[str]:
+        """Remove items (all their views and centroids); the ids that were in the index."""
         self._text_index = None
+        removed: list[str] = []
         with self._write_lock():
-            for item_id in item_ids:
+            for item_id in dict.fromkeys(item_ids):
+                if self.store.count(where("item_id", item_id)):
+                    removed.append(item_id)
                 self.store.delete_where(where("item_id", item_id))
             self.store.flush()
+        return removed
 
     # -- searching -----------------------------------------------------------------------------
 
@@ -1161,7 +1165,8 @@ class Engine(ClosesStore):
         t0 = time.perf_counter()
         photo = self._decode_query(query)
         views = self._query_views(photo, all_objects=True)
-        vectors = self.embedder.embed_images([v.image.convert("RGB") for v in views])
+        # As `search` embeds its one view (TTA included): the same object scores the same.
+        vectors = self.embed_queries([v.image for v in views])
         per_object_ms = (time.perf_counter() - t0) * 1e3 / max(1, len(views))
         out = []
         for view, vector in zip(views, vectors, strict=True):

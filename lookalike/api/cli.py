@@ -43,7 +43,9 @@ StoreOpt = Annotated[
 ]
 MirrorOpt = Annotated[
     Path | None,
-    typer.Option("--models-mirror", help="Folder of model files tried before cache and network."),
+    typer.Option(
+        "--models-mirror", "--mirror", help="Folder of model files tried before cache and network."
+    ),
 ]
 
 
@@ -213,7 +215,12 @@ def search(
             elif all_objects:
                 results = engine.search_objects(photo, k=k, where=where, mode=mode)  # type: ignore[arg-type]
                 if as_json:
-                    print(json.dumps([_result_json(r) for r in results], indent=2, default=str))
+                    # `search --json`'s object for the most relevant object (what a plain search
+                    # answers), and every object's under `objects`.
+                    per_object = [_result_json(r) for r in results]
+                    print(
+                        json.dumps({**per_object[0], "objects": per_object}, indent=2, default=str)
+                    )
                 else:
                     for r in results:
                         _print_hits(r)
@@ -440,11 +447,19 @@ def delete(
     item_ids: Annotated[list[str], typer.Argument(help="Item ids to remove.")],
     index: IndexOpt = None,
     store: StoreOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Remove items from the index."""
     with errors_to_exit(), _engine(index, store=store) as engine:
-        engine.delete(item_ids)
-        stderr_console().print(f"removed {len(item_ids)} item(s)")
+        removed = engine.delete(item_ids)
+    missing = [i for i in dict.fromkeys(item_ids) if i not in removed]
+    if as_json:
+        print(json.dumps({"removed": removed, "not_found": missing}, indent=2))
+        return
+    stderr_console().print(
+        f"removed {len(removed)} item(s)"
+        + (f"; not in the index: {', '.join(missing)}" if missing else "")
+    )
 
 
 @app.command(name="eval")
@@ -560,13 +575,8 @@ def tune(
             return
         typer.echo(r.table())
         typer.echo("")
-        for mode in r.baseline.metrics:
-            typer.echo(
-                f"held-out {mode} R@1: {r.baseline.metrics[mode]['recall@1']:.3f} without -> "
-                f"{r.chosen.metrics[mode]['recall@1']:.3f} with dim {r.chosen.dim}, "
-                f"lam {r.chosen.lam:g} ({r.split.get('held_out_scored', r.split.get('held_out_pairs'))} "
-                f"held-out photos, mean of {r.split.get('splits', 1)} draws)"
-            )
+        for line in tune_summary(outcome, pairs=len(rows) if rows is not None else None):
+            typer.echo(line)
         if outcome.applied:
             typer.echo(f"applied: {engine.projection_status().describe()}")
         else:
@@ -574,6 +584,31 @@ def tune(
                 "not applied: it does not beat no projection on the held-out photos "
                 "(--force applies it anyway)"
             )
+
+
+def tune_summary(outcome: Any, *, pairs: int | None = None) -> list[str]:
+    """What `tune` learned from and how it did on what it held out, for people. `pairs`: the
+    number of --pairs rows (the cross-domain fit holds out items, not photos)."""
+    r = outcome.result
+    split = r.split
+    if pairs is not None:
+        lines = [
+            f"learned from {pairs} pairs (photo, item) over {outcome.items} indexed items ("
+            f"{outcome.views} views); parameters chosen on {split.get('held_out_items', '?')} "
+            f"held-out items, mean of {split.get('splits', 1)} draws"
+        ]
+    else:
+        lines = [f"learned from {outcome.views} photos of {outcome.items} items"]
+    held = split.get("held_out_scored", split.get("held_out_pairs", "?"))
+    for mode in r.baseline.metrics:
+        lines.append(
+            f"held-out {mode} R@1: {r.baseline.metrics[mode]['recall@1']:.3f} without -> "
+            f"{r.chosen.metrics[mode]['recall@1']:.3f} with dim {r.chosen.dim}, "
+            f"lam {r.chosen.lam:g} ({held} held-out photos, mean of {split.get('splits', 1)} draws)"
+        )
+    if not r.baseline.metrics:
+        lines.append(f"fitted with dim {r.chosen.dim}, lam {r.chosen.lam:g} (nothing held out)")
+    return lines
 
 
 @app.command()
