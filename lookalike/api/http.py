@@ -1471,8 +1471,16 @@ class _State:
             auth_required=self.api_key is not None,
             max_upload_bytes=self.max_upload_bytes,
             mode=self.engine.settings.mode,
+            faces=self._face_count(),
         )
         return info
+
+    def _face_count(self) -> int:
+        """Faces in the face index, 0 without one (the page offers "Find people" only then)."""
+        try:
+            return int(self.face_stats()["faces"])
+        except LookalikeError:
+            return 0
 
     def facets(
         self, field: str, where: str | None, filters: str | None, limit: int

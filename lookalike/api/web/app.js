@@ -30,6 +30,7 @@ const state = {
   mode: "products", // "products" | "people"
   faces: [], // people mode: faces of the selfie {number, box (fractions)}
   face: null, // people mode: the face number chosen, or null (the only face)
+  reveal: false, // a new photo's results are to be scrolled into view (phones)
 };
 
 const PEOPLE_K = 50;
@@ -95,6 +96,8 @@ async function loadIndexInfo() {
   }
   const items = Number(stats.items || 0).toLocaleString();
   $("index-info").textContent = `${items} products · ${stats.embedder}`;
+  // "Find people" only where the index has faces (`lookalike faces index`).
+  document.querySelector(".modes").hidden = !Number(stats.faces || 0);
   state.fields = stats.fields || {};
   await buildFilters(state.fields);
 }
@@ -177,9 +180,12 @@ async function usePhoto(file) {
   state.face = null;
   state.context = null;
   renderContext();
+  state.reveal = true; // on a phone, bring the results into view once they arrive
   const img = $("preview-img");
-  img.onerror = () => { $("hint").textContent = "This browser cannot show the photo, but it is searched as a whole."; };
-  img.onload = () => { $("hint").textContent = defaultHint(); drawOverlay(); };
+  // No broken-image icon: a photo this browser cannot show (HEIC) is still searched; a file that
+  // is no photo at all is refused by the server, and the error says so.
+  img.onerror = () => { img.hidden = true; $("hint").textContent = "This browser cannot show the photo, but it is searched as a whole."; };
+  img.onload = () => { img.hidden = false; $("hint").textContent = defaultHint(); drawOverlay(); };
   img.src = state.photoUrl;
   $("dropzone").hidden = true;
   $("preview").hidden = false;
@@ -564,9 +570,40 @@ async function search() {
     renderResults(result);
   } catch (err) {
     if (err.name === "AbortError" || seq !== state.seq) return;
-    showError(err.message);
-    setBusy(false, "");
+    failed(err);
   }
+}
+
+// A failed search: the previous results go (they answered another question), the reason shows
+// where they were, and a file that is no usable photo is put away.
+function failed(err) {
+  $("results").replaceChildren();
+  $("empty").hidden = true;
+  let message = err.message;
+  if (err.status === 415 || err.status === 422) {
+    message = err.status === 415
+      ? `That file is not a photo (${err.message}). Choose a JPEG, PNG, WebP or HEIC photo.`
+      : `That photo cannot be read (${err.message}). Try another one.`;
+    state.photo = null;
+    state.objects = [];
+    state.faces = [];
+    $("preview").hidden = true;
+    $("dropzone").hidden = false;
+  }
+  showError(message);
+  setBusy(false, "");
+  reveal();
+}
+
+// On a phone the results sit below the photo: scroll them into view after a new photo.
+function reveal() {
+  if (!state.reveal) return;
+  state.reveal = false;
+  if (!window.matchMedia("(max-width: 959px)").matches) return;
+  const head = document.querySelector(".results-head");
+  if (head.getBoundingClientRect().top < window.innerHeight * 0.5) return;
+  const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  head.scrollIntoView({ behavior: smooth ? "smooth" : "auto", block: "start" });
 }
 
 async function searchPeople(seq, abort) {
@@ -604,10 +641,7 @@ async function searchPeople(seq, abort) {
     }
     state.faces = [];
     drawOverlay();
-    $("results").replaceChildren();
-    $("empty").hidden = false;
-    showError(err.message);
-    setBusy(false, "");
+    failed(err);
   }
 }
 
@@ -633,6 +667,7 @@ function renderPeople(result) {
   const ms = result.timings_ms && result.timings_ms.total;
   const took = ms === undefined ? "" : ` · ${Math.round(ms)} ms`;
   setBusy(false, `${matches.length} photo${matches.length === 1 ? "" : "s"}${took}`);
+  reveal();
 }
 
 // A photo the person is in, the matching face framed. The photo is fitted (contained) in the
@@ -716,6 +751,7 @@ function renderResults(result) {
   const took = ms === undefined ? "" : ms < 1 ? " · <1 ms" : ` · ${Math.round(ms)} ms`;
   const none = result.match === "no close match" ? "No close match in this catalogue · nearest " : "";
   setBusy(false, `${none}${hits.length} result${hits.length === 1 ? "" : "s"}${where}${took}`);
+  reveal();
 }
 
 const MATCH_BADGES = {
