@@ -32,7 +32,13 @@ import numpy as np
 from PIL import Image
 
 from lookalike.config import Settings
-from lookalike.errors import DecodeError, IndexMismatchError, QueryError, StoreError
+from lookalike.errors import (
+    CatalogueError,
+    DecodeError,
+    IndexMismatchError,
+    QueryError,
+    StoreError,
+)
 from lookalike.index_lock import ClosesStore, folder_write_lock
 from lookalike.index_manifest import IndexManifest, ModelRecord
 from lookalike.pipeline.embed import ImageEmbedder, l2_normalise
@@ -75,6 +81,11 @@ class SearchResult:
     """The region of the query photo searched with (None for text and item queries)."""
     objects: tuple[QueryObject, ...] = ()
     """Every relevant object detected in the query photo, most relevant first (pickable in the UI)."""
+
+    @property
+    def match(self) -> str | None:
+        """The best hit's "same product", "similar" or "no close match" (None: not judged)."""
+        return self.hits[0].match if self.hits else None
 
 
 @dataclass(frozen=True)
@@ -186,9 +197,11 @@ def view_settings(settings: Settings) -> ViewSettings:
     )
 
 
-def _query_object(view: Any, photo: Image.Image) -> QueryObject:
+def _query_object(view: Any, photo: Image.Image, views: ViewSettings) -> QueryObject:
+    from lookalike.pipeline.isolate import shown_label
+
     box = view.box.as_list() if view.box is not None else [0.0, 0.0, *map(float, photo.size)]
-    return QueryObject(view.label, tuple(box), float(view.score))  # type: ignore[arg-type]
+    return QueryObject(shown_label(view.label, views), tuple(box), float(view.score))  # type: ignore[arg-type]
 
 
 LEGACY_VIEWS: dict[str, Any] = {"fit_small": False, "min_skin": 0.0, "salient_fit_small": False}
@@ -501,6 +514,10 @@ class Engine(ClosesStore):
         if isinstance(catalogue, str | Path):
             cat = load_catalogue(Path(catalogue))
             items, skipped = list(cat.items), list(cat.skipped)
+            if not items:
+                from lookalike.catalog import no_items_message
+
+                raise CatalogueError(no_items_message(Path(catalogue), skipped))
         else:
             items = list(catalogue)
         self._text_index = None
@@ -566,8 +583,17 @@ class Engine(ClosesStore):
             if settle is not None:
                 notify("optimize", 0, 0)
                 settle()
+            from lookalike.index_calibration import calibrate_index
+
+            calibrate_index(self, progress=notify)
+            # Items count once they can be found: an item whose every photo was skipped is not
+            # in the index (what `stats` counts), so it is not counted as indexed either.
+            held = {
+                str(rec.payload.get("item_id"))
+                for rec in store.scroll(where("kind", "centroid"), fields=["item_id"])
+            }
         return IndexSummary(
-            items=len(items),
+            items=len({item.id for item in items} & held),
             images_seen=len(tasks),
             images_embedded=embedded,
             images_unchanged=unchanged,
@@ -575,6 +601,8 @@ class Engine(ClosesStore):
             items_removed=removed,
             skipped=tuple(skipped),
             seconds=time.perf_counter() - started,
+            items_in_catalogue=len(items),
+            items_in_index=len(held),
         )
 
     def _record_fields(self, items: Sequence[Item]) -> None:
@@ -1055,13 +1083,17 @@ class Engine(ClosesStore):
 
     # -- deleting ------------------------------------------------------------------------------
 
-    def delete(self, item_ids: Sequence[str]) -> None:
-        """Remove items (all their views and centroids)."""
+    def delete(self, item_ids: Sequence[str]) -> list[str]:
+        """Remove items (all their views and centroids); the ids that were in the index."""
         self._text_index = None
+        removed: list[str] = []
         with self._write_lock():
-            for item_id in item_ids:
+            for item_id in dict.fromkeys(item_ids):
+                if self.store.count(where("item_id", item_id)):
+                    removed.append(item_id)
                 self.store.delete_where(where("item_id", item_id))
             self.store.flush()
+        return removed
 
     # -- searching -----------------------------------------------------------------------------
 
@@ -1104,8 +1136,8 @@ class Engine(ClosesStore):
         kind = "cosine"
         if text:
             depth = max(k, FUSION_DEPTH)
-            image_hits = self.search_vector(
-                vector, k=depth, where=where, mode=mode, exclude=exclude
+            image_hits = self._judged(
+                self.search_vector(vector, k=depth, where=where, mode=mode, exclude=exclude), mode
             )
             text_hits = self._text_hits(text, depth, where, exclude)
             hits, kind = _rrf([image_hits, text_hits], k), "rrf"
@@ -1114,6 +1146,7 @@ class Engine(ClosesStore):
             fusing = self.settings.text_fusion and self.text_index() is not None
             depth = max(k, tm.top_n) if fusing else k
             hits = self.search_vector(vector, k=depth, where=where, mode=mode, exclude=exclude)
+            hits = self._judged(hits, mode)
             t3 = time.perf_counter()
             fused = self._fuse_query_text(photo, hits, timings) if fusing else None
             timings["search"] = (t3 - t2) * 1e3
@@ -1126,7 +1159,7 @@ class Engine(ClosesStore):
             timings,
             mode or self.settings.mode,
             kind,
-            _query_object(view, photo),
+            _query_object(view, photo, self.views),
             objects,
         )
 
@@ -1206,17 +1239,18 @@ class Engine(ClosesStore):
         t0 = time.perf_counter()
         photo = self._decode_query(query)
         views = self._query_views(photo, all_objects=True)
-        vectors = self.embedder.embed_images([v.image.convert("RGB") for v in views])
+        # As `search` embeds its one view (TTA included): the same object scores the same.
+        vectors = self.embed_queries([v.image for v in views])
         per_object_ms = (time.perf_counter() - t0) * 1e3 / max(1, len(views))
         out = []
         for view, vector in zip(views, vectors, strict=True):
             t = time.perf_counter()
-            hits = self.search_vector(vector, k=k, where=where, mode=mode)
+            hits = self._judged(self.search_vector(vector, k=k, where=where, mode=mode), mode)
             timings = {"embed": per_object_ms, "search": (time.perf_counter() - t) * 1e3}
             out.append(
                 SearchResult(
                     tuple(hits), timings, mode or self.settings.mode, "cosine",
-                    _query_object(view, photo),
+                    _query_object(view, photo, self.views),
                 )
             )  # fmt: skip
         return out
@@ -1226,12 +1260,15 @@ class Engine(ClosesStore):
         detector, _ = self._stages()
         if detector is None:
             return ()
-        from lookalike.pipeline.isolate import kept_objects
+        from lookalike.pipeline.isolate import kept_objects, shown_label
 
         # A second detector pass (~20 ms) on top of the one that chose the view: kept simple
         # rather than threading detections through the isolation stage.
         kept = kept_objects(detector.detect(photo), photo.size, self.views)
-        return tuple(QueryObject(d.label, tuple(d.box.as_list()), d.score) for d in kept)  # type: ignore[misc]
+        return tuple(
+            QueryObject(shown_label(d.label, self.views), tuple(d.box.as_list()), d.score)  # type: ignore[arg-type]
+            for d in kept
+        )
 
     def query_views(
         self,
@@ -1304,6 +1341,7 @@ class Engine(ClosesStore):
         hits = self.search_vector(
             self.item_vector(item_id), k=k, where=where, mode=mode, exclude=[item_id]
         )
+        hits = self._judged(hits, mode)
         timings = {"search": (time.perf_counter() - t0) * 1e3}
         return SearchResult(tuple(hits), timings, mode or self.settings.mode)
 
@@ -1362,6 +1400,17 @@ class Engine(ClosesStore):
         if self.manifest is not None and self.manifest.visibility < 1:
             return ALL_VIEWS
         return VISIBLE_VIEWS
+
+    def _judged(self, hits: list[ProductHit], mode: Aggregation | None) -> list[ProductHit]:
+        """Image hits labelled "same product", "similar" or "no close match" by the index's
+        calibrated levels for the space searched and the mode (unchanged without levels)."""
+        from lookalike.index_calibration import calibration_levels
+
+        space = "tuned" if self.projection is not None else "image"
+        levels = calibration_levels(self).get(space, {}).get(mode or self.settings.mode)
+        if levels is None:
+            return hits
+        return [dataclasses.replace(h, match=levels.match(h.score)) for h in hits]
 
     def _search_space(self, vector: F32) -> tuple[F32, str]:
         """(vector, named vector to search): an embedder vector is projected and searched among
@@ -1459,6 +1508,9 @@ class Engine(ClosesStore):
 
     def stats(self) -> dict[str, Any]:
         """Items, views, models and size of the index."""
+        from lookalike.index_calibration import calibration_levels
+        from lookalike.index_calibration import describe as describe_levels
+
         store = self.store
         manifest = self.manifest
         return {
@@ -1471,5 +1523,6 @@ class Engine(ClosesStore):
             "created": manifest.created if manifest else None,
             "disk_bytes": store.disk_bytes(),
             "projection": self.projection_status(exact=False).describe(),
+            "match_levels": describe_levels(calibration_levels(self)),
             "fields": self.fields(),
         }

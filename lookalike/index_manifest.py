@@ -57,6 +57,10 @@ class IndexManifest:
     """The catalogue's fields and their kinds (`lookalike.store.filter_check`: text, number, bool,
     list, object, mixed), as indexing runs saw them: what filters may name. Empty for indexes from
     before it was recorded (then read from the items' payloads)."""
+    calibration: dict[str, Any] | None = None
+    """Match levels from the index's own photos (`lookalike.index_calibration`): `spaces`
+    (space -> mode -> `Levels.record()`) and the views signature and projection they were computed
+    for. Not part of `identity`."""
 
     def identity(self) -> dict[str, Any]:
         """The parts that must match for two vectors to be comparable."""

@@ -7,6 +7,7 @@ imported inside the commands so that `lookalike --help` stays instant.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -293,6 +294,9 @@ def forget_cmd(
         int | None,
         typer.Option("--person", help="Forget every face of this person (an id from `clusters`)."),
     ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask before forgetting a --person.")
+    ] = False,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -302,6 +306,12 @@ def forget_cmd(
 
         if (photo is None) == (person is None):
             raise QueryError("name exactly one: a PHOTO or --person ID")
+        if person is not None and not yes:
+            # Every photo of a person, for good: asked first, as `rm -i` would.
+            if not sys.stdin.isatty():
+                raise QueryError(f"forgetting person {person} cannot be undone: add --yes")
+            if not typer.confirm(f"Forget every face of person {person}? This cannot be undone"):
+                raise typer.Exit(1)
         with _faces(index) as faces, naming_server(faces.index_dir, "`faces forget`"):
             done = faces.forget_photo(photo) if photo is not None else faces.forget_person(person)  # type: ignore[arg-type]
         if as_json:

@@ -135,6 +135,11 @@ class HitOut(BaseModel):
         description="Similarity in percent for people (0 to 100); null unless `score_kind` is "
         "`cosine` (a text or fused score is a ranking score, not a similarity)."
     )
+    match: Literal["same product", "similar", "no close match"] | None = Field(
+        default=None,
+        description="By the index's levels, calibrated on its own photos (docs/quality.md, "
+        '"Same product or only similar"); null for text scores and uncalibrated indexes.',
+    )
     title: str = Field(description="The item's `title` (or `name`) field, else its id.")
     price: float | None = Field(default=None, description="The item's `price` field, if numeric.")
     currency: str | None = None
@@ -152,6 +157,9 @@ class SearchOut(BaseModel):
         description="What `score` is: cosine similarity in [-1, 1], a BM25 text score, a "
         "reciprocal-rank-fusion score (photo and words, or words and the text tower), or cosine "
         "plus the weighted match of the words read on the photo (OCR text fusion)."
+    )
+    match: Literal["same product", "similar", "no close match"] | None = Field(
+        default=None, description="The first result's `match`: does the index hold the product?"
     )
     results: list[HitOut]
     objects: list[DetectedObject] = Field(
@@ -1182,6 +1190,7 @@ class _State:
                     "item_id": hit.item_id,
                     "score": round(float(hit.score), 5),
                     "similarity": hit.similarity_percent if score_kind == "cosine" else None,
+                    "match": hit.match,
                     **_display_fields(hit.item_id, fields),
                     "image": self.images.name(hit.image),
                     "image_url": url,
@@ -1195,6 +1204,7 @@ class _State:
             "mode": mode,
             "k": k,
             "score_kind": score_kind,
+            "match": hits[0].match if hits else None,
             "results": results,
             "objects": objects or [],
             "query": query,
@@ -1375,8 +1385,16 @@ class _State:
             writable=self.access.enabled,
             max_upload_bytes=self.max_upload_bytes,
             mode=self.engine.settings.mode,
+            faces=self._face_count(),
         )
         return info
+
+    def _face_count(self) -> int:
+        """Faces in the face index, 0 without one (the page offers "Find people" only then)."""
+        try:
+            return int(self.face_stats()["faces"])
+        except LookalikeError:
+            return 0
 
     def facets(
         self, field: str, where: str | None, filters: str | None, limit: int

@@ -284,16 +284,20 @@ class ServedIndex:
 
     # -- writes ----------------------------------------------------------------------------------
 
-    def delete(self, item_ids: list[str]) -> None:
-        """As `Engine.delete`: an id that is not indexed is no error."""
+    def delete(self, item_ids: list[str]) -> list[str]:
+        """As `Engine.delete`: the ids that were removed; an id that is not indexed is no error."""
         from urllib.parse import quote
 
-        for item_id in item_ids:
+        removed: list[str] = []
+        for item_id in dict.fromkeys(item_ids):
             try:
                 self._call("DELETE", f"/api/items/{quote(item_id, safe='')}")
             except QueryError as exc:
                 if "no item" not in str(exc):
                     raise
+            else:
+                removed.append(item_id)
+        return removed
 
     def index(
         self,
