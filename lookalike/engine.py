@@ -32,7 +32,13 @@ import numpy as np
 from PIL import Image
 
 from lookalike.config import Settings
-from lookalike.errors import DecodeError, IndexMismatchError, QueryError, StoreError
+from lookalike.errors import (
+    CatalogueError,
+    DecodeError,
+    IndexMismatchError,
+    QueryError,
+    StoreError,
+)
 from lookalike.index_lock import ClosesStore, folder_write_lock
 from lookalike.index_manifest import IndexManifest, ModelRecord
 from lookalike.pipeline.embed import ImageEmbedder, l2_normalise
@@ -75,6 +81,11 @@ class SearchResult:
     """The region of the query photo searched with (None for text and item queries)."""
     objects: tuple[QueryObject, ...] = ()
     """Every relevant object detected in the query photo, most relevant first (pickable in the UI)."""
+
+    @property
+    def match(self) -> str | None:
+        """The best hit's "same product", "similar" or "no close match" (None: not judged)."""
+        return self.hits[0].match if self.hits else None
 
 
 @dataclass(frozen=True)
@@ -165,6 +176,9 @@ VISIBLE_VIEWS = Filter((Condition("kind", "eq", "view"), Condition("pending", "n
 """Views a search may return: not those of an item still being written (no `pending` = visible,
 so indexes from before the flag existed read as before)."""
 PENDING_VIEWS = Filter((Condition("kind", "eq", "view"), Condition("pending", "eq", True)))
+ALL_VIEWS = Filter((Condition("kind", "eq", "view"),))
+"""What view searches see on an index whose `pending` flags are not reliable (manifest
+`visibility` 0): every view, as such indexes were always read."""
 
 
 def view_settings(settings: Settings) -> ViewSettings:
@@ -183,9 +197,11 @@ def view_settings(settings: Settings) -> ViewSettings:
     )
 
 
-def _query_object(view: Any, photo: Image.Image) -> QueryObject:
+def _query_object(view: Any, photo: Image.Image, views: ViewSettings) -> QueryObject:
+    from lookalike.pipeline.isolate import shown_label
+
     box = view.box.as_list() if view.box is not None else [0.0, 0.0, *map(float, photo.size)]
-    return QueryObject(view.label, tuple(box), float(view.score))  # type: ignore[arg-type]
+    return QueryObject(shown_label(view.label, views), tuple(box), float(view.score))  # type: ignore[arg-type]
 
 
 LEGACY_VIEWS: dict[str, Any] = {"fit_small": False, "min_skin": 0.0, "salient_fit_small": False}
@@ -293,6 +309,7 @@ class Engine(ClosesStore):
         self._reader: Any = None
         self._text_index: Any = None
         self._last_read: tuple[Image.Image, Any] | None = None
+        self._kinds: dict[str, str] | None = None  # fields filters may name (`filter_fields`)
 
     def _resolve_views(self, asked: ViewSettings | None) -> ViewSettings:
         """How photos become views: as the index recorded it; else as asked or as the settings say.
@@ -459,7 +476,9 @@ class Engine(ClosesStore):
 
     def _create_index(self) -> None:
         if self.manifest is None:
-            manifest = dataclasses.replace(self._wanted_manifest(), store=self.store_record())
+            manifest = dataclasses.replace(
+                self._wanted_manifest(), store=self.store_record(), visibility=1
+            )
             manifest.save(self.index_dir)
             self.manifest = manifest
             self._checked = True
@@ -495,6 +514,10 @@ class Engine(ClosesStore):
         if isinstance(catalogue, str | Path):
             cat = load_catalogue(Path(catalogue))
             items, skipped = list(cat.items), list(cat.skipped)
+            if not items:
+                from lookalike.catalog import no_items_message
+
+                raise CatalogueError(no_items_message(Path(catalogue), skipped))
         else:
             items = list(catalogue)
         self._text_index = None
@@ -553,14 +576,24 @@ class Engine(ClosesStore):
             self._refresh_centroids(store)
             # Last: the new views become visible to view searches (see the module docstring).
             store.set_payload(PENDING_VIEWS, {"pending": False})
+            self._record_fields(items)
             self._ensure_indexes(store, items)
             store.flush()
             settle = getattr(store, "settle", None)  # the embedded store: build the HNSW graph
             if settle is not None:
                 notify("optimize", 0, 0)
                 settle()
+            from lookalike.index_calibration import calibrate_index
+
+            calibrate_index(self, progress=notify)
+            # Items count once they can be found: an item whose every photo was skipped is not
+            # in the index (what `stats` counts), so it is not counted as indexed either.
+            held = {
+                str(rec.payload.get("item_id"))
+                for rec in store.scroll(where("kind", "centroid"), fields=["item_id"])
+            }
         return IndexSummary(
-            items=len(items),
+            items=len({item.id for item in items} & held),
             images_seen=len(tasks),
             images_embedded=embedded,
             images_unchanged=unchanged,
@@ -568,7 +601,76 @@ class Engine(ClosesStore):
             items_removed=removed,
             skipped=tuple(skipped),
             seconds=time.perf_counter() - started,
+            items_in_catalogue=len(items),
+            items_in_index=len(held),
         )
+
+    def _record_fields(self, items: Sequence[Item]) -> None:
+        """At the end of a run: the manifest records the catalogue's fields (for filter checks)
+        and that the views' `pending` flags are reliable (no flag is left set now)."""
+        from lookalike.store.filter_check import field_kinds, merge_kinds
+
+        if self.manifest is None:
+            return
+        seen = field_kinds(
+            {k: v for k, v in item.fields.items() if k not in INTERNAL_KEYS} for item in items
+        )
+        fields = merge_kinds(self._catalogue_fields(), seen)
+        if fields != self.manifest.fields or self.manifest.visibility < 1:
+            self.manifest = dataclasses.replace(self.manifest, fields=fields, visibility=1)
+            self.manifest.save(self.index_dir)
+        self._kinds = None
+
+    def _catalogue_fields(self) -> dict[str, str]:
+        """The catalogue fields the manifest records; for an index from before they were
+        recorded, read from the items' payloads (every centroid: once)."""
+        from lookalike.store.filter_check import field_kinds
+
+        if self.manifest is not None and self.manifest.fields:
+            return dict(self.manifest.fields)
+        return field_kinds(
+            {k: v for k, v in rec.payload.items() if k not in INTERNAL_KEYS}
+            for rec in self.store.scroll(where("kind", "centroid"))
+        )
+
+    def filter_fields(self, *, fresh: bool = False) -> dict[str, str]:
+        """Fields filters may name -> kind (text, number, bool, list, object, mixed): the
+        catalogue's, the automatic attributes and the payload-indexed ones. Cached until the
+        next write (`fresh`: read again)."""
+        from lookalike.store.filter_check import merge_kinds, schema_kinds
+
+        if self._kinds is None or fresh:
+            schema = {
+                k: v for k, v in self.store.payload_schema().items() if k not in INTERNAL_KEYS
+            }
+            builtin = {"item_id": "text", "colours": "list", "classes": "list", "labels": "list"}
+            self._kinds = merge_kinds(builtin, self._catalogue_fields(), schema_kinds(schema))
+        return dict(self._kinds)
+
+    def user_filter(self, where: str | Filter | None) -> Filter | None:
+        """A user's filter (`where` text or a Filter), checked: a field the index does not have or
+        a value of another type is a FilterFieldError, a text value no item has a
+        FilterValueError suggesting close ones (instead of an empty answer without a word)."""
+        from lookalike.errors import FilterFieldError
+        from lookalike.store.filter_check import check_filter, check_values
+
+        user = parse_where(where) if isinstance(where, str) or where is None else where
+        if user is None or not user.conditions:
+            return user
+        try:
+            check_filter(user, self.filter_fields())
+        except FilterFieldError:
+            check_filter(user, self.filter_fields(fresh=True))  # another process added fields?
+        schema = self.store.payload_schema()
+        keyword = {k: "text" for k, v in schema.items() if v == "keyword" and k != "kind"}
+        centroids = Filter((Condition("kind", "eq", "centroid"),))
+        check_values(
+            user,
+            keyword,
+            count=lambda f: self.store.count(centroids & f),
+            facet=lambda name: self.store.facet(name, centroids, limit=1000),
+        )
+        return user
 
     @staticmethod
     def _existing_views(store: Store) -> dict[tuple[str, str], _Stored]:
@@ -981,13 +1083,17 @@ class Engine(ClosesStore):
 
     # -- deleting ------------------------------------------------------------------------------
 
-    def delete(self, item_ids: Sequence[str]) -> None:
-        """Remove items (all their views and centroids)."""
+    def delete(self, item_ids: Sequence[str]) -> list[str]:
+        """Remove items (all their views and centroids); the ids that were in the index."""
         self._text_index = None
+        removed: list[str] = []
         with self._write_lock():
-            for item_id in item_ids:
+            for item_id in dict.fromkeys(item_ids):
+                if self.store.count(where("item_id", item_id)):
+                    removed.append(item_id)
                 self.store.delete_where(where("item_id", item_id))
             self.store.flush()
+        return removed
 
     # -- searching -----------------------------------------------------------------------------
 
@@ -1030,8 +1136,8 @@ class Engine(ClosesStore):
         kind = "cosine"
         if text:
             depth = max(k, FUSION_DEPTH)
-            image_hits = self.search_vector(
-                vector, k=depth, where=where, mode=mode, exclude=exclude
+            image_hits = self._judged(
+                self.search_vector(vector, k=depth, where=where, mode=mode, exclude=exclude), mode
             )
             text_hits = self._text_hits(text, depth, where, exclude)
             hits, kind = _rrf([image_hits, text_hits], k), "rrf"
@@ -1040,6 +1146,7 @@ class Engine(ClosesStore):
             fusing = self.settings.text_fusion and self.text_index() is not None
             depth = max(k, tm.top_n) if fusing else k
             hits = self.search_vector(vector, k=depth, where=where, mode=mode, exclude=exclude)
+            hits = self._judged(hits, mode)
             t3 = time.perf_counter()
             fused = self._fuse_query_text(photo, hits, timings) if fusing else None
             timings["search"] = (t3 - t2) * 1e3
@@ -1052,7 +1159,7 @@ class Engine(ClosesStore):
             timings,
             mode or self.settings.mode,
             kind,
-            _query_object(view, photo),
+            _query_object(view, photo, self.views),
             objects,
         )
 
@@ -1132,17 +1239,18 @@ class Engine(ClosesStore):
         t0 = time.perf_counter()
         photo = self._decode_query(query)
         views = self._query_views(photo, all_objects=True)
-        vectors = self.embedder.embed_images([v.image.convert("RGB") for v in views])
+        # As `search` embeds its one view (TTA included): the same object scores the same.
+        vectors = self.embed_queries([v.image for v in views])
         per_object_ms = (time.perf_counter() - t0) * 1e3 / max(1, len(views))
         out = []
         for view, vector in zip(views, vectors, strict=True):
             t = time.perf_counter()
-            hits = self.search_vector(vector, k=k, where=where, mode=mode)
+            hits = self._judged(self.search_vector(vector, k=k, where=where, mode=mode), mode)
             timings = {"embed": per_object_ms, "search": (time.perf_counter() - t) * 1e3}
             out.append(
                 SearchResult(
                     tuple(hits), timings, mode or self.settings.mode, "cosine",
-                    _query_object(view, photo),
+                    _query_object(view, photo, self.views),
                 )
             )  # fmt: skip
         return out
@@ -1152,12 +1260,15 @@ class Engine(ClosesStore):
         detector, _ = self._stages()
         if detector is None:
             return ()
-        from lookalike.pipeline.isolate import kept_objects
+        from lookalike.pipeline.isolate import kept_objects, shown_label
 
         # A second detector pass (~20 ms) on top of the one that chose the view: kept simple
         # rather than threading detections through the isolation stage.
         kept = kept_objects(detector.detect(photo), photo.size, self.views)
-        return tuple(QueryObject(d.label, tuple(d.box.as_list()), d.score) for d in kept)  # type: ignore[misc]
+        return tuple(
+            QueryObject(shown_label(d.label, self.views), tuple(d.box.as_list()), d.score)  # type: ignore[arg-type]
+            for d in kept
+        )
 
     def query_views(
         self,
@@ -1210,7 +1321,7 @@ class Engine(ClosesStore):
     def _text_hits(
         self, text: str, limit: int, where: str | Filter | None, exclude: Sequence[str]
     ) -> list[ProductHit]:
-        user = parse_where(where) if isinstance(where, str) or where is None else where
+        user = self.user_filter(where)
         flt = Filter((Condition("kind", "eq", "centroid"),)) & user
         if exclude:
             flt = flt & Filter((Condition("item_id", "not_in", tuple(exclude)),))
@@ -1230,6 +1341,7 @@ class Engine(ClosesStore):
         hits = self.search_vector(
             self.item_vector(item_id), k=k, where=where, mode=mode, exclude=[item_id]
         )
+        hits = self._judged(hits, mode)
         timings = {"search": (time.perf_counter() - t0) * 1e3}
         return SearchResult(tuple(hits), timings, mode or self.settings.mode)
 
@@ -1264,7 +1376,7 @@ class Engine(ClosesStore):
         mode = mode or self.settings.mode
         if k < 1:
             raise QueryError("k must be at least 1")
-        user = parse_where(where) if isinstance(where, str) or where is None else where
+        user = self.user_filter(where)
         if route:
             predicted = self.predict_field(vector, route, where=user)
             if predicted is not None:
@@ -1273,7 +1385,7 @@ class Engine(ClosesStore):
             user = Filter((Condition("item_id", "not_in", tuple(exclude)),)) & user
         vector, using = self._search_space(vector)
         if mode == "views":
-            flt = VISIBLE_VIEWS & user
+            flt = self._visible_views() & user
             hits = self.store.search_groups(vector, using=using, groups=k, flt=flt)
         elif mode == "centroid":
             flt = Filter((Condition("kind", "eq", "centroid"),)) & user
@@ -1281,6 +1393,24 @@ class Engine(ClosesStore):
         else:
             raise QueryError(f"unknown mode {mode!r}; use 'views' or 'centroid'")
         return [self._product_hit(h.item_id, h.score, h.payload) for h in hits]
+
+    def _visible_views(self) -> Filter:
+        """The views a search may see: not those being written (`VISIBLE_VIEWS`), unless the
+        index's flags predate their being cleared (manifest `visibility` 0: every view)."""
+        if self.manifest is not None and self.manifest.visibility < 1:
+            return ALL_VIEWS
+        return VISIBLE_VIEWS
+
+    def _judged(self, hits: list[ProductHit], mode: Aggregation | None) -> list[ProductHit]:
+        """Image hits labelled "same product", "similar" or "no close match" by the index's
+        calibrated levels for the space searched and the mode (unchanged without levels)."""
+        from lookalike.index_calibration import calibration_levels
+
+        space = "tuned" if self.projection is not None else "image"
+        levels = calibration_levels(self).get(space, {}).get(mode or self.settings.mode)
+        if levels is None:
+            return hits
+        return [dataclasses.replace(h, match=levels.match(h.score)) for h in hits]
 
     def _search_space(self, vector: F32) -> tuple[F32, str]:
         """(vector, named vector to search): an embedder vector is projected and searched among
@@ -1296,7 +1426,7 @@ class Engine(ClosesStore):
     ) -> Any:
         """The value of `field_name` most supported by the `neighbours` nearest views (votes
         weighted by similarity); None when no neighbour has the field."""
-        flt = VISIBLE_VIEWS & where
+        flt = self._visible_views() & where
         votes: dict[Any, float] = {}
         vector, using = self._search_space(vector)
         for hit in self.store.search(vector, using=using, limit=neighbours, flt=flt):
@@ -1321,11 +1451,10 @@ class Engine(ClosesStore):
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """An indexed item: its catalogue fields and the images of its views; None if unknown."""
-        views = list(
-            self.store.scroll(
-                Filter((Condition("item_id", "eq", item_id), Condition("pending", "ne", True)))
-            )
-        )
+        conditions = [Condition("item_id", "eq", item_id)]
+        if self._visible_views() is not ALL_VIEWS:  # not the views of a photo being added
+            conditions.append(Condition("pending", "ne", True))
+        views = list(self.store.scroll(Filter(tuple(conditions))))
         if not views:
             return None
         fields: dict[str, Any] = {}
@@ -1346,8 +1475,17 @@ class Engine(ClosesStore):
     def facets(
         self, field_name: str, *, where: str | Filter | None = None, limit: int = 20
     ) -> dict[Any, int]:
-        """Value -> number of items with it, among items matching `where`."""
-        user = parse_where(where) if isinstance(where, str) or where is None else where
+        """Value -> number of items with it, among items matching `where`. FilterFieldError for a
+        field that is not a keyword-indexed one (only those have facets)."""
+        from lookalike.errors import FilterFieldError
+
+        keyword = sorted(k for k, v in self.fields().items() if v == "keyword")
+        if field_name not in keyword:
+            raise FilterFieldError(
+                f"no facets for {field_name!r}: facets count the values of text fields: "
+                + (", ".join(keyword) or "none")
+            )
+        user = self.user_filter(where)
         flt = Filter((Condition("kind", "eq", "centroid"),)) & user
         return self.store.facet(field_name, flt, limit=limit)
 
@@ -1370,6 +1508,9 @@ class Engine(ClosesStore):
 
     def stats(self) -> dict[str, Any]:
         """Items, views, models and size of the index."""
+        from lookalike.index_calibration import calibration_levels
+        from lookalike.index_calibration import describe as describe_levels
+
         store = self.store
         manifest = self.manifest
         return {
@@ -1382,5 +1523,6 @@ class Engine(ClosesStore):
             "created": manifest.created if manifest else None,
             "disk_bytes": store.disk_bytes(),
             "projection": self.projection_status(exact=False).describe(),
+            "match_levels": describe_levels(calibration_levels(self)),
             "fields": self.fields(),
         }

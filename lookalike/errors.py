@@ -47,3 +47,19 @@ class QueryError(LookalikeError):
     """A search request is malformed (bad filter expression, bad box, unknown item)."""
 
     exit_code = 2
+
+
+class FilterFieldError(QueryError):
+    """A filter names a field the index does not have, or compares one with a value of another
+    type: it could only match nothing. The message lists the fields there are."""
+
+
+class FilterValueError(QueryError):
+    """A filter's value matches no item at all; the message suggests the field's close values."""
+
+
+class IndexDamagedError(StoreError):
+    """An index's files differ from what its last write recorded (overwritten, truncated, lost),
+    or it holds vectors other than those written: its answers cannot be trusted."""
+
+    exit_code = 8

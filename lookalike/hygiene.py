@@ -131,6 +131,23 @@ def outliers(store: Store, *, top: int = 20, min_views: int = 3) -> list[Outlier
     return sorted(found, key=lambda o: o.similarity)[:top]
 
 
+def why_no_outliers(store: Store, *, min_views: int = 3) -> str | None:
+    """Why `outliers` finds nothing to compare (a sentence for people), or None when some item
+    has `min_views` photos: a photo is judged against its item's other photos only."""
+    per_item: dict[str, int] = {}
+    for rec in store.scroll(where("kind", "view"), fields=["item_id"]):
+        item = str(rec.payload["item_id"])
+        per_item[item] = per_item.get(item, 0) + 1
+    if any(n >= min_views for n in per_item.values()):
+        return None
+    most = max(per_item.values(), default=0)
+    return (
+        f"no item of this index has {min_views} photos or more ({len(per_item)} items, at most "
+        f"{most} photo{'' if most == 1 else 's'} each): outliers compares each photo with the "
+        f"other photos of its item; use `lookalike duplicates` to check one-photo catalogues"
+    )
+
+
 def write_duplicates_page(dest: Path, groups: Sequence[DuplicateGroup], threshold: float) -> Path:
     from lookalike.html_report import Thumbs, escape, figure, write_page
 
@@ -155,8 +172,11 @@ def write_duplicates_page(dest: Path, groups: Sequence[DuplicateGroup], threshol
     return write_page(dest, "Near-duplicate photos across items", body)
 
 
-def write_outliers_page(dest: Path, found: Sequence[Outlier], store: Store) -> Path:
-    """Each outlier next to a typical photo of its item, so a person can judge the label."""
+def write_outliers_page(
+    dest: Path, found: Sequence[Outlier], store: Store, *, note: str | None = None
+) -> Path:
+    """Each outlier next to a typical photo of its item, so a person can judge the label.
+    note: why the list is empty (`why_no_outliers`), shown instead of an empty table."""
     from lookalike.html_report import Thumbs, escape, figure, write_page
 
     thumbs = Thumbs(dest.parent)
@@ -178,6 +198,12 @@ def write_outliers_page(dest: Path, found: Sequence[Outlier], store: Store) -> P
             f"</td><td>{escape(o.photo.item_id)}<br><span class='muted'>similarity to the item's "
             f"other {o.item_views - 1} photos: {o.similarity:.3f}</span></td>"
             f"<td><div class='cards'>{typical}</div></td></tr>"
+        )
+    if not found:
+        return write_page(
+            dest,
+            "Outlier photos per item",
+            f"<p>No outliers to show: {escape(note or 'no photo to compare')}.</p>",
         )
     body = (
         "<p>Photos least like the rest of their item, oddest first: check their labels.</p>"

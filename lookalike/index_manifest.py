@@ -48,6 +48,19 @@ class IndexManifest:
     what it was fitted on (`views`: signature of the views, `view_count`, `items`, `choice`).
     Not part of `identity`: the raw `image` vectors do not depend on it; the projected ones live
     under the named vector `tuned`."""
+    visibility: int = 0
+    """1: the views' `pending` flags hide half-written items (every indexing run clears them at
+    its end). 0: an index written before boolean filters matched in the embedded store, whose
+    runs never cleared the flags: they are ignored until a run clears them and sets 1."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    """The catalogue's fields and their kinds (`lookalike.store.filter_check`: text, number, bool,
+    list, object, mixed), as indexing runs saw them: what filters may name. Empty for indexes from
+    before it was recorded (then read from the items' payloads)."""
+    calibration: dict[str, Any] | None = None
+    """Match levels from the index's own photos (`lookalike.index_calibration`): `spaces`
+    (space -> mode -> `Levels.record()`) and the views signature and projection they were computed
+    for. Not part of `identity`."""
 
     def identity(self) -> dict[str, Any]:
         """The parts that must match for two vectors to be comparable."""

@@ -192,7 +192,12 @@ def tune_index(
         records = list(store.scroll(with_vectors=True))
         views = [r for r in records if r.payload.get("kind") == "view"]
         if len(views) < 3:
-            raise CatalogueError("tuning needs an index with several photos per item")
+            from lookalike.tune import PAIRS_HINT
+
+            raise CatalogueError(
+                f"tuning needs an index with several photos per item; with one photo per item, "
+                f"{PAIRS_HINT}"
+            )
         vectors = np.stack([np.asarray(r.vectors["image"], dtype=np.float32) for r in views])
         items = [str(r.payload["item_id"]) for r in views]
         if pairs:
@@ -219,7 +224,10 @@ def tune_index(
             )
         applied = result.improves or force
         if applied:
+            from lookalike.index_calibration import calibrate_index
+
             _apply(engine, records, result, notify)
+            calibrate_index(engine, progress=notify)  # the tuned space has its own scale
     return TuneOutcome(result, applied, len(views), len(set(items)), time.perf_counter() - started)
 
 

@@ -74,6 +74,11 @@ Criterion = Literal["views", "centroid", "both"]
 Mode = Literal["views", "centroid"]
 Progress = Callable[[str, int, int], None]
 
+PAIRS_HINT = (
+    "`lookalike tune --pairs photos.csv` learns from photos of indexed items taken elsewhere "
+    "(CSV `image,item_id`: a shopper's or a worn photo and the item it shows)"
+)
+
 
 # ---------------------------------------------------------------------------------------------
 # The projection (a value: stored with the index, applied to views and queries)
@@ -411,7 +416,8 @@ def fit_projection(
     if not queries.any():
         raise CatalogueError(
             "too few items with two photos or more: tuning needs items photographed more than "
-            "once, to learn how photos of one item differ and to hold some out"
+            "once, to learn how photos of one item differ and to hold some out. With one photo "
+            f"per item, {PAIRS_HINT}"
         )
     if splits < 1:
         raise ValueError(f"splits must be >= 1, got {splits}")
@@ -681,7 +687,7 @@ def _within_scatter(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     residual = x - (sums / counts[:, None])[inverse]
     keep = counts[inverse] >= 2
     if not keep.any():
-        raise CatalogueError("no item has two photos to learn from")
+        raise CatalogueError(f"no item has two photos to learn from; {PAIRS_HINT}")
     residual = residual[keep]
     return residual.T @ residual / len(residual)
 

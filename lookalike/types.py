@@ -90,6 +90,9 @@ class ProductHit:
     image: str
     fields: Mapping[str, Any]
     box: tuple[float, float, float, float] | None = None
+    match: str | None = None
+    """"same product", "similar" or "no close match", by the index's calibrated levels
+    (`lookalike.calibrate`); None where the score is no image similarity or the index has none."""
 
     @property
     def similarity_percent(self) -> float:
@@ -99,7 +102,12 @@ class ProductHit:
 
 @dataclass(frozen=True)
 class IndexSummary:
-    """What one `Engine.index` run did."""
+    """What one `Engine.index` run did.
+
+    items: items of the catalogue that are in the index now (searchable: at least one photo
+    indexed); items_in_catalogue: items the catalogue lists; items_in_index: every item of the
+    index, this catalogue's or not (what `stats` counts).
+    """
 
     items: int
     images_seen: int
@@ -109,3 +117,5 @@ class IndexSummary:
     items_removed: int
     skipped: tuple[Skipped, ...]
     seconds: float
+    items_in_catalogue: int = 0
+    items_in_index: int = 0

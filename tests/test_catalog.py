@@ -56,6 +56,32 @@ def test_folder_layout(tmp_path: Path) -> None:
     assert all(os.path.isabs(p) for item in cat.items for p in item.images)
 
 
+def test_folder_items_carry_their_fields_in_item_json(tmp_path: Path) -> None:
+    shop = tmp_path / "shop"
+    _touch(shop / "viton_000240" / "front.jpg")
+    (shop / "viton_000240" / "item.json").write_text(
+        json.dumps({"title": "Linen shirt, iPhone-blue", "price": 39.9, "Brand name": "Aco",
+                    "id": "ignored", "images": ["x.jpg"], "label": "kept, renamed"})
+    )  # fmt: skip
+    _touch(shop / "broken" / "a.jpg")
+    (shop / "broken" / "item.json").write_text("{not json")
+    _touch(shop / "list" / "a.jpg")
+    (shop / "list" / "item.json").write_text("[1, 2]")
+    cat = load_catalogue(shop)
+    items = _by_id(cat)
+    assert items["viton_000240"].fields == {
+        "title": "Linen shirt, iPhone-blue", "price": 39.9, "Brand_name": "Aco",
+        "field_label": "kept, renamed",
+    }  # fmt: skip
+    assert items["viton_000240"].images == (str(shop / "viton_000240" / "front.jpg"),)
+    # a bad item.json does not lose the item: it keeps its folder name, the file is reported
+    assert items["broken"].fields == {"title": "broken"} and items["list"].fields == {
+        "title": "list"
+    }
+    reasons = {Path(s.source).parent.name: s.reason for s in cat.skipped}
+    assert "invalid JSON" in reasons["broken"] and "JSON object" in reasons["list"]
+
+
 def test_folder_names_with_the_same_id_merge(tmp_path: Path) -> None:
     a_dir = _touch(tmp_path / "a" / "1.jpg")
     a_file = _touch(tmp_path / "a.webp")

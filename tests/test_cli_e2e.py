@@ -15,13 +15,15 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lookalike.api.cli", *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         timeout=600,
     )
 
@@ -130,13 +132,41 @@ def test_index_search_and_eval_through_the_cli(
     assert (report / "index.html").exists()
 
 
-def test_cli_errors_are_clear(tmp_path: Path) -> None:
+def test_eval_without_index_leaves_the_default_index_alone(
+    tmp_path: Path, data_dir: Path, lite2_dir: Path
+) -> None:
+    manifest, queries = _small_grocery(data_dir, tmp_path / "sample", products=2, photos=2)
+    qfile = tmp_path / "queries.csv"
+    qfile.write_text(
+        "image,item_id\n" + "".join(f"{q['image']},{q['item_id']}\n" for q in queries[:4])
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "LOOKALIKE_INDEX"}
+    out = subprocess.run(
+        [sys.executable, "-m", "lookalike.api.cli", "eval", "--catalogue", str(manifest),
+         "--queries", str(qfile), "--json"],
+        capture_output=True, text=True, cwd=work, env={**env, "PYTHONPATH": str(ROOT)}, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["centroid"]["queries"] == 4
+    assert list(work.iterdir()) == []  # no ./lookalike-index
+
+
+def test_cli_errors_are_clear(tmp_path: Path, data_dir: Path) -> None:
     out = _cli("search", str(tmp_path / "nope.jpg"), "--index", str(tmp_path / "none"))
     assert out.returncode != 0
     assert "no index" in out.stderr and "Traceback" not in out.stderr
     index = tmp_path / "index"
     (tmp_path / "empty").mkdir()
     out = _cli("index", str(tmp_path / "empty"), "--index", str(index))  # an empty catalogue
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 4 and "no items in" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and not index.exists()
+    one = data_dir / "grocery" / "iconic-images-and-descriptions" / "Fruit" / "Apple" / "Pink-Lady"
+    (tmp_path / "shop" / "pink-lady").mkdir(parents=True)
+    (tmp_path / "shop" / "pink-lady" / "a.jpg").write_bytes(
+        (one / "Pink-Lady_Iconic.jpg").read_bytes()
+    )
+    assert _cli("index", str(tmp_path / "shop"), "--index", str(index)).returncode == 0
     out = _cli("search", str(tmp_path / "nope.jpg"), "--index", str(index))
     assert out.returncode == 3 and "nope.jpg" in out.stderr and "Traceback" not in out.stderr

@@ -376,9 +376,17 @@ def test_pdf_is_named(tmp_path: Path) -> None:
 
 def test_other_pillow_formats_are_refused_with_their_name() -> None:
     buf = io.BytesIO()
-    Image.new("RGB", (8, 8), RED).save(buf, "PPM")
-    with pytest.raises(DecodeError, match="unsupported image format PPM"):
-        decode_image(buf.getvalue(), "a.ppm")
+    Image.new("RGB", (8, 8), RED).save(buf, "PCX")
+    with pytest.raises(DecodeError, match="unsupported image format PCX"):
+        decode_image(buf.getvalue(), "a.pcx")
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "1"])
+def test_netpbm_is_read(mode: str) -> None:
+    buf = io.BytesIO()
+    Image.new(mode, (8, 6), 255 if mode != "RGB" else RED).save(buf, "PPM")
+    image = decode_image(buf.getvalue(), "a.pgm")
+    assert image.mode == "RGB" and image.size == (8, 6)
 
 
 def test_heic_without_pillow_heif(monkeypatch: pytest.MonkeyPatch) -> None:

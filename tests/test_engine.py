@@ -9,7 +9,7 @@ import pytest
 
 from lookalike.config import Settings
 from lookalike.engine import Engine
-from lookalike.errors import IndexMismatchError, QueryError, StoreError
+from lookalike.errors import CatalogueError, IndexMismatchError, QueryError, StoreError
 from tests.fakes import TinyEmbedder, noisy_copy, photo, small_catalogue
 
 
@@ -140,6 +140,28 @@ def test_bad_files_are_skipped_and_listed(tmp_path: Path, settings: Settings) ->
         ]
         assert all(s.reason for s in summary.skipped)
         assert engine.stats()["views"] == 9
+
+
+def test_counts_agree_with_stats_and_an_empty_catalogue_is_an_error(
+    tmp_path: Path, settings: Settings
+) -> None:
+    manifest = small_catalogue(tmp_path, n_items=3)
+    rows = _rows(manifest)
+    (tmp_path / "text.jpg").write_text("not an image")
+    rows.append({"id": "broken", "images": [str(tmp_path / "text.jpg")], "title": "broken"})
+    _write(manifest, rows)
+    with _engine(settings) as engine:
+        summary = engine.index(manifest)
+        # the item whose only photo is no photo is not in the index: not counted as indexed
+        assert (summary.items, summary.items_in_catalogue) == (3, 4)
+        assert summary.items_in_index == engine.stats()["items"] == 3
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no photos here")
+    with (
+        _engine(settings) as engine,
+        pytest.raises(CatalogueError, match=r"no items in .*sub-folder"),
+    ):
+        engine.index(tmp_path / "empty")
 
 
 def test_opening_with_another_embedder_is_an_error(tmp_path: Path, settings: Settings) -> None:

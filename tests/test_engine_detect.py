@@ -90,6 +90,8 @@ def test_a_top_photographed_alone_keeps_its_whole_view_a_worn_one_is_cut_out(
     ]
     (query,) = query_views(worn, detector, isolator, views)
     assert query.label == "person" and query.image.size[1] < worn.size[1]
+    # ... and where people read it (the page's boxes, the CLI), it is named after the garment
+    assert [o.label for o in engine._detected_objects(worn)][:1] == ["top"]
     # A region the user chose is cut out even where nobody wears it.
     (boxed,) = query_views(product, detector, isolator, views, box=(0, 0, *product.size))
     assert boxed.label == "box"

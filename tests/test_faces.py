@@ -21,10 +21,12 @@ from lookalike.faces.detect import FaceBox, find_faces, suppress_duplicates
 from lookalike.faces.errors import ManyFacesError, NoFaceError
 from lookalike.faces.index import FaceIndex, scan_photos
 from lookalike.faces.settings import FaceSettings
+from lookalike.faces.tiers import split_tiers
 from lookalike.faces.verify import (
     best_accuracy_threshold,
     pair_distances,
     rates,
+    search_average_precision,
     threshold_at_fpr,
     tpr_at_fpr,
 )
@@ -150,6 +152,26 @@ def test_tpr_at_fpr_and_rates() -> None:
     assert threshold == 0.5 and acc == pytest.approx((1.0 + 0.75) / 2)
 
 
+def test_search_average_precision_counts_what_the_cut_leaves_out() -> None:
+    d, rel = [0.2, 0.3, 0.5], [True, False, True]
+    assert search_average_precision(d, rel, 0.4) == pytest.approx(0.5)  # 2nd relevant not returned
+    assert search_average_precision(d, rel, 0.6) == pytest.approx((1 + 2 / 3) / 2)
+    assert search_average_precision([0.3, 0.1], [True, False], 1.0) == pytest.approx(0.5)
+    assert search_average_precision([0.1, np.inf], [False, True], 2.0) == 0.0  # no face found
+    assert search_average_precision([0.1], [False], 1.0) == 0.0
+    with pytest.raises(ValueError):
+        search_average_precision([0.1], [True, False], 1.0)
+
+
+def test_split_tiers_gates_maybe_on_a_strict_match() -> None:
+    you, maybe = split_tiers([0.5, 0.3, 0.41, 0.2], 0.36, 0.45)
+    assert you.tolist() == [3, 1] and maybe.tolist() == [2]
+    you, maybe = split_tiers([0.40, 0.41], 0.36, 0.45)  # nothing strict: nothing at all
+    assert you.tolist() == [] and maybe.tolist() == []
+    you, maybe = split_tiers([0.3, 0.4], 0.36, 0.36)  # maybe at the threshold: no such tier
+    assert you.tolist() == [0] and maybe.tolist() == []
+
+
 def test_pair_distances_splits_same_and_different_and_skips_missing() -> None:
     v = np.eye(3, dtype=np.float32)
     v = np.vstack([v, np.full((1, 3), np.nan)])
@@ -206,8 +228,29 @@ def test_scan_photos_recurses_skips_hidden_and_non_images(album: Path) -> None:
         "e.png",
         "sub/d.png",
     ]
+    assert skipped == []  # notes.txt is not a photo: not even worth a word
     found, skipped = scan_photos([album / "a.png", album / "missing.png"])
     assert len(found) == 1 and skipped[0].reason == "file not found"
+
+
+def test_netpbm_photos_are_indexed_and_unreadable_photos_reported(
+    album: Path, tmp_path: Path
+) -> None:
+    """Scanners and lab cameras write PGM / PPM: indexed like the rest. Photos no decoder here
+    reads (camera RAW, other image formats) are reported, not passed over in silence."""
+    for name, mode in (("grey.pgm", "L"), ("colour.ppm", "RGB")):
+        im = Image.open(photo(tmp_path / "x.png", {"ann": (30, 30, 70)})).convert(mode)
+        im.save(album / name)
+    (album / "IMG_0001.CR2").write_bytes(b"raw")
+    Image.new("RGB", (40, 40)).save(album / "old.pcx")
+    with make_index(tmp_path) as fi:
+        s = fi.index(album)
+        assert {Path(p).name for p in fi.photos()} >= {"grey.pgm", "colour.ppm"}
+        assert len(fi.faces(str(album / "colour.ppm"))) == 1
+        # (the fake detector finds faces by colour; tests/test_faces_e2e.py finds ORL's in PGM)
+        reasons = {Path(x.source).name: x.reason for x in s.skipped}
+        assert set(reasons) == {"IMG_0001.CR2", "old.pcx"}
+        assert "camera RAW" in reasons["IMG_0001.CR2"] and "not read" in reasons["old.pcx"]
 
 
 # -- the index ------------------------------------------------------------------------------------
@@ -318,11 +361,55 @@ def test_query_with_no_face_or_several_faces(album: Path, tmp_path: Path) -> Non
 def test_threshold_decides_same_person(album: Path, tmp_path: Path) -> None:
     with make_index(tmp_path) as fi:
         fi.index(album)
-        strict = fi.search(album / "a.png", threshold=0.01)
+        strict = fi.search(album / "a.png", threshold=0.01, maybe_threshold=0)
         assert [Path(m.photo).name for m in strict.matches] == ["a.png"]
         loose = fi.search(album / "a.png", threshold=2.0, k=10)
         assert len(loose.matches) == 5 - 1  # every photo with a face; e.png has none
         assert [m.distance for m in loose.matches] == sorted(m.distance for m in loose.matches)
+
+
+def test_matches_come_in_two_tiers(album: Path, tmp_path: Path) -> None:
+    with make_index(tmp_path) as fi:
+        fi.index(album)
+        # ann's own photo is "you"; ann in b.png (same colour, other place: ~0.07 away) "maybe"
+        result = fi.search(album / "a.png", threshold=0.01, maybe_threshold=0.2)
+        assert [(Path(m.photo).name, m.tier) for m in result.matches] == [
+            ("a.png", "you"),
+            ("b.png", "maybe"),
+        ]
+        assert result.maybe_threshold == 0.2 and len(result.you) == len(result.maybe) == 1
+        assert 0.01 < result.maybe[0].distance <= 0.2
+        # maybe_threshold below threshold: one tier only
+        only = fi.search(album / "a.png", threshold=0.01, maybe_threshold=0.005)
+        assert [m.tier for m in only.matches] == ["you"] and only.maybe_threshold == 0.01
+        with pytest.raises(QueryError, match="maybe_threshold"):
+            fi.search(album / "a.png", maybe_threshold=3.0)
+
+
+def test_person_in_no_photo_gets_no_maybe_matches(album: Path, tmp_path: Path) -> None:
+    with make_index(tmp_path) as fi:
+        fi.index([album / "b.png", album / "c.png"])
+        # ann is in b.png, ~0.07 away: within the maybe tier, but nothing is strict
+        assert fi.search(album / "a.png", threshold=0.01, maybe_threshold=0.2).matches == ()
+        assert len(fi.search(album / "a.png", threshold=0.1).matches) == 1
+
+
+def test_several_portraits_match_the_nearest_of_them(album: Path, tmp_path: Path) -> None:
+    with make_index(tmp_path) as fi:
+        fi.index(album)
+        one = fi.search(album / "a.png", threshold=0.01, maybe_threshold=0)
+        both = fi.search_many([album / "a.png", album / "c.png"], threshold=0.01, maybe_threshold=0)
+        assert [Path(m.photo).name for m in one.matches] == ["a.png"]
+        # each photo once, at its distance to the nearer portrait (0: a.png to a, c.png to c)
+        assert [(Path(m.photo).name, m.distance) for m in both.matches] == [
+            ("a.png", 0.0),
+            ("c.png", 0.0),
+        ]
+        assert both.portraits == 2 and both.query_face.vector is not None
+        with pytest.raises(QueryError, match="no portrait"):
+            fi.search_many([])
+        with pytest.raises(ManyFacesError):
+            fi.search_many([album / "a.png", album / "b.png"])
 
 
 def test_search_without_index_is_a_clear_error(tmp_path: Path) -> None:
@@ -467,6 +554,17 @@ def test_boxes_picture_and_people_page(album: Path, tmp_path: Path) -> None:
     text = page.read_text()
     assert "&lt;people&gt;" in text and text.count("<section") == 4
     assert len(list((tmp_path / "people" / "faces").glob("*.jpg"))) == 6
+
+
+def test_cli_bad_detector_is_a_usage_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lookalike.api.cli_faces import app
+
+    r = CliRunner().invoke(
+        app, ["index", str(tmp_path), "--detector", "bogus", "--index", str(tmp_path / "i")]
+    )
+    assert r.exit_code == 2 and "--detector" in r.output and "'hog' or 'cnn'" in r.output
 
 
 def test_cli_module_imports_nothing_heavy() -> None:

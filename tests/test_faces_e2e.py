@@ -109,7 +109,27 @@ def test_search_finds_the_person_and_nobody_else(
     # Person01 is also in both group photos.
     assert {"couple.jpg", "selfie-many-people.jpg"} <= set(found)
     assert result.matches[0].distance < 0.05  # img1 itself is in the album
-    assert all(m.distance <= result.threshold for m in result.matches)
+    assert all(m.distance <= result.maybe_threshold for m in result.matches)
+    assert all((m.tier == "you") == (m.distance <= result.threshold) for m in result.matches)
+
+
+def test_person_in_none_of_the_photos_gets_nothing(album: Path, deepface: Path, tmp_path) -> None:
+    """person02's portraits against photos without her: the selfie's two women at the left edge
+    are 0.41 from her portraits (look-alikes within the "maybe you" distance, 0.42), so only the
+    gate on a strict match keeps them out."""
+    from lookalike.faces.index import FaceIndex
+
+    few = tmp_path / "few"
+    few.mkdir()
+    for name in ("selfie-many-people.jpg", "person05-img18.jpg", "person01-img2.jpg"):
+        shutil.copy(album / name, few / name)
+    with FaceIndex(tmp_path / "idx") as fi:
+        fi.index(few)
+        for portrait in ("img3.jpg", "img12.jpg", "img54.jpg", "img55.jpg"):
+            near = fi.search(deepface / portrait, threshold=0.36, maybe_threshold=2.0, k=3)
+            assert near.matches == ()
+            loose = fi.search(deepface / portrait, threshold=0.5, k=3)
+            assert loose.matches  # there are look-alikes: the check above can fail
 
 
 def test_forget_person_leaves_search_and_disk(built: Path, deepface: Path, tmp_path: Path) -> None:
@@ -162,6 +182,17 @@ def test_cli_index_search_clusters_forget(album: Path, deepface: Path, tmp_path:
     # img3 is not in the index: her two other photos are found, the couple is not.
     assert {Path(x["photo"]).name for x in results} == {"person02-img55.jpg", "person02-img56.jpg"}
     assert all(len(x["box"]) == 4 and x["distance"] <= 0.36 for x in results)
+    assert [x["tier"] for x in results] == ["you", "you"]
+
+    two = [str(deepface / "img3.jpg"), str(deepface / "img12.jpg")]  # two portraits of her
+    r = runner.invoke(app, ["search", *two, "--index", idx, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["portraits"] == 2
+    assert {Path(x["photo"]).name for x in json.loads(r.stdout)["results"]} == {
+        "person02-img55.jpg",
+        "person02-img56.jpg",
+    }
+    assert json.loads(r.stdout)["tiers"] == {"you": 2, "maybe": 0}
 
     r = runner.invoke(app, ["clusters", "--index", idx, "--json", "--html", str(tmp_path / "p")])
     assert r.exit_code == 0, r.output
@@ -177,6 +208,14 @@ def test_cli_index_search_clusters_forget(album: Path, deepface: Path, tmp_path:
 
     r = runner.invoke(app, ["detect", str(deepface / "couple.jpg"), "-o", str(tmp_path / "b.jpg")])
     assert r.exit_code == 0 and (tmp_path / "b.jpg").stat().st_size > 0
+
+    # ORL's greyscale PGM photos are indexed as they are (no conversion).
+    orl = tmp_path / "orl"
+    orl.mkdir()
+    shutil.copy(deepface.parent / "orl" / "s1" / "1.pgm", orl / "s1-1.pgm")
+    r = runner.invoke(app, ["index", str(orl), "--index", str(tmp_path / "orl-idx"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["faces_written"] == 1 and json.loads(r.stdout)["skipped"] == []
 
     r = runner.invoke(app, ["search", str(tmp_path / "missing.jpg"), "--index", idx])
     assert r.exit_code == 3 and "not found" in " ".join(r.output.split())

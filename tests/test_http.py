@@ -77,6 +77,8 @@ def test_result_cards_carry_what_the_page_shows(client: TestClient, grocery: Sma
     assert body["score_kind"] == "cosine" and body["query"]["width"] > 0
     top = body["results"][0]
     assert top["item_id"] == item and 0 < top["similarity"] <= 100
+    # the index's calibrated verdict: a shopper's photo of a catalogue product is not "no match"
+    assert top["match"] in ("same product", "similar") and body["match"] == top["match"]
     assert top["title"] == "Golden Delicious" and top["price"] == pytest.approx(0.99)
     assert top["fields"]["category"] == "Apple"
     # URLs relative to the catalogue root, and the files behind them are the indexed ones

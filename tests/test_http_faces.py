@@ -126,7 +126,8 @@ def test_no_face_is_a_clear_422_and_bad_input_is_refused(
     r = client.post("/api/faces/search", files={"photo": ("x.png", b"hello", "image/png")})
     assert r.status_code == 415
     ann = _png({"ann": (100, 50, 120)}, tmp, "ann.png")
-    for bad in ({"threshold": "0"}, {"threshold": "3"}, {"k": "0"}, {"face": "-1"}):
+    bads = ({"threshold": "0"}, {"threshold": "3"}, {"maybe_threshold": "3"}, {"k": "0"})
+    for bad in (*bads, {"face": "-1"}):
         r = client.post("/api/faces/search", files={"photo": ("a.png", ann, "image/png")}, data=bad)
         assert r.status_code == 422 and r.json()["error"] == "validation", bad
 
@@ -141,11 +142,29 @@ def test_threshold_and_k_are_applied(fake_server: tuple[TestClient, Path]) -> No
     assert r.json()["matches"] == [] and r.json()["threshold"] == 0.0001
 
 
+def test_matches_carry_their_tier(fake_server: tuple[TestClient, Path]) -> None:
+    client, tmp = fake_server
+    files = {"photo": ("a.png", _png({"ann": (20, 20, 60)}, tmp, "ann.png"), "image/png")}
+    # The same square at the same place as a.png: distance 0 ("you"); ann in b.png ~0.07 away.
+    r = client.post("/api/faces/search", files=files, data={"threshold": "0.01"})
+    body = r.json()
+    assert [(m["name"], m["tier"]) for m in body["matches"]] == [
+        ("a.png", "you"),
+        ("b.png", "maybe"),
+    ]
+    assert body["threshold"] == 0.01 and body["maybe_threshold"] == 0.42
+    r = client.post(
+        "/api/faces/search", files=files, data={"threshold": "0.01", "maybe_threshold": "0"}
+    )
+    assert [m["tier"] for m in r.json()["matches"]] == ["you"]
+
+
 def test_face_stats(fake_server: tuple[TestClient, Path]) -> None:
     client, _ = fake_server
     stats = client.get("/api/faces/stats").json()
     assert stats["photos"] == 3 and stats["faces"] == 4
     assert "index" not in stats and stats["threshold"] == 0.3
+    assert stats["maybe_threshold"] == 0.42
 
 
 def test_without_a_face_index_the_answer_is_503(tmp_path: Path) -> None:

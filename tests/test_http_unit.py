@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -108,7 +109,8 @@ def test_photo_search_returns_cards_with_servable_images(
     assert {"decode", "embed", "search", "total"} <= set(body["timings_ms"])
     image = client.get(top["image_url"])
     assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
-    assert image.content == Path(top["image"]).read_bytes()
+    assert top["image"] == "img/p3_1.jpg"  # relative to the catalogue root: no server path shown
+    assert image.content == (root / top["image"]).read_bytes()
     thumb = client.get(top["thumbnail_url"].replace("size=320", "size=64"))
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(thumb.content)).size) <= 64
@@ -342,13 +344,91 @@ def test_images_outside_the_index_are_never_served(
     assert client.get("/api/images/img/p1_0.jpg?size=10").status_code == 422
 
 
-def test_image_urls_without_a_catalogue_root_are_absolute(shop: tuple[Path, Engine]) -> None:
+def test_image_urls_without_a_catalogue_root_hide_the_servers_folders(
+    shop: tuple[Path, Engine],
+) -> None:
     root, engine = shop
     with TestClient(create_app(engine)) as c:
-        url = c.get("/api/items/p1").json()["image_urls"][0]
-        assert url == "/api/images" + str(root / "img/p1_0.jpg")
-        assert c.get(url).status_code == 200
-        assert c.get("/api/images" + str(root / "catalogue.jsonl")).status_code == 404
+        item = c.get("/api/items/p1").json()
+        url, shown = item["image_urls"][0], item["images"][0]
+        assert str(root) not in url and str(root) not in shown
+        assert re.fullmatch(r"/api/images/~[0-9a-f]{12}/p1_0\.jpg", url) and shown == url[12:]
+        assert c.get(url).content == (root / "img/p1_0.jpg").read_bytes()
+        # the absolute path is no way in, nor a digest of a file the index does not list
+        assert c.get("/api/images" + str(root / "img/p1_0.jpg")).status_code == 404
+        assert c.get("/api/images/~" + "0" * 12 + "/p1_0.jpg").status_code == 404
+        hits = _search(c, (root / "img/p1_0.jpg").read_bytes(), k=2).json()["results"]
+        assert all(str(root) not in json.dumps(h) for h in hits)
+
+
+@pytest.mark.parametrize("root_given", [True, False])
+def test_a_link_retargeted_after_indexing_is_not_followed(tmp_path: Path, root_given: bool) -> None:
+    shop, outside = tmp_path / "shop", tmp_path / "outside"
+    photo(shop / "img" / "real.jpg", seed=1)
+    secret = photo(outside / "secret.jpg", seed=2)  # an image, so only the folder rule stops it
+    link = shop / "img" / "link.jpg"
+    link.symlink_to("real.jpg")  # a link inside its own folder: served
+    manifest = shop / "catalogue.jsonl"
+    manifest.write_text(json.dumps({"id": "a", "images": [str(link)]}) + "\n")
+    engine = _engine(tmp_path)
+    engine.index(manifest)
+    with TestClient(create_app(engine, catalogue_root=shop if root_given else None)) as c:
+        url = c.get("/api/items/a").json()["image_urls"][0]
+        assert c.get(url).content == (shop / "img/real.jpg").read_bytes()
+        for target in (secret, Path("/etc/passwd")):
+            link.unlink()
+            link.symlink_to(target)
+            assert c.get(url).status_code == 404, target
+            assert c.get(url + "?size=64").status_code == 404, target
+    engine.close()
+
+
+def test_catalogue_root_paths_are_checked_with_links_resolved(
+    writable: tuple[Path, Engine, TestClient],
+) -> None:
+    root, _, c = writable
+    photo(root.parent / f"{root.name}-outside" / "x.jpg", seed=9)
+    (root / "img" / "escape.jpg").symlink_to(root.parent / f"{root.name}-outside" / "x.jpg")
+    r = c.post(
+        "/api/items", json={"id": "e", "images": ["img/escape.jpg"]}, headers={"X-API-Key": KEY}
+    )
+    assert r.status_code == 422 and "outside the catalogue root" in r.json()["detail"]
+    assert c.get("/api/items/e").status_code == 404
+
+
+def test_deeply_nested_json_is_a_422(client: TestClient, shop: tuple[Path, Engine]) -> None:
+    root, _ = shop
+    deep = "[" * 3000 + "]" * 3000
+    nested = '{"category": ' + deep + "}"
+    shallow_enough_to_parse = '{"category": ' + "[" * 200 + "]" * 200 + "}"
+    query = (root / "img/p1_0.jpg").read_bytes()
+    for filters in (deep, nested, shallow_enough_to_parse):
+        answers = [
+            _search(client, query, filters=filters),
+            client.get("/api/similar/p1", params={"filters": filters}),
+            client.get("/api/facets", params={"field": "category", "filters": filters}),
+        ]
+        for r in answers:
+            assert r.status_code == 422, r.text
+            assert "nested too deeply" in r.json()["detail"]
+    body = '{"text": "milk", "filters": ' + nested + "}"
+    r = client.post("/api/search/text", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "nested too deeply" in r.json()["detail"], r.text
+    body = '{"text": "milk", "filters": ' + shallow_enough_to_parse + "}"
+    r = client.post("/api/search/text", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "nested too deeply" in r.json()["detail"], r.text
+    item = '{"id": "x", "images": ["img/p1_0.jpg"], "tags": ' + deep + "}"
+    auth = {"X-API-Key": KEY}
+    r = client.post(
+        "/api/items", content=item, headers={**auth, "content-type": "application/json"}
+    )
+    assert r.status_code == 422 and "nested too deeply" in r.json()["detail"], r.text
+    r = client.post(
+        "/api/items", data={"item": item}, files=[("photos", ("p.jpg", query))], headers=auth
+    )
+    assert r.status_code == 422 and "nested too deeply" in r.json()["detail"], r.text
+    assert client.get("/api/items/x").status_code == 404
+    assert _ids(_search(client, query, k=1)) == ["p1"]
 
 
 # -- adding and deleting items ---------------------------------------------------------------------
@@ -363,6 +443,56 @@ def test_writes_need_the_api_key(writable: tuple[Path, Engine, TestClient]) -> N
         assert c.delete("/api/items/p1", headers=headers).status_code == 401
     assert c.get("/api/items/new").status_code == 404
     assert c.get("/api/items/p1").status_code == 200
+
+
+@pytest.mark.parametrize("options", [{}, {"api_key": ""}, {"api_key": KEY, "read_only": True}])
+def test_without_a_key_writes_are_off(tmp_path: Path, options: dict[str, object]) -> None:
+    engine = _engine(tmp_path)
+    engine.index(small_catalogue(tmp_path, n_items=2, views=1))
+    with TestClient(create_app(engine, catalogue_root=tmp_path, **options)) as c:  # type: ignore[arg-type]
+        item = {"id": "new", "images": ["img/p0_0.jpg"]}
+        for headers in ({}, {"X-API-Key": KEY}, {"X-API-Key": ""}):
+            r = c.post("/api/items", json=item, headers=headers)
+            assert r.status_code == 403, r.text
+            assert "--api-key" in r.json()["detail"] or "read-only" in r.json()["detail"]
+            assert c.delete("/api/items/p1", headers=headers).status_code == 403
+        # the cross-site form of issue 14: multipart, no custom header (a form cannot set one)
+        r = c.post(
+            "/api/items",
+            data={"item": json.dumps({"id": "new"})},
+            files=[("photos", ("p.jpg", (tmp_path / "img/p0_0.jpg").read_bytes(), "image/jpeg"))],
+            headers={"Origin": "https://evil.example"},
+        )
+        assert r.status_code == 403
+        assert c.get("/api/items/new").status_code == 404
+        assert c.get("/api/items/p1").status_code == 200
+        assert c.get("/api/stats").json()["writable"] is False
+        assert not (engine.index_dir / "uploads").exists()
+    engine.close()
+
+
+def test_a_cross_site_form_cannot_write_with_a_key_set(
+    writable: tuple[Path, Engine, TestClient],
+) -> None:
+    root, _, c = writable
+    r = c.post(
+        "/api/items",
+        data={"item": json.dumps({"id": "new"})},
+        files=[("photos", ("p.jpg", (root / "img/p0_0.jpg").read_bytes(), "image/jpeg"))],
+        headers={"Origin": "https://evil.example"},
+    )
+    assert r.status_code == 401 and c.get("/api/items/new").status_code == 404
+    assert "access-control-allow-origin" not in r.headers  # no CORS: no header from elsewhere
+    pre = c.options(
+        "/api/items",
+        headers={
+            "Origin": "https://evil.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-api-key",
+        },
+    )
+    assert "access-control-allow-origin" not in pre.headers
+    assert c.get("/api/stats").json()["writable"] is True
 
 
 def test_add_by_path_replace_and_delete(writable: tuple[Path, Engine, TestClient]) -> None:
@@ -409,7 +539,10 @@ def test_add_by_upload_keeps_the_photo_under_the_index(
     assert r.status_code == 201, r.text
     item = r.json()["item"]
     assert item["item_id"] == "99"
-    stored = Path(item["images"][0])
+    shown = item["images"][0]
+    assert shown == "index/uploads/" + shown.split("uploads/")[1]  # relative to the catalogue root
+    assert str(root) not in r.text
+    stored = root / shown
     assert stored.parent.parent == engine.index_dir / "uploads" and stored.read_bytes() == data
     assert _ids(_search(c, data, k=1, mode="views")) == ["99"]
     assert c.get(item["image_urls"][0]).content == data
@@ -447,8 +580,12 @@ def test_bad_item_requests_write_nothing(writable: tuple[Path, Engine, TestClien
 def test_local_paths_need_a_catalogue_root(tmp_path: Path) -> None:
     engine = _engine(tmp_path)
     engine.index(small_catalogue(tmp_path, n_items=2, views=1))
-    with TestClient(create_app(engine)) as c:
-        r = c.post("/api/items", json={"id": "a", "images": [str(tmp_path / "img/p0_0.jpg")]})
+    with TestClient(create_app(engine, api_key=KEY)) as c:
+        r = c.post(
+            "/api/items",
+            json={"id": "a", "images": [str(tmp_path / "img/p0_0.jpg")]},
+            headers={"X-API-Key": KEY},
+        )
         assert r.status_code == 422 and "catalogue root" in r.json()["detail"]
     engine.close()
 
@@ -492,7 +629,9 @@ def test_no_index_is_503_and_health_still_answers(tmp_path: Path) -> None:
         assert c.get("/healthz").json() == {"status": "ok", "ready": False}
         r = _search(c, photo(tmp_path / "q.jpg", seed=1).read_bytes())
         assert r.status_code == 503 and "no index" in r.json()["detail"]
-        assert c.get("/api/stats").status_code == 503
+        assert str(tmp_path) not in r.text  # the server's folders stay private
+        stats = c.get("/api/stats")
+        assert stats.status_code == 503 and str(tmp_path) not in stats.text
 
 
 # -- concurrency: a real server ------------------------------------------------------------------
@@ -581,6 +720,25 @@ def test_serve_refuses_a_missing_index(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--index", str(tmp_path / "nothing"), "--port", "1"])
     assert result.exit_code == 7, result.output
     assert "no index" in result.output
+
+
+def test_serve_refuses_every_interface_without_a_key(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from lookalike.api.cli_serve import serve
+
+    app = typer.Typer()
+    app.command()(serve)
+    args = ["--index", str(tmp_path / "nothing"), "--port", "1", "--host", "0.0.0.0"]
+    result = CliRunner().invoke(app, args, env={"LOOKALIKE_API_KEY": ""})
+    assert result.exit_code == 2, result.output
+    assert "--api-key" in result.output and "--read-only" in result.output
+    # with --read-only (or a key) it goes on, here to the missing index
+    result = CliRunner().invoke(app, [*args, "--read-only"], env={"LOOKALIKE_API_KEY": ""})
+    assert result.exit_code == 7 and "no index" in result.output, result.output
+    result = CliRunner().invoke(app, [*args, "--api-key", KEY])
+    assert result.exit_code == 7 and "no index" in result.output, result.output
 
 
 def test_random_bytes_never_crash_the_server(client: TestClient) -> None:

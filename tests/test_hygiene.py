@@ -9,7 +9,13 @@ from PIL import Image
 
 from lookalike.config import Settings
 from lookalike.engine import Engine
-from lookalike.hygiene import near_duplicates, outliers, write_duplicates_page, write_outliers_page
+from lookalike.hygiene import (
+    near_duplicates,
+    outliers,
+    why_no_outliers,
+    write_duplicates_page,
+    write_outliers_page,
+)
 from tests.fakes import TinyEmbedder, noisy_copy, photo
 
 
@@ -54,3 +60,21 @@ def test_outliers_find_the_mislabelled_photo(tmp_path: Path) -> None:
         assert found[0].similarity < found[1].similarity
         page = write_outliers_page(tmp_path / "out" / "index.html", found, engine.store)
         assert "odd.jpg" in page.read_text()
+
+
+def test_outliers_of_one_photo_items_say_why_there_are_none(tmp_path: Path) -> None:
+    rows = [
+        {"id": f"p{i}", "images": [str(photo(tmp_path / f"p{i}.jpg", seed=i))]} for i in range(4)
+    ]
+    manifest = tmp_path / "c.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    settings = Settings(index=tmp_path / "index", cache_dir=tmp_path / "cache")
+    with Engine(settings.index, settings=settings, image_embedder=TinyEmbedder()) as engine:
+        engine.index(manifest)
+        assert outliers(engine.store) == []
+        why = why_no_outliers(engine.store)
+        assert why is not None and "4 items, at most 1 photo each" in why
+        page = write_outliers_page(tmp_path / "out" / "index.html", [], engine.store, note=why)
+        assert "at most 1 photo each" in page.read_text()
+    with _index(tmp_path / "many") as engine:
+        assert why_no_outliers(engine.store) is None

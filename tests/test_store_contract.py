@@ -267,3 +267,100 @@ def test_text_search_bm25(store: Store) -> None:
     assert store.text_search("text", "bicycle", limit=10) == []
     only = store.text_search("text", "apple", limit=10, flt=where("item_id", "golden"))
     assert [h.item_id for h in only] == ["golden"]
+
+
+# -- payload types: booleans, integers vs floats, lists, nulls, nested objects ----------------------
+
+_TYPED = {
+    "p0": {"in_stock": True, "count": 2, "weight": 2.0, "tags": ["a", "b"], "note": None,
+           "specs": {"colour": "red", "size": 3}},
+    "p1": {"in_stock": False, "count": 3, "weight": 2.5, "tags": [], "note": "x",
+           "specs": {"colour": "blue"}},
+    "p2": {"count": 2.0, "weight": 3, "tags": ["b"]},
+}  # fmt: skip
+
+
+def _typed_points() -> list[PointRecord]:
+    rng = np.random.default_rng(7)
+    return [
+        PointRecord(point_id(k), {"image": _unit(rng)}, {"item_id": k, "kind": "view", **fields})
+        for k, fields in _TYPED.items()
+    ]
+
+
+def _ids(store: Store, flt: Filter) -> set[str]:
+    return {r.payload["item_id"] for r in store.scroll(flt, fields=["item_id"])}
+
+
+_TYPED_CASES = [
+    # booleans (the engine's own `pending` guard is one of these)
+    ("in_stock = true", {"p0"}),
+    ("in_stock != true", {"p1", "p2"}),
+    ("in_stock = false", {"p1"}),
+    ("in_stock != false", {"p0", "p2"}),
+    ("in_stock in (true)", {"p0"}),
+    ("in_stock in (true, false)", {"p0", "p1"}),
+    ("in_stock not in (true)", {"p1", "p2"}),
+    ("in_stock = 1", set()),  # a boolean is not the number 1
+    ("count = true", set()),
+    # integers and floats compare as numbers, whichever way the payload spells them
+    ("count = 2", {"p0", "p2"}),
+    ("count = 2.0", {"p0", "p2"}),
+    ("count != 2", {"p1"}),
+    ("count in (2, 3)", {"p0", "p1", "p2"}),
+    ("count not in (3)", {"p0", "p2"}),
+    ("weight = 2", {"p0"}),
+    ("weight = 3", {"p2"}),
+    ("weight >= 2.5", {"p1", "p2"}),
+    ("weight < 3", {"p0", "p1"}),
+    # lists: any of their values; an empty list has none
+    ("tags = 'b'", {"p0", "p2"}),
+    ("tags != 'b'", {"p1"}),
+    ("tags in ('a', 'zz')", {"p0"}),
+    ("tags not in ('a')", {"p1", "p2"}),
+    # nulls and missing fields match no value, and every `!=` / `not in`
+    ("note = 'x'", {"p1"}),
+    ("note != 'x'", {"p0", "p2"}),
+    ("note >= 0", set()),
+    # nested objects, by dotted path
+    ("specs.colour = 'red'", {"p0"}),
+    ("specs.colour != 'red'", {"p1", "p2"}),
+    ("specs.size >= 3", {"p0"}),
+    ("specs.colour in ('red', 'blue')", {"p0", "p1"}),
+]
+
+
+@pytest.mark.parametrize("indexed", [False, True], ids=["no-index", "indexed"])
+def test_filter_payload_types(store: Store, indexed: bool) -> None:
+    store.upsert(_typed_points())
+    if indexed:  # the same answers with payload indexes as without (the engine indexes `pending`)
+        store.ensure_index("in_stock", "bool")
+        store.ensure_index("count", "float")
+        store.ensure_index("weight", "float")
+        store.ensure_index("tags", "keyword")
+    wrong = []
+    for text, expected in _TYPED_CASES:
+        flt = parse_where(text)
+        assert flt is not None
+        reference = {k for k, v in _TYPED.items() if flt.matches({"item_id": k, **v})}
+        assert reference == expected, f"reference semantics of {text!r}"
+        got = _ids(store, flt)
+        if got != expected or store.count(flt) != len(expected):
+            wrong.append(f"{text!r}: {sorted(got)}, want {sorted(expected)}")
+    assert not wrong, "; ".join(wrong)
+
+
+def test_boolean_filter_in_search_and_writes(store: Store) -> None:
+    store.upsert(_typed_points())
+    store.ensure_index("in_stock", "bool")
+    q = _typed_points()[1].vectors["image"]
+    hits = store.search(q, limit=10, flt=where("in_stock", True))
+    assert [h.item_id for h in hits] == ["p0"]
+    groups = store.search_groups(q, groups=10, flt=parse_where("in_stock != true"))
+    assert {h.item_id for h in groups} == {"p1", "p2"}
+    # set_payload and delete_where by a boolean filter (the engine's pending -> visible step)
+    store.set_payload(where("in_stock", True), {"in_stock": False, "seen": 1})
+    assert _ids(store, where("in_stock", False)) == {"p0", "p1"}
+    assert _ids(store, where("seen", 1)) == {"p0"}
+    store.delete_where(where("in_stock", False))
+    assert _ids(store, Filter()) == {"p2"}

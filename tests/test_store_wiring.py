@@ -132,15 +132,20 @@ class _Watching:
         self._after("set_payload")
 
 
-def _partial_answers(tmp_path: Path) -> tuple[list[str], int]:
+def _partial_answers(tmp_path: Path, kind: str = "memory") -> tuple[list[str], int]:
     """Index part 1, then part 2 (3 new items of 3 photos, batches of 2 photos) while searching
-    after every single write in both modes; returns every answer that showed a part-2 item
-    before all of its views and its centroid were in the store."""
+    (and reading the item, as `GET /api/items/ID` does) after every single write in both modes;
+    returns every answer that showed a part-2 item before all of its views and its centroid were
+    in the store. kind: the store, `memory` (the reference) or `edge` (the embedded default)."""
     part1 = _catalogue(tmp_path, range(4), name="part1")
     part2 = _catalogue(tmp_path, range(10, 13), name="part2")
     settings = _settings(tmp_path)
     embedder = TinyEmbedder()
-    inner = MemoryStore()
+    inner: Store = MemoryStore()
+    if kind == "edge":
+        from lookalike.store.edge import EdgeStore
+
+        inner = EdgeStore(tmp_path / "edge-shard", {"image": embedder.dim})
     engine = Engine(settings.index, settings=settings, image_embedder=embedder, store=inner)
     engine.index(part1)
     rows = [json.loads(line) for line in part2.read_text().splitlines()]
@@ -162,6 +167,10 @@ def _partial_answers(tmp_path: Path) -> tuple[list[str], int]:
                     for hit in engine.search_vector(vec, k=10, mode=mode):  # type: ignore[arg-type]
                         if hit.item_id in queries and not complete(hit.item_id):
                             bad.append(f"after {op}: {mode} search showed {hit.item_id}")
+        for item_id in queries:
+            shown = engine.item(item_id)
+            if shown is not None and not complete(item_id):
+                bad.append(f"after {op}: item {item_id} shown with {len(shown['images'])} photos")
 
     watching = _Watching(inner, check)
     engine._store = watching  # type: ignore[assignment]  # the engine writes through the watcher
@@ -169,6 +178,10 @@ def _partial_answers(tmp_path: Path) -> tuple[list[str], int]:
     assert engine.stats()["items"] == 7  # the run did finish: every item visible at the end
     for item_id, vectors in queries.items():
         assert engine.search_vector(np.asarray(vectors)[0], k=1, mode="views")[0].item_id == item_id
+        assert len(engine.item(item_id)["images"]) == len(images[item_id])  # type: ignore[index]
+    # Every view lost its flag at the end of the run (the step that once matched nothing).
+    assert inner.count(engine_module.PENDING_VIEWS) == 0
+    assert inner.count(_eq("pending", False)) == inner.count(_eq("kind", "view")) > 0
     return bad, watching.writes
 
 
@@ -178,8 +191,9 @@ def _eq(field_name: str, value: Any) -> Filter:
     return where(field_name, value)
 
 
-def test_no_query_sees_a_partially_indexed_item(tmp_path: Path) -> None:
-    bad, writes = _partial_answers(tmp_path)
+@pytest.mark.parametrize("kind", ["memory", "edge"])
+def test_no_query_sees_a_partially_indexed_item(tmp_path: Path, kind: str) -> None:
+    bad, writes = _partial_answers(tmp_path, kind)
     assert writes >= 5  # views in several batches, centroids, the flag: many states were searched
     assert bad == []
 
@@ -192,5 +206,33 @@ def test_the_check_catches_partial_items_without_the_pending_flag(
     from lookalike.store.base import Condition
 
     monkeypatch.setattr(engine_module, "VISIBLE_VIEWS", Filter((Condition("kind", "eq", "view"),)))
-    bad, _ = _partial_answers(tmp_path)
+    bad, _ = _partial_answers(tmp_path, "edge")
     assert any("views search" in b for b in bad), bad
+
+
+def test_an_index_from_before_the_flags_worked_stays_searchable(tmp_path: Path) -> None:
+    """Indexes written while boolean filters matched nothing kept every view `pending: true`:
+    they read as before (every view) until a run clears the flags, then the flags count."""
+    from lookalike.store.edge import EdgeStore
+
+    part1 = _catalogue(tmp_path, range(4), name="part1")
+    settings = _settings(tmp_path)
+    embedder = TinyEmbedder()
+    with Engine(settings.index, settings=settings, image_embedder=embedder) as engine:
+        engine.index(part1)
+    # As such an index looks on disk: every view flagged, no `visibility` in lookalike.json.
+    store = EdgeStore(settings.index / "shard", {"image": embedder.dim})
+    store.set_payload(_eq("kind", "view"), {"pending": True})
+    store.close()
+    record = json.loads((settings.index / "lookalike.json").read_text())
+    del record["visibility"]
+    (settings.index / "lookalike.json").write_text(json.dumps(record))
+
+    with Engine(settings.index, settings=settings, image_embedder=embedder) as engine:
+        assert engine.manifest is not None and engine.manifest.visibility == 0
+        vec = engine.item_vector("p1")
+        assert engine.search_vector(vec, k=1, mode="views")[0].item_id == "p1"
+        assert engine.item("p1") is not None and len(engine.item("p1")["images"]) == 3  # type: ignore[index]
+        engine.index(part1)  # nothing to embed; the run clears the flags
+        assert engine.store.count(engine_module.PENDING_VIEWS) == 0
+    assert json.loads((settings.index / "lookalike.json").read_text())["visibility"] == 1

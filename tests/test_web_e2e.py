@@ -137,7 +137,7 @@ def _cards(page: Any) -> list[dict[str, str]]:
         ".card",
         """cards => cards.map(c => ({
             id: c.dataset.itemId,
-            title: c.querySelector('.card-title').textContent,
+            title: c.querySelector('.card-title').innerText,
             shown_id: c.querySelector('.item-id').textContent,
             price: (c.querySelector('.price') || {}).textContent || '',
             badge: c.querySelector('.badge').textContent,
@@ -202,7 +202,10 @@ def test_upload_draw_a_region_and_more_like_this(
     title = response.value.json()["results"][0]["title"]
     assert cards[0]["id"] == item and cards[0]["title"] == title
     assert cards[0]["shown_id"] == f"#{item}" and cards[0]["price"] == f"{int(item) + 0.99:.2f}"
-    assert re.fullmatch(r"\d{1,3}% similar", cards[0]["badge"])
+    assert re.fullmatch(r"Same product|Similar · \d{1,3}%", cards[0]["badge"])
+    # shoppers filter by the catalogue's own fields (and colours), not by ImageNet classes
+    assert page.locator('.filter[data-field="category"]').count() == 1
+    assert page.locator('.filter[data-field="classes"]').count() == 0
     _thumbnails_loaded(page)
     page.screenshot(path=ARTIFACTS / "web-desktop-results.png", full_page=True)
 
@@ -326,16 +329,25 @@ def test_search_by_words(browser: Any, server: str, page_errors: list[str]) -> N
 
 
 def test_a_file_that_is_not_a_photo_shows_the_reason(
-    browser: Any, server: str, tmp_path: Path, page_errors: list[str]
+    browser: Any, server: str, grocery: SmallGrocery, tmp_path: Path, page_errors: list[str]
 ) -> None:
     page = _open(browser, server, page_errors)
+    assert page.is_hidden(".modes")  # no face index: "Find people" is not offered
+    item = next(i for i in grocery.items if grocery.queries[i])
+    with page.expect_response("**/api/search"):
+        page.set_input_files("#file-input", grocery.queries[item][0])
+    _settled(page)
+    assert _cards(page)
     fake = tmp_path / "notes.jpg"
     fake.write_text("shopping list: milk, eggs")
     with page.expect_response("**/api/search") as response:
         page.set_input_files("#file-input", str(fake))
     assert response.value.status == 415
     page.wait_for_selector("#error:not([hidden])")
-    assert "not an image" in page.text_content("#error")
+    assert "not a photo" in page.text_content("#error")
+    # the earlier results answered another photo: gone; no broken image of the text file
+    assert _cards(page) == [] and page.is_hidden("#preview") and page.is_visible("#dropzone")
+    page.screenshot(path=ARTIFACTS / "web-desktop-not-a-photo.png")
     # the browser logs the failed request itself; nothing else may go wrong
     assert all("415" in e for e in page_errors), page_errors
 
@@ -360,6 +372,15 @@ def test_phone_sized_screen(
         page.set_input_files("#camera-input", grocery.queries[item][0])
     _settled(page)
     assert _cards(page)[0]["id"] == item
+    # the results are below the photo: the page brings them into view
+    page.wait_for_function(
+        "() => document.querySelector('.results-head').getBoundingClientRect().top"
+        " < window.innerHeight / 2"
+    )
+    assert page.evaluate("() => window.scrollY") > 0
+    _thumbnails_loaded(page)
+    page.screenshot(path=ARTIFACTS / "web-phone-revealed.png")
+    page.evaluate("() => window.scrollTo(0, 0)")  # back up to the photo to draw a region
     assert not page.eval_on_selector("#filters-box", "d => d.open")  # folded on a phone
     tops = page.eval_on_selector_all(
         ".card", "cs => cs.slice(0, 3).map(c => Math.round(c.getBoundingClientRect().top))"
@@ -460,7 +481,14 @@ def test_find_people_mode(
     assert bad == [], bad
     assert all(g["loaded"] for g in geometry[:8]), geometry  # later ones load lazily
     badge = page.text_content(".person-card .badge")
-    assert badge is not None and re.fullmatch(r"distance 0\.\d\d", badge)
+    assert badge is not None and re.fullmatch(r"you · 0\.\d\d", badge)
+    tiers = page.eval_on_selector_all(".person-card", "cs => cs.map(c => c.dataset.tier)")
+    assert tiers[0] == "you" and set(tiers) <= {"you", "maybe"}
+    # a "maybe you" card says so on its badge
+    maybes = page.eval_on_selector_all(
+        ".person-card.maybe .badge", "bs => bs.map(b => b.textContent)"
+    )
+    assert all(t.startswith("maybe you · ") for t in maybes)
     assert page.locator("#overlay .faces-box.selected").count() == 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "web-people-results.png", full_page=True)

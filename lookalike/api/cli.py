@@ -44,7 +44,9 @@ StoreOpt = Annotated[
 ]
 MirrorOpt = Annotated[
     Path | None,
-    typer.Option("--models-mirror", help="Folder of model files tried before cache and network."),
+    typer.Option(
+        "--models-mirror", "--mirror", help="Folder of model files tried before cache and network."
+    ),
 ]
 
 
@@ -155,22 +157,37 @@ def index(
             runner = RayRunner(address=ray, workers=ray_workers)
         with engine, progress_bar(not as_json) as progress:
             summary = engine.index(catalogue, sync=sync, progress=progress, runner=runner)  # type: ignore[arg-type]
+        nothing = summary.items == 0
         if as_json:
             from dataclasses import asdict
 
             print(json.dumps(asdict(summary), indent=2))
-            return
-        con = stderr_console()
-        con.print(
-            f"[green]indexed[/green] {summary.items} items: {summary.images_embedded} images embedded, "
-            f"{summary.images_unchanged} unchanged, {summary.items_removed} items removed, "
-            f"{len(summary.skipped)} skipped in {summary.seconds:.1f} s -> {engine.index_dir}"
-            + (f" (through {engine.describe()})" if hasattr(engine, "describe") else "")
-        )
-        for s in summary.skipped[:50]:
-            con.print(f"  [yellow]skipped[/yellow] {s.source}: {s.reason}")
-        if len(summary.skipped) > 50:
-            con.print(f"  ... and {len(summary.skipped) - 50} more (use --json for all)")
+        else:
+            con = stderr_console()
+            missing = summary.items_in_catalogue - summary.items
+            through = f" (through {engine.describe()})" if hasattr(engine, "describe") else ""
+            con.print(
+                f"[green]indexed[/green] {summary.items} items: {summary.images_embedded} images "
+                f"embedded, {summary.images_unchanged} unchanged, {summary.items_removed} items "
+                f"removed, {len(summary.skipped)} skipped in {summary.seconds:.1f} s -> "
+                f"{engine.index_dir} ({summary.items_in_index} items in the index){through}"
+            )
+            for s in summary.skipped[:50]:
+                con.print(f"  [yellow]skipped[/yellow] {s.source}: {s.reason}")
+            if len(summary.skipped) > 50:
+                con.print(f"  ... and {len(summary.skipped) - 50} more (use --json for all)")
+            if missing and not nothing:
+                con.print(
+                    f"[yellow]warning:[/yellow] {missing} item(s) of the catalogue have no photo "
+                    "that could be indexed (see the skipped files above); they cannot be found"
+                )
+        if nothing:
+            from lookalike.errors import CatalogueError
+
+            raise CatalogueError(
+                f"none of the {summary.items_in_catalogue} items of {catalogue} has a photo that "
+                "could be indexed" + (" (see the skipped files above)" if not as_json else "")
+            )
 
 
 WhereOpt = Annotated[
@@ -224,7 +241,12 @@ def search(
             elif all_objects:
                 results = engine.search_objects(photo, k=k, where=where, mode=mode)  # type: ignore[arg-type]
                 if as_json:
-                    print(json.dumps([_result_json(r) for r in results], indent=2, default=str))
+                    # `search --json`'s object for the most relevant object (what a plain search
+                    # answers), and every object's under `objects`.
+                    per_object = [_result_json(r) for r in results]
+                    print(
+                        json.dumps({**per_object[0], "objects": per_object}, indent=2, default=str)
+                    )
                 else:
                     for r in results:
                         _print_hits(r)
@@ -333,10 +355,17 @@ def outliers(
     """Photos least like the rest of their item: candidates for a wrong label."""
     with errors_to_exit(), _local_only(_engine(index, store=store), "`outliers`") as engine:
         from lookalike.hygiene import outliers as find_outliers
-        from lookalike.hygiene import write_outliers_page
+        from lookalike.hygiene import why_no_outliers, write_outliers_page
 
         found = find_outliers(engine.store, top=top)
-        page = write_outliers_page(html / "index.html", found, engine.store) if html else None
+        why = None if found else why_no_outliers(engine.store)
+        page = (
+            write_outliers_page(html / "index.html", found, engine.store, note=why)
+            if html
+            else None
+        )
+    if why:
+        stderr_console().print(f"[yellow]no outliers:[/yellow] {why}")
     if as_json:
         print(json.dumps([{"item_id": o.photo.item_id, "image": o.photo.image,
                            "similarity": o.similarity} for o in found], indent=2))  # fmt: skip
@@ -368,6 +397,7 @@ def _result_json(result: Any) -> dict[str, Any]:
     return {
         "mode": result.mode,
         "score": result.score,
+        "match": result.match,
         "query_object": (
             {
                 "label": result.query_object.label,
@@ -383,13 +413,21 @@ def _result_json(result: Any) -> dict[str, Any]:
                 "rank": i + 1,
                 "item_id": h.item_id,
                 "score": round(h.score, 4),
-                **({"similarity": round(h.score, 4)} if result.score == "cosine" else {}),
+                **({"similarity": h.similarity_percent} if result.score == "cosine" else {}),
+                "match": h.match,
                 "image": h.image,
                 "fields": dict(h.fields),
             }
             for i, h in enumerate(result.hits)
         ],
     }
+
+
+_MATCH_STYLE = {
+    "same product": "[green]same product[/green]",
+    "similar": "similar",
+    "no close match": "[dim]no close match[/dim]",
+}
 
 
 def _print_hits(result: Any) -> None:
@@ -400,13 +438,20 @@ def _print_hits(result: Any) -> None:
     searched = f"; searched with {qo.label} {[round(c) for c in qo.box]}" if qo else ""
     table = Table(title=f"results ({result.mode}, {result.score}{searched})")
     score_col = "similar" if result.score == "cosine" else result.score
-    for col in ("#", "item", score_col, "title", "image"):
+    judged = any(h.match for h in result.hits)
+    for col in ("#", "item", score_col, *(("match",) if judged else ()), "title", "image"):
         table.add_column(col)
     for i, h in enumerate(result.hits, 1):
         title = str(h.fields.get("title", h.fields.get("name", "")))
         shown = f"{h.similarity_percent:.1f} %" if result.score == "cosine" else f"{h.score:.3f}"
-        table.add_row(str(i), h.item_id, shown, title, Path(h.image).name)
+        match = (_MATCH_STYLE.get(h.match or "", h.match or ""),) if judged else ()
+        table.add_row(str(i), h.item_id, shown, *match, title, Path(h.image).name)
     con = Console()
+    if result.match == "no close match":
+        con.print(
+            "[yellow]no close match:[/yellow] nothing in this index is as close to the photo as "
+            "its own products are to one another; the nearest ones follow"
+        )
     con.print(table)
     con.print(", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items()), style="dim")
 
@@ -428,11 +473,19 @@ def delete(
     item_ids: Annotated[list[str], typer.Argument(help="Item ids to remove.")],
     index: IndexOpt = None,
     store: StoreOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Remove items from the index."""
     with errors_to_exit(), _served(_engine(index, store=store)) as engine:
-        engine.delete(item_ids)
-        stderr_console().print(f"removed {len(item_ids)} item(s)")
+        removed = engine.delete(item_ids)
+    missing = [i for i in dict.fromkeys(item_ids) if i not in removed]
+    if as_json:
+        print(json.dumps({"removed": removed, "not_found": missing}, indent=2))
+        return
+    stderr_console().print(
+        f"removed {len(removed)} item(s)"
+        + (f"; not in the index: {', '.join(missing)}" if missing else "")
+    )
 
 
 @app.command(name="eval")
@@ -448,15 +501,34 @@ def evaluate(
     models_mirror: MirrorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recall@1/3/10 and mAP at item level, for both aggregation modes."""
+    """Recall@1/3/10 and mAP at item level, for both aggregation modes.
+
+    Without --index the catalogue is indexed into a temporary folder, removed afterwards: an
+    evaluation must not write into the user's default index (`./lookalike-index`)."""
     with errors_to_exit():
+        import tempfile
+        from contextlib import ExitStack
+
         from lookalike.evaluate import run_evaluation
 
-        engine = _local_only(_engine(index, embedder, models_mirror, store=store), "`eval`")
-        with engine, progress_bar(not as_json) as progress:
-            outcome = run_evaluation(
-                engine, catalogue, queries, report_dir=report, progress=progress
-            )
+        with ExitStack() as scratch:
+            if index is None:
+                index = Path(
+                    scratch.enter_context(tempfile.TemporaryDirectory(prefix="lookalike-eval-"))
+                )
+                if not as_json:
+                    stderr_console().print(
+                        "indexing into a temporary index (removed afterwards; --index DIR keeps it)"
+                    )
+            with (
+                _local_only(
+                    _engine(index, embedder, models_mirror, store=store), "`eval`"
+                ) as engine,
+                progress_bar(not as_json) as progress,
+            ):
+                outcome = run_evaluation(
+                    engine, catalogue, queries, report_dir=report, progress=progress
+                )
         from lookalike.index_tune import ProjectionStatus
 
         # On stderr in both modes: the --json output stays {mode: metrics}.
@@ -535,13 +607,8 @@ def tune(
             return
         typer.echo(r.table())
         typer.echo("")
-        for mode in r.baseline.metrics:
-            typer.echo(
-                f"held-out {mode} R@1: {r.baseline.metrics[mode]['recall@1']:.3f} without -> "
-                f"{r.chosen.metrics[mode]['recall@1']:.3f} with dim {r.chosen.dim}, "
-                f"lam {r.chosen.lam:g} ({r.split.get('held_out_scored', r.split.get('held_out_pairs'))} "
-                f"held-out photos, mean of {r.split.get('splits', 1)} draws)"
-            )
+        for line in tune_summary(outcome, pairs=len(rows) if rows is not None else None):
+            typer.echo(line)
         if outcome.applied:
             typer.echo(f"applied: {engine.projection_status().describe()}")
         else:
@@ -549,6 +616,31 @@ def tune(
                 "not applied: it does not beat no projection on the held-out photos "
                 "(--force applies it anyway)"
             )
+
+
+def tune_summary(outcome: Any, *, pairs: int | None = None) -> list[str]:
+    """What `tune` learned from and how it did on what it held out, for people. `pairs`: the
+    number of --pairs rows (the cross-domain fit holds out items, not photos)."""
+    r = outcome.result
+    split = r.split
+    if pairs is not None:
+        lines = [
+            f"learned from {pairs} pairs (photo, item) over {outcome.items} indexed items ("
+            f"{outcome.views} views); parameters chosen on {split.get('held_out_items', '?')} "
+            f"held-out items, mean of {split.get('splits', 1)} draws"
+        ]
+    else:
+        lines = [f"learned from {outcome.views} photos of {outcome.items} items"]
+    held = split.get("held_out_scored", split.get("held_out_pairs", "?"))
+    for mode in r.baseline.metrics:
+        lines.append(
+            f"held-out {mode} R@1: {r.baseline.metrics[mode]['recall@1']:.3f} without -> "
+            f"{r.chosen.metrics[mode]['recall@1']:.3f} with dim {r.chosen.dim}, "
+            f"lam {r.chosen.lam:g} ({held} held-out photos, mean of {split.get('splits', 1)} draws)"
+        )
+    if not r.baseline.metrics:
+        lines.append(f"fitted with dim {r.chosen.dim}, lam {r.chosen.lam:g} (nothing held out)")
+    return lines
 
 
 @app.command()

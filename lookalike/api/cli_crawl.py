@@ -25,18 +25,19 @@ _SHOWN_FAILURES = 30
 
 def crawl(
     urls_file: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             metavar="URLS.txt",
-            help="Text file with one product or listing URL per line (# starts a comment).",
+            help="Text file with one product or listing URL per line (# starts a comment); "
+            "sitemap URLs (.xml) are read as sitemaps.",
         ),
-    ],
+    ] = None,
     out: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--out", "-o", help="Output folder: images/, catalogue.jsonl and the resumable state."
         ),
-    ],
+    ] = None,
     render: Annotated[
         Literal["auto", "static", "browser"],
         typer.Option(
@@ -87,6 +88,23 @@ def crawl(
             "--user-agent", help="User-Agent header [default: lookalike-crawler/VERSION ...]."
         ),
     ] = None,
+    sitemap: Annotated[
+        bool,
+        typer.Option(
+            "--sitemap",
+            help="Also crawl the product pages of the sitemaps robots.txt names (else "
+            "/sitemap.xml) for each host in URLS.txt.",
+        ),
+    ] = False,
+    explain: Annotated[
+        str | None,
+        typer.Option(
+            "--explain",
+            metavar="URL",
+            help="Fetch this one page as the crawl would and print what each field was taken "
+            "from (and why each image was kept or refused); writes nothing.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Crawl a shop: product pages -> SHOP/images/ + SHOP/catalogue.jsonl, ready for `lookalike index`.
@@ -101,7 +119,8 @@ def crawl(
         from lookalike.catalog.crawl.politeness import DEFAULT_USER_AGENT, Politeness
         from lookalike.catalog.crawl.safety import SafetyLimits
 
-        urls = read_url_list(urls_file)
+        if explain is None and (urls_file is None or out is None):
+            raise typer.BadParameter("give URLS.txt and --out SHOP/ (or --explain URL)")
         options = CrawlOptions(
             render=render,
             max_pages=max_pages,
@@ -115,7 +134,13 @@ def crawl(
             ),
             safety=SafetyLimits(allow_private=allow_private),
             selectors=Selectors.from_file(selectors) if selectors else Selectors(),
+            sitemaps=sitemap,
         )
+        if explain is not None:
+            _explain(explain, options, as_json)
+            return
+        assert urls_file is not None and out is not None
+        urls = read_url_list(urls_file)
         try:
             with progress_bar(not as_json) as progress:
                 summary = run_crawl(urls, out, options, progress=progress)
@@ -131,6 +156,16 @@ def crawl(
             _print_summary(summary)
         if summary.items == 0:
             raise typer.Exit(8)
+
+
+def _explain(url: str, options: Any, as_json: bool) -> None:
+    from lookalike.catalog.crawl.explain import explain, render_text
+
+    explanation = explain(url, options)
+    if as_json:
+        print(json.dumps(explanation.as_json(), indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(render_text(explanation)))
 
 
 def summary_json(summary: CrawlSummary) -> dict[str, Any]:

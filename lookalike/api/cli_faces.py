@@ -7,6 +7,7 @@ imported inside the commands so that `lookalike --help` stays instant.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,23 +25,50 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+DetectorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--detector",
+        help="hog (fast, default) or cnn (dlib's MMOD CNN: more turned faces, ~100x slower on a "
+        "CPU) [default: $LOOKALIKE_FACES_DETECTOR or hog].",
+    ),
+]
+
 ThresholdOpt = Annotated[
     float | None,
     typer.Option(
         "--threshold",
-        help="'Same person' distance, 0..2 [default: $LOOKALIKE_FACES_THRESHOLD or 0.36, "
-        "calibrated for a false match rate of 1e-3].",
+        help="'Same person' distance, 0..2: the 'you' tier [default: "
+        "$LOOKALIKE_FACES_THRESHOLD or 0.36; no stranger that close in the calibration photos].",
+    ),
+]
+
+MaybeThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--maybe-threshold",
+        help="Outer distance of the 'maybe you' tier, shown when some photo is in the 'you' "
+        "tier; at or below --threshold there is none [default: "
+        "$LOOKALIKE_FACES_MAYBE_THRESHOLD or 0.42].",
     ),
 ]
 
 
 def _faces(index: Path | None, **overrides: Any) -> FaceIndex:
+    from pydantic import ValidationError
+
     from lookalike.config import Settings
+    from lookalike.errors import QueryError
     from lookalike.faces.index import FaceIndex
     from lookalike.faces.settings import FaceSettings
 
     settings = Settings()
-    face_settings = FaceSettings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        face_settings = FaceSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        # A bad flag is the user's error (exit 2), not a traceback.
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise QueryError(problems.replace("_", "-")) from None
     return FaceIndex(index or settings.index, settings, face_settings)
 
 
@@ -61,9 +89,11 @@ def index_cmd(
         int | None,
         typer.Option(
             "--detect-size",
-            help="Longest side the detector sees, px [default 1024]; larger finds smaller faces.",
+            help="Longest side the detector sees, px [default 1024]; larger finds smaller faces "
+            "(small photos are enlarged up to 4x towards it: the upsampling for small faces).",
         ),
     ] = None,
+    detector: DetectorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index every face of PHOTOS. Incremental: unchanged photos are skipped; safe to rerun."""
@@ -71,7 +101,7 @@ def index_cmd(
         from dataclasses import asdict
 
         with (
-            _faces(index, detect_size=detect_size) as faces,
+            _faces(index, detect_size=detect_size, detector=detector) as faces,
             naming_server(faces.index_dir, "`faces index`"),
             progress_bar(not as_json) as progress,
         ):
@@ -92,32 +122,49 @@ def index_cmd(
 
 @app.command("search")
 def search_cmd(
-    selfie: Annotated[str, typer.Argument(help="A photo of the person: a path or an http(s) URL.")],
+    selfies: Annotated[
+        list[str],
+        typer.Argument(
+            help="Photos of the person: paths or http(s) URLs. Several portraits: a photo "
+            "matches when its face is near any of them.",
+            metavar="SELFIE...",
+        ),
+    ],
     face: Annotated[
         int | None,
         typer.Option(
-            "--face", help="Which face of SELFIE, 0 = largest (needed when it has several)."
+            "--face", help="Which face of each SELFIE, 0 = largest (needed when it has several)."
         ),
     ] = None,
     threshold: ThresholdOpt = None,
+    maybe_threshold: MaybeThresholdOpt = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Most photos to return.")] = 50,
+    detector: DetectorOpt = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The photos that contain the person in SELFIE, best first, with the matching face's box."""
-    with errors_to_exit(), _faces(index) as faces:
+    """The photos that contain the person in SELFIE, best first, with the matching face's box:
+    "you" (distance <= --threshold), then "maybe you" (<= --maybe-threshold)."""
+    with errors_to_exit(), _faces(index, detector=detector) as faces:
         from lookalike.api.remote import find_server
 
         served = find_server(faces.index_dir)  # its server may have the face index open
         if served is not None:
             with served:
-                result = served.faces_search(selfie, face=face, threshold=threshold, k=k)
+                result = served.faces_search(
+                    selfies, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
+                )
         else:
-            result = faces.search(selfie, face=face, threshold=threshold, k=k)
+            result = faces.search_many(
+                selfies, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
+            )
         if as_json:
             _print_json(
                 {
                     "threshold": result.threshold,
+                    "maybe_threshold": result.maybe_threshold,
+                    "tiers": {"you": len(result.you), "maybe": len(result.maybe)},
+                    "portraits": result.portraits,
                     "query_face": _query_face_json(result.query_face),
                     "query_faces": [_query_face_json(f) for f in result.query_faces],
                     "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
@@ -130,11 +177,16 @@ def search_cmd(
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"photos with this person (distance <= {result.threshold:g})")
-        for col in ("#", "photo", "distance", "face box"):
+        table = Table(
+            title=f"photos with this person (you: distance <= {result.threshold:g}; "
+            f"maybe you: <= {result.maybe_threshold:g})"
+        )
+        for col in ("#", "tier", "photo", "distance", "face box"):
             table.add_column(col)
         for i, m in enumerate(result.matches, 1):
-            table.add_row(str(i), m.photo, f"{m.distance:.3f}", str([round(v) for v in m.box]))
+            tier = "you" if m.tier == "you" else "maybe you"
+            box = str([round(v) for v in m.box])
+            table.add_row(str(i), tier, m.photo, f"{m.distance:.3f}", box)
         con = Console()
         con.print(table)
         if not result.matches:
@@ -147,6 +199,7 @@ def _query_face_json(f: Any) -> dict[str, Any]:
 
 def _match_json(m: Any) -> dict[str, Any]:
     return {
+        "tier": m.tier,
         "photo": m.photo,
         "box": list(m.box),
         "distance": m.distance,
@@ -163,10 +216,11 @@ def detect_cmd(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the photo with numbered boxes (JPEG).")
     ] = None,
+    detector: DetectorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The faces found in PHOTO, largest first (the numbers `search --face` takes)."""
-    with errors_to_exit(), _faces(None) as faces:
+    with errors_to_exit(), _faces(None, detector=detector) as faces:
         found = faces.faces_in(photo)
         if out is not None:
             from lookalike.faces.report import save_boxes_picture
@@ -240,6 +294,9 @@ def forget_cmd(
         int | None,
         typer.Option("--person", help="Forget every face of this person (an id from `clusters`)."),
     ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask before forgetting a --person.")
+    ] = False,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -249,6 +306,12 @@ def forget_cmd(
 
         if (photo is None) == (person is None):
             raise QueryError("name exactly one: a PHOTO or --person ID")
+        if person is not None and not yes:
+            # Every photo of a person, for good: asked first, as `rm -i` would.
+            if not sys.stdin.isatty():
+                raise QueryError(f"forgetting person {person} cannot be undone: add --yes")
+            if not typer.confirm(f"Forget every face of person {person}? This cannot be undone"):
+                raise typer.Exit(1)
         with _faces(index) as faces, naming_server(faces.index_dir, "`faces forget`"):
             done = faces.forget_photo(photo) if photo is not None else faces.forget_person(person)  # type: ignore[arg-type]
         if as_json:

@@ -29,6 +29,7 @@ MirrorOpt = Annotated[
     Path | None,
     typer.Option(
         "--mirror",
+        "--models-mirror",
         help="Folder of model files tried before the cache and the network "
         "(default: env LOOKALIKE_MODELS_MIRROR).",
         show_default=False,

@@ -30,9 +30,18 @@ def serve(
         typer.Option(
             "--api-key",
             envvar="LOOKALIKE_API_KEY",
-            help="Require this X-API-Key header to add or delete items.",
+            help="Turn writes on: adding and deleting items needs this X-API-Key header "
+            "(without a key the server takes no writes).",
         ),
     ] = None,
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only",
+            help="Take no writes, even with --api-key (needed to listen beyond this machine "
+            "without a key).",
+        ),
+    ] = False,
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", help="Largest photo accepted, in MiB.")
     ] = 20.0,
@@ -76,8 +85,15 @@ def serve(
         from lookalike.api.http import MiB, create_app
         from lookalike.config import Settings
         from lookalike.engine import Engine
-        from lookalike.errors import StoreError
+        from lookalike.errors import QueryError, StoreError
 
+        if not api_key and not read_only and not _is_loopback(host):
+            # Checked before anything loads: a server open to the network must say who may write.
+            raise QueryError(
+                f"refusing to listen on {host} without --api-key: others could reach it. Give "
+                "--api-key KEY (or LOOKALIKE_API_KEY) to allow writes with that key, or "
+                "--read-only to serve searches only"
+            )
         settings = Settings(**({"models_mirror": models_mirror} if models_mirror else {}))
         engine = Engine(index or settings.index, settings=settings, store_spec=store)
         if engine.manifest is None:
@@ -95,22 +111,27 @@ def serve(
                 "commands on it go through that server"
             )
         con = stderr_console()
-        if api_key is None and not _is_loopback(host):
-            con.print(
-                f"[yellow]warning:[/yellow] listening on {host} without --api-key: anyone who "
-                "can reach it may add and delete items"
-            )
         from lookalike.api.server_file import new_secret
 
         secret = new_secret()
         app = create_app(
             engine,
             api_key=api_key,
+            read_only=read_only,
             max_upload_bytes=int(max_upload_mb * MiB),
             catalogue_root=catalogue_root,
             search_threads=search_threads,
             local_secret=secret,
         )
+        if read_only:
+            con.print(
+                "read-only: no writes, not even from the `lookalike` commands of this machine"
+            )
+        elif not api_key:
+            con.print(
+                "writes are off for other clients (no --api-key); the `lookalike` commands of "
+                "this machine write through this server"
+            )
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
         with engine:
             _ = engine.store  # open it now: a store another process holds is an error here

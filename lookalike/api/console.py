@@ -31,7 +31,9 @@ def errors_to_exit() -> Iterator[None]:
     except LookalikeError as exc:
         from rich.markup import escape
 
-        stderr_console().print(f"[red]error:[/red] {escape(str(exc))}")
+        # soft_wrap: one line, never cut at the console's width (a long path broke "already lives"
+        # over two lines for whoever greps or pipes stderr).
+        stderr_console().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
 
 

@@ -12,7 +12,8 @@
     GET    /api/images/{path}     a catalogue image (only files the index records) [?size=N thumbnail]
     GET    /api/stats             items, views, model, index size, filterable fields
     GET    /api/facets?field=...  value -> number of items, for a keyword field
-    POST   /api/faces/search      multipart photo (a selfie) [+ face, threshold, k]: the indexed
+    POST   /api/faces/search      multipart photo (a selfie) [+ face, threshold, maybe_threshold,
+                                  k]: "you" and "maybe you" tiers of the indexed
                                   photos that contain that person (409 lists the faces to pick
                                   from when the selfie has several; 422 when it has none)
     GET    /api/faces/photos/{path}  a photo of the face index (only those) [?size=N thumbnail]
@@ -36,9 +37,7 @@ Heavy modules (numpy, Pillow, the engine) are imported inside functions: importi
 cheap, so `lookalike --help` stays instant.
 """
 
-import hmac
 import io
-import json
 import logging
 import math
 import os
@@ -50,7 +49,6 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
-from urllib.parse import quote
 
 import anyio
 from fastapi import FastAPI, File, Form, Header, Query, Request, UploadFile
@@ -60,6 +58,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from lookalike.api.auth import WriteAccess
+from lookalike.api.json_input import check_depth, loads, too_deep
+from lookalike.api.served_files import ServedFiles, redact
 from lookalike.errors import (
     CatalogueError,
     DecodeError,
@@ -73,6 +74,8 @@ from lookalike.errors import (
 if TYPE_CHECKING:
     from PIL import Image
 
+    from lookalike.api.item_writes import ItemWriter
+    from lookalike.api.remote_images import FetchPolicy
     from lookalike.engine import Engine
     from lookalike.faces.index import FaceIndex, FaceSearchResult
     from lookalike.store.base import Filter
@@ -92,8 +95,6 @@ MAX_K = 100
 THUMB_SIZES = (64, 1024)
 """Smallest and largest `?size=` accepted by /api/images, in pixels."""
 _THUMB_CACHE_ENTRIES = 512
-_IMAGE_SET_REFRESH_S = 10.0
-"""A request for an image the index does not list re-reads the list at most this often."""
 
 Mode = Literal["views", "centroid"]
 T = TypeVar("T")
@@ -134,6 +135,11 @@ class HitOut(BaseModel):
         description="Similarity in percent for people (0 to 100); null unless `score_kind` is "
         "`cosine` (a text or fused score is a ranking score, not a similarity)."
     )
+    match: Literal["same product", "similar", "no close match"] | None = Field(
+        default=None,
+        description="By the index's levels, calibrated on its own photos (docs/quality.md, "
+        '"Same product or only similar"); null for text scores and uncalibrated indexes.',
+    )
     title: str = Field(description="The item's `title` (or `name`) field, else its id.")
     price: float | None = Field(default=None, description="The item's `price` field, if numeric.")
     currency: str | None = None
@@ -151,6 +157,9 @@ class SearchOut(BaseModel):
         description="What `score` is: cosine similarity in [-1, 1], a BM25 text score, a "
         "reciprocal-rank-fusion score (photo and words, or words and the text tower), or cosine "
         "plus the weighted match of the words read on the photo (OCR text fusion)."
+    )
+    match: Literal["same product", "similar", "no close match"] | None = Field(
+        default=None, description="The first result's `match`: does the index hold the product?"
     )
     results: list[HitOut]
     objects: list[DetectedObject] = Field(
@@ -191,6 +200,10 @@ class FaceQueryOut(BaseModel):
 
 class FaceMatchOut(BaseModel):
     rank: int
+    tier: Literal["you", "maybe"] = Field(
+        description="you: distance <= threshold; maybe: up to maybe_threshold (shown only when "
+        "some photo is in the 'you' tier)."
+    )
     photo: str = Field(description="The photo as indexed (path or URL).")
     name: str = Field(description="The photo's file name.")
     image_url: str | None = Field(description="Where a browser can load the photo.")
@@ -208,7 +221,8 @@ class FaceMatchOut(BaseModel):
 
 class FaceSearchOut(BaseModel):
     matches: list[FaceMatchOut]
-    threshold: float = Field(description="The 'same person' distance used.")
+    threshold: float = Field(description="The 'same person' distance used (the 'you' tier).")
+    maybe_threshold: float = Field(description="Outer distance of the 'maybe you' tier.")
     query: FaceQueryOut
     timings_ms: dict[str, float]
 
@@ -284,12 +298,9 @@ def structured_filter(spec: Mapping[str, Any] | str | None) -> "Filter | None":
     if spec is None or spec == "":
         return None
     if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except json.JSONDecodeError as exc:
-            raise QueryError(
-                f"filters must be a JSON object: {exc.msg} at column {exc.colno}"
-            ) from None
+        spec = loads(spec, "filters (a JSON object)")
+    else:
+        check_depth(spec, "filters")
     if not isinstance(spec, Mapping):
         raise QueryError(f"filters must be a JSON object, got {type(spec).__name__}")
     conditions: list[Condition] = []
@@ -482,105 +493,36 @@ class BodyLimit:
 # -- catalogue images ----------------------------------------------------------------------------
 
 
-def _norm(path: str) -> str:
-    return os.path.normpath(os.path.abspath(path))
+def _catalogue_images(engine: "Engine", root: Path | None) -> ServedFiles:
+    """The local image files recorded in the index (views): the only files `/api/images` serves."""
 
-
-class CatalogueImages:
-    """The local image files recorded in the index: the only files `/api/images` serves.
-
-    A request path is resolved (made absolute, `.` and `..` collapsed) and must be exactly one of
-    the indexed paths, resolved the same way: never a prefix test, so `../` and look-alike folder
-    names lead nowhere. URLs are relative to `root` when the image lies under it, else the absolute
-    path without its leading `/`.
-    """
-
-    prefix = "/api/images/"
-
-    def __init__(self, engine: "Engine", root: Path | None) -> None:
-        self.engine = engine
-        # Resolved like the indexed paths are (the catalogue loader resolves links), so a root
-        # given through a symlink still yields relative URLs.
-        self.root = os.path.realpath(root) if root is not None else None
-        self._paths: frozenset[str] | None = None
-        self._loaded_at = 0.0
-        self._lock = threading.Lock()
-
-    def url_for(self, image: str) -> str | None:
-        """The URL a browser loads `image` from: itself for http(s), else under /api/images/."""
-        if image.startswith(("http://", "https://")):
-            return image
-        if not image:
-            return None
-        path = _norm(image)
-        if self.root is not None and os.path.commonpath([self.root, path]) == self.root:
-            rel = os.path.relpath(path, self.root)
-        else:
-            rel = path.lstrip("/")
-        return self.prefix + quote(rel, safe="/")
-
-    def lookup(self, rel: str) -> str | None:
-        """The indexed file a request path names, or None. Blocking: call from a worker thread."""
-        candidates = [_norm("/" + rel)]
-        if self.root is not None:
-            candidates.insert(0, _norm(os.path.join(self.root, rel)))
-        for attempt in range(2):
-            paths = self._current(refresh=attempt == 1)
-            for candidate in candidates:
-                if candidate in paths:
-                    return candidate
-        return None
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._paths = None
-
-    def _current(self, *, refresh: bool) -> frozenset[str]:
-        with self._lock:
-            stale = time.monotonic() - self._loaded_at > _IMAGE_SET_REFRESH_S
-            if self._paths is None or (refresh and stale):
-                self._paths = self._load()
-                self._loaded_at = time.monotonic()
-            return self._paths
-
-    def _load(self) -> frozenset[str]:
+    def load() -> list[str]:
         from lookalike.store.base import where
 
         try:
-            records = self.engine.store.scroll(where("kind", "view"), fields=["image"])
-            images = {str(r.payload.get("image", "")) for r in records}
+            records = engine.store.scroll(where("kind", "view"), fields=["image"])
         except StoreError:
-            return frozenset()
-        return frozenset(
-            _norm(i) for i in images if i and not i.startswith(("http://", "https://"))
-        )
+            return []
+        return [str(r.payload.get("image", "")) for r in records]
+
+    return ServedFiles("/api/images/", load, root, engine.index_dir / "uploads")
 
 
-class FacePhotos(CatalogueImages):
-    """The photos of the face index: the only files `/api/faces/photos` serves (same path rules).
+def _face_photos(
+    faces: "Callable[[], FaceIndex]", root: Path | None, index_dir: Path
+) -> ServedFiles:
+    """The photos of the face index: the only files `/api/faces/photos` serves (same rules).
 
     `faces` is called (on a worker thread) for the FaceIndex; forgotten photos are not listed.
     """
 
-    prefix = "/api/faces/photos/"
-
-    def __init__(self, faces: "Callable[[], FaceIndex]", root: Path | None) -> None:
-        self.faces = faces
-        # Resolved like the indexed paths are (the catalogue loader resolves links), so a root
-        # given through a symlink still yields relative URLs.
-        self.root = os.path.realpath(root) if root is not None else None
-        self._paths = None
-        self._loaded_at = 0.0
-        self._lock = threading.Lock()
-
-    def _load(self) -> frozenset[str]:
+    def load() -> list[str]:
         try:
-            photos = self.faces().photos()
+            return list(faces().photos())
         except StoreError:
-            return frozenset()
-        return frozenset(
-            _norm(p) for p in photos if p and not p.startswith(("http://", "https://"))
-        )
+            return []
+
+    return ServedFiles("/api/faces/photos/", load, root, index_dir / "uploads")
 
 
 class Thumbnails:
@@ -629,17 +571,6 @@ _IMAGE_TYPES = {
     ".heic": "image/heic",
     ".heif": "image/heif",
 }
-_SUFFIX_FOR_FORMAT = {
-    "JPEG": ".jpg",
-    "MPO": ".jpg",
-    "PNG": ".png",
-    "WEBP": ".webp",
-    "GIF": ".gif",
-    "BMP": ".bmp",
-    "TIFF": ".tiff",
-    "AVIF": ".avif",
-    "HEIF": ".heic",
-}
 
 
 # -- the app -------------------------------------------------------------------------------------
@@ -649,15 +580,19 @@ def create_app(
     engine: "Engine",
     *,
     api_key: str | None = None,
+    read_only: bool = False,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     catalogue_root: Path | None = None,
     search_threads: int = 2,
     faces: "FaceIndex | None" = None,
+    image_fetch: "FetchPolicy | None" = None,
+    write_wait_s: float = 300.0,
     local_secret: str | None = None,
 ) -> FastAPI:
     """The HTTP API and web page over `engine` (which the app uses but does not close).
 
-    api_key: when set, adding and deleting items needs header `X-API-Key: <api_key>`.
+    api_key: when set, adding and deleting items needs header `X-API-Key: <api_key>`; without
+        it (or with `read_only`) every write is answered 403 (see `lookalike.api.auth`).
     max_upload_bytes: largest photo accepted; a request body may exceed it by FORM_OVERHEAD.
     catalogue_root: folder that relative image paths in `POST /api/items` refer to (local paths
         elsewhere are refused; without a root only URLs and uploads are accepted); image URLs are
@@ -667,12 +602,28 @@ def create_app(
         another's inference; more only added latency on 2 cores (docs/parts/http.md).
     faces: the face index for "find people" (`/api/faces/...`); by default one is opened, on
         first use, from the engine's index folder (faces live in `<index>/faces`).
+    image_fetch: how image URLs of added items are downloaded (`remote_images.FetchPolicy`:
+        public addresses only, whole-download deadline); default: `FetchPolicy()` with the
+        photo size limit.
+    write_wait_s: longest a write waits for its turn before a 503 (nothing written).
     local_secret: the secret `lookalike serve` leaves in `<index>/server.json` for the CLI of
         this machine (`lookalike.api.server_file`): accepted in `X-API-Key` like the API key,
         and needed for index jobs on server paths (`lookalike.api.jobs`).
     """
+    from lookalike.api.item_writes import ItemWriter
+    from lookalike.api.remote_images import FetchPolicy
+    from lookalike.api.writes import WriteGate
+
     state = _State(engine, api_key, max_upload_bytes, catalogue_root, search_threads, faces)
-    state.write_keys = tuple(k for k in (api_key, local_secret) if k)
+    state.access = WriteAccess.from_keys([api_key], read_only=read_only, local=[local_secret])
+    state.writer = ItemWriter(
+        engine,
+        state.images,
+        state.decode,
+        state.item_out,
+        image_fetch or FetchPolicy(max_bytes=state.decode_limits.max_bytes),
+        WriteGate(write_wait_s),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
@@ -695,7 +646,8 @@ def create_app(
         status = _status_for(exc)
         if status >= 500:
             log.warning("%s: %s", type(exc).__name__, exc)
-        return _error(status, str(exc), type(exc).__name__)
+        # The log keeps the server's paths; the answer does not.
+        return _error(status, redact(str(exc)), type(exc).__name__)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -703,7 +655,15 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), _http_kind(exc.status_code), exc.headers)
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI's JSON body parsing: a 400
+            return _error(422, str(too_deep("the request")), "QueryError")
+        detail = redact(str(exc.detail))
+        return _error(exc.status_code, detail, _http_kind(exc.status_code), exc.headers)
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_request: Request, _exc: RecursionError) -> JSONResponse:
+        # Only input recurses this deep (`json_input` bounds what the endpoints parse).
+        return _error(422, str(too_deep("the request")), "QueryError")
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -794,6 +754,7 @@ def create_app(
             200: {"model": ItemWriteOut, "description": "The item existed and was replaced."},
             201: {"model": ItemWriteOut, "description": "The item was added."},
             401: {"model": ErrorOut, "description": "Missing or wrong X-API-Key."},
+            403: {"model": ErrorOut, "description": "Writes are off on this server."},
         },
         openapi_extra={
             "requestBody": {
@@ -826,9 +787,10 @@ def create_app(
         multipart: field `item` (that JSON, `images` optional) and one or more `photos`, saved
         under the index folder. Every other key becomes a catalogue field.
         """
-        state.check_key(x_api_key)
+        state.access.check(x_api_key)
         item, uploads = await state.parse_item_request(request)
-        out = await anyio.to_thread.run_sync(state.write_item, item, uploads)
+        out = await state.writer.add(request, item, uploads)
+        state.ready = engine.manifest is not None
         return JSONResponse(out, status_code=201 if out["created"] else 200)
 
     @app.delete(
@@ -837,15 +799,16 @@ def create_app(
         tags=["items"],
         responses={
             401: {"model": ErrorOut, "description": "Missing or wrong X-API-Key."},
+            403: {"model": ErrorOut, "description": "Writes are off on this server."},
             404: {"model": ErrorOut, "description": "No such item."},
         },
     )
     async def delete_item(
-        item_id: str, x_api_key: Annotated[str | None, Header()] = None
+        request: Request, item_id: str, x_api_key: Annotated[str | None, Header()] = None
     ) -> dict[str, str]:
         """Remove an item: all its views and its centroid."""
-        state.check_key(x_api_key)
-        return await anyio.to_thread.run_sync(state.delete_item, item_id)
+        state.access.check(x_api_key)
+        return await state.writer.delete(request, item_id)
 
     @app.get(
         "/api/images/{path:path}",
@@ -901,12 +864,22 @@ def create_app(
                 description="'Same person' distance, 0..2 [default: the calibrated 0.36].",
             ),
         ] = None,
+        maybe_threshold: Annotated[
+            float | None,
+            Form(
+                ge=0,
+                le=2,
+                description="Outer distance of the 'maybe you' tier [default: 0.42].",
+            ),
+        ] = None,
         k: Annotated[int, Form(ge=1, le=MAX_K, description="Most photos returned.")] = 50,
     ) -> Any:
         """The indexed photos that contain the person of the photo, best first, each with the
         matching face's box. Several faces in the photo and no `face`: 409 listing them."""
         data = await state.read_upload(photo)
-        status, body = await state.run_search(state.search_faces, data, face, threshold, k)
+        status, body = await state.run_search(
+            state.search_faces, data, face, threshold, k, maybe_threshold
+        )
         return body if status == 200 else JSONResponse(body, status_code=status)
 
     @app.get(
@@ -978,11 +951,11 @@ def _mount_jobs(
         state.images.invalidate()
         state.ready = state.engine.manifest is not None
 
-    jobs = IndexJobs(state.engine, state.write_lock, written)
+    jobs = IndexJobs(state.engine, state.writer.gate.lock, written)
     app.include_router(
         jobs_router(
             jobs,
-            check_write=state.check_key,
+            check_write=state.access.check,
             local_secret=local_secret,
             catalogue_root=catalogue_root,
             index_dir=state.engine.index_dir,
@@ -1039,15 +1012,15 @@ class _State:
 
         self.engine = engine
         self.api_key = api_key or None
-        self.write_keys: tuple[str, ...] = (api_key,) if api_key else ()
+        self.access = WriteAccess.from_keys([api_key])
+        self.writer: ItemWriter  # set by create_app
         self.max_upload_bytes = max_upload_bytes
-        self.images = CatalogueImages(engine, catalogue_root)
+        self.images = _catalogue_images(engine, catalogue_root)
         self.thumbnails = Thumbnails()
         self._faces = faces
         self._faces_lock = threading.Lock()
         self._face_search_lock = threading.Lock()
-        self.face_photos = FacePhotos(self.face_index, catalogue_root)
-        self.write_lock = threading.Lock()
+        self.face_photos = _face_photos(self.face_index, catalogue_root, engine.index_dir)
         self._warm_lock = threading.Lock()
         self._told_no_index = False
         self.ready = False
@@ -1093,28 +1066,6 @@ class _State:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self._search_threads)
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-
-    def check_key(self, given: str | None) -> None:
-        keys = self.write_keys  # the API key and the local secret of `lookalike serve`
-        if not keys:
-            return
-        matched = False
-        for key in keys:  # each compared in constant time, whether or not one matched
-            if given is not None and hmac.compare_digest(given.encode(), key.encode()):
-                matched = True
-        if not matched and self.api_key is None:  # only `lookalike serve`'s local secret
-            raise HTTPException(
-                403,
-                "writes are off on this server for other clients: start it with --api-key KEY "
-                "and send the header X-API-Key: KEY to add or delete items (the `lookalike` "
-                "commands on the server's machine write through it without a key)",
-            )
-        if not matched:
-            raise HTTPException(
-                401,
-                "this server needs the header X-API-Key to add or delete items",
-                headers={"WWW-Authenticate": "X-API-Key"},
-            )
 
     async def read_upload(self, upload: UploadFile) -> bytes:
         """The uploaded file's bytes; 413 past the limit (read one byte more to know)."""
@@ -1239,8 +1190,9 @@ class _State:
                     "item_id": hit.item_id,
                     "score": round(float(hit.score), 5),
                     "similarity": hit.similarity_percent if score_kind == "cosine" else None,
+                    "match": hit.match,
                     **_display_fields(hit.item_id, fields),
-                    "image": hit.image,
+                    "image": self.images.name(hit.image),
                     "image_url": url,
                     "thumbnail_url": f"{url}?size=320" if local else url,
                     "box": list(hit.box) if hit.box else None,
@@ -1252,6 +1204,7 @@ class _State:
             "mode": mode,
             "k": k,
             "score_kind": score_kind,
+            "match": hits[0].match if hits else None,
             "results": results,
             "objects": objects or [],
             "query": query,
@@ -1272,7 +1225,7 @@ class _State:
             "item_id": item_id,
             **_display_fields(item_id, fields),
             "fields": fields,
-            "images": found["images"],
+            "images": [self.images.name(i) for i in found["images"]],
             "image_urls": [self.images.url_for(i) for i in found["images"]],
         }
 
@@ -1299,10 +1252,7 @@ class _State:
             raise HTTPException(
                 415, "send the item as application/json, or as multipart/form-data with photos"
             )
-        try:
-            obj = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise QueryError(f"item is not valid JSON: {exc}") from None
+        obj = loads(raw, "item")
         if not isinstance(obj, dict):
             raise QueryError(f"item must be a JSON object, got {type(obj).__name__}")
         try:
@@ -1310,94 +1260,6 @@ class _State:
         except ValueError as exc:  # pydantic's ValidationError
             raise QueryError(f"item: {_first_error(exc)}") from None
         return obj, uploads
-
-    def write_item(self, obj: dict[str, Any], uploads: list[bytes]) -> dict[str, Any]:
-        """Decode-check and save uploads, index the item, answer what happened. Blocking."""
-        from lookalike.catalog.manifest import safe_key
-        from lookalike.types import Item
-
-        item_id = _item_id(obj.get("id"))
-        refs = [r for r in (*(obj.get("images") or []), obj.get("image")) if r]
-        if not all(isinstance(r, str) for r in refs):
-            raise QueryError("images must be strings (http(s) URLs or paths)")
-        images = [self._image_ref(r) for r in refs]
-        images += [self._save_upload(data) for data in uploads]
-        if not images:
-            raise QueryError(f"item {item_id!r} has no images: give `images` or upload `photos`")
-        fields: dict[str, Any] = {}
-        for name, value in obj.items():
-            if name in ("id", "images", "image") or value is None:
-                continue
-            key = safe_key(name, fields)
-            if key is not None:
-                fields[key] = value
-        item = Item(item_id, tuple(dict.fromkeys(images)), fields)
-        with self.write_lock:
-            existed = self.engine.manifest is not None and self.engine.item(item_id) is not None
-            summary = self.engine.index([item])
-            self.images.invalidate()
-            stored = self.engine.item(item_id)
-        self.ready = self.engine.manifest is not None
-        skipped = [{"source": s.source, "reason": s.reason} for s in summary.skipped]
-        if stored is None:
-            reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped)
-            raise DecodeError(f"item {item_id!r} was not added: no image could be used ({reasons})")
-        return {
-            "item": self.item_out(item_id),
-            "created": not existed,
-            "images_embedded": summary.images_embedded,
-            "images_unchanged": summary.images_unchanged,
-            "skipped": skipped,
-        }
-
-    def _image_ref(self, ref: str) -> str:
-        """An http(s) URL as given, or a local path that must lie under the catalogue root."""
-        ref = ref.strip()
-        scheme = ref.split(":", 1)[0].lower() if ":" in ref else ""
-        if scheme in ("http", "https"):
-            return ref
-        if len(scheme) > 1:
-            raise QueryError(f"image {ref!r}: only http(s) URLs and catalogue paths are accepted")
-        root = self.images.root
-        if root is None:
-            raise QueryError(
-                f"image {ref!r}: this server has no catalogue root, so it takes only http(s) URLs "
-                "and uploaded photos (start it with --catalogue-root to allow local paths)"
-            )
-        path = _norm(os.path.join(root, ref))
-        if os.path.commonpath([root, path]) != root:
-            raise QueryError(f"image {ref!r} is outside the catalogue root")
-        return path
-
-    def _save_upload(self, data: bytes) -> str:
-        """Check the photo decodes, then keep it under <index>/uploads/ named by its sha256."""
-        import hashlib
-
-        from PIL import Image
-
-        self.decode(data)  # DecodeError (415/422) before anything is written
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                suffix = _SUFFIX_FOR_FORMAT.get(img.format or "", ".img")
-        except Exception:
-            suffix = ".img"
-        digest = hashlib.sha256(data).hexdigest()
-        folder = self.engine.index_dir / "uploads" / digest[:2]
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{digest}{suffix}"
-        if not path.exists():
-            tmp = path.with_suffix(path.suffix + ".part")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)  # atomic: a half-written photo is never indexed
-        return _norm(str(path))
-
-    def delete_item(self, item_id: str) -> dict[str, str]:
-        with self.write_lock:
-            if self.engine.item(item_id) is None:
-                raise HTTPException(404, f"no item {item_id!r} in this index")
-            self.engine.delete([item_id])
-            self.images.invalidate()
-        return {"deleted": item_id}
 
     # -- find people -----------------------------------------------------------------------------
 
@@ -1412,7 +1274,12 @@ class _State:
             return self._faces
 
     def search_faces(
-        self, data: bytes, face: int | None, threshold: float | None, k: int
+        self,
+        data: bytes,
+        face: int | None,
+        threshold: float | None,
+        k: int,
+        maybe_threshold: float | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """(200, matches) or (409, the faces to choose from). Blocking.
 
@@ -1428,7 +1295,9 @@ class _State:
         try:
             # dlib's detector and network are not documented as thread-safe: one at a time.
             with self._face_search_lock:
-                result = faces.search(image, face=face, threshold=threshold, k=k)
+                result = faces.search(
+                    image, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
+                )
         except ManyFacesError as exc:
             listed = [
                 {
@@ -1461,12 +1330,13 @@ class _State:
         matches = []
         for rank, m in enumerate(result.matches, 1):
             url = self.face_photos.url_for(m.photo)
-            local = url is not None and url.startswith(FacePhotos.prefix)
+            local = url is not None and url.startswith(self.face_photos.prefix)
             image_size = sizes.get(m.face_id)
             matches.append(
                 {
                     "rank": rank,
-                    "photo": m.photo,
+                    "tier": m.tier,
+                    "photo": self.face_photos.name(m.photo),
                     "name": os.path.basename(m.photo.rstrip("/")) or m.photo,
                     "image_url": url,
                     "thumbnail_url": f"{url}?size=640" if local else url,
@@ -1483,6 +1353,7 @@ class _State:
         return {
             "matches": matches,
             "threshold": result.threshold,
+            "maybe_threshold": result.maybe_threshold,
             "query": {
                 **size,
                 "face": _query_face_out(result.query_face),
@@ -1498,6 +1369,7 @@ class _State:
         info = dict(self.face_index().stats())
         info.pop("index", None)  # the server's folder layout is nobody's business
         info["threshold"] = self.face_index().face_settings.threshold
+        info["maybe_threshold"] = self.face_index().face_settings.maybe_threshold
         return info
 
     # -- information -----------------------------------------------------------------------------
@@ -1510,10 +1382,19 @@ class _State:
         info.update(
             text_tower=callable(getattr(embedder, "embed_texts", None)),
             auth_required=self.api_key is not None,
+            writable=self.access.enabled,
             max_upload_bytes=self.max_upload_bytes,
             mode=self.engine.settings.mode,
+            faces=self._face_count(),
         )
         return info
+
+    def _face_count(self) -> int:
+        """Faces in the face index, 0 without one (the page offers "Find people" only then)."""
+        try:
+            return int(self.face_stats()["faces"])
+        except LookalikeError:
+            return 0
 
     def facets(
         self, field: str, where: str | None, filters: str | None, limit: int
@@ -1548,16 +1429,6 @@ def _display_fields(item_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         "price": float(price) if _number(price) else None,
         "currency": str(currency) if isinstance(currency, str) else None,
     }
-
-
-def _item_id(value: object) -> str:
-    if isinstance(value, bool) or value is None:
-        raise QueryError("item id must be a string or a number")
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    raise QueryError("item id must be a non-empty string or a number")
 
 
 def _first_error(exc: Exception) -> str:

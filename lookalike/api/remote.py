@@ -15,7 +15,7 @@ reports its progress through the usual callback. Errors are the typed errors the
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,16 +212,31 @@ class ServedIndex:
         )
 
     def faces_search(
-        self, selfie: str, *, face: int | None = None, threshold: float | None = None, k: int = 50
+        self,
+        selfies: Sequence[str],
+        *,
+        face: int | None = None,
+        threshold: float | None = None,
+        k: int = 50,
+        maybe_threshold: float | None = None,
     ) -> FaceSearchResult:
-        """`FaceIndex.search` through the server (`POST /api/faces/search`)."""
+        """`FaceIndex.search_many` through the server (`POST /api/faces/search`): one portrait
+        (the endpoint takes one photo; several are refused with what to do)."""
         from lookalike.faces.index import FaceMatch, FaceSearchResult, QueryFace
 
+        if len(selfies) != 1:
+            raise QueryError(
+                f"the server at {self.url} has this index open and searches one portrait at a "
+                "time: pass one SELFIE, or stop the server to search with several"
+            )
+        selfie = selfies[0]
         form: dict[str, Any] = {"k": str(k)}
         if face is not None:
             form["face"] = str(face)
         if threshold is not None:
             form["threshold"] = str(threshold)
+        if maybe_threshold is not None:
+            form["maybe_threshold"] = str(maybe_threshold)
         data = self._read_photo(selfie)
         out = self._call(
             "POST", "/api/faces/search", data=form, files={"photo": (Path(selfie).name, data)}
@@ -240,6 +255,7 @@ class ServedIndex:
                 face_id=m["face_id"],
                 det_score=m["det_score"],
                 face_size=m["face_size"],
+                tier=m.get("tier", "you"),
             )
             for m in out["matches"]
         )
@@ -249,6 +265,7 @@ class ServedIndex:
             query_faces=tuple(query_face(f) for f in out["query"]["faces"]),
             threshold=float(out["threshold"]),
             timings_ms={k: v for k, v in out["timings_ms"].items() if k != "total"},
+            maybe_threshold=float(out.get("maybe_threshold", out["threshold"])),
         )
 
     def _read_photo(self, source: str) -> bytes:
@@ -267,16 +284,20 @@ class ServedIndex:
 
     # -- writes ----------------------------------------------------------------------------------
 
-    def delete(self, item_ids: list[str]) -> None:
-        """As `Engine.delete`: an id that is not indexed is no error."""
+    def delete(self, item_ids: list[str]) -> list[str]:
+        """As `Engine.delete`: the ids that were removed; an id that is not indexed is no error."""
         from urllib.parse import quote
 
-        for item_id in item_ids:
+        removed: list[str] = []
+        for item_id in dict.fromkeys(item_ids):
             try:
                 self._call("DELETE", f"/api/items/{quote(item_id, safe='')}")
             except QueryError as exc:
                 if "no item" not in str(exc):
                     raise
+            else:
+                removed.append(item_id)
+        return removed
 
     def index(
         self,

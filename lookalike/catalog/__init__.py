@@ -41,6 +41,10 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".heic",
     ".heif",
     ".avif",
+    ".pgm",
+    ".ppm",
+    ".pbm",
+    ".pnm",
 )
 """File suffixes (lower case) a folder catalogue picks up as images."""
 
@@ -107,3 +111,20 @@ __all__ = [
     "Catalogue",
     "load_catalogue",
 ]
+
+
+def no_items_message(path: Path, skipped: list[Skipped] | tuple[Skipped, ...]) -> str:
+    """Why a catalogue gave no item, and what a catalogue looks like, for people."""
+    if path.is_dir():
+        shape = (
+            "a folder catalogue holds one sub-folder of photos per item (shop/SKU123/front.jpg), "
+            f"or photos directly in it (one item each); images are {', '.join(IMAGE_EXTENSIONS)}"
+        )
+    else:
+        shape = "a manifest holds one item per line or row, with an id and its images"
+    text = f"no items in {path}: {shape}"
+    if skipped:
+        first = skipped[0]
+        text += f"; {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} left out, first "
+        text += f"{first.source}: {first.reason}"
+    return text

@@ -9,7 +9,10 @@
 - images are files whose suffix (any case) is in IMAGE_EXTENSIONS; other files are ignored;
 - hidden files and folders (name starting with `.`, e.g. `.DS_Store`, `._photo.jpg`) are ignored;
 - symlinked files are followed, symlinked folders are not descended (no loops, no escaping the tree);
-- fields: {"title": <folder name or file stem>};
+- fields: {"title": <folder name or file stem>}; a sub-folder may hold an `item.json` object
+  with the item's fields as a manifest line has them (`{"title": "Linen shirt", "price": 39.9,
+  "brand": "..."}`; `id`, `images` and `image` are ignored: the folder decides those); an
+  unreadable `item.json` is recorded as Skipped and the item keeps its folder name as title;
 - names that give the same id (folder `a/` and file `a.jpg`, or `a.jpg` and `a.png`) are one item
   with all their images;
 - a sub-folder without images, or one that cannot be listed, is recorded as Skipped.
@@ -17,11 +20,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from lookalike.catalog import IMAGE_EXTENSIONS, Catalogue
-from lookalike.catalog.manifest import ItemCollector
+from lookalike.catalog.manifest import ItemCollector, safe_key
 from lookalike.errors import CatalogueError
 from lookalike.types import Skipped
 
@@ -43,12 +48,44 @@ def load_folder(root: Path) -> Catalogue:
             images, errors = _images_under(entry)
             skipped.extend(errors)
             if images:
-                collector.add(entry.name, images, {"title": entry.name})
+                fields, problem = item_fields(entry)
+                if problem is not None:
+                    skipped.append(problem)
+                collector.add(entry.name, images, fields)
             elif not errors:
                 skipped.append(Skipped(str(entry), "folder holds no image files"))
         elif is_image_name(entry.name) and entry.is_file():
             collector.add(entry.stem, [str(entry)], {"title": entry.stem})
     return Catalogue(collector.items(), tuple(skipped), str(root), base)
+
+
+ITEM_FILE = "item.json"
+"""The optional file of an item's fields inside its sub-folder."""
+
+
+def item_fields(folder: Path) -> tuple[dict[str, Any], Skipped | None]:
+    """The fields of the item in `folder`: its `item.json` over {"title": folder name}, and
+    what was wrong with that file (None when it is absent or fine)."""
+    fields: dict[str, Any] = {"title": folder.name}
+    path = folder / ITEM_FILE
+    if not path.is_file():
+        return fields, None
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return fields, Skipped(str(path), f"cannot read item fields: {exc}")
+    except json.JSONDecodeError as exc:
+        return fields, Skipped(str(path), f"invalid JSON: {exc.msg} at line {exc.lineno}")
+    if not isinstance(obj, dict):
+        return fields, Skipped(str(path), f"expected a JSON object, found {type(obj).__name__}")
+    given: dict[str, Any] = {}
+    for name, value in obj.items():
+        if name in ("id", "images", "image") or value is None:
+            continue
+        key = safe_key(name, given)
+        if key is not None:
+            given[key] = value
+    return {**fields, **given}, None
 
 
 def is_image_name(name: str) -> bool:

@@ -45,6 +45,7 @@ from lookalike.faces.embed import distance_from_similarity
 from lookalike.faces.errors import ManyFacesError, NoFaceError
 from lookalike.faces.models import DIM, EmbedderRecord
 from lookalike.faces.settings import FaceSettings
+from lookalike.faces.tiers import Tier, split_tiers, tier_of
 from lookalike.index_lock import ClosesStore, folder_write_lock
 from lookalike.pipeline.decode import DecodeLimits, content_hash, decode_image, is_url, read_source
 from lookalike.store.base import Condition, Filter, PointRecord, Store, point_id, where
@@ -93,6 +94,7 @@ class Face:
 class FaceMatch:
     """A photo that contains the person: its best matching face.
 
+    tier: "you" (distance <= threshold) or "maybe" (up to maybe_threshold; `faces.tiers`).
     distance: Euclidean distance between unit descriptors, 0 (identical) .. 2; the match holds
     when distance <= the threshold. similarity: the cosine similarity, 1 - distance^2 / 2.
     """
@@ -104,6 +106,7 @@ class FaceMatch:
     face_id: str
     det_score: float
     face_size: float
+    tier: Tier = "you"
 
 
 @dataclass(frozen=True)
@@ -119,13 +122,24 @@ class QueryFace:
 
 @dataclass(frozen=True)
 class FaceSearchResult:
-    """Photos containing the query face, best first, all within `threshold`."""
+    """Photos containing the query face, best first: the "you" tier (within `threshold`), then
+    the "maybe you" tier (within `maybe_threshold`)."""
 
     matches: tuple[FaceMatch, ...]
     query_face: QueryFace
     query_faces: tuple[QueryFace, ...]
     threshold: float
     timings_ms: Mapping[str, float] = field(default_factory=dict)
+    maybe_threshold: float = 0.0
+    portraits: int = 1
+
+    @property
+    def you(self) -> tuple[FaceMatch, ...]:
+        return tuple(m for m in self.matches if m.tier == "you")
+
+    @property
+    def maybe(self) -> tuple[FaceMatch, ...]:
+        return tuple(m for m in self.matches if m.tier == "maybe")
 
 
 @dataclass(frozen=True)
@@ -452,11 +466,15 @@ class FaceIndex(ClosesStore):
         face: int | None = None,
         threshold: float | None = None,
         k: int = 50,
+        *,
+        maybe_threshold: float | None = None,
     ) -> FaceSearchResult:
         """Photos that contain the person of `selfie`, best first, each with its matching face.
 
         face: which face of the selfie (0 = largest, see `faces_in`); needed when it has several.
-        threshold: "same person" distance [default: FaceSettings.threshold]; k: most photos.
+        threshold: "same person" distance, the "you" tier [default: FaceSettings.threshold];
+        maybe_threshold: outer distance of the "maybe you" tier [default: FaceSettings.
+        maybe_threshold]; k: most photos (both tiers).
         Raises NoFaceError (no face found), ManyFacesError (several, none chosen; `.faces`
         lists them), QueryError (bad face number or k), DecodeError (unreadable photo).
         """
@@ -465,7 +483,9 @@ class FaceIndex(ClosesStore):
         faces = self.faces_in(selfie)
         t1 = time.perf_counter()
         chosen = choose_face(faces, face, _describe(selfie))
-        matches = self.search_vector(chosen.vector, threshold=threshold, k=k)
+        matches = self.search_vector(
+            chosen.vector, threshold=threshold, k=k, maybe_threshold=maybe_threshold
+        )
         t2 = time.perf_counter()
         return FaceSearchResult(
             matches=tuple(matches),
@@ -473,24 +493,62 @@ class FaceIndex(ClosesStore):
             query_faces=tuple(faces),
             threshold=self._threshold(threshold),
             timings_ms={"faces": (t1 - t0) * 1e3, "search": (t2 - t1) * 1e3},
+            maybe_threshold=self._maybe_threshold(maybe_threshold, threshold),
         )
 
     def search_vector(
-        self, vector: F32, *, threshold: float | None = None, k: int = 50
+        self,
+        vector: F32,
+        *,
+        threshold: float | None = None,
+        k: int = 50,
+        maybe_threshold: float | None = None,
     ) -> list[FaceMatch]:
-        """Photos whose best face is within `threshold` of `vector` (unit, 128-d), best first."""
+        """Photos whose best face is near `vector` (unit, 128-d), best first: those within
+        `threshold` ("you"), then, when there is at least one, those within `maybe_threshold`
+        ("maybe"; `lookalike.faces.tiers`). At most k photos."""
+        return self.search_vectors(
+            [vector], threshold=threshold, k=k, maybe_threshold=maybe_threshold
+        )
+
+    def search_vectors(
+        self,
+        vectors: Sequence[F32],
+        *,
+        threshold: float | None = None,
+        k: int = 50,
+        maybe_threshold: float | None = None,
+    ) -> list[FaceMatch]:
+        """Like `search_vector` for several portraits of one person: a photo's distance is that
+        of its face nearest to any of them ("best-of").
+
+        Best-of rather than the mean of the descriptors: the mean of two portraits lies nearer
+        to everybody, look-alikes included, so the calibrated distances no longer hold (in
+        `bench/faces_multi.py` the mean returned a photo to 5 % of absent-person queries,
+        best-of to none, at the same mAP).
+        """
         if k < 1:
             raise QueryError("k must be at least 1")
+        if not len(vectors):
+            raise QueryError("no query face given")
         limit = self._threshold(threshold)
+        outer = self._maybe_threshold(maybe_threshold, threshold)
         self._check_manifest(create=False)
-        hits = self.store.search_groups(
-            vector, using="face", groups=k, group_by="photo", flt=where("kind", "face")
-        )
+        nearest: dict[str, tuple[float, Any]] = {}
+        for vector in vectors:
+            hits = self.store.search_groups(
+                vector, using="face", groups=k, group_by="photo", flt=where("kind", "face")
+            )
+            for h in hits:
+                d = distance_from_similarity(h.score)
+                key = str(h.payload["photo"])
+                if key not in nearest or d < nearest[key][0]:
+                    nearest[key] = (d, h)
+        found = sorted(nearest.values(), key=lambda dh: (dh[0], str(dh[1].payload["photo"])))
+        you, maybe = split_tiers([d for d, _ in found], limit, outer)
         out = []
-        for h in hits:
-            distance = distance_from_similarity(h.score)
-            if distance > limit:
-                continue
+        for i in [*you.tolist(), *maybe.tolist()][:k]:
+            distance, h = found[i]
             p = h.payload
             out.append(
                 FaceMatch(
@@ -501,16 +559,63 @@ class FaceIndex(ClosesStore):
                     face_id=h.point_id,
                     det_score=float(p.get("det_score", 0.0)),
                     face_size=float(p.get("face_size", 0.0)),
+                    tier=tier_of(distance, limit),
                 )
             )
-        out.sort(key=lambda m: (m.distance, m.photo))
         return out
+
+    def search_many(
+        self,
+        selfies: Sequence[Path | str | bytes | Image.Image],
+        face: int | None = None,
+        threshold: float | None = None,
+        k: int = 50,
+        *,
+        maybe_threshold: float | None = None,
+    ) -> FaceSearchResult:
+        """`search` with several portraits of one person (best-of, see `search_vectors`).
+
+        face: applies to every portrait (each needs one face, or face N). `query_face` and
+        `query_faces` describe the first portrait; `portraits` counts them.
+        """
+        if not selfies:
+            raise QueryError("no portrait given")
+        _ = self.store
+        t0 = time.perf_counter()
+        chosen = []
+        first: list[QueryFace] = []
+        for n, selfie in enumerate(selfies):
+            faces = self.faces_in(selfie)
+            chosen.append(choose_face(faces, face, _describe(selfie)))
+            if n == 0:
+                first = faces
+        t1 = time.perf_counter()
+        matches = self.search_vectors(
+            [c.vector for c in chosen], threshold=threshold, k=k, maybe_threshold=maybe_threshold
+        )
+        t2 = time.perf_counter()
+        return FaceSearchResult(
+            matches=tuple(matches),
+            query_face=chosen[0],
+            query_faces=tuple(first),
+            threshold=self._threshold(threshold),
+            timings_ms={"faces": (t1 - t0) * 1e3, "search": (t2 - t1) * 1e3},
+            maybe_threshold=self._maybe_threshold(maybe_threshold, threshold),
+            portraits=len(chosen),
+        )
 
     def _threshold(self, threshold: float | None) -> float:
         value = self.face_settings.threshold if threshold is None else float(threshold)
         if not value > 0:
             raise QueryError(f"threshold must be > 0, got {value}")
         return value
+
+    def _maybe_threshold(self, maybe: float | None, threshold: float | None) -> float:
+        """The "maybe you" limit; never below the "you" one (then there is no such tier)."""
+        value = self.face_settings.maybe_threshold if maybe is None else float(maybe)
+        if not 0 <= value <= 2:
+            raise QueryError(f"maybe_threshold must be in 0..2, got {value}")
+        return max(value, self._threshold(threshold))
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -785,12 +890,66 @@ def scan_photos(photos: Path | str | Iterable[Path | str]) -> tuple[list[str], l
                 raise CatalogueError(f"cannot list photo folder {path}")
             for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                found.extend(os.path.join(dirpath, n) for n in filenames if is_image_name(n))
+                for n in filenames:
+                    if is_image_name(n):
+                        found.append(os.path.join(dirpath, n))
+                    elif (why := unsupported_photo(n)) is not None:
+                        skipped.append(Skipped(os.path.join(dirpath, n), why))
         elif path.is_file():
             found.append(str(path))
         else:
             skipped.append(Skipped(str(path), "file not found"))
     return sorted(dict.fromkeys(found)), skipped
+
+
+RAW_SUFFIXES = frozenset(
+    [
+        ".3fr",
+        ".arw",
+        ".cr2",
+        ".cr3",
+        ".crw",
+        ".dcr",
+        ".dng",
+        ".erf",
+        ".kdc",
+        ".mef",
+        ".mos",
+        ".mrw",
+        ".nef",
+        ".nrw",
+        ".orf",
+        ".pef",
+        ".raf",
+        ".raw",
+        ".rw2",
+        ".rwl",
+        ".sr2",
+        ".srf",
+        ".srw",
+        ".x3f",
+    ]
+)
+"""Camera RAW files: photos, but no decoder here reads them."""
+
+
+def unsupported_photo(name: str) -> str | None:
+    """Why a file that looks like a photo (a camera RAW or another image suffix Pillow knows)
+    is not indexed, or None for other files (sidecars, videos, notes: not photos at all).
+
+    Such files are reported as skipped rather than passed over in silence, so a photographer
+    learns that those photos were not searched.
+    """
+    from PIL import Image as PILImage
+
+    if name.startswith("."):
+        return None
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in RAW_SUFFIXES:
+        return f"camera RAW ({suffix}) is not read: export the photos as JPEG or TIFF"
+    if suffix in PILImage.registered_extensions() and suffix not in (".pdf", ".ps", ".eps"):
+        return f"{suffix} images are not read (formats read: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF, PGM/PPM)"
+    return None
 
 
 def _decode_with_size(

@@ -8,11 +8,24 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_THRESHOLD = 0.36
-"""Default "same person" distance (Euclidean, between L2-normalised dlib descriptors, 0..2).
+"""Default "same person" distance, the "you" tier (Euclidean, between L2-normalised dlib
+descriptors, 0..2).
 
-Calibrated on ORL (400 photos, 40 people; 77,221 different-person pairs): the largest distance
-with a false-accept rate <= 1e-3 (0.366), rounded down. At 0.36: ORL TPR 0.985 / FPR 7e-4;
-deepface, held out, TPR 0.986 / FPR 0 (`bench/faces_eval.py`, docs/parts/faces.md).
+The largest distance with a false-accept rate <= 1e-3 on ORL (0.366, rounded down); on colour
+photos of varied pose and light (deepface, its photos also shrunk to 64 px faces and lit
+unevenly, plus the strangers of two group photos) no stranger is that close to any portrait
+(`bench/faces_calibrate.py`, docs/parts/faces.md).
+"""
+
+DEFAULT_MAYBE_THRESHOLD = 0.42
+"""Default outer distance of the "maybe you" tier (shown only when some photo is in the "you"
+tier: `lookalike.faces.tiers`).
+
+Chosen by `bench/faces_calibrate.py`: the largest distance at which the "maybe you" tier shows
+at most one stranger's photo per search on average (simulated event of 185 photos) and no
+portrait of a person absent from the photos returns anything. Cross-validated by identity (chosen
+on half the people, measured on the other half, 10 folds): mAP 0.9996 from single portraits
+(0.981 with the single 0.36 cut), no photo returned for an absent person.
 """
 
 
@@ -73,6 +86,13 @@ class FaceSettings(BaseSettings):
         default=DEFAULT_THRESHOLD,
         gt=0.0,
         description="'Same person' distance: a face at most this far from the query matches.",
+    )
+    maybe_threshold: float = Field(
+        default=DEFAULT_MAYBE_THRESHOLD,
+        ge=0.0,
+        le=2.0,
+        description="Outer distance of the 'maybe you' tier (shown when some photo is within "
+        "threshold); at or below threshold there is no such tier.",
     )
     cluster_threshold: float | None = Field(
         default=None,

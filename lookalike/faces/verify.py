@@ -75,3 +75,32 @@ def best_accuracy_threshold(positives: np.ndarray, negatives: np.ndarray) -> tup
         if acc > best[1]:
             best = (float(t), acc)
     return best
+
+
+def search_average_precision(
+    distances: Sequence[float] | np.ndarray, relevant: Sequence[bool] | np.ndarray, cut: float
+) -> float:
+    """Average precision of a search that returns the photos at distance <= `cut`, nearest first.
+
+    distances / relevant: one entry per photo searched (inf for a photo with no face found).
+    A relevant photo that is not returned counts as never found: AP = (sum over the relevant
+    photos returned of the precision at their rank) / (number of relevant photos). 0 when there
+    is no relevant photo. Ties keep the given order.
+    Example: distances [0.2, 0.3, 0.5], relevant [True, False, True], cut 0.4 -> only the first
+    two are returned; AP = (1/1) / 2 = 0.5; with cut 0.6, AP = (1/1 + 2/3) / 2 = 0.833.
+    """
+    d = np.asarray(distances, dtype=np.float64)
+    rel = np.asarray(relevant, dtype=bool)
+    if len(d) != len(rel):
+        raise ValueError(f"{len(d)} distances but {len(rel)} relevance flags")
+    total = int(rel.sum())
+    if total == 0:
+        return 0.0
+    order = np.argsort(d, kind="stable")
+    returned = order[d[order] <= cut]
+    hits = rel[returned]
+    if not hits.any():
+        return 0.0
+    ranks = np.flatnonzero(hits) + 1
+    precision = np.arange(1, len(ranks) + 1) / ranks
+    return float(precision.sum() / total)

@@ -6,7 +6,7 @@ Every way a file can be bad ends in a `DecodeError` whose message is a short rea
 - size: more than `DecodeLimits.max_bytes` bytes is refused before it is read (or while streaming);
 - decompression bombs: the pixel count from the header is checked against `max_pixels` before any
   pixel is decoded, and Pillow's own `DecompressionBombWarning`/`Error` are turned into the same error;
-- formats: only the formats a catalogue may hold (JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF, HEIC) are
+- formats: only the formats a catalogue may hold (JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF, HEIC, Netpbm) are
   opened, so Pillow's riskier plugins (EPS runs Ghostscript, for one) are never reached;
 - truncated or corrupt files: the pixels are loaded in full and truncation is an error, whatever the
   process-wide `ImageFile.LOAD_TRUNCATED_IMAGES` says; a Huffman-coded JPEG too short to hold one
@@ -54,6 +54,7 @@ ALLOWED_FORMATS: tuple[str, ...] = (
     "TIFF",
     "AVIF",
     "HEIF",  # registered by pillow-heif, only when a HEIC file shows up
+    "PPM",  # Netpbm PGM / PPM / PBM / PNM: what scanners and lab cameras write (issue 18)
 )
 
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})

@@ -800,6 +800,18 @@ class ObjectView:
     image: Image.Image = field(compare=False, repr=False)
 
 
+GARMENT_NAMES: dict[str, str] = {"upper": "top", "lower": "trousers or skirt", "all": "garment"}
+"""What a person box cut as a garment is called where people read it (`shown_label`)."""
+
+
+def shown_label(label: str, settings: ViewSettings) -> str:
+    """A view's label for people: under garment isolation a `person` box stands for the garment
+    cut out of it (what the shop sells), so it is named after the garment, not "person"."""
+    if settings.isolate == "garment" and label == "person":
+        return GARMENT_NAMES.get(settings.garment, "garment")
+    return label
+
+
 def kept_objects(
     detections: Sequence[Detection], image_size: tuple[int, int], settings: ViewSettings
 ) -> list[Detection]:

@@ -44,11 +44,15 @@ class Condition:
     lte: float | None = None
 
     def matches(self, payload: Mapping[str, Any]) -> bool:
-        """Reference semantics, used by the exact in-memory store and to check the others."""
-        if self.field not in payload:
+        """Reference semantics, used by the exact in-memory store and to check the others.
+
+        A list matches by any of its values; null and a missing field match no value (so every
+        `ne` / `not_in`); a dotted field (`specs.colour`) reads inside nested objects; numbers
+        compare as numbers (2 == 2.0) but a boolean is never a number (True != 1).
+        """
+        values = field_values(payload, self.field)
+        if not values:
             return self.op in ("ne", "not_in")
-        raw = payload[self.field]
-        values = raw if isinstance(raw, list) else [raw]
         match self.op:
             case "eq":
                 return any(_same(v, self.value) for v in values)
@@ -71,6 +75,22 @@ class Condition:
             and (self.lt is None or v < self.lt)
             and (self.lte is None or v <= self.lte)
         )
+
+
+def field_values(payload: Mapping[str, Any], path: str) -> list[Any]:
+    """The values of a (dotted) payload field, lists flattened, nulls dropped: what filters test."""
+    current: list[Any] = [payload]
+    for part in path.split("."):
+        nxt: list[Any] = []
+        for obj in current:
+            for o in obj if isinstance(obj, list) else [obj]:
+                if isinstance(o, Mapping) and part in o:
+                    nxt.append(o[part])
+        current = nxt
+    out: list[Any] = []
+    for v in current:
+        out.extend(v if isinstance(v, list) else [v])
+    return [v for v in out if v is not None]
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from lookalike.errors import StoreError
 from lookalike.store import qdrant_common as common
 from lookalike.store.base import Condition, Filter, IndexKind, PointRecord, as_vector
@@ -84,6 +86,7 @@ class EdgeStore:
         except Exception as exc:  # the bindings raise plain exceptions
             raise StoreError(f"cannot open Qdrant Edge shard at {self.path}: {exc}") from exc
         self._indexed: set[str] = set(self._shard.info().payload_schema)
+        self._spell = self._spelling()
         self._search_params = qe.SearchParams(
             hnsw_ef=self.params.hnsw_ef,
             acorn=qe.AcornSearchParams(enable=True, max_selectivity=1.0)
@@ -125,22 +128,29 @@ class EdgeStore:
     # -- filters -------------------------------------------------------------------------------
 
     @staticmethod
-    def _condition(c: Condition) -> tuple[str, Any]:
-        """One condition -> ("must" | "must_not", qdrant condition)."""
+    def _spelling() -> common.Spelling:
         qe = _qe()
-        match c.op:
-            case "eq":
-                return "must", qe.FieldCondition(key=c.field, match=qe.MatchValue(c.value))
-            case "ne":
-                return "must_not", qe.FieldCondition(key=c.field, match=qe.MatchValue(c.value))
-            case "in":
-                return "must", qe.FieldCondition(key=c.field, match=qe.MatchAny(list(c.value)))
-            case "not_in":
-                return "must_not", qe.FieldCondition(key=c.field, match=qe.MatchAny(list(c.value)))
-            case "range":
-                rng = qe.RangeFloat(gt=c.gt, gte=c.gte, lt=c.lt, lte=c.lte)
-                return "must", qe.FieldCondition(key=c.field, range=rng)
-        raise StoreError(f"unsupported condition {c}")
+
+        def match(key: str, value: Any) -> Any:
+            # The bindings read a Python bool as the integer 0 / 1 (bool is an int subclass), which
+            # matches no boolean payload: numpy's bool is not an int, so it arrives as a boolean.
+            if isinstance(value, bool):
+                value = np.bool_(value)
+            return qe.FieldCondition(key=key, match=qe.MatchValue(value))
+
+        return common.Spelling(
+            match=match,
+            match_any=lambda key, values: qe.FieldCondition(key=key, match=qe.MatchAny(values)),
+            range=lambda key, b: qe.FieldCondition(key=key, range=qe.RangeFloat(**b)),
+            any_of=lambda conditions: qe.Filter(should=conditions),
+        )
+
+    def _condition(self, c: Condition) -> tuple[str, Any]:
+        """One condition -> ("must" | "must_not", qdrant condition)."""
+        try:
+            return common.condition(c, self._spell)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
 
     def _filter(self, flt: Filter | None) -> Any:
         return common.build_filter(flt, self._condition, _qe().Filter)

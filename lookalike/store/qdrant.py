@@ -190,21 +190,16 @@ class QdrantStore:
     def _condition(c: Condition) -> tuple[str, Any]:
         """One condition -> ("must" | "must_not", qdrant condition)."""
         m = _models()
-        match c.op:
-            case "eq" | "ne":
-                kind = "must" if c.op == "eq" else "must_not"
-                if isinstance(c.value, float) and not isinstance(c.value, bool):
-                    # MatchValue takes str / int / bool only: a float equality is a closed range.
-                    rng = m.Range(gte=c.value, lte=c.value)
-                    return kind, m.FieldCondition(key=c.field, range=rng)
-                return kind, m.FieldCondition(key=c.field, match=m.MatchValue(value=c.value))
-            case "in" | "not_in":
-                kind = "must" if c.op == "in" else "must_not"
-                return kind, m.FieldCondition(key=c.field, match=m.MatchAny(any=list(c.value)))
-            case "range":
-                rng = m.Range(gt=c.gt, gte=c.gte, lt=c.lt, lte=c.lte)
-                return "must", m.FieldCondition(key=c.field, range=rng)
-        raise StoreError(f"unsupported condition {c}")
+        spell = common.Spelling(
+            match=lambda key, v: m.FieldCondition(key=key, match=m.MatchValue(value=v)),
+            match_any=lambda key, vs: m.FieldCondition(key=key, match=m.MatchAny(any=vs)),
+            range=lambda key, b: m.FieldCondition(key=key, range=m.Range(**b)),
+            any_of=lambda conditions: m.Filter(should=conditions),
+        )
+        try:
+            return common.condition(c, spell)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
 
     def _filter(self, flt: Filter | None) -> Any:
         return common.build_filter(flt, self._condition, _models().Filter)

@@ -9,6 +9,7 @@ scroll, turning returned points into `PointRecord` / `Hit`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,63 @@ SCROLL_PAGE = 1024
 
 BASIC_INDEX_KINDS = ("keyword", "integer", "float", "bool")
 """Payload index kinds that map one-to-one onto a `PayloadSchemaType` member."""
+
+
+_EXACT_FLOAT_INT = 2**53
+"""Integers up to this size are exact as floats, so an equality on them can be a closed range."""
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """How one binding spells the few conditions `condition` composes.
+
+    match: (field, str | int | bool) -> an exact-match condition.
+    match_any: (field, list of str, or of int) -> a condition true when one value matches.
+    range: (field, {gt, gte, lt, lte}) -> a numeric range condition.
+    any_of: (conditions) -> a condition true when one of them is (a nested `should` filter).
+    """
+
+    match: Callable[[str, Any], Any]
+    match_any: Callable[[str, list[Any]], Any]
+    range: Callable[[str, dict[str, float | None]], Any]
+    any_of: Callable[[list[Any]], Any]
+
+
+def _value_condition(name: str, value: Any, spell: Spelling) -> Any:
+    """`name` equals `value`, with the reference semantics of `Condition.matches`."""
+    if isinstance(value, bool | str):
+        return spell.match(name, value)
+    if isinstance(value, int) and abs(value) > _EXACT_FLOAT_INT:
+        return spell.match(name, value)  # beyond float precision: only the exact integer
+    if isinstance(value, int | float):
+        # Qdrant's integer match skips payloads written as floats (2.0) and a float match does
+        # not exist: a closed range matches 2 and 2.0 alike, as the reference does.
+        return spell.range(name, {"gte": float(value), "lte": float(value)})
+    return spell.match(name, value)
+
+
+def condition(c: Condition, spell: Spelling) -> tuple[str, Any]:
+    """One Condition -> ("must" | "must_not", the binding's condition), same meaning on every
+    backend (checked by the contract suite against `Condition.matches`)."""
+    match c.op:
+        case "eq" | "ne":
+            return ("must" if c.op == "eq" else "must_not"), _value_condition(
+                c.field, c.value, spell
+            )
+        case "in" | "not_in":
+            kind = "must" if c.op == "in" else "must_not"
+            values = list(c.value)
+            if values and all(isinstance(v, str) for v in values):
+                return kind, spell.match_any(c.field, values)
+            # Qdrant's match-any takes strings or integers only (booleans would be read as 0/1,
+            # floats refused): one equality per value, any of them.
+            parts = [_value_condition(c.field, v, spell) for v in values]
+            return kind, parts[0] if len(parts) == 1 else spell.any_of(parts)
+        case "range":
+            return "must", spell.range(
+                c.field, {"gt": c.gt, "gte": c.gte, "lt": c.lt, "lte": c.lte}
+            )
+    raise ValueError(f"unsupported condition {c}")
 
 
 def build_filter(
@@ -88,5 +146,12 @@ def paged(
 
 
 def folder_bytes(path: Path) -> int:
-    """Total size of the files under `path` (0 when it does not exist)."""
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    """Bytes the files under `path` take on disk (0 when it does not exist). Allocated blocks,
+    not apparent sizes: Qdrant preallocates sparse 32 MB pages and WAL files that hold little."""
+    total = 0
+    for f in Path(path).rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            st = f.stat()
+            blocks = getattr(st, "st_blocks", None)  # absent on Windows
+            total += min(st.st_size, blocks * 512) if blocks is not None else st.st_size
+    return total

@@ -30,6 +30,7 @@ const state = {
   mode: "products", // "products" | "people"
   faces: [], // people mode: faces of the selfie {number, box (fractions)}
   face: null, // people mode: the face number chosen, or null (the only face)
+  reveal: false, // a new photo's results are to be scrolled into view (phones)
 };
 
 const PEOPLE_K = 50;
@@ -96,6 +97,8 @@ async function loadIndexInfo() {
   }
   const items = Number(stats.items || 0).toLocaleString();
   $("index-info").textContent = `${items} products · ${stats.embedder}`;
+  // "Find people" only where the index has faces (`lookalike faces index`).
+  document.querySelector(".modes").hidden = !Number(stats.faces || 0);
   state.fields = stats.fields || {};
   await buildFilters(state.fields);
 }
@@ -178,9 +181,12 @@ async function usePhoto(file) {
   state.face = null;
   state.context = null;
   renderContext();
+  state.reveal = true; // on a phone, bring the results into view once they arrive
   const img = $("preview-img");
-  img.onerror = () => { $("hint").textContent = "This browser cannot show the photo, but it is searched as a whole."; };
-  img.onload = () => { $("hint").textContent = defaultHint(); drawOverlay(); };
+  // No broken-image icon: a photo this browser cannot show (HEIC) is still searched; a file that
+  // is no photo at all is refused by the server, and the error says so.
+  img.onerror = () => { img.hidden = true; $("hint").textContent = "This browser cannot show the photo, but it is searched as a whole."; };
+  img.onload = () => { img.hidden = false; $("hint").textContent = defaultHint(); drawOverlay(); };
   img.src = state.photoUrl;
   $("dropzone").hidden = true;
   $("preview").hidden = false;
@@ -384,8 +390,11 @@ const ordered = ([a, b, c, d]) => [Math.min(a, c), Math.min(b, d), Math.max(a, c
 
 // -- filters --------------------------------------------------------------------------------------
 
-// Attributes the engine computes from the photos themselves (not catalogue fields).
-const AUTO_FIELDS = { colours: "Colour (from the photos)", classes: "Looks like (from the photos)" };
+// Attributes the engine computes from the photos themselves (not catalogue fields). Shoppers
+// see the catalogue's own fields and the colours; the ImageNet classes ("abaya", "lab coat") and
+// the detector's labels ("person") are internal: the API and `lookalike facets` still have them.
+const AUTO_FIELDS = { colours: "Colour (from the photos)" };
+const INTERNAL_FIELDS = new Set(["classes", "labels"]);
 const KIND_ORDER = { keyword: 0, float: 1, integer: 1, bool: 2 };
 
 async function buildFilters(fields) {
@@ -393,7 +402,7 @@ async function buildFilters(fields) {
   box.replaceChildren();
   // Catalogue fields first (text, then numbers, then yes/no), the automatic attributes last.
   const order = ([name, kind]) => [name in AUTO_FIELDS ? 1 : 0, KIND_ORDER[kind] ?? 3, name];
-  const sorted = Object.entries(fields).sort((a, b) => {
+  const sorted = Object.entries(fields).filter(([name]) => !INTERNAL_FIELDS.has(name)).sort((a, b) => {
     const [x, y] = [order(a), order(b)];
     return x[0] - y[0] || x[1] - y[1] || (x[2] < y[2] ? -1 : 1);
   });
@@ -562,9 +571,40 @@ async function search() {
     renderResults(result);
   } catch (err) {
     if (err.name === "AbortError" || seq !== state.seq) return;
-    showError(err.message);
-    setBusy(false, "");
+    failed(err);
   }
+}
+
+// A failed search: the previous results go (they answered another question), the reason shows
+// where they were, and a file that is no usable photo is put away.
+function failed(err) {
+  $("results").replaceChildren();
+  $("empty").hidden = true;
+  let message = err.message;
+  if (err.status === 415 || err.status === 422) {
+    message = err.status === 415
+      ? `That file is not a photo (${err.message}). Choose a JPEG, PNG, WebP or HEIC photo.`
+      : `That photo cannot be read (${err.message}). Try another one.`;
+    state.photo = null;
+    state.objects = [];
+    state.faces = [];
+    $("preview").hidden = true;
+    $("dropzone").hidden = false;
+  }
+  showError(message);
+  setBusy(false, "");
+  reveal();
+}
+
+// On a phone the results sit below the photo: scroll them into view after a new photo.
+function reveal() {
+  if (!state.reveal) return;
+  state.reveal = false;
+  if (!window.matchMedia("(max-width: 959px)").matches) return;
+  const head = document.querySelector(".results-head");
+  if (head.getBoundingClientRect().top < window.innerHeight * 0.5) return;
+  const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  head.scrollIntoView({ behavior: smooth ? "smooth" : "auto", block: "start" });
 }
 
 async function searchPeople(seq, abort) {
@@ -602,10 +642,7 @@ async function searchPeople(seq, abort) {
     }
     state.faces = [];
     drawOverlay();
-    $("results").replaceChildren();
-    $("empty").hidden = false;
-    showError(err.message);
-    setBusy(false, "");
+    failed(err);
   }
 }
 
@@ -627,17 +664,25 @@ function renderPeople(result) {
   if (!matches.length) {
     $("empty").firstElementChild.textContent = "This person is in none of the indexed photos.";
   }
-  for (const m of matches) list.append(personCard(m, result.threshold));
+  for (const m of matches) list.append(personCard(m, result));
   const ms = result.timings_ms && result.timings_ms.total;
   const took = ms === undefined ? "" : ` · ${Math.round(ms)} ms`;
-  setBusy(false, `${matches.length} photo${matches.length === 1 ? "" : "s"}${took}`);
+  const maybe = matches.filter((m) => m.tier === "maybe").length;
+  const tiers = maybe ? ` (${matches.length - maybe} you, ${maybe} maybe you)` : "";
+  setBusy(false, `${matches.length} photo${matches.length === 1 ? "" : "s"}${tiers}${took}`);
+  reveal();
 }
 
 // A photo the person is in, the matching face framed. The photo is fitted (contained) in the
-// square thumbnail by hand, so the frame's percentages land on the face exactly.
-function personCard(m, threshold) {
-  const li = el("li", "card person-card");
+// square thumbnail by hand, so the frame's percentages land on the face exactly. "Maybe you"
+// matches (farther than the "same person" threshold) are labelled and drawn muted.
+function personCard(m, result) {
+  const threshold = result.threshold;
+  const outer = Math.max(threshold, result.maybe_threshold || threshold);
+  const maybe = m.tier === "maybe";
+  const li = el("li", "card person-card" + (maybe ? " maybe" : ""));
   li.dataset.photo = m.name;
+  li.dataset.tier = m.tier || "you";
   const thumb = el("div", "thumb");
   const inner = el("div", "pinner");
   const frame = el("div", "pframe");
@@ -659,8 +704,8 @@ function personCard(m, threshold) {
     place(frame, [0, 0, 1, 1]);
   }
   inner.append(frame);
-  const badge = el("span", "badge dist", `distance ${m.distance.toFixed(2)}`);
-  badge.title = `distance ${m.distance.toFixed(3)} (same person up to ${threshold}); cosine similarity ${m.similarity.toFixed(3)}`;
+  const badge = el("span", "badge dist", `${maybe ? "maybe you" : "you"} · ${m.distance.toFixed(2)}`);
+  badge.title = `distance ${m.distance.toFixed(3)} (you up to ${threshold}, maybe you up to ${outer}); cosine similarity ${m.similarity.toFixed(3)}`;
   thumb.append(inner, badge, el("span", "rank", String(m.rank)));
 
   const body = el("div", "card-body");
@@ -668,10 +713,10 @@ function personCard(m, threshold) {
   title.title = m.photo;
   const meta = el("div", "meta");
   meta.append(el("span", "item-id", `similarity ${(m.similarity * 100).toFixed(1)} %`));
-  // Closeness within the "same person" threshold: full at distance 0, empty at the threshold.
+  // Closeness: full at distance 0, empty at the outer ("maybe you") threshold.
   const bar = el("div", "simbar");
   const fill = el("span");
-  fill.style.width = `${Math.max(0, Math.min(100, 100 * (1 - m.distance / threshold)))}%`;
+  fill.style.width = `${Math.max(0, Math.min(100, 100 * (1 - m.distance / outer)))}%`;
   bar.append(fill);
   body.append(title, meta, bar);
   if (m.image_url) {
@@ -712,8 +757,16 @@ function renderResults(result) {
   const ms = result.timings_ms && result.timings_ms.total;
   const where = state.region && !state.context ? " for the region" : "";
   const took = ms === undefined ? "" : ms < 1 ? " · <1 ms" : ` · ${Math.round(ms)} ms`;
-  setBusy(false, `${hits.length} result${hits.length === 1 ? "" : "s"}${where}${took}`);
+  const none = result.match === "no close match" ? "No close match in this catalogue · nearest " : "";
+  setBusy(false, `${none}${hits.length} result${hits.length === 1 ? "" : "s"}${where}${took}`);
+  reveal();
 }
+
+const MATCH_BADGES = {
+  "same product": { cls: "same", text: () => "Same product" },
+  similar: { cls: "mid", text: (pct) => (pct === null ? "Similar" : `Similar · ${pct}%`) },
+  "no close match": { cls: "low", text: () => "Not a close match" },
+};
 
 function card(hit, scoreKind) {
   const li = el("li", "card");
@@ -728,7 +781,12 @@ function card(hit, scoreKind) {
   // fused rankings (RRF) only order the results, so their cards show the rank alone.
   const similar = hit.similarity !== null && hit.similarity !== undefined;
   const pct = similar ? Math.round(hit.similarity) : null;
-  const badge = similar
+  // The index's calibrated verdict (docs/quality.md) when it has one: a shopper must tell the
+  // product itself from look-alikes and from noise; the bare percentage cannot say that.
+  const verdict = MATCH_BADGES[hit.match];
+  const badge = verdict
+    ? el("span", `badge match ${verdict.cls}`, verdict.text(pct))
+    : similar
     ? el("span", "badge" + (pct >= 80 ? "" : pct >= 60 ? " mid" : " low"), `${pct}% similar`)
     : el("span", "badge rank-score", scoreKind === "bm25" ? "word match" : "best match");
   badge.title = similar

@@ -11,7 +11,10 @@
   no request has been in flight for `settle_ms`. Scrolling stops at the bottom once two looks in a
   row find nothing new (page height, images, loaded images, links), when a listing shows enough
   product links, after `max_scrolls` steps, or when `page_budget_s` is spent. So lazy images
-  (IntersectionObserver, `loading=lazy`) load, and infinite-scroll listings grow.
+  (IntersectionObserver, `loading=lazy`) load, and infinite-scroll listings grow. On a listing,
+  a "load more" button is clicked when scrolling finds nothing new, as often as the goal allows.
+- Then the page's layout is measured (`layout.MEASURE_JS`: titles, prices, images with their
+  rendered and natural sizes) for the generic product reader.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lookalike.catalog.crawl.client import PoliteClient
+from lookalike.catalog.crawl.discover import LOAD_MORE_WORDS
 from lookalike.catalog.crawl.errors import FetchError, RobotsDisallowedError, UnsafeURLError
 from lookalike.catalog.crawl.fetch import Page, ScrollGoal, Validators
+from lookalike.catalog.crawl.layout import MEASURE_JS, Layout, measure_args
 
 CHROMIUM_ARGS = (
     "--no-sandbox",
@@ -70,6 +75,31 @@ _STEP = """async () => {
     const timer = setTimeout(done, 2000);
     requestAnimationFrame(() => requestAnimationFrame(() => { clearTimeout(timer); done(); }));
   });
+}"""
+
+# A "load more" button: clicked when scrolling finds nothing new (links with a real href are
+# pages, followed as such). Returns the button's text, or "" when there is none to click.
+_LOAD_MORE = """([pattern, selector]) => {
+  const words = new RegExp(pattern, 'i');
+  let extra = [];
+  try { extra = selector ? Array.from(document.querySelectorAll(selector)) : []; } catch (e) {}
+  const all = Array.from(document.querySelectorAll(
+    'button, a, [role=button], input[type=button], input[type=submit]'));
+  for (const el of extra.concat(all)) {
+    const t = (el.innerText || el.value || el.getAttribute('aria-label') || '')
+      .replace(/\\s+/g, ' ').trim();
+    if (!extra.includes(el) && (!t || t.length > 40 || !words.test(t))) continue;
+    const href = el.tagName === 'A' ? (el.getAttribute('href') || '') : '';
+    if (href && !href.startsWith('#') && !href.startsWith('javascript:')) continue;
+    if (el.disabled || el.getAttribute('aria-disabled') === 'true') continue;
+    const r = el.getBoundingClientRect();
+    const s = getComputedStyle(el);
+    if (!r.width || !r.height || s.visibility === 'hidden' || s.display === 'none') continue;
+    el.scrollIntoView({block: 'center'});
+    el.click();
+    return t || el.tagName;
+  }
+  return '';
 }"""
 
 
@@ -246,11 +276,22 @@ class BrowserFetcher:
             raise FetchError(f"HTTP {response.status}", status=response.status)
         try:
             await self._settle(traffic, deadline)
-            await self._scroll(page, traffic, deadline, goal)
+            clicks = await self._scroll(page, traffic, deadline, goal)
+            layout = await self._measure(page)
             html = await page.content()
         except PlaywrightError as exc:
             raise FetchError(f"browser: {str(exc).splitlines()[0]}") from None
-        return Page(page.url, html, response.status, rendered=True)
+        return Page(page.url, html, response.status, rendered=True, layout=layout, load_more=clicks)
+
+    async def _measure(self, page: Any) -> Layout | None:
+        """The page's layout (see `layout`); None when the page's scripts broke the measuring."""
+        from playwright.async_api import Error as PlaywrightError
+
+        try:
+            raw = await asyncio.wait_for(page.evaluate(MEASURE_JS, measure_args()), timeout=15)
+        except (PlaywrightError, TimeoutError):
+            return None
+        return Layout.from_json(raw)
 
     async def _settle(self, traffic: _Traffic, deadline: float) -> None:
         """Wait until no request has been in flight for `settle_ms` (at least that long)."""
@@ -263,24 +304,31 @@ class BrowserFetcher:
 
     async def _scroll(
         self, page: Any, traffic: _Traffic, deadline: float, goal: ScrollGoal | None
-    ) -> None:
+    ) -> int:
+        """Scroll (see the module docstring); the number of "load more" buttons clicked."""
         selector = goal.selector if goal else ""
         previous: list[int] | None = None
-        unchanged = 0
+        unchanged = clicks = 0
         for _ in range(self.options.max_scrolls + 1):
             height, images, loaded, links, wanted, bottom = await page.evaluate(_LOOK, selector)
             if goal is not None and wanted >= goal.count:
-                return  # enough products: do not make the shop load more
+                return clicks  # enough products: do not make the shop load more
             now = [height, images, loaded, links, wanted]
             if bottom >= height - 2:
                 unchanged = unchanged + 1 if now == previous else 0
                 if unchanged >= 2:
-                    return
+                    if goal is None or clicks >= goal.load_more:
+                        return clicks
+                    if not await page.evaluate(_LOAD_MORE, [LOAD_MORE_WORDS, goal.button]):
+                        return clicks
+                    clicks += 1
+                    unchanged = 0
             previous = now
             if time.monotonic() >= deadline:
-                return
+                return clicks
             await page.evaluate(_STEP)
             await self._settle(traffic, deadline)
+        return clicks
 
     async def _route(self, route: Any, traffic: _Traffic) -> None:
         request = route.request

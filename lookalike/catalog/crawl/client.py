@@ -228,6 +228,10 @@ class PoliteClient:
                     response = await asyncio.wait_for(
                         self._once(method, url, kind, headers, content), timeout=p.timeout_s * 4
                     )
+            except (httpx.InvalidURL, UnicodeError) as exc:
+                # check_url let through a host httpx cannot encode (an invalid IDNA name): one
+                # URL's problem, not the crawl's (the crawl records it and goes on).
+                raise UnsafeURLError(f"malformed URL {url!r}: {exc}") from None
             except (TimeoutError, httpx.TimeoutException):
                 error = f"timed out after {p.timeout_s:g} s"
             except httpx.TransportError as exc:

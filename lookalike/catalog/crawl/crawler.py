@@ -35,17 +35,22 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from lookalike.catalog.crawl.browser import BrowserFetcher, BrowserOptions, find_chromium
 from lookalike.catalog.crawl.client import PoliteClient
+from lookalike.catalog.crawl.discover import (
+    has_load_more,
+    host_sitemaps,
+    is_sitemap_url,
+    read_sitemaps,
+)
 from lookalike.catalog.crawl.errors import CrawlError, FetchError, UnsafeURLError
 from lookalike.catalog.crawl.extract import (
     ListingData,
     ProductData,
     Selectors,
-    classify,
     extract_listing,
-    extract_product,
     guess_next_page,
 )
 from lookalike.catalog.crawl.fetch import Page, ScrollGoal, StaticFetcher, Validators
+from lookalike.catalog.crawl.generic import page_kind, product_of
 from lookalike.catalog.crawl.images import ImageSaver
 from lookalike.catalog.crawl.politeness import Politeness
 from lookalike.catalog.crawl.safety import SafetyLimits, check_url, slug
@@ -85,6 +90,8 @@ class CrawlOptions:
     min_image_side: images whose shorter side is smaller (icons, swatches) are skipped, in pixels.
     workers: product pages processed at once over all hosts (hosts also have their own limit).
     checkpoint_s: how often SHOP/catalogue.jsonl is rewritten while the crawl runs, in seconds.
+    sitemaps: also crawl the product pages of the sitemaps each seed host's robots.txt names
+        (else its /sitemap.xml); see `discover`.
     """
 
     render: Render = "auto"
@@ -98,6 +105,7 @@ class CrawlOptions:
     browser: BrowserOptions = field(default_factory=BrowserOptions)
     workers: int = 8
     checkpoint_s: float = 5.0
+    sitemaps: bool = False
 
     def __post_init__(self) -> None:
         if self.render not in ("auto", "static", "browser"):
@@ -282,6 +290,8 @@ class _Crawler:
 
     async def _crawl_all(self) -> None:
         seeds = [asyncio.create_task(self._seed(i, url)) for i, url in enumerate(self.seeds)]
+        if self.options.sitemaps:
+            seeds.append(asyncio.create_task(self._host_sitemaps()))
         self._tasks.update(seeds)
         try:
             while self._tasks:
@@ -325,6 +335,9 @@ class _Crawler:
         except UnsafeURLError as exc:
             self._fail(raw, str(exc))
             return
+        if is_sitemap_url(url):
+            await self._sitemaps(index, [url])
+            return
         if self.state.listing(url) is not None:
             await self._listing_chain(url, index)
             return
@@ -345,29 +358,64 @@ class _Crawler:
                 how = "rendered in a browser" if page.rendered else "static HTML"
                 self._fail(url, f"no product and no product links found ({how})")
 
+    async def _host_sitemaps(self) -> None:
+        """The sitemaps of every seed host (`CrawlOptions.sitemaps`)."""
+        roots: list[str] = []
+        for raw in dict.fromkeys(self.seeds):
+            try:
+                roots += await host_sitemaps(self.client, check_url(raw))
+            except FetchError as exc:
+                self._fail(raw, f"sitemap: {exc}")
+        await self._sitemaps(len(self.seeds), roots)
+
+    async def _sitemaps(self, index: int, roots: list[str]) -> None:
+        found = await read_sitemaps(self.client, roots)
+        for failure in found.failures:
+            self._fail(failure.source, failure.reason)
+        for pos, url in enumerate(found.urls):
+            self._schedule_product(url, (index, 0, pos))
+
+    def _classify(self, page: Page) -> tuple[str, ProductData | None, ListingData]:
+        return page_kind(page, self.options.selectors)
+
     async def _classified(self, url: str) -> tuple[Page, str, ProductData | None, ListingData]:
         """A seed page, fetched and told apart; rendered when its static HTML says nothing."""
-        sel = self.options.selectors
         if self.options.render == "browser":
             page = await self._render(url, listing=True)
-            return (page, *classify(page.html, page.url, sel))
+            return (page, *self._classify(page))
         page = await self.static.fetch(url)
-        kind, product, listing = classify(page.html, page.url, sel)
-        needs_browser = kind == "none" or (
-            kind == "product" and product is not None and not product.images
+        kind, product, listing = self._classify(page)
+        needs_browser = (
+            kind == "none"
+            or (kind == "product" and product is not None and not product.images)
+            or (kind == "listing" and has_load_more(page.html))
         )
         if needs_browser and self.options.render == "auto":
-            page = await self._render(url, listing=kind == "none")
-            kind, product, listing = classify(page.html, page.url, sel)
+            page = await self._render(url, listing=kind != "product")
+            kind, product, listing = self._classify(page)
         return page, kind, product, listing
 
     async def _render(self, url: str, *, listing: bool) -> Page:
+        """`url` rendered; a listing is scrolled for products, and its "load more" buttons
+        clicked as long as `max_pages` allows (each click is one listing page)."""
         assert self.browser is not None
         goal = None
-        if listing and self.options.selectors.product_links:
+        sel = self.options.selectors
+        if listing:
             wanted = max(1, self.options.max_products - len(self.scheduled))
-            goal = ScrollGoal(", ".join(self.options.selectors.product_links), wanted)
-        return await self.browser.fetch(url, scroll_for=goal)
+            goal = ScrollGoal(
+                ", ".join(sel.product_links),
+                wanted if sel.product_links else 1 << 30,
+                load_more=max(0, self.listing_budget),
+                button=", ".join(s for s in sel.next_page if "button" in s),
+            )
+        page = await self.browser.fetch(url, scroll_for=goal)
+        if page.load_more:
+            self.listing_budget -= page.load_more
+            self.counts["listing pages"] += page.load_more
+        if goal is not None and page.load_more >= goal.load_more and has_load_more(page.html):
+            self.limit_reached = True  # a button is left that max_pages did not let us click
+        return page
 
     async def _listing_chain(
         self, url: str, seed: int, first: tuple[Page, ListingData] | None = None
@@ -420,7 +468,8 @@ class _Crawler:
         else:
             page = await self.static.fetch(url)
             listing = extract_listing(page.html, page.url, sel)
-            if not listing.products and self.options.render == "auto":
+            more = not listing.products or has_load_more(page.html)
+            if more and self.options.render == "auto":
                 page = await self._render(url, listing=True)
                 listing = extract_listing(page.html, page.url, sel)
         next_pages = listing.next_pages
@@ -508,10 +557,10 @@ class _Crawler:
         if page.not_modified:  # 304, but files of the item went missing: fetch it whole
             page = await self.static.fetch(url)
         if data is None:
-            data = extract_product(page.html, page.url, opts.selectors)
+            data = product_of(page.html, page.url, page.layout, opts.selectors)
         if (data is None or not data.images) and opts.render == "auto" and not page.rendered:
             page = await self._render(url, listing=False)
-            data = extract_product(page.html, page.url, opts.selectors)
+            data = product_of(page.html, page.url, page.layout, opts.selectors)
         if data is None:
             raise FetchError("no product found on the page")
         if not data.images:

@@ -206,6 +206,34 @@ def extract_listing(html: str, url: str, selectors: Selectors | None = None) -> 
     return _listing(_Doc(html, url), selectors or Selectors())
 
 
+def product_layers(
+    html: str, url: str, selectors: Selectors | None = None
+) -> dict[str, dict[str, Any]]:
+    """What each source says about the product, by name (`json-ld`, `microdata`, `opengraph`,
+    `selectors`), each a dict of field -> value (empty when the source says nothing): what
+    `extract_product` merges, for explaining where a field came from."""
+    doc = _Doc(html, url)
+    return {
+        "json-ld": _from_json_ld(doc),
+        "microdata": _from_microdata(doc),
+        "opengraph": _from_opengraph(doc),
+        "selectors": _from_selectors(doc, selectors or Selectors()),
+    }
+
+
+def marked_renditions(html: str, url: str, mark: str) -> dict[int, list[str]]:
+    """For every element of a rendered page carrying the attribute `mark="N"`: N -> its image
+    renditions, largest first (an `<img>`: see `renditions`; another element: nothing, its
+    CSS background is measured in the browser)."""
+    doc = _Doc(html, url)
+    out: dict[int, list[str]] = {}
+    for node in doc.tree.css(f"[{mark}]"):
+        value = node.attributes.get(mark) or ""
+        if value.isdigit() and node.tag == "img":
+            out[int(value)] = renditions(doc, node)
+    return out
+
+
 # -- the parsed page ----------------------------------------------------------------------------
 
 
@@ -458,6 +486,11 @@ _CURRENCY_CODES = frozenset(
     ]
 )
 _NUMBER = re.compile(r"\d[\d.,'\s\u00a0\u202f]*")
+
+
+def currency_codes() -> frozenset[str]:
+    """The ISO 4217 codes a price text is recognised by."""
+    return _CURRENCY_CODES
 
 
 def parse_price(value: object) -> float | None:
@@ -780,7 +813,9 @@ def _from_opengraph(doc: _Doc) -> dict[str, Any]:
 
 
 def _from_selectors(doc: _Doc, selectors: Selectors) -> dict[str, Any]:
-    def first(sel: tuple[str, ...], *, attrs: tuple[str, ...] = ("content",)) -> str | None:
+    def first(
+        sel: tuple[str, ...], *, attrs: tuple[str, ...] = ("content",), drop: str = ""
+    ) -> str | None:
         if not sel:
             return None
         for node in doc.tree.css(", ".join(sel)):
@@ -788,12 +823,18 @@ def _from_selectors(doc: _Doc, selectors: Selectors) -> dict[str, Any]:
                 text = clean_text(node.attributes.get(attr))
                 if text:
                     return text
-            text = clean_text(node.text(separator=" "))
+            text = node.text(separator=" ")
+            for gone in node.css(drop) if drop else ():
+                text = text.replace(gone.text(separator=" "), " ", 1)
+            text = clean_text(text)
             if text:
                 return text
         return None
 
-    price_text = first(selectors.price, attrs=("content", "data-price", "value"))
+    # A struck-through old price (`<del>22.00</del> <ins>18.00</ins>`) is not the price.
+    price_text = first(
+        selectors.price, attrs=("content", "data-price", "value"), drop="del, s, strike"
+    )
     images: list[str] = []
     if selectors.images:
         for node in doc.tree.css(", ".join(selectors.images)):

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from lookalike.catalog.crawl.client import PoliteClient
 from lookalike.catalog.crawl.errors import FetchError
+from lookalike.catalog.crawl.layout import Layout
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,15 @@ class Validators:
 
 @dataclass(frozen=True)
 class ScrollGoal:
-    """Scroll a listing until `count` elements match `selector` (or nothing new loads)."""
+    """Scroll a listing until `count` elements match `selector` (or nothing new loads),
+    clicking at most `load_more` "load more" buttons on the way."""
 
     selector: str
     count: int
+    load_more: int = 0
+    """"load more" buttons the browser may click (each counts as a listing page)."""
+    button: str = ""
+    """CSS selector of the shop's own "load more" button (besides the usual words)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class Page:
     url: the final URL (after redirects); html: the document (rendered DOM for the browser).
     not_modified: the server answered 304 to a conditional request (html is empty).
     body_sha256: hash of the bytes the server sent (None when rendered).
+    layout: what the browser measured on a rendered page (see `layout`), else None.
+    load_more: "load more" buttons the browser clicked on this page.
     """
 
     url: str
@@ -51,6 +59,8 @@ class Page:
     last_modified: str | None = None
     not_modified: bool = False
     body_sha256: str | None = None
+    layout: Layout | None = None
+    load_more: int = 0
 
 
 class Fetcher(Protocol):

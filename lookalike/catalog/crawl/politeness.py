@@ -161,6 +161,8 @@ class Robots:
     crawl_delay_s: float | None = None
     disallow_all: bool = False
     reason: str = ""
+    sitemaps: tuple[str, ...] = ()
+    """The file's `Sitemap:` URLs (they belong to no group: every agent sees them)."""
 
     def allowed(self, url: str) -> bool:
         """True when the URL's path and query may be fetched (the longest matching rule wins,
@@ -187,6 +189,7 @@ def parse_robots(text: str, token: str = ROBOTS_TOKEN) -> Robots:
     """The rules in `text` that apply to product token `token`: those of every group naming it
     (case-insensitive), else those of the `*` groups."""
     groups: list[tuple[list[str], list[tuple[bool, str]], list[float]]] = []
+    sitemaps: list[str] = []
     in_agents = False
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
@@ -194,6 +197,10 @@ def parse_robots(text: str, token: str = ROBOTS_TOKEN) -> Robots:
             continue
         key, value = (s.strip() for s in line.split(":", 1))
         key = key.lower()
+        if key == "sitemap":
+            if value:
+                sitemaps.append(value)
+            continue
         if key == "user-agent":
             if not in_agents:
                 groups.append(([], [], []))
@@ -219,7 +226,7 @@ def parse_robots(text: str, token: str = ROBOTS_TOKEN) -> Robots:
         for allow, pattern in group_rules
     )
     delays = [d for _, _, ds in chosen for d in ds if d >= 0]
-    return Robots(rules, max(delays) if delays else None)
+    return Robots(rules, max(delays) if delays else None, sitemaps=tuple(sitemaps))
 
 
 def _normalise_path(path: str) -> str:

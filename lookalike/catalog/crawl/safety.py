@@ -100,11 +100,10 @@ def check_url(url: str) -> str:
             f"only http(s) URLs are crawled, not {scheme + ':' if scheme else 'a relative URL'} "
             f"({text!r})"
         )
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
-        raise UnsafeURLError(f"URL has no host: {text!r}")
-    if ":" in host:  # an IPv6 literal goes back into brackets
-        host = f"[{host}]"
+    after = parts.netloc.rsplit("]", 1)[1] if "]" in parts.netloc else ""
+    if after and not after.startswith(":"):  # urlsplit drops it silently
+        raise UnsafeURLError(f"malformed URL {text!r}: text after the IPv6 address")
+    host = canonical_host(parts.hostname or "", text)
     default = 443 if scheme == "https" else 80
     netloc = host if port in (None, default) else f"{host}:{port}"
     if parts.username is not None:
@@ -113,11 +112,75 @@ def check_url(url: str) -> str:
     return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
 
 
+def canonical_host(hostname: str, url: str = "") -> str:
+    """The host of a URL as the crawler uses it everywhere: a lower-case name without its final
+    dot, an IPv4 address in dotted decimal, or an IPv6 address compressed and in brackets.
+
+    IPv4 addresses are read as browsers and the C resolver read them (WHATWG URL standard):
+    `0177.0.0.1` (octal), `0x7f.1` (hex, short form) and `2130706433` are all `127.0.0.1`, so the
+    address check sees what a connection would reach and no later parser (httpx, Chromium) reads
+    the host differently. A host that ends in a number but is no valid address, an IPv6 literal
+    that does not parse, or one with a zone id (`fe80::1%eth0`: a local interface) raises
+    UnsafeURLError. `hostname` is `urlsplit(url).hostname` (IPv6 without brackets); `url` is
+    only quoted in the message.
+    """
+    host = hostname.lower()
+    if ":" in host:
+        if "%" in host:
+            raise UnsafeURLError(f"IPv6 zone ids are not crawled: {url!r}")
+        try:
+            return f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            raise UnsafeURLError(f"malformed IPv6 address in {url!r}") from None
+    host = host.rstrip(".")
+    if not host:
+        raise UnsafeURLError(f"URL has no host: {url!r}")
+    labels = host.split(".")
+    if _NUMBER.fullmatch(labels[-1]):
+        address = _ipv4_number(labels)
+        if address is None:
+            raise UnsafeURLError(f"{host} is neither a host name nor an IPv4 address: {url!r}")
+        return str(ipaddress.IPv4Address(address))
+    return host
+
+
+_NUMBER = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
+
+
+def _ipv4_number(labels: list[str]) -> int | None:
+    """The 32-bit value of `a.b.c.d`, `a.b.c`, `a.b` or `a` with each part in decimal, octal
+    (leading 0) or hex (0x), the last part filling the remaining bytes; None when invalid."""
+    if len(labels) > 4:
+        return None
+    numbers = []
+    for label in labels:
+        if not _NUMBER.fullmatch(label):
+            return None
+        if label[:2] in ("0x", "0X"):
+            numbers.append(int(label[2:] or "0", 16))
+        elif len(label) > 1 and label[0] == "0":
+            if any(c in "89" for c in label):
+                return None
+            numbers.append(int(label, 8))
+        else:
+            numbers.append(int(label))
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
+        return None
+    value = last
+    for i, n in enumerate(head):
+        value += n << (8 * (3 - i))
+    return value
+
+
 def host_key(url: str) -> str:
     """`scheme://host:port` of a (checked) URL: the unit of rate limits and of robots.txt."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{parts.hostname}:{port}"
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal goes back into brackets (`http://[::1]:80`)
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{port}"
 
 
 def is_public_address(address: str) -> bool:
