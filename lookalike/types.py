@@ -109,3 +109,5 @@ class IndexSummary:
     items_removed: int
     skipped: tuple[Skipped, ...]
     seconds: float
+    repaired: tuple[str, ...] = ()
+    """What `repair` found damaged and rebuilt (empty when nothing was)."""
