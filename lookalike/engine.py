@@ -297,6 +297,7 @@ class Engine(ClosesStore):
         self._text_index: Any = None
         self._last_read: tuple[Image.Image, Any] | None = None
         self._kinds: dict[str, str] | None = None  # fields filters may name (`filter_fields`)
+        self._keyword_fields: dict[str, str] = {}  # those of them with facets
         self._unchecked_open = False  # verify and repair open a store that failed its check
 
     def _resolve_views(self, asked: ViewSettings | None) -> ViewSettings:
@@ -491,7 +492,11 @@ class Engine(ClosesStore):
             elif self.manifest is not None and self.store_record()["kind"] == "edge":
                 integrity.check_open(self.index_dir)
             integrity.begin_write(self.index_dir)
-            yield repaired
+            try:
+                yield repaired
+            except BaseException:
+                integrity.abandon_write(self.index_dir)
+                raise
             if self._store is not None:
                 self._store.flush()
             integrity.seal(self.index_dir)
@@ -704,6 +709,8 @@ class Engine(ClosesStore):
             }
             builtin = {"item_id": "text", "colours": "list", "classes": "list", "labels": "list"}
             self._kinds = merge_kinds(builtin, self._catalogue_fields(), schema_kinds(schema))
+            # Values are checked through facets, which need a keyword index.
+            self._keyword_fields = {k: "text" for k, v in schema.items() if v == "keyword"}
         return dict(self._kinds)
 
     def user_filter(self, where: str | Filter | None) -> Filter | None:
@@ -720,12 +727,10 @@ class Engine(ClosesStore):
             check_filter(user, self.filter_fields())
         except FilterFieldError:
             check_filter(user, self.filter_fields(fresh=True))  # another process added fields?
-        schema = self.store.payload_schema()
-        keyword = {k: "text" for k, v in schema.items() if v == "keyword" and k != "kind"}
         centroids = Filter((Condition("kind", "eq", "centroid"),))
         check_values(
             user,
-            keyword,
+            self._keyword_fields,
             count=lambda f: self.store.count(centroids & f),
             facet=lambda name: self.store.facet(name, centroids, limit=1000),
         )

@@ -119,6 +119,22 @@ def begin_write(index_dir: Path) -> None:
     _write_seal(index_dir, {**seal, "state": "writing", "format": _FORMAT})
 
 
+def abandon_write(index_dir: Path) -> None:
+    """After a write that failed: back to `sealed` when no data file changed (e.g. the run failed
+    before writing), so that the open-time check keeps working; else the seal stays `writing`
+    until a run succeeds."""
+    try:
+        sealed = read_seal(index_dir)
+    except IndexDamagedError:
+        return
+    if sealed is None or "written" not in sealed:  # never sealed before
+        return
+    back = {**sealed, "state": "sealed"}
+    _write_seal(index_dir, back)
+    if check(index_dir):
+        _write_seal(index_dir, sealed)
+
+
 def seal(index_dir: Path) -> None:
     """After a successful write (store flushed): record every data file and `lookalike.json`."""
     try:

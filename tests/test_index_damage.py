@@ -187,3 +187,22 @@ def test_an_interrupted_write_is_not_called_damage(built: tuple[Settings, Path])
         engine.stats()
         engine.index(catalogue)
     assert json.loads((settings.index / SEAL_FILE).read_text())["state"] == "sealed"
+
+
+def test_a_write_that_fails_before_writing_keeps_the_check(
+    built: tuple[Settings, Path], tmp_path: Path
+) -> None:
+    from lookalike.errors import IndexMismatchError
+
+    settings, _ = built
+    other = Engine(settings.index, settings=settings, image_embedder=_Other())
+    with other, pytest.raises(IndexMismatchError):
+        other.index(small_catalogue(tmp_path / "cat2", n_items=1, views=1))
+    assert json.loads((settings.index / SEAL_FILE).read_text())["state"] == "sealed"
+    _zero_block(_largest_vector_file(settings.index))
+    with _engine(settings) as engine, pytest.raises(IndexDamagedError):
+        engine.stats()
+
+
+class _Other(TinyEmbedder):
+    name = "another-embedder"
