@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -310,6 +310,8 @@ class Engine(ClosesStore):
         self._text_index: Any = None
         self._last_read: tuple[Image.Image, Any] | None = None
         self._kinds: dict[str, str] | None = None  # fields filters may name (`filter_fields`)
+        self._keyword_fields: dict[str, str] = {}  # those of them with facets
+        self._unchecked_open = False  # verify and repair open a store that failed its check
 
     def _resolve_views(self, asked: ViewSettings | None) -> ViewSettings:
         """How photos become views: as the index recorded it; else as asked or as the settings say.
@@ -420,9 +422,12 @@ class Engine(ClosesStore):
                     f"{self.index_dir}` first"
                 )
             if self.store_record()["kind"] == "edge":
+                from lookalike.index_integrity import check_open
                 from lookalike.index_tune import recover_shard
 
                 recover_shard(self.index_dir)  # a tuning swap interrupted mid-way
+                if not self._unchecked_open:
+                    check_open(self.index_dir)  # damaged files: an error, never wrong answers
             self._store = self._open_store(self.manifest.dim)
         return self._store
 
@@ -485,8 +490,90 @@ class Engine(ClosesStore):
         else:
             _ = self.embedder  # loads the model and checks it is the one that built the index
 
-    def _write_lock(self) -> AbstractContextManager[None]:
-        return folder_write_lock(self.index_dir, ".lock", "")
+    @contextmanager
+    def _write_lock(self, *, repair: bool = False) -> Iterator[tuple[str, ...]]:
+        """One writer at a time, and the index sealed after each successful write
+        (`lookalike.index_integrity`): a damaged index is refused before it is written to, or
+        with `repair` its damaged shard set aside (yields what was found); the seal says
+        `writing` while the files change."""
+        from lookalike import index_integrity as integrity
+
+        with folder_write_lock(self.index_dir, ".lock", ""):
+            repaired: tuple[str, ...] = ()
+            if repair:
+                repaired = self._repair()
+            elif self.manifest is not None and self.store_record()["kind"] == "edge":
+                integrity.check_open(self.index_dir)
+            integrity.begin_write(self.index_dir)
+            try:
+                yield repaired
+            except BaseException:
+                integrity.abandon_write(self.index_dir)
+                raise
+            if self._store is not None:
+                self._store.flush()
+            integrity.seal(self.index_dir)
+
+    def verify(self) -> Any:
+        """Check everything (`lookalike verify`): every sealed file's digest, and every vector
+        read back through the store (finite, unit length, centroids the mean of their views).
+        Returns `index_integrity.VerifyReport`; never raises for damage, it reports it."""
+        from lookalike import index_integrity as integrity
+
+        try:
+            sealed = integrity.read_seal(self.index_dir)
+            damage = integrity.check(self.index_dir, full=True)
+        except StoreError as exc:
+            sealed, damage = None, [integrity.Damage(integrity.SEAL_FILE, str(exc))]
+        state = "unsealed" if sealed is None else str(sealed.get("state"))
+        points = 0
+        self._unchecked_open = True
+        try:
+            records = (
+                (r.id, r.payload, r.vectors)
+                for r in self.store.scroll(fields=["item_id", "kind"], with_vectors=True)
+            )
+
+            def counted() -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, F32]]]:
+                nonlocal points
+                for rec in records:
+                    points += 1
+                    yield rec
+
+            problems = integrity.vector_problems(counted())
+            if state == "writing":  # centroids are refreshed at the end of a run: not yet
+                problems = [p for p in problems if "centroid" not in p.what]
+            damage += problems
+        except StoreError:
+            raise  # no index, or locked by a writer: not a verdict on the files
+        except BaseException as exc:  # the bindings panic on some damaged files
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            damage.append(integrity.Damage(integrity.SHARD, f"cannot be read: {exc}"))
+        finally:
+            self._unchecked_open = False
+        files = len((sealed or {}).get("files", {}))
+        return integrity.VerifyReport(state, files, points, tuple(damage))
+
+    def _repair(self) -> tuple[str, ...]:
+        """Before a `--repair` run: find damage as `verify` does; a damaged shard is set aside
+        (`shard.damaged/`) so that the run rebuilds it from the catalogue."""
+        from lookalike import index_integrity as integrity
+
+        if self.manifest is None or self.store_record()["kind"] != "edge":
+            return ()
+        try:
+            report = self.verify()
+        except StoreError as exc:  # e.g. the shard's config unreadable: it cannot be opened
+            report = integrity.VerifyReport(
+                "unsealed", 0, 0, (integrity.Damage(integrity.SHARD, str(exc)),)
+            )
+        if not report.damage:
+            return ()
+        self.close()
+        integrity.set_aside_shard(self.index_dir)
+        self._kinds = None
+        return tuple(str(d) for d in report.damage)
 
     # -- indexing ------------------------------------------------------------------------------
 
@@ -497,6 +584,7 @@ class Engine(ClosesStore):
         sync: bool = False,
         progress: Progress | None = None,
         runner: IndexRunner | None = None,
+        repair: bool = False,
     ) -> IndexSummary:
         """Index a catalogue (folder, JSONL or CSV manifest, or Items) incrementally.
 
@@ -505,6 +593,9 @@ class Engine(ClosesStore):
         Safe to kill at any point: a rerun finishes the job and yields the same index.
         runner: where decoding and embedding run (default: here, decoding on threads overlapped
         with inference); this process always writes to the store.
+        repair: check everything first (`verify`); a damaged shard is set aside and rebuilt from
+        the catalogue (every photo embedded again). Without it a damaged index is an
+        IndexDamagedError.
         """
         from lookalike.catalog import load_catalogue
 
@@ -521,7 +612,7 @@ class Engine(ClosesStore):
         else:
             items = list(catalogue)
         self._text_index = None
-        with self._write_lock():
+        with self._write_lock(repair=repair) as repaired:
             self._create_index()
             store = self.store
             existing = self._existing_views(store)
@@ -603,6 +694,7 @@ class Engine(ClosesStore):
             seconds=time.perf_counter() - started,
             items_in_catalogue=len(items),
             items_in_index=len(held),
+            repaired=repaired,
         )
 
     def _record_fields(self, items: Sequence[Item]) -> None:
@@ -645,6 +737,8 @@ class Engine(ClosesStore):
             }
             builtin = {"item_id": "text", "colours": "list", "classes": "list", "labels": "list"}
             self._kinds = merge_kinds(builtin, self._catalogue_fields(), schema_kinds(schema))
+            # Values are checked through facets, which need a keyword index.
+            self._keyword_fields = {k: "text" for k, v in schema.items() if v == "keyword"}
         return dict(self._kinds)
 
     def user_filter(self, where: str | Filter | None) -> Filter | None:
@@ -661,12 +755,10 @@ class Engine(ClosesStore):
             check_filter(user, self.filter_fields())
         except FilterFieldError:
             check_filter(user, self.filter_fields(fresh=True))  # another process added fields?
-        schema = self.store.payload_schema()
-        keyword = {k: "text" for k, v in schema.items() if v == "keyword" and k != "kind"}
         centroids = Filter((Condition("kind", "eq", "centroid"),))
         check_values(
             user,
-            keyword,
+            self._keyword_fields,
             count=lambda f: self.store.count(centroids & f),
             facet=lambda name: self.store.facet(name, centroids, limit=1000),
         )

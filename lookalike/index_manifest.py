@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lookalike.errors import IndexMismatchError
+from lookalike.errors import IndexDamagedError, IndexMismatchError
 
 FORMAT = 1
 FILENAME = "lookalike.json"
@@ -98,10 +98,24 @@ class IndexManifest:
         path = index_dir / FILENAME
         if not path.exists():
             return None
-        raw = json.loads(path.read_text())
+        try:
+            raw = json.loads(path.read_text())
+            if not isinstance(raw, dict):
+                raise ValueError(f"a JSON {type(raw).__name__}, not an object")
+        except (OSError, ValueError) as exc:  # truncated, garbled, unreadable
+            raise IndexDamagedError(
+                f"{path} is damaged ({exc}): `lookalike index CATALOGUE --index {index_dir} "
+                "--repair` restores it from the last write's copy, or rebuilds the index"
+            ) from None
         if raw.get("format") != FORMAT:
             raise IndexMismatchError(
                 f"{path} has index format {raw.get('format')}, this lookalike reads {FORMAT}"
             )
-        raw["embedder"] = ModelRecord(**raw["embedder"])
-        return IndexManifest(**raw)
+        try:
+            raw["embedder"] = ModelRecord(**raw["embedder"])
+            return IndexManifest(**raw)
+        except (KeyError, TypeError) as exc:
+            raise IndexDamagedError(
+                f"{path} is damaged (bad record: {exc}): `lookalike index CATALOGUE --index "
+                f"{index_dir} --repair` restores it from the last write's copy"
+            ) from None

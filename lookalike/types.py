@@ -119,3 +119,5 @@ class IndexSummary:
     seconds: float
     items_in_catalogue: int = 0
     items_in_index: int = 0
+    repaired: tuple[str, ...] = ()
+    """What `repair` found damaged and rebuilt (empty when nothing was)."""

@@ -220,7 +220,9 @@ def test_an_index_from_before_the_flags_worked_stays_searchable(tmp_path: Path) 
     embedder = TinyEmbedder()
     with Engine(settings.index, settings=settings, image_embedder=embedder) as engine:
         engine.index(part1)
-    # As such an index looks on disk: every view flagged, no `visibility` in lookalike.json.
+    # As such an index looks on disk: every view flagged, no `visibility` in lookalike.json, and
+    # no seal (`lookalike.index_integrity`: those came later too).
+    (settings.index / "lookalike.seal.json").unlink()
     store = EdgeStore(settings.index / "shard", {"image": embedder.dim})
     store.set_payload(_eq("kind", "view"), {"pending": True})
     store.close()

@@ -5,6 +5,7 @@ Heavy modules (numpy, onnxruntime, qdrant) are imported inside commands so `--he
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -144,11 +145,28 @@ def index(
         int,
         typer.Option("--ray-workers", help="Ray actors (0: one per CPU of the cluster)."),
     ] = 0,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Check every file and vector first (as `verify` does) and rebuild what is "
+            "damaged from the catalogue (docs/guarantees.md).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Index a catalogue. Incremental: only new or changed images are embedded; safe to rerun."""
     with errors_to_exit():
         views = {"detect": detect, "isolate": isolate, "labels": labels}
+        restored = None
+        if repair:  # before the engine reads lookalike.json, which may be what is damaged
+            from lookalike.api.remote import refuse_if_served
+            from lookalike.config import Settings
+            from lookalike.index_integrity import repair_manifest
+
+            index_dir = Path(index or Settings().index)
+            refuse_if_served(index_dir, "`index --repair`")
+            restored = repair_manifest(index_dir)
         engine = _served(_engine(index, embedder, models_mirror, views, store))
         runner = None
         if ray is not None:
@@ -156,12 +174,14 @@ def index(
 
             runner = RayRunner(address=ray, workers=ray_workers)
         with engine, progress_bar(not as_json) as progress:
-            summary = engine.index(catalogue, sync=sync, progress=progress, runner=runner)  # type: ignore[arg-type]
+            summary = engine.index(
+                catalogue, sync=sync, progress=progress, runner=runner, repair=repair
+            )
+        if restored:
+            summary = dataclasses.replace(summary, repaired=(restored, *summary.repaired))
         nothing = summary.items == 0
         if as_json:
-            from dataclasses import asdict
-
-            print(json.dumps(asdict(summary), indent=2))
+            print(json.dumps(dataclasses.asdict(summary), indent=2))
         else:
             con = stderr_console()
             missing = summary.items_in_catalogue - summary.items
@@ -176,6 +196,8 @@ def index(
                 con.print(f"  [yellow]skipped[/yellow] {s.source}: {s.reason}")
             if len(summary.skipped) > 50:
                 con.print(f"  ... and {len(summary.skipped) - 50} more (use --json for all)")
+            for what in summary.repaired:
+                con.print(f"  [yellow]repaired[/yellow] {what}")
             if missing and not nothing:
                 con.print(
                     f"[yellow]warning:[/yellow] {missing} item(s) of the catalogue have no photo "
@@ -187,6 +209,36 @@ def index(
             raise CatalogueError(
                 f"none of the {summary.items_in_catalogue} items of {catalogue} has a photo that "
                 "could be indexed" + (" (see the skipped files above)" if not as_json else "")
+            )
+
+
+@app.command()
+def verify(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Check an index completely: every file against the digests its last write recorded, and
+    every vector read back (finite, unit length, centroids the mean of their views). Exit code 8
+    when something is damaged (`lookalike index CATALOGUE --repair` rebuilds it)."""
+    from lookalike.errors import IndexDamagedError
+    from lookalike.index_integrity import repair_hint
+
+    with errors_to_exit(), _local_only(_engine(index), "`verify`") as engine:
+        report = engine.verify()
+        if as_json:
+            out = dataclasses.asdict(report)
+            out["damage"] = [str(d) for d in report.damage]
+            print(json.dumps({"ok": report.ok, **out}, indent=2))
+        else:
+            con = stderr_console()
+            con.print(
+                f"checked {report.files_checked} files and {report.points_checked} points "
+                f"({report.state}) in {engine.index_dir}"
+            )
+            for d in report.damage[:50]:
+                con.print(f"  [red]damaged[/red] {d}")
+            if len(report.damage) > 50:
+                con.print(f"  ... and {len(report.damage) - 50} more (use --json for all)")
+        if not report.ok:
+            raise IndexDamagedError(
+                f"{len(report.damage)} damaged part(s): {repair_hint(engine.index_dir)}"
             )
 
 

@@ -306,6 +306,7 @@ class ServedIndex:
         sync: bool = False,
         progress: Progress | None = None,
         runner: Any = None,
+        repair: bool = False,
     ) -> IndexSummary:
         """Index `catalogue` (a path on this machine, which is the server's) as a job of the
         server; polls it, reporting its stages to `progress`, until it ends."""
@@ -313,6 +314,8 @@ class ServedIndex:
 
         if runner is not None:
             raise StoreError(self.cannot("`index --ray`"))
+        if repair:
+            raise StoreError(self.cannot("`index --repair`"))
         path = Path(catalogue).expanduser()
         if not path.exists():
             raise CatalogueError(f"catalogue not found: {path}")
