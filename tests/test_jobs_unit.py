@@ -159,3 +159,18 @@ def test_server_file_is_private_and_removed_only_by_its_writer(tmp_path: Path) -
     assert read_record(tmp_path) is None
     assert local_url("0.0.0.0", 8000) == "http://127.0.0.1:8000"
     assert local_url("::", 8000) == "http://[::1]:8000"
+
+
+def test_a_jobs_summary_reads_back_as_the_engines(served: tuple[Path, Engine]) -> None:
+    from dataclasses import asdict, replace
+
+    from lookalike.api.remote import summary_from
+    from lookalike.types import Skipped
+
+    root, engine = served
+    summary = engine.index(_more(root))
+    assert summary.items_in_index == 4 and summary.skipped == ()
+    assert summary_from(asdict(summary)) == summary
+    assert summary_from(json.loads(json.dumps(asdict(summary)))) == summary
+    odd = replace(summary, skipped=(Skipped("a.jpg", "not an image"),), repaired=("shard",))
+    assert summary_from(json.loads(json.dumps(asdict(odd)))) == odd

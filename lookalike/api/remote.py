@@ -310,8 +310,6 @@ class ServedIndex:
     ) -> IndexSummary:
         """Index `catalogue` (a path on this machine, which is the server's) as a job of the
         server; polls it, reporting its stages to `progress`, until it ends."""
-        from lookalike.types import IndexSummary, Skipped
-
         if runner is not None:
             raise StoreError(self.cannot("`index --ray`"))
         if repair:
@@ -351,17 +349,27 @@ class ServedIndex:
             raise error_from(
                 500, str(error.get("detail", "failed")), str(error.get("error", "")), ""
             )
-        s = job["summary"]
-        return IndexSummary(
-            items=s["items"],
-            images_seen=s["images_seen"],
-            images_embedded=s["images_embedded"],
-            images_unchanged=s["images_unchanged"],
-            views_written=s["views_written"],
-            items_removed=s["items_removed"],
-            skipped=tuple(Skipped(x["source"], x["reason"]) for x in s["skipped"]),
-            seconds=float(s["seconds"]),
-        )
+        return summary_from(job["summary"])
+
+
+def summary_from(data: dict[str, Any]) -> IndexSummary:
+    """The `IndexSummary` a job reports (`dataclasses.asdict` of it) as the engine returns it:
+    every field it carries, whatever fields the summary has gained."""
+    import dataclasses
+
+    from lookalike.types import IndexSummary, Skipped
+
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(IndexSummary):
+        if f.name not in data:
+            continue  # a server of another version: the field's default
+        value = data[f.name]
+        if f.name == "skipped":
+            value = tuple(Skipped(x["source"], x["reason"]) for x in value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return IndexSummary(**values)
 
 
 def error_from(status: int, detail: str, kind: str, server: str) -> LookalikeError:
