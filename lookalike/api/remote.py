@@ -147,10 +147,8 @@ class ServedIndex:
     # -- reads -----------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        info = self._call("GET", "/api/stats")
-        for extra in ("text_tower", "auth_required", "max_upload_bytes", "mode"):
-            info.pop(extra, None)  # the server's own keys: not what `stats` shows
-        return {"index": str(self.index_dir), **info}
+        info = self._call("GET", "/api/server/stats")  # the engine's own, not /api/stats
+        return {**info, "index": str(self.index_dir)}  # as the user named it, as the CLI does
 
     def facets(self, field: str, *, where: str | None = None, limit: int = 20) -> dict[Any, int]:
         params: dict[str, Any] = {"field": field, "limit": limit}
@@ -398,6 +396,7 @@ def _search_result(out: dict[str, Any]) -> SearchResult:
             image=h["image"],
             fields=h["fields"],
             box=tuple(h["box"]) if h.get("box") else None,  # type: ignore[arg-type]
+            match=h.get("match"),
         )
         for h in out["results"]
     )
