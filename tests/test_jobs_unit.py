@@ -99,10 +99,13 @@ def test_jobs_and_writes_without_the_secret_are_refused(served: tuple[Path, Engi
             assert r.status_code in (401, 403) and "X-API-Key" in r.json()["detail"], r.text
             assert c.delete("/api/items/p0", headers=headers).status_code in (401, 403)
             assert c.get("/api/server", headers=headers).status_code == 403
+            assert c.get("/api/server/stats", headers=headers).status_code == 403
         assert c.get("/api/jobs").json() == []
         assert c.delete("/api/items/p0", headers={"X-API-Key": SECRET}).status_code == 200
         me = c.get("/api/server", headers={"X-API-Key": SECRET}).json()
         assert me == {"index": str(engine.index_dir.resolve()), "pid": os.getpid()}
+        stats = c.get("/api/server/stats", headers={"X-API-Key": SECRET}).json()
+        assert list(stats) == list(engine.stats()) and stats["items"] == 2  # p0 was deleted
 
 
 def test_the_api_key_starts_jobs_only_inside_the_catalogue_root(
