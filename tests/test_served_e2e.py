@@ -180,9 +180,10 @@ def test_the_cli_goes_through_the_running_server(shop: Shop, served: Server) -> 
     assert summary["items_in_index"] == 4  # as the server's engine counts, not a default
 
     # What cannot go through a server says which server has the index.
-    out = _cli("duplicates", "--index", index)
-    assert out.returncode == 7 and served.url in out.stderr, out.stderr
-    assert "WouldBlock" not in out.stderr
+    for command in (["duplicates"], ["migrate", "--to", f"qdrant+local://{shop.index}-q#x"]):
+        out = _cli(*command, "--index", index)
+        assert out.returncode == 7 and served.url in out.stderr, out.stderr
+        assert "WouldBlock" not in out.stderr
 
     # A second server on the same index says which one has it (and leaves its file alone).
     out = _cli("serve", "--index", index, "--port", "0")

@@ -64,6 +64,9 @@ def migrate(
         engine = Engine(index or settings.index, settings=settings)
         if engine.manifest is None:
             raise StoreError(f"no index at {engine.index_dir}: nothing to migrate")
+        from lookalike.api.remote import refuse_if_served
+
+        refuse_if_served(engine.index_dir, "`migrate`")  # it would switch the store under it
         source_record = engine.store_record()
         dest_record = store_record(to, engine.index_dir)
         if same_store(source_record, dest_record):
