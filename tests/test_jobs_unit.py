@@ -177,3 +177,25 @@ def test_a_jobs_summary_reads_back_as_the_engines(served: tuple[Path, Engine]) -
     assert summary_from(json.loads(json.dumps(asdict(summary)))) == summary
     odd = replace(summary, skipped=(Skipped("a.jpg", "not an image"),), repaired=("shard",))
     assert summary_from(json.loads(json.dumps(asdict(odd)))) == odd
+
+
+def test_searches_go_on_while_a_job_runs(tmp_path: Path) -> None:
+    settings = Settings(
+        index=tmp_path / "index", cache_dir=tmp_path / "c", batch_size=1, tta="none"
+    )
+    embedder = TinyEmbedder()
+    engine = Engine(settings.index, settings=settings, image_embedder=embedder)
+    engine.index(small_catalogue(tmp_path, n_items=2, views=1))
+    more = _more(tmp_path)
+    query = (tmp_path / "img" / "p0_0.jpg").read_bytes()
+    with TestClient(create_app(engine, local_secret=SECRET)) as c:
+        embedder.delay = 0.5  # each batch (one photo) of the job, and each search, takes 0.5 s
+        r = c.post("/api/jobs/index", json={"catalogue": str(more)}, headers={"X-API-Key": SECRET})
+        during = []
+        while c.get(f"/api/jobs/{r.json()['id']}").json()["state"] != "done":
+            hits = c.post("/api/search", files={"photo": ("q.jpg", query)})
+            job = c.get(f"/api/jobs/{r.json()['id']}").json()
+            during.append((hits.status_code, hits.json()["results"][0]["item_id"], job["state"]))
+        assert (200, "p0", "running") in during, during
+        assert c.get("/api/items/new1").status_code == 200
+    engine.close()
