@@ -560,6 +560,10 @@ def test_a_catalogue_update_shows_on_the_page(
                 "() => document.getElementById('index-info').textContent.includes('13 products')"
             )
             page.screenshot(path=ARTIFACTS / "web-desktop-catalogue-updated.png")
+            page.set_viewport_size(PHONE)
+            box = page.locator("#job-info").bounding_box()
+            assert box is not None and box["x"] + box["width"] <= PHONE["width"]
+            page.screenshot(path=ARTIFACTS / "web-phone-catalogue-updated.png")
     finally:
         engine.delete([str(new["id"])])
     assert page_errors == []
