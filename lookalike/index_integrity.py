@@ -4,9 +4,11 @@ A damaged index must not answer: a zeroed block in a vector file changes result 
 word, a truncated file makes the store panic. So at the end of every successful write (`Engine`'s
 write lock) the index is *sealed*: `lookalike.seal.json` records the size, modification time and
 sha256 of each data file of the embedded shard (vectors, HNSW links, quantised codes, payload and
-payload-index pages, id trackers) and a copy of `lookalike.json`. Qdrant Edge rewrites its small
+payload-index pages, id mappings) and a copy of `lookalike.json`. Qdrant Edge rewrites its small
 bookkeeping files (trackers, flags, `segment.json`, the WAL) whenever a shard is opened, so those
-are not sealed; its data files only change when it is written to, and every write is sealed.
+are not sealed; nor are the id trackers' point versions, which the first open after a delete
+rewrites (it applies the tracker journals the delete left); its data files only change when it
+is written to, and every write is sealed.
 
 - At open (`check`, cheap): every sealed file must exist with its size; a file whose modification
   time changed is hashed again and must have its digest. Cost: one `stat` per file, plus reading
@@ -49,7 +51,7 @@ _DATA_FILE = re.compile(
     r"|vector_index-[^/]+/[^/]+\.bin"
     r"|payload_storage/page_\d+\.dat"
     r"|payload_index/[^/]+/page_\d+\.dat"
-    r"|(?:mutable_)?id_tracker\.(?:mappings|versions)"
+    r"|(?:mutable_)?id_tracker\.mappings"
     r")"
 )
 """Qdrant Edge's data files, relative to the shard: written only by writes (see the docstring)."""

@@ -94,6 +94,25 @@ def test_a_clean_index_opens_and_verifies_after_many_opens(built: tuple[Settings
     assert out.exit_code == 0 and "60 points" in out.output, out.output
 
 
+def test_a_delete_then_many_opens_is_not_damage(
+    built: tuple[Settings, Path], tmp_path: Path
+) -> None:
+    """A delete leaves tracker journals that the next open of the shard applies, rewriting the
+    segment's id-tracker versions: opening again must not call that damage (an optimised index
+    and a small one whose points are all in the appendable segment)."""
+    small = Settings(index=tmp_path / "small", cache_dir=tmp_path / "cache", tta="none")
+    with _engine(small) as engine:
+        engine.index(small_catalogue(tmp_path / "cat-small", n_items=3, views=2))
+    for settings in (built[0], small):
+        with _engine(settings) as engine:
+            engine.delete(["p0"])
+        for _ in range(3):
+            with _engine(settings) as engine:
+                assert engine.store.count() > 0
+        with _engine(settings) as engine:
+            assert engine.verify().ok, engine.verify().damage
+
+
 def test_zeroed_block_in_the_largest_vector_file(built: tuple[Settings, Path]) -> None:
     settings, catalogue = built
     before = _answers(settings)
