@@ -8,7 +8,8 @@
     POST   /api/similar/{id}      the same, for clients that prefer POST
     GET    /api/items/{id}        one item: fields and image URLs
     POST   /api/items             add or replace an item (JSON, or multipart with photos)  [API key]
-    DELETE /api/items/{id}        remove an item                                           [API key]
+    DELETE /api/items/{id}        remove an item (and its uploads)                         [API key]
+                                  Without --api-key writes are off (403): `api/auth.py`.
     GET    /api/images/{path}     a catalogue image (only files the index records) [?size=N thumbnail]
     GET    /api/stats             items, views, model, index size, filterable fields
     GET    /api/facets?field=...  value -> number of items, for a keyword field
@@ -25,6 +26,12 @@ Contracts:
   `/healthz` and other requests are served while searches run. Searches share one engine (ONNX
   Runtime sessions and the Qdrant Edge shard allow concurrent calls); writes (index, delete) are
   serialised by one lock, since the engine's file lock refuses a second writer even in-process.
+  What an add downloads and decodes happens before the lock (`api/item_writes.py`); image URLs
+  are fetched under the crawler's address checks with a whole-download deadline
+  (`api/remote_images.py`); a write whose client has gone is dropped (`api/writes.py`).
+- Files served (`/api/images`, `/api/faces/photos`) must be listed by the index and lie, links
+  resolved at request time, in an allowed folder (`api/served_files.py`); answers name files
+  without the server's absolute paths.
 - Errors are JSON `{"detail": "<message for people>", "error": "<kind>"}`: LookalikeError subclasses
   map to 4xx/5xx by type (`_status_for`), malformed requests to 422, a body larger than the limit
   to 413, a photo that is not an image to 415, a decompression bomb or corrupt photo to 422.
