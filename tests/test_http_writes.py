@@ -107,6 +107,10 @@ def test_image_urls_on_internal_addresses_are_refused(tmp_path: Path, origin: _O
             "http://169.254.169.254/latest/meta-data",
             "http://[::1]:9/x.jpg",
             "http://10.0.0.1/x.jpg",
+            "http://2130706433/x.jpg",  # 127.0.0.1 as one number
+            "http://0x7f.1/x.jpg",
+            "http://[::ffff:127.0.0.1]/x.jpg",
+            "http://[2001:db8::1]/x.jpg",  # documentation range: not global
         ):
             r = c.post("/api/items", json={"id": "in", "images": [url]}, headers=AUTH)
             assert r.status_code == 422, (url, r.text)
