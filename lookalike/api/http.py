@@ -144,7 +144,10 @@ class HitOut(BaseModel):
     title: str = Field(description="The item's `title` (or `name`) field, else its id.")
     price: float | None = Field(default=None, description="The item's `price` field, if numeric.")
     currency: str | None = None
-    image: str = Field(description="The best matching image as indexed (path or URL).")
+    image: str = Field(
+        description="The best matching image: its URL, or its name on this server (relative to "
+        "the catalogue root, `uploads/...`, or `~<digest>/<file name>`; never a server path)."
+    )
     image_url: str | None = Field(description="Where a browser can load that image.")
     thumbnail_url: str | None = Field(description="A small version of it (320 px) when local.")
     box: list[float] | None = Field(default=None, description="Region of the image that matched.")
@@ -193,7 +196,7 @@ class FaceQueryOut(BaseModel):
 
 class FaceMatchOut(BaseModel):
     rank: int
-    photo: str = Field(description="The photo as indexed (path or URL).")
+    photo: str = Field(description="The photo: its URL, or its name on this server (as `image`).")
     name: str = Field(description="The photo's file name.")
     image_url: str | None = Field(description="Where a browser can load the photo.")
     thumbnail_url: str | None = Field(description="A smaller version of it (640 px) when local.")
@@ -253,8 +256,10 @@ class ItemIn(BaseModel):
     id: str | int = Field(description="Item id (a number becomes its decimal string).")
     images: list[str] = Field(
         default_factory=list,
-        description="http(s) URLs, or paths under the server's catalogue root. With multipart "
-        "uploads, the uploaded photos are added to these.",
+        description="http(s) URLs, or paths under the server's catalogue root. The server "
+        "downloads a URL once (public addresses only, within its deadline) and keeps the copy "
+        "under the index, listed as `uploads/...`. With multipart uploads, the uploaded photos "
+        "are added to these.",
     )
     image: str | None = Field(default=None, description="One image (same rules as `images`).")
 
