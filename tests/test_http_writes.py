@@ -107,6 +107,10 @@ def test_image_urls_on_internal_addresses_are_refused(tmp_path: Path, origin: _O
             "http://169.254.169.254/latest/meta-data",
             "http://[::1]:9/x.jpg",
             "http://10.0.0.1/x.jpg",
+            "http://2130706433/x.jpg",  # 127.0.0.1 as one number
+            "http://0x7f.1/x.jpg",
+            "http://[::ffff:127.0.0.1]/x.jpg",
+            "http://[2001:db8::1]/x.jpg",  # documentation range: not global
         ):
             r = c.post("/api/items", json={"id": "in", "images": [url]}, headers=AUTH)
             assert r.status_code == 422, (url, r.text)
@@ -291,3 +295,18 @@ def test_a_failed_add_leaves_no_upload_behind(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert not list((engine.index_dir / "uploads").rglob("*.jpg"))
     engine.close()
+
+
+def test_serve_checks_the_image_networks(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from lookalike.api.cli_serve import serve
+
+    app = typer.Typer()
+    app.command()(serve)
+    args = ["--index", str(tmp_path / "nothing"), "--port", "1", "--api-key", KEY]
+    result = CliRunner().invoke(app, [*args, "--allow-image-network", "10.0.0.0/99"])
+    assert result.exit_code == 2 and "--allow-image-network" in result.output, result.output
+    result = CliRunner().invoke(app, [*args, "--allow-image-network", "10.0.0.0/8"])
+    assert result.exit_code == 7 and "no index" in result.output, result.output

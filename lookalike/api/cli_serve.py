@@ -53,6 +53,23 @@ def serve(
             "(without it, only URLs and uploaded photos are accepted).",
         ),
     ] = None,
+    image_timeout: Annotated[
+        float,
+        typer.Option(
+            "--image-timeout",
+            min=0.1,
+            help="Longest download of one image URL of an added item, redirects included, in "
+            "seconds (a whole-download deadline).",
+        ),
+    ] = 30.0,
+    allow_image_network: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-image-network",
+            help="A network (10.0.0.0/8) or address whose image URLs may be fetched although not "
+            "public; repeatable. By default only public addresses are fetched.",
+        ),
+    ] = None,
     search_threads: Annotated[
         int,
         typer.Option(
@@ -83,6 +100,7 @@ def serve(
         import uvicorn
 
         from lookalike.api.http import MiB, create_app
+        from lookalike.api.remote_images import FetchPolicy
         from lookalike.config import Settings
         from lookalike.engine import Engine
         from lookalike.errors import QueryError, StoreError
@@ -94,6 +112,14 @@ def serve(
                 "--api-key KEY (or LOOKALIKE_API_KEY) to allow writes with that key, or "
                 "--read-only to serve searches only"
             )
+        try:
+            policy = FetchPolicy.allowing(
+                allow_image_network or (),
+                deadline_s=image_timeout,
+                max_bytes=int(max_upload_mb * MiB),
+            )
+        except ValueError as exc:
+            raise QueryError(f"--allow-image-network: {exc}") from None
         settings = Settings(**({"models_mirror": models_mirror} if models_mirror else {}))
         engine = Engine(index or settings.index, settings=settings, store_spec=store)
         if engine.manifest is None:
@@ -113,9 +139,15 @@ def serve(
             catalogue_root=catalogue_root,
             search_threads=search_threads,
             local_secret=secret,
+            image_fetch=policy,
         )
-        if not api_key or read_only:
-            con.print("writes are off (no --api-key): searches only")
+        if read_only:
+            con.print("read-only (--read-only): searches only")
+        elif not api_key:
+            con.print(
+                "writes from other clients are off (no --api-key): searches only; the `lookalike` "
+                "commands of this machine still write through the server"
+            )
         shown = f"[{host}]" if ":" in host else host
         con.print(f"serving {engine.index_dir} at http://{shown}:{port}/  (API docs: /docs)")
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
