@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from lookalike.api.cli_faces_people import app as people_app
 from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
 
@@ -22,6 +23,7 @@ app = typer.Typer(
     help="Find people: index the faces of photos, search them with a selfie, group them, forget.",
     no_args_is_help=True,
 )
+app.add_typer(people_app, name="people")
 
 DetectorOpt = Annotated[
     str | None,
@@ -52,7 +54,8 @@ MaybeThresholdOpt = Annotated[
 ]
 
 
-def _faces(index: Path | None, **overrides: Any) -> FaceIndex:
+def open_faces(index: Path | None, **overrides: Any) -> FaceIndex:
+    """The face index at `index` with these FaceSettings overrides (None: not given)."""
     from pydantic import ValidationError
 
     from lookalike.config import Settings
@@ -92,6 +95,14 @@ def index_cmd(
         ),
     ] = None,
     detector: DetectorOpt = None,
+    min_face_size: Annotated[
+        int | None,
+        typer.Option(
+            "--min-face-size",
+            help="Faces smaller than this (px, longest side) are not indexed: background "
+            "strangers. Kept by the index for later runs [default: as last time, else 0].",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index every face of PHOTOS. Incremental: unchanged photos are skipped; safe to rerun."""
@@ -99,7 +110,9 @@ def index_cmd(
         from dataclasses import asdict
 
         with (
-            _faces(index, detect_size=detect_size, detector=detector) as faces,
+            open_faces(
+                index, detect_size=detect_size, detector=detector, min_face_size=min_face_size
+            ) as faces,
             progress_bar(not as_json) as progress,
         ):
             summary = faces.index(photos, progress, sync=sync)
@@ -142,7 +155,7 @@ def search_cmd(
 ) -> None:
     """The photos that contain the person in SELFIE, best first, with the matching face's box:
     "you" (distance <= --threshold), then "maybe you" (<= --maybe-threshold)."""
-    with errors_to_exit(), _faces(index, detector=detector) as faces:
+    with errors_to_exit(), open_faces(index, detector=detector) as faces:
         result = faces.search_many(
             selfies, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
         )
@@ -208,7 +221,7 @@ def detect_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """The faces found in PHOTO, largest first (the numbers `search --face` takes)."""
-    with errors_to_exit(), _faces(None, detector=detector) as faces:
+    with errors_to_exit(), open_faces(None, detector=detector) as faces:
         found = faces.faces_in(photo)
         if out is not None:
             from lookalike.faces.report import save_boxes_picture
@@ -232,7 +245,7 @@ def clusters_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Group the indexed faces into people (ids for `forget --person`), largest first."""
-    with errors_to_exit(), _faces(index) as faces:
+    with errors_to_exit(), open_faces(index) as faces:
         people = faces.clusters(threshold)
         page = None
         if html is not None:
@@ -287,7 +300,7 @@ def forget_cmd(
 
         if (photo is None) == (person is None):
             raise QueryError("name exactly one: a PHOTO or --person ID")
-        with _faces(index) as faces:
+        with open_faces(index) as faces:
             done = faces.forget_photo(photo) if photo is not None else faces.forget_person(person)  # type: ignore[arg-type]
         if as_json:
             _print_json(
@@ -307,7 +320,7 @@ def forget_cmd(
 @app.command("stats")
 def stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """Photos, faces and size of the face index."""
-    with errors_to_exit(), _faces(index) as faces:
+    with errors_to_exit(), open_faces(index) as faces:
         info = faces.stats()
         if as_json:
             _print_json(info)
