@@ -921,6 +921,14 @@ def create_app(
         """Photos and faces in the face index (503 when there is none yet)."""
         return await state.read(state.face_stats)
 
+    from lookalike.api.http_faces_people import people_router
+
+    app.include_router(
+        people_router(
+            state.face_index, state.check_key, state.face_photos.url_for, state.catalogue_limits
+        )
+    )
+
     # -- information -----------------------------------------------------------------------------
 
     @app.get("/api/stats", tags=["index"])
