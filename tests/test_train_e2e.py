@@ -95,6 +95,28 @@ def test_train_exports_reembeds_serves_and_resets(
         )
         q = engine.embed_queries([photo])[0]  # with the query TTA, on the adapted network
         assert "network: adapted from efficientnet-lite2" in engine.stats()["network"]
+        # A Ray indexing worker embeds with the adapted network too (the actor, without Ray).
+        from lookalike.distributed import _EmbedActor, _network_for_workers
+
+        actor = _EmbedActor(
+            engine.settings.model_dump(mode="json", exclude={"index"}),
+            engine.embedder_name,
+            engine.views.to_dict(),
+            json.dumps(engine.manifest.identity(), sort_keys=True, default=str),
+            network=_network_for_workers(engine),
+        )
+        photo_of = {r.id: r.payload["image"] for r in views}
+        pid = sorted(photo_of)[0]
+        rows = actor(
+            {
+                "pos": np.array([0]),
+                "item_id": np.array(["x"], dtype=object),
+                "image": np.array([photo_of[pid]], dtype=object),
+                "known": np.array([""], dtype=object),
+                "read": np.array([False]),
+            }
+        )
+        assert np.allclose(rows["vector"][0], points[pid], atol=1e-5)
         assert not engine.network_status().stale
 
     hits = _search(small.index, query)  # through the CLI
