@@ -623,21 +623,83 @@ def tune(
             "learn a cross-domain projection from them instead.",
         ),
     ] = None,
+    train: Annotated[
+        bool,
+        typer.Option(
+            "--train",
+            help="Fine-tune the image network on the index's photos (and --pairs), re-embed the "
+            "index with it, then fit the projection on top if that helps (needs the train extra).",
+        ),
+    ] = False,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Back to the base network (re-embeds the index).")
+    ] = False,
+    minutes: Annotated[
+        float | None, typer.Option("--minutes", help="Time budget of a --train run.")
+    ] = None,
+    augmentations: Annotated[
+        int | None, typer.Option("--augmentations", help="Augmented views per photo (--train).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="At most this many epochs.")
+    ] = None,
+    projection: Annotated[
+        bool,
+        typer.Option(
+            "--projection/--no-projection",
+            help="After --train, fit the projection on top when it beats the trained network alone.",
+        ),
+    ] = True,
+    max_memory: Annotated[
+        float | None, typer.Option("--max-memory", help="GB a --train run may hold.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Learn a projection that separates the index's items (from its own photos grouped by item),
-    store it with the index and search with it. Parameters are chosen on held-out photos."""
+    store it with the index and search with it. Parameters are chosen on held-out photos.
+    --train fine-tunes the network itself; --reset goes back to the base network."""
+    rows = None
+    if pairs is not None:
+        import csv
+
+        with errors_to_exit():
+            try:
+                with open(pairs, newline="") as fh:
+                    rows = [(r["image"], r["item_id"]) for r in csv.DictReader(fh)]
+            except (OSError, KeyError) as exc:
+                from lookalike.errors import CatalogueError
+
+                raise CatalogueError(f"cannot read pairs {pairs}: {exc}") from exc
+    if train or reset:
+        from lookalike.api.cli_train import run_reset, run_train
+
+        with errors_to_exit(), _local_only(_engine(index), "`tune`") as engine:
+            if reset:
+                run_reset(engine, as_json=as_json)
+                return
+            from lookalike.learn.train import TrainSettings
+
+            asked = {
+                "minutes": minutes,
+                "augmentations": augmentations,
+                "max_epochs": epochs,
+                "max_memory_gb": max_memory,
+            }
+            settings = TrainSettings(
+                seed=seed,
+                holdout=holdout,
+                threads=engine.settings.threads,
+                **{k: v for k, v in asked.items() if v is not None},
+            )
+            run_train(
+                engine, rows or [], settings, force=force, projection=projection, as_json=as_json
+            )
+        return
     with (
         errors_to_exit(),
         _local_only(_engine(index), "`tune`") as engine,
         progress_bar(not as_json) as progress,
     ):
-        rows = None
-        if pairs is not None:
-            import csv
-
-            with open(pairs, newline="") as fh:
-                rows = [(r["image"], r["item_id"]) for r in csv.DictReader(fh)]
         outcome = engine.tune(
             holdout=holdout, seed=seed, force=force, pairs=rows, progress=progress
         )
