@@ -71,6 +71,17 @@ def shop(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, lite2_dir: Pa
     )
 
 
+def _big_catalogue(shop: Shop, dest: Path, products: int = 8, photos: int = 6) -> Path:
+    """Products the shop does not have, with many photos: an index job that takes a while."""
+    rows = (shop.index.parent / "sample" / "catalogue.jsonl").read_text().splitlines()
+    chosen = [json.loads(r) for r in rows[1::10]][:products]
+    for row in chosen:
+        row["images"] = row["images"][:photos]
+    path = dest / "big.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in chosen))
+    return path
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[str]
@@ -172,13 +183,18 @@ def test_the_cli_goes_through_the_running_server(shop: Shop, served: Server) -> 
     assert out.returncode == 7 and served.url in out.stderr, out.stderr
     assert "WouldBlock" not in out.stderr
 
+    # A second server on the same index says which one has it (and leaves its file alone).
+    out = _cli("serve", "--index", index, "--port", "0")
+    assert out.returncode == 7 and served.url in out.stderr, out.stderr
+    assert json.loads(info.read_text()) == served.record
+
     # Without the secret, writes are refused (no --api-key: writes are off for others).
     for headers in ({}, {"X-API-Key": "a-guess"}):
         r = httpx.delete(f"{served.url}/api/items/{shop.new_id}", headers=headers)
-        assert r.status_code == 403, r.text
+        assert r.status_code in (401, 403), r.text
         job = {"catalogue": str(shop.more)}
         r = httpx.post(f"{served.url}/api/jobs/index", json=job, headers=headers)
-        assert r.status_code == 403, r.text
+        assert r.status_code in (401, 403), r.text
     out = _cli("delete", shop.new_id, "--index", index)
     assert out.returncode == 0, out.stderr
     assert httpx.get(f"{served.url}/api/items/{shop.new_id}").status_code == 404
@@ -254,3 +270,44 @@ def test_faces_search_goes_through_the_server(shop: Shop, data_dir: Path, tmp_pa
         assert out.returncode != 0 and server.url in out.stderr, out.stderr
     finally:
         _stop(server)
+
+
+def test_a_server_stopped_mid_job_stops_it_and_a_rerun_finishes(shop: Shop, tmp_path: Path) -> None:
+    big = _big_catalogue(shop, tmp_path)
+    server = _start(shop.index, tmp_path / "serve.log")
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "lookalike.api.cli", "index", str(big), "--index", str(shop.index)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # wait until the job has embedded some photos, not all
+            jobs = httpx.get(f"{server.url}/api/jobs").json()
+            if (
+                jobs
+                and jobs[0]["state"] == "running"
+                and jobs[0]["stages"].get("embed", {}).get("done")
+            ):
+                break
+            assert time.monotonic() < deadline and cli.poll() is None, jobs
+            time.sleep(0.05)
+        started = time.monotonic()
+        _stop(server)  # Ctrl-C: the job stops after its batch, the server exits
+        assert server.process.returncode in (0, 130)  # 130: uvicorn re-raises Ctrl-C
+        assert time.monotonic() - started < 30
+        assert not (shop.index / "server.json").exists()
+        _, err = cli.communicate(timeout=60)
+        assert cli.returncode == 7, err
+        assert "run the same `lookalike index` again" in " ".join(err.split()), err
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+        _stop(server)
+    out = _cli("index", str(big), "--index", str(shop.index), "--json")  # no server: locally
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["images_unchanged"] > 0 and summary["images_embedded"] > 0, summary
+    assert summary["images_unchanged"] + summary["images_embedded"] == summary["images_seen"]
+    out = _cli("delete", *[json.loads(r)["id"] for r in big.read_text().splitlines()],
+               "--index", str(shop.index))  # fmt: skip
+    assert out.returncode == 0, out.stderr

@@ -127,6 +127,15 @@ def serve(
                 f"no index at {engine.index_dir}: run `lookalike index CATALOGUE --index "
                 f"{engine.index_dir}` first, or pass --index"
             )
+        from lookalike.api.remote import find_server
+
+        running = find_server(engine.index_dir)
+        if running is not None:
+            running.close()
+            raise StoreError(
+                f"{engine.index_dir} is already served by {running.describe()}; the CLI's "
+                "commands on it go through that server"
+            )
         con = stderr_console()
         from lookalike.api.server_file import new_secret
 
@@ -142,16 +151,17 @@ def serve(
             image_fetch=policy,
         )
         if read_only:
-            con.print("read-only (--read-only): searches only")
+            con.print(
+                "read-only: no writes, not even from the `lookalike` commands of this machine"
+            )
         elif not api_key:
             con.print(
-                "writes from other clients are off (no --api-key): searches only; the `lookalike` "
-                "commands of this machine still write through the server"
+                "writes are off for other clients (no --api-key); the `lookalike` commands of "
+                "this machine write through this server"
             )
-        shown = f"[{host}]" if ":" in host else host
-        con.print(f"serving {engine.index_dir} at http://{shown}:{port}/  (API docs: /docs)")
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
         with engine:
+            _ = engine.store  # open it now: a store another process holds is an error here
             try:
                 _run_server(config, engine.index_dir, secret)
             finally:
@@ -174,7 +184,18 @@ def _run_server(config: Any, index_dir: Path, secret: str) -> None:
             if self.started and not self.should_exit:
                 bound = self.servers[0].sockets[0].getsockname() if self.servers else None
                 port = bound[1] if bound else self.config.port
-                self.record = write_record(index_dir, local_url(self.config.host, port), secret)
+                host = self.config.host
+                shown = f"[{host}]" if ":" in host else host
+                stderr_console().print(
+                    f"serving {index_dir} at http://{shown}:{port}/  (API docs: /docs)"
+                )
+                try:
+                    self.record = write_record(index_dir, local_url(self.config.host, port), secret)
+                except OSError as exc:  # a read-only index folder: serve, but say what it costs
+                    stderr_console().print(
+                        f"[yellow]warning:[/yellow] cannot write {index_dir}/server.json "
+                        f"({exc.strerror or exc}): the CLI cannot use this index while it is served"
+                    )
 
         async def shutdown(self, sockets: Any = None) -> None:
             if self.record is not None:  # a CLI must not pick a server that is leaving

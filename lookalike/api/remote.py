@@ -334,7 +334,13 @@ class ServedIndex:
                 if job["state"] in ("done", "failed"):
                     break
                 time.sleep(_POLL_S)
-                job = self._call("GET", f"/api/jobs/{job['id']}")
+                try:
+                    job = self._call("GET", f"/api/jobs/{job['id']}")
+                except StoreError as exc:
+                    raise StoreError(
+                        f"{exc}; if the server stopped, so did the index job: run the same "
+                        "`lookalike index` again to finish it"
+                    ) from None
         except KeyboardInterrupt:
             raise StoreError(
                 f"stopped waiting; the index job goes on in {self.describe()}: "
