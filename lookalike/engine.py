@@ -1434,6 +1434,8 @@ class Engine(ClosesStore):
             "created": manifest.created if manifest else None,
             "disk_bytes": store.disk_bytes(),
             "projection": self.projection_status(exact=False).describe(),
-            "match_levels": describe_levels(calibration_levels(self)),
+            "match_levels": describe_levels(
+                calibration_levels(self), "tuned" if self.projection is not None else "image"
+            ),
             "fields": self.fields(),
         }

@@ -168,11 +168,10 @@ def _augmented_queries(
     return np.stack(vectors), own
 
 
-def describe(levels: Mapping[str, Mapping[str, Levels]]) -> str:
-    """One line for `stats`: the levels searches use by default (tuned space when present)."""
-    if not levels:
+def describe(levels: Mapping[str, Mapping[str, Levels]], space: str = "image") -> str:
+    """One line for `stats`: the levels of the search space searches use (`image`, `tuned`)."""
+    if not levels.get(space):
         return "none (index again to calibrate)"
-    space = "tuned" if "tuned" in levels else "image"
     parts = [
         f"{mode}: same product >= {lv.same:.3f}, no close match < {lv.floor:.3f} "
         f"({lv.precision:.0%} right on {lv.photos} {lv.source} photos)"
