@@ -757,7 +757,7 @@ function renderResults(result) {
 const MATCH_BADGES = {
   "same product": { cls: "same", text: () => "Same product" },
   similar: { cls: "mid", text: (pct) => (pct === null ? "Similar" : `Similar · ${pct}%`) },
-  "no close match": { cls: "low", text: () => "Not a close match" },
+  "no close match": { cls: "low", text: () => "Not close" },
 };
 
 function card(hit, scoreKind) {
