@@ -800,7 +800,8 @@ function card(hit, scoreKind) {
   }
   title.title = hit.title;
   const meta = el("div", "meta");
-  meta.append(el("span", "item-id", `#${hit.item_id}`));
+  // A folder item without item.json is titled by its id: saying it twice tells nothing.
+  if (hit.title !== hit.item_id) meta.append(el("span", "item-id", `#${hit.item_id}`));
   if (hit.price !== null && hit.price !== undefined) meta.append(el("span", "price", money(hit.price, hit.currency)));
   const bar = el("div", "simbar");
   const fill = el("span");
