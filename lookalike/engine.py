@@ -1675,7 +1675,9 @@ class Engine(ClosesStore):
             "created": manifest.created if manifest else None,
             "disk_bytes": store.disk_bytes(),
             "projection": self.projection_status(exact=False).describe(),
-            "match_levels": describe_levels(calibration_levels(self)),
+            "match_levels": describe_levels(
+                calibration_levels(self), "tuned" if self.projection is not None else "image"
+            ),
             "network": self.network_status(exact=False).describe(),
             "fields": self.fields(),
         }

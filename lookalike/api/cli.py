@@ -270,8 +270,17 @@ def search(
     where: WhereOpt = None,
     mode: ModeOpt = None,
     box: Annotated[
-        str | None, typer.Option("--box", help="Search with this region: x1,y1,x2,y2 in pixels.")
+        str | None,
+        typer.Option("--box", help="Search with this region: x1,y1,x2,y2 (see --box-units)."),
     ] = None,
+    box_units: Annotated[
+        str,
+        typer.Option(
+            "--box-units",
+            help="px: pixels of the photo (EXIF-rotated); fraction: 0 to 1 of its width and "
+            "height (as the HTTP API's box_units).",
+        ),
+    ] = "px",
     all_objects: Annotated[
         bool, typer.Option("--all-objects", help="Results for every detected object of the photo.")
     ] = False,
@@ -286,8 +295,23 @@ def search(
 
         if photo is None and not text:
             raise QueryError("give a PHOTO, --text WORDS, or both")
-        region = _parse_box(box) if box else None
+        region = _parse_box(box, box_units) if box else None
         with _served(_engine(index, mirror=models_mirror, store=store)) as engine:
+            query: Any = photo
+            units: dict[str, Any] = {}
+            if region is not None and box_units == "fraction" and photo is not None:
+                if hasattr(engine, "describe"):  # a running server takes fractions itself
+                    units = {"box_units": "fraction"}
+                else:
+                    from lookalike.pipeline.decode import DecodeLimits, load_image
+
+                    s = engine.settings
+                    limits = DecodeLimits(
+                        max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels
+                    )
+                    query = load_image(photo, limits).image
+                    w, h = query.size
+                    region = (region[0] * w, region[1] * h, region[2] * w, region[3] * h)
             if photo is None:
                 result = engine.search_text(text or "", k=k, where=where)
             elif all_objects:
@@ -305,12 +329,13 @@ def search(
                 return
             else:
                 result = engine.search(
-                    photo,
+                    query,
                     k=k,
                     where=where,
                     mode=mode,
                     box=region,
                     text=text,  # type: ignore[arg-type]
+                    **units,
                 )
         _output(result, as_json)
 
@@ -428,13 +453,17 @@ def outliers(
         stderr_console().print(f"page: {page}")
 
 
-def _parse_box(text: str) -> tuple[float, float, float, float]:
+def _parse_box(text: str, units: str = "px") -> tuple[float, float, float, float]:
     from lookalike.errors import QueryError
 
+    if units not in ("px", "fraction"):
+        raise QueryError(f"--box-units is px or fraction, got {units!r}")
     try:
         x1, y1, x2, y2 = (float(v) for v in text.split(","))
     except ValueError:
         raise QueryError(f"--box wants x1,y1,x2,y2 (four numbers), got {text!r}") from None
+    if units == "fraction" and not all(0.0 <= v <= 1.0 for v in (x1, y1, x2, y2)):
+        raise QueryError(f"a fraction --box takes numbers from 0 to 1, got {text!r}")
     return x1, y1, x2, y2
 
 

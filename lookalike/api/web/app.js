@@ -888,7 +888,7 @@ function renderResults(result) {
 const MATCH_BADGES = {
   "same product": { cls: "same", text: () => "Same product" },
   similar: { cls: "mid", text: (pct) => (pct === null ? "Similar" : `Similar · ${pct}%`) },
-  "no close match": { cls: "low", text: () => "Not a close match" },
+  "no close match": { cls: "low", text: () => "Not close" },
 };
 
 function card(hit, scoreKind) {
@@ -931,7 +931,8 @@ function card(hit, scoreKind) {
   }
   title.title = hit.title;
   const meta = el("div", "meta");
-  meta.append(el("span", "item-id", `#${hit.item_id}`));
+  // A folder item without item.json is titled by its id: saying it twice tells nothing.
+  if (hit.title !== hit.item_id) meta.append(el("span", "item-id", `#${hit.item_id}`));
   if (hit.price !== null && hit.price !== undefined) meta.append(el("span", "price", money(hit.price, hit.currency)));
   const bar = el("div", "simbar");
   const fill = el("span");
