@@ -176,7 +176,9 @@ def test_the_cli_goes_through_the_running_server(shop: Shop, served: Server) -> 
     summary = json.loads(again.stdout)
     assert summary["items"] == 1 and summary["images_unchanged"] == 2
     assert set(summary) == {"items", "images_seen", "images_embedded", "images_unchanged",
-                            "views_written", "items_removed", "skipped", "seconds"}  # fmt: skip
+                            "views_written", "items_removed", "skipped", "seconds",
+                            "items_in_catalogue", "items_in_index", "repaired"}  # fmt: skip
+    assert summary["items_in_catalogue"] == 1 and summary["items_in_index"] == 4
 
     # What cannot go through a server says which server has the index.
     out = _cli("duplicates", "--index", index)

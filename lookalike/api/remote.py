@@ -363,6 +363,9 @@ class ServedIndex:
             items_removed=s["items_removed"],
             skipped=tuple(Skipped(x["source"], x["reason"]) for x in s["skipped"]),
             seconds=float(s["seconds"]),
+            items_in_catalogue=int(s.get("items_in_catalogue", s["items"])),
+            items_in_index=int(s.get("items_in_index", 0)),
+            repaired=tuple(s.get("repaired", ())),
         )
 
 
