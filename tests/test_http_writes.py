@@ -283,7 +283,7 @@ def test_a_failed_add_leaves_no_upload_behind(tmp_path: Path) -> None:
     with TestClient(create_app(engine, api_key=KEY, write_wait_s=0.3)) as c:
         lock = c.app.state.lookalike.writer.gate.lock  # type: ignore[attr-defined]
         lock.acquire()  # another write holds the lock past the wait
-        threading.Timer(1.0, lock.release).start()
+        threading.Timer(3.0, lock.release).start()
         r = c.post(
             "/api/items",
             data={"item": json.dumps({"id": "f"})},
@@ -292,7 +292,7 @@ def test_a_failed_add_leaves_no_upload_behind(tmp_path: Path) -> None:
         )
         assert r.status_code == 503 and "nothing was written" in r.json()["detail"]
         assert c.get("/api/items/f").status_code == 404
-        deadline = time.monotonic() + 5  # cleaned up once the lock is free (after 1 s)
+        deadline = time.monotonic() + 10  # cleaned up once the lock is free (after 3 s)
         while list((engine.index_dir / "uploads").rglob("*.jpg")) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not list((engine.index_dir / "uploads").rglob("*.jpg"))
