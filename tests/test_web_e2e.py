@@ -429,9 +429,13 @@ def people_server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         assert faces.index(album).skipped == ()
     with (
         Engine(settings.index, settings=settings, image_embedder=TinyEmbedder()) as engine,
-        live_server(create_app(engine, catalogue_root=root)) as url,
+        live_server(create_app(engine, catalogue_root=root, api_key=PEOPLE_KEY)) as url,
     ):
         yield url
+
+
+PEOPLE_KEY = "the-photographers-key"
+"""Naming a person is a write: the people server has an API key, which the page asks for once."""
 
 
 def test_find_people_mode(
@@ -602,7 +606,8 @@ def test_people_view(browser: Any, people_server: str, page_errors: list[str]) -
     assert len(photos) == counts[0]
     prefix = {p.split("-")[0] for p in photos if p.startswith("person")}
     assert len(prefix) == 1, photos  # one person's photos only
-    page.once("dialog", lambda d: d.accept("Ann"))
+    answers = iter(["Ann", PEOPLE_KEY])  # the name, then the key the 401 asks for
+    page.on("dialog", lambda d: d.accept(next(answers)))
     page.click("#people-rename")
     page.wait_for_function("() => document.getElementById('results-title').textContent === 'Ann'")
     page.click("#people-back")
@@ -610,6 +615,7 @@ def test_people_view(browser: Any, people_server: str, page_errors: list[str]) -
     _settled(page)
     title = page.text_content(f'.people-card[data-person="{cards[0]["id"]}"] .card-title')
     assert title == "Ann"
+    assert next(answers, None) is None  # the key was asked for: naming is a write
     page.screenshot(path=ARTIFACTS / "web-people-named.png", full_page=True)
     assert page_errors == []
     ctx.close()

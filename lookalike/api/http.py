@@ -925,7 +925,7 @@ def create_app(
 
     app.include_router(
         people_router(
-            state.face_index, state.check_key, state.face_photos.url_for, state.catalogue_limits
+            state.face_index, state.access.check, state.face_photos.url_for, state.catalogue_limits
         )
     )
 

@@ -756,15 +756,35 @@ async function renamePerson() {
   if (!p) return;
   const name = window.prompt("Name this person", p.name || "");
   if (name === null) return;
+  const send = () => api(`/api/faces/people/${encodeURIComponent(p.person)}/name`, {
+    method: "POST", headers: writeHeaders({ "Content-Type": "application/json" }),
+    body: JSON.stringify({ name }),
+  });
   try {
-    const headers = { "Content-Type": "application/json" };
-    await api(`/api/faces/people/${encodeURIComponent(p.person)}/name`, {
-      method: "POST", headers, body: JSON.stringify({ name }),
-    });
+    try {
+      await send();
+    } catch (err) {
+      // A server with --api-key: ask for it once and keep it for this tab only. Without a key
+      // configured the server answers 403 with how to turn writes on, shown as it is.
+      if (err.status !== 401) throw err;
+      const key = window.prompt("This server needs its API key (X-API-Key) to name people");
+      if (!key) return;
+      sessionStorage.setItem(API_KEY_ITEM, key);
+      await send();
+    }
     await showPerson(p.person);
   } catch (err) {
     showError(err.message);
   }
+}
+
+const API_KEY_ITEM = "lookalike-api-key";
+
+// Headers of a write: the API key the operator typed in this tab, if any (never a cookie, so a
+// cross-site page cannot write with it).
+function writeHeaders(headers) {
+  const key = sessionStorage.getItem(API_KEY_ITEM);
+  return key ? { ...headers, "X-API-Key": key } : headers;
 }
 
 // Face boxes come in pixels of the uploaded photo; the page keeps them as fractions.
