@@ -103,6 +103,27 @@ def test_explain_says_where_each_field_came_from(shop: PlainShop) -> None:
     assert not (Path.cwd() / "catalogue.jsonl").exists()
 
 
+def test_selectors_fix_what_the_generic_reader_took(shop: PlainShop, tmp_path: Path) -> None:
+    """The selectors example of docs/crawler.md, on the page it describes."""
+    selectors = tmp_path / "bowl-shop.json"
+    selectors.write_text(
+        '{"title": "#app h1", "price": "#app h1 + p", "images": ["#app .big img"]}'
+    )
+    url = f"{shop.url}/product/js-bowl"
+    run = lookalike(
+        "crawl", "--explain", url, "--allow-private", "--selectors", str(selectors), "--json"
+    )
+    assert run.returncode == 0, run.stderr
+    explained = json.loads(run.stdout)
+    fields = explained["fields"]
+    assert fields["title"] == {"value": "Ceramic bowl", "source": "selectors"}
+    assert fields["price"] == {"value": 13.5, "source": "selectors"}
+    assert [i["url"] for i in explained["images"]] == [
+        f"{shop.url}/img/js-bowl-{n}-large.jpg" for n in (1, 2, 3)
+    ]
+    assert {i["reason"] for i in explained["images"]} == {"from selectors"}
+
+
 def test_load_more_counts_against_max_pages(shop: PlainShop, tmp_path: Path) -> None:
     summary = crawl(
         [f"{shop.url}/shop/"], tmp_path / "out", quick_options(max_pages=2, max_products=50)
