@@ -131,3 +131,14 @@ def test_load_more_counts_against_max_pages(shop: PlainShop, tmp_path: Path) -> 
     assert summary.listing_pages == 2 and summary.limit_reached
     assert "/shop/more.json" not in shop.paths  # no page left to click "Load more" for
     assert summary.items == 9  # 5 on page 1, 4 on page 2 (and the disallowed one)
+
+
+def test_a_gzipped_sitemap_in_the_url_list(shop: PlainShop, tmp_path: Path) -> None:
+    """Static only (no browser): the 8 products with data; the 4 that need one are skipped."""
+    out = tmp_path / "out"
+    summary = crawl([f"{shop.url}/sitemap-products.xml.gz"], out, quick_options(render="static"))
+    assert summary.items == 8 and summary.pages_rendered == 0
+    reasons = {f.source.removeprefix(shop.url): f.reason for f in summary.failures}
+    for slug in ("js-bowl", "js-lamp", "css-print", "script-vase"):
+        assert reasons[f"/product/{slug}"].startswith("no product"), reasons
+    assert "robots.txt disallows it" in reasons["/product/secret-dress"]

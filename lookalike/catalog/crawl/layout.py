@@ -102,21 +102,34 @@ MEASURE_JS = """async ([moneySource, maxImages, maxPrices]) => {
 
   const money = new RegExp(moneySource, 'i');
   const prices = [];
-  for (const el of Array.from(body.querySelectorAll('*'))) {
-    if (prices.length >= maxPrices) break;
-    if (['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'OPTION'].includes(el.tagName)) continue;
-    const t = text(el, 81);
-    if (!t || t.length > 40 || !money.test(t)) continue;
-    if (Array.from(el.children).some((c) => money.test(text(c, 81)))) continue;
-    if (!visible(el)) continue;
+  // From each text node holding a digit, the smallest element around it (4 levels up at most)
+  // whose short text is a price, a currency symbol in its own <span> included. Walking text
+  // nodes, not elements, keeps a large page cheap.
+  const skip = new Set(['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'OPTION', 'TEXTAREA']);
+  const seen = new Set();
+  const walker = document.createTreeWalker(body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node && prices.length < maxPrices;
+       node = walker.nextNode()) {
+    if (!/\\d/.test(node.nodeValue || '')) continue;
+    let found = null;
+    let el = node.parentElement;
+    for (let up = 0; el && el !== body && up < 4; up++, el = el.parentElement) {
+      if (skip.has(el.tagName) || (el.textContent || '').length > 400) break;
+      const t = text(el, 81);
+      if (t.length > 40) break;
+      if (money.test(t)) { found = el; break; }
+    }
+    if (!found || seen.has(found)) continue;
+    seen.add(found);
+    if (!visible(found)) continue;
     let struck = false;
-    for (let a = el; a && a !== body; a = a.parentElement) {
+    for (let a = found; a && a !== body; a = a.parentElement) {
       const s = getComputedStyle(a);
       if ((s.textDecorationLine || '').includes('line-through') || a.tagName === 'DEL' ||
           a.tagName === 'S') { struck = true; break; }
     }
-    prices.push({text: t, box: box(el), font: parseFloat(getComputedStyle(el).fontSize) || 0,
-                 struck: struck, chain: chain(el)});
+    prices.push({text: text(found, 81), box: box(found), struck: struck, chain: chain(found),
+                 font: parseFloat(getComputedStyle(found).fontSize) || 0});
   }
   const og = document.querySelector('meta[property="og:title"]');
   return {
