@@ -71,6 +71,7 @@ def test_the_gallery_is_the_large_images_beside_the_title() -> None:
         _image(8, "https://shop.example/star.png", Box(700, 150, 160, 160), g, hint="rating"),
         _image(9, "https://shop.example/hidden.jpg", Box(0, 0, 0, 0), g, visible=False),
         _image(10, "https://shop.example/promo.jpg", Box(0, 2500, 400, 400), (ASIDE_PROMO,)),
+        _image(11, "https://shop.example/v.jpg", Box(0, 3000, 400, 400), g, link=URL + "?v=2"),
     ]
     # The thumbnails link to their large photo (a zoom link), except the third.
     html = (
@@ -84,6 +85,7 @@ def test_the_gallery_is_the_large_images_beside_the_title() -> None:
         "https://shop.example/a.jpg",
         "https://shop.example/a-big.jpg",
         "https://shop.example/b.jpg",
+        "https://shop.example/v.jpg",  # a link to a variant of this very product
     )
     why = {v.url.rsplit("/", 1)[-1]: v.reason for v in found.verdicts if not v.kept}
     assert why["logo.png"] == "in the page's <header>"

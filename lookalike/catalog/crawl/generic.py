@@ -61,7 +61,7 @@ _NOT_PHOTO = frozenset(
     {
         *("logo", "logos", "icon", "icons", "sprite", "badge", "badges", "flag", "flags"),
         *("avatar", "payment", "payments", "banner", "banners", "placeholder", "spinner"),
-        *("loader", "loading", "rating", "stars", "star", "swatch", "swatches", "social"),
+        *("rating", "stars", "star", "swatch", "swatches", "social"),
     }
 )
 _OUTSIDE_TAGS = frozenset({"header", "footer", "nav", "aside"})
@@ -223,7 +223,9 @@ def _not_photo(image: MeasuredImage) -> str | None:
 
 
 def _same_page(a: str, b: str) -> bool:
-    return a.split("#", 1)[0].rstrip("/") == b.split("#", 1)[0].rstrip("/")
+    """Same host and path: another query is the same product (`?variant=2`), not another page."""
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.netloc, pa.path.rstrip("/")) == (pb.netloc, pb.path.rstrip("/"))
 
 
 def _links_away(image: MeasuredImage, page_url: str) -> bool:

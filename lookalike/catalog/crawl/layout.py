@@ -68,6 +68,10 @@ MEASURE_JS = """async ([moneySource, maxImages, maxPrices]) => {
   };
   const linkOf = (el) => { const a = el.closest('a[href]'); return a ? a.href : ''; };
 
+  // Marks the page set itself would mislead the Python side: remove them first.
+  for (const el of Array.from(document.querySelectorAll('[data-lookalike-image]'))) {
+    el.removeAttribute('data-lookalike-image');
+  }
   // One pass in document order, so `n` is page order for <img> and backgrounds alike.
   const images = [];
   const waits = [];
