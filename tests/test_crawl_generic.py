@@ -170,3 +170,14 @@ def test_sitemaps_robots_lines_and_load_more_buttons() -> None:
     assert has_load_more('<a href="#" class="btn">Mehr laden</a>')
     assert not has_load_more('<a href="/shop?page=2">Load more</a>')  # a page: followed as such
     assert not has_load_more("<button>Show more reviews</button>")
+
+
+def test_photos_shown_small_are_taken_when_nothing_is_shown_larger() -> None:
+    g = (GALLERY, MAIN)
+    images = [
+        _image(0, "https://shop.example/a.jpg", Box(100, 100, 120, 120), g),
+        _image(1, "https://shop.example/b.jpg", Box(230, 100, 120, 120), g),
+        _image(2, "https://shop.example/icon.png", Box(400, 100, 120, 120), g, natural=(64, 64)),
+    ]
+    found = read_product(_layout(images, []), _html(0), URL)
+    assert found.images == ("https://shop.example/a.jpg", "https://shop.example/b.jpg")

@@ -14,7 +14,8 @@ rendered in Chromium (the decisions need the layout `layout.MEASURE_JS` measured
   or class names recommendations ("you may also like", "related", ...), in a link to another page
   (a product card), is called a logo / icon / badge / banner, is banner-shaped (more than 3.2
   times wider than high, or higher than wide), is smaller than `min_rendered` CSS pixels on
-  screen (a small thumbnail is kept when it has a larger rendition and sits with the kept ones),
+  screen (a small thumbnail is kept when it has a larger rendition or many pixels and sits with
+  the kept ones, or when no image is shown larger),
   has fewer than `min_natural` pixels, or lies outside the section the title and the largest
   images share. Each kept one is taken at its largest rendition (zoom link, widest `srcset`, lazy
   attribute, then what is shown), duplicates removed.
@@ -295,6 +296,8 @@ def _gallery(
         else:
             refuse(image, best, f"too small on the page ({box.w:.0f}x{box.h:.0f})")
 
+    if not large:  # a shop that shows its photos small: the small ones with pixels are all
+        large, small = small, []
     # The product's own section: the one shared with the title by the largest images.
     depth = max((_title_depth(i) for i, _ in large), default=0)
     kept: list[tuple[MeasuredImage, str]] = []
