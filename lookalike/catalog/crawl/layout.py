@@ -10,8 +10,8 @@ nothing (the decisions are Python's, in `generic`, where they can be tested and 
   struck through (an old price);
 - the image candidates: every `<img>` (its rendered box and natural size) and every element with
   a CSS `background-image: url(...)` (natural size read from the loaded picture), each with the
-  chain of its ancestors (tag, class / id / role / aria-label, the heading of that section, whether
-  it contains the title) and the link it sits in.
+  chain of its ancestors (tag, class / id / role / aria-label, the last heading of that section
+  before the element, whether it contains the title) and the link it sits in.
 
 Each image element gets a `data-lookalike-image="N"` attribute, so the Python side can find it in
 the rendered HTML and read its renditions (`srcset`, zoom links ...) with `extract.renditions`.
@@ -53,16 +53,23 @@ MEASURE_JS = """async ([moneySource, maxImages, maxPrices]) => {
     el.getAttribute('role') || '', el.getAttribute('aria-label') || '',
     el.getAttribute('data-section-type') || ''].join(' ').replace(/\\s+/g, ' ').trim()
     .slice(0, 160);
-  const headingOf = (el) => {
-    if (main && el.contains(main)) return '';
-    const h = el.querySelector('h2, h3, h4, h5, h6, [role=heading]');
-    return h ? text(h, 80) : '';
+  // The heading of section `a` as seen from `el`: the last heading in `a` before `el` (a strip's
+  // heading precedes its cards; a heading after the gallery in the same column is not its own).
+  const headingOf = (a, el) => {
+    if (main && a.contains(main)) return '';
+    let last = null;
+    for (const h of a.querySelectorAll('h2, h3, h4, h5, h6, [role=heading]')) {
+      if (!(h.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING)) break;
+      last = h;
+    }
+    return last ? text(last, 80) : '';
   };
   const chain = (el) => {
     const out = [];
     for (let a = el.parentElement; a && a !== document.documentElement && out.length < 24;
          a = a.parentElement) {
-      out.push([a.tagName.toLowerCase(), hint(a), headingOf(a), !!(main && a.contains(main))]);
+      out.push([a.tagName.toLowerCase(), hint(a), headingOf(a, el),
+                !!(main && a.contains(main))]);
     }
     return out;
   };
