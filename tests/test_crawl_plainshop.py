@@ -103,6 +103,27 @@ def test_explain_says_where_each_field_came_from(shop: PlainShop) -> None:
     assert not (Path.cwd() / "catalogue.jsonl").exists()
 
 
+def test_selectors_fix_what_the_generic_reader_took(shop: PlainShop, tmp_path: Path) -> None:
+    """The selectors example of docs/crawler.md, on the page it describes."""
+    selectors = tmp_path / "bowl-shop.json"
+    selectors.write_text(
+        '{"title": "#app h1", "price": "#app h1 + p", "images": ["#app .big img"]}'
+    )
+    url = f"{shop.url}/product/js-bowl"
+    run = lookalike(
+        "crawl", "--explain", url, "--allow-private", "--selectors", str(selectors), "--json"
+    )
+    assert run.returncode == 0, run.stderr
+    explained = json.loads(run.stdout)
+    fields = explained["fields"]
+    assert fields["title"] == {"value": "Ceramic bowl", "source": "selectors"}
+    assert fields["price"] == {"value": 13.5, "source": "selectors"}
+    assert [i["url"] for i in explained["images"]] == [
+        f"{shop.url}/img/js-bowl-{n}-large.jpg" for n in (1, 2, 3)
+    ]
+    assert {i["reason"] for i in explained["images"]} == {"from selectors"}
+
+
 def test_load_more_counts_against_max_pages(shop: PlainShop, tmp_path: Path) -> None:
     summary = crawl(
         [f"{shop.url}/shop/"], tmp_path / "out", quick_options(max_pages=2, max_products=50)
@@ -110,3 +131,14 @@ def test_load_more_counts_against_max_pages(shop: PlainShop, tmp_path: Path) -> 
     assert summary.listing_pages == 2 and summary.limit_reached
     assert "/shop/more.json" not in shop.paths  # no page left to click "Load more" for
     assert summary.items == 9  # 5 on page 1, 4 on page 2 (and the disallowed one)
+
+
+def test_a_gzipped_sitemap_in_the_url_list(shop: PlainShop, tmp_path: Path) -> None:
+    """Static only (no browser): the 8 products with data; the 4 that need one are skipped."""
+    out = tmp_path / "out"
+    summary = crawl([f"{shop.url}/sitemap-products.xml.gz"], out, quick_options(render="static"))
+    assert summary.items == 8 and summary.pages_rendered == 0
+    reasons = {f.source.removeprefix(shop.url): f.reason for f in summary.failures}
+    for slug in ("js-bowl", "js-lamp", "css-print", "script-vase"):
+        assert reasons[f"/product/{slug}"].startswith("no product"), reasons
+    assert "robots.txt disallows it" in reasons["/product/secret-dress"]
