@@ -28,7 +28,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.errors import IndexDamagedError
+from lookalike.errors import IndexDamagedError, StoreError
 
 SEAL_FILE = "lookalike.seal.json"
 MANIFEST_FILE = "lookalike.json"
@@ -321,3 +321,36 @@ def repair_manifest(index_dir: Path) -> str | None:
     path.rename(path.with_name(MANIFEST_FILE + ".damaged"))
     set_aside_shard(index_dir)
     return f"{MANIFEST_FILE}: unreadable and no good copy; the index is rebuilt"
+
+
+def verify_index(index_dir: Path, open_store: Callable[[], Any]) -> VerifyReport:
+    """Everything `verify` checks: every sealed file's digest, then every point read back
+    through the store `open_store()` gives (opened without the open-time check). Damage is
+    reported, not raised; a StoreError opening the store (no index, locked) is raised."""
+    try:
+        sealed = read_seal(index_dir)
+        damage = check(index_dir, full=True)
+    except IndexDamagedError as exc:
+        sealed, damage = None, [Damage(SEAL_FILE, str(exc))]
+    state = "unsealed" if sealed is None else str(sealed.get("state"))
+    points = 0
+
+    def records(store: Any) -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, np.ndarray]]]:
+        nonlocal points
+        for rec in store.scroll(fields=["item_id", "kind"], with_vectors=True):
+            points += 1
+            yield rec.id, rec.payload, rec.vectors
+
+    try:
+        problems = vector_problems(records(open_store()))
+        if state == "writing":  # centroids are refreshed at the end of a run: not yet
+            problems = [p for p in problems if "centroid" not in p.what]
+        damage += problems
+    except StoreError:
+        raise  # no index, or locked by a writer: not a verdict on the files
+    except BaseException as exc:  # the bindings panic on some damaged files
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        damage.append(Damage(SHARD, f"cannot be read: {exc}"))
+    files = len((sealed or {}).get("files", {}))
+    return VerifyReport(state, files, points, tuple(damage))

@@ -206,3 +206,21 @@ def test_a_write_that_fails_before_writing_keeps_the_check(
 
 class _Other(TinyEmbedder):
     name = "another-embedder"
+
+
+def test_repair_leaves_a_shard_another_process_holds(built: tuple[Settings, Path]) -> None:
+    """A server holding the shard makes it unopenable here: that is no damage to set aside."""
+    from lookalike.errors import StoreError
+    from lookalike.store.edge import EdgeStore
+
+    settings, catalogue = built
+    held = EdgeStore(settings.index / "shard", {"image": 48})
+    try:
+        with _engine(settings) as engine, pytest.raises(StoreError, match="cannot open"):
+            engine.index(catalogue, repair=True)
+        assert not (settings.index / "shard.damaged").exists()
+        assert held.count() == 60
+    finally:
+        held.close()
+    with _engine(settings) as engine:
+        assert engine.verify().ok
