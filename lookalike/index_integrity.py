@@ -165,10 +165,16 @@ def seal(index_dir: Path) -> None:
 def check(index_dir: Path, *, full: bool = False) -> list[Damage]:
     """What differs from the seal. Cheap by default (sizes; digests of files whose time changed);
     `full`: every digest. Nothing when there is no seal or a write is under way."""
+    return _compare(index_dir, full=full)[0]
+
+
+def _compare(index_dir: Path, *, full: bool) -> tuple[list[Damage], dict[str, int]]:
+    """(damage, files whose time changed but not their bytes: path -> their time now)."""
     sealed = read_seal(index_dir)
     if sealed is None or sealed.get("state") != "sealed":
-        return []
+        return [], {}
     damage: list[Damage] = []
+    touched: dict[str, int] = {}
     records: Mapping[str, Mapping[str, Any]] = sealed["files"]
     for rel, rec in records.items():
         path = index_dir / rel
@@ -180,15 +186,36 @@ def check(index_dir: Path, *, full: bool = False) -> list[Damage]:
         if st.st_size != rec.get("size"):
             what = "truncated" if st.st_size < rec.get("size", 0) else "grown"
             damage.append(Damage(rel, f"{what}: {st.st_size} bytes, written {rec.get('size')}"))
-        elif (full or st.st_mtime_ns != rec.get("mtime_ns")) and file_digest(path) != rec.get(
-            "sha256"
-        ):
-            damage.append(Damage(rel, "its bytes changed since the last write"))
+        elif full or st.st_mtime_ns != rec.get("mtime_ns"):
+            if file_digest(path) != rec.get("sha256"):
+                damage.append(Damage(rel, "its bytes changed since the last write"))
+            elif st.st_mtime_ns != rec.get("mtime_ns"):
+                touched[rel] = st.st_mtime_ns
     for path in data_files(index_dir / SHARD):
         rel = path.relative_to(index_dir).as_posix()
         if rel not in records:
             damage.append(Damage(rel, "appeared after the last write"))
-    return damage
+    return damage, touched
+
+
+def _refresh_times(index_dir: Path, touched: Mapping[str, int]) -> None:
+    """Record the new times of files whose bytes did not change (an index copied without its
+    times is otherwise hashed again at every open). Only when no writer holds the index (its
+    lock taken without waiting), and never an error: a read-only folder just stays as it is."""
+    from lookalike.index_lock import folder_write_lock
+
+    try:
+        with folder_write_lock(index_dir, ".lock", ""):
+            sealed = read_seal(index_dir)
+            if sealed is None or sealed.get("state") != "sealed":
+                return
+            files = {
+                rel: {**rec, "mtime_ns": touched.get(rel, rec.get("mtime_ns"))}
+                for rel, rec in sealed["files"].items()
+            }
+            _write_seal(index_dir, {**sealed, "files": files})
+    except (OSError, StoreError):
+        return
 
 
 def repair_hint(index_dir: Path) -> str:
@@ -210,9 +237,11 @@ def damaged_error(index_dir: Path, damage: Iterable[Damage]) -> IndexDamagedErro
 
 def check_open(index_dir: Path) -> None:
     """The cheap check at open: IndexDamagedError naming what differs from the seal."""
-    damage = check(index_dir)
+    damage, touched = _compare(index_dir, full=False)
     if damage:
         raise damaged_error(index_dir, damage)
+    if touched:
+        _refresh_times(index_dir, touched)
 
 
 def vector_problems(
