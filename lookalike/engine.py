@@ -541,42 +541,13 @@ class Engine(ClosesStore):
         """Check everything (`lookalike verify`): every sealed file's digest, and every vector
         read back through the store (finite, unit length, centroids the mean of their views).
         Returns `index_integrity.VerifyReport`; never raises for damage, it reports it."""
-        from lookalike import index_integrity as integrity
+        from lookalike.index_integrity import verify_index
 
+        self._unchecked_open = True  # open it even when the open-time check fails
         try:
-            sealed = integrity.read_seal(self.index_dir)
-            damage = integrity.check(self.index_dir, full=True)
-        except StoreError as exc:
-            sealed, damage = None, [integrity.Damage(integrity.SEAL_FILE, str(exc))]
-        state = "unsealed" if sealed is None else str(sealed.get("state"))
-        points = 0
-        self._unchecked_open = True
-        try:
-            records = (
-                (r.id, r.payload, r.vectors)
-                for r in self.store.scroll(fields=["item_id", "kind"], with_vectors=True)
-            )
-
-            def counted() -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, F32]]]:
-                nonlocal points
-                for rec in records:
-                    points += 1
-                    yield rec
-
-            problems = integrity.vector_problems(counted())
-            if state == "writing":  # centroids are refreshed at the end of a run: not yet
-                problems = [p for p in problems if "centroid" not in p.what]
-            damage += problems
-        except StoreError:
-            raise  # no index, or locked by a writer: not a verdict on the files
-        except BaseException as exc:  # the bindings panic on some damaged files
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            damage.append(integrity.Damage(integrity.SHARD, f"cannot be read: {exc}"))
+            return verify_index(self.index_dir, lambda: self.store)
         finally:
             self._unchecked_open = False
-        files = len((sealed or {}).get("files", {}))
-        return integrity.VerifyReport(state, files, points, tuple(damage))
 
     def _repair(self) -> tuple[str, ...]:
         """Before a `--repair` run: find damage as `verify` does; a damaged shard is set aside
@@ -587,9 +558,17 @@ class Engine(ClosesStore):
             return ()
         try:
             report = self.verify()
-        except StoreError as exc:  # e.g. the shard's config unreadable: it cannot be opened
+        except StoreError as exc:
+            # The shard cannot be opened. Damage only if its files say so: another process
+            # holding it (a server) is not a reason to set it aside.
+            files = integrity.check(self.index_dir, full=True)
+            if not files:
+                raise
             report = integrity.VerifyReport(
-                "unsealed", 0, 0, (integrity.Damage(integrity.SHARD, str(exc)),)
+                "sealed",
+                0,
+                0,
+                (*files, integrity.Damage(integrity.SHARD, f"cannot be opened: {exc}")),
             )
         if not report.damage:
             return ()
