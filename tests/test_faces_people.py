@@ -188,3 +188,16 @@ def test_cli_people_commands(album: Path, tmp_path: Path, monkeypatch) -> None:
     assert [p["name"] for p in json.loads(r.stdout)["people"]] == ["Ann"]
     r = run(cli_faces.app, ["people", "name", "99", "Z", "--index", idx])
     assert r.exit_code == 2 and "no person 99" in r.output
+
+
+def test_a_listing_that_changes_nothing_writes_nothing(album: Path, tmp_path: Path) -> None:
+    """Readers (the People page) must not contend for the folder's write lock."""
+    with make_index(tmp_path) as fi:
+        fi.index(album)
+        first = pp.list_people(fi)
+        book = tmp_path / "idx" / pp.BOOK
+        before = book.stat().st_mtime_ns
+        with fi.write_lock():  # another writer holds the folder
+            again = pp.list_people(fi)
+        assert [p.person_id for p in again] == [p.person_id for p in first]
+        assert book.stat().st_mtime_ns == before

@@ -101,7 +101,10 @@ def people_router(
     def listing(include_hidden: bool) -> list[PersonView]:
         from lookalike.faces.people import list_people
 
-        return list_people(faces(), include_hidden=include_hidden)
+        # One listing or change at a time in this process: a listing may write the book, and
+        # the folder's lock refuses a second writer rather than wait.
+        with write_lock:
+            return list_people(faces(), include_hidden=include_hidden)
 
     def find(person: str) -> PersonView:
         for p in listing(True):

@@ -210,11 +210,19 @@ def list_people(
     every = faces.faces(with_vectors=True)
     vectors = np.stack([f.vector for f in every]) if every else np.zeros((0, DIM))
     labels = cluster_faces(vectors, limit)
-    with faces.write_lock():
-        book = assign([f.face_id for f in every], labels, load_book(faces.index_dir))
-        save_book(faces.index_dir, book)
-        views = _views(book, every)
-        _save_listing(faces.index_dir, views, limit)
+    ids = [f.face_id for f in every]
+    book = assign(ids, labels, load_book(faces.index_dir))
+    views = _views(book, every)
+    listing = _listing(views)
+    if book != load_book(faces.index_dir) or listing != _saved_listing(faces.index_dir):
+        # Something to write (new faces, faces gone, first listing): under the lock, from the
+        # book as it is now (another writer may have changed it meanwhile). A listing that
+        # changes nothing writes nothing, so readers do not contend for the lock.
+        with faces.write_lock():
+            book = assign(ids, labels, load_book(faces.index_dir))
+            save_book(faces.index_dir, book)
+            views = _views(book, every)
+            _save_listing(faces.index_dir, views, limit)
     return [v for v in views if include_hidden or not v.hidden]
 
 
@@ -244,6 +252,17 @@ def _views(book: Book, every: Sequence[Face]) -> list[PersonView]:
     return views
 
 
+def _listing(views: Sequence[PersonView]) -> dict[str, list[str]]:
+    return {v.person_id: [f.face_id for f in v.faces] for v in views}
+
+
+def _saved_listing(index_dir: Path) -> dict[str, list[str]] | None:
+    from lookalike.faces.index import PEOPLE
+
+    path = Path(index_dir) / PEOPLE
+    return json.loads(path.read_text()).get("people") if path.exists() else None
+
+
 def _save_listing(index_dir: Path, views: Sequence[PersonView], threshold: float) -> None:
     from datetime import UTC, datetime
 
@@ -254,6 +273,6 @@ def _save_listing(index_dir: Path, views: Sequence[PersonView], threshold: float
         {
             "threshold": threshold,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "people": {v.person_id: [f.face_id for f in v.faces] for v in views},
+            "people": _listing(views),
         },
     )
