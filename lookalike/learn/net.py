@@ -12,6 +12,7 @@ torch is imported inside the functions: it is the optional `train` extra.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,20 +155,22 @@ def export_onnx(net: Any, size: int, dest: Path) -> None:
     cpu = net.to("cpu")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
-    torch.onnx.export(
-        Whole().eval(),
-        (torch.zeros(1, 3, size, size),),
-        str(tmp),
-        input_names=["pixels"],
-        output_names=["gem", "avg", "logits"],
-        dynamic_axes={
-            "pixels": {0: "n", 2: "h", 3: "w"},
-            "gem": {0: "n"},
-            "avg": {0: "n"},
-            "logits": {0: "n"},
-        },
-        opset_version=17,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():  # the exporter's notes on constant folding
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Whole().eval(),
+            (torch.zeros(1, 3, size, size),),
+            str(tmp),
+            input_names=["pixels"],
+            output_names=["gem", "avg", "logits"],
+            dynamic_axes={
+                "pixels": {0: "n", 2: "h", 3: "w"},
+                "gem": {0: "n"},
+                "avg": {0: "n"},
+                "logits": {0: "n"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
     tmp.replace(dest)
     cpu.train(was_training)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -202,6 +203,7 @@ class Trainer:
         torch.set_num_threads(settings.threads or os.cpu_count() or 1)
         self.net.to(self.device)
         self.front, self.tail = nets.make_modules(self.net, cut)
+        self._front: Callable[[np.ndarray], Any] | None = None
         self.params = nets.trainable_parameters(self.net, cut)
 
     def _elapsed_min(self) -> float:
@@ -213,13 +215,55 @@ class Trainer:
         torch = self.torch
         outs = []
         self.net.eval()
+        front = self._front_runner()
         with torch.no_grad():
             for pixels in batches:
-                x = torch.from_numpy(normalise(pixels, self.pp)).to(self.device)
-                outs.append(self.front(x).to("cpu", torch.float16))
+                outs.append(front(normalise(pixels, self.pp)))
                 done += len(pixels)
                 self.notify(TrainProgress(stage, done, total))
         return torch.cat(outs), done
+
+    def _front_runner(self) -> Callable[[np.ndarray], Any]:
+        """(N, 3, s, s) inputs -> float16 CPU activations of the frozen front. On a GPU, torch; on
+        the CPU, the front exported to ONNX Runtime (several times faster than torch's CPU
+        convolutions here; the weights are frozen, so the export is exact)."""
+        torch = self.torch
+        if self._front is not None:
+            return self._front
+        if self.device.type != "cpu":
+
+            def run_torch(x: np.ndarray) -> Any:
+                return self.front(torch.from_numpy(x).to(self.device)).to("cpu", torch.float16)
+
+            self._front = run_torch
+            return run_torch
+        import tempfile
+        from pathlib import Path
+
+        from lookalike.models.runtime import open_session
+
+        with tempfile.TemporaryDirectory(prefix="lookalike-front-") as tmp:
+            path = Path(tmp) / "front.onnx"
+            with warnings.catch_warnings():  # the exporter's notes on constant folding
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    self.front.eval(),
+                    (torch.zeros(1, 3, self.pp.size, self.pp.size),),
+                    str(path),
+                    input_names=["pixels"],
+                    output_names=["act"],
+                    dynamic_axes={"pixels": {0: "n"}, "act": {0: "n"}},
+                    opset_version=17,
+                    dynamo=False,
+                )
+            session = open_session(path, threads=self.s.threads)
+
+        def run_ort(x: np.ndarray) -> Any:
+            (act,) = session.run(["act"], {"pixels": x})
+            return torch.from_numpy(act).to(torch.float16)
+
+        self._front = run_ort
+        return run_ort
 
     def _batched(self, pixels: Sequence[np.ndarray]) -> list[np.ndarray]:
         b = max(1, self.s.batch_size)
@@ -343,6 +387,8 @@ class Trainer:
             ]
         )
         y = torch.tensor([pos[item] for item in labels])
+        if self.device.type == "cpu":
+            self.net.to(memory_format=torch.channels_last)
         # The best trained epoch (at least one epoch always trains: --force applies it even when
         # it does not beat the base network).
         best_state: list[Any] = []
@@ -362,8 +408,13 @@ class Trainer:
             order = torch.from_numpy(rng.permutation(n))
             losses = []
             for start in range(0, n, s.batch_size):
+                if start and s.minutes is not None and self._elapsed_min() > s.minutes * 0.85:
+                    stopped = "time"  # out of budget mid-epoch: measure what was learnt, stop
+                    break
                 idx = order[start : start + s.batch_size]
                 x = cached[idx].to(self.device, torch.float32)
+                if self.device.type == "cpu":  # measured ~30% faster for these convolutions
+                    x = x.contiguous(memory_format=torch.channels_last)
                 gem, _, _ = self.tail(x)
                 z = torch.nn.functional.normalize(gem, dim=1)
                 p = torch.nn.functional.normalize(proxies, dim=1)
@@ -390,11 +441,14 @@ class Trainer:
             epoch_seconds = time.perf_counter() - t0
             if score > best_score:
                 best_score, best_epoch, best_state = score, epoch, self._state()
-            elif epoch - best_epoch >= s.patience:
+            if stopped == "time":
+                break
+            if epoch - best_epoch >= s.patience:
                 stopped = "patience"
                 break
         self._load(best_state)
         self.net.eval()
+        self.net.to(memory_format=torch.contiguous_format)
         return TrainReport(
             base_recall=base,
             recall=best_score[0],
