@@ -99,10 +99,13 @@ def test_jobs_and_writes_without_the_secret_are_refused(served: tuple[Path, Engi
             assert r.status_code in (401, 403) and "X-API-Key" in r.json()["detail"], r.text
             assert c.delete("/api/items/p0", headers=headers).status_code in (401, 403)
             assert c.get("/api/server", headers=headers).status_code == 403
+            assert c.get("/api/server/stats", headers=headers).status_code == 403
         assert c.get("/api/jobs").json() == []
         assert c.delete("/api/items/p0", headers={"X-API-Key": SECRET}).status_code == 200
         me = c.get("/api/server", headers={"X-API-Key": SECRET}).json()
         assert me == {"index": str(engine.index_dir.resolve()), "pid": os.getpid()}
+        stats = c.get("/api/server/stats", headers={"X-API-Key": SECRET}).json()
+        assert list(stats) == list(engine.stats()) and stats["items"] == 2  # p0 was deleted
 
 
 def test_the_api_key_starts_jobs_only_inside_the_catalogue_root(
@@ -159,3 +162,18 @@ def test_server_file_is_private_and_removed_only_by_its_writer(tmp_path: Path) -
     assert read_record(tmp_path) is None
     assert local_url("0.0.0.0", 8000) == "http://127.0.0.1:8000"
     assert local_url("::", 8000) == "http://[::1]:8000"
+
+
+def test_a_jobs_summary_reads_back_as_the_engines(served: tuple[Path, Engine]) -> None:
+    from dataclasses import asdict, replace
+
+    from lookalike.api.remote import summary_from
+    from lookalike.types import Skipped
+
+    root, engine = served
+    summary = engine.index(_more(root))
+    assert summary.items_in_index == 4 and summary.skipped == ()
+    assert summary_from(asdict(summary)) == summary
+    assert summary_from(json.loads(json.dumps(asdict(summary)))) == summary
+    odd = replace(summary, skipped=(Skipped("a.jpg", "not an image"),), repaired=("shard",))
+    assert summary_from(json.loads(json.dumps(asdict(odd)))) == odd

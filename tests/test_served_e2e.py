@@ -12,11 +12,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import httpx
 import pytest
+
+from lookalike.types import IndexSummary
 
 pytestmark = pytest.mark.e2e
 
@@ -151,7 +153,6 @@ def test_the_cli_goes_through_the_running_server(shop: Shop, served: Server) -> 
     assert out.returncode == 0, out.stderr
     through = json.loads(out.stdout)
     assert through["results"][0]["item_id"] == shop.query_item
-    assert set(through) == {"mode", "score", "query_object", "timings_ms", "results"}
 
     out = _cli("similar", shop.query_item, "--index", index, "-k", "2", "--json")
     assert out.returncode == 0, out.stderr
@@ -175,10 +176,8 @@ def test_the_cli_goes_through_the_running_server(shop: Shop, served: Server) -> 
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert summary["items"] == 1 and summary["images_unchanged"] == 2
-    assert set(summary) == {"items", "images_seen", "images_embedded", "images_unchanged",
-                            "views_written", "items_removed", "skipped", "seconds",
-                            "items_in_catalogue", "items_in_index", "repaired"}  # fmt: skip
-    assert summary["items_in_catalogue"] == 1 and summary["items_in_index"] == 4
+    assert set(summary) == {f.name for f in fields(IndexSummary)}  # as `index --json` prints
+    assert summary["items_in_index"] == 4  # as the server's engine counts, not a default
 
     # What cannot go through a server says which server has the index.
     out = _cli("duplicates", "--index", index)
@@ -202,15 +201,30 @@ def test_the_cli_goes_through_the_running_server(shop: Shop, served: Server) -> 
     assert httpx.get(f"{served.url}/api/items/{shop.new_id}").status_code == 404
 
     # After a clean stop the file is gone and the CLI opens the index itself, same answers.
+    out = _cli("search", shop.query, "--index", index, "-k", "3", "--json")
+    through = json.loads(out.stdout)  # the index as it is now (a job recalibrated its levels)
+    out = _cli("stats", "--index", index, "--json")
+    stats = json.loads(out.stdout)
     _stop(served)
     assert not info.exists()
     out = _cli("search", shop.query, "--index", index, "-k", "3", "--json")
     assert out.returncode == 0, out.stderr
     local = json.loads(out.stdout)
-    assert [(r["item_id"], r["score"]) for r in local["results"]] == [
-        (r["item_id"], r["score"]) for r in through["results"]
-    ]
-    assert json.loads(_cli("stats", "--index", index, "--json").stdout).keys() == stats.keys()
+    # The same answer, to the digit, but for the timings and the server's names of image files.
+    assert _comparable(local) == _comparable(through)
+    out = _cli("stats", "--index", index, "--json")
+    assert out.returncode == 0, out.stderr
+    local_stats = json.loads(out.stdout)
+    assert list(local_stats) == list(stats)
+    assert {k: v for k, v in local_stats.items() if k != "disk_bytes"} == {
+        k: v for k, v in stats.items() if k != "disk_bytes"
+    }
+
+
+def _comparable(result: dict) -> dict:
+    out = {k: v for k, v in result.items() if k != "timings_ms"}
+    out["results"] = [{**r, "image": Path(r["image"]).name} for r in result["results"]]
+    return out
 
 
 def test_a_killed_servers_file_is_ignored(shop: Shop, tmp_path: Path) -> None:
@@ -267,7 +281,7 @@ def test_faces_search_goes_through_the_server(shop: Shop, data_dir: Path, tmp_pa
         found = json.loads(out.stdout)
         photos = {Path(m["photo"]).name for m in found["results"]}
         assert photos == {"img1.jpg", "img4.jpg"}, found
-        assert set(found) == {"threshold", "query_face", "query_faces", "timings_ms", "results"}
+        assert {"threshold", "query_face", "query_faces", "timings_ms", "results"} <= set(found)
         out = _cli("faces", "stats", "--index", str(shop.index))
         assert out.returncode != 0 and server.url in out.stderr, out.stderr
     finally:

@@ -5,7 +5,8 @@ DIR open runs here, in the server, on the engine it already has open.
                            machine) in the background; 202 with the job          [write access]
     GET  /api/jobs         recent jobs, newest first
     GET  /api/jobs/{id}    one job: state, stage, progress, and the summary when done
-    GET  /api/server       this server's index folder and process id             [write access]
+    GET  /api/server       this server's index folder and process id             [local secret]
+    GET  /api/server/stats `Engine.stats()` as the CLI prints it                 [local secret]
 
 Contracts:
 - Jobs run one at a time on one worker thread, never in a request: the request answers at once
@@ -34,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import anyio
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -106,7 +108,7 @@ class IndexJobs:
         write_lock: threading.Lock,
         on_written: Callable[[], None] = lambda: None,
     ) -> None:
-        self._engine = engine
+        self.engine = engine
         self._write_lock = write_lock
         self._on_written = on_written
         self._jobs: OrderedDict[str, Job] = OrderedDict()
@@ -172,7 +174,7 @@ class IndexJobs:
         try:
             with self._write_lock:
                 try:
-                    summary = self._engine.index(
+                    summary = self.engine.index(
                         Path(job.catalogue), sync=job.sync, progress=progress
                     )
                 finally:
@@ -307,5 +309,15 @@ def jobs_router(
                 {"detail": "only for the local CLI", "error": "forbidden"}, status_code=403
             )
         return {"index": str(index_dir.resolve()), "pid": os.getpid()}
+
+    @router.get("/api/server/stats", include_in_schema=False)
+    async def engine_stats(x_api_key: Annotated[str | None, Header()] = None) -> Any:
+        """For the CLI: `Engine.stats()` as it is (server paths included), so `lookalike stats`
+        prints through a server what it prints alone."""
+        if not is_local(x_api_key):
+            return JSONResponse(
+                {"detail": "only for the local CLI", "error": "forbidden"}, status_code=403
+            )
+        return await anyio.to_thread.run_sync(jobs.engine.stats)
 
     return router

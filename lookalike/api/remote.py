@@ -147,10 +147,8 @@ class ServedIndex:
     # -- reads -----------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        info = self._call("GET", "/api/stats")
-        for extra in ("text_tower", "auth_required", "max_upload_bytes", "mode"):
-            info.pop(extra, None)  # the server's own keys: not what `stats` shows
-        return {"index": str(self.index_dir), **info}
+        info = self._call("GET", "/api/server/stats")  # the engine's own, not /api/stats
+        return {**info, "index": str(self.index_dir)}  # as the user named it, as the CLI does
 
     def facets(self, field: str, *, where: str | None = None, limit: int = 20) -> dict[Any, int]:
         params: dict[str, Any] = {"field": field, "limit": limit}
@@ -168,17 +166,15 @@ class ServedIndex:
         mode: str | None = None,
         box: tuple[float, float, float, float] | None = None,
         text: str | None = None,
-        box_units: str = "px",
     ) -> SearchResult:
-        """The photo is read here (path or URL, with the engine's limits) and uploaded; `box` in
-        pixels of the photo, or fractions of its sides (`box_units="fraction"`)."""
+        """The photo is read here (path or URL, with the engine's limits) and uploaded."""
         data = self._read_photo(photo)
         form: dict[str, Any] = {"k": str(k)}
         for name, value in (("where", where), ("mode", mode), ("text", text)):
             if value:
                 form[name] = value
         if box is not None:
-            form.update(box=",".join(str(v) for v in box), box_units=box_units)
+            form.update(box=",".join(str(v) for v in box), box_units="px")
         try:
             out = self._call(
                 "POST",
@@ -312,8 +308,6 @@ class ServedIndex:
     ) -> IndexSummary:
         """Index `catalogue` (a path on this machine, which is the server's) as a job of the
         server; polls it, reporting its stages to `progress`, until it ends."""
-        from lookalike.types import IndexSummary, Skipped
-
         if runner is not None:
             raise StoreError(self.cannot("`index --ray`"))
         if repair:
@@ -353,20 +347,27 @@ class ServedIndex:
             raise error_from(
                 500, str(error.get("detail", "failed")), str(error.get("error", "")), ""
             )
-        s = job["summary"]
-        return IndexSummary(
-            items=s["items"],
-            images_seen=s["images_seen"],
-            images_embedded=s["images_embedded"],
-            images_unchanged=s["images_unchanged"],
-            views_written=s["views_written"],
-            items_removed=s["items_removed"],
-            skipped=tuple(Skipped(x["source"], x["reason"]) for x in s["skipped"]),
-            seconds=float(s["seconds"]),
-            items_in_catalogue=int(s.get("items_in_catalogue", s["items"])),
-            items_in_index=int(s.get("items_in_index", 0)),
-            repaired=tuple(s.get("repaired", ())),
-        )
+        return summary_from(job["summary"])
+
+
+def summary_from(data: dict[str, Any]) -> IndexSummary:
+    """The `IndexSummary` a job reports (`dataclasses.asdict` of it) as the engine returns it:
+    every field it carries, whatever fields the summary has gained."""
+    import dataclasses
+
+    from lookalike.types import IndexSummary, Skipped
+
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(IndexSummary):
+        if f.name not in data:
+            continue  # a server of another version: the field's default
+        value = data[f.name]
+        if f.name == "skipped":
+            value = tuple(Skipped(x["source"], x["reason"]) for x in value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return IndexSummary(**values)
 
 
 def error_from(status: int, detail: str, kind: str, server: str) -> LookalikeError:
@@ -395,6 +396,7 @@ def _search_result(out: dict[str, Any]) -> SearchResult:
             image=h["image"],
             fields=h["fields"],
             box=tuple(h["box"]) if h.get("box") else None,  # type: ignore[arg-type]
+            match=h.get("match"),
         )
         for h in out["results"]
     )
