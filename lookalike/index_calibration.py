@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str, int, int], None]
 MODES = ("centroid", "views")
-EXACT_BELOW = 5000
+EXACT_BELOW = 500
 """Up to this many views, any change of them recalibrates; above, a change of `DRIFT` in number."""
 DRIFT = 0.1
 AUGMENTED = 64
