@@ -37,7 +37,8 @@ def main() -> None:
     with Engine(args.index, settings=Settings(index=args.index)) as engine:
         with engine._write_lock():
             calibrate_index(engine)  # no-op when the levels are current
-        out["levels"] = describe(calibration_levels(engine))
+        space = "tuned" if engine.projection is not None else "image"
+        out["levels"] = describe(calibration_levels(engine), space)
         print(out["levels"])
         with open(args.queries) as fh:
             inside = [(r["image"], r["item_id"]) for r in csv.DictReader(fh)]

@@ -126,8 +126,7 @@ def held_out_scores(
     pos = np.empty(rows.size)
     neg = np.empty(rows.size)
     if mode == "centroid":
-        sums = np.zeros((len(names), vectors.shape[1]), dtype=np.float64)
-        np.add.at(sums, inverse, vectors)
+        sums = _item_sums(vectors, inverse, len(names))
         centroids = l2_normalise(sums.astype(np.float32))
         for start in range(0, rows.size, 512):
             chunk = rows[start : start + 512]
@@ -164,8 +163,7 @@ def query_scores(
     where_item = {name: i for i, name in enumerate(names)}
     mine = np.array([where_item[str(o)] for o in own])
     if mode == "centroid":
-        sums = np.zeros((len(names), vectors.shape[1]), dtype=np.float64)
-        np.add.at(sums, inverse, vectors)
+        sums = _item_sums(vectors, inverse, len(names))
         sims = np.asarray(queries, dtype=np.float32) @ l2_normalise(sums.astype(np.float32)).T
     else:
         per_view = np.asarray(queries, dtype=np.float32) @ vectors.T
@@ -177,3 +175,11 @@ def query_scores(
     sims[np.arange(len(mine)), mine] = -np.inf
     neg = sims.max(axis=1).astype(np.float64) if len(names) > 1 else np.zeros(0)
     return pos, neg
+
+
+def _item_sums(vectors: np.ndarray, inverse: np.ndarray, items: int) -> np.ndarray:
+    """(items, D) float64 sums of each item's rows; every item has a row (`np.unique` ids).
+    Sorted segment sums: `np.add.at` takes a second on 2,700 rows of 1,280-d."""
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(items))
+    return np.add.reduceat(vectors[order].astype(np.float64), starts, axis=0)

@@ -123,6 +123,7 @@ class RayRunner:
                 "embedder": engine.embedder_name,
                 "views": engine.views.to_dict(),
                 "identity": json.dumps(engine.manifest.identity(), sort_keys=True, default=str),
+                "network": _network_for_workers(engine),
             },
             batch_size=batch_size,
             batch_format="numpy",
@@ -136,6 +137,16 @@ class RayRunner:
         except ray.exceptions.RayError as exc:
             # A worker failed (its model differs, it could not load one ...): Ray wraps the cause.
             raise LookalikeError(f"distributed indexing failed on a Ray worker: {exc}") from exc
+
+
+def _network_for_workers(engine: Engine) -> dict[str, Any] | None:
+    """The index's adapted network record (`tune --train`) with the file's absolute path: the
+    workers embed with it (and check its sha256), as this process would."""
+    if not engine.network:
+        return None
+    from lookalike.learn.adapted import network_path
+
+    return {**engine.network, "path": str(network_path(engine.index_dir, engine.network).resolve())}
 
 
 def _import_ray() -> Any:
@@ -159,7 +170,12 @@ class _EmbedActor:
     """
 
     def __init__(
-        self, settings: dict[str, Any], embedder: str, views: dict[str, Any], identity: str
+        self,
+        settings: dict[str, Any],
+        embedder: str,
+        views: dict[str, Any],
+        identity: str,
+        network: dict[str, Any] | None = None,
     ) -> None:
         from lookalike.config import Settings
         from lookalike.engine import Engine, _views_from_dict
@@ -171,6 +187,7 @@ class _EmbedActor:
             embedder=embedder,
             views=_views_from_dict(views),
         )
+        self.engine.network = network  # the index's adapted network, if it has one
         mine = json.dumps(self.engine._wanted_manifest().identity(), sort_keys=True, default=str)
         if mine != identity:
             raise IndexMismatchError(

@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -237,6 +237,13 @@ def _views_from_dict(d: Mapping[str, Any]) -> ViewSettings:
     return ViewSettings(**values)
 
 
+def _view_key(view: Any, image: Image.Image) -> tuple[list[float], str]:
+    """(box, key) of a catalogue photo's view: the key names the view within its photo."""
+    box = view.box.as_list() if view.box is not None else [0.0, 0.0, *map(float, image.size)]
+    key = "full" if view.box is None else f"{view.label}@" + ",".join(f"{c:.0f}" for c in box)
+    return box, key
+
+
 def _consensus(lists: Sequence[Sequence[str]], *, top: int = 3) -> list[str]:
     """Values found in at least a third of an item's views, most frequent first (at least one)."""
     counts: dict[str, int] = {}
@@ -288,6 +295,9 @@ class Engine(ClosesStore):
         Naming another store than the one an existing index records is an IndexMismatchError."""
         self.settings = settings or Settings()
         self.index_dir = Path(index_dir) if index_dir is not None else self.settings.index
+        from lookalike.learn.swap import recover_network_swap
+
+        recover_network_swap(self.index_dir)  # a `tune --train` swap interrupted mid-way
         self.manifest = IndexManifest.load(self.index_dir)
         self.views = self._resolve_views(views)
         self._stage_cache: tuple[Any, Any] | None = None
@@ -300,12 +310,15 @@ class Engine(ClosesStore):
             self.manifest.embedder.name if self.manifest else self.settings.embedder
         )
         self._embedder = image_embedder
+        self._injected = image_embedder is not None
         self._wanted: IndexManifest | None = None
         self._checked = False
         self._store = store
         self._store_spec = store_spec
         self._projection: Any = None
         self._projection_loaded = False
+        self.network: dict[str, Any] | None = self.manifest.network if self.manifest else None
+        """The adapted network to embed with (`lookalike.learn.adapted`), as the manifest records."""
         self._reader: Any = None
         self._text_index: Any = None
         self._last_read: tuple[Image.Image, Any] | None = None
@@ -391,13 +404,18 @@ class Engine(ClosesStore):
             offline=self.settings.offline,
         )
         model_dir = models.path(spec.name)
-        embedder = load_embedder(
-            spec,
-            model_dir,
-            threads=self.settings.threads,
-            optimization=self.settings.ort_optimization,
-            spinning=self.settings.ort_spinning,
-        )
+        if self.network:  # `tune --train` re-embedded the index with an adapted network
+            from lookalike.learn.adapted import open_adapted
+
+            embedder = open_adapted(self.index_dir, self.network, spec, self.settings)
+        else:
+            embedder = load_embedder(
+                spec,
+                model_dir,
+                threads=self.settings.threads,
+                optimization=self.settings.ort_optimization,
+                spinning=self.settings.ort_spinning,
+            )
         digest = hashlib.sha256()
         for f in spec.files:
             digest.update(sha256_file(model_dir / f.filename).encode())
@@ -490,6 +508,11 @@ class Engine(ClosesStore):
         else:
             _ = self.embedder  # loads the model and checks it is the one that built the index
 
+    def write_lock(self) -> AbstractContextManager[tuple[str, ...]]:
+        """The index's one-writer lock, for code beside the engine that rewrites the index
+        (`tune`, `tune --train`): refused when the index is damaged, sealed after the block."""
+        return self._write_lock()
+
     @contextmanager
     def _write_lock(self, *, repair: bool = False) -> Iterator[tuple[str, ...]]:
         """One writer at a time, and the index sealed after each successful write
@@ -518,42 +541,13 @@ class Engine(ClosesStore):
         """Check everything (`lookalike verify`): every sealed file's digest, and every vector
         read back through the store (finite, unit length, centroids the mean of their views).
         Returns `index_integrity.VerifyReport`; never raises for damage, it reports it."""
-        from lookalike import index_integrity as integrity
+        from lookalike.index_integrity import verify_index
 
+        self._unchecked_open = True  # open it even when the open-time check fails
         try:
-            sealed = integrity.read_seal(self.index_dir)
-            damage = integrity.check(self.index_dir, full=True)
-        except StoreError as exc:
-            sealed, damage = None, [integrity.Damage(integrity.SEAL_FILE, str(exc))]
-        state = "unsealed" if sealed is None else str(sealed.get("state"))
-        points = 0
-        self._unchecked_open = True
-        try:
-            records = (
-                (r.id, r.payload, r.vectors)
-                for r in self.store.scroll(fields=["item_id", "kind"], with_vectors=True)
-            )
-
-            def counted() -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, F32]]]:
-                nonlocal points
-                for rec in records:
-                    points += 1
-                    yield rec
-
-            problems = integrity.vector_problems(counted())
-            if state == "writing":  # centroids are refreshed at the end of a run: not yet
-                problems = [p for p in problems if "centroid" not in p.what]
-            damage += problems
-        except StoreError:
-            raise  # no index, or locked by a writer: not a verdict on the files
-        except BaseException as exc:  # the bindings panic on some damaged files
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            damage.append(integrity.Damage(integrity.SHARD, f"cannot be read: {exc}"))
+            return verify_index(self.index_dir, lambda: self.store)
         finally:
             self._unchecked_open = False
-        files = len((sealed or {}).get("files", {}))
-        return integrity.VerifyReport(state, files, points, tuple(damage))
 
     def _repair(self) -> tuple[str, ...]:
         """Before a `--repair` run: find damage as `verify` does; a damaged shard is set aside
@@ -564,9 +558,17 @@ class Engine(ClosesStore):
             return ()
         try:
             report = self.verify()
-        except StoreError as exc:  # e.g. the shard's config unreadable: it cannot be opened
+        except StoreError as exc:
+            # The shard cannot be opened. Damage only if its files say so: another process
+            # holding it (a server) is not a reason to set it aside.
+            files = integrity.check(self.index_dir, full=True)
+            if not files:
+                raise
             report = integrity.VerifyReport(
-                "unsealed", 0, 0, (integrity.Damage(integrity.SHARD, str(exc)),)
+                "sealed",
+                0,
+                0,
+                (*files, integrity.Damage(integrity.SHARD, f"cannot be opened: {exc}")),
             )
         if not report.damage:
             return ()
@@ -574,6 +576,19 @@ class Engine(ClosesStore):
         integrity.set_aside_shard(self.index_dir)
         self._kinds = None
         return tuple(str(d) for d in report.damage)
+
+    def reload(self) -> None:
+        """Read the index folder again (after `tune --train` or `--reset` swapped its network and
+        vectors): manifest, embedder, projection and store are reopened on next use."""
+        self.close()
+        self.manifest = IndexManifest.load(self.index_dir)
+        self.network = self.manifest.network if self.manifest else None
+        self._wanted = None
+        self._checked = False
+        if not self._injected:
+            self._embedder = None
+        self._projection, self._projection_loaded = None, False
+        self._text_index = None
 
     # -- indexing ------------------------------------------------------------------------------
 
@@ -967,8 +982,7 @@ class Engine(ClosesStore):
         words = self._read_words(image) if self.settings.ocr else None
         out = []
         for v in views_for_image(image, detector, isolator, self.views):
-            box = v.box.as_list() if v.box is not None else [0.0, 0.0, *map(float, image.size)]
-            key = "full" if v.box is None else f"{v.label}@" + ",".join(f"{c:.0f}" for c in box)
+            box, key = _view_key(v, image)
             rgb = v.image.convert("RGB")
             colours = tuple(dominant_colours(rgb)) if self.settings.attributes else ()
             tensor = prepare(rgb) if prepare is not None else None
@@ -976,6 +990,24 @@ class Engine(ClosesStore):
                 _View(key, tuple(box), v.label, float(v.score), rgb, colours, tensor, words)  # type: ignore[arg-type]
             )
         return out
+
+    def training_views(self, source: str, *, query: bool = False) -> list[tuple[str, Image.Image]]:
+        """(view key, RGB image) of each view indexing makes of one photo; with `query`, the one
+        view a search of the photo uses first (key "query"). What `lookalike.learn` trains on and
+        re-embeds, so training sees the pixels the index embeds. Raises DecodeError, OSError."""
+        from lookalike.pipeline.decode import decode_image, read_source
+        from lookalike.pipeline.isolate import views_for_image
+
+        if query:
+            photo = self._decode_query(source)
+            return [("query", self._query_views(photo)[0].image.convert("RGB"))]
+        limits = self._decode_limits()
+        image = decode_image(read_source(source, limits), source, limits)
+        detector, isolator = self._stages()
+        return [
+            (_view_key(v, image)[1], v.image.convert("RGB"))
+            for v in views_for_image(image, detector, isolator, self.views)
+        ]
 
     def _text_reader(self) -> Any:
         if self._reader is None:
@@ -1592,6 +1624,13 @@ class Engine(ClosesStore):
 
         return projection_status(self, exact=exact)
 
+    def network_status(self, *, exact: bool = True) -> Any:
+        """`lookalike.learn.adapted.NetworkStatus`: is the index embedded with an adapted network
+        (`tune --train`), is it stale."""
+        from lookalike.learn.adapted import network_status
+
+        return network_status(self, exact=exact)
+
     def tune(self, **kwargs: Any) -> Any:
         """Fit, store and apply a learned projection: see `lookalike.index_tune.tune_index`."""
         from lookalike.index_tune import tune_index
@@ -1615,6 +1654,9 @@ class Engine(ClosesStore):
             "created": manifest.created if manifest else None,
             "disk_bytes": store.disk_bytes(),
             "projection": self.projection_status(exact=False).describe(),
-            "match_levels": describe_levels(calibration_levels(self)),
+            "match_levels": describe_levels(
+                calibration_levels(self), "tuned" if self.projection is not None else "image"
+            ),
+            "network": self.network_status(exact=False).describe(),
             "fields": self.fields(),
         }

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str, int, int], None]
 MODES = ("centroid", "views")
+EXACT_BELOW = 500
+"""Up to this many views, any change of them recalibrates; above, a change of `DRIFT` in number."""
+DRIFT = 0.1
 AUGMENTED = 64
 """Photos perturbed and embedded as queries when too few items have a second photo."""
 
@@ -65,24 +68,39 @@ def calibration_levels(engine: Engine) -> dict[str, dict[str, Levels]]:
     return out
 
 
-def calibrate_index(engine: Engine, *, seed: int = 0, progress: Progress | None = None) -> None:
+def calibrate_index(
+    engine: Engine, *, seed: int = 0, progress: Progress | None = None, force: bool = False
+) -> None:
     """Compute the levels from the index's views and save them in its manifest (the caller holds
-    the write lock). Skipped when the views are those the current levels were computed on."""
+    the write lock). Skipped when they are current: same projection and, for indexes of up to
+    `EXACT_BELOW` views, the very views they were computed on; above it, a number of views within
+    `DRIFT` of theirs (levels move slowly with a large catalogue, and items added one at a time
+    through the HTTP API must not cost a calibration each)."""
     from lookalike.index_tune import views_signature
 
     manifest = engine.manifest
     if manifest is None:
         return
-    signature, count = views_signature(engine.store)
+    count = engine.store.count(where("kind", "view"))
     projection = engine._stored_projection()
     projection_sha = projection.sha256 if projection is not None else None
     old = manifest.calibration or {}
-    if old.get("views") == signature and old.get("projection") == projection_sha:
-        return
+    signature = views_signature(engine.store)[0] if count <= EXACT_BELOW else None
+    if not force and old.get("projection") == projection_sha and "spaces" in old:
+        if signature is not None and old.get("views") == signature:
+            return
+        before = int(old.get("view_count") or 0)
+        if signature is None and before and abs(count - before) <= DRIFT * before:
+            return
     notify = progress or (lambda stage, done, total: None)
     notify("calibrate", 0, 0)
     spaces = _calibrate(engine, projection, seed) if count else {}
-    record = {"views": signature, "projection": projection_sha, "spaces": spaces}
+    record = {
+        "views": signature,
+        "view_count": count,
+        "projection": projection_sha,
+        "spaces": spaces,
+    }
     manifest = dataclasses.replace(manifest, calibration=record)
     manifest.save(engine.index_dir)
     engine.manifest = manifest
@@ -168,11 +186,10 @@ def _augmented_queries(
     return np.stack(vectors), own
 
 
-def describe(levels: Mapping[str, Mapping[str, Levels]]) -> str:
-    """One line for `stats`: the levels searches use by default (tuned space when present)."""
-    if not levels:
+def describe(levels: Mapping[str, Mapping[str, Levels]], space: str = "image") -> str:
+    """One line for `stats`: the levels of the search space searches use (`image`, `tuned`)."""
+    if not levels.get(space):
         return "none (index again to calibrate)"
-    space = "tuned" if "tuned" in levels else "image"
     parts = [
         f"{mode}: same product >= {lv.same:.3f}, no close match < {lv.floor:.3f} "
         f"({lv.precision:.0%} right on {lv.photos} {lv.source} photos)"

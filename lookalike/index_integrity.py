@@ -30,7 +30,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.errors import IndexDamagedError
+from lookalike.errors import IndexDamagedError, StoreError
 
 SEAL_FILE = "lookalike.seal.json"
 MANIFEST_FILE = "lookalike.json"
@@ -167,10 +167,16 @@ def seal(index_dir: Path) -> None:
 def check(index_dir: Path, *, full: bool = False) -> list[Damage]:
     """What differs from the seal. Cheap by default (sizes; digests of files whose time changed);
     `full`: every digest. Nothing when there is no seal or a write is under way."""
+    return _compare(index_dir, full=full)[0]
+
+
+def _compare(index_dir: Path, *, full: bool) -> tuple[list[Damage], dict[str, int]]:
+    """(damage, files whose time changed but not their bytes: path -> their time now)."""
     sealed = read_seal(index_dir)
     if sealed is None or sealed.get("state") != "sealed":
-        return []
+        return [], {}
     damage: list[Damage] = []
+    touched: dict[str, int] = {}
     records: Mapping[str, Mapping[str, Any]] = sealed["files"]
     for rel, rec in records.items():
         path = index_dir / rel
@@ -182,15 +188,36 @@ def check(index_dir: Path, *, full: bool = False) -> list[Damage]:
         if st.st_size != rec.get("size"):
             what = "truncated" if st.st_size < rec.get("size", 0) else "grown"
             damage.append(Damage(rel, f"{what}: {st.st_size} bytes, written {rec.get('size')}"))
-        elif (full or st.st_mtime_ns != rec.get("mtime_ns")) and file_digest(path) != rec.get(
-            "sha256"
-        ):
-            damage.append(Damage(rel, "its bytes changed since the last write"))
+        elif full or st.st_mtime_ns != rec.get("mtime_ns"):
+            if file_digest(path) != rec.get("sha256"):
+                damage.append(Damage(rel, "its bytes changed since the last write"))
+            elif st.st_mtime_ns != rec.get("mtime_ns"):
+                touched[rel] = st.st_mtime_ns
     for path in data_files(index_dir / SHARD):
         rel = path.relative_to(index_dir).as_posix()
         if rel not in records:
             damage.append(Damage(rel, "appeared after the last write"))
-    return damage
+    return damage, touched
+
+
+def _refresh_times(index_dir: Path, touched: Mapping[str, int]) -> None:
+    """Record the new times of files whose bytes did not change (an index copied without its
+    times is otherwise hashed again at every open). Only when no writer holds the index (its
+    lock taken without waiting), and never an error: a read-only folder just stays as it is."""
+    from lookalike.index_lock import folder_write_lock
+
+    try:
+        with folder_write_lock(index_dir, ".lock", ""):
+            sealed = read_seal(index_dir)
+            if sealed is None or sealed.get("state") != "sealed":
+                return
+            files = {
+                rel: {**rec, "mtime_ns": touched.get(rel, rec.get("mtime_ns"))}
+                for rel, rec in sealed["files"].items()
+            }
+            _write_seal(index_dir, {**sealed, "files": files})
+    except (OSError, StoreError):
+        return
 
 
 def repair_hint(index_dir: Path) -> str:
@@ -212,9 +239,11 @@ def damaged_error(index_dir: Path, damage: Iterable[Damage]) -> IndexDamagedErro
 
 def check_open(index_dir: Path) -> None:
     """The cheap check at open: IndexDamagedError naming what differs from the seal."""
-    damage = check(index_dir)
+    damage, touched = _compare(index_dir, full=False)
     if damage:
         raise damaged_error(index_dir, damage)
+    if touched:
+        _refresh_times(index_dir, touched)
 
 
 def vector_problems(
@@ -323,3 +352,36 @@ def repair_manifest(index_dir: Path) -> str | None:
     path.rename(path.with_name(MANIFEST_FILE + ".damaged"))
     set_aside_shard(index_dir)
     return f"{MANIFEST_FILE}: unreadable and no good copy; the index is rebuilt"
+
+
+def verify_index(index_dir: Path, open_store: Callable[[], Any]) -> VerifyReport:
+    """Everything `verify` checks: every sealed file's digest, then every point read back
+    through the store `open_store()` gives (opened without the open-time check). Damage is
+    reported, not raised; a StoreError opening the store (no index, locked) is raised."""
+    try:
+        sealed = read_seal(index_dir)
+        damage = check(index_dir, full=True)
+    except IndexDamagedError as exc:
+        sealed, damage = None, [Damage(SEAL_FILE, str(exc))]
+    state = "unsealed" if sealed is None else str(sealed.get("state"))
+    points = 0
+
+    def records(store: Any) -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, np.ndarray]]]:
+        nonlocal points
+        for rec in store.scroll(fields=["item_id", "kind"], with_vectors=True):
+            points += 1
+            yield rec.id, rec.payload, rec.vectors
+
+    try:
+        problems = vector_problems(records(open_store()))
+        if state == "writing":  # centroids are refreshed at the end of a run: not yet
+            problems = [p for p in problems if "centroid" not in p.what]
+        damage += problems
+    except StoreError:
+        raise  # no index, or locked by a writer: not a verdict on the files
+    except BaseException as exc:  # the bindings panic on some damaged files
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        damage.append(Damage(SHARD, f"cannot be read: {exc}"))
+    files = len((sealed or {}).get("files", {}))
+    return VerifyReport(state, files, points, tuple(damage))

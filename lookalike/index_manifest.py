@@ -62,6 +62,12 @@ class IndexManifest:
     (space -> mode -> `Levels.record()`) and the views signature and projection they were computed
     for. Not part of `identity`."""
 
+    network: dict[str, Any] | None = None
+    """The adapted network the index was re-embedded with (`lookalike tune --train`): its file in
+    the index folder, sha256, base model, when and on what it was trained (`lookalike.learn`).
+    Not part of `identity`: it takes the base model's input and gives vectors of its size; the
+    engine embeds with it instead of the base model whenever it is recorded."""
+
     def identity(self) -> dict[str, Any]:
         """The parts that must match for two vectors to be comparable."""
         return {

@@ -186,7 +186,7 @@ def tune_index(
 
     notify = progress or (lambda stage, done, total: None)
     started = time.perf_counter()
-    with engine._write_lock():
+    with engine.write_lock():
         store = engine.store
         notify("read", 0, 0)
         records = list(store.scroll(with_vectors=True))

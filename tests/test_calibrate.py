@@ -101,3 +101,28 @@ def test_an_index_tells_same_product_from_similar_and_no_match(tmp_path: Path, p
     with again:
         engine.index(manifest)  # nothing changed: the levels are kept, not recomputed
         assert again.manifest.calibration == record
+
+
+def test_large_indexes_recalibrate_when_their_size_drifts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lookalike.index_calibration as ic
+
+    monkeypatch.setattr(ic, "EXACT_BELOW", 0)  # behave as an index of many photos
+    settings = Settings(index=tmp_path / "index", cache_dir=tmp_path / "cache", tta="none")
+    manifest, _, _ = _catalogue(tmp_path / "cat", items=12, photos=3)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    with Engine(settings.index, settings=settings, image_embedder=TinyEmbedder()) as engine:
+        engine.index(rows_file(tmp_path, rows[:10]))
+        first = engine.manifest.calibration
+        assert first["view_count"] == 30
+        engine.index(rows_file(tmp_path, rows[:11]))  # 33 views: within 10 %, kept
+        assert engine.manifest.calibration == first
+        engine.index(rows_file(tmp_path, rows))  # 36 views: 20 % more, recalibrated
+        assert engine.manifest.calibration["view_count"] == 36
+
+
+def rows_file(tmp_path: Path, rows: list[dict]) -> Path:
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

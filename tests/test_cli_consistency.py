@@ -101,3 +101,17 @@ def test_tune_with_pairs_prints_a_summary(tmp_path: Path) -> None:
     lines = cli.tune_summary(outcome, pairs=len(pairs))
     assert lines[0].startswith("learned from 6 pairs") and "held-out items" in lines[0]
     assert any("R@1" in line for line in lines[1:])
+
+
+def test_box_in_pixels_or_fractions_as_over_http(index: Path, tmp_path: Path) -> None:
+    query = noisy_copy(tmp_path / "img" / "p2_0.jpg", tmp_path / "q.jpg", seed=3)  # 64 x 48
+    px = _json("search", str(query), "--index", str(index), "--box", "32,0,64,48")
+    frac = _json(
+        "search", str(query), "--index", str(index), "--box", "0.5,0,1,1", "--box-units", "fraction"
+    )
+    assert frac["results"] == px["results"] and frac["query_object"]["box"] == [32, 0, 64, 48]
+    out = runner.invoke(
+        cli.app, ["search", str(query), "--index", str(index), "--box", "0,0,2,1",
+                  "--box-units", "fraction"],
+    )  # fmt: skip
+    assert out.exit_code == 2 and "0 to 1" in out.output

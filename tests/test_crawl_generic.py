@@ -15,6 +15,7 @@ GALLERY = Ancestor("div", "media", "", False)
 STRIP = Ancestor("section", "strip", "You may also like", False)
 HEADER = Ancestor("header", "", "", False)
 ASIDE_PROMO = Ancestor("div", "promo", "", False)
+MODAL = Ancestor("div", "modal", "", False)
 
 
 def _image(n: int, url: str, box: Box, chain: tuple[Ancestor, ...], **kw: object) -> MeasuredImage:
@@ -69,8 +70,9 @@ def test_the_gallery_is_the_large_images_beside_the_title() -> None:
             link="https://shop.example/p/vase",
         ),
         _image(8, "https://shop.example/star.png", Box(700, 150, 160, 160), g, hint="rating"),
-        _image(9, "https://shop.example/hidden.jpg", Box(0, 0, 0, 0), g, visible=False),
+        _image(9, "https://shop.example/hidden.jpg", Box(0, 0, 0, 0), (MODAL, MAIN), visible=False),
         _image(10, "https://shop.example/promo.jpg", Box(0, 2500, 400, 400), (ASIDE_PROMO,)),
+        _image(11, "https://shop.example/v.jpg", Box(0, 3000, 400, 400), g, link=URL + "?v=2"),
     ]
     # The thumbnails link to their large photo (a zoom link), except the third.
     html = (
@@ -84,6 +86,7 @@ def test_the_gallery_is_the_large_images_beside_the_title() -> None:
         "https://shop.example/a.jpg",
         "https://shop.example/a-big.jpg",
         "https://shop.example/b.jpg",
+        "https://shop.example/v.jpg",  # a link to a variant of this very product
     )
     why = {v.url.rsplit("/", 1)[-1]: v.reason for v in found.verdicts if not v.kept}
     assert why["logo.png"] == "in the page's <header>"
@@ -168,3 +171,31 @@ def test_sitemaps_robots_lines_and_load_more_buttons() -> None:
     assert has_load_more('<a href="#" class="btn">Mehr laden</a>')
     assert not has_load_more('<a href="/shop?page=2">Load more</a>')  # a page: followed as such
     assert not has_load_more("<button>Show more reviews</button>")
+
+
+def test_photos_shown_small_are_taken_when_nothing_is_shown_larger() -> None:
+    g = (GALLERY, MAIN)
+    images = [
+        _image(0, "https://shop.example/a.jpg", Box(100, 100, 120, 120), g),
+        _image(1, "https://shop.example/b.jpg", Box(230, 100, 120, 120), g),
+        _image(2, "https://shop.example/icon.png", Box(400, 100, 120, 120), g, natural=(64, 64)),
+    ]
+    found = read_product(_layout(images, []), _html(0), URL)
+    assert found.images == ("https://shop.example/a.jpg", "https://shop.example/b.jpg")
+
+
+def test_a_carousel_s_hidden_slides_are_taken_with_the_shown_one() -> None:
+    slides = Ancestor("div", "slides", "", False)
+    track = (Ancestor("li", "slide", "", False), slides, GALLERY, MAIN)
+    images = [
+        _image(0, "https://shop.example/a.jpg", Box(100, 100, 500, 500), track),
+        _image(1, "https://shop.example/b.jpg", Box(0, 0, 0, 0), track, visible=False),
+        _image(2, "https://shop.example/c.jpg", Box(0, 0, 0, 0), track, visible=False),
+        _image(3, "https://shop.example/elsewhere.jpg", Box(0, 0, 0, 0), (HEADER,), visible=False),
+        _image(4, "https://shop.example/modal.jpg", Box(0, 0, 0, 0), (ASIDE_PROMO,), visible=False),
+    ]
+    found = read_product(_layout(images, []), _html(0), URL)
+    assert found.images == tuple(f"https://shop.example/{x}.jpg" for x in "abc")
+    why = {v.url.rsplit("/", 1)[-1]: v.reason for v in found.verdicts}
+    assert why["b.jpg"] == "a hidden slide beside the gallery's shown photo"
+    assert why["modal.jpg"] == "not displayed"

@@ -71,7 +71,9 @@ def test_shoppers_photos_find_their_product(client: TestClient, grocery: SmallGr
     assert top3 == len(queries) and first >= 0.85 * len(queries), (first, top3, len(queries))
 
 
-def test_result_cards_carry_what_the_page_shows(client: TestClient, grocery: SmallGrocery) -> None:
+def test_result_cards_carry_what_the_page_shows(
+    client: TestClient, grocery: SmallGrocery, data_dir: Path
+) -> None:
     path, item = _queries(grocery)[0]
     body = _post_photo(client, path, k=5).json()
     assert body["score_kind"] == "cosine" and body["query"]["width"] > 0
@@ -84,7 +86,8 @@ def test_result_cards_carry_what_the_page_shows(client: TestClient, grocery: Sma
     # URLs relative to the catalogue root, and the files behind them are the indexed ones
     assert top["image_url"].startswith("/api/images/grocery/")
     full = client.get(top["image_url"])
-    assert full.status_code == 200 and full.content == Path(top["image"]).read_bytes()
+    assert top["image"].startswith("grocery/")  # shown relative: no server path
+    assert full.status_code == 200 and full.content == (data_dir / top["image"]).read_bytes()
     thumb = client.get(top["thumbnail_url"])
     assert thumb.status_code == 200 and max(Image.open(io.BytesIO(thumb.content)).size) <= 320
 

@@ -249,3 +249,69 @@ def test_real_group_photo_lists_its_faces(real_server: TestClient, deepface: Pat
     r = real_server.post("/api/faces/search", files={"photo": ("c.jpg", couple, "image/jpeg")})
     assert r.status_code == 409
     assert len(r.json()["faces"]) == 2
+
+
+# -- people ----------------------------------------------------------------------------------------
+
+
+def test_people_list_photos_face_picture(fake_server: tuple[TestClient, Path]) -> None:
+    client, _ = fake_server
+    r = client.get("/api/faces/people")
+    assert r.status_code == 200, r.text
+    people = r.json()["people"]
+    assert sorted((p["faces"], p["photos"]) for p in people) == [(2, 2), (2, 2)]
+    ann = next(p for p in people if p["cover"]["name"] in ("a.png", "b.png"))
+    photos = client.get(f"/api/faces/people/{ann['person']}/photos").json()["photos"]
+    assert {x["name"] for x in photos} <= {"a.png", "b.png", "c.png"} and len(photos) == 2
+    assert all(x["image_url"].startswith("/api/faces/photos/") for x in photos)
+    pic = client.get(ann["cover"]["face_url"] + "?size=64")
+    assert pic.status_code == 200 and pic.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(pic.content)).size == (64, 64)
+    assert client.get("/api/faces/face/not-an-id.jpg").status_code == 404
+    assert client.get("/api/faces/face/00000000-0000-0000-0000-000000000000.jpg").status_code == 404
+    assert client.get("/api/faces/people/99/photos").status_code == 404
+
+
+def test_people_name_merge_split_hide(fake_server: tuple[TestClient, Path]) -> None:
+    client, _ = fake_server
+    first, second = client.get("/api/faces/people").json()["people"]
+    r = client.post(f"/api/faces/people/{first['person']}/name", json={"name": "Ann"})
+    assert r.status_code == 200 and r.json()["name"] == "Ann"
+    r = client.post(
+        "/api/faces/people/merge", json={"into": first["person"], "others": [second["person"]]}
+    )
+    assert r.status_code == 200, r.text
+    (everyone,) = client.get("/api/faces/people").json()["people"]
+    assert everyone["name"] == "Ann" and everyone["faces"] == 4
+    face_ids = [
+        x["face_id"]
+        for x in client.get(f"/api/faces/people/{first['person']}/photos").json()["photos"]
+    ]
+    r = client.post("/api/faces/people/split", json={"face_ids": face_ids[:1], "name": "X"})
+    assert r.status_code == 200, r.text
+    new = r.json()["person"]
+    assert client.post(f"/api/faces/people/{new}/hide", json={"hidden": True}).status_code == 200
+    assert [p["name"] for p in client.get("/api/faces/people").json()["people"]] == ["Ann"]
+    assert len(client.get("/api/faces/people?all=true").json()["people"]) == 2
+    r = client.post("/api/faces/people/42/name", json={"name": "Nobody"})
+    assert r.status_code in (404, 422) and "no person 42" in r.json()["detail"]
+    r = client.post("/api/faces/people/merge", json={"into": "1", "others": []})
+    assert r.status_code == 422
+
+
+def test_people_changes_need_the_api_key(tmp_path: Path) -> None:
+    album = tmp_path / "album"
+    photo(album / "a.png", {"ann": (20, 20, 60)})
+    faces = make_index(tmp_path)
+    faces.index(album)
+    settings = Settings(index=tmp_path / "idx", cache_dir=tmp_path / "cache")
+    engine = Engine(settings.index, settings=settings, image_embedder=TinyEmbedder())
+    app = create_app(engine, catalogue_root=tmp_path, faces=faces, api_key="k")
+    with TestClient(app) as client:
+        (p,) = client.get("/api/faces/people").json()["people"]  # reading needs no key
+        url = f"/api/faces/people/{p['person']}/name"
+        assert client.post(url, json={"name": "Ann"}).status_code == 401
+        r = client.post(url, json={"name": "Ann"}, headers={"X-API-Key": "k"})
+        assert r.status_code == 200
+    faces.close()
+    engine.close()

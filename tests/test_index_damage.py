@@ -225,3 +225,48 @@ def test_a_write_that_fails_before_writing_keeps_the_check(
 
 class _Other(TinyEmbedder):
     name = "another-embedder"
+
+
+def test_repair_leaves_a_shard_another_process_holds(built: tuple[Settings, Path]) -> None:
+    """A server holding the shard makes it unopenable here: that is no damage to set aside."""
+    from lookalike.errors import StoreError
+    from lookalike.store.edge import EdgeStore
+
+    settings, catalogue = built
+    held = EdgeStore(settings.index / "shard", {"image": 48})
+    try:
+        with _engine(settings) as engine, pytest.raises(StoreError, match="cannot open"):
+            engine.index(catalogue, repair=True)
+        assert not (settings.index / "shard.damaged").exists()
+        assert held.count() == 60
+    finally:
+        held.close()
+    with _engine(settings) as engine:
+        assert engine.verify().ok
+
+
+def test_a_copied_index_is_hashed_once_not_at_every_open(
+    built: tuple[Settings, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cp -r` gives every file a new time: the first open hashes them (same bytes: no damage)
+    and records the new times, so later opens cost a `stat` per file again."""
+    import shutil
+
+    import lookalike.index_integrity as integrity
+
+    settings, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(settings.index, copy)  # copies times too: make them new, as `cp -r` does
+    for path in integrity.data_files(copy / "shard"):
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    hashed: list[Path] = []
+    real = integrity.file_digest
+    monkeypatch.setattr(integrity, "file_digest", lambda p: hashed.append(p) or real(p))
+    integrity.check_open(copy)
+    assert len(hashed) > 5
+    hashed.clear()
+    integrity.check_open(copy)
+    assert hashed == []
+    _zero_block(_largest_vector_file(copy))  # and damage is still found
+    with pytest.raises(IndexDamagedError):
+        integrity.check_open(copy)

@@ -429,9 +429,13 @@ def people_server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         assert faces.index(album).skipped == ()
     with (
         Engine(settings.index, settings=settings, image_embedder=TinyEmbedder()) as engine,
-        live_server(create_app(engine, catalogue_root=root)) as url,
+        live_server(create_app(engine, catalogue_root=root, api_key=PEOPLE_KEY)) as url,
     ):
         yield url
+
+
+PEOPLE_KEY = "the-photographers-key"
+"""Naming a person is a write: the people server has an API key, which the page asks for once."""
 
 
 def test_find_people_mode(
@@ -567,3 +571,55 @@ def test_a_catalogue_update_shows_on_the_page(
     finally:
         engine.delete([str(new["id"])])
     assert page_errors == []
+
+
+def test_people_view(browser: Any, people_server: str, page_errors: list[str]) -> None:
+    """People: faces grouped (person01 and person02 have 7 and 6 photos here, plus the couple),
+    a face picture and counts per person, a click shows their photos, a name sticks."""
+    ctx = browser.new_context(viewport=DESKTOP, reduced_motion="reduce")
+    page = ctx.new_page()
+    page.on("pageerror", lambda exc: page_errors.append(f"page error: {exc}"))
+    page.goto(people_server + "/")
+    page.check('input[name="mode"][value="people"]', force=True)
+    page.click("#people-browse")
+    page.wait_for_selector(".people-card")
+    _settled(page)
+    assert page.text_content("#results-title") == "People"
+    cards = page.eval_on_selector_all(
+        ".people-card",
+        """cs => cs.map(c => ({id: c.dataset.person,
+                               title: c.querySelector('.card-title').textContent,
+                               meta: c.querySelector('.meta').textContent}))""",
+    )
+    # the two people with most photos come first: 7 or 8 photos each (their portraits + couple)
+    counts = [int(c["meta"].split()[0]) for c in cards]
+    assert counts == sorted(counts, reverse=True) and counts[0] >= 6 and counts[1] >= 5, cards
+    assert cards[0]["title"].startswith("Person ")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.people-card img')].slice(0, 2)"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+        timeout=60_000,
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "web-people-view.png", full_page=True)
+
+    page.click(f'.people-card[data-person="{cards[0]["id"]}"] .people-open')
+    page.wait_for_selector(".person-photo")
+    _settled(page)
+    photos = page.eval_on_selector_all(".person-photo", "cs => cs.map(c => c.dataset.photo)")
+    assert len(photos) == counts[0]
+    prefix = {p.split("-")[0] for p in photos if p.startswith("person")}
+    assert len(prefix) == 1, photos  # one person's photos only
+    answers = iter(["Ann", PEOPLE_KEY])  # the name, then the key the 401 asks for
+    page.on("dialog", lambda d: d.accept(next(answers)))
+    page.click("#people-rename")
+    page.wait_for_function("() => document.getElementById('results-title').textContent === 'Ann'")
+    page.click("#people-back")
+    page.wait_for_selector(f'.people-card[data-person="{cards[0]["id"]}"]')
+    _settled(page)
+    title = page.text_content(f'.people-card[data-person="{cards[0]["id"]}"] .card-title')
+    assert title == "Ann"
+    assert next(answers, None) is None  # the key was asked for: naming is a write
+    page.screenshot(path=ARTIFACTS / "web-people-named.png", full_page=True)
+    assert page_errors == []
+    ctx.close()

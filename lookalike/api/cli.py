@@ -270,8 +270,17 @@ def search(
     where: WhereOpt = None,
     mode: ModeOpt = None,
     box: Annotated[
-        str | None, typer.Option("--box", help="Search with this region: x1,y1,x2,y2 in pixels.")
+        str | None,
+        typer.Option("--box", help="Search with this region: x1,y1,x2,y2 (see --box-units)."),
     ] = None,
+    box_units: Annotated[
+        str,
+        typer.Option(
+            "--box-units",
+            help="px: pixels of the photo (EXIF-rotated); fraction: 0 to 1 of its width and "
+            "height (as the HTTP API's box_units).",
+        ),
+    ] = "px",
     all_objects: Annotated[
         bool, typer.Option("--all-objects", help="Results for every detected object of the photo.")
     ] = False,
@@ -286,8 +295,23 @@ def search(
 
         if photo is None and not text:
             raise QueryError("give a PHOTO, --text WORDS, or both")
-        region = _parse_box(box) if box else None
+        region = _parse_box(box, box_units) if box else None
         with _served(_engine(index, mirror=models_mirror, store=store)) as engine:
+            query: Any = photo
+            units: dict[str, Any] = {}
+            if region is not None and box_units == "fraction" and photo is not None:
+                if hasattr(engine, "describe"):  # a running server takes fractions itself
+                    units = {"box_units": "fraction"}
+                else:
+                    from lookalike.pipeline.decode import DecodeLimits, load_image
+
+                    s = engine.settings
+                    limits = DecodeLimits(
+                        max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels
+                    )
+                    query = load_image(photo, limits).image
+                    w, h = query.size
+                    region = (region[0] * w, region[1] * h, region[2] * w, region[3] * h)
             if photo is None:
                 result = engine.search_text(text or "", k=k, where=where)
             elif all_objects:
@@ -305,12 +329,13 @@ def search(
                 return
             else:
                 result = engine.search(
-                    photo,
+                    query,
                     k=k,
                     where=where,
                     mode=mode,
                     box=region,
                     text=text,  # type: ignore[arg-type]
+                    **units,
                 )
         _output(result, as_json)
 
@@ -428,13 +453,17 @@ def outliers(
         stderr_console().print(f"page: {page}")
 
 
-def _parse_box(text: str) -> tuple[float, float, float, float]:
+def _parse_box(text: str, units: str = "px") -> tuple[float, float, float, float]:
     from lookalike.errors import QueryError
 
+    if units not in ("px", "fraction"):
+        raise QueryError(f"--box-units is px or fraction, got {units!r}")
     try:
         x1, y1, x2, y2 = (float(v) for v in text.split(","))
     except ValueError:
         raise QueryError(f"--box wants x1,y1,x2,y2 (four numbers), got {text!r}") from None
+    if units == "fraction" and not all(0.0 <= v <= 1.0 for v in (x1, y1, x2, y2)):
+        raise QueryError(f"a fraction --box takes numbers from 0 to 1, got {text!r}")
     return x1, y1, x2, y2
 
 
@@ -623,21 +652,83 @@ def tune(
             "learn a cross-domain projection from them instead.",
         ),
     ] = None,
+    train: Annotated[
+        bool,
+        typer.Option(
+            "--train",
+            help="Fine-tune the image network on the index's photos (and --pairs), re-embed the "
+            "index with it, then fit the projection on top if that helps (needs the train extra).",
+        ),
+    ] = False,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Back to the base network (re-embeds the index).")
+    ] = False,
+    minutes: Annotated[
+        float | None, typer.Option("--minutes", help="Time budget of a --train run.")
+    ] = None,
+    augmentations: Annotated[
+        int | None, typer.Option("--augmentations", help="Augmented views per photo (--train).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="At most this many epochs.")
+    ] = None,
+    projection: Annotated[
+        bool,
+        typer.Option(
+            "--projection/--no-projection",
+            help="After --train, fit the projection on top when it beats the trained network alone.",
+        ),
+    ] = True,
+    max_memory: Annotated[
+        float | None, typer.Option("--max-memory", help="GB a --train run may hold.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Learn a projection that separates the index's items (from its own photos grouped by item),
-    store it with the index and search with it. Parameters are chosen on held-out photos."""
+    store it with the index and search with it. Parameters are chosen on held-out photos.
+    --train fine-tunes the network itself; --reset goes back to the base network."""
+    rows = None
+    if pairs is not None:
+        import csv
+
+        with errors_to_exit():
+            try:
+                with open(pairs, newline="") as fh:
+                    rows = [(r["image"], r["item_id"]) for r in csv.DictReader(fh)]
+            except (OSError, KeyError) as exc:
+                from lookalike.errors import CatalogueError
+
+                raise CatalogueError(f"cannot read pairs {pairs}: {exc}") from exc
+    if train or reset:
+        from lookalike.api.cli_train import run_reset, run_train
+
+        with errors_to_exit(), _local_only(_engine(index), "`tune`") as engine:
+            if reset:
+                run_reset(engine, as_json=as_json)
+                return
+            from lookalike.learn.train import TrainSettings
+
+            asked = {
+                "minutes": minutes,
+                "augmentations": augmentations,
+                "max_epochs": epochs,
+                "max_memory_gb": max_memory,
+            }
+            settings = TrainSettings(
+                seed=seed,
+                holdout=holdout,
+                threads=engine.settings.threads,
+                **{k: v for k, v in asked.items() if v is not None},
+            )
+            run_train(
+                engine, rows or [], settings, force=force, projection=projection, as_json=as_json
+            )
+        return
     with (
         errors_to_exit(),
         _local_only(_engine(index), "`tune`") as engine,
         progress_bar(not as_json) as progress,
     ):
-        rows = None
-        if pairs is not None:
-            import csv
-
-            with open(pairs, newline="") as fh:
-                rows = [(r["image"], r["item_id"]) for r in csv.DictReader(fh)]
         outcome = engine.tune(
             holdout=holdout, seed=seed, force=force, pairs=rows, progress=progress
         )

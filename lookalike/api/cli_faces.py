@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from lookalike.api.cli_faces_people import app as people_app
 from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
 from lookalike.api.remote import naming_server
@@ -24,6 +25,7 @@ app = typer.Typer(
     help="Find people: index the faces of photos, search them with a selfie, group them, forget.",
     no_args_is_help=True,
 )
+app.add_typer(people_app, name="people")
 
 DetectorOpt = Annotated[
     str | None,
@@ -54,7 +56,8 @@ MaybeThresholdOpt = Annotated[
 ]
 
 
-def _faces(index: Path | None, **overrides: Any) -> FaceIndex:
+def open_faces(index: Path | None, **overrides: Any) -> FaceIndex:
+    """The face index at `index` with these FaceSettings overrides (None: not given)."""
     from pydantic import ValidationError
 
     from lookalike.config import Settings
@@ -94,6 +97,14 @@ def index_cmd(
         ),
     ] = None,
     detector: DetectorOpt = None,
+    min_face_size: Annotated[
+        int | None,
+        typer.Option(
+            "--min-face-size",
+            help="Faces smaller than this (px, longest side) are not indexed: background "
+            "strangers. Kept by the index for later runs [default: as last time, else 0].",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index every face of PHOTOS. Incremental: unchanged photos are skipped; safe to rerun."""
@@ -101,7 +112,9 @@ def index_cmd(
         from dataclasses import asdict
 
         with (
-            _faces(index, detect_size=detect_size, detector=detector) as faces,
+            open_faces(
+                index, detect_size=detect_size, detector=detector, min_face_size=min_face_size
+            ) as faces,
             naming_server(faces.index_dir, "`faces index`"),
             progress_bar(not as_json) as progress,
         ):
@@ -145,7 +158,7 @@ def search_cmd(
 ) -> None:
     """The photos that contain the person in SELFIE, best first, with the matching face's box:
     "you" (distance <= --threshold), then "maybe you" (<= --maybe-threshold)."""
-    with errors_to_exit(), _faces(index, detector=detector) as faces:
+    with errors_to_exit(), open_faces(index, detector=detector) as faces:
         from lookalike.api.remote import find_server
 
         served = find_server(faces.index_dir)  # its server may have the face index open
@@ -220,7 +233,7 @@ def detect_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """The faces found in PHOTO, largest first (the numbers `search --face` takes)."""
-    with errors_to_exit(), _faces(None, detector=detector) as faces:
+    with errors_to_exit(), open_faces(None, detector=detector) as faces:
         found = faces.faces_in(photo)
         if out is not None:
             from lookalike.faces.report import save_boxes_picture
@@ -246,7 +259,7 @@ def clusters_cmd(
     """Group the indexed faces into people (ids for `forget --person`), largest first."""
     with (
         errors_to_exit(),
-        _faces(index) as faces,
+        open_faces(index) as faces,
         naming_server(faces.index_dir, "`faces clusters`"),
     ):
         people = faces.clusters(threshold)
@@ -312,7 +325,7 @@ def forget_cmd(
                 raise QueryError(f"forgetting person {person} cannot be undone: add --yes")
             if not typer.confirm(f"Forget every face of person {person}? This cannot be undone"):
                 raise typer.Exit(1)
-        with _faces(index) as faces, naming_server(faces.index_dir, "`faces forget`"):
+        with open_faces(index) as faces, naming_server(faces.index_dir, "`faces forget`"):
             done = faces.forget_photo(photo) if photo is not None else faces.forget_person(person)  # type: ignore[arg-type]
         if as_json:
             _print_json(
@@ -332,7 +345,11 @@ def forget_cmd(
 @app.command("stats")
 def stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """Photos, faces and size of the face index."""
-    with errors_to_exit(), _faces(index) as faces, naming_server(faces.index_dir, "`faces stats`"):
+    with (
+        errors_to_exit(),
+        open_faces(index) as faces,
+        naming_server(faces.index_dir, "`faces stats`"),
+    ):
         info = faces.stats()
         if as_json:
             _print_json(info)

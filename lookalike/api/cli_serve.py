@@ -53,6 +53,23 @@ def serve(
             "(without it, only URLs and uploaded photos are accepted).",
         ),
     ] = None,
+    image_timeout: Annotated[
+        float,
+        typer.Option(
+            "--image-timeout",
+            min=0.1,
+            help="Longest download of one image URL of an added item, redirects included, in "
+            "seconds (a whole-download deadline).",
+        ),
+    ] = 30.0,
+    allow_image_network: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-image-network",
+            help="A network (10.0.0.0/8) or address whose image URLs may be fetched although not "
+            "public; repeatable. By default only public addresses are fetched.",
+        ),
+    ] = None,
     search_threads: Annotated[
         int,
         typer.Option(
@@ -83,6 +100,7 @@ def serve(
         import uvicorn
 
         from lookalike.api.http import MiB, create_app
+        from lookalike.api.remote_images import FetchPolicy
         from lookalike.config import Settings
         from lookalike.engine import Engine
         from lookalike.errors import QueryError, StoreError
@@ -94,6 +112,14 @@ def serve(
                 "--api-key KEY (or LOOKALIKE_API_KEY) to allow writes with that key, or "
                 "--read-only to serve searches only"
             )
+        try:
+            policy = FetchPolicy.allowing(
+                allow_image_network or (),
+                deadline_s=image_timeout,
+                max_bytes=int(max_upload_mb * MiB),
+            )
+        except ValueError as exc:
+            raise QueryError(f"--allow-image-network: {exc}") from None
         settings = Settings(**({"models_mirror": models_mirror} if models_mirror else {}))
         engine = Engine(index or settings.index, settings=settings, store_spec=store)
         if engine.manifest is None:
@@ -122,6 +148,7 @@ def serve(
             catalogue_root=catalogue_root,
             search_threads=search_threads,
             local_secret=secret,
+            image_fetch=policy,
         )
         if read_only:
             con.print(

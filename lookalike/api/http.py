@@ -8,7 +8,8 @@
     POST   /api/similar/{id}      the same, for clients that prefer POST
     GET    /api/items/{id}        one item: fields and image URLs
     POST   /api/items             add or replace an item (JSON, or multipart with photos)  [API key]
-    DELETE /api/items/{id}        remove an item                                           [API key]
+    DELETE /api/items/{id}        remove an item (and its uploads)                         [API key]
+                                  Without --api-key writes are off (403): `api/auth.py`.
     GET    /api/images/{path}     a catalogue image (only files the index records) [?size=N thumbnail]
     GET    /api/stats             items, views, model, index size, filterable fields
     GET    /api/facets?field=...  value -> number of items, for a keyword field
@@ -26,6 +27,12 @@ Contracts:
   `/healthz` and other requests are served while searches run. Searches share one engine (ONNX
   Runtime sessions and the Qdrant Edge shard allow concurrent calls); writes (index, delete) are
   serialised by one lock, since the engine's file lock refuses a second writer even in-process.
+  What an add downloads and decodes happens before the lock (`api/item_writes.py`); image URLs
+  are fetched under the crawler's address checks with a whole-download deadline
+  (`api/remote_images.py`); a write whose client has gone is dropped (`api/writes.py`).
+- Files served (`/api/images`, `/api/faces/photos`) must be listed by the index and lie, links
+  resolved at request time, in an allowed folder (`api/served_files.py`); answers name files
+  without the server's absolute paths.
 - Errors are JSON `{"detail": "<message for people>", "error": "<kind>"}`: LookalikeError subclasses
   map to 4xx/5xx by type (`_status_for`), malformed requests to 422, a body larger than the limit
   to 413, a photo that is not an image to 415, a decompression bomb or corrupt photo to 422.
@@ -143,7 +150,10 @@ class HitOut(BaseModel):
     title: str = Field(description="The item's `title` (or `name`) field, else its id.")
     price: float | None = Field(default=None, description="The item's `price` field, if numeric.")
     currency: str | None = None
-    image: str = Field(description="The best matching image as indexed (path or URL).")
+    image: str = Field(
+        description="The best matching image: its URL, or its name on this server (relative to "
+        "the catalogue root, `uploads/...`, or `~<digest>/<file name>`; never a server path)."
+    )
     image_url: str | None = Field(description="Where a browser can load that image.")
     thumbnail_url: str | None = Field(description="A small version of it (320 px) when local.")
     box: list[float] | None = Field(default=None, description="Region of the image that matched.")
@@ -204,7 +214,7 @@ class FaceMatchOut(BaseModel):
         description="you: distance <= threshold; maybe: up to maybe_threshold (shown only when "
         "some photo is in the 'you' tier)."
     )
-    photo: str = Field(description="The photo as indexed (path or URL).")
+    photo: str = Field(description="The photo: its URL, or its name on this server (as `image`).")
     name: str = Field(description="The photo's file name.")
     image_url: str | None = Field(description="Where a browser can load the photo.")
     thumbnail_url: str | None = Field(description="A smaller version of it (640 px) when local.")
@@ -265,8 +275,10 @@ class ItemIn(BaseModel):
     id: str | int = Field(description="Item id (a number becomes its decimal string).")
     images: list[str] = Field(
         default_factory=list,
-        description="http(s) URLs, or paths under the server's catalogue root. With multipart "
-        "uploads, the uploaded photos are added to these.",
+        description="http(s) URLs, or paths under the server's catalogue root. The server "
+        "downloads a URL once (public addresses only, within its deadline) and keeps the copy "
+        "under the index, listed as `uploads/...`. With multipart uploads, the uploaded photos "
+        "are added to these.",
     )
     image: str | None = Field(default=None, description="One image (same rules as `images`).")
 
@@ -908,6 +920,14 @@ def create_app(
     async def face_stats() -> dict[str, Any]:
         """Photos and faces in the face index (503 when there is none yet)."""
         return await state.read(state.face_stats)
+
+    from lookalike.api.http_faces_people import people_router
+
+    app.include_router(
+        people_router(
+            state.face_index, state.access.check, state.face_photos.url_for, state.catalogue_limits
+        )
+    )
 
     # -- information -----------------------------------------------------------------------------
 

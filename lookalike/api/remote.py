@@ -166,15 +166,17 @@ class ServedIndex:
         mode: str | None = None,
         box: tuple[float, float, float, float] | None = None,
         text: str | None = None,
+        box_units: str = "px",
     ) -> SearchResult:
-        """The photo is read here (path or URL, with the engine's limits) and uploaded."""
+        """The photo is read here (path or URL, with the engine's limits) and uploaded; `box` in
+        pixels of the photo, or fractions of its sides (`box_units="fraction"`)."""
         data = self._read_photo(photo)
         form: dict[str, Any] = {"k": str(k)}
         for name, value in (("where", where), ("mode", mode), ("text", text)):
             if value:
                 form[name] = value
         if box is not None:
-            form.update(box=",".join(str(v) for v in box), box_units="px")
+            form.update(box=",".join(str(v) for v in box), box_units=box_units)
         try:
             out = self._call(
                 "POST",

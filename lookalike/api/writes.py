@@ -34,9 +34,13 @@ class WriteGate:
     """Serialises writes (see the module docstring). `lock` is also held by in-process code that
     must not overlap a write."""
 
-    def __init__(self, wait_s: float = 300.0) -> None:
+    def __init__(self, wait_s: float = 300.0, threads: int = 4) -> None:
         self.lock = threading.Lock()
         self.wait_s = wait_s
+        # Writes waiting for the lock hold a worker thread each: a few at most, so a burst of
+        # writes cannot take the threads that searches and reads run on. The rest queue here.
+        self._threads = max(1, threads)
+        self._limiter: anyio.CapacityLimiter | None = None  # made on the event loop, on first use
 
     async def run(self, request: Request | None, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on a worker thread, holding the lock, unless `request`'s client has gone
@@ -45,8 +49,9 @@ class WriteGate:
         if request is not None and await request.is_disconnected():
             raise _abandoned()
 
+        deadline = time.monotonic() + self.wait_s  # queueing for a thread counts too
+
         def guarded() -> T:
-            deadline = time.monotonic() + self.wait_s
             while not self.lock.acquire(timeout=_POLL_S):
                 if gone.is_set():
                     raise WriteAbandoned
@@ -75,7 +80,9 @@ class WriteGate:
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch)
             try:  # kept, raised after the group: a task group would wrap it in a group
-                outcome.append(await anyio.to_thread.run_sync(guarded))
+                if self._limiter is None:
+                    self._limiter = anyio.CapacityLimiter(self._threads)
+                outcome.append(await anyio.to_thread.run_sync(guarded, limiter=self._limiter))
             except BaseException as exc:
                 outcome.append(exc)
             finally:

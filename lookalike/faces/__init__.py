@@ -5,6 +5,8 @@
     models.py    where the dlib `.dat` files are, and what they are (sha256)
     index.py     `FaceIndex`: index / search / clusters / forget over a Qdrant Edge shard
     cluster.py   faces -> people (Chinese whispers on the "same person" graph)
+    people.py    people as the user shapes them: stable ids, names, merge, split, hide
+    tiers.py     "you" and "maybe you" matches, and when the looser tier is shown
     verify.py    verification metrics and threshold calibration (pure functions)
     report.py    HTML page of the clusters; a picture of the detected boxes
 

@@ -3,7 +3,10 @@
 Index folder layout (beside the core index's files, which it never touches):
     faces/              Qdrant Edge shard, named vector `face` (128-d, cosine)
     faces.json          what built the face vectors (model sha256s, chip geometry)
-    faces-people.json   the people of the last `clusters()` call: person id -> face point ids
+    faces-people.json   the people of the last listing (`clusters()` or `people.list_people`):
+                        person id -> face point ids (what `forget_person` removes)
+    faces-book.json     people as the user shaped them: names, merges, splits, hidden (people.py)
+    faces-options.json  kept across runs: min_face_size
     .faces.lock         held while a process writes
 
 Points:
@@ -57,6 +60,7 @@ Progress = Callable[[str, int, int], None]
 SHARD = "faces"
 MANIFEST = "faces.json"
 PEOPLE = "faces-people.json"
+OPTIONS = "faces-options.json"
 LOCK = ".faces.lock"
 FORMAT = 1
 _LOOKAHEAD = 8
@@ -285,6 +289,24 @@ class FaceIndex(ClosesStore):
     def _write_lock(self) -> AbstractContextManager[None]:
         return folder_write_lock(self.index_dir, LOCK, "faces ")
 
+    def write_lock(self) -> AbstractContextManager[None]:
+        """Held while writing the face index or its files (one writer per folder; a second
+        gets StoreError at once). Not reentrant: do not call writing methods inside it."""
+        return self._write_lock()
+
+    def options(self) -> dict[str, Any]:
+        """What this index keeps across runs (faces-options.json): the minimum face size."""
+        path = self.index_dir / OPTIONS
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _save_options(self, changes: Mapping[str, Any]) -> None:
+        _write_json(self.index_dir / OPTIONS, {**self.options(), **changes})
+
+    def _min_face_size(self) -> int:
+        """The setting when given, else what the index was last built with, else 0."""
+        given = self.face_settings.min_face_size
+        return int(given) if given is not None else int(self.options().get("min_face_size", 0))
+
     # -- faces of one image ----------------------------------------------------------------------
 
     def detect(self, image: Image.Image) -> list[FaceBox]:
@@ -347,13 +369,25 @@ class FaceIndex(ClosesStore):
             store = self.store
             store.ensure_index("kind", "keyword")
             store.ensure_index("photo", "keyword")
+            markers = list(
+                store.scroll(where("kind", "photo"), fields=["photo", "content_hash", "forgotten"])
+            )
             existing = {
-                str(r.payload["photo"]): str(r.payload.get("content_hash", ""))
-                for r in store.scroll(where("kind", "photo"), fields=["photo", "content_hash"])
+                str(r.payload["photo"]): str(r.payload.get("content_hash", "")) for r in markers
             }
+            min_size = self._min_face_size()
+            if min_size != self.options().get("min_face_size", 0):
+                # Another minimum: every photo is looked at again (faces below it are dropped,
+                # faces above it come back), except forgotten ones, which stay forgotten.
+                existing = {
+                    str(r.payload["photo"]): str(r.payload.get("content_hash", ""))
+                    for r in markers
+                    if r.payload.get("forgotten")
+                }
+                self._save_options({"min_face_size": min_size})
             counts = {"indexed": 0, "unchanged": 0, "empty": 0, "faces": 0}
             clock = {"detect": 0.0, "embed": 0.0}
-            pending: list[tuple[_Loaded, list[FaceBox], F32]] = []
+            pending: list[tuple[_Loaded, list[tuple[int, FaceBox]], F32]] = []
             notify("faces", 0, len(listed))
             for done, loaded in enumerate(self._load_all(listed, existing), start=1):
                 if loaded.skipped is not None:
@@ -363,9 +397,10 @@ class FaceIndex(ClosesStore):
                 else:
                     assert loaded.image is not None
                     t0 = time.perf_counter()
-                    boxes = self.detect(loaded.image)
+                    found = self.detect(loaded.image)
+                    boxes = big_enough(found, loaded, min_size)
                     t1 = time.perf_counter()
-                    vectors = self.embedder.embed(loaded.image, boxes)
+                    vectors = self.embedder.embed(loaded.image, [b for _, b in boxes])
                     clock["detect"] += t1 - t0
                     clock["embed"] += time.perf_counter() - t1
                     pending.append((_strip_image(loaded), boxes, vectors))
@@ -427,7 +462,9 @@ class FaceIndex(ClosesStore):
             for fut in queue:
                 yield fut.result()
 
-    def _write(self, store: Store, batch: Sequence[tuple[_Loaded, list[FaceBox], F32]]) -> None:
+    def _write(
+        self, store: Store, batch: Sequence[tuple[_Loaded, list[tuple[int, FaceBox]], F32]]
+    ) -> None:
         """Replace the faces of these photos, then record the photos as done (in that order)."""
         if not batch:
             return
@@ -968,12 +1005,16 @@ def _decode_with_size(
     return decoded.image, decoded.original_size
 
 
-def _face_points(loaded: _Loaded, boxes: Sequence[FaceBox], vectors: F32) -> list[PointRecord]:
+def _face_points(
+    loaded: _Loaded, boxes: Sequence[tuple[int, FaceBox]], vectors: F32
+) -> list[PointRecord]:
+    """Points of the faces kept, each numbered as found (before the size filter), so a face
+    keeps its id whatever the minimum size."""
     assert loaded.decoded_size is not None and loaded.original_size is not None
     sx = loaded.original_size[0] / loaded.decoded_size[0]
     sy = loaded.original_size[1] / loaded.decoded_size[1]
     points = []
-    for n, (b, v) in enumerate(zip(boxes, vectors, strict=True)):
+    for (n, b), v in zip(boxes, vectors, strict=True):
         face = b.scaled(sx, sy)
         points.append(
             PointRecord(
@@ -992,6 +1033,16 @@ def _face_points(loaded: _Loaded, boxes: Sequence[FaceBox], vectors: F32) -> lis
             )
         )
     return points
+
+
+def big_enough(
+    faces: Sequence[FaceBox], loaded: _Loaded, min_size: float
+) -> list[tuple[int, FaceBox]]:
+    """(number, face) of the faces whose longest side, in pixels of the photo as stored, is at
+    least `min_size`; numbers count every face found, so ids do not move with the minimum."""
+    assert loaded.image is not None and loaded.original_size is not None
+    scale = loaded.original_size[0] / loaded.image.size[0]
+    return [(n, f) for n, f in enumerate(faces) if f.size * scale >= min_size]
 
 
 def _strip_image(loaded: _Loaded) -> _Loaded:
@@ -1055,3 +1106,13 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON atomically (temporary file, fsync, rename): a reader never sees half of it."""
+    _write_json(path, data)
+
+
+def without_vector(face: Face) -> Face:
+    """The face without its descriptor (what listings carry)."""
+    return _without_vector(face)

@@ -94,6 +94,13 @@ class FaceSettings(BaseSettings):
         description="Outer distance of the 'maybe you' tier (shown when some photo is within "
         "threshold); at or below threshold there is no such tier.",
     )
+    min_face_size: int | None = Field(
+        default=None,
+        ge=0,
+        description="Faces whose box is smaller than this (longest side, pixels of the photo) "
+        "are not indexed: background strangers. None: what the index was built with (0 at "
+        "first); a new value re-detects every photo.",
+    )
     cluster_threshold: float | None = Field(
         default=None,
         description="Distance that links two faces into one person [default: threshold].",

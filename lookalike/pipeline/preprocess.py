@@ -73,13 +73,31 @@ def _resized(image: Image.Image, pp: Preprocess) -> Image.Image:
     return image.crop((left, top, left + pp.size, top + pp.size))
 
 
+def fit_to_input(image: Image.Image, pp: Preprocess) -> Image.Image:
+    """The RGB image resized (and cropped or padded) to the model's input square, before
+    normalisation: `to_tensor` is `normalise` of this. Kept public so training can hold inputs as
+    8-bit pixels and normalise them exactly as the embedder does."""
+    return _resized(image.convert("RGB"), pp)
+
+
+def normalise(pixels: np.ndarray, pp: Preprocess) -> F32:
+    """(N, size, size, 3) RGB uint8 pixels (`fit_to_input` outputs) -> (N, 3, size, size) float32,
+    normalised as `pp` says."""
+    mean = np.asarray(pp.mean, dtype=np.float32)
+    std = np.asarray(pp.std, dtype=np.float32)
+    arr = np.asarray(pixels, dtype=np.float32)
+    if pp.channels == "BGR":
+        arr = arr[..., ::-1]
+    return np.ascontiguousarray(((arr - mean) / std).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
 def to_tensor(images: Sequence[Image.Image], pp: Preprocess) -> F32:
     """RGB PIL images -> (N, 3, size, size) float32 batch, normalised as `pp` says."""
     mean = np.asarray(pp.mean, dtype=np.float32)
     std = np.asarray(pp.std, dtype=np.float32)
     batch = np.empty((len(images), 3, pp.size, pp.size), dtype=np.float32)
     for i, image in enumerate(images):
-        arr = np.asarray(_resized(image.convert("RGB"), pp), dtype=np.float32)
+        arr = np.asarray(fit_to_input(image, pp), dtype=np.float32)
         if pp.channels == "BGR":
             arr = arr[:, :, ::-1]
         batch[i] = ((arr - mean) / std).transpose(2, 0, 1)

@@ -17,6 +17,7 @@ const el = (tag, cls, text) => {
 };
 
 const state = {
+  person: null, // people view: the person whose photos are shown
   photo: null, // Blob sent to the server (maybe downscaled); the preview shows exactly this
   photoUrl: null,
   region: null, // [x1, y1, x2, y2] as fractions of the photo, or null for the whole photo
@@ -41,6 +42,7 @@ document.addEventListener("DOMContentLoaded", () => {
   wireInputs();
   wireStage();
   wireModes();
+  wirePeople();
   loadIndexInfo();
   watchJobs();
 });
@@ -68,6 +70,7 @@ function setMode(mode) {
   hideError();
   renderContext();
   $("results-title").textContent = people ? "Photos of this person" : "Matches";
+  $("people-bar").hidden = true;
   $("empty").firstElementChild.textContent = people
     ? "The photos this person is in will appear here, best match first."
     : "Your matches will appear here, most similar first.";
@@ -646,6 +649,144 @@ async function searchPeople(seq, abort) {
   }
 }
 
+// -- people: the faces of the index grouped into people, named, with their photos ----------------
+
+function wirePeople() {
+  $("people-browse").addEventListener("click", (e) => { e.stopPropagation(); browsePeople(); });
+  $("people-back").addEventListener("click", () => browsePeople());
+  $("people-rename").addEventListener("click", () => renamePerson());
+}
+
+async function browsePeople() {
+  state.seq++; // a search still running must not overwrite this view
+  state.person = null;
+  hideError();
+  $("people-bar").hidden = true;
+  setBusy(true);
+  try {
+    const body = await api("/api/faces/people");
+    const people = body.people || [];
+    $("results-title").textContent = "People";
+    const list = $("results");
+    list.replaceChildren(...people.map(peopleCard));
+    $("empty").hidden = people.length > 0;
+    if (!people.length) $("empty").firstElementChild.textContent = "No faces are indexed yet.";
+    setBusy(false, `${people.length} ${people.length === 1 ? "person" : "people"}`);
+  } catch (err) {
+    showError(err.message);
+    setBusy(false, "");
+  }
+}
+
+function personLabel(p) {
+  return p.name || `Person ${p.person}`;
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+// One person: their face, name and counts; a click shows their photos.
+function peopleCard(p) {
+  const li = el("li", "card people-card");
+  li.dataset.person = p.person;
+  const open = el("button", "people-open");
+  open.type = "button";
+  open.setAttribute("aria-label", `Photos of ${personLabel(p)}`);
+  const img = el("img");
+  img.src = p.cover.face_url;
+  img.alt = personLabel(p);
+  img.loading = "lazy";
+  open.append(img);
+  open.addEventListener("click", () => showPerson(p.person));
+  const body = el("div", "card-body");
+  body.append(el("h3", "card-title", personLabel(p)));
+  body.append(el("div", "meta", `${plural(p.photos, "photo")} · ${plural(p.faces, "face")}`));
+  li.append(open, body);
+  return li;
+}
+
+async function showPerson(id) {
+  hideError();
+  setBusy(true);
+  try {
+    const body = await api(`/api/faces/people/${encodeURIComponent(id)}/photos`);
+    state.person = body;
+    $("results-title").textContent = personLabel(body);
+    $("people-bar").hidden = false;
+    $("results").replaceChildren(...body.photos.map(personPhotoCard));
+    $("empty").hidden = body.photos.length > 0;
+    setBusy(false, plural(body.photos.length, "photo"));
+  } catch (err) {
+    showError(err.message);
+    setBusy(false, "");
+  }
+}
+
+// A photo of the person shown: the photo, and the face as the index found it.
+function personPhotoCard(x) {
+  const li = el("li", "card person-photo");
+  li.dataset.photo = x.name;
+  const thumb = el("div", "thumb");
+  const img = el("img");
+  img.src = x.thumbnail_url || x.face_url;
+  img.alt = x.name;
+  img.loading = "lazy";
+  const face = el("img", "person-face");
+  face.src = x.face_url;
+  face.alt = "";
+  thumb.append(img, face);
+  const body = el("div", "card-body");
+  const title = el("h3", "card-title", x.name);
+  title.title = x.photo;
+  body.append(title);
+  if (x.image_url) {
+    const open = el("a", "btn small more", "Open photo");
+    open.href = x.image_url;
+    open.target = "_blank";
+    open.rel = "noopener noreferrer";
+    body.append(open);
+  }
+  li.append(thumb, body);
+  return li;
+}
+
+async function renamePerson() {
+  const p = state.person;
+  if (!p) return;
+  const name = window.prompt("Name this person", p.name || "");
+  if (name === null) return;
+  const send = () => api(`/api/faces/people/${encodeURIComponent(p.person)}/name`, {
+    method: "POST", headers: writeHeaders({ "Content-Type": "application/json" }),
+    body: JSON.stringify({ name }),
+  });
+  try {
+    try {
+      await send();
+    } catch (err) {
+      // A server with --api-key: ask for it once and keep it for this tab only. Without a key
+      // configured the server answers 403 with how to turn writes on, shown as it is.
+      if (err.status !== 401) throw err;
+      const key = window.prompt("This server needs its API key (X-API-Key) to name people");
+      if (!key) return;
+      sessionStorage.setItem(API_KEY_ITEM, key);
+      await send();
+    }
+    await showPerson(p.person);
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+const API_KEY_ITEM = "lookalike-api-key";
+
+// Headers of a write: the API key the operator typed in this tab, if any (never a cookie, so a
+// cross-site page cannot write with it).
+function writeHeaders(headers) {
+  const key = sessionStorage.getItem(API_KEY_ITEM);
+  return key ? { ...headers, "X-API-Key": key } : headers;
+}
+
 // Face boxes come in pixels of the uploaded photo; the page keeps them as fractions.
 function takeFaces(faces, size) {
   const w = size && size.width;
@@ -657,6 +798,8 @@ function takeFaces(faces, size) {
 }
 
 function renderPeople(result) {
+  $("people-bar").hidden = true;
+  $("results-title").textContent = "Photos of this person";
   const list = $("results");
   list.replaceChildren();
   const matches = result.matches || [];
@@ -765,7 +908,7 @@ function renderResults(result) {
 const MATCH_BADGES = {
   "same product": { cls: "same", text: () => "Same product" },
   similar: { cls: "mid", text: (pct) => (pct === null ? "Similar" : `Similar · ${pct}%`) },
-  "no close match": { cls: "low", text: () => "Not a close match" },
+  "no close match": { cls: "low", text: () => "Not close" },
 };
 
 function card(hit, scoreKind) {
@@ -808,7 +951,8 @@ function card(hit, scoreKind) {
   }
   title.title = hit.title;
   const meta = el("div", "meta");
-  meta.append(el("span", "item-id", `#${hit.item_id}`));
+  // A folder item without item.json is titled by its id: saying it twice tells nothing.
+  if (hit.title !== hit.item_id) meta.append(el("span", "item-id", `#${hit.item_id}`));
   if (hit.price !== null && hit.price !== undefined) meta.append(el("span", "price", money(hit.price, hit.currency)));
   const bar = el("div", "simbar");
   const fill = el("span");

@@ -9,6 +9,10 @@ Modules, one concern each:
     fetch.py       the Fetcher protocol and the static (httpx) fetcher
     browser.py     the browser fetcher (Playwright + the system's Chromium; scrolls lazy pages)
     extract.py     JSON-LD / microdata / OpenGraph / CSS selectors -> products and links
+    layout.py      what a rendered page looks like (measured in Chromium: headings, prices, images)
+    generic.py     the generic product reader for rendered pages without structured data
+    discover.py    sitemaps (and robots.txt Sitemap: lines), "load more" buttons
+    explain.py     `--explain URL`: what one page gives, and from where
     client.py      the one HTTP client: safety, robots.txt, rate limits, retries, caps
     politeness.py  robots.txt rules, per-host gates, Retry-After and backoff
     safety.py      URL and address checks, content sniffing, safe file names

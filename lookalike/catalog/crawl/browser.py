@@ -76,6 +76,15 @@ _STEP = """async () => {
     requestAnimationFrame(() => requestAnimationFrame(() => { clearTimeout(timer); done(); }));
   });
 }"""
+# The same wait before the first step: what a script added at the end of loading (a photo at the
+# top of the page) is first looked at in a frame, and scrolling before that frame would leave
+# the top of the page before any observer saw it there.
+_FRAMES = """async () => {
+  await new Promise((done) => {
+    const timer = setTimeout(done, 2000);
+    requestAnimationFrame(() => requestAnimationFrame(() => { clearTimeout(timer); done(); }));
+  });
+}"""
 
 # A "load more" button: clicked when scrolling finds nothing new (links with a real href are
 # pages, followed as such). Returns the button's text, or "" when there is none to click.
@@ -309,6 +318,8 @@ class BrowserFetcher:
         selector = goal.selector if goal else ""
         previous: list[int] | None = None
         unchanged = clicks = 0
+        await page.evaluate(_FRAMES)
+        await self._settle(traffic, deadline)
         for _ in range(self.options.max_scrolls + 1):
             height, images, loaded, links, wanted, bottom = await page.evaluate(_LOOK, selector)
             if goal is not None and wanted >= goal.count:

@@ -44,16 +44,18 @@ from lookalike.catalog.crawl.safety import (
     media_type,
 )
 
-Kind = Literal["page", "image", "asset", "robots"]
+Kind = Literal["page", "image", "asset", "robots", "sitemap"]
 """What a body is for: decides the size cap, the accepted content types and the Accept header."""
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: parse at least the first 500 KiB
+SITEMAP_MAX_BYTES = 50 * 1024 * 1024  # sitemaps.org: at most 50 MB uncompressed
 _ACCEPT = {
     "page": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1",
     "image": "image/avif,image/webp,image/jpeg,image/png,image/*;q=0.8",
     "asset": "*/*",
     "robots": "text/plain,*/*;q=0.1",
+    "sitemap": "application/xml,text/xml;q=0.9,application/gzip;q=0.8,*/*;q=0.1",
 }
 
 
@@ -299,6 +301,8 @@ class PoliteClient:
                 return self.limits.max_image_bytes
             case "robots":
                 return _ROBOTS_MAX_BYTES
+            case "sitemap":
+                return SITEMAP_MAX_BYTES
             case _:
                 return self.limits.max_asset_bytes
 

@@ -6,8 +6,12 @@ Each URL of the list is a product page or a listing page (told apart by `extract
   through its pagination ("next" links, numbered `?page=N` links, `?page=N+1` when the URL has a
   page number; in the browser, infinite scroll) up to `max_pages` listing pages and
   `max_products` products in all;
-- a product page gives an item (`extract.extract_product`) whose images are downloaded, checked
-  and saved (`images.ImageSaver`).
+- a product page gives an item (`extract.extract_product`; on a rendered page completed by the
+  generic reader, `generic.product_of`) whose images are downloaded, checked and saved
+  (`images.ImageSaver`);
+- a sitemap (a `.xml` seed, or with `sitemaps` those robots.txt names) gives product pages
+  (`discover.read_sitemaps`); a listing's "load more" button is clicked in the browser, each
+  click counting as a listing page.
 
 `render="auto"` fetches pages statically and renders a page in Chromium only when the static
 HTML yields no product images (a product page) or no product links (a listing); a product that

@@ -26,13 +26,12 @@ from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser
 
-from lookalike.catalog.crawl.client import PoliteClient
+from lookalike.catalog.crawl.client import SITEMAP_MAX_BYTES, PoliteClient
 from lookalike.catalog.crawl.errors import FetchError, UnsafeURLError
 from lookalike.catalog.crawl.safety import check_url, host_key
 from lookalike.types import Skipped
 
 MAX_SITEMAPS = 50
-MAX_SITEMAP_BYTES = 50 * 1024 * 1024  # the sitemaps.org limit, uncompressed
 
 LOAD_MORE_WORDS = (
     r"^\W*((load|show|view|see) more( products| items| results)?|more (products|items|results)|"
@@ -84,9 +83,9 @@ def _gunzip(data: bytes) -> bytes:
     if data[:2] != b"\x1f\x8b":
         return data
     inflater = zlib.decompressobj(wbits=31)
-    out = inflater.decompress(data, MAX_SITEMAP_BYTES + 1)
-    if len(out) > MAX_SITEMAP_BYTES:
-        raise FetchError(f"sitemap larger than {MAX_SITEMAP_BYTES} bytes uncompressed")
+    out = inflater.decompress(data, SITEMAP_MAX_BYTES + 1)
+    if len(out) > SITEMAP_MAX_BYTES:
+        raise FetchError(f"sitemap larger than {SITEMAP_MAX_BYTES} bytes uncompressed")
     return out
 
 
@@ -103,7 +102,7 @@ async def read_sitemaps(client: PoliteClient, roots: Iterable[str]) -> SitemapRe
         seen.add(current)
         try:
             url = check_url(current)
-            answer = await client.get(url, kind="asset")
+            answer = await client.get(url, kind="sitemap")
             if not answer.ok:
                 raise FetchError(f"HTTP {answer.status}", status=answer.status)
             is_index, locs = parse_sitemap(_gunzip(answer.body).decode("utf-8", "replace"))

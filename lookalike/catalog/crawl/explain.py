@@ -106,15 +106,16 @@ def describe(page: Page, options: CrawlOptions) -> Explanation:
         )
     images: list[ImageVerdict] = []
     if data is not None:
-        structured = layers["json-ld"].get("images") or layers["microdata"].get("images")
         generic_used = (
             generic is not None and "generic" in data.sources and data.images == (generic.images)
         )
         if generic_used and generic is not None:
             images = list(generic.verdicts)
         else:
-            how = "structured data" if structured else "OpenGraph / selectors"
-            images = [ImageVerdict(u, True, f"from {how}") for u in data.images]
+            for u in data.images:
+                # (JSON-LD and microdata images may be upgraded to a larger rendition.)
+                found = next((n for n in _LAYERS if u in layers[n].get("images", ())), None)
+                images.append(ImageVerdict(u, True, f"from {found or 'structured data'}"))
         kept = 0
         for i, verdict in enumerate(images):
             if verdict.kept:

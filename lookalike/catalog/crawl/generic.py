@@ -14,9 +14,11 @@ rendered in Chromium (the decisions need the layout `layout.MEASURE_JS` measured
   or class names recommendations ("you may also like", "related", ...), in a link to another page
   (a product card), is called a logo / icon / badge / banner, is banner-shaped (more than 3.2
   times wider than high, or higher than wide), is smaller than `min_rendered` CSS pixels on
-  screen (a small thumbnail is kept when it has a larger rendition and sits with the kept ones),
+  screen (a small thumbnail is kept when it has a larger rendition or many pixels and sits with
+  the kept ones, or when no image is shown larger),
   has fewer than `min_natural` pixels, or lies outside the section the title and the largest
-  images share. Each kept one is taken at its largest rendition (zoom link, widest `srcset`, lazy
+  images share. A hidden image (`display: none`) is kept when it sits next to a shown photo
+  (a carousel's other slides). Each kept one is taken at its largest rendition (zoom link, widest `srcset`, lazy
   attribute, then what is shown), duplicates removed.
 
 `read_product` returns the values and, for `--explain`, why each was chosen or refused.
@@ -61,7 +63,7 @@ _NOT_PHOTO = frozenset(
     {
         *("logo", "logos", "icon", "icons", "sprite", "badge", "badges", "flag", "flags"),
         *("avatar", "payment", "payments", "banner", "banners", "placeholder", "spinner"),
-        *("loader", "loading", "rating", "stars", "star", "swatch", "swatches", "social"),
+        *("rating", "stars", "star", "swatch", "swatches", "social"),
     }
 )
 _OUTSIDE_TAGS = frozenset({"header", "footer", "nav", "aside"})
@@ -223,7 +225,9 @@ def _not_photo(image: MeasuredImage) -> str | None:
 
 
 def _same_page(a: str, b: str) -> bool:
-    return a.split("#", 1)[0].rstrip("/") == b.split("#", 1)[0].rstrip("/")
+    """Same host and path: another query is the same product (`?variant=2`), not another page."""
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.netloc, pa.path.rstrip("/")) == (pb.netloc, pb.path.rstrip("/"))
 
 
 def _links_away(image: MeasuredImage, page_url: str) -> bool:
@@ -258,6 +262,7 @@ def _gallery(
     verdicts: dict[int, ImageVerdict] = {}
     large: list[tuple[MeasuredImage, str]] = []
     small: list[tuple[MeasuredImage, str]] = []
+    hidden: list[tuple[MeasuredImage, str]] = []
 
     def refuse(image: MeasuredImage, where: str, why: str) -> None:
         verdicts[image.n] = ImageVerdict(where, False, why)
@@ -272,9 +277,7 @@ def _gallery(
         box = image.box
         short, long = min(box.w, box.h), max(box.w, box.h)
         nw, nh = image.natural
-        if not image.visible or short <= 0:
-            refuse(image, best, "not displayed")
-        elif where := _outside(image.chain):
+        if where := _outside(image.chain):
             refuse(image, best, f"in the page's {where}")
         elif strip := _related(image.chain):
             refuse(image, best, f"in a recommendations section ({strip[:60]!r})")
@@ -282,10 +285,13 @@ def _gallery(
             refuse(image, best, f"a link to another page ({image.link[:100]})")
         elif word := _not_photo(image):
             refuse(image, best, f"named {word!r} (not a product photo)")
-        elif long > 3.2 * short:
-            refuse(image, best, f"banner-shaped ({box.w:.0f}x{box.h:.0f} on the page)")
         elif 0 < min(nw, nh) < min_natural:
             refuse(image, best, f"too few pixels ({nw}x{nh})")
+        elif not image.visible or short <= 0:
+            hidden.append((image, best))  # a carousel's other slides, perhaps: see below
+            refuse(image, best, "not displayed")
+        elif long > 3.2 * short:
+            refuse(image, best, f"banner-shaped ({box.w:.0f}x{box.h:.0f} on the page)")
         elif short >= min_rendered:
             large.append((image, best))
         elif short >= MIN_THUMBNAIL and (best != shown or min(nw, nh) >= 3 * min_rendered):
@@ -293,6 +299,8 @@ def _gallery(
         else:
             refuse(image, best, f"too small on the page ({box.w:.0f}x{box.h:.0f})")
 
+    if not large:  # a shop that shows its photos small: the small ones with pixels are all
+        large, small = small, []
     # The product's own section: the one shared with the title by the largest images.
     depth = max((_title_depth(i) for i, _ in large), default=0)
     kept: list[tuple[MeasuredImage, str]] = []
@@ -307,6 +315,11 @@ def _gallery(
         else:
             refuse(image, best, f"a small image ({image.box.w:.0f}x{image.box.h:.0f}) away "
                    "from the gallery")  # fmt: skip
+    # Slides a carousel hides (`display: none`) sit next to the one it shows.
+    shown_large = [i for i, _ in kept if i.box.w >= min_rendered]
+    for image, best in hidden:
+        if any(_siblings(image, other) for other in shown_large):
+            kept.append((image, best))
     kept.sort(key=lambda pair: pair[0].n)
     seen: set[str] = set()
     images: list[str] = []
@@ -321,7 +334,19 @@ def _gallery(
     return tuple(images), ordered
 
 
+def _siblings(a: MeasuredImage, b: MeasuredImage, levels: int = 3) -> bool:
+    """True when `a` and `b` share an ancestor at most `levels` up from each, below the title's
+    section (an ancestor is told by its path to the root: tags, classes and ids alike)."""
+    return any(
+        a.chain[i:] == b.chain[j:] and not a.chain[i].has_title
+        for i in range(min(levels, len(a.chain)))
+        for j in range(min(levels, len(b.chain)))
+    )
+
+
 def _describe(image: MeasuredImage, best: str) -> str:
+    if not image.visible or min(image.box.w, image.box.h) <= 0:
+        return "a hidden slide beside the gallery's shown photo"
     box: Box = image.box
     what = "CSS background" if image.kind == "background" else "<img>"
     natural = f", natural {image.natural[0]}x{image.natural[1]}" if image.natural[0] else ""

@@ -10,8 +10,8 @@ nothing (the decisions are Python's, in `generic`, where they can be tested and 
   struck through (an old price);
 - the image candidates: every `<img>` (its rendered box and natural size) and every element with
   a CSS `background-image: url(...)` (natural size read from the loaded picture), each with the
-  chain of its ancestors (tag, class / id / role / aria-label, the heading of that section, whether
-  it contains the title) and the link it sits in.
+  chain of its ancestors (tag, class / id / role / aria-label, the last heading of that section
+  before the element, whether it contains the title) and the link it sits in.
 
 Each image element gets a `data-lookalike-image="N"` attribute, so the Python side can find it in
 the rendered HTML and read its renditions (`srcset`, zoom links ...) with `extract.renditions`.
@@ -53,21 +53,32 @@ MEASURE_JS = """async ([moneySource, maxImages, maxPrices]) => {
     el.getAttribute('role') || '', el.getAttribute('aria-label') || '',
     el.getAttribute('data-section-type') || ''].join(' ').replace(/\\s+/g, ' ').trim()
     .slice(0, 160);
-  const headingOf = (el) => {
-    if (main && el.contains(main)) return '';
-    const h = el.querySelector('h2, h3, h4, h5, h6, [role=heading]');
-    return h ? text(h, 80) : '';
+  // The heading of section `a` as seen from `el`: the last heading in `a` before `el` (a strip's
+  // heading precedes its cards; a heading after the gallery in the same column is not its own).
+  const headingOf = (a, el) => {
+    if (main && a.contains(main)) return '';
+    let last = null;
+    for (const h of a.querySelectorAll('h2, h3, h4, h5, h6, [role=heading]')) {
+      if (!(h.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING)) break;
+      last = h;
+    }
+    return last ? text(last, 80) : '';
   };
   const chain = (el) => {
     const out = [];
     for (let a = el.parentElement; a && a !== document.documentElement && out.length < 24;
          a = a.parentElement) {
-      out.push([a.tagName.toLowerCase(), hint(a), headingOf(a), !!(main && a.contains(main))]);
+      out.push([a.tagName.toLowerCase(), hint(a), headingOf(a, el),
+                !!(main && a.contains(main))]);
     }
     return out;
   };
   const linkOf = (el) => { const a = el.closest('a[href]'); return a ? a.href : ''; };
 
+  // Marks the page set itself would mislead the Python side: remove them first.
+  for (const el of Array.from(document.querySelectorAll('[data-lookalike-image]'))) {
+    el.removeAttribute('data-lookalike-image');
+  }
   // One pass in document order, so `n` is page order for <img> and backgrounds alike.
   const images = [];
   const waits = [];
@@ -102,21 +113,34 @@ MEASURE_JS = """async ([moneySource, maxImages, maxPrices]) => {
 
   const money = new RegExp(moneySource, 'i');
   const prices = [];
-  for (const el of Array.from(body.querySelectorAll('*'))) {
-    if (prices.length >= maxPrices) break;
-    if (['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'OPTION'].includes(el.tagName)) continue;
-    const t = text(el, 81);
-    if (!t || t.length > 40 || !money.test(t)) continue;
-    if (Array.from(el.children).some((c) => money.test(text(c, 81)))) continue;
-    if (!visible(el)) continue;
+  // From each text node holding a digit, the smallest element around it (4 levels up at most)
+  // whose short text is a price, a currency symbol in its own <span> included. Walking text
+  // nodes, not elements, keeps a large page cheap.
+  const skip = new Set(['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'OPTION', 'TEXTAREA']);
+  const seen = new Set();
+  const walker = document.createTreeWalker(body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node && prices.length < maxPrices;
+       node = walker.nextNode()) {
+    if (!/\\d/.test(node.nodeValue || '')) continue;
+    let found = null;
+    let el = node.parentElement;
+    for (let up = 0; el && el !== body && up < 4; up++, el = el.parentElement) {
+      if (skip.has(el.tagName) || (el.textContent || '').length > 400) break;
+      const t = text(el, 81);
+      if (t.length > 40) break;
+      if (money.test(t)) { found = el; break; }
+    }
+    if (!found || seen.has(found)) continue;
+    seen.add(found);
+    if (!visible(found)) continue;
     let struck = false;
-    for (let a = el; a && a !== body; a = a.parentElement) {
+    for (let a = found; a && a !== body; a = a.parentElement) {
       const s = getComputedStyle(a);
       if ((s.textDecorationLine || '').includes('line-through') || a.tagName === 'DEL' ||
           a.tagName === 'S') { struck = true; break; }
     }
-    prices.push({text: t, box: box(el), font: parseFloat(getComputedStyle(el).fontSize) || 0,
-                 struck: struck, chain: chain(el)});
+    prices.push({text: text(found, 81), box: box(found), struck: struck, chain: chain(found),
+                 font: parseFloat(getComputedStyle(found).fontSize) || 0});
   }
   const og = document.querySelector('meta[property="og:title"]');
   return {

@@ -1,0 +1,169 @@
+"""`lookalike faces people ...`: list, name, merge, split, hide people; their photos.
+
+A thin layer over `lookalike.faces.people`. Person ids are stable (kept in the index's
+faces-book.json); `faces forget --person ID` takes the ids of the last listing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api.options import IndexOpt, JsonOpt
+
+app = typer.Typer(
+    help="People in the face index: list, name, merge, split a wrong face out, hide.",
+    no_args_is_help=True,
+)
+
+PersonArg = Annotated[str, typer.Argument(help="A person id (from `faces people list`).")]
+
+
+@contextmanager
+def _open(index: Path | None) -> Iterator[Any]:
+    """The face index; a locked store names the running server that has it open."""
+    from lookalike.api import cli_faces
+    from lookalike.api.remote import naming_server
+
+    with cli_faces.open_faces(index) as faces, naming_server(faces.index_dir, "`faces people`"):
+        yield faces
+
+
+def _echo(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def person_json(p: Any) -> dict[str, Any]:
+    return {
+        "person": p.person_id,
+        "name": p.name,
+        "hidden": p.hidden,
+        "faces": len(p.faces),
+        "photos": len(p.photos),
+        "cover": {"photo": p.cover.photo, "box": list(p.cover.box), "face_id": p.cover.face_id},
+        "face_ids": [f.face_id for f in p.faces],
+    }
+
+
+@app.command("list")
+def list_cmd(
+    all_: Annotated[bool, typer.Option("--all", help="Hidden people too.")] = False,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The people of the face index, most faces first, with their names."""
+    with errors_to_exit(), _open(index) as faces:
+        from lookalike.faces.people import list_people
+
+        people = list_people(faces, include_hidden=all_)
+        if as_json:
+            _echo({"people": [person_json(p) for p in people]})
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{len(people)} people")
+        for col in ("person", "name", "faces", "photos (first 3)"):
+            table.add_column(col)
+        for p in people:
+            shown = ", ".join(Path(x).name for x in p.photos[:3])
+            name = (p.name or "") + (" (hidden)" if p.hidden else "")
+            table.add_row(p.person_id, name, str(len(p.faces)), shown)
+        Console().print(table)
+
+
+@app.command("photos")
+def photos_cmd(person: PersonArg, index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """The photos PERSON is in (with the face's box)."""
+    with errors_to_exit(), _open(index) as faces:
+        from lookalike.errors import QueryError
+        from lookalike.faces.people import list_people
+
+        found = [p for p in list_people(faces, include_hidden=True) if p.person_id == person]
+        if not found:
+            raise QueryError(f"no person {person} with faces in {faces.index_dir}")
+        p = found[0]
+        if as_json:
+            _echo(
+                {
+                    **person_json(p),
+                    "photos": [{"photo": f.photo, "box": list(f.box)} for f in p.faces],
+                }
+            )
+            return
+        for f in p.faces:
+            typer.echo(f"{f.photo}\t{[round(v) for v in f.box]}")
+
+
+def _changed(what: str, data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _echo(data)
+    else:
+        stderr_console().print(f"[green]{what}[/green]")
+
+
+@app.command("name")
+def name_cmd(
+    person: PersonArg,
+    name: Annotated[str, typer.Argument(help="The name; an empty string removes it.")],
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Name PERSON (kept across re-indexing)."""
+    with errors_to_exit(), _open(index) as faces:
+        from lookalike.faces import people as pp
+
+        pp.change_book(faces, pp.rename, person, name)
+    _changed(f"person {person} is now {name!r}", {"person": person, "name": name or None}, as_json)
+
+
+@app.command("merge")
+def merge_cmd(
+    into: Annotated[str, typer.Argument(help="The person who stays.")],
+    others: Annotated[list[str], typer.Argument(help="People who are the same person.")],
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Merge OTHERS into INTO: one person from now on."""
+    with errors_to_exit(), _open(index) as faces:
+        from lookalike.faces import people as pp
+
+        pp.change_book(faces, pp.merge, into, others)
+    _changed(f"merged {', '.join(others)} into {into}", {"person": into, "merged": others}, as_json)
+
+
+@app.command("split")
+def split_cmd(
+    face_ids: Annotated[list[str], typer.Argument(help="Face ids (from `people list --json`).")],
+    name: Annotated[str | None, typer.Option("--name", help="Name the new person.")] = None,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Take wrongly grouped faces out of their person: they become a new person."""
+    with errors_to_exit(), _open(index) as faces:
+        from lookalike.faces import people as pp
+
+        new = pp.change_book(faces, pp.split, face_ids, name=name)
+    _changed(f"new person {new}", {"person": new, "faces": face_ids, "name": name}, as_json)
+
+
+@app.command("hide")
+def hide_cmd(
+    person: PersonArg,
+    unhide: Annotated[bool, typer.Option("--unhide", help="Show the person again.")] = False,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hide PERSON from the people list (their faces stay searchable; `forget` deletes them)."""
+    with errors_to_exit(), _open(index) as faces:
+        from lookalike.faces import people as pp
+
+        pp.change_book(faces, pp.hide, person, not unhide)
+    state = "shown" if unhide else "hidden"
+    _changed(f"person {person} {state}", {"person": person, "hidden": not unhide}, as_json)

@@ -1,0 +1,176 @@
+"""The network `lookalike tune --train` adapts: an EfficientNet-Lite cut in two.
+
+The front (stem and early blocks) stays frozen: its activations of augmented views are computed
+once and cached, so each training epoch only runs the tail (the last blocks, the head conv and GeM
+pooling) — what makes training affordable on a laptop CPU. Exported whole, the adapted network has
+the base export's contract (`lookalike.models.export`): input `pixels` (N, 3, H, W) preprocessed
+like the base model, outputs `gem`, `avg` (pooled features, normalised by the embedder) and
+`logits` (the ImageNet classifier on the adapted features, for the automatic attributes).
+
+torch is imported inside the functions: it is the optional `train` extra.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lookalike.errors import ModelError
+
+GEM_P = 3.0
+"""GeM exponent, as the base export (`lookalike.models.export.GEM_P`)."""
+TRAINABLE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+"""Embedders `tune --train` can adapt (single networks with PyTorch weights in the catalogue)."""
+
+
+def import_torch() -> Any:
+    """torch, or a ModelError saying how to install the `train` extra."""
+    try:
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet  # noqa: F401
+    except ImportError as exc:
+        raise ModelError(
+            "training the network needs the train extra: pip install 'lookalike[train]' "
+            "(torch==2.13.0, efficientnet-lite-pytorch==0.1.0, onnx)"
+        ) from exc
+    return torch
+
+
+def device() -> Any:
+    """The device training runs on: the GPU when torch sees one, else the CPU."""
+    torch = import_torch()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Where the network is cut: blocks [0, first_trained) are frozen, the rest train."""
+
+    variant: str
+    blocks: int
+    first_trained: int
+
+
+def load_network(variant: str, weights: Path) -> Any:
+    """The ImageNet EfficientNet-Lite `variant` from its PyTorch weights file."""
+    if variant not in TRAINABLE:
+        raise ModelError(
+            f"tune --train adapts {', '.join(TRAINABLE)}; this index was built with {variant} "
+            "(index with one of those to train)"
+        )
+    import_torch()
+    import contextlib
+    import io
+
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights"
+        return EfficientNet.from_pretrained(variant, weights_path=str(weights))
+
+
+def split_at(net: Any, variant: str, tail_blocks: int) -> Split:
+    blocks = len(net._blocks)
+    tail_blocks = max(0, min(tail_blocks, blocks))
+    return Split(variant, blocks, blocks - tail_blocks)
+
+
+def make_modules(net: Any, split: Split) -> tuple[Any, Any]:
+    """(front, tail) torch modules sharing `net`'s weights: front(pixels) -> activations;
+    tail(activations) -> (gem, avg, logits)."""
+    torch = import_torch()
+    nn = torch.nn
+    drop = float(net._global_params.drop_connect_rate or 0.0)
+
+    class Front(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: Any) -> Any:
+            x = self.net._swish(self.net._bn0(self.net._conv_stem(x)))
+            for block in self.net._blocks[: split.first_trained]:
+                x = block(x)  # frozen: eval mode, no drop-connect
+            return x
+
+    class Tail(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: Any) -> tuple[Any, Any, Any]:
+            for idx in range(split.first_trained, split.blocks):
+                # Drop-connect as the network was trained with it (scaled by depth); off in eval.
+                x = self.net._blocks[idx](x, drop_connect_rate=drop * idx / split.blocks)
+            fmap = self.net._swish(self.net._bn1(self.net._conv_head(x)))
+            avg = fmap.mean(dim=(2, 3))
+            gem = fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+            return gem, avg, self.net._fc(avg)
+
+    return Front(), Tail()
+
+
+def trainable_parameters(net: Any, split: Split) -> list[Any]:
+    """The tail's parameters (blocks from the cut, head conv and its batch norm); everything else
+    is frozen (`requires_grad` off)."""
+    for p in net.parameters():
+        p.requires_grad_(False)
+    params = []
+    for module in [*net._blocks[split.first_trained :], net._conv_head, net._bn1]:
+        for p in module.parameters():
+            p.requires_grad_(True)
+            params.append(p)
+    return params
+
+
+def tail_mode(net: Any, training: bool) -> None:
+    """Train mode for drop-connect, but every batch norm keeps its ImageNet statistics: batches of
+    a few items' views would pull them off (their affine weights still train)."""
+    net.train(training)
+    torch = import_torch()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+
+
+def export_onnx(net: Any, size: int, dest: Path) -> None:
+    """The whole adapted network as ONNX with the base export's inputs and outputs."""
+    torch = import_torch()
+    nn = torch.nn
+
+    class Whole(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: Any) -> tuple[Any, Any, Any]:
+            fmap = self.net.extract_features(x)
+            avg = fmap.mean(dim=(2, 3))
+            gem = fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+            return gem, avg, self.net._fc(avg)
+
+    was_training = net.training
+    net.eval()
+    cpu = net.to("cpu")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    with warnings.catch_warnings():  # the exporter's notes on constant folding
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Whole().eval(),
+            (torch.zeros(1, 3, size, size),),
+            str(tmp),
+            input_names=["pixels"],
+            output_names=["gem", "avg", "logits"],
+            dynamic_axes={
+                "pixels": {0: "n", 2: "h", 3: "w"},
+                "gem": {0: "n"},
+                "avg": {0: "n"},
+                "logits": {0: "n"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    tmp.replace(dest)
+    cpu.train(was_training)

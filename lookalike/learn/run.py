@@ -1,0 +1,252 @@
+"""`lookalike tune --train` and `--reset` on an index: plan, read, train, export, re-embed, swap.
+
+Nothing in the index changes until the final swap (`lookalike.learn.swap`): a run refused (too
+little data or memory), failed or killed leaves it answering with its previous network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from lookalike.errors import CatalogueError, StoreError
+from lookalike.learn.train import (
+    TrainingError,
+    TrainProgress,
+    TrainReport,
+    TrainSettings,
+    available_bytes,
+    estimate_bytes,
+)
+from lookalike.store.base import where
+from lookalike.types import Skipped
+
+if TYPE_CHECKING:
+    from lookalike.engine import Engine
+
+ProgressFn = Callable[[TrainProgress], None]
+
+_ACT_ELEMS = {"efficientnet-lite0": 192 * 7 * 7, "efficientnet-lite1": 192 * 8 * 8}
+"""Activation size at the cut per variant when it is before the last stage's blocks (float16 each);
+used only to estimate memory before reading anything (Lite2: 208 x 9 x 9)."""
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What `train_index` did: the training report, whether the new network was applied (it beat
+    the base network on the held-out draws, or `force`), photos skipped, views dropped."""
+
+    report: TrainReport
+    applied: bool
+    skipped: tuple[Skipped, ...]
+    dropped: int
+    sha256: str | None
+    seconds: float
+
+
+def _base(engine: Engine) -> tuple[Any, Any]:
+    """(spec, model store) of the index's base embedder; StoreError for stores we cannot swap."""
+    from lookalike.models.catalog import get_spec
+    from lookalike.models.store import ModelStore
+
+    if engine.manifest is None:
+        raise StoreError(f"no index at {engine.index_dir}: run `lookalike index` first")
+    if engine.store_record()["kind"] != "edge":
+        raise StoreError(
+            "tune --train works on the embedded store: train the index there, then "
+            "`lookalike migrate` it to the server"
+        )
+    s = engine.settings
+    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
+    return get_spec(engine.embedder_name), models
+
+
+def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any) -> None:
+    """Refuse, before reading anything, a run that cannot fit: too few items or views, or more
+    memory than `settings.max_memory_gb` (or than the machine has free)."""
+    from lookalike.learn.net import TRAINABLE
+
+    if spec.name not in TRAINABLE:
+        raise TrainingError(
+            f"tune --train adapts {', '.join(TRAINABLE)}; this index was built with {spec.name}"
+        )
+    store = engine.store
+    items = store.count(where("kind", "centroid"))
+    views = store.count(where("kind", "view"))
+    if items < 2 or views < 2:
+        raise TrainingError(
+            f"training needs at least 2 items with photos; the index holds {items} item(s), "
+            f"{views} view(s)"
+        )
+    size = spec.preprocess.size
+    need = estimate_bytes(
+        views + pairs, size, _ACT_ELEMS.get(spec.name, 208 * 9 * 9), settings.augmentations
+    )
+    limit = int(settings.max_memory_gb * 2**30)
+    free = available_bytes()
+    if need > limit or (free is not None and need > free):
+        have = f"{limit / 2**30:.1f} GB allowed" + (
+            f", {free / 2**30:.1f} GB free" if free is not None else ""
+        )
+        raise TrainingError(
+            f"training {views} views and {pairs} pair photos with {settings.augmentations} "
+            f"augmented views each needs about {need / 2**30:.1f} GB ({have}): lower "
+            "--augmentations, or raise --max-memory"
+        )
+
+
+def train_index(
+    engine: Engine,
+    *,
+    pairs: Sequence[tuple[str, str]] = (),
+    settings: TrainSettings = TrainSettings(),
+    force: bool = False,
+    progress: ProgressFn | None = None,
+) -> TrainOutcome:
+    """Fine-tune the index's network on its own views (and `pairs`: photo in the wild, item id),
+    and when it beats the base network on held-out draws (or `force`), export it into the index
+    folder, re-embed every point with it and swap it in. `engine` is reloaded afterwards."""
+    from lookalike.learn import net as nets
+    from lookalike.learn.data import collect
+    from lookalike.learn.train import Trainer, check_data
+
+    started = time.perf_counter()
+    notify = progress or (lambda p: None)
+
+    def stage(name: str, done: int, total: int) -> None:
+        notify(TrainProgress(name, done, total))
+
+    spec, models = _base(engine)
+    with engine.write_lock():
+        plan(engine, settings, len(pairs), spec)
+        nets.import_torch()
+        weights = models.export_input(spec.name, "weights")
+        pp = spec.preprocess
+        data = collect(engine, pp, pairs=pairs, progress=stage)
+        check_data(data, len(pairs))
+        net = nets.load_network(spec.name, weights)
+        cut = nets.split_at(net, spec.name, settings.tail_blocks)
+        background = _cutout_background(engine)
+        trainer = Trainer(net, cut, pp, settings, notify, started=started, background=background)
+        report = trainer.run(data)
+        applied = report.improves or force
+        sha = None
+        dropped = 0
+        if applied:
+            sha, dropped = _apply(engine, net, spec, data, settings, report, stage)
+    engine.reload()
+    return TrainOutcome(report, applied, data.skipped, dropped, sha, time.perf_counter() - started)
+
+
+def _cutout_background(engine: Engine) -> tuple[int, int, int] | None:
+    bg = getattr(engine.views, "background", None)
+    if engine.views.isolate == "none" or not bg or len(bg) != 3:
+        return None
+    try:
+        return (int(bg[0]), int(bg[1]), int(bg[2]))
+    except (TypeError, ValueError):
+        return None
+
+
+def _apply(
+    engine: Engine,
+    net: Any,
+    spec: Any,
+    data: Any,
+    settings: TrainSettings,
+    report: TrainReport,
+    stage: Callable[[str, int, int], None],
+) -> tuple[str, int]:
+    from lookalike.index_tune import views_signature
+    from lookalike.learn import net as nets
+    from lookalike.learn.adapted import open_adapted
+    from lookalike.learn.swap import network_record
+    from lookalike.models.store import sha256_file
+
+    index_dir = engine.index_dir
+    stage("export", 0, 1)
+    part = index_dir / "network.onnx.part"
+    nets.export_onnx(net, spec.preprocess.size, part)
+    sha = sha256_file(part)
+    name = f"network-{sha[:12]}.onnx"
+    part.replace(index_dir / name)
+    stage("export", 1, 1)
+    signature, count = views_signature(engine.store)
+    record = network_record(
+        name,
+        sha,
+        spec.name,
+        {
+            "trained": datetime.now(UTC).isoformat(timespec="seconds"),
+            "views": signature,
+            "view_count": count,
+            "settings": settings.record(),
+            "report": {k: v for k, v in dataclasses.asdict(report).items() if k not in ("history",)}
+            | {"history": [list(h) for h in report.history]},
+        },
+    )
+    embedder = open_adapted(index_dir, record, spec, engine.settings)
+    dropped = _swap(engine, data, lambda x: embedder.embed_prepared(x)[0], spec, record, stage)
+    return sha, dropped
+
+
+def _swap(
+    engine: Engine,
+    data: Any,
+    embed: Callable[[Any], Any],
+    spec: Any,
+    record: dict[str, Any] | None,
+    stage: Callable[[str, int, int], None],
+) -> int:
+    """Re-embed every point with `embed`, write it aside and commit with `record` as the
+    manifest's network (None: the base network) and no projection (it was fitted on the old
+    vectors)."""
+    from lookalike.learn.swap import commit, reembedded_points, write_aside
+
+    records = list(engine.store.scroll(with_vectors=False))
+    points, dropped = reembedded_points(records, data, embed, spec.preprocess, stage)
+    assert engine.manifest is not None
+    write_aside(engine, points, engine.manifest.dim, stage)
+    manifest = dataclasses.replace(engine.manifest, network=record, projection=None)
+    commit(engine, manifest)
+    return len(dropped)
+
+
+def reset_index(
+    engine: Engine, *, progress: ProgressFn | None = None
+) -> tuple[int, tuple[Skipped, ...]]:
+    """Back to the base network: re-embed every point with it and drop the adapted network (and
+    the projection fitted on its vectors). Returns (views dropped, photos skipped)."""
+    from lookalike.learn.data import collect
+    from lookalike.pipeline.embed import load_embedder
+
+    notify = progress or (lambda p: None)
+
+    def stage(name: str, done: int, total: int) -> None:
+        notify(TrainProgress(name, done, total))
+
+    spec, models = _base(engine)
+    if not (engine.manifest and engine.manifest.network):
+        raise CatalogueError(f"the index at {engine.index_dir} already uses the base network")
+    with engine.write_lock():
+        data = collect(engine, spec.preprocess, progress=stage)
+        s = engine.settings
+        base = load_embedder(
+            spec,
+            models.path(spec.name),
+            threads=s.threads,
+            optimization=s.ort_optimization,
+            spinning=s.ort_spinning,
+        )
+        dropped = _swap(engine, data, lambda x: base.embed_prepared(x)[0], spec, None, stage)
+    engine.reload()
+    return dropped, data.skipped
+
+
+def fingerprint(pairs: Sequence[tuple[str, str]]) -> str:
+    return hashlib.sha256(repr(sorted(pairs)).encode()).hexdigest()[:16]

@@ -1,0 +1,485 @@
+"""Fine-tuning the image network on a catalogue: the training loop of `lookalike tune --train`.
+
+Objective: normalised-softmax proxies (Zhai & Wu, "Classification is a strong baseline for deep
+metric learning", 2019): one learned unit vector per item, cross-entropy over the cosines of an
+embedding to every proxy at a low temperature. It suits few photos per item (a pair-based loss
+needs several positives in a batch; a proxy is a positive for every view), it is cheap, and with
+one photo per item it is instance discrimination over augmented views. Proxies start at the items'
+base centroids, so training starts from the index as it is.
+
+What trains: the last `tail_blocks` blocks, the head conv and its batch norm (affine weights; the
+statistics stay ImageNet's). The frozen front's activations of `augmentations` augmented views per
+view are computed once and cached in float16, so an epoch only runs the tail.
+
+Length and the choice to apply: held-out draws of the catalogue itself (`holdout_split`), never a
+query set. After each epoch the held-out Recall@1 is measured; training stops after `patience`
+epochs without improvement (or at the time budget) and keeps the best epoch's weights.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lookalike.errors import CatalogueError, LookalikeError
+from lookalike.learn.augment import AugmentSettings, augment
+from lookalike.learn.data import TrainData, TrainView
+from lookalike.pipeline.preprocess import Preprocess, normalise
+
+
+class TrainingError(LookalikeError):
+    """A training run cannot be done as asked (too little data, memory or time); nothing changed."""
+
+    exit_code = 8
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """One progress report: stage, done of total, and while training the epoch's mean loss and
+    the held-out Recall@1 so far (None before the first measurement)."""
+
+    stage: str
+    done: int
+    total: int
+    loss: float | None = None
+    recall: float | None = None
+
+
+ProgressFn = Callable[[TrainProgress], None]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    tail_blocks: int = 4
+    augmentations: int = 4
+    """Augmented views cached per view (an epoch is one pass over them)."""
+    max_epochs: int = 20
+    patience: int = 3
+    batch_size: int = 32
+    lr: float = 2e-4
+    proxy_lr: float = 1e-2
+    weight_decay: float = 1e-4
+    temperature: float = 0.05
+    holdout: float = 0.2
+    minutes: float | None = None
+    """Budget for the whole run (reading, caching, training, export); None: no limit."""
+    max_memory_gb: float = 8.0
+    seed: int = 0
+    threads: int = 0
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+
+    def record(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        out = asdict(self)
+        out.pop("threads")
+        return out
+
+
+@dataclass(frozen=True)
+class Split:
+    """Held-out draw: gallery views (point order) and queries (views or wild photos), by index into
+    the training data, and what the held-out queries are."""
+
+    train: tuple[int, ...]
+    train_wild: tuple[int, ...]
+    queries: tuple[int, ...]
+    query_wild: tuple[int, ...]
+    instance: bool
+    """No item has two photos and there are no pairs: queries are augmented views of gallery
+    photos (instance views)."""
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    base_recall: float
+    recall: float
+    base_margin: float
+    margin: float
+    """Mean held-out margin (true item's cosine minus the best other's), before and after."""
+    best_epoch: int
+    epochs: int
+    history: tuple[tuple[int, float, float], ...]
+    """(epoch, mean training loss, held-out Recall@1) per epoch."""
+    instance: bool
+    items: int
+    views: int
+    wild: int
+    held_out: int
+    samples: int
+    seconds: float
+    device: str
+    stopped: str
+    """Why training stopped: `patience`, `max_epochs` or `time`."""
+
+    @property
+    def improves(self) -> bool:
+        return (self.recall, self.margin) > (self.base_recall, self.base_margin)
+
+
+def holdout_split(data: TrainData, holdout: float, seed: int) -> Split:
+    """Hold out, seeded: one photo of `holdout` of the items that have several (its views leave
+    training; its first view queries), and the pair photos of `holdout` of the paired items (they
+    query all catalogue views). With neither, `holdout` of the views query as augmented copies."""
+    rng = np.random.default_rng(seed)
+    photos: dict[str, dict[str, list[int]]] = {}
+    for i, v in enumerate(data.views):
+        photos.setdefault(v.item_id, {}).setdefault(v.photo, []).append(i)
+    multi = sorted(item for item, p in photos.items() if len(p) >= 2)
+    held_views: list[int] = []
+    queries: list[int] = []
+    if multi:
+        n = max(1, round(len(multi) * holdout))
+        for item in rng.permutation(multi)[:n]:
+            photo = sorted(photos[str(item)])[int(rng.integers(len(photos[str(item)])))]
+            rows = photos[str(item)][photo]
+            held_views.extend(rows)
+            queries.append(rows[-1])  # the whole photo sorts... any view of it works as a query
+    paired = sorted({w.item_id for w in data.wild})
+    query_wild: list[int] = []
+    if len(paired) >= 2:
+        n = max(1, round(len(paired) * holdout))
+        held_items = set(rng.permutation(paired)[:n].tolist())
+        query_wild = [i for i, w in enumerate(data.wild) if w.item_id in held_items]
+    instance = not queries and not query_wild
+    if instance:
+        n = max(1, round(len(data.views) * holdout))
+        queries = sorted(rng.permutation(len(data.views))[:n].tolist())
+    held = set(held_views)
+    train = tuple(i for i in range(len(data.views)) if i not in held)
+    qw = set(query_wild)
+    train_wild = tuple(i for i in range(len(data.wild)) if i not in qw)
+    return Split(train, train_wild, tuple(queries), tuple(query_wild), instance)
+
+
+def estimate_bytes(views: int, size: int, act_elems: int, augmentations: int) -> int:
+    """Memory a run holds: each view's 8-bit input and its cached float16 activations (clean +
+    augmented), plus a fixed allowance for the network and the optimiser."""
+    return views * (size * size * 3 + (augmentations + 1) * act_elems * 2) + 600 * 2**20
+
+
+def available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class Trainer:
+    """One training run over collected data; `net` (an EfficientNet-Lite) is trained in place."""
+
+    def __init__(
+        self,
+        net: Any,
+        cut: Any,
+        pp: Preprocess,
+        settings: TrainSettings,
+        progress: ProgressFn | None = None,
+        started: float | None = None,
+        background: tuple[int, int, int] | None = None,
+    ) -> None:
+        """background: the plain colour cut-outs were pasted on (their backdrop is swapped)."""
+        from lookalike.learn import net as nets
+
+        self.torch = nets.import_torch()
+        self.nets = nets
+        self.net, self.cut, self.pp, self.s = net, cut, pp, settings
+        self.device = nets.device()
+        self.notify = progress or (lambda p: None)
+        self.background = background
+        self.started = started if started is not None else time.perf_counter()
+        torch = self.torch
+        torch.manual_seed(settings.seed)
+        torch.set_num_threads(settings.threads or os.cpu_count() or 1)
+        self.net.to(self.device)
+        self.front, self.tail = nets.make_modules(self.net, cut)
+        self._front: Callable[[np.ndarray], Any] | None = None
+        self.params = nets.trainable_parameters(self.net, cut)
+
+    def _elapsed_min(self) -> float:
+        return (time.perf_counter() - self.started) / 60
+
+    def _activations(
+        self, batches: Iterable[np.ndarray], stage: str, total: int, done: int = 0
+    ) -> tuple[Any, int]:
+        torch = self.torch
+        outs = []
+        self.net.eval()
+        front = self._front_runner()
+        with torch.no_grad():
+            for pixels in batches:
+                outs.append(front(normalise(pixels, self.pp)))
+                done += len(pixels)
+                self.notify(TrainProgress(stage, done, total))
+        return torch.cat(outs), done
+
+    def _front_runner(self) -> Callable[[np.ndarray], Any]:
+        """(N, 3, s, s) inputs -> float16 CPU activations of the frozen front. On a GPU, torch; on
+        the CPU, the front exported to ONNX Runtime (several times faster than torch's CPU
+        convolutions here; the weights are frozen, so the export is exact)."""
+        torch = self.torch
+        if self._front is not None:
+            return self._front
+        if self.device.type != "cpu":
+
+            def run_torch(x: np.ndarray) -> Any:
+                return self.front(torch.from_numpy(x).to(self.device)).to("cpu", torch.float16)
+
+            self._front = run_torch
+            return run_torch
+        import tempfile
+        from pathlib import Path
+
+        from lookalike.models.runtime import open_session
+
+        with tempfile.TemporaryDirectory(prefix="lookalike-front-") as tmp:
+            path = Path(tmp) / "front.onnx"
+            with warnings.catch_warnings():  # the exporter's notes on constant folding
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    self.front.eval(),
+                    (torch.zeros(1, 3, self.pp.size, self.pp.size),),
+                    str(path),
+                    input_names=["pixels"],
+                    output_names=["act"],
+                    dynamic_axes={"pixels": {0: "n"}, "act": {0: "n"}},
+                    opset_version=17,
+                    dynamo=False,
+                )
+            session = open_session(path, threads=self.s.threads)
+
+        def run_ort(x: np.ndarray) -> Any:
+            (act,) = session.run(["act"], {"pixels": x})
+            return torch.from_numpy(act).to(torch.float16)
+
+        self._front = run_ort
+        return run_ort
+
+    def _batched(self, pixels: Sequence[np.ndarray]) -> list[np.ndarray]:
+        b = max(1, self.s.batch_size)
+        return [np.stack(pixels[i : i + b]) for i in range(0, len(pixels), b)]
+
+    def _embed(self, acts: Any) -> Any:
+        """Normalised GeM embeddings (on the CPU) of cached activations, in eval mode."""
+        torch = self.torch
+        self.net.eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(acts), 128):
+                gem, _, _ = self.tail(acts[i : i + 128].to(self.device, torch.float32))
+                out.append(torch.nn.functional.normalize(gem, dim=1).cpu())
+        return torch.cat(out)
+
+    def _recall(
+        self, gallery: Any, g_items: np.ndarray, queries: Any, q_items: np.ndarray
+    ) -> tuple[float, float]:
+        """(Recall@1, mean margin) of the held-out queries against item centroids (the product's
+        default mode); the margin (true item's cosine minus the best other's) breaks ties, which
+        are common on small held-out draws."""
+        torch = self.torch
+        g = self._embed(gallery)
+        q = self._embed(queries)
+        names = sorted(set(g_items.tolist()))
+        pos = {n: i for i, n in enumerate(names)}
+        cent = torch.zeros(len(names), g.shape[1])
+        cent.index_add_(0, torch.tensor([pos[n] for n in g_items.tolist()]), g)
+        cent = torch.nn.functional.normalize(cent, dim=1)
+        sims = (q @ cent.T).numpy()
+        truth = np.array([pos.get(t, -1) for t in q_items.tolist()])
+        hit = sims.argmax(axis=1) == truth
+        rows = np.arange(len(truth))
+        own = np.where(truth >= 0, sims[rows, np.maximum(truth, 0)], -1.0)
+        others = sims.copy()
+        others[rows[truth >= 0], truth[truth >= 0]] = -np.inf
+        margin = own - others.max(axis=1) if sims.shape[1] > 1 else own
+        return float(hit.mean()), float(margin.mean())
+
+    def run(self, data: TrainData) -> TrainReport:
+        torch, s = self.torch, self.s
+        rng = np.random.default_rng(s.seed)
+        items = data.items
+        if len(items) < 2:
+            raise TrainingError(
+                f"training needs at least 2 indexed items with readable photos (found {len(items)})"
+            )
+        split = holdout_split(data, s.holdout, s.seed)
+        views, wild = data.views, data.wild
+        # Clean activations of every view and pair photo: the held-out gallery and queries.
+        total = len(views) + len(wild)
+        clean, done = self._activations(
+            self._batched([v.pixels for v in views]), "cache clean", total
+        )
+        clean_wild, _ = (
+            self._activations(self._batched([w.pixels for w in wild]), "cache clean", total, done)
+            if wild
+            else (None, done)
+        )
+        per_view = (time.perf_counter() - self.started) / max(1, total)
+        train_views: list[TrainView] = [views[i] for i in split.train] + [
+            wild[i] for i in split.train_wild
+        ]
+        augmentations = s.augmentations
+        if s.minutes is not None:
+            # Half the budget at most for caching augmented views; at least one each.
+            left = s.minutes * 60 * 0.5 - (time.perf_counter() - self.started)
+            augmentations = max(
+                1, min(augmentations, int(left / max(per_view, 1e-3) / max(1, len(train_views))))
+            )
+        labels = [v.item_id for v in train_views for _ in range(augmentations)]
+
+        def augmented() -> Any:
+            # Streamed batch by batch: only the float16 activations are kept.
+            batch: list[np.ndarray] = []
+            for v in train_views:
+                for _ in range(augmentations):
+                    bg = self.background if v.cutout else None
+                    batch.append(augment(v.pixels, rng, s.augment, background=bg))
+                    if len(batch) == s.batch_size:
+                        yield np.stack(batch)
+                        batch = []
+            if batch:
+                yield np.stack(batch)
+
+        cached, _ = self._activations(augmented(), "cache augmented", len(labels))
+        # Held-out gallery/queries.
+        g_rows = list(split.train)
+        if split.instance:
+            q_pixels = [augment(views[i].pixels, rng, s.augment) for i in split.queries]
+            q_acts, _ = self._activations(self._batched(q_pixels), "cache held-out", len(q_pixels))
+            q_items = np.array([views[i].item_id for i in split.queries])
+        else:
+            parts, q_list = [], []
+            if split.queries:
+                parts.append(clean[list(split.queries)])
+                q_list += [views[i].item_id for i in split.queries]
+            if split.query_wild:
+                assert clean_wild is not None
+                parts.append(clean_wild[list(split.query_wild)])
+                q_list += [wild[i].item_id for i in split.query_wild]
+            q_acts = torch.cat(parts)
+            q_items = np.array(q_list)
+        gallery = clean[g_rows]
+        g_items = np.array([views[i].item_id for i in g_rows])
+
+        base_score = self._recall(gallery, g_items, q_acts, q_items)
+        base = base_score[0]
+        # Proxies start at each item's base centroid over all its clean views.
+        pos = {n: i for i, n in enumerate(items)}
+        with torch.no_grad():
+            emb = self._embed(clean)
+            proxies = torch.zeros(len(items), emb.shape[1])
+            proxies.index_add_(0, torch.tensor([pos[v.item_id] for v in views]), emb)
+        proxies = torch.nn.Parameter(torch.nn.functional.normalize(proxies, dim=1).to(self.device))
+        optim = torch.optim.AdamW(
+            [
+                {"params": self.params, "lr": s.lr, "weight_decay": s.weight_decay},
+                {"params": [proxies], "lr": s.proxy_lr, "weight_decay": 0.0},
+            ]
+        )
+        y = torch.tensor([pos[item] for item in labels])
+        if self.device.type == "cpu":
+            self.net.to(memory_format=torch.channels_last)
+        # The best trained epoch (at least one epoch always trains: --force applies it even when
+        # it does not beat the base network).
+        best_state: list[Any] = []
+        best_score, best_epoch, history, stopped = (-1.0, -np.inf), 0, [], "max_epochs"
+        epoch_seconds = 0.0
+        n = len(cached)
+        for epoch in range(1, s.max_epochs + 1):
+            if (
+                epoch > 1
+                and s.minutes is not None
+                and (self._elapsed_min() + epoch_seconds / 60 > s.minutes * 0.85)
+            ):
+                stopped = "time"
+                break
+            t0 = time.perf_counter()
+            self.nets.tail_mode(self.net, True)
+            order = torch.from_numpy(rng.permutation(n))
+            losses = []
+            for start in range(0, n, s.batch_size):
+                if start and s.minutes is not None and self._elapsed_min() > s.minutes * 0.85:
+                    stopped = "time"  # out of budget mid-epoch: measure what was learnt, stop
+                    break
+                idx = order[start : start + s.batch_size]
+                x = cached[idx].to(self.device, torch.float32)
+                if self.device.type == "cpu":  # measured ~30% faster for these convolutions
+                    x = x.contiguous(memory_format=torch.channels_last)
+                gem, _, _ = self.tail(x)
+                z = torch.nn.functional.normalize(gem, dim=1)
+                p = torch.nn.functional.normalize(proxies, dim=1)
+                loss = torch.nn.functional.cross_entropy(
+                    z @ p.T / s.temperature, y[idx].to(self.device)
+                )
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+                losses.append(float(loss.detach()))
+                self.notify(
+                    TrainProgress(
+                        f"epoch {epoch}",
+                        min(start + s.batch_size, n),
+                        n,
+                        float(np.mean(losses)),
+                        max(best_score[0], base),
+                    )
+                )
+            score = self._recall(gallery, g_items, q_acts, q_items)
+            recall = score[0]
+            history.append((epoch, float(np.mean(losses)), recall))
+            self.notify(TrainProgress(f"epoch {epoch}", n, n, float(np.mean(losses)), recall))
+            epoch_seconds = time.perf_counter() - t0
+            if score > best_score:
+                best_score, best_epoch, best_state = score, epoch, self._state()
+            if stopped == "time":
+                break
+            if epoch - best_epoch >= s.patience:
+                stopped = "patience"
+                break
+        self._load(best_state)
+        self.net.eval()
+        self.net.to(memory_format=torch.contiguous_format)
+        return TrainReport(
+            base_recall=base,
+            recall=best_score[0],
+            base_margin=base_score[1],
+            margin=best_score[1],
+            best_epoch=best_epoch,
+            epochs=len(history),
+            history=tuple(history),
+            instance=split.instance,
+            items=len(items),
+            views=len(views),
+            wild=len(wild),
+            held_out=len(q_items),
+            samples=n,
+            seconds=time.perf_counter() - self.started,
+            device=str(self.device),
+            stopped=stopped,
+        )
+
+    def _state(self) -> list[Any]:
+        return [p.detach().clone() for p in self.params]
+
+    def _load(self, state: list[Any]) -> None:
+        with self.torch.no_grad():
+            for p, v in zip(self.params, state, strict=True):
+                p.copy_(v)
+
+
+def check_data(data: TrainData, pairs: int) -> None:
+    """CatalogueError before training when nothing usable was read."""
+    if not data.views:
+        raise CatalogueError("no indexed photo could be read: nothing to train on")
+    if pairs and not data.wild:
+        raise CatalogueError("no pair photo could be read: nothing to learn the pairs from")

@@ -1,0 +1,213 @@
+"""`lookalike tune --train` / `--reset` end to end on real grocery photos and the real model: a short
+training run exports the adapted network into the index, re-embeds every point with it, every query
+uses it; `--reset` goes back; a run killed before its swap leaves the previous network answering.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.grocery_index import build_small_grocery
+
+ROOT = Path(__file__).resolve().parents[1]
+SHORT = ["--augmentations", "1", "--epochs", "1", "--force", "--no-projection", "--json"]
+
+
+def _points(index: Path) -> dict[str, np.ndarray]:
+    from lookalike.config import Settings
+    from lookalike.engine import Engine
+
+    with Engine(index, settings=Settings(index=index)) as engine:
+        return {
+            r.id: np.asarray(r.vectors["image"]) for r in engine.store.scroll(with_vectors=True)
+        }
+
+
+def _search(index: Path, query: str) -> list[tuple[str, float]]:
+    from lookalike.api.cli import app
+
+    out = CliRunner().invoke(app, ["search", query, "--index", str(index), "-k", "4", "--json"])
+    assert out.exit_code == 0, out.output
+    return [(r["item_id"], r["score"]) for r in json.loads(out.stdout)["results"]]
+
+
+@pytest.mark.e2e
+def test_train_exports_reembeds_serves_and_resets(
+    data_dir: Path, lite2_dir: Path, tmp_path: Path
+) -> None:
+    import onnxruntime as ort
+
+    from lookalike.api.cli import app
+    from lookalike.config import Settings
+    from lookalike.engine import Engine
+    from lookalike.index_manifest import IndexManifest
+    from lookalike.models.store import sha256_file
+    from lookalike.pipeline.embed import l2_normalise
+    from lookalike.pipeline.preprocess import to_tensor
+    from lookalike.store.base import where
+
+    small = build_small_grocery(data_dir, tmp_path, products=4, photos=2)
+    query = next(qs[0] for qs in small.queries.values() if qs)
+    base_points = _points(small.index)
+    base_hits = _search(small.index, query)
+
+    out = CliRunner().invoke(app, ["tune", "--index", str(small.index), "--train", *SHORT])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout)
+    assert summary["applied"] and summary["items"] == 4 and summary["views"] == 8
+    assert not summary["instance_views"] and summary["epochs"] == 1
+
+    manifest = IndexManifest.load(small.index)
+    assert manifest is not None and manifest.network is not None
+    network = small.index / manifest.network["file"]
+    assert sha256_file(network) == manifest.network["sha256"] == summary["sha256"]
+    assert manifest.identity() == IndexManifest.load(small.index).identity()  # base identity kept
+
+    # Every stored vector is the exported network's output on the view, and not the base one.
+    session = ort.InferenceSession(str(network), providers=["CPUExecutionProvider"])
+    points = _points(small.index)
+    with Engine(small.index, settings=Settings(index=small.index)) as engine:
+        assert engine.embedder.name == "efficientnet-lite2+adapted"
+        pp = engine.embedder.preprocess  # type: ignore[attr-defined]
+        views = list(engine.store.scroll(where("kind", "view"), fields=["image", "view_key"]))
+        assert len(views) == 8
+        for rec in views:
+            (image,) = [im for key, im in engine.training_views(rec.payload["image"])]
+            (gem,) = session.run(["gem"], {"pixels": to_tensor([image], pp)})
+            assert np.allclose(points[rec.id], l2_normalise(gem)[0], atol=1e-4)
+            assert not np.allclose(points[rec.id], base_points[rec.id], atol=1e-3)
+        # A query is embedded with the adapted network too (Python API).
+        photo = engine._decode_query(query)
+        qview = engine.query_views(photo)[0].image.convert("RGB")
+        (qgem,) = session.run(["gem"], {"pixels": to_tensor([qview], pp)})
+        assert np.allclose(
+            engine.embedder.embed_images([qview])[0], l2_normalise(qgem)[0], atol=1e-4
+        )
+        q = engine.embed_queries([photo])[0]  # with the query TTA, on the adapted network
+        assert "network: adapted from efficientnet-lite2" in engine.stats()["network"]
+        # A Ray indexing worker embeds with the adapted network too (the actor, without Ray).
+        from lookalike.distributed import _EmbedActor, _network_for_workers
+
+        actor = _EmbedActor(
+            engine.settings.model_dump(mode="json", exclude={"index"}),
+            engine.embedder_name,
+            engine.views.to_dict(),
+            json.dumps(engine.manifest.identity(), sort_keys=True, default=str),
+            network=_network_for_workers(engine),
+        )
+        photo_of = {r.id: r.payload["image"] for r in views}
+        pid = sorted(photo_of)[0]
+        rows = actor(
+            {
+                "pos": np.array([0]),
+                "item_id": np.array(["x"], dtype=object),
+                "image": np.array([photo_of[pid]], dtype=object),
+                "known": np.array([""], dtype=object),
+                "read": np.array([False]),
+            }
+        )
+        assert np.allclose(rows["vector"][0], points[pid], atol=1e-5)
+        assert not engine.network_status().stale
+
+    hits = _search(small.index, query)  # through the CLI
+    assert hits != base_hits
+    cents = {
+        p: v
+        for p, v in points.items()
+        if p not in {r.id for r in views}  # the centroids
+    }
+    assert np.isclose(max(float(q @ v) for v in cents.values()), hits[0][1], atol=1e-3)
+
+    out = CliRunner().invoke(app, ["stats", "--index", str(small.index)])
+    assert "network          network: adapted" in out.stdout
+
+    out = CliRunner().invoke(app, ["tune", "--index", str(small.index), "--reset", "--json"])
+    assert out.exit_code == 0, out.output
+    manifest = IndexManifest.load(small.index)
+    assert manifest is not None and manifest.network is None
+    assert not list(small.index.glob("network*"))
+    back = _points(small.index)
+    assert back.keys() == base_points.keys()
+    for pid, vec in back.items():
+        assert np.allclose(vec, base_points[pid], atol=1e-5)
+    assert [i for i, _ in _search(small.index, query)] == [i for i, _ in base_hits]
+
+
+@pytest.mark.e2e
+def test_killed_training_leaves_the_previous_network(
+    data_dir: Path, lite2_dir: Path, tmp_path: Path
+) -> None:
+    """Killed (SIGKILL) once its new network is written, while it re-embeds: the index answers
+    as before, and the next run trains and swaps cleanly."""
+    from lookalike.index_manifest import IndexManifest
+
+    small = build_small_grocery(data_dir, tmp_path, products=4, photos=2)
+    query = next(qs[0] for qs in small.queries.values() if qs)
+    before = _points(small.index)
+    hits = _search(small.index, query)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lookalike.api.cli", "tune", "--index", str(small.index), "--train",
+         *SHORT],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    try:
+        while not list(small.index.glob("network-*.onnx")):
+            assert proc.poll() is None, "the run ended before writing its network"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    manifest = IndexManifest.load(small.index)
+    assert manifest is not None and manifest.network is None
+    assert _search(small.index, query) == hits
+    after = _points(small.index)
+    assert after.keys() == before.keys()
+    assert all(np.allclose(after[p], before[p]) for p in before)
+
+
+def test_interrupted_swap_is_repaired_when_opened(tmp_path: Path) -> None:
+    """The two half-done states a kill can leave between the commit's renames."""
+    from lookalike.learn.swap import NEW_SHARD, NEXT_MANIFEST, recover_network_swap
+
+    def layout(*names: str) -> Path:
+        index = tmp_path / "-".join(names)
+        for name in names:
+            (index / name).mkdir(parents=True)
+            (index / name / "marker").write_text(name)
+        (index / "lookalike.json").write_text(json.dumps({"network": None}))
+        (index / NEXT_MANIFEST).write_text(json.dumps({"network": {"file": "network-new.onnx"}}))
+        (index / "network-new.onnx").write_text("x")
+        return index
+
+    # killed after `shard` -> `shard.old`, before `shard.training` -> `shard`: undone
+    index = layout("shard.old", NEW_SHARD)
+    recover_network_swap(index)
+    assert (index / "shard" / "marker").read_text() == "shard.old"
+    assert not (index / NEW_SHARD).exists() and not (index / NEXT_MANIFEST).exists()
+    assert json.loads((index / "lookalike.json").read_text())["network"] is None
+    assert not (index / "network-new.onnx").exists()
+
+    # killed after both renames, before the manifest: finished
+    index = layout("shard", "shard.old")
+    recover_network_swap(index)
+    assert (index / "shard" / "marker").read_text() == "shard"
+    assert not (index / "shard.old").exists() and not (index / NEXT_MANIFEST).exists()
+    assert json.loads((index / "lookalike.json").read_text())["network"]["file"] == (
+        "network-new.onnx"
+    )
+    assert (index / "network-new.onnx").exists()
