@@ -149,6 +149,14 @@ def search_cmd(
     threshold: ThresholdOpt = None,
     maybe_threshold: MaybeThresholdOpt = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Most photos to return.")] = 50,
+    combine: Annotated[
+        str,
+        typer.Option(
+            "--combine",
+            help="Several portraits: 'best' (nearest to any; default) or 'mean' (their mean "
+            "descriptor: finds more hard photos, but look-alikes get closer too).",
+        ),
+    ] = "best",
     detector: DetectorOpt = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
@@ -157,7 +165,12 @@ def search_cmd(
     "you" (distance <= --threshold), then "maybe you" (<= --maybe-threshold)."""
     with errors_to_exit(), open_faces(index, detector=detector) as faces:
         result = faces.search_many(
-            selfies, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
+            selfies,
+            face=face,
+            threshold=threshold,
+            k=k,
+            maybe_threshold=maybe_threshold,
+            combine=combine,
         )
         if as_json:
             _print_json(
