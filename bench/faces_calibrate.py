@@ -65,7 +65,9 @@ class Event:
         self.people[key], self.vectors[key], self.source[key] = people, vectors, source
 
 
-def load(descriptors: Path, data_dir: Path | None) -> tuple[Event, dict[str, np.ndarray], dict]:
+def load(
+    descriptors: Path, data_dir: Path | None, event_variants: set[str] | None = None
+) -> tuple[Event, dict[str, np.ndarray], dict]:
     z = np.load(descriptors)
     rows: dict[tuple[str, str], list[int]] = defaultdict(list)
     identity = {}
@@ -76,13 +78,15 @@ def load(descriptors: Path, data_dir: Path | None) -> tuple[Event, dict[str, np.
     event = Event()
     queries: dict[str, np.ndarray] = {}
     for (photo, variant), ix in rows.items():
-        event.add(f"{photo}:{variant}", photo, {identity[photo]}, vec[ix])
+        if event_variants is None or variant in event_variants:
+            event.add(f"{photo}:{variant}", photo, {identity[photo]}, vec[ix])
         if variant == "photo":
             queries[photo] = vec[max(ix, key=lambda i: size[i])]
-    for photo, faces_n in ((str(r[0]), int(r[2])) for r in z["photo_faces"]):
-        if faces_n == 0:
-            for variant in {str(v) for v in z["variant"]}:
-                event.people.setdefault(f"{photo}:{variant}", {identity[photo]})
+    for photo, variant, faces_n in ((str(r[0]), str(r[1]), int(r[2])) for r in z["photo_faces"]):
+        # a copy with no face found is an event photo the person is in, never returned
+        if faces_n == 0 and (event_variants is None or variant in event_variants):
+            event.people.setdefault(f"{photo}:{variant}", {identity.get(photo, "?")})
+            event.source.setdefault(f"{photo}:{variant}", photo)
     groups = group_faces(data_dir) if data_dir else {}
     for name, (people, vectors) in groups.items():
         event.add(name, name, people, vectors)
@@ -196,9 +200,27 @@ def main() -> None:
     parser.add_argument("--descriptors", type=Path, required=True)
     parser.add_argument("--data-dir", type=Path, help="adds the group photos of deepface/")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--event-variants", help="which copies make up the event (default: all in the file)"
+    )
+    parser.add_argument(
+        "--check",
+        help="T_YOU,T_MAYBE: only score these tiers (and single cuts at both) on all people, "
+        "e.g. on copies that were not used to choose them",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    event, queries, identity = load(args.descriptors, args.data_dir)
+    chosen = set(args.event_variants.split(",")) if args.event_variants else None
+    event, queries, identity = load(args.descriptors, args.data_dir, chosen)
+    if args.check:
+        t_you, t_maybe = (float(x) for x in args.check.split(","))
+        every = prepare(event, queries, identity, set(identity.values()))
+        report = {
+            f"{a:.2f}/{b:.2f}": {k: round(v, 4) for k, v in score(every, a, b).items()}
+            for a, b in ((t_you, t_maybe), (t_you, t_you), (t_maybe, t_maybe))
+        }
+        print(json.dumps({"event_photos": len(event.people), **report}, indent=2))
+        return
     everyone = sorted(set(identity.values()))
     folds = []
     for seed in range(args.seeds):

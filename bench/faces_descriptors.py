@@ -10,6 +10,8 @@ detect, align, embed) several times, as:
             a face in the back of a group shot
     dim     shrunk to a 96 px face, then lit unevenly (brightness falling from 100 % at the left
             edge to 35 % at the right, gamma 1.4) and saved as JPEG quality 80: a face by a window
+    sunglasses, blur, tiny   the harder copies of `faces_hard.py` (dark ellipses over the eyes;
+            15 px motion blur; a 40 px face), not used to choose the defaults (`--variants`)
 The output (npz) holds, per (photo, variant), every face's descriptor and box size, for
 `bench/faces_calibrate.py`, which does the statistics without running dlib again.
 """
@@ -70,6 +72,18 @@ def variant(image: Image.Image, face_px: float, name: str) -> Image.Image:
     raise ValueError(name)
 
 
+def hard_variant(image: Image.Image, face, name: str) -> Image.Image:
+    """`faces_hard.harder` on the query face `face` (a QueryFace: its box as a FaceBox)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from faces_hard import harder
+
+    from lookalike.faces.detect import FaceBox
+    from lookalike.types import Box
+
+    box = Box(*face.box)
+    return harder(image, FaceBox(box, face.det_score, box), name)[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True)
@@ -90,7 +104,10 @@ def main() -> None:
         found = fi.faces_in(image)
         face_px = max((f.face_size for f in found), default=max(image.size) / 3)
         for name in names:
-            picture = variant(image, face_px, name)
+            if name in ("sunglasses", "blur", "tiny"):
+                picture = hard_variant(image, found[0], name)
+            else:
+                picture = variant(image, face_px, name)
             faces = found if name == "photo" else fi.faces_in(picture)
             photo_faces.append((file, name, len(faces)))
             for f in faces:

@@ -13,8 +13,9 @@ Protocol (per data set), through the real pipeline (`FaceIndex`: detect, align, 
       A photo whose query face was not found ranks nothing (counts as a miss, AP 0);
     - verification: one descriptor per photo (its largest face); every pair of photos is a
       same-person or different-person pair; TPR at the largest threshold with FPR <= 1e-2;
-    - calibration: the "same person" threshold is chosen on ORL (the larger set) and reported on
-      both sets, so deepface is held out.
+    - pair calibration on ORL (FPR <= 1e-3), reported on both sets: where the "you" distance
+      0.36 came from. The tiers ("you" / "maybe you") are chosen by `bench/faces_calibrate.py`
+      on colour photos.
 """
 
 from __future__ import annotations

@@ -47,8 +47,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--descriptors", type=Path, required=True)
     parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--event-variants", help="which copies make up the event (default: all)")
     args = parser.parse_args()
-    event, queries, identity = fc.load(args.descriptors, args.data_dir)
+    chosen = set(args.event_variants.split(",")) if args.event_variants else None
+    event, queries, identity = fc.load(args.descriptors, args.data_dir, chosen)
     keys = list(event.people)
     t, tm = DEFAULT_THRESHOLD, DEFAULT_MAYBE_THRESHOLD
     out = {}

@@ -406,6 +406,11 @@ def test_several_portraits_match_the_nearest_of_them(album: Path, tmp_path: Path
             ("c.png", 0.0),
         ]
         assert both.portraits == 2 and both.query_face.vector is not None
+        # the mean of ann and bob is near neither: nothing within 0.01
+        mean = fi.search_many([album / "a.png", album / "c.png"], threshold=0.01, combine="mean")
+        assert mean.matches == ()
+        with pytest.raises(QueryError, match="combine"):
+            fi.search_many([album / "a.png"], combine="median")
         with pytest.raises(QueryError, match="no portrait"):
             fi.search_many([])
         with pytest.raises(ManyFacesError):

@@ -152,6 +152,14 @@ def search_cmd(
     threshold: ThresholdOpt = None,
     maybe_threshold: MaybeThresholdOpt = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Most photos to return.")] = 50,
+    combine: Annotated[
+        str,
+        typer.Option(
+            "--combine",
+            help="Several portraits: 'best' (nearest to any; default) or 'mean' (their mean "
+            "descriptor: finds more hard photos, but look-alikes get closer too).",
+        ),
+    ] = "best",
     detector: DetectorOpt = None,
     index: IndexOpt = None,
     as_json: JsonOpt = False,
@@ -163,13 +171,25 @@ def search_cmd(
 
         served = find_server(faces.index_dir)  # its server may have the face index open
         if served is not None:
+            if combine != "best":
+                from lookalike.errors import QueryError
+
+                raise QueryError(
+                    f"--combine {combine} needs the face index itself: {served.describe()} has it "
+                    "open (search one portrait through it, or stop it)"
+                )
             with served:
                 result = served.faces_search(
                     selfies, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
                 )
         else:
             result = faces.search_many(
-                selfies, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
+                selfies,
+                face=face,
+                threshold=threshold,
+                k=k,
+                maybe_threshold=maybe_threshold,
+                combine=combine,
             )
         if as_json:
             _print_json(
