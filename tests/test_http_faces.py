@@ -39,8 +39,9 @@ def fake_server(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
     faces.index(album)
     settings = Settings(index=tmp_path / "idx", cache_dir=tmp_path / "cache")
     engine = Engine(settings.index, settings=settings, image_embedder=TinyEmbedder())
-    app = create_app(engine, catalogue_root=tmp_path, faces=faces)
-    with TestClient(app) as client:
+    app = create_app(engine, catalogue_root=tmp_path, faces=faces, api_key="k")
+    # Naming, merging ... people are writes: the client carries the key (reads need none).
+    with TestClient(app, headers={"X-API-Key": "k"}) as client:
         yield client, tmp_path
     faces.close()
     engine.close()
@@ -313,5 +314,9 @@ def test_people_changes_need_the_api_key(tmp_path: Path) -> None:
         assert client.post(url, json={"name": "Ann"}).status_code == 401
         r = client.post(url, json={"name": "Ann"}, headers={"X-API-Key": "k"})
         assert r.status_code == 200
+    # No key configured: people changes are off like every other write (403 says how to turn on).
+    with TestClient(create_app(engine, catalogue_root=tmp_path, faces=faces)) as client:
+        r = client.post(url, json={"name": "Bob"})
+        assert r.status_code == 403 and "--api-key" in r.json()["detail"]
     faces.close()
     engine.close()
