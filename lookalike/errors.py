@@ -47,3 +47,10 @@ class QueryError(LookalikeError):
     """A search request is malformed (bad filter expression, bad box, unknown item)."""
 
     exit_code = 2
+
+
+class TrainingError(LookalikeError):
+    """A `tune --train` run cannot be done as asked (too little data or memory, a network that
+    cannot be trained); refused before anything in the index changes."""
+
+    exit_code = 9

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from lookalike.errors import CatalogueError, StoreError
+from lookalike.errors import CatalogueError, StoreError, TrainingError
 from lookalike.index_lock import folder_write_lock
 from lookalike.learn.train import (
-    TrainingError,
     TrainProgress,
     TrainReport,
     TrainSettings,

@@ -27,16 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.errors import CatalogueError, LookalikeError
+from lookalike.errors import CatalogueError, TrainingError
 from lookalike.learn.augment import AugmentSettings, augment
 from lookalike.learn.data import TrainData, TrainView
 from lookalike.pipeline.preprocess import Preprocess, normalise
-
-
-class TrainingError(LookalikeError):
-    """A training run cannot be done as asked (too little data, memory or time); nothing changed."""
-
-    exit_code = 8
 
 
 @dataclass(frozen=True)
@@ -394,7 +388,9 @@ class Trainer:
         best_state: list[Any] = []
         best_score, best_epoch, history, stopped = (-1.0, -np.inf), 0, [], "max_epochs"
         epoch_seconds = 0.0
-        n = len(cached)
+        # An epoch shows every training view once, as one of its cached augmented copies drawn
+        # at random (copies of view i sit at i*A .. i*A+A-1): its cost does not grow with A.
+        n = len(train_views)
         for epoch in range(1, s.max_epochs + 1):
             if (
                 epoch > 1
@@ -405,7 +401,8 @@ class Trainer:
                 break
             t0 = time.perf_counter()
             self.nets.tail_mode(self.net, True)
-            order = torch.from_numpy(rng.permutation(n))
+            pick = np.arange(n) * augmentations + rng.integers(0, augmentations, size=n)
+            order = torch.from_numpy(pick[rng.permutation(n)])
             losses = []
             for start in range(0, n, s.batch_size):
                 if start and s.minutes is not None and self._elapsed_min() > s.minutes * 0.85:
@@ -413,6 +410,9 @@ class Trainer:
                     break
                 idx = order[start : start + s.batch_size]
                 x = cached[idx].to(self.device, torch.float32)
+                # Feature-space flip (as the research sweep): close to the map of the mirrored view.
+                flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(self.device)
+                x = torch.where(flip[:, None, None, None], x.flip(3), x)
                 if self.device.type == "cpu":  # measured ~30% faster for these convolutions
                     x = x.contiguous(memory_format=torch.channels_last)
                 gem, _, _ = self.tail(x)
@@ -462,7 +462,7 @@ class Trainer:
             views=len(views),
             wild=len(wild),
             held_out=len(q_items),
-            samples=n,
+            samples=len(cached),
             seconds=time.perf_counter() - self.started,
             device=str(self.device),
             stopped=stopped,
