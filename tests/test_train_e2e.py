@@ -303,3 +303,51 @@ def test_one_photo_items_train_on_instance_views_and_skip_bad_photos(
     )  # the human output says it trained on instance views
     assert out.exit_code == 0, out.output
     assert "instance views" in " ".join(out.output.split())
+
+
+@pytest.mark.e2e
+def test_pairs_teach_the_worn_photos(data_dir: Path, lite2_dir: Path, tmp_path: Path) -> None:
+    """--pairs: the worn photos of the garments train with their product shots (not instance
+    views), some are held out to choose; pairs naming unknown items are refused first."""
+    import csv
+
+    from lookalike.api.cli import app
+    from lookalike.config import Settings
+    from lookalike.engine import Engine
+
+    fashion = data_dir / "fashion"
+    with open(fashion / "pairs.csv") as fh:
+        rows = list(csv.DictReader(fh))[:6]
+    catalogue = tmp_path / "garments.jsonl"
+    catalogue.write_text(
+        "".join(
+            json.dumps({"id": r["garment_id"], "images": [str(fashion / r["product_image"])]})
+            + "\n"
+            for r in rows
+        )
+    )
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "image,item_id\n"
+        + "".join(f"{fashion / r['worn_image']},{r['garment_id']}\n" for r in rows)
+    )
+    index = tmp_path / "index"
+    with Engine(index, settings=Settings(index=index)) as engine:
+        engine.index(catalogue)
+    before = (index / "lookalike.json").read_text()
+
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text(f"image,item_id\n{fashion / rows[0]['worn_image']},nope\n")
+    out = CliRunner().invoke(
+        app, ["tune", "--index", str(index), "--train", "--pairs", str(unknown)]
+    )
+    assert out.exit_code == 4, out.output  # CatalogueError
+    assert (index / "lookalike.json").read_text() == before
+
+    out = CliRunner().invoke(
+        app, ["tune", "--index", str(index), "--train", "--pairs", str(pairs), *SHORT]
+    )
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout)
+    assert summary["pair_photos"] == 6 and not summary["instance_views"]
+    assert summary["held_out"] >= 1 and summary["applied"]
