@@ -303,6 +303,11 @@ def test_one_photo_items_train_on_instance_views_and_skip_bad_photos(
     )  # the human output says it trained on instance views
     assert out.exit_code == 0, out.output
     assert "instance views" in " ".join(out.output.split())
+    from lookalike.index_manifest import IndexManifest
+
+    manifest = IndexManifest.load(index)  # the same data and seed: the same network, bit for bit
+    assert manifest is not None and manifest.network is not None
+    assert manifest.network["sha256"] == summary["sha256"]
 
 
 @pytest.mark.e2e

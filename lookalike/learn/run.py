@@ -31,10 +31,6 @@ if TYPE_CHECKING:
 
 ProgressFn = Callable[[TrainProgress], None]
 
-_ACT_ELEMS = {"efficientnet-lite0": 192 * 7 * 7, "efficientnet-lite1": 192 * 8 * 8}
-"""Activation size at the cut per variant when it is before the last stage's blocks (float16 each);
-used only to estimate memory before reading anything (Lite2: 208 x 9 x 9)."""
-
 
 @dataclass(frozen=True)
 class TrainOutcome:
@@ -66,15 +62,10 @@ def _base(engine: Engine) -> tuple[Any, Any]:
     return get_spec(engine.embedder_name), models
 
 
-def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any) -> None:
-    """Refuse, before reading anything, a run that cannot fit: too few items or views, or more
-    memory than `settings.max_memory_gb` (or than the machine has free)."""
-    from lookalike.learn.net import TRAINABLE
-
-    if spec.name not in TRAINABLE:
-        raise TrainingError(
-            f"tune --train adapts {', '.join(TRAINABLE)}; this index was built with {spec.name}"
-        )
+def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any, act_elems: int) -> None:
+    """Refuse, before reading any photo, a run that cannot fit: too few items or views, or more
+    memory than `settings.max_memory_gb` (or than the machine has free). act_elems: size of one
+    cached activation (the front's output)."""
     store = engine.store
     items = store.count(where("kind", "centroid"))
     views = store.count(where("kind", "view"))
@@ -84,9 +75,7 @@ def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any) -> None
             f"{views} view(s)"
         )
     size = spec.preprocess.size
-    need = estimate_bytes(
-        views + pairs, size, _ACT_ELEMS.get(spec.name, 208 * 9 * 9), settings.augmentations
-    )
+    need = estimate_bytes(views + pairs, size, act_elems, settings.augmentations)
     limit = int(settings.max_memory_gb * 2**30)
     free = available_bytes()
     if need > limit or (free is not None and need > free):
@@ -123,14 +112,18 @@ def train_index(
 
     spec, models = _base(engine)
     with folder_write_lock(engine.index_dir, ".lock", ""):
-        plan(engine, settings, len(pairs), spec)
+        if spec.name not in nets.TRAINABLE:
+            raise TrainingError(
+                f"tune --train adapts {', '.join(nets.TRAINABLE)}; this index was built with "
+                f"{spec.name}"
+            )
         nets.import_torch()
-        weights = models.export_input(spec.name, "weights")
+        net = nets.load_network(spec.name, models.export_input(spec.name, "weights"))
+        cut = nets.split_at(net, spec.name, settings.tail_blocks)
         pp = spec.preprocess
+        plan(engine, settings, len(pairs), spec, nets.activation_elements(net, cut, pp.size))
         data = collect(engine, pp, pairs=pairs, progress=stage)
         check_data(data, len(pairs))
-        net = nets.load_network(spec.name, weights)
-        cut = nets.split_at(net, spec.name, settings.tail_blocks)
         background = _cutout_background(engine)
         trainer = Trainer(net, cut, pp, settings, notify, started=started, background=background)
         report = trainer.run(data)
