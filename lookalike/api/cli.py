@@ -502,6 +502,13 @@ def tune(
             help="After --train, fit the projection on top when it beats the trained network alone.",
         ),
     ] = True,
+    loss: Annotated[
+        str | None,
+        typer.Option("--loss", help="normsoftmax, proxy_anchor or arcface (--train)."),
+    ] = None,
+    tail_blocks: Annotated[
+        int | None, typer.Option("--tail-blocks", help="Blocks trained, from the last (--train).")
+    ] = None,
     max_memory: Annotated[
         float | None, typer.Option("--max-memory", help="GB a --train run may hold.")
     ] = None,
@@ -536,6 +543,8 @@ def tune(
                 "augmentations": augmentations,
                 "max_epochs": epochs,
                 "max_memory_gb": max_memory,
+                "loss": loss,
+                "tail_blocks": tail_blocks,
             }
             settings = TrainSettings(
                 seed=seed,

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from lookalike.errors import CatalogueError, StoreError, TrainingError
 from lookalike.index_lock import folder_write_lock
+from lookalike.learn.heldout import available_bytes, estimate_bytes
 from lookalike.learn.train import (
     TrainProgress,
     TrainReport,
     TrainSettings,
-    available_bytes,
-    estimate_bytes,
 )
 from lookalike.store.base import where
 from lookalike.types import Skipped
@@ -66,6 +65,10 @@ def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any, act_ele
     """Refuse, before reading any photo, a run that cannot fit: too few items or views, or more
     memory than `settings.max_memory_gb` (or than the machine has free). act_elems: size of one
     cached activation (the front's output)."""
+    from lookalike.learn.losses import LOSSES
+
+    if settings.loss not in LOSSES:
+        raise TrainingError(f"unknown training loss {settings.loss!r}; use one of {list(LOSSES)}")
     store = engine.store
     items = store.count(where("kind", "centroid"))
     views = store.count(where("kind", "view"))

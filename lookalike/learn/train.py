@@ -1,11 +1,9 @@
 """Fine-tuning the image network on a catalogue: the training loop of `lookalike tune --train`.
 
-Objective: normalised-softmax proxies (Zhai & Wu, "Classification is a strong baseline for deep
-metric learning", 2019): one learned unit vector per item, cross-entropy over the cosines of an
-embedding to every proxy at a low temperature. It suits few photos per item (a pair-based loss
-needs several positives in a batch; a proxy is a positive for every view), it is cheap, and with
-one photo per item it is instance discrimination over augmented views. Proxies start at the items'
-base centroids, so training starts from the index as it is.
+Objective (`lookalike.learn.losses`): proxy-based, one learned vector (or a few) per item, which
+suits few photos per item (a pair-based loss needs several positives in a batch; a proxy is a
+positive for every view) and, with one photo per item, is instance discrimination over augmented
+views. Proxies start at the items' base centroids, so training starts from the index as it is.
 
 What trains: the last `tail_blocks` blocks, the head conv and its batch norm (affine weights; the
 statistics stay ImageNet's). The frozen front's activations of `augmentations` augmented views per
@@ -30,6 +28,8 @@ import numpy as np
 from lookalike.errors import CatalogueError, TrainingError
 from lookalike.learn.augment import AugmentSettings, augment
 from lookalike.learn.data import TrainData, TrainView
+from lookalike.learn.heldout import holdout_split
+from lookalike.learn.losses import make_loss
 from lookalike.pipeline.preprocess import Preprocess, normalise
 
 
@@ -58,6 +58,8 @@ class TrainSettings:
     batch_size: int = 32
     lr: float = 2e-4
     proxy_lr: float = 1e-2
+    loss: str = "normsoftmax"
+    """`lookalike.learn.losses.LOSSES`: normsoftmax, proxy_anchor or arcface."""
     weight_decay: float = 1e-4
     temperature: float = 0.05
     holdout: float = 0.2
@@ -74,20 +76,6 @@ class TrainSettings:
         out = asdict(self)
         out.pop("threads")
         return out
-
-
-@dataclass(frozen=True)
-class Split:
-    """Held-out draw: gallery views (point order) and queries (views or wild photos), by index into
-    the training data, and what the held-out queries are."""
-
-    train: tuple[int, ...]
-    train_wild: tuple[int, ...]
-    queries: tuple[int, ...]
-    query_wild: tuple[int, ...]
-    instance: bool
-    """No item has two photos and there are no pairs: queries are augmented views of gallery
-    photos (instance views)."""
 
 
 @dataclass(frozen=True)
@@ -115,58 +103,6 @@ class TrainReport:
     @property
     def improves(self) -> bool:
         return (self.recall, self.margin) > (self.base_recall, self.base_margin)
-
-
-def holdout_split(data: TrainData, holdout: float, seed: int) -> Split:
-    """Hold out, seeded: one photo of `holdout` of the items that have several (its views leave
-    training; its first view queries), and the pair photos of `holdout` of the paired items (they
-    query all catalogue views). With neither, `holdout` of the views query as augmented copies."""
-    rng = np.random.default_rng(seed)
-    photos: dict[str, dict[str, list[int]]] = {}
-    for i, v in enumerate(data.views):
-        photos.setdefault(v.item_id, {}).setdefault(v.photo, []).append(i)
-    multi = sorted(item for item, p in photos.items() if len(p) >= 2)
-    held_views: list[int] = []
-    queries: list[int] = []
-    if multi:
-        n = max(1, round(len(multi) * holdout))
-        for item in rng.permutation(multi)[:n]:
-            photo = sorted(photos[str(item)])[int(rng.integers(len(photos[str(item)])))]
-            rows = photos[str(item)][photo]
-            held_views.extend(rows)
-            queries.append(rows[-1])  # the whole photo sorts... any view of it works as a query
-    paired = sorted({w.item_id for w in data.wild})
-    query_wild: list[int] = []
-    if len(paired) >= 2:
-        n = max(1, round(len(paired) * holdout))
-        held_items = set(rng.permutation(paired)[:n].tolist())
-        query_wild = [i for i, w in enumerate(data.wild) if w.item_id in held_items]
-    instance = not queries and not query_wild
-    if instance:
-        n = max(1, round(len(data.views) * holdout))
-        queries = sorted(rng.permutation(len(data.views))[:n].tolist())
-    held = set(held_views)
-    train = tuple(i for i in range(len(data.views)) if i not in held)
-    qw = set(query_wild)
-    train_wild = tuple(i for i in range(len(data.wild)) if i not in qw)
-    return Split(train, train_wild, tuple(queries), tuple(query_wild), instance)
-
-
-def estimate_bytes(views: int, size: int, act_elems: int, augmentations: int) -> int:
-    """Memory a run holds: each view's 8-bit input and its cached float16 activations (clean +
-    augmented), plus a fixed allowance for the network and the optimiser."""
-    return views * (size * size * 3 + (augmentations + 1) * act_elems * 2) + 600 * 2**20
-
-
-def available_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 class Trainer:
@@ -371,9 +307,15 @@ class Trainer:
         pos = {n: i for i, n in enumerate(items)}
         with torch.no_grad():
             emb = self._embed(clean)
-            proxies = torch.zeros(len(items), emb.shape[1])
-            proxies.index_add_(0, torch.tensor([pos[v.item_id] for v in views]), emb)
-        proxies = torch.nn.Parameter(torch.nn.functional.normalize(proxies, dim=1).to(self.device))
+            cents = torch.zeros(len(items), emb.shape[1])
+            cents.index_add_(0, torch.tensor([pos[v.item_id] for v in views]), emb)
+        loss_fn, proxies = make_loss(
+            torch,
+            s.loss,
+            torch.nn.functional.normalize(cents, dim=1).to(self.device),
+            temperature=s.temperature,
+            seed=s.seed,
+        )
         optim = torch.optim.AdamW(
             [
                 {"params": self.params, "lr": s.lr, "weight_decay": s.weight_decay},
@@ -417,10 +359,7 @@ class Trainer:
                     x = x.contiguous(memory_format=torch.channels_last)
                 gem, _, _ = self.tail(x)
                 z = torch.nn.functional.normalize(gem, dim=1)
-                p = torch.nn.functional.normalize(proxies, dim=1)
-                loss = torch.nn.functional.cross_entropy(
-                    z @ p.T / s.temperature, y[idx].to(self.device)
-                )
+                loss = loss_fn(z, y[idx].to(self.device))
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
