@@ -24,9 +24,11 @@ class Split:
 
 
 def holdout_split(data: TrainData, holdout: float, seed: int) -> Split:
-    """Hold out, seeded: one photo of `holdout` of the items that have several (its views leave
-    training; its first view queries), and the pair photos of `holdout` of the paired items (they
-    query all catalogue views). With neither, `holdout` of the views query as augmented copies."""
+    """Hold out, seeded: `holdout` of the photos of each item that has several (at least one
+    photo for `holdout` of those items when the share rounds to none; never an item's last photo);
+    their views leave training and one view of each (the whole photo when indexed) queries the
+    rest. And the pair photos of `holdout` of the paired items (they query all catalogue views).
+    With neither, `holdout` of the views query as augmented copies (instance views)."""
     rng = np.random.default_rng(seed)
     photos: dict[str, dict[str, list[int]]] = {}
     for i, v in enumerate(data.views):
@@ -34,13 +36,15 @@ def holdout_split(data: TrainData, holdout: float, seed: int) -> Split:
     multi = sorted(item for item, p in photos.items() if len(p) >= 2)
     held_views: list[int] = []
     queries: list[int] = []
-    if multi:
-        n = max(1, round(len(multi) * holdout))
-        for item in rng.permutation(multi)[:n]:
-            photo = sorted(photos[str(item)])[int(rng.integers(len(photos[str(item)])))]
-            rows = photos[str(item)][photo]
+    lucky = set(rng.permutation(multi)[: max(1, round(len(multi) * holdout))].tolist())
+    for item in multi:
+        names = sorted(photos[item])
+        k = min(len(names) - 1, int(len(names) * holdout)) or (1 if item in lucky else 0)
+        for photo in rng.permutation(names)[:k]:
+            rows = photos[item][str(photo)]
             held_views.extend(rows)
-            queries.append(rows[-1])  # the whole photo sorts... any view of it works as a query
+            whole = [r for r in rows if not data.views[r].cutout]
+            queries.append((whole or rows)[0])
     paired = sorted({w.item_id for w in data.wild})
     query_wild: list[int] = []
     if len(paired) >= 2:
