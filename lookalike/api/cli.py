@@ -487,7 +487,8 @@ def tune(
         bool, typer.Option("--reset", help="Back to the base network (re-embeds the index).")
     ] = False,
     minutes: Annotated[
-        float | None, typer.Option("--minutes", help="Time budget of a --train run.")
+        float | None,
+        typer.Option("--minutes", help="Time budget of a --train run (default 30; 0: none)."),
     ] = None,
     augmentations: Annotated[
         int | None, typer.Option("--augmentations", help="Augmented views per photo (--train).")
@@ -538,8 +539,7 @@ def tune(
                 return
             from lookalike.learn.train import TrainSettings
 
-            asked = {
-                "minutes": minutes,
+            asked: dict[str, Any] = {
                 "augmentations": augmentations,
                 "max_epochs": epochs,
                 "max_memory_gb": max_memory,
@@ -549,6 +549,8 @@ def tune(
             settings = TrainSettings(
                 seed=seed,
                 holdout=holdout,
+                # --minutes 0: no budget; absent: the default budget
+                minutes=(minutes or None) if minutes is not None else TrainSettings.minutes,
                 threads=engine.settings.threads,
                 **{k: v for k, v in asked.items() if v is not None},
             )

@@ -63,8 +63,9 @@ class TrainSettings:
     weight_decay: float = 1e-4
     temperature: float = 0.05
     holdout: float = 0.2
-    minutes: float | None = None
-    """Budget for the whole run (reading, caching, training, export); None: no limit."""
+    minutes: float | None = 30.0
+    """Budget for the whole run (reading, caching, training); None: no limit. Augmented copies
+    are fewer and training stops earlier to fit it (export and re-embedding come on top)."""
     max_memory_gb: float = 8.0
     seed: int = 0
     threads: int = 0
