@@ -128,6 +128,8 @@ class Trainer:
         self.device = nets.device()
         self.notify = progress or (lambda p: None)
         self.background = background
+        self.deadline: float | None = None
+        """perf_counter() time training must stop by (`settings.minutes`), set once timed."""
         self.started = started if started is not None else time.perf_counter()
         torch = self.torch
         torch.manual_seed(settings.seed)
@@ -136,9 +138,6 @@ class Trainer:
         self.front, self.tail = nets.make_modules(self.net, cut)
         self._front: Callable[[np.ndarray], Any] | None = None
         self.params = nets.trainable_parameters(self.net, cut)
-
-    def _elapsed_min(self) -> float:
-        return (time.perf_counter() - self.started) / 60
 
     def _activations(
         self, batches: Iterable[np.ndarray], stage: str, total: int, done: int = 0
@@ -247,6 +246,7 @@ class Trainer:
         views, wild = data.views, data.wild
         # Clean activations of every view and pair photo: the held-out gallery and queries.
         total = len(views) + len(wild)
+        t_clean = time.perf_counter()
         clean, done = self._activations(
             self._batched([v.pixels for v in views]), "cache clean", total
         )
@@ -255,17 +255,21 @@ class Trainer:
             if wild
             else (None, done)
         )
-        per_view = (time.perf_counter() - self.started) / max(1, total)
+        per_view = (time.perf_counter() - t_clean) / max(1, total)  # one front pass
         train_views: list[TrainView] = [views[i] for i in split.train] + [
             wild[i] for i in split.train_wild
         ]
         augmentations = s.augmentations
+        self.deadline = None
         if s.minutes is not None:
-            # Half the budget at most for caching augmented views; at least one each.
-            left = s.minutes * 60 * 0.5 - (time.perf_counter() - self.started)
-            augmentations = max(
-                1, min(augmentations, int(left / max(per_view, 1e-3) / max(1, len(train_views))))
-            )
+            # The budget covers re-embedding too (the whole network on every view, about 1.5
+            # front passes each, plus the export); augmented copies get at most half of what is
+            # left, at least one each; training stops at the deadline.
+            reserve = len(views) * per_view * 1.5 + 20
+            self.deadline = self.started + s.minutes * 60 - reserve
+            left = (self.deadline - time.perf_counter()) * 0.5
+            per_copy = max(per_view * 1.1, 1e-3) * max(1, len(train_views))  # + augmenting
+            augmentations = max(1, min(augmentations, int(left / per_copy)))
         labels = [v.item_id for v in train_views for _ in range(augmentations)]
 
         def augmented() -> Any:
@@ -337,8 +341,8 @@ class Trainer:
         for epoch in range(1, s.max_epochs + 1):
             if (
                 epoch > 1
-                and s.minutes is not None
-                and (self._elapsed_min() + epoch_seconds / 60 > s.minutes * 0.85)
+                and self.deadline is not None
+                and time.perf_counter() + epoch_seconds > self.deadline
             ):
                 stopped = "time"
                 break
@@ -348,7 +352,7 @@ class Trainer:
             order = torch.from_numpy(pick[rng.permutation(n)])
             losses = []
             for start in range(0, n, s.batch_size):
-                if start and s.minutes is not None and self._elapsed_min() > s.minutes * 0.85:
+                if start and self.deadline is not None and time.perf_counter() > self.deadline:
                     stopped = "time"  # out of budget mid-epoch: measure what was learnt, stop
                     break
                 idx = order[start : start + s.batch_size]
