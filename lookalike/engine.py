@@ -497,6 +497,10 @@ class Engine(ClosesStore):
         self._projection, self._projection_loaded = None, False
         self._text_index = None
 
+    def write_lock(self) -> AbstractContextManager[None]:
+        """Held while a process writes the index (`tune --train` holds it for its whole run)."""
+        return self._write_lock()
+
     def _write_lock(self) -> AbstractContextManager[None]:
         return folder_write_lock(self.index_dir, ".lock", "")
 

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lookalike.errors import CatalogueError, StoreError, TrainingError
-from lookalike.index_lock import folder_write_lock
 from lookalike.learn.heldout import available_bytes, estimate_bytes
 from lookalike.learn.train import (
     TrainProgress,
@@ -114,7 +113,7 @@ def train_index(
         notify(TrainProgress(name, done, total))
 
     spec, models = _base(engine)
-    with folder_write_lock(engine.index_dir, ".lock", ""):
+    with engine.write_lock():
         if spec.name not in nets.TRAINABLE:
             raise TrainingError(
                 f"tune --train adapts {', '.join(nets.TRAINABLE)}; this index was built with "
@@ -135,7 +134,7 @@ def train_index(
         dropped = 0
         if applied:
             sha, dropped = _apply(engine, net, spec, data, settings, report, stage)
-    engine.reload()
+        engine.reload()  # inside the lock: what runs when it is released sees the new index
     return TrainOutcome(report, applied, data.skipped, dropped, sha, time.perf_counter() - started)
 
 
@@ -229,7 +228,7 @@ def reset_index(
     spec, models = _base(engine)
     if not (engine.manifest and engine.manifest.network):
         raise CatalogueError(f"the index at {engine.index_dir} already uses the base network")
-    with folder_write_lock(engine.index_dir, ".lock", ""):
+    with engine.write_lock():
         data = collect(engine, spec.preprocess, progress=stage)
         s = engine.settings
         base = load_embedder(
@@ -240,7 +239,7 @@ def reset_index(
             spinning=s.ort_spinning,
         )
         dropped = _swap(engine, data, lambda x: base.embed_prepared(x)[0], spec, None, stage)
-    engine.reload()
+        engine.reload()  # inside the lock: what runs when it is released sees the new index
     return dropped, data.skipped
 
 
