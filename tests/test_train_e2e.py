@@ -350,9 +350,23 @@ def test_pairs_teach_the_worn_photos(data_dir: Path, lite2_dir: Path, tmp_path: 
     assert (index / "lookalike.json").read_text() == before
 
     out = CliRunner().invoke(
-        app, ["tune", "--index", str(index), "--train", "--pairs", str(pairs), *SHORT]
+        app, ["tune", "--index", str(index), "--train", "--pairs", str(pairs), "--int8", *SHORT]
     )
     assert out.exit_code == 0, out.output
     summary = json.loads(out.stdout)
     assert summary["pair_photos"] == 6 and not summary["instance_views"]
     assert summary["held_out"] >= 1 and summary["applied"]
+
+    # --int8: quantised, compared with the float network on the held-out draw, the choice recorded
+    from lookalike.index_manifest import IndexManifest
+    from lookalike.models.store import sha256_file
+
+    network = IndexManifest.load(index).network  # type: ignore[union-attr]
+    assert network is not None
+    int8 = network["int8"]
+    assert int8["used"] == (int8["int8_recall"] >= int8["float_recall"] - 0.01)
+    assert sha256_file(index / network["file"]) == network["sha256"] == summary["sha256"]
+    assert (network["sha256"] != int8["float_sha256"]) == int8["used"]
+    assert [p.name for p in index.glob("network*")] == [network["file"]]
+    with Engine(index, settings=Settings(index=index)) as engine:
+        assert engine.embedder.name.endswith("+adapted")

@@ -510,6 +510,12 @@ def tune(
     tail_blocks: Annotated[
         int | None, typer.Option("--tail-blocks", help="Blocks trained, from the last (--train).")
     ] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8", help="Also quantise the trained network; used if within 0.01 held-out R@1."
+        ),
+    ] = False,
     max_memory: Annotated[
         float | None, typer.Option("--max-memory", help="GB a --train run may hold.")
     ] = None,
@@ -545,6 +551,7 @@ def tune(
                 "max_memory_gb": max_memory,
                 "loss": loss,
                 "tail_blocks": tail_blocks,
+                "int8": int8 or None,
             }
             settings = TrainSettings(
                 seed=seed,

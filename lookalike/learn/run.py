@@ -186,8 +186,52 @@ def _apply(
         },
     )
     embedder = open_adapted(index_dir, record, spec, engine.settings)
-    dropped = _swap(engine, data, lambda x: embedder.embed_prepared(x)[0], spec, record, stage)
+    vectors = None
+    if settings.int8:
+        record, vectors = _int8(engine, record, embedder, spec, data, settings, stage)
+        sha = record["sha256"]
+    dropped = _swap(
+        engine, data, lambda x: embedder.embed_prepared(x)[0], spec, record, stage, vectors
+    )
     return sha, dropped
+
+
+def _int8(
+    engine: Engine,
+    record: dict[str, Any],
+    embedder: Any,
+    spec: Any,
+    data: Any,
+    settings: TrainSettings,
+    stage: Callable[[str, int, int], None],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(record, vectors) of the int8 network when it stays within `TOLERANCE` held-out Recall@1
+    of the float one, else of the float one; the record says what was measured."""
+    from lookalike.learn import quantized as q
+    from lookalike.learn.adapted import open_adapted
+    from lookalike.models.store import sha256_file
+
+    index_dir, pp = engine.index_dir, spec.preprocess
+    floats = q.embed_all(data, lambda x: embedder.embed_prepared(x)[0], pp, stage, "embed float")
+    part = q.quantize_for_index(index_dir, record["file"], data, pp, settings.seed, stage)
+    sha = sha256_file(part)
+    name = f"network-{sha[:12]}.onnx"
+    part.replace(index_dir / name)
+    int8_record = {**record, "file": name, "sha256": sha}
+    int8 = open_adapted(index_dir, int8_record, spec, engine.settings)
+    ints = q.embed_all(data, lambda x: int8.embed_prepared(x)[0], pp, stage, "embed int8")
+    r_float = q.held_out_recall(data, floats, settings.holdout, settings.seed)
+    r_int8 = q.held_out_recall(data, ints, settings.holdout, settings.seed)
+    used = r_int8 >= r_float - q.TOLERANCE
+    info = {
+        "used": used,
+        "float_recall": r_float,
+        "int8_recall": r_int8,
+        "float_sha256": record["sha256"],
+    }
+    if used:
+        return {**int8_record, "int8": info}, ints
+    return {**record, "int8": info}, floats
 
 
 def _swap(
@@ -197,6 +241,7 @@ def _swap(
     spec: Any,
     record: dict[str, Any] | None,
     stage: Callable[[str, int, int], None],
+    vectors: dict[str, Any] | None = None,
 ) -> int:
     """Re-embed every point with `embed`, write it aside and commit with `record` as the
     manifest's network (None: the base network) and no projection (it was fitted on the old
@@ -204,7 +249,7 @@ def _swap(
     from lookalike.learn.swap import commit, reembedded_points, write_aside
 
     records = list(engine.store.scroll(with_vectors=False))
-    points, dropped = reembedded_points(records, data, embed, spec.preprocess, stage)
+    points, dropped = reembedded_points(records, data, embed, spec.preprocess, stage, vectors)
     assert engine.manifest is not None
     write_aside(engine, points, engine.manifest.dim, stage)
     manifest = dataclasses.replace(engine.manifest, network=record, projection=None)

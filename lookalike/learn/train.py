@@ -58,6 +58,8 @@ class TrainSettings:
     batch_size: int = 32
     lr: float = 2e-4
     proxy_lr: float = 1e-2
+    int8: bool = False
+    """Also quantise the adapted network (`lookalike.learn.quantized`); used if within 0.01 R@1."""
     loss: str = "normsoftmax"
     """`lookalike.learn.losses.LOSSES`: normsoftmax, proxy_anchor or arcface."""
     weight_decay: float = 1e-4
