@@ -62,7 +62,7 @@ def test_training_improves_recall_on_unseen_photos(
     with Engine(index, settings=Settings(index=index)) as engine:
         outcome = train_index(
             engine,
-            settings=TrainSettings(tail_blocks=1, augmentations=2, max_epochs=4, seed=0),
+            settings=TrainSettings(tail_blocks=1, augmentations=2, max_epochs=10, seed=0),
         )
     assert outcome.applied, outcome.report
     after = _recall_at_1(index, queries)

@@ -9,9 +9,12 @@ What trains: the last `tail_blocks` blocks, the head conv and its batch norm (af
 statistics stay ImageNet's). The frozen front's activations of `augmentations` augmented views per
 view are computed once and cached in float16, so an epoch only runs the tail.
 
-Length and the choice to apply: held-out draws of the catalogue itself (`holdout_split`), never a
-query set. After each epoch the held-out Recall@1 is measured; training stops after `patience`
-epochs without improvement (or at the time budget) and keeps the best epoch's weights.
+Schedule (the training research's recipe v1, /docs/training.md): batches of P items x 2 views,
+AdamW with a one-epoch warm-up and cosine decay over `max_epochs` (shortened to fit `minutes`).
+Held-out draws of the catalogue itself (`holdout_split`, never a query set) are measured after each
+epoch: they guard the schedule (a fall of `guard` below the best epoch, or a diverging loss,
+restores the best state and stops) and decide whether the result applies at all; with selection
+`best` they choose the epoch (early stopping with `patience`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 
 from lookalike.errors import CatalogueError, TrainingError
 from lookalike.learn.augment import AugmentSettings, augment
+from lookalike.learn.batches import PairBatches, schedule
 from lookalike.learn.data import TrainData, TrainView
 from lookalike.learn.heldout import holdout_split
 from lookalike.learn.losses import make_loss
@@ -50,17 +54,26 @@ ProgressFn = Callable[[TrainProgress], None]
 
 @dataclass(frozen=True)
 class TrainSettings:
-    tail_blocks: int = 4
-    augmentations: int = 4
-    """Augmented views cached per view (an epoch is one pass over them)."""
-    max_epochs: int = 20
+    tail_blocks: int = 5
+    """Blocks trained, counted from the last (5: from block 16 of Lite2's 21, research recipe)."""
+    augmentations: int = 8
+    """Cached copies per view: the clean one's augmented variants (research: 8 > 4 > 2)."""
+    max_epochs: int = 60
+    """Length of the cosine schedule (shortened to fit `minutes`)."""
     patience: int = 3
-    batch_size: int = 32
-    lr: float = 2e-4
-    proxy_lr: float = 1e-2
+    """Epochs without improvement before stopping (selection `best` only)."""
+    batch_size: int = 128
+    """Views per step: batch_size / 2 items x 2 views (two photos, or two copies of one)."""
+    lr: float = 3e-4
+    proxy_lr_mult: float = 100.0
+    selection: str = "last"
+    """`last`: the schedule's end, held-out recall only guards (research recipe: the held-out
+    draw saturates on catalogues of near-duplicate photos); `best`: the best held-out epoch."""
+    guard: float = 0.05
+    """Stop and restore the best state when held-out R@1 falls this far below its best."""
     int8: bool = False
     """Also quantise the adapted network (`lookalike.learn.quantized`); used if within 0.01 R@1."""
-    loss: str = "normsoftmax"
+    loss: str = "proxy_anchor"
     """`lookalike.learn.losses.LOSSES`: normsoftmax, proxy_anchor or arcface."""
     weight_decay: float = 1e-4
     temperature: float = 0.05
@@ -278,9 +291,14 @@ class Trainer:
             # Streamed batch by batch: only the float16 activations are kept.
             batch: list[np.ndarray] = []
             for v in train_views:
-                for _ in range(augmentations):
+                for copy in range(augmentations):
                     bg = self.background if v.cutout else None
-                    batch.append(augment(v.pixels, rng, s.augment, background=bg))
+                    # With several copies the first is the clean view, as the index embeds it.
+                    clean_copy = copy == 0 and augmentations > 1
+                    pixels = (
+                        v.pixels if clean_copy else augment(v.pixels, rng, s.augment, background=bg)
+                    )
+                    batch.append(pixels)
                     if len(batch) == s.batch_size:
                         yield np.stack(batch)
                         batch = []
@@ -323,25 +341,29 @@ class Trainer:
             temperature=s.temperature,
             seed=s.seed,
         )
+        y = torch.tensor([pos[item] for item in labels])
         optim = torch.optim.AdamW(
             [
                 {"params": self.params, "lr": s.lr, "weight_decay": s.weight_decay},
-                {"params": [proxies], "lr": s.proxy_lr, "weight_decay": 0.0},
+                {"params": [proxies], "lr": s.lr * s.proxy_lr_mult, "weight_decay": 0.0},
             ]
         )
-        y = torch.tensor([pos[item] for item in labels])
         if self.device.type == "cpu":
             self.net.to(memory_format=torch.channels_last)
-        # The best trained epoch (at least one epoch always trains: --force applies it even when
-        # it does not beat the base network).
-        best_state: list[Any] = []
+        batches = PairBatches(
+            [pos[v.item_id] for v in train_views], augmentations, max(2, s.batch_size), rng
+        )
+        steps = batches.steps_per_epoch
+        planned = s.max_epochs  # the cosine schedule's length; shortened to fit the budget
+        best_state: list[Any] = self._state()
         best_score, best_epoch, history, stopped = (-1.0, -np.inf), 0, [], "max_epochs"
+        last_score = best_score
         epoch_seconds = 0.0
-        # An epoch shows every training view once, as one of its cached augmented copies drawn
-        # at random (copies of view i sit at i*A .. i*A+A-1): its cost does not grow with A.
-        n = len(train_views)
+        step = 0
+        # A fall of two held-out queries at least: on a small draw one query is a large step.
+        guard = max(s.guard, 2.0 / max(1, len(q_items)))
         for epoch in range(1, s.max_epochs + 1):
-            if (
+            if epoch > planned or (
                 epoch > 1
                 and self.deadline is not None
                 and time.perf_counter() + epoch_seconds > self.deadline
@@ -350,14 +372,17 @@ class Trainer:
                 break
             t0 = time.perf_counter()
             self.nets.tail_mode(self.net, True)
-            pick = np.arange(n) * augmentations + rng.integers(0, augmentations, size=n)
-            order = torch.from_numpy(pick[rng.permutation(n)])
-            losses = []
-            for start in range(0, n, s.batch_size):
-                if start and self.deadline is not None and time.perf_counter() > self.deadline:
+            losses: list[float] = []
+            for k in range(steps):
+                if k and self.deadline is not None and time.perf_counter() > self.deadline:
                     stopped = "time"  # out of budget mid-epoch: measure what was learnt, stop
                     break
-                idx = order[start : start + s.batch_size]
+                for group, base_lr in zip(
+                    optim.param_groups, (s.lr, s.lr * s.proxy_lr_mult), strict=True
+                ):
+                    group["lr"] = base_lr * schedule(step, steps, planned * steps)
+                step += 1
+                idx = torch.from_numpy(batches.draw())
                 x = cached[idx].to(self.device, torch.float32)
                 # Feature-space flip (as the research sweep): close to the map of the mirrored view.
                 flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(self.device)
@@ -374,25 +399,39 @@ class Trainer:
                 self.notify(
                     TrainProgress(
                         f"epoch {epoch}",
-                        min(start + s.batch_size, n),
-                        n,
+                        k + 1,
+                        steps,
                         float(np.mean(losses)),
                         max(best_score[0], base),
                     )
                 )
+            mean_loss = float(np.mean(losses)) if losses else float("nan")
             score = self._recall(gallery, g_items, q_acts, q_items)
-            recall = score[0]
-            history.append((epoch, float(np.mean(losses)), recall))
-            self.notify(TrainProgress(f"epoch {epoch}", n, n, float(np.mean(losses)), recall))
+            history.append((epoch, mean_loss, score[0]))
+            self.notify(TrainProgress(f"epoch {epoch}", steps, steps, mean_loss, score[0]))
             epoch_seconds = time.perf_counter() - t0
+            if epoch == 1 and self.deadline is not None:
+                fit = int((self.deadline - time.perf_counter()) / max(epoch_seconds, 1e-3)) + 1
+                planned = max(1, min(s.max_epochs, fit))
+            if not np.isfinite(mean_loss) or score[0] < best_score[0] - guard:
+                # Diverged, or held-out recall fell well below its best: back to the best state.
+                stopped = "guard"
+                last_score = best_score
+                break
             if score > best_score:
                 best_score, best_epoch, best_state = score, epoch, self._state()
-            if stopped == "time":
-                break
-            if epoch - best_epoch >= s.patience:
+            last_score = score
+            if s.selection == "best" and epoch - best_epoch >= s.patience:
                 stopped = "patience"
                 break
-        self._load(best_state)
+            if stopped == "time":
+                break
+        if s.selection == "best" or stopped == "guard" or not np.isfinite(last_score[1]):
+            self._load(best_state)
+            final, final_epoch = best_score, best_epoch
+        else:  # the fixed schedule's end (research recipe: held-out only guards it)
+            final, final_epoch = last_score, len(history)
+        best_score, best_epoch = final, final_epoch
         self.net.eval()
         self.net.to(memory_format=torch.contiguous_format)
         return TrainReport(
