@@ -63,3 +63,10 @@ class IndexDamagedError(StoreError):
     or it holds vectors other than those written: its answers cannot be trusted."""
 
     exit_code = 8
+
+
+class TrainingError(LookalikeError):
+    """A `tune --train` run cannot be done as asked (too little data or memory, a network that
+    cannot be trained); refused before anything in the index changes."""
+
+    exit_code = 9

@@ -121,6 +121,22 @@ def test_train_exports_reembeds_serves_and_resets(
 
     hits = _search(small.index, query)  # through the CLI
     assert hits != base_hits
+    # ... and through the HTTP server
+    from fastapi.testclient import TestClient
+
+    from lookalike.api.http import create_app
+
+    with (
+        Engine(small.index, settings=Settings(index=small.index)) as engine,
+        TestClient(create_app(engine)) as client,
+    ):
+        data = Path(query).read_bytes()
+        r = client.post("/api/search", files={"photo": ("q.jpg", data)}, data={"k": "4"})
+        assert r.status_code == 200, r.text
+        served = [(h["item_id"], h["score"]) for h in r.json()["results"]]
+        assert "network: adapted" in client.get("/api/stats").json()["network"]
+    assert [i for i, _ in served] == [i for i, _ in hits]
+    assert np.allclose([s for _, s in served], [s for _, s in hits], atol=1e-4)
     cents = {
         p: v
         for p, v in points.items()
@@ -211,3 +227,146 @@ def test_interrupted_swap_is_repaired_when_opened(tmp_path: Path) -> None:
         "network-new.onnx"
     )
     assert (index / "network-new.onnx").exists()
+
+
+def _one_photo_index(data_dir: Path, dest: Path, products: int) -> tuple[Path, list[Path]]:
+    """An index of `products` grocery products with one photo each (copies, so a test may break
+    one after indexing)."""
+    import shutil
+
+    from lookalike.config import Settings
+    from lookalike.engine import Engine
+
+    root = data_dir / "grocery" / "train" / "Packages"
+    photos = []
+    lines = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir())[:products]:
+        src = sorted(d.rglob("*.jpg"))[0]
+        photo = dest / "photos" / f"{d.name}.jpg"
+        photo.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, photo)
+        photos.append(photo)
+        lines.append(json.dumps({"id": d.name, "title": d.name, "images": [str(photo)]}))
+    manifest = dest / "one.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    index = dest / "index"
+    with Engine(index, settings=Settings(index=index)) as engine:
+        engine.index(manifest)
+    return index, photos
+
+
+@pytest.mark.e2e
+def test_refused_runs_change_nothing(data_dir: Path, lite2_dir: Path, tmp_path: Path) -> None:
+    """Too little data, or more memory than allowed: a typed error (exit code 9) before anything
+    in the index changes."""
+    from lookalike.api.cli import app
+
+    index, _ = _one_photo_index(data_dir, tmp_path / "one", 1)
+    before = (index / "lookalike.json").read_text()
+    out = CliRunner().invoke(app, ["tune", "--index", str(index), "--train"])
+    assert out.exit_code == 9, out.output
+    assert "at least 2 items" in out.output
+    assert (index / "lookalike.json").read_text() == before
+
+    index, _ = _one_photo_index(data_dir, tmp_path / "three", 3)
+    before = (index / "lookalike.json").read_text()
+    out = CliRunner().invoke(app, ["tune", "--index", str(index), "--train", "--max-memory", "0.1"])
+    assert out.exit_code == 9, out.output
+    message = " ".join(out.output.split())  # rich wraps long lines
+    assert "needs about" in message and "--max-memory" in message
+    assert (index / "lookalike.json").read_text() == before
+    assert not list(index.glob("network*")) and not (index / "shard.training").exists()
+
+
+@pytest.mark.e2e
+def test_one_photo_items_train_on_instance_views_and_skip_bad_photos(
+    data_dir: Path, lite2_dir: Path, tmp_path: Path
+) -> None:
+    """One photo per item and no pairs: instance views, said so; a photo that no longer decodes is
+    skipped with its reason and its views leave the re-embedded index."""
+    from lookalike.api.cli import app
+
+    index, photos = _one_photo_index(data_dir, tmp_path, 4)
+    photos[0].write_bytes(b"\xff\xd8\xff\xe0 not a jpeg any more")
+    out = CliRunner().invoke(app, ["tune", "--index", str(index), "--train", *SHORT])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout)
+    assert summary["instance_views"] and summary["items"] == 3 and summary["applied"]
+    assert [s["source"] for s in summary["skipped"]] == [str(photos[0])]
+    assert summary["skipped"][0]["reason"]
+    assert summary["dropped_points"] == 2  # its view and its item's centroid
+    points = _points(index)
+    assert len(points) == 6  # 3 views + 3 centroids
+
+    out = CliRunner().invoke(
+        app, ["tune", "--index", str(index), "--train", *SHORT[:-1]]
+    )  # the human output says it trained on instance views
+    assert out.exit_code == 0, out.output
+    assert "instance views" in " ".join(out.output.split())
+    from lookalike.index_manifest import IndexManifest
+
+    manifest = IndexManifest.load(index)  # the same data and seed: the same network, bit for bit
+    assert manifest is not None and manifest.network is not None
+    assert manifest.network["sha256"] == summary["sha256"]
+
+
+@pytest.mark.e2e
+def test_pairs_teach_the_worn_photos(data_dir: Path, lite2_dir: Path, tmp_path: Path) -> None:
+    """--pairs: the worn photos of the garments train with their product shots (not instance
+    views), some are held out to choose; pairs naming unknown items are refused first."""
+    import csv
+
+    from lookalike.api.cli import app
+    from lookalike.config import Settings
+    from lookalike.engine import Engine
+
+    fashion = data_dir / "fashion"
+    with open(fashion / "pairs.csv") as fh:
+        rows = list(csv.DictReader(fh))[:6]
+    catalogue = tmp_path / "garments.jsonl"
+    catalogue.write_text(
+        "".join(
+            json.dumps({"id": r["garment_id"], "images": [str(fashion / r["product_image"])]})
+            + "\n"
+            for r in rows
+        )
+    )
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "image,item_id\n"
+        + "".join(f"{fashion / r['worn_image']},{r['garment_id']}\n" for r in rows)
+    )
+    index = tmp_path / "index"
+    with Engine(index, settings=Settings(index=index)) as engine:
+        engine.index(catalogue)
+    before = (index / "lookalike.json").read_text()
+
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text(f"image,item_id\n{fashion / rows[0]['worn_image']},nope\n")
+    out = CliRunner().invoke(
+        app, ["tune", "--index", str(index), "--train", "--pairs", str(unknown)]
+    )
+    assert out.exit_code == 4, out.output  # CatalogueError
+    assert (index / "lookalike.json").read_text() == before
+
+    out = CliRunner().invoke(
+        app, ["tune", "--index", str(index), "--train", "--pairs", str(pairs), "--int8", *SHORT]
+    )
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout)
+    assert summary["pair_photos"] == 6 and not summary["instance_views"]
+    assert summary["held_out"] >= 1 and summary["applied"]
+
+    # --int8: quantised, compared with the float network on the held-out draw, the choice recorded
+    from lookalike.index_manifest import IndexManifest
+    from lookalike.models.store import sha256_file
+
+    network = IndexManifest.load(index).network  # type: ignore[union-attr]
+    assert network is not None
+    int8 = network["int8"]
+    assert int8["used"] == (int8["int8_recall"] >= int8["float_recall"] - 0.01)
+    assert sha256_file(index / network["file"]) == network["sha256"] == summary["sha256"]
+    assert (network["sha256"] != int8["float_sha256"]) == int8["used"]
+    assert [p.name for p in index.glob("network*")] == [network["file"]]
+    with Engine(index, settings=Settings(index=index)) as engine:
+        assert engine.embedder.name.endswith("+adapted")

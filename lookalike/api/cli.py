@@ -664,7 +664,8 @@ def tune(
         bool, typer.Option("--reset", help="Back to the base network (re-embeds the index).")
     ] = False,
     minutes: Annotated[
-        float | None, typer.Option("--minutes", help="Time budget of a --train run.")
+        float | None,
+        typer.Option("--minutes", help="Time budget of a --train run (default 30; 0: none)."),
     ] = None,
     augmentations: Annotated[
         int | None, typer.Option("--augmentations", help="Augmented views per photo (--train).")
@@ -679,6 +680,19 @@ def tune(
             help="After --train, fit the projection on top when it beats the trained network alone.",
         ),
     ] = True,
+    loss: Annotated[
+        str | None,
+        typer.Option("--loss", help="normsoftmax, proxy_anchor or arcface (--train)."),
+    ] = None,
+    tail_blocks: Annotated[
+        int | None, typer.Option("--tail-blocks", help="Blocks trained, from the last (--train).")
+    ] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8", help="Also quantise the trained network; used if within 0.01 held-out R@1."
+        ),
+    ] = False,
     max_memory: Annotated[
         float | None, typer.Option("--max-memory", help="GB a --train run may hold.")
     ] = None,
@@ -708,15 +722,19 @@ def tune(
                 return
             from lookalike.learn.train import TrainSettings
 
-            asked = {
-                "minutes": minutes,
+            asked: dict[str, Any] = {
                 "augmentations": augmentations,
                 "max_epochs": epochs,
                 "max_memory_gb": max_memory,
+                "loss": loss,
+                "tail_blocks": tail_blocks,
+                "int8": int8 or None,
             }
             settings = TrainSettings(
                 seed=seed,
                 holdout=holdout,
+                # --minutes 0: no budget; absent: the default budget
+                minutes=(minutes or None) if minutes is not None else TrainSettings.minutes,
                 threads=engine.settings.threads,
                 **{k: v for k, v in asked.items() if v is not None},
             )

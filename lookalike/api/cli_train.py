@@ -92,7 +92,7 @@ def run_train(
         "samples": r.samples,
         "device": r.device,
         "skipped": [{"source": s.source, "reason": s.reason} for s in outcome.skipped],
-        "dropped_views": outcome.dropped,
+        "dropped_points": outcome.dropped,
         "seconds": round(outcome.seconds, 1),
         "projection": None,
     }
@@ -141,7 +141,7 @@ def run_reset(engine: Engine, *, as_json: bool) -> None:
     with train_progress(not as_json) as progress:
         dropped, skipped = reset_index(engine, progress=progress)
     if as_json:
-        print(json.dumps({"reset": True, "dropped_views": dropped, "skipped": len(skipped)}))
+        print(json.dumps({"reset": True, "dropped_points": dropped, "skipped": len(skipped)}))
         return
     for s in skipped:
         stderr_console().print(f"skipped {s.source}: {s.reason}", markup=False)

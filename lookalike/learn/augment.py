@@ -20,10 +20,11 @@ class AugmentSettings:
     """How strongly views are perturbed. scale: area share of the random crop; the others are
     probabilities or relative strengths."""
 
-    scale: tuple[float, float] = (0.35, 1.0)
+    scale: tuple[float, float] = (0.3, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip: float = 0.5
-    jitter: float = 0.35
+    jitter: float = 0.4
+    jitter_p: float = 0.8
     blur: float = 0.2
     perspective: float = 0.3
     erase: float = 0.25
@@ -52,7 +53,7 @@ def augment(
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     if rng.random() < settings.perspective:
         image = _perspective(image, rng)
-    if settings.jitter > 0:
+    if settings.jitter > 0 and rng.random() < settings.jitter_p:
         j = settings.jitter
         for enhance in rng.permutation(3):
             factor = float(rng.uniform(1 - j, 1 + j))

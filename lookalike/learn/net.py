@@ -111,6 +111,15 @@ def make_modules(net: Any, split: Split) -> tuple[Any, Any]:
     return Front(), Tail()
 
 
+def activation_elements(net: Any, split: Split, size: int) -> int:
+    """Numbers in one cached activation (the front's output for one size x size input)."""
+    torch = import_torch()
+    front, _ = make_modules(net, split)
+    net.eval()
+    with torch.no_grad():
+        return int(front(torch.zeros(1, 3, size, size)).numel())
+
+
 def trainable_parameters(net: Any, split: Split) -> list[Any]:
     """The tail's parameters (blocks from the cut, head conv and its batch norm); everything else
     is frozen (`requires_grad` off)."""

@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from lookalike.errors import CatalogueError, StoreError
+from lookalike.errors import CatalogueError, StoreError, TrainingError
+from lookalike.learn.heldout import available_bytes, estimate_bytes
 from lookalike.learn.train import (
-    TrainingError,
     TrainProgress,
     TrainReport,
     TrainSettings,
-    available_bytes,
-    estimate_bytes,
 )
 from lookalike.store.base import where
 from lookalike.types import Skipped
@@ -30,10 +28,6 @@ if TYPE_CHECKING:
     from lookalike.engine import Engine
 
 ProgressFn = Callable[[TrainProgress], None]
-
-_ACT_ELEMS = {"efficientnet-lite0": 192 * 7 * 7, "efficientnet-lite1": 192 * 8 * 8}
-"""Activation size at the cut per variant when it is before the last stage's blocks (float16 each);
-used only to estimate memory before reading anything (Lite2: 208 x 9 x 9)."""
 
 
 @dataclass(frozen=True)
@@ -66,15 +60,14 @@ def _base(engine: Engine) -> tuple[Any, Any]:
     return get_spec(engine.embedder_name), models
 
 
-def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any) -> None:
-    """Refuse, before reading anything, a run that cannot fit: too few items or views, or more
-    memory than `settings.max_memory_gb` (or than the machine has free)."""
-    from lookalike.learn.net import TRAINABLE
+def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any, act_elems: int) -> None:
+    """Refuse, before reading any photo, a run that cannot fit: too few items or views, or more
+    memory than `settings.max_memory_gb` (or than the machine has free). act_elems: size of one
+    cached activation (the front's output)."""
+    from lookalike.learn.losses import LOSSES
 
-    if spec.name not in TRAINABLE:
-        raise TrainingError(
-            f"tune --train adapts {', '.join(TRAINABLE)}; this index was built with {spec.name}"
-        )
+    if settings.loss not in LOSSES:
+        raise TrainingError(f"unknown training loss {settings.loss!r}; use one of {list(LOSSES)}")
     store = engine.store
     items = store.count(where("kind", "centroid"))
     views = store.count(where("kind", "view"))
@@ -84,9 +77,7 @@ def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any) -> None
             f"{views} view(s)"
         )
     size = spec.preprocess.size
-    need = estimate_bytes(
-        views + pairs, size, _ACT_ELEMS.get(spec.name, 208 * 9 * 9), settings.augmentations
-    )
+    need = estimate_bytes(views + pairs, size, act_elems, settings.augmentations)
     limit = int(settings.max_memory_gb * 2**30)
     free = available_bytes()
     if need > limit or (free is not None and need > free):
@@ -123,14 +114,18 @@ def train_index(
 
     spec, models = _base(engine)
     with engine.write_lock():
-        plan(engine, settings, len(pairs), spec)
+        if spec.name not in nets.TRAINABLE:
+            raise TrainingError(
+                f"tune --train adapts {', '.join(nets.TRAINABLE)}; this index was built with "
+                f"{spec.name}"
+            )
         nets.import_torch()
-        weights = models.export_input(spec.name, "weights")
+        net = nets.load_network(spec.name, models.export_input(spec.name, "weights"))
+        cut = nets.split_at(net, spec.name, settings.tail_blocks)
         pp = spec.preprocess
+        plan(engine, settings, len(pairs), spec, nets.activation_elements(net, cut, pp.size))
         data = collect(engine, pp, pairs=pairs, progress=stage)
         check_data(data, len(pairs))
-        net = nets.load_network(spec.name, weights)
-        cut = nets.split_at(net, spec.name, settings.tail_blocks)
         background = _cutout_background(engine)
         trainer = Trainer(net, cut, pp, settings, notify, started=started, background=background)
         report = trainer.run(data)
@@ -139,7 +134,7 @@ def train_index(
         dropped = 0
         if applied:
             sha, dropped = _apply(engine, net, spec, data, settings, report, stage)
-    engine.reload()
+        engine.reload()  # inside the lock: what runs when it is released sees the new index
     return TrainOutcome(report, applied, data.skipped, dropped, sha, time.perf_counter() - started)
 
 
@@ -191,8 +186,52 @@ def _apply(
         },
     )
     embedder = open_adapted(index_dir, record, spec, engine.settings)
-    dropped = _swap(engine, data, lambda x: embedder.embed_prepared(x)[0], spec, record, stage)
+    vectors = None
+    if settings.int8:
+        record, vectors = _int8(engine, record, embedder, spec, data, settings, stage)
+        sha = record["sha256"]
+    dropped = _swap(
+        engine, data, lambda x: embedder.embed_prepared(x)[0], spec, record, stage, vectors
+    )
     return sha, dropped
+
+
+def _int8(
+    engine: Engine,
+    record: dict[str, Any],
+    embedder: Any,
+    spec: Any,
+    data: Any,
+    settings: TrainSettings,
+    stage: Callable[[str, int, int], None],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(record, vectors) of the int8 network when it stays within `TOLERANCE` held-out Recall@1
+    of the float one, else of the float one; the record says what was measured."""
+    from lookalike.learn import quantized as q
+    from lookalike.learn.adapted import open_adapted
+    from lookalike.models.store import sha256_file
+
+    index_dir, pp = engine.index_dir, spec.preprocess
+    floats = q.embed_all(data, lambda x: embedder.embed_prepared(x)[0], pp, stage, "embed float")
+    part = q.quantize_for_index(index_dir, record["file"], data, pp, settings.seed, stage)
+    sha = sha256_file(part)
+    name = f"network-{sha[:12]}.onnx"
+    part.replace(index_dir / name)
+    int8_record = {**record, "file": name, "sha256": sha}
+    int8 = open_adapted(index_dir, int8_record, spec, engine.settings)
+    ints = q.embed_all(data, lambda x: int8.embed_prepared(x)[0], pp, stage, "embed int8")
+    r_float = q.held_out_recall(data, floats, settings.holdout, settings.seed)
+    r_int8 = q.held_out_recall(data, ints, settings.holdout, settings.seed)
+    used = r_int8 >= r_float - q.TOLERANCE
+    info = {
+        "used": used,
+        "float_recall": r_float,
+        "int8_recall": r_int8,
+        "float_sha256": record["sha256"],
+    }
+    if used:
+        return {**int8_record, "int8": info}, ints
+    return {**record, "int8": info}, floats
 
 
 def _swap(
@@ -202,6 +241,7 @@ def _swap(
     spec: Any,
     record: dict[str, Any] | None,
     stage: Callable[[str, int, int], None],
+    vectors: dict[str, Any] | None = None,
 ) -> int:
     """Re-embed every point with `embed`, write it aside and commit with `record` as the
     manifest's network (None: the base network) and no projection (it was fitted on the old
@@ -209,7 +249,7 @@ def _swap(
     from lookalike.learn.swap import commit, reembedded_points, write_aside
 
     records = list(engine.store.scroll(with_vectors=False))
-    points, dropped = reembedded_points(records, data, embed, spec.preprocess, stage)
+    points, dropped = reembedded_points(records, data, embed, spec.preprocess, stage, vectors)
     assert engine.manifest is not None
     write_aside(engine, points, engine.manifest.dim, stage)
     manifest = dataclasses.replace(engine.manifest, network=record, projection=None)
@@ -244,7 +284,7 @@ def reset_index(
             spinning=s.ort_spinning,
         )
         dropped = _swap(engine, data, lambda x: base.embed_prepared(x)[0], spec, None, stage)
-    engine.reload()
+        engine.reload()  # inside the lock: what runs when it is released sees the new index
     return dropped, data.skipped
 
 

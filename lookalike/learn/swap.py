@@ -88,11 +88,13 @@ def reembedded_points(
     embed: Callable[[np.ndarray], np.ndarray],
     pp: Preprocess,
     progress: Progress,
+    vectors: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[list[PointRecord], list[str]]:
     """(points, dropped ids): every view with its vector from `embed` ((N, 3, s, s) -> (N, dim)
     normalised) on its collected input, centroids the normalised mean of their item's new view
     vectors (as indexing computes them). Views without collected input are dropped (their photo
-    changed or is unreadable now): no point may keep a vector of another network."""
+    changed or is unreadable now): no point may keep a vector of another network. vectors:
+    the views' vectors already computed (point id -> vector), instead of `embed`."""
     pixels = {v.point_id: v.pixels for v in data.views}
     views = [r for r in records if r.payload.get("kind") == "view" and r.id in pixels]
     dropped = [r.id for r in records if r.payload.get("kind") == "view" and r.id not in pixels]
@@ -100,8 +102,11 @@ def reembedded_points(
     by_item: dict[str, list[tuple[str, np.ndarray]]] = {}
     for start in range(0, len(views), _BATCH):
         chunk = views[start : start + _BATCH]
-        vectors = embed(normalise(np.stack([pixels[r.id] for r in chunk]), pp))
-        for rec, vec in zip(chunk, vectors, strict=True):
+        if vectors is not None:
+            batch = [vectors[r.id] for r in chunk]
+        else:
+            batch = list(embed(normalise(np.stack([pixels[r.id] for r in chunk]), pp)))
+        for rec, vec in zip(chunk, batch, strict=True):
             out.append(PointRecord(rec.id, {"image": vec}, rec.payload))
             by_item.setdefault(str(rec.payload["item_id"]), []).append((rec.id, vec))
         progress("re-embed", min(start + _BATCH, len(views)), len(views))

@@ -1,19 +1,20 @@
 """Fine-tuning the image network on a catalogue: the training loop of `lookalike tune --train`.
 
-Objective: normalised-softmax proxies (Zhai & Wu, "Classification is a strong baseline for deep
-metric learning", 2019): one learned unit vector per item, cross-entropy over the cosines of an
-embedding to every proxy at a low temperature. It suits few photos per item (a pair-based loss
-needs several positives in a batch; a proxy is a positive for every view), it is cheap, and with
-one photo per item it is instance discrimination over augmented views. Proxies start at the items'
-base centroids, so training starts from the index as it is.
+Objective (`lookalike.learn.losses`): proxy-based, one learned vector (or a few) per item, which
+suits few photos per item (a pair-based loss needs several positives in a batch; a proxy is a
+positive for every view) and, with one photo per item, is instance discrimination over augmented
+views. Proxies start at the items' base centroids, so training starts from the index as it is.
 
 What trains: the last `tail_blocks` blocks, the head conv and its batch norm (affine weights; the
 statistics stay ImageNet's). The frozen front's activations of `augmentations` augmented views per
 view are computed once and cached in float16, so an epoch only runs the tail.
 
-Length and the choice to apply: held-out draws of the catalogue itself (`holdout_split`), never a
-query set. After each epoch the held-out Recall@1 is measured; training stops after `patience`
-epochs without improvement (or at the time budget) and keeps the best epoch's weights.
+Schedule (the training research's recipe v1, /docs/training.md): batches of P items x 2 views,
+AdamW with a one-epoch warm-up and cosine decay over `max_epochs` (shortened to fit `minutes`).
+Held-out draws of the catalogue itself (`holdout_split`, never a query set) are measured after each
+epoch: they guard the schedule (a fall of `guard` below the best epoch, or a diverging loss,
+restores the best state and stops) and decide whether the result applies at all; with selection
+`best` they choose the epoch (early stopping with `patience`).
 """
 
 from __future__ import annotations
@@ -27,16 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.errors import CatalogueError, LookalikeError
+from lookalike.errors import CatalogueError, TrainingError
 from lookalike.learn.augment import AugmentSettings, augment
+from lookalike.learn.batches import PairBatches, schedule
 from lookalike.learn.data import TrainData, TrainView
+from lookalike.learn.heldout import holdout_split
+from lookalike.learn.losses import make_loss
 from lookalike.pipeline.preprocess import Preprocess, normalise
-
-
-class TrainingError(LookalikeError):
-    """A training run cannot be done as asked (too little data, memory or time); nothing changed."""
-
-    exit_code = 8
 
 
 @dataclass(frozen=True)
@@ -56,19 +54,33 @@ ProgressFn = Callable[[TrainProgress], None]
 
 @dataclass(frozen=True)
 class TrainSettings:
-    tail_blocks: int = 4
-    augmentations: int = 4
-    """Augmented views cached per view (an epoch is one pass over them)."""
-    max_epochs: int = 20
+    tail_blocks: int = 5
+    """Blocks trained, counted from the last (5: from block 16 of Lite2's 21, research recipe)."""
+    augmentations: int = 8
+    """Cached copies per view: the clean one's augmented variants (research: 8 > 4 > 2)."""
+    max_epochs: int = 60
+    """Length of the cosine schedule (shortened to fit `minutes`)."""
     patience: int = 3
-    batch_size: int = 32
-    lr: float = 2e-4
-    proxy_lr: float = 1e-2
+    """Epochs without improvement before stopping (selection `best` only)."""
+    batch_size: int = 128
+    """Views per step: batch_size / 2 items x 2 views (two photos, or two copies of one)."""
+    lr: float = 3e-4
+    proxy_lr_mult: float = 100.0
+    selection: str = "last"
+    """`last`: the schedule's end, held-out recall only guards (research recipe: the held-out
+    draw saturates on catalogues of near-duplicate photos); `best`: the best held-out epoch."""
+    guard: float = 0.05
+    """Stop and restore the best state when held-out R@1 falls this far below its best."""
+    int8: bool = False
+    """Also quantise the adapted network (`lookalike.learn.quantized`); used if within 0.01 R@1."""
+    loss: str = "proxy_anchor"
+    """`lookalike.learn.losses.LOSSES`: normsoftmax, proxy_anchor or arcface."""
     weight_decay: float = 1e-4
     temperature: float = 0.05
     holdout: float = 0.2
-    minutes: float | None = None
-    """Budget for the whole run (reading, caching, training, export); None: no limit."""
+    minutes: float | None = 30.0
+    """Budget for the whole run (reading, caching, training); None: no limit. Augmented copies
+    are fewer and training stops earlier to fit it (export and re-embedding come on top)."""
     max_memory_gb: float = 8.0
     seed: int = 0
     threads: int = 0
@@ -80,20 +92,6 @@ class TrainSettings:
         out = asdict(self)
         out.pop("threads")
         return out
-
-
-@dataclass(frozen=True)
-class Split:
-    """Held-out draw: gallery views (point order) and queries (views or wild photos), by index into
-    the training data, and what the held-out queries are."""
-
-    train: tuple[int, ...]
-    train_wild: tuple[int, ...]
-    queries: tuple[int, ...]
-    query_wild: tuple[int, ...]
-    instance: bool
-    """No item has two photos and there are no pairs: queries are augmented views of gallery
-    photos (instance views)."""
 
 
 @dataclass(frozen=True)
@@ -123,58 +121,6 @@ class TrainReport:
         return (self.recall, self.margin) > (self.base_recall, self.base_margin)
 
 
-def holdout_split(data: TrainData, holdout: float, seed: int) -> Split:
-    """Hold out, seeded: one photo of `holdout` of the items that have several (its views leave
-    training; its first view queries), and the pair photos of `holdout` of the paired items (they
-    query all catalogue views). With neither, `holdout` of the views query as augmented copies."""
-    rng = np.random.default_rng(seed)
-    photos: dict[str, dict[str, list[int]]] = {}
-    for i, v in enumerate(data.views):
-        photos.setdefault(v.item_id, {}).setdefault(v.photo, []).append(i)
-    multi = sorted(item for item, p in photos.items() if len(p) >= 2)
-    held_views: list[int] = []
-    queries: list[int] = []
-    if multi:
-        n = max(1, round(len(multi) * holdout))
-        for item in rng.permutation(multi)[:n]:
-            photo = sorted(photos[str(item)])[int(rng.integers(len(photos[str(item)])))]
-            rows = photos[str(item)][photo]
-            held_views.extend(rows)
-            queries.append(rows[-1])  # the whole photo sorts... any view of it works as a query
-    paired = sorted({w.item_id for w in data.wild})
-    query_wild: list[int] = []
-    if len(paired) >= 2:
-        n = max(1, round(len(paired) * holdout))
-        held_items = set(rng.permutation(paired)[:n].tolist())
-        query_wild = [i for i, w in enumerate(data.wild) if w.item_id in held_items]
-    instance = not queries and not query_wild
-    if instance:
-        n = max(1, round(len(data.views) * holdout))
-        queries = sorted(rng.permutation(len(data.views))[:n].tolist())
-    held = set(held_views)
-    train = tuple(i for i in range(len(data.views)) if i not in held)
-    qw = set(query_wild)
-    train_wild = tuple(i for i in range(len(data.wild)) if i not in qw)
-    return Split(train, train_wild, tuple(queries), tuple(query_wild), instance)
-
-
-def estimate_bytes(views: int, size: int, act_elems: int, augmentations: int) -> int:
-    """Memory a run holds: each view's 8-bit input and its cached float16 activations (clean +
-    augmented), plus a fixed allowance for the network and the optimiser."""
-    return views * (size * size * 3 + (augmentations + 1) * act_elems * 2) + 600 * 2**20
-
-
-def available_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
 class Trainer:
     """One training run over collected data; `net` (an EfficientNet-Lite) is trained in place."""
 
@@ -197,6 +143,8 @@ class Trainer:
         self.device = nets.device()
         self.notify = progress or (lambda p: None)
         self.background = background
+        self.deadline: float | None = None
+        """perf_counter() time training must stop by (`settings.minutes`), set once timed."""
         self.started = started if started is not None else time.perf_counter()
         torch = self.torch
         torch.manual_seed(settings.seed)
@@ -205,9 +153,6 @@ class Trainer:
         self.front, self.tail = nets.make_modules(self.net, cut)
         self._front: Callable[[np.ndarray], Any] | None = None
         self.params = nets.trainable_parameters(self.net, cut)
-
-    def _elapsed_min(self) -> float:
-        return (time.perf_counter() - self.started) / 60
 
     def _activations(
         self, batches: Iterable[np.ndarray], stage: str, total: int, done: int = 0
@@ -316,6 +261,7 @@ class Trainer:
         views, wild = data.views, data.wild
         # Clean activations of every view and pair photo: the held-out gallery and queries.
         total = len(views) + len(wild)
+        t_clean = time.perf_counter()
         clean, done = self._activations(
             self._batched([v.pixels for v in views]), "cache clean", total
         )
@@ -324,26 +270,35 @@ class Trainer:
             if wild
             else (None, done)
         )
-        per_view = (time.perf_counter() - self.started) / max(1, total)
+        per_view = (time.perf_counter() - t_clean) / max(1, total)  # one front pass
         train_views: list[TrainView] = [views[i] for i in split.train] + [
             wild[i] for i in split.train_wild
         ]
         augmentations = s.augmentations
+        self.deadline = None
         if s.minutes is not None:
-            # Half the budget at most for caching augmented views; at least one each.
-            left = s.minutes * 60 * 0.5 - (time.perf_counter() - self.started)
-            augmentations = max(
-                1, min(augmentations, int(left / max(per_view, 1e-3) / max(1, len(train_views))))
-            )
+            # The budget covers re-embedding too (the whole network on every view, about 1.5
+            # front passes each, plus the export); augmented copies get at most half of what is
+            # left, at least one each; training stops at the deadline.
+            reserve = len(views) * per_view * 1.5 + 20
+            self.deadline = self.started + s.minutes * 60 - reserve
+            left = (self.deadline - time.perf_counter()) * 0.5
+            per_copy = max(per_view * 1.1, 1e-3) * max(1, len(train_views))  # + augmenting
+            augmentations = max(1, min(augmentations, int(left / per_copy)))
         labels = [v.item_id for v in train_views for _ in range(augmentations)]
 
         def augmented() -> Any:
             # Streamed batch by batch: only the float16 activations are kept.
             batch: list[np.ndarray] = []
             for v in train_views:
-                for _ in range(augmentations):
+                for copy in range(augmentations):
                     bg = self.background if v.cutout else None
-                    batch.append(augment(v.pixels, rng, s.augment, background=bg))
+                    # With several copies the first is the clean view, as the index embeds it.
+                    clean_copy = copy == 0 and augmentations > 1
+                    pixels = (
+                        v.pixels if clean_copy else augment(v.pixels, rng, s.augment, background=bg)
+                    )
+                    batch.append(pixels)
                     if len(batch) == s.batch_size:
                         yield np.stack(batch)
                         batch = []
@@ -377,50 +332,66 @@ class Trainer:
         pos = {n: i for i, n in enumerate(items)}
         with torch.no_grad():
             emb = self._embed(clean)
-            proxies = torch.zeros(len(items), emb.shape[1])
-            proxies.index_add_(0, torch.tensor([pos[v.item_id] for v in views]), emb)
-        proxies = torch.nn.Parameter(torch.nn.functional.normalize(proxies, dim=1).to(self.device))
+            cents = torch.zeros(len(items), emb.shape[1])
+            cents.index_add_(0, torch.tensor([pos[v.item_id] for v in views]), emb)
+        loss_fn, proxies = make_loss(
+            torch,
+            s.loss,
+            torch.nn.functional.normalize(cents, dim=1).to(self.device),
+            temperature=s.temperature,
+            seed=s.seed,
+        )
+        y = torch.tensor([pos[item] for item in labels])
         optim = torch.optim.AdamW(
             [
                 {"params": self.params, "lr": s.lr, "weight_decay": s.weight_decay},
-                {"params": [proxies], "lr": s.proxy_lr, "weight_decay": 0.0},
+                {"params": [proxies], "lr": s.lr * s.proxy_lr_mult, "weight_decay": 0.0},
             ]
         )
-        y = torch.tensor([pos[item] for item in labels])
         if self.device.type == "cpu":
             self.net.to(memory_format=torch.channels_last)
-        # The best trained epoch (at least one epoch always trains: --force applies it even when
-        # it does not beat the base network).
-        best_state: list[Any] = []
+        batches = PairBatches(
+            [pos[v.item_id] for v in train_views], augmentations, max(2, s.batch_size), rng
+        )
+        steps = batches.steps_per_epoch
+        planned = s.max_epochs  # the cosine schedule's length; shortened to fit the budget
+        best_state: list[Any] = self._state()
         best_score, best_epoch, history, stopped = (-1.0, -np.inf), 0, [], "max_epochs"
+        last_score = best_score
         epoch_seconds = 0.0
-        n = len(cached)
+        step = 0
+        # A fall of two held-out queries at least: on a small draw one query is a large step.
+        guard = max(s.guard, 2.0 / max(1, len(q_items)))
         for epoch in range(1, s.max_epochs + 1):
-            if (
+            if epoch > planned or (
                 epoch > 1
-                and s.minutes is not None
-                and (self._elapsed_min() + epoch_seconds / 60 > s.minutes * 0.85)
+                and self.deadline is not None
+                and time.perf_counter() + epoch_seconds > self.deadline
             ):
                 stopped = "time"
                 break
             t0 = time.perf_counter()
             self.nets.tail_mode(self.net, True)
-            order = torch.from_numpy(rng.permutation(n))
-            losses = []
-            for start in range(0, n, s.batch_size):
-                if start and s.minutes is not None and self._elapsed_min() > s.minutes * 0.85:
+            losses: list[float] = []
+            for k in range(steps):
+                if k and self.deadline is not None and time.perf_counter() > self.deadline:
                     stopped = "time"  # out of budget mid-epoch: measure what was learnt, stop
                     break
-                idx = order[start : start + s.batch_size]
+                for group, base_lr in zip(
+                    optim.param_groups, (s.lr, s.lr * s.proxy_lr_mult), strict=True
+                ):
+                    group["lr"] = base_lr * schedule(step, steps, planned * steps)
+                step += 1
+                idx = torch.from_numpy(batches.draw())
                 x = cached[idx].to(self.device, torch.float32)
+                # Feature-space flip (as the research sweep): close to the map of the mirrored view.
+                flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(self.device)
+                x = torch.where(flip[:, None, None, None], x.flip(3), x)
                 if self.device.type == "cpu":  # measured ~30% faster for these convolutions
                     x = x.contiguous(memory_format=torch.channels_last)
                 gem, _, _ = self.tail(x)
                 z = torch.nn.functional.normalize(gem, dim=1)
-                p = torch.nn.functional.normalize(proxies, dim=1)
-                loss = torch.nn.functional.cross_entropy(
-                    z @ p.T / s.temperature, y[idx].to(self.device)
-                )
+                loss = loss_fn(z, y[idx].to(self.device))
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
@@ -428,25 +399,39 @@ class Trainer:
                 self.notify(
                     TrainProgress(
                         f"epoch {epoch}",
-                        min(start + s.batch_size, n),
-                        n,
+                        k + 1,
+                        steps,
                         float(np.mean(losses)),
                         max(best_score[0], base),
                     )
                 )
+            mean_loss = float(np.mean(losses)) if losses else float("nan")
             score = self._recall(gallery, g_items, q_acts, q_items)
-            recall = score[0]
-            history.append((epoch, float(np.mean(losses)), recall))
-            self.notify(TrainProgress(f"epoch {epoch}", n, n, float(np.mean(losses)), recall))
+            history.append((epoch, mean_loss, score[0]))
+            self.notify(TrainProgress(f"epoch {epoch}", steps, steps, mean_loss, score[0]))
             epoch_seconds = time.perf_counter() - t0
+            if epoch == 1 and self.deadline is not None:
+                fit = int((self.deadline - time.perf_counter()) / max(epoch_seconds, 1e-3)) + 1
+                planned = max(1, min(s.max_epochs, fit))
+            if not np.isfinite(mean_loss) or score[0] < best_score[0] - guard:
+                # Diverged, or held-out recall fell well below its best: back to the best state.
+                stopped = "guard"
+                last_score = best_score
+                break
             if score > best_score:
                 best_score, best_epoch, best_state = score, epoch, self._state()
-            if stopped == "time":
-                break
-            if epoch - best_epoch >= s.patience:
+            last_score = score
+            if s.selection == "best" and epoch - best_epoch >= s.patience:
                 stopped = "patience"
                 break
-        self._load(best_state)
+            if stopped == "time":
+                break
+        if s.selection == "best" or stopped == "guard" or not np.isfinite(last_score[1]):
+            self._load(best_state)
+            final, final_epoch = best_score, best_epoch
+        else:  # the fixed schedule's end (research recipe: held-out only guards it)
+            final, final_epoch = last_score, len(history)
+        best_score, best_epoch = final, final_epoch
         self.net.eval()
         self.net.to(memory_format=torch.contiguous_format)
         return TrainReport(
@@ -462,7 +447,7 @@ class Trainer:
             views=len(views),
             wild=len(wild),
             held_out=len(q_items),
-            samples=n,
+            samples=len(cached),
             seconds=time.perf_counter() - self.started,
             device=str(self.device),
             stopped=stopped,
