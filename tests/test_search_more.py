@@ -4,13 +4,11 @@ CLI (subprocesses), the HTTP API and the engine, on a small real grocery index."
 from __future__ import annotations
 
 import csv
-import http.server
 import io
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from lookalike.config import Settings
 from lookalike.engine import Engine
 from lookalike.errors import QueryError
 from tests.grocery_index import SmallGrocery, build_small_grocery
+from tests.image_origin import ImageOrigin
 
 pytestmark = pytest.mark.e2e
 
@@ -176,44 +175,12 @@ def test_recommend_errors(engine: Engine, grocery: SmallGrocery) -> None:
 # -- HTTP: recommend and search by image URL ----------------------------------------------------
 
 
-class _Origin:
-    """A web server on 127.0.0.1 playing an image host: /photo.jpg, /text, and /hop, a redirect
-    to 127.0.0.2 (a non-public address the policy does not allow)."""
-
-    def __init__(self, photo: bytes) -> None:
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/photo.jpg":
-                    body, kind = photo, "image/jpeg"
-                elif self.path == "/hop":
-                    self.send_response(302)
-                    self.send_header("Location", outer.url.replace("127.0.0.1", "127.0.0.2"))
-                    self.end_headers()
-                    return
-                else:
-                    body, kind = b"secret internal page", "text/plain"
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture(scope="module")
-def origin(grocery: SmallGrocery) -> Iterator[_Origin]:
+def origin(grocery: SmallGrocery) -> Iterator[ImageOrigin]:
     (a, _), _ = _shots(grocery)
-    o = _Origin(Path(a).read_bytes())
+    o = ImageOrigin(Path(a).read_bytes())
     yield o
-    o.server.shutdown()
+    o.close()
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +191,7 @@ def client(engine: Engine) -> Iterator[TestClient]:
 
 
 def test_http_search_by_url_matches_upload(
-    client: TestClient, origin: _Origin, grocery: SmallGrocery
+    client: TestClient, origin: ImageOrigin, grocery: SmallGrocery
 ) -> None:
     (a, item), _ = _shots(grocery)
     by_url = client.post("/api/search", data={"url": origin.url + "/photo.jpg", "k": "3"})
@@ -236,7 +203,7 @@ def test_http_search_by_url_matches_upload(
     assert ids == [r["item_id"] for r in upload.json()["results"]] and item in ids
 
 
-def test_http_search_url_guard(client: TestClient, origin: _Origin, engine: Engine) -> None:
+def test_http_search_url_guard(client: TestClient, origin: ImageOrigin, engine: Engine) -> None:
     for url, words in (
         (origin.url + "/text", "could not be downloaded as an image"),
         (origin.url + "/hop", "non-public address"),  # the redirect is checked too
@@ -264,3 +231,22 @@ def test_http_recommend(client: TestClient, engine: Engine, grocery: SmallGrocer
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
     empty = client.post("/api/recommend", json={"positive": []})
     assert empty.status_code == 422
+
+
+def test_recommend_through_a_running_server(
+    client: TestClient, engine: Engine, grocery: SmallGrocery
+) -> None:
+    """What the CLI does while `lookalike serve` has the index open (`ServedIndex`)."""
+    from lookalike.api.remote import ServedIndex
+    from lookalike.api.server_file import ServerRecord
+
+    served = ServedIndex(
+        grocery.index, ServerRecord("http://testserver", "", 0, str(grocery.index)), client
+    )
+    pos, neg = grocery.items[0], grocery.items[1]
+    got = served.recommend([pos], [neg], k=3)
+    assert [h.item_id for h in got.hits] == [
+        h.item_id for h in engine.recommend([pos], [neg], k=3).hits
+    ]
+    with pytest.raises(QueryError, match="nope"):
+        served.recommend([pos], ["nope"])
