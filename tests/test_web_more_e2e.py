@@ -148,6 +148,13 @@ def test_less_like_this_and_a_shared_item_query(
     _settled(page)
     first = _ids(page)[0]
     assert pos not in _ids(page)
+    # The address names the item by id; the page shows its title once the server has told it.
+    title = next(
+        r["title"] for r in map(json.loads, grocery.manifest.open()) if str(r["id"]) == pos
+    )
+    page.wait_for_function(
+        "t => document.getElementById('context-text').textContent.includes(t)", arg=title
+    )
 
     with page.expect_request("**/api/recommend") as request:
         page.locator(f'.card[data-item-id="{first}"] .less').click()

@@ -264,7 +264,7 @@ def search(
         typer.Argument(
             help="Query photo: a path or an http(s) URL; several, or a folder: each searched "
             "(see --format).",
-            metavar="[PHOTO]...",
+            metavar="PHOTO",
         ),
     ] = None,
     text: Annotated[
@@ -397,7 +397,7 @@ def _search_many(
 def similar(
     item_ids: Annotated[
         list[str],
-        typer.Argument(help="Indexed items: find others like them.", metavar="ITEM_ID..."),
+        typer.Argument(help="Indexed items: find others like them.", metavar="ITEM_ID"),
     ],
     negative: Annotated[
         list[str] | None,

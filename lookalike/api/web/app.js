@@ -997,9 +997,10 @@ function card(hit, scoreKind) {
     window.scrollTo({ top: 0, behavior: "smooth" });
     search();
   });
-  const less = el("button", "btn small less", "Less like this");
+  const less = el("button", "btn small less", "Less");
   less.type = "button";
-  less.title = "Show results less like this one (a negative example)";
+  less.title = "Less like this: move the results away from this product";
+  less.setAttribute("aria-label", "Less like this");
   less.addEventListener("click", () => lessLike(hit));
   const actions = el("div", "card-actions");
   actions.append(more, less);
@@ -1275,6 +1276,19 @@ function restoreFromHash() {
   }
   renderContext();
   search();
+  nameExamples(state.context);
+}
+
+// An address names items by id: show their titles once the server has told them.
+async function nameExamples(ctx) {
+  const named = ctx.kind === "similar" ? [ctx] : ctx.kind === "recommend" ? [...ctx.positive, ...ctx.negative] : [];
+  for (const x of named) {
+    try {
+      const item = await api(`/api/items/${encodeURIComponent(x.id)}`);
+      if (item && item.title) x.title = item.title;
+    } catch (_) { /* an unknown id: the search says so */ }
+  }
+  if (state.context === ctx) renderContext();
 }
 
 // Filter controls built before or after a restored address show its filters.
