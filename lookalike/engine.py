@@ -1469,6 +1469,30 @@ class Engine(ClosesStore):
         timings = {"search": (time.perf_counter() - t0) * 1e3}
         return SearchResult(tuple(hits), timings, mode or self.settings.mode)
 
+    def recommend(
+        self,
+        positive: Sequence[str],
+        negative: Sequence[str] = (),
+        *,
+        k: int = 5,
+        where: str | Filter | None = None,
+        mode: Aggregation | None = None,
+    ) -> SearchResult:
+        """More like `positive` items, less like `negative` ones (`lookalike.recommend`): the
+        items nearest to the positives' mean centroid pushed away from the negatives', every
+        example left out. QueryError for an unknown item or no positive example."""
+        from lookalike.recommend import recommend_vector
+
+        t0 = time.perf_counter()
+        vector = recommend_vector(
+            [self.item_vector(i) for i in positive], [self.item_vector(i) for i in negative]
+        )
+        examples = list(dict.fromkeys([*positive, *negative]))
+        hits = self.search_vector(vector, k=k, where=where, mode=mode, exclude=examples)
+        hits = self._judged(hits, mode)
+        timings = {"search": (time.perf_counter() - t0) * 1e3}
+        return SearchResult(tuple(hits), timings, mode or self.settings.mode)
+
     def _decode_query(self, query: Path | str | bytes | Image.Image) -> Image.Image:
         from lookalike.pipeline.decode import DecodeLimits, decode_image, read_source
 

@@ -259,8 +259,13 @@ KOpt = Annotated[int, typer.Option("-k", "--k", help="Number of products to retu
 
 @app.command()
 def search(
-    photo: Annotated[
-        str | None, typer.Argument(help="Query photo: a path or an http(s) URL.")
+    photos: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Query photo: a path or an http(s) URL; several, or a folder: each searched "
+            "(see --format).",
+            metavar="PHOTO",
+        ),
     ] = None,
     text: Annotated[
         str | None,
@@ -288,11 +293,27 @@ def search(
     store: StoreOpt = None,
     models_mirror: MirrorOpt = None,
     as_json: JsonOpt = False,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="For several photos or a folder, one row per photo: table, json (JSON Lines, "
+            "one object per photo), csv (photo, rank, item_id, similarity, match, title, "
+            "error) or paths (the best item's image, one line per photo).",
+        ),
+    ] = None,
 ) -> None:
-    """Find the products most like PHOTO (and/or matching --text): one result per product."""
+    """Find the products most like PHOTO (and/or matching --text): one result per product.
+    Several photos or a FOLDER: each photo searched, one row per photo (--format); a photo
+    that cannot be decoded is reported and the others are still searched (exit code 3)."""
     with errors_to_exit():
         from lookalike.errors import QueryError
 
+        photo = photos[0] if photos and len(photos) == 1 else None
+        if photos and (len(photos) > 1 or fmt is not None or Path(photos[0]).is_dir()):
+            _search_many(photos, fmt or ("json" if as_json else "table"), text, k, where, mode,
+                         box, all_objects, index, store, models_mirror)  # fmt: skip
+            return
         if photo is None and not text:
             raise QueryError("give a PHOTO, --text WORDS, or both")
         region = _parse_box(box, box_units) if box else None
@@ -340,9 +361,48 @@ def search(
         _output(result, as_json)
 
 
+def _search_many(
+    photos: list[str],
+    fmt: str,
+    text: str | None,
+    k: int,
+    where: str | None,
+    mode: str | None,
+    box: str | None,
+    all_objects: bool,
+    index: Path | None,
+    store: str | None,
+    models_mirror: Path | None,
+) -> None:
+    """`search` of several photos or folders (`lookalike.api.cli_batch`)."""
+    from lookalike.api import cli_batch
+    from lookalike.errors import QueryError
+
+    if box or all_objects:
+        raise QueryError("--box and --all-objects search one photo; give a single PHOTO")
+    if fmt not in cli_batch.FORMATS:
+        raise QueryError(f"unknown format {fmt!r}; use one of {', '.join(cli_batch.FORMATS)}")
+    queries = cli_batch.expand_photos(photos)
+    with _served(_engine(index, mirror=models_mirror, store=store)) as engine:
+
+        def one(photo: str) -> Any:
+            return engine.search(photo, k=k, where=where, mode=mode, text=text)  # type: ignore[arg-type]
+
+        failed = cli_batch.write_outcomes(cli_batch.search_each(queries, one), fmt, _result_json)
+    if failed:
+        raise cli_batch.failed_error(failed, len(queries))
+
+
 @app.command()
 def similar(
-    item_id: Annotated[str, typer.Argument(help="An indexed item: find others like it.")],
+    item_ids: Annotated[
+        list[str],
+        typer.Argument(help="Indexed items: find others like them.", metavar="ITEM_ID"),
+    ],
+    negative: Annotated[
+        list[str] | None,
+        typer.Option("--not", help="Less like this item (repeatable): a negative example."),
+    ] = None,
     k: KOpt = 5,
     where: WhereOpt = None,
     mode: ModeOpt = None,
@@ -351,9 +411,15 @@ def similar(
     models_mirror: MirrorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """More like this: the items nearest to ITEM_ID, the item itself excluded."""
+    """More like this: the items nearest to ITEM_ID, the item itself excluded. Several items
+    and `--not ID`: more like these, less like those (the mean of the items' vectors pushed
+    away from the mean of the --not items', as Qdrant's recommend; every example excluded)."""
     with errors_to_exit(), _served(_engine(index, mirror=models_mirror, store=store)) as engine:
-        _output(engine.similar(item_id, k=k, where=where, mode=mode), as_json)  # type: ignore[arg-type]
+        if len(item_ids) == 1 and not negative:
+            result = engine.similar(item_ids[0], k=k, where=where, mode=mode)  # type: ignore[arg-type]
+        else:
+            result = engine.recommend(item_ids, negative or [], k=k, where=where, mode=mode)  # type: ignore[arg-type]
+        _output(result, as_json)
 
 
 @app.command()

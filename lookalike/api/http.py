@@ -194,6 +194,21 @@ class TextSearchIn(BaseModel):
     filters: dict[str, Any] | None = Field(default=None, description="Structured filters.")
 
 
+class RecommendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    positive: list[str] = Field(
+        min_length=1, max_length=MAX_K, description="Item ids: more like these."
+    )
+    negative: list[str] = Field(
+        default_factory=list, max_length=MAX_K, description="Item ids: less like these."
+    )
+    k: int = Field(default=10, ge=1, le=MAX_K)
+    where: str | None = Field(default=None, description="Filter expression.")
+    filters: dict[str, Any] | None = Field(default=None, description="Structured filters.")
+    mode: Mode | None = Field(default=None, description="centroid or views.")
+
+
 class FaceBoxOut(BaseModel):
     number: int = Field(description="What `face=N` selects: 0 is the largest face.")
     box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the uploaded photo.")
@@ -687,8 +702,18 @@ def create_app(
     @app.post("/api/search", response_model=SearchOut, tags=["search"])
     async def search_photo(
         photo: Annotated[
-            UploadFile, File(description="The query photo (JPEG, PNG, WebP, HEIC ...).")
-        ],
+            UploadFile | None,
+            File(description="The query photo (JPEG, PNG, WebP, HEIC ...); or give `url`."),
+        ] = None,
+        url: Annotated[
+            str | None,
+            Form(
+                max_length=2048,
+                description="Instead of `photo`: an http(s) URL of the query photo, downloaded "
+                "by the server as added items' image URLs are (public addresses only, every "
+                "redirect checked, whole-download deadline).",
+            ),
+        ] = None,
         k: Annotated[int, Form(ge=1, le=MAX_K, description="Number of items.")] = 10,
         box: Annotated[
             str | None, Form(description="Search this region only: 'x1,y1,x2,y2'.")
@@ -717,7 +742,14 @@ def create_app(
         ] = None,
     ) -> dict[str, Any]:
         """The `k` items most like the photo (or a region of it), best first, one per item."""
-        data = await state.read_upload(photo)
+        from lookalike.api.remote_images import fetch_image
+
+        if (photo is None) == (not url or not url.strip()):
+            raise QueryError("give the query photo as `photo` (a file) or `url`, not both")
+        if photo is not None:
+            data = await state.read_upload(photo)
+        else:
+            data = await fetch_image(url.strip(), state.writer.policy)  # type: ignore[union-attr]
         return await state.run_search(
             state.search_photo, data, k, box, box_units, where, filters, mode, text
         )
@@ -737,6 +769,18 @@ def create_app(
     ) -> dict[str, Any]:
         """More like this: the items closest to `item_id` (the item itself left out)."""
         return await state.run_search(state.search_similar, item_id, k, where, filters, mode)
+
+    @app.post(
+        "/api/recommend",
+        response_model=SearchOut,
+        tags=["search"],
+        responses={404: {"model": ErrorOut, "description": "No such item."}},
+    )
+    async def recommend(body: RecommendIn) -> dict[str, Any]:
+        """More like the `positive` items, less like the `negative` ones: the mean of the
+        positives' vectors pushed away from the negatives' mean (Qdrant's recommend idea),
+        every example left out of the results."""
+        return await state.run_search(state.search_recommend, body)
 
     common = {
         "response_model": SearchOut,
@@ -1186,6 +1230,25 @@ class _State:
         result = self.engine.similar(item_id, k=k, where=flt, mode=mode)  # type: ignore[arg-type]
         return self._search_out(
             result.hits, k, result.mode, result.timings_ms, score_kind=result.score
+        )
+
+    def search_recommend(self, body: RecommendIn) -> dict[str, Any]:
+        self.warm_up()
+        flt = combined_filter(body.where, body.filters)
+        for item_id in dict.fromkeys([*body.positive, *body.negative]):
+            try:
+                self.engine.item_vector(item_id)
+            except QueryError:
+                raise HTTPException(404, f"no item {item_id!r} in this index") from None
+        result = self.engine.recommend(
+            body.positive,
+            body.negative,
+            k=body.k,
+            where=flt,
+            mode=body.mode,  # type: ignore[arg-type]
+        )
+        return self._search_out(
+            result.hits, body.k, result.mode, result.timings_ms, score_kind=result.score
         )
 
     def _search_out(

@@ -211,6 +211,22 @@ class ServedIndex:
             self._call("GET", f"/api/similar/{quote(item_id, safe='')}", params=params)
         )
 
+    def recommend(
+        self,
+        positive: list[str],
+        negative: list[str],
+        *,
+        k: int = 5,
+        where: str | None = None,
+        mode: str | None = None,
+    ) -> SearchResult:
+        body: dict[str, Any] = {"positive": positive, "negative": negative, "k": k}
+        if where:
+            body["where"] = where
+        if mode:
+            body["mode"] = mode
+        return _search_result(self._call("POST", "/api/recommend", json=body))
+
     def faces_search(
         self,
         selfies: Sequence[str],

@@ -20,10 +20,12 @@ const state = {
   person: null, // people view: the person whose photos are shown
   photo: null, // Blob sent to the server (maybe downscaled); the preview shows exactly this
   photoUrl: null,
+  imageUrl: null, // the query photo given as an http(s) URL (the server downloads it), or null
   region: null, // [x1, y1, x2, y2] as fractions of the photo, or null for the whole photo
   objects: [], // detected objects from the last whole-photo search: {box (fractions), label, score}
   selectedObject: -1,
   context: null, // null (photo search) | {kind: "similar", id, title} | {kind: "text", text}
+  //               | {kind: "recommend", positive: [{id, title}], negative: [{id, title}]}
   filters: {}, // field -> [values] | {gte, lte} | bool
   fields: {},
   seq: 0,
@@ -45,7 +47,12 @@ document.addEventListener("DOMContentLoaded", () => {
   wirePeople();
   loadIndexInfo();
   watchJobs();
+  wireUrlQuery();
+  restoreFromHash();
+  window.addEventListener("hashchange", restoreFromHash); // a shared link pasted into this tab
 });
+
+const hasPhoto = () => Boolean(state.photo || state.imageUrl);
 
 // -- modes ----------------------------------------------------------------------------------------
 
@@ -123,6 +130,13 @@ function wireInputs() {
         return;
       }
     }
+    // A pasted image URL (not into a text box): the server downloads and searches it.
+    const typing = e.target && e.target.closest && e.target.closest("input, textarea");
+    const text = e.clipboardData ? e.clipboardData.getData("text").trim() : "";
+    if (!typing && state.mode === "products" && /^https?:\/\/\S+$/i.test(text)) {
+      e.preventDefault();
+      usePhotoUrl(text);
+    }
   });
   // Drop anywhere on the page; the drop zone lights up while a file is dragged over the window.
   let depth = 0;
@@ -147,14 +161,14 @@ function wireInputs() {
   $("context-clear").addEventListener("click", () => {
     state.context = null;
     renderContext();
-    if (state.photo) search();
-    else clearResults();
+    if (hasPhoto()) search();
+    else { clearResults(); writeHash(); }
   });
   for (const radio of document.querySelectorAll('input[name="k"]')) {
     radio.addEventListener("change", () => rerun());
   }
   $("refine-form").addEventListener("submit", (e) => { e.preventDefault(); search(); });
-  $("refine").addEventListener("change", () => { if (state.photo && !state.context) search(); });
+  $("refine").addEventListener("change", () => { if (hasPhoto() && !state.context) search(); });
   $("text-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const text = $("text-query").value.trim();
@@ -176,6 +190,7 @@ async function usePhoto(file) {
   const photo = await downscale(file);
   if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
   state.photo = photo;
+  state.imageUrl = null;
   state.photoUrl = URL.createObjectURL(photo);
   state.region = null;
   state.objects = [];
@@ -419,6 +434,7 @@ async function buildFilters(fields) {
     }
   }
   // Open on wide screens; on a phone the filters fold away so the results stay close.
+  syncFilterControls();
   const details = $("filters-box");
   details.hidden = !box.childElementCount;
   details.open = window.matchMedia("(min-width: 960px)").matches;
@@ -498,6 +514,7 @@ function rangeFilter(box, name) {
 
 function boolFilter(box, name) {
   const wrap = el("div", "filter");
+  wrap.dataset.field = name;
   wrap.append(el("span", "filter-label", pretty(name)));
   const select = el("select");
   select.append(new Option("Any", ""), new Option("Yes", "true"), new Option("No", "false"));
@@ -522,7 +539,7 @@ function k() {
 }
 
 function rerun() {
-  if (state.photo || state.context) search();
+  if (hasPhoto() || state.context) search();
 }
 
 async function search() {
@@ -545,14 +562,20 @@ async function search() {
     if (filters) params.set("filters", filters);
     path = `/api/similar/${encodeURIComponent(ctx.id)}?${params}`;
     init = {};
+  } else if (ctx && ctx.kind === "recommend") {
+    path = "/api/recommend";
+    const body = { positive: ctx.positive.map((x) => x.id), negative: ctx.negative.map((x) => x.id), k: k() };
+    if (filters) body.filters = state.filters;
+    init = { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
   } else if (ctx && ctx.kind === "text") {
     path = "/api/search/text";
     const body = { text: ctx.text, k: k() };
     if (filters) body.filters = state.filters;
     init = { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
-  } else if (state.photo) {
+  } else if (hasPhoto()) {
     const form = new FormData();
-    form.append("photo", state.photo, state.photo.name || "photo.jpg");
+    if (state.photo) form.append("photo", state.photo, state.photo.name || "photo.jpg");
+    else form.append("url", state.imageUrl);
     form.append("k", String(k()));
     if (state.region) {
       form.append("box", state.region.map((v) => v.toFixed(5)).join(","));
@@ -567,6 +590,7 @@ async function search() {
     setBusy(false);
     return;
   }
+  writeHash();
   try {
     const result = await api(path, { ...init, signal: abort.signal });
     if (seq !== state.seq) return; // a newer search has started
@@ -589,6 +613,7 @@ function failed(err) {
       ? `That file is not a photo (${err.message}). Choose a JPEG, PNG, WebP or HEIC photo.`
       : `That photo cannot be read (${err.message}). Try another one.`;
     state.photo = null;
+    state.imageUrl = null;
     state.objects = [];
     state.faces = [];
     $("preview").hidden = true;
@@ -962,12 +987,24 @@ function card(hit, scoreKind) {
   const more = el("button", "btn small more", "More like this");
   more.type = "button";
   more.addEventListener("click", () => {
-    state.context = { kind: "similar", id: hit.item_id, title: hit.title };
+    const ctx = state.context;
+    const me = { id: hit.item_id, title: hit.title };
+    // Inside "more like these, less like those" a further example joins the others.
+    state.context = ctx && ctx.kind === "recommend"
+      ? { ...ctx, positive: [...ctx.positive, me] }
+      : { kind: "similar", id: hit.item_id, title: hit.title };
     renderContext();
     window.scrollTo({ top: 0, behavior: "smooth" });
     search();
   });
-  body.append(title, meta, bar, more);
+  const less = el("button", "btn small less", "Less");
+  less.type = "button";
+  less.title = "Less like this: move the results away from this product";
+  less.setAttribute("aria-label", "Less like this");
+  less.addEventListener("click", () => lessLike(hit));
+  const actions = el("div", "card-actions");
+  actions.append(more, less);
+  body.append(title, meta, bar, actions);
   li.append(thumb, body);
   return li;
 }
@@ -990,6 +1027,10 @@ function renderContext() {
   }
   if (ctx.kind === "similar") {
     $("context-text").textContent = `More like “${ctx.title}” (#${ctx.id})`;
+    $("results-title").textContent = "Similar products";
+  } else if (ctx.kind === "recommend") {
+    const names = (xs) => xs.map((x) => `“${x.title}”`).join(", ");
+    $("context-text").textContent = `More like ${names(ctx.positive)}, less like ${names(ctx.negative)}`;
     $("results-title").textContent = "Similar products";
   } else {
     $("context-text").textContent = `Described as “${ctx.text}”`;
@@ -1091,4 +1132,179 @@ function showError(message) {
 
 function hideError() {
   $("error").hidden = true;
+}
+
+// -- "less like this" (negative examples, POST /api/recommend) --------------------------------------
+
+// The results are then "more like the examples, less like this one". The positive examples are
+// those of the item search shown, or for a photo or words search its best result that is not
+// this card (the API takes item ids, not a photo, as examples).
+function lessLike(hit) {
+  const ctx = state.context;
+  const me = { id: hit.item_id, title: hit.title };
+  let positive;
+  let negative = [me];
+  if (ctx && ctx.kind === "recommend") {
+    positive = ctx.positive.filter((x) => x.id !== me.id);
+    negative = [...ctx.negative.filter((x) => x.id !== me.id), me];
+  } else if (ctx && ctx.kind === "similar") {
+    positive = [{ id: ctx.id, title: ctx.title }];
+  } else {
+    const best = [...document.querySelectorAll("#results .card")]
+      .map((c) => ({ id: c.dataset.itemId, title: c.querySelector(".card-title").textContent }))
+      .find((x) => x.id !== me.id);
+    positive = best ? [best] : [];
+  }
+  if (!positive.length) {
+    showError("Choose “More like this” on a product first: “less like this” needs one to move from.");
+    return;
+  }
+  state.context = { kind: "recommend", positive, negative };
+  renderContext();
+  window.scrollTo({ top: 0, behavior: "smooth" });
+  search();
+}
+
+// -- search by image URL ---------------------------------------------------------------------------
+
+function wireUrlQuery() {
+  $("url-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const url = $("url-input").value.trim();
+    if (!/^https?:\/\/\S+$/i.test(url)) {
+      showError("Give an image address starting with http:// or https://.");
+      return;
+    }
+    usePhotoUrl(url);
+  });
+}
+
+// The server downloads the photo (public addresses only); the preview is the browser's own copy.
+function usePhotoUrl(url, region) {
+  hideError();
+  if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
+  state.photo = null;
+  state.photoUrl = null;
+  state.imageUrl = url;
+  state.region = region || null;
+  $("clear-region").disabled = !state.region;
+  state.objects = [];
+  state.selectedObject = -1;
+  state.faces = [];
+  state.face = null;
+  state.context = null;
+  renderContext();
+  state.reveal = true;
+  const img = $("preview-img");
+  img.onerror = () => { img.hidden = true; $("hint").textContent = "This browser cannot show the photo, but the server searches it."; };
+  img.onload = () => { img.hidden = false; $("hint").textContent = defaultHint(); drawOverlay(); };
+  img.referrerPolicy = "no-referrer";
+  img.src = url;
+  $("dropzone").hidden = true;
+  $("preview").hidden = false;
+  drawOverlay();
+  search();
+}
+
+// -- shareable page address: the query lives in the hash ----------------------------------------------
+// #text=WORDS | #similar=ID | #more=ID&more=ID&less=ID | #url=IMAGE-URL[&box=x1,y1,x2,y2][&words=..]
+// plus k=N and filters={JSON}. A photo from the device cannot be shared (it is not on a server).
+
+function writeHash() {
+  const params = new URLSearchParams();
+  const ctx = state.context;
+  if (state.mode === "people") params.set("mode", "people");
+  else if (ctx && ctx.kind === "text") params.set("text", ctx.text);
+  else if (ctx && ctx.kind === "similar") params.set("similar", ctx.id);
+  else if (ctx && ctx.kind === "recommend") {
+    for (const x of ctx.positive) params.append("more", x.id);
+    for (const x of ctx.negative) params.append("less", x.id);
+  } else if (state.imageUrl) {
+    params.set("url", state.imageUrl);
+    if (state.region) params.set("box", state.region.map((v) => v.toFixed(4)).join(","));
+    const words = $("refine").value.trim();
+    if (words) params.set("words", words);
+  }
+  if (state.mode !== "people" && params.toString()) {
+    if (k() !== 10) params.set("k", String(k()));
+    if (Object.keys(state.filters).length) params.set("filters", JSON.stringify(state.filters));
+  }
+  const hash = params.toString();
+  const target = location.pathname + location.search + (hash ? `#${hash}` : "");
+  if (target !== location.pathname + location.search + location.hash) history.replaceState(null, "", target);
+}
+
+function restoreFromHash() {
+  const params = new URLSearchParams(location.hash.replace(/^#/, ""));
+  if (![...params.keys()].length) return;
+  if (params.get("mode") === "people") {
+    const radio = document.querySelector('input[name="mode"][value="people"]');
+    if (radio) { radio.checked = true; setMode("people"); }
+    return;
+  }
+  const kRadio = document.querySelector(`input[name="k"][value="${Number(params.get("k")) || 10}"]`);
+  if (kRadio) kRadio.checked = true;
+  try {
+    const filters = JSON.parse(params.get("filters") || "{}");
+    state.filters = filters && typeof filters === "object" && !Array.isArray(filters) ? filters : {};
+  } catch (_) {
+    state.filters = {};
+  }
+  const n = Object.keys(state.filters).length;
+  $("filters-count").textContent = n ? String(n) : "";
+  syncFilterControls();
+  const named = (id) => ({ id, title: id });
+  if (params.get("text")) {
+    $("text-query").value = params.get("text");
+    state.context = { kind: "text", text: params.get("text") };
+  } else if (params.get("similar")) {
+    state.context = { kind: "similar", ...named(params.get("similar")) };
+  } else if (params.getAll("more").length) {
+    state.context = {
+      kind: "recommend",
+      positive: params.getAll("more").map(named),
+      negative: params.getAll("less").map(named),
+    };
+  } else if (/^https?:\/\//i.test(params.get("url") || "")) {
+    const box = (params.get("box") || "").split(",").map(Number);
+    $("refine").value = params.get("words") || "";
+    $("url-input").value = params.get("url");
+    usePhotoUrl(params.get("url"), box.length === 4 && box.every(Number.isFinite) ? box : null);
+    return;
+  } else {
+    return;
+  }
+  renderContext();
+  search();
+  nameExamples(state.context);
+}
+
+// An address names items by id: show their titles once the server has told them.
+async function nameExamples(ctx) {
+  const named = ctx.kind === "similar" ? [ctx] : ctx.kind === "recommend" ? [...ctx.positive, ...ctx.negative] : [];
+  for (const x of named) {
+    try {
+      const item = await api(`/api/items/${encodeURIComponent(x.id)}`);
+      if (item && item.title) x.title = item.title;
+    } catch (_) { /* an unknown id: the search says so */ }
+  }
+  if (state.context === ctx) renderContext();
+}
+
+// Filter controls built before or after a restored address show its filters.
+function syncFilterControls() {
+  for (const wrap of document.querySelectorAll("#filters .filter")) {
+    const value = state.filters[wrap.dataset.field];
+    for (const chip of wrap.querySelectorAll(".chip")) {
+      const label = chip.firstChild ? chip.firstChild.textContent : "";
+      chip.setAttribute("aria-pressed", String(Array.isArray(value) && value.map(String).includes(label)));
+    }
+    const select = wrap.querySelector("select");
+    if (select) select.value = Array.isArray(value) ? String(value[0]) : value === undefined ? "" : String(value);
+    const [lo, hi] = wrap.querySelectorAll('input[type="number"]');
+    if (lo && hi) {
+      lo.value = value && value.gte !== undefined ? String(value.gte) : "";
+      hi.value = value && value.lte !== undefined ? String(value.lte) : "";
+    }
+  }
 }
