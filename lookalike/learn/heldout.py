@@ -24,10 +24,10 @@ class Split:
 
 
 def holdout_split(data: TrainData, holdout: float, seed: int) -> Split:
-    """Hold out, seeded: `holdout` of the photos of each item that has several (at least one
-    photo for `holdout` of those items when the share rounds to none; never an item's last photo);
-    their views leave training and one view of each (the whole photo when indexed) queries the
-    rest. And the pair photos of `holdout` of the paired items (they query all catalogue views).
+    """Hold out, seeded: `holdout` of the photos of each item that has several (a contiguous run
+    in name order; at least one photo for `holdout` of those items when the share rounds to none;
+    never an item's last photo); their views leave training and one view of each (the whole photo
+    when indexed) queries the rest. And the pair photos of `holdout` of the paired items (they query all catalogue views).
     With neither, `holdout` of the views query as augmented copies (instance views)."""
     rng = np.random.default_rng(seed)
     photos: dict[str, dict[str, list[int]]] = {}
@@ -40,7 +40,10 @@ def holdout_split(data: TrainData, holdout: float, seed: int) -> Split:
     for item in multi:
         names = sorted(photos[item])
         k = min(len(names) - 1, int(len(names) * holdout)) or (1 if item in lucky else 0)
-        for photo in rng.permutation(names)[:k]:
+        # A contiguous run in name order (photos are named in shooting order: neighbours are
+        # near-duplicates, so a scattered draw would test little but memory).
+        first = int(rng.integers(0, len(names) - k + 1)) if k else 0
+        for photo in names[first : first + k]:
             rows = photos[item][str(photo)]
             held_views.extend(rows)
             whole = [r for r in rows if not data.views[r].cutout]

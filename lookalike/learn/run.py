@@ -182,7 +182,8 @@ def _apply(
             "view_count": count,
             "settings": settings.record(),
             "report": {k: v for k, v in dataclasses.asdict(report).items() if k not in ("history",)}
-            | {"history": [list(h) for h in report.history]},
+            # JSON has no NaN: an epoch whose held-out check was skipped reads null
+            | {"history": [[e, loss, None if r != r else r] for e, loss, r in report.history]},
         },
     )
     embedder = open_adapted(index_dir, record, spec, engine.settings)

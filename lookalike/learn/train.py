@@ -326,8 +326,11 @@ class Trainer:
         gallery = clean[g_rows]
         g_items = np.array([views[i].item_id for i in g_rows])
 
+        t_eval = time.perf_counter()
         base_score = self._recall(gallery, g_items, q_acts, q_items)
         base = base_score[0]
+        eval_seconds = time.perf_counter() - t_eval
+        trained_since_eval = 0.0
         # Proxies start at each item's base centroid over all its clean views.
         pos = {n: i for i, n in enumerate(items)}
         with torch.no_grad():
@@ -406,13 +409,25 @@ class Trainer:
                     )
                 )
             mean_loss = float(np.mean(losses)) if losses else float("nan")
+            trained_since_eval += time.perf_counter() - t0
+            last = epoch >= min(planned, s.max_epochs) or stopped == "time"
+            if epoch == 1 and self.deadline is not None:
+                fit = int((self.deadline - time.perf_counter()) / max(trained_since_eval, 1e-3))
+                planned = max(1, min(s.max_epochs, fit + 1))
+                last = last or planned == 1
+            # Held-out checks cost a pass over the gallery: on a big catalogue they would cost
+            # more than the epochs; run them when at least twice their cost was trained since.
+            if not (last or trained_since_eval >= 2 * eval_seconds) and np.isfinite(mean_loss):
+                history.append((epoch, mean_loss, float("nan")))
+                self.notify(TrainProgress(f"epoch {epoch}", steps, steps, mean_loss, None))
+                epoch_seconds = time.perf_counter() - t0
+                continue
+            t_eval = time.perf_counter()
             score = self._recall(gallery, g_items, q_acts, q_items)
+            eval_seconds, trained_since_eval = time.perf_counter() - t_eval, 0.0
             history.append((epoch, mean_loss, score[0]))
             self.notify(TrainProgress(f"epoch {epoch}", steps, steps, mean_loss, score[0]))
             epoch_seconds = time.perf_counter() - t0
-            if epoch == 1 and self.deadline is not None:
-                fit = int((self.deadline - time.perf_counter()) / max(epoch_seconds, 1e-3)) + 1
-                planned = max(1, min(s.max_epochs, fit))
             if not np.isfinite(mean_loss) or score[0] < best_score[0] - guard:
                 # Diverged, or held-out recall fell well below its best: back to the best state.
                 stopped = "guard"
@@ -426,6 +441,12 @@ class Trainer:
                 break
             if stopped == "time":
                 break
+        if history and np.isnan(history[-1][2]) and stopped != "guard":
+            # Stopped (by the clock) after an epoch whose check was skipped: check the end state.
+            last_score = self._recall(gallery, g_items, q_acts, q_items)
+            history[-1] = (history[-1][0], history[-1][1], last_score[0])
+            if last_score > best_score:
+                best_score, best_epoch, best_state = last_score, len(history), self._state()
         if s.selection == "best" or stopped == "guard" or not np.isfinite(last_score[1]):
             self._load(best_state)
             final, final_epoch = best_score, best_epoch
