@@ -230,3 +230,45 @@ def test_descriptors_are_unit_vectors_and_stable(deepface: Path) -> None:
     assert a.shape == (128,) and a.dtype == np.float32
     assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
     assert np.array_equal(a, b)
+
+
+def test_serve_an_index_of_faces_only(built: Path, deepface: Path, tmp_path: Path) -> None:
+    """`lookalike serve` on a folder that `lookalike faces index` made (no product index): the
+    page's "Find people" works; it used to refuse ("no index")."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    index = _copy(built, tmp_path)
+    root = Path(__file__).resolve().parents[1]
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lookalike.api.cli", "serve", "--index", str(index), "--port", "0",
+         "--log-level", "warning"],
+        stdout=log, stderr=subprocess.STDOUT, text=True, cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not (index / "server.json").exists():
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.1)
+        url = json.loads((index / "server.json").read_text())["url"]
+        stats = httpx.get(f"{url}/api/stats", timeout=30).json()
+        assert stats["faces"] > 0, stats
+        photo = {"photo": ("me.jpg", (deepface / "img1.jpg").read_bytes())}
+        r = httpx.post(f"{url}/api/faces/search", files=photo, timeout=120)
+        assert r.status_code == 200, r.text
+        assert any(m["tier"] == "you" for m in r.json()["matches"])
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

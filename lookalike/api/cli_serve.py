@@ -122,10 +122,15 @@ def serve(
             raise QueryError(f"--allow-image-network: {exc}") from None
         settings = Settings(**({"models_mirror": models_mirror} if models_mirror else {}))
         engine = Engine(index or settings.index, settings=settings, store_spec=store)
-        if engine.manifest is None:
+        from lookalike.faces.index import MANIFEST as FACES_MANIFEST
+
+        # An index folder of faces only (`lookalike faces index`) is served too: "Find people".
+        faces_only = engine.manifest is None and (engine.index_dir / FACES_MANIFEST).exists()
+        if engine.manifest is None and not faces_only:
             raise StoreError(
                 f"no index at {engine.index_dir}: run `lookalike index CATALOGUE --index "
-                f"{engine.index_dir}` first, or pass --index"
+                f"{engine.index_dir}` (products) or `lookalike faces index PHOTOS --index "
+                f"{engine.index_dir}` (people) first, or pass --index"
             )
         from lookalike.api.remote import find_server
 
@@ -161,7 +166,8 @@ def serve(
             )
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
         with engine:
-            _ = engine.store  # open it now: a store another process holds is an error here
+            if not faces_only:
+                _ = engine.store  # open it now: a store another process holds is an error here
             try:
                 _run_server(config, engine.index_dir, secret)
             finally:

@@ -1459,7 +1459,10 @@ class _State:
 
     def stats(self) -> dict[str, Any]:
         self.warm_up()
-        info = self.engine.stats()
+        if self.engine.manifest is None:  # a folder of faces only (`lookalike faces index`)
+            info: dict[str, Any] = {"items": 0, "views": 0, "fields": {}}
+        else:
+            info = self.engine.stats()
         embedder = self.engine.embedder
         info.pop("index", None)  # the server's folder layout is nobody's business
         info.update(
