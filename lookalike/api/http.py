@@ -1459,10 +1459,11 @@ class _State:
 
     def stats(self) -> dict[str, Any]:
         self.warm_up()
-        if self.engine.manifest is None:  # a folder of faces only (`lookalike faces index`)
+        faces = self._face_count()
+        if self.engine.manifest is None and faces:  # a folder of faces only (`faces index`)
             info: dict[str, Any] = {"items": 0, "views": 0, "fields": {}}
         else:
-            info = self.engine.stats()
+            info = self.engine.stats()  # no index at all: StoreError, a 503
         embedder = self.engine.embedder
         info.pop("index", None)  # the server's folder layout is nobody's business
         info.update(
@@ -1471,7 +1472,7 @@ class _State:
             writable=self.access.enabled,
             max_upload_bytes=self.max_upload_bytes,
             mode=self.engine.settings.mode,
-            faces=self._face_count(),
+            faces=faces,
         )
         return info
 

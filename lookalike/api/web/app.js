@@ -105,6 +105,14 @@ async function loadIndexInfo() {
     showError(err.message);
     return;
   }
+  if (!Number(stats.items || 0) && Number(stats.faces || 0)) {
+    // An index of faces only (`lookalike faces index`): the page opens in "Find people".
+    document.querySelector(".modes").hidden = false;
+    const radio = document.querySelector('input[name="mode"][value="people"]');
+    if (radio) radio.checked = true;
+    setMode("people");
+    return;
+  }
   const items = Number(stats.items || 0).toLocaleString();
   $("index-info").textContent = `${items} products · ${stats.embedder}`;
   // "Find people" only where the index has faces (`lookalike faces index`).
