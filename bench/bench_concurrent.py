@@ -20,7 +20,7 @@ received before an item's POST was sent contains it; (2) every part-2 hit's scor
 1e-4, its score for the same query and mode on the finished index (recomputed after the run by
 the same server): a centroid made of only some views, or a view search over only some views of
 the item, would give another score (a view search that already had the best view cannot be told
-apart by score; `tests/test_store_wiring.py` checks that case exactly, after every single write).
+apart by score; `tests/unit/test_store_wiring.py` checks that case exactly, after every single write).
 """
 
 from __future__ import annotations
@@ -73,9 +73,9 @@ def main() -> None:
 
     import httpx
 
+    from lookalike.catalog.sample import prepare_grocery
     from lookalike.config import Settings
-    from lookalike.datasets import prepare_grocery
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
 
     data = Path(os.environ.get("LOOKALIKE_DATA_DIR", "data")) / "grocery"
     work = Path(tempfile.mkdtemp(prefix="bench-concurrent-"))

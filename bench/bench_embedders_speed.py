@@ -25,7 +25,7 @@ import numpy as np
 
 def main() -> None:
     from lookalike.config import Settings
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
     from lookalike.pipeline.decode import load_image
 
     parser = argparse.ArgumentParser(description=__doc__)

@@ -50,9 +50,9 @@ def _free_port() -> int:
 
 
 def build_index(data: Path, dest: Path, photos: int) -> Path:
+    from lookalike.catalog.sample import prepare_grocery
     from lookalike.config import Settings
-    from lookalike.datasets import prepare_grocery
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
 
     files = prepare_grocery(data, dest / "sample")
     rows = [json.loads(line) for line in files.catalogue.read_text().splitlines()]
@@ -266,7 +266,7 @@ def main() -> None:
 def engine_only(index: Path, photos: list[bytes], duration: float) -> dict:
     """Reference: `Engine.search` on the same photos in this process, one at a time, no HTTP."""
     from lookalike.config import Settings
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
 
     latencies: list[float] = []
     with Engine(index, settings=Settings(index=index)) as engine:

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lookalike.catalog.sample import prepare_grocery
 from lookalike.config import Settings
-from lookalike.datasets import prepare_grocery
-from lookalike.engine import Engine
+from lookalike.engine.core import Engine
 from lookalike.models.catalog import get_spec
 from lookalike.models.runtime import open_session
 from lookalike.models.store import ModelStore

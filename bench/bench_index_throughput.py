@@ -164,7 +164,7 @@ def main() -> None:
         print(json.dumps(draft_timings(args.draft), indent=2))
         return
 
-    from lookalike.datasets import prepare_grocery
+    from lookalike.catalog.sample import prepare_grocery
 
     names = [v for v in args.variants.split(",") if v]
     unknown = set(names) - set(VARIANTS)

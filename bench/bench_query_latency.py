@@ -36,7 +36,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 def main() -> None:
     from lookalike.config import Settings
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--index", type=Path, required=True)

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from lookalike.config import Settings
-from lookalike.engine import Engine
+from lookalike.engine.core import Engine
 from lookalike.store.base import where
 from lookalike.types import Item
 

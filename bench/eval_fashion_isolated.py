@@ -35,7 +35,7 @@ def main() -> None:
     from eval_tune import embed_fashion, fashion_cross_domain, markdown
 
     from lookalike.config import Settings
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, required=True)
@@ -110,8 +110,8 @@ def choose_tta(
     draws of the fit garments); R@1 of the report garments with that mode's vectors and fit."""
     from eval_tune import garment_folds
 
-    from lookalike.eval import evaluate
-    from lookalike.tune import fit_cross_domain, item_rankings
+    from lookalike.evaluation.metrics import evaluate
+    from lookalike.learn.projection import fit_cross_domain, item_rankings
 
     ids = np.asarray([str(g) for g in garment_ids])
     folds = garment_folds(len(ids), fit_garments, seed)

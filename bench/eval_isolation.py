@@ -5,7 +5,7 @@ most relevant object, isolated as the catalogue's views are), score Recall@1/3/1
     nice python bench/eval_isolation.py grocery VARIANT --data DATA --out /work/cache/detect
     nice python bench/eval_isolation.py fashion VARIANT --data DATA --out /work/cache/detect
 
-Grocery: catalogue = iconic + train photos, queries = val (as tests/test_quality_grocery.py).
+Grocery: catalogue = iconic + train photos, queries = val (as tests/e2e/test_quality_grocery.py).
 Fashion: catalogue = the 600 product shots (category `tops`), queries = the worn photos; the
 held-out part is the last 200 garments of pairs.csv (the first 400 were used to tune).
 Each run keeps its index under OUT/idx_<set>_<variant> (a rerun only searches) and writes
@@ -70,13 +70,13 @@ def main() -> None:
     args = ap.parse_args()
 
     from lookalike.config import Settings
-    from lookalike.engine import Engine
-    from lookalike.evaluate import run_evaluation
+    from lookalike.engine.core import Engine
+    from lookalike.evaluation.run import run_evaluation
 
     out: Path = args.out
     name = f"{args.dataset}_{args.variant}"
     if args.dataset == "grocery":
-        from lookalike.datasets import prepare_grocery
+        from lookalike.catalog.sample import prepare_grocery
 
         files = prepare_grocery(args.data / "grocery", out / "grocery_sample")
         runs = {"val": (files.catalogue, files.queries)}

@@ -1,6 +1,6 @@
 """How often the match levels ("same product", "similar", "no close match") are right.
 
-The levels are calibrated on the index's own catalogue photos only (`lookalike.index_calibration`);
+The levels are calibrated on the index's own catalogue photos only (`lookalike.engine.calibration`);
 this script REPORTS them on photos the calibration never saw: the grocery val split (every photo's
 product is in the catalogue) and photos of things the catalogue does not sell (fashion tops, faces).
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from lookalike.catalog import IMAGE_EXTENSIONS
 from lookalike.config import Settings
-from lookalike.engine import Engine
-from lookalike.index_calibration import calibrate_index, calibration_levels, describe
+from lookalike.engine.calibration import calibrate_index, calibration_levels, describe
+from lookalike.engine.core import Engine
 
 
 def main() -> None:

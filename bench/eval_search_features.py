@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lookalike.catalog.sample import prepare_grocery
 from lookalike.config import Settings
-from lookalike.datasets import prepare_grocery
-from lookalike.engine import SEARCH_TEXT, Engine
-from lookalike.eval import evaluate
-from lookalike.evaluate import run_evaluation
+from lookalike.engine.core import SEARCH_TEXT, Engine
+from lookalike.evaluation.metrics import evaluate
+from lookalike.evaluation.run import run_evaluation
 from lookalike.store.base import PointRecord, point_id, where
 from lookalike.store.edge import EdgeStore
 

@@ -1,4 +1,4 @@
-"""Measure the catalogue-adapted projection (`lookalike.tune`) on grocery and fashion.
+"""Measure the catalogue-adapted projection (`lookalike.learn.projection`) on grocery and fashion.
 
     export LOOKALIKE_MODELS_MIRROR=../shared/models LOOKALIKE_CACHE_DIR=$PWD/.cache/lookalike
     .venv/bin/python bench/eval_tune.py \
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lookalike.eval import evaluate
-from lookalike.tune import (
+from lookalike.evaluation.metrics import evaluate
+from lookalike.learn.projection import (
     Projection,
     TuneResult,
     fit_cross_domain,
@@ -125,7 +125,7 @@ def score(
     mode: str,
     projection: Projection | None = None,
 ) -> dict[str, float]:
-    """Item-level metrics (lookalike.eval.evaluate) of queries against a gallery of views.
+    """Item-level metrics (lookalike.evaluation.metrics.evaluate) of queries against a gallery of views.
 
     With a projection, views and queries are projected (the centroid is then the re-normalised
     mean of the projected views, as the engine would store it).

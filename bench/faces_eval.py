@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lookalike.eval import evaluate  # noqa: E402
+from lookalike.evaluation.metrics import evaluate  # noqa: E402
 from lookalike.faces.index import FaceIndex  # noqa: E402
 from lookalike.faces.settings import FaceSettings  # noqa: E402
 from lookalike.faces.verify import (  # noqa: E402

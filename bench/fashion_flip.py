@@ -29,9 +29,9 @@ def main() -> None:
     from eval_tune import embed_fashion, score
 
     from lookalike.config import Settings
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
+    from lookalike.learn.projection import fit_cross_domain
     from lookalike.pipeline.embed import l2_normalise
-    from lookalike.tune import fit_cross_domain
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, required=True)

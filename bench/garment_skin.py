@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 def main() -> None:
     from lookalike.config import Settings
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
     from lookalike.pipeline.isolate import ViewSettings, kept_objects
 
     parser = argparse.ArgumentParser(description=__doc__)

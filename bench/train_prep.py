@@ -71,7 +71,7 @@ def pack_fashion(data: Path, out: Path, views: bool) -> None:
         import tempfile
 
         from lookalike.config import Settings
-        from lookalike.engine import Engine
+        from lookalike.engine.core import Engine
         from lookalike.pipeline.decode import load_image
 
         vdest = out / "fashion_views"

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from lookalike.api.http import create_app  # noqa: E402
 from lookalike.config import Settings  # noqa: E402
-from lookalike.engine import Engine  # noqa: E402
+from lookalike.engine.core import Engine  # noqa: E402
 from tests.live_server import live_server  # noqa: E402
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: importing lookalike (for the CLI's --help) must not import onnxruntime or numpy-heavy modules.
     if name == "Engine":
-        from lookalike.engine import Engine
+        from lookalike.engine.core import Engine
 
         return Engine
     raise AttributeError(name)

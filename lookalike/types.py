@@ -92,7 +92,7 @@ class ProductHit:
     box: tuple[float, float, float, float] | None = None
     match: str | None = None
     """"same product", "similar" or "no close match", by the index's calibrated levels
-    (`lookalike.calibrate`); None where the score is no image similarity or the index has none."""
+    (`lookalike.engine.levels`); None where the score is no image similarity or the index has none."""
 
     @property
     def similarity_percent(self) -> float:

@@ -25,9 +25,9 @@ def build_small_grocery(
     """Every n-th grocery product (so several categories), its first `photos` catalogue photos,
     a `price` field (the product's class id + 0.99, to show prices and price filters), indexed
     with the default model. The model comes from the model store (the `lite2_dir` fixture)."""
+    from lookalike.catalog.sample import prepare_grocery
     from lookalike.config import Settings
-    from lookalike.datasets import prepare_grocery
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
 
     files = prepare_grocery(data_dir / "grocery", dest / "sample")
     rows = [json.loads(line) for line in files.catalogue.read_text().splitlines()]

@@ -18,7 +18,7 @@ from lookalike.api.options import IndexOpt, JsonOpt
 
 if TYPE_CHECKING:
     from lookalike.api.remote import ServedIndex
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
 
 app = typer.Typer(
     name="lookalike",
@@ -61,7 +61,7 @@ def _engine(
     """An engine on `index`. `views`: view settings given on the command line (detect, isolate,
     labels); for an existing index they must match what built it."""
     from lookalike.config import Settings
-    from lookalike.engine import Engine, view_settings
+    from lookalike.engine.core import Engine, view_settings
 
     overrides: dict[str, Any] = {k: v for k, v in (views or {}).items() if v is not None}
     if mirror is not None:
@@ -162,7 +162,7 @@ def index(
         if repair:  # before the engine reads lookalike.json, which may be what is damaged
             from lookalike.api.remote import refuse_if_served
             from lookalike.config import Settings
-            from lookalike.index_integrity import repair_manifest
+            from lookalike.engine.integrity import repair_manifest
 
             index_dir = Path(index or Settings().index)
             refuse_if_served(index_dir, "`index --repair`")
@@ -170,7 +170,7 @@ def index(
         engine = _served(_engine(index, embedder, models_mirror, views, store))
         runner = None
         if ray is not None:
-            from lookalike.distributed import RayRunner
+            from lookalike.engine.distributed import RayRunner
 
             runner = RayRunner(address=ray, workers=ray_workers)
         with engine, progress_bar(not as_json) as progress:
@@ -217,8 +217,8 @@ def verify(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """Check an index completely: every file against the digests its last write recorded, and
     every vector read back (finite, unit length, centroids the mean of their views). Exit code 8
     when something is damaged (`lookalike index CATALOGUE --repair` rebuilds it)."""
+    from lookalike.engine.integrity import repair_hint
     from lookalike.errors import IndexDamagedError
-    from lookalike.index_integrity import repair_hint
 
     with errors_to_exit(), _local_only(_engine(index), "`verify`") as engine:
         report = engine.verify()
@@ -466,7 +466,11 @@ def duplicates(
 ) -> None:
     """Near-identical photos filed under different items (catalogue hygiene)."""
     with errors_to_exit(), _local_only(_engine(index, store=store), "`duplicates`") as engine:
-        from lookalike.hygiene import DUPLICATE_THRESHOLD, near_duplicates, write_duplicates_page
+        from lookalike.evaluation.hygiene import (
+            DUPLICATE_THRESHOLD,
+            near_duplicates,
+            write_duplicates_page,
+        )
 
         t = DUPLICATE_THRESHOLD if threshold is None else threshold
         with progress_bar(not as_json) as progress:
@@ -497,8 +501,8 @@ def outliers(
 ) -> None:
     """Photos least like the rest of their item: candidates for a wrong label."""
     with errors_to_exit(), _local_only(_engine(index, store=store), "`outliers`") as engine:
-        from lookalike.hygiene import outliers as find_outliers
-        from lookalike.hygiene import why_no_outliers, write_outliers_page
+        from lookalike.evaluation.hygiene import outliers as find_outliers
+        from lookalike.evaluation.hygiene import why_no_outliers, write_outliers_page
 
         found = find_outliers(engine.store, top=top)
         why = None if found else why_no_outliers(engine.store)
@@ -656,7 +660,7 @@ def evaluate(
         import tempfile
         from contextlib import ExitStack
 
-        from lookalike.evaluate import run_evaluation
+        from lookalike.evaluation.run import run_evaluation
 
         with ExitStack() as scratch:
             if index is None:
@@ -676,7 +680,7 @@ def evaluate(
                 outcome = run_evaluation(
                     engine, catalogue, queries, report_dir=report, progress=progress
                 )
-        from lookalike.index_tune import ProjectionStatus
+        from lookalike.engine.adapted import ProjectionStatus
 
         # On stderr in both modes: the --json output stays {mode: metrics}.
         status = ProjectionStatus(**(outcome.projection or {"present": False, "applied": False}))
@@ -886,7 +890,7 @@ def sample(
 ) -> None:
     """Prepare the sample catalogue (Grocery Store Dataset): catalogue.jsonl + queries.csv."""
     with errors_to_exit():
-        from lookalike.datasets import fetch_grocery, prepare_grocery
+        from lookalike.catalog.sample import fetch_grocery, prepare_grocery
 
         if data_dir is None:
             with progress_bar(True) as progress:

@@ -55,7 +55,7 @@ def migrate(
 
         from lookalike.api.console import progress_bar
         from lookalike.config import Settings
-        from lookalike.engine import Engine
+        from lookalike.engine.core import Engine
         from lookalike.errors import StoreError
         from lookalike.store.migrate import migrate as copy_points
         from lookalike.store.registry import same_store, store_record

@@ -102,7 +102,7 @@ def serve(
         from lookalike.api.http import MiB, create_app
         from lookalike.api.remote_images import FetchPolicy
         from lookalike.config import Settings
-        from lookalike.engine import Engine
+        from lookalike.engine.core import Engine
         from lookalike.errors import QueryError, StoreError
 
         if not api_key and not read_only and not _is_loopback(host):

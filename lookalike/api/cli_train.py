@@ -15,7 +15,7 @@ import typer
 from lookalike.api.console import stderr_console
 
 if TYPE_CHECKING:
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
     from lookalike.learn.train import TrainProgress, TrainSettings
 
 

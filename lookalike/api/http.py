@@ -83,7 +83,7 @@ if TYPE_CHECKING:
 
     from lookalike.api.item_writes import ItemWriter
     from lookalike.api.remote_images import FetchPolicy
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
     from lookalike.faces.index import FaceIndex, FaceSearchResult
     from lookalike.store.base import Filter
     from lookalike.types import ProductHit

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from lookalike.api.remote_images import FetchPolicy
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
 
 
 log = logging.getLogger("lookalike.http")

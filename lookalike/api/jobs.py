@@ -44,7 +44,7 @@ from starlette.exceptions import HTTPException
 from lookalike.errors import LookalikeError, QueryError
 
 if TYPE_CHECKING:
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
 
 log = logging.getLogger("lookalike.http")
 

@@ -42,6 +42,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike.config import Settings
+from lookalike.engine.lock import ClosesStore, folder_write_lock
 from lookalike.errors import DecodeError, IndexMismatchError, QueryError, StoreError
 from lookalike.faces.detect import FaceBox, FaceDetector, find_faces, make_detector
 from lookalike.faces.embed import distance_from_similarity
@@ -49,7 +50,6 @@ from lookalike.faces.errors import ManyFacesError, NoFaceError
 from lookalike.faces.models import DIM, EmbedderRecord
 from lookalike.faces.settings import FaceSettings
 from lookalike.faces.tiers import Tier, split_tiers, tier_of
-from lookalike.index_lock import ClosesStore, folder_write_lock
 from lookalike.pipeline.decode import DecodeLimits, content_hash, decode_image, is_url, read_source
 from lookalike.store.base import Condition, Filter, PointRecord, Store, point_id, where
 from lookalike.types import F32, Box, Skipped

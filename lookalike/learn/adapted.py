@@ -19,7 +19,7 @@ from lookalike.errors import IndexMismatchError
 
 if TYPE_CHECKING:
     from lookalike.config import Settings
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
     from lookalike.pipeline.embed import OnnxImageEmbedder
 
 
@@ -104,7 +104,7 @@ class NetworkStatus:
 def network_status(engine: Engine, *, exact: bool = True) -> NetworkStatus:
     """What network `engine`'s index embeds with, and whether it is stale (exact: compare every
     view's content hash; else the number of views)."""
-    from lookalike.index_tune import views_signature
+    from lookalike.engine.adapted import views_signature
     from lookalike.store.base import where
 
     record = getattr(engine.manifest, "network", None)

@@ -21,7 +21,7 @@ from lookalike.store.base import where
 from lookalike.types import Skipped
 
 if TYPE_CHECKING:
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
 
 Progress = Callable[[str, int, int], None]
 

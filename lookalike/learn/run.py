@@ -25,7 +25,7 @@ from lookalike.store.base import where
 from lookalike.types import Skipped
 
 if TYPE_CHECKING:
-    from lookalike.engine import Engine
+    from lookalike.engine.core import Engine
 
 ProgressFn = Callable[[TrainProgress], None]
 
@@ -157,7 +157,7 @@ def _apply(
     report: TrainReport,
     stage: Callable[[str, int, int], None],
 ) -> tuple[str, int]:
-    from lookalike.index_tune import views_signature
+    from lookalike.engine.adapted import views_signature
     from lookalike.learn import net as nets
     from lookalike.learn.adapted import open_adapted
     from lookalike.learn.swap import network_record

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lookalike.engine.lock import folder_write_lock
 from lookalike.errors import StoreError
-from lookalike.index_lock import folder_write_lock
 from lookalike.pipeline.embed import l2_normalise
 from lookalike.pipeline.preprocess import Preprocess, normalise
 from lookalike.store.base import PointRecord
 
 if TYPE_CHECKING:
-    from lookalike.engine import Engine
-    from lookalike.index_manifest import IndexManifest
+    from lookalike.engine.core import Engine
+    from lookalike.engine.manifest import IndexManifest
     from lookalike.learn.data import TrainData
 
 Progress = Callable[[str, int, int], None]

@@ -287,7 +287,7 @@ def grocery_protocol(
     import csv
     import json
 
-    from lookalike.datasets import prepare_grocery
+    from lookalike.catalog.sample import prepare_grocery
 
     files = prepare_grocery(grocery_dir, work_dir)
     catalogue = []

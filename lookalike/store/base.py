@@ -1,7 +1,7 @@
 """The seam between the engine and a vector database.
 
 A `Store` holds points: one id, named vectors (`image`, later `text` ...) and a JSON payload.
-Every backend passes the same contract suite (`tests/test_store_contract.py`).
+Every backend passes the same contract suite (`tests/contract/test_store_contract.py`).
 """
 
 from __future__ import annotations
