@@ -15,10 +15,10 @@ from lookalike.api.http import create_app
 from lookalike.api.remote_images import FetchPolicy
 from lookalike.config import Settings
 from lookalike.engine.core import Engine
+from tests.e2e.test_web_e2e import CHROMIUM_ARGS, DESKTOP, _chromium
 from tests.grocery_index import SmallGrocery, build_small_grocery
 from tests.image_origin import ImageOrigin
 from tests.live_server import live_server
-from tests.e2e.test_web_e2e import CHROMIUM_ARGS, DESKTOP, _chromium
 
 pytestmark = pytest.mark.e2e
 
