@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from lookalike.api import cli
+from lookalike.api import cli, cli_catalogue, cli_index, cli_tune
 from lookalike.config import Settings
 from lookalike.engine.core import Engine
 from lookalike.store.qdrant_common import folder_bytes
@@ -30,7 +30,8 @@ def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     def fake_engine(index: Path | None, *args: Any, **kwargs: Any) -> Engine:
         return Engine(index or settings.index, settings=settings, image_embedder=TinyEmbedder())
 
-    monkeypatch.setattr(cli, "_engine", fake_engine)
+    for module in (cli, cli_index, cli_catalogue, cli_tune):
+        monkeypatch.setattr(module, "open_engine", fake_engine)
     return settings.index
 
 
@@ -98,7 +99,7 @@ def test_tune_with_pairs_prints_a_summary(tmp_path: Path) -> None:
     with Engine(settings.index, settings=settings, image_embedder=TinyEmbedder()) as engine:
         engine.index(manifest)
         outcome = engine.tune(pairs=pairs, dims=(8,), lambdas=(1.0,), force=True)
-    lines = cli.tune_summary(outcome, pairs=len(pairs))
+    lines = cli_tune.tune_summary(outcome, pairs=len(pairs))
     assert lines[0].startswith("learned from 6 pairs") and "held-out items" in lines[0]
     assert any("R@1" in line for line in lines[1:])
 

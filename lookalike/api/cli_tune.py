@@ -1,0 +1,251 @@
+"""`lookalike eval` and `tune`: measure an index on labelled queries, learn a projection (or, with
+--train, fine-tune the network through `lookalike.api.cli_train`).
+
+Registered on the app by `lookalike.api.cli`. Light at import (typer and the console only): the
+engine loads inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lookalike.api.cli_engine import local_only, open_engine
+from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
+from lookalike.api.options import EmbedderOpt, IndexOpt, JsonOpt, MirrorOpt, StoreOpt
+
+
+def evaluate(
+    catalogue: Annotated[Path, typer.Option("--catalogue", help="Catalogue to index (manifest).")],
+    queries: Annotated[Path, typer.Option("--queries", help="CSV `image,item_id` or JSONL.")],
+    index: IndexOpt = None,
+    store: StoreOpt = None,
+    embedder: EmbedderOpt = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write an HTML page of the misses here.")
+    ] = None,
+    models_mirror: MirrorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recall@1/3/10 and mAP at item level, for both aggregation modes.
+
+    Without --index the catalogue is indexed into a temporary folder, removed afterwards: an
+    evaluation must not write into the user's default index (`./lookalike-index`)."""
+    with errors_to_exit():
+        import tempfile
+        from contextlib import ExitStack
+
+        from lookalike.evaluation.run import run_evaluation
+
+        with ExitStack() as scratch:
+            if index is None:
+                index = Path(
+                    scratch.enter_context(tempfile.TemporaryDirectory(prefix="lookalike-eval-"))
+                )
+                if not as_json:
+                    stderr_console().print(
+                        "indexing into a temporary index (removed afterwards; --index DIR keeps it)"
+                    )
+            with (
+                local_only(
+                    open_engine(index, embedder, models_mirror, store=store), "`eval`"
+                ) as engine,
+                progress_bar(not as_json) as progress,
+            ):
+                outcome = run_evaluation(
+                    engine, catalogue, queries, report_dir=report, progress=progress
+                )
+        from lookalike.engine.adapted import ProjectionStatus
+
+        # On stderr in both modes: the --json output stays {mode: metrics}.
+        status = ProjectionStatus(**(outcome.projection or {"present": False, "applied": False}))
+        stderr_console().print(f"{status.describe()}; query settings {outcome.settings}")
+        if as_json:
+            print(json.dumps(outcome.metrics, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{outcome.queries} queries, {outcome.items} items")
+        for col in ("mode", "recall@1", "recall@3", "recall@10", "mAP"):
+            table.add_column(col)
+        for mode, m in outcome.metrics.items():
+            table.add_row(
+                mode,
+                *(f"{m[key]:.3f}" for key in ("recall@1", "recall@3", "recall@10", "map")),
+            )
+        Console().print(table)
+        if outcome.report:
+            Console().print(f"misses: {outcome.report}")
+
+
+def tune(
+    index: IndexOpt = None,
+    holdout: Annotated[
+        float, typer.Option("--holdout", help="Share of each item's photos held out to choose.")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out split.")] = 0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Apply even if it does not beat no projection.")
+    ] = False,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--pairs",
+            help="CSV `image,item_id` of photos in the wild of indexed items (e.g. worn photos): "
+            "learn a cross-domain projection from them instead.",
+        ),
+    ] = None,
+    train: Annotated[
+        bool,
+        typer.Option(
+            "--train",
+            help="Fine-tune the image network on the index's photos (and --pairs), re-embed the "
+            "index with it, then fit the projection on top if that helps (needs the train extra).",
+        ),
+    ] = False,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Back to the base network (re-embeds the index).")
+    ] = False,
+    minutes: Annotated[
+        float | None,
+        typer.Option("--minutes", help="Time budget of a --train run (default 30; 0: none)."),
+    ] = None,
+    augmentations: Annotated[
+        int | None, typer.Option("--augmentations", help="Augmented views per photo (--train).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="At most this many epochs.")
+    ] = None,
+    projection: Annotated[
+        bool,
+        typer.Option(
+            "--projection/--no-projection",
+            help="After --train, fit the projection on top when it beats the trained network alone.",
+        ),
+    ] = True,
+    loss: Annotated[
+        str | None,
+        typer.Option("--loss", help="normsoftmax, proxy_anchor or arcface (--train)."),
+    ] = None,
+    tail_blocks: Annotated[
+        int | None, typer.Option("--tail-blocks", help="Blocks trained, from the last (--train).")
+    ] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8", help="Also quantise the trained network; used if within 0.01 held-out R@1."
+        ),
+    ] = False,
+    max_memory: Annotated[
+        float | None, typer.Option("--max-memory", help="GB a --train run may hold.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Learn a projection that separates the index's items (from its own photos grouped by item),
+    store it with the index and search with it. Parameters are chosen on held-out photos.
+    --train fine-tunes the network itself; --reset goes back to the base network."""
+    rows = None
+    if pairs is not None:
+        import csv
+
+        with errors_to_exit():
+            try:
+                with open(pairs, newline="") as fh:
+                    rows = [(r["image"], r["item_id"]) for r in csv.DictReader(fh)]
+            except (OSError, KeyError) as exc:
+                from lookalike.errors import CatalogueError
+
+                raise CatalogueError(f"cannot read pairs {pairs}: {exc}") from exc
+    if train or reset:
+        from lookalike.api.cli_train import run_reset, run_train
+
+        with errors_to_exit(), local_only(open_engine(index), "`tune`") as engine:
+            if reset:
+                run_reset(engine, as_json=as_json)
+                return
+            from lookalike.learn.train import TrainSettings
+
+            asked: dict[str, Any] = {
+                "augmentations": augmentations,
+                "max_epochs": epochs,
+                "max_memory_gb": max_memory,
+                "loss": loss,
+                "tail_blocks": tail_blocks,
+                "int8": int8 or None,
+            }
+            settings = TrainSettings(
+                seed=seed,
+                holdout=holdout,
+                # --minutes 0: no budget; absent: the default budget
+                minutes=(minutes or None) if minutes is not None else TrainSettings.minutes,
+                threads=engine.settings.threads,
+                **{k: v for k, v in asked.items() if v is not None},
+            )
+            run_train(
+                engine, rows or [], settings, force=force, projection=projection, as_json=as_json
+            )
+        return
+    with (
+        errors_to_exit(),
+        local_only(open_engine(index), "`tune`") as engine,
+        progress_bar(not as_json) as progress,
+    ):
+        outcome = engine.tune(
+            holdout=holdout, seed=seed, force=force, pairs=rows, progress=progress
+        )
+        r = outcome.result
+        choice = {
+            "applied": outcome.applied,
+            "views": outcome.views,
+            "items": outcome.items,
+            "dim": r.chosen.dim,
+            "lam": r.chosen.lam,
+            "held_out": r.chosen.metrics,
+            "held_out_without": r.baseline.metrics,
+            "split": dict(r.split),
+            "sha256": r.projection.sha256 if outcome.applied else None,
+            "seconds": round(outcome.seconds, 1),
+        }
+        if as_json:
+            print(json.dumps(choice, indent=2))
+            return
+        typer.echo(r.table())
+        typer.echo("")
+        for line in tune_summary(outcome, pairs=len(rows) if rows is not None else None):
+            typer.echo(line)
+        if outcome.applied:
+            typer.echo(f"applied: {engine.projection_status().describe()}")
+        else:
+            typer.echo(
+                "not applied: it does not beat no projection on the held-out photos "
+                "(--force applies it anyway)"
+            )
+
+
+def tune_summary(outcome: Any, *, pairs: int | None = None) -> list[str]:
+    """What `tune` learned from and how it did on what it held out, for people. `pairs`: the
+    number of --pairs rows (the cross-domain fit holds out items, not photos)."""
+    r = outcome.result
+    split = r.split
+    if pairs is not None:
+        lines = [
+            f"learned from {pairs} pairs (photo, item) over {outcome.items} indexed items ("
+            f"{outcome.views} views); parameters chosen on {split.get('held_out_items', '?')} "
+            f"held-out items, mean of {split.get('splits', 1)} draws"
+        ]
+    else:
+        lines = [f"learned from {outcome.views} photos of {outcome.items} items"]
+    held = split.get("held_out_scored", split.get("held_out_pairs", "?"))
+    for mode in r.baseline.metrics:
+        lines.append(
+            f"held-out {mode} R@1: {r.baseline.metrics[mode]['recall@1']:.3f} without -> "
+            f"{r.chosen.metrics[mode]['recall@1']:.3f} with dim {r.chosen.dim}, "
+            f"lam {r.chosen.lam:g} ({held} held-out photos, mean of {split.get('splits', 1)} draws)"
+        )
+    if not r.baseline.metrics:
+        lines.append(f"fitted with dim {r.chosen.dim}, lam {r.chosen.lam:g} (nothing held out)")
+    return lines
