@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
+from lookalike.api.cli_faces_open import open_faces
 from lookalike.api.cli_faces_people import app as people_app
 from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
 from lookalike.api.remote import naming_server
-
-if TYPE_CHECKING:
-    from lookalike.faces.index import FaceIndex
 
 app = typer.Typer(
     help="Find people: index the faces of photos, search them with a selfie, group them, forget.",
@@ -54,25 +52,6 @@ MaybeThresholdOpt = Annotated[
         "$LOOKALIKE_FACES_MAYBE_THRESHOLD or 0.42].",
     ),
 ]
-
-
-def open_faces(index: Path | None, **overrides: Any) -> FaceIndex:
-    """The face index at `index` with these FaceSettings overrides (None: not given)."""
-    from pydantic import ValidationError
-
-    from lookalike.config import Settings
-    from lookalike.errors import QueryError
-    from lookalike.faces.index import FaceIndex
-    from lookalike.faces.settings import FaceSettings
-
-    settings = Settings()
-    try:
-        face_settings = FaceSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        # A bad flag is the user's error (exit 2), not a traceback.
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise QueryError(problems.replace("_", "-")) from None
-    return FaceIndex(index or settings.index, settings, face_settings)
 
 
 def _print_json(data: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from lookalike.api.cli_faces_open import open_faces
 from lookalike.api.console import errors_to_exit, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
 
@@ -28,10 +29,9 @@ PersonArg = Annotated[str, typer.Argument(help="A person id (from `faces people 
 @contextmanager
 def _open(index: Path | None) -> Iterator[Any]:
     """The face index; a locked store names the running server that has it open."""
-    from lookalike.api import cli_faces
     from lookalike.api.remote import naming_server
 
-    with cli_faces.open_faces(index) as faces, naming_server(faces.index_dir, "`faces people`"):
+    with open_faces(index) as faces, naming_server(faces.index_dir, "`faces people`"):
         yield faces
 
 
