@@ -6,7 +6,6 @@ Heavy modules (numpy, onnxruntime, qdrant) are imported inside commands so `--he
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -104,7 +103,7 @@ def search(
             if photo is None:
                 result = engine.search_text(text or "", k=k, where=where)
             elif all_objects:
-                results = engine.search_objects(photo, k=k, where=where, mode=mode)  # type: ignore[arg-type]
+                results = engine.search_objects(photo, k=k, where=where, mode=mode)  # type: ignore[arg-type]  # --mode is a str: the engine checks it
                 if as_json:
                     # `search --json`'s object for the most relevant object (what a plain search
                     # answers), and every object's under `objects`.
@@ -121,9 +120,9 @@ def search(
                     query,
                     k=k,
                     where=where,
-                    mode=mode,
+                    mode=mode,  # type: ignore[arg-type]  # --mode is a str: the engine checks it
                     box=region,
-                    text=text,  # type: ignore[arg-type]
+                    text=text,
                     **units,
                 )
         _output(result, as_json)
@@ -154,7 +153,7 @@ def _search_many(
     with through_server(open_engine(index, mirror=models_mirror, store=store)) as engine:
 
         def one(photo: str) -> Any:
-            return engine.search(photo, k=k, where=where, mode=mode, text=text)  # type: ignore[arg-type]
+            return engine.search(photo, k=k, where=where, mode=mode, text=text)  # type: ignore[arg-type]  # --mode is a str: the engine checks it
 
         failed = cli_batch.write_outcomes(cli_batch.search_each(queries, one), fmt, _result_json)
     if failed:
@@ -186,9 +185,9 @@ def similar(
         through_server(open_engine(index, mirror=models_mirror, store=store)) as engine,
     ):
         if len(item_ids) == 1 and not negative:
-            result = engine.similar(item_ids[0], k=k, where=where, mode=mode)  # type: ignore[arg-type]
+            result = engine.similar(item_ids[0], k=k, where=where, mode=mode)  # type: ignore[arg-type]  # --mode is a str: the engine checks it
         else:
-            result = engine.recommend(item_ids, negative or [], k=k, where=where, mode=mode)  # type: ignore[arg-type]
+            result = engine.recommend(item_ids, negative or [], k=k, where=where, mode=mode)  # type: ignore[arg-type]  # --mode is a str: the engine checks it
         _output(result, as_json)
 
 
@@ -351,4 +350,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

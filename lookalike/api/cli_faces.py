@@ -325,7 +325,7 @@ def forget_cmd(
             if not typer.confirm(f"Forget every face of person {person}? This cannot be undone"):
                 raise typer.Exit(1)
         with open_faces(index) as faces, naming_server(faces.index_dir, "`faces forget`"):
-            done = faces.forget_photo(photo) if photo is not None else faces.forget_person(person)  # type: ignore[arg-type]
+            done = faces.forget_photo(photo) if photo is not None else faces.forget_person(person)  # type: ignore[arg-type]  # person is given: exactly one is (checked above)
         if as_json:
             _print_json(
                 {

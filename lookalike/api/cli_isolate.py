@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from lookalike.api.console import errors_to_exit, stderr_console
+
+if TYPE_CHECKING:
+    from lookalike.pipeline.isolate import Garment
+    from lookalike.pipeline.isolate import Mode as IsolateMode
 
 
 def isolate(
@@ -82,17 +86,21 @@ def isolate(
             if detect and region is None
             else None
         )
+        isolate_mode = cast("IsolateMode", mode)  # one of the three: checked above
         isolator = Isolator.from_store(
-            models, (mode,) if mode != "none" else (), threads=settings.threads, batch_size=1
+            models,
+            (isolate_mode,) if isolate_mode != "none" else (),
+            threads=settings.threads,
+            batch_size=1,
         )
         result = isolate_photo(
             image,
             detector,
             isolator,
-            mode=mode,
+            mode=isolate_mode,
             labels=wanted,
-            garment=garment,
-            box=region,  # type: ignore[arg-type]
+            garment=cast("Garment", garment),  # checked above
+            box=region,
         )
         cut = result.cutout
         written = cut.flatten(colour) if colour is not None else cut.image
@@ -104,7 +112,7 @@ def isolate(
             debug.parent.mkdir(parents=True, exist_ok=True)
             draw_overlay(image, result).save(debug)
         chosen = result.chosen
-        info = {
+        info: dict[str, Any] = {  # the --json payload
             "output": str(output),
             "debug": str(debug) if debug else None,
             "isolate": mode,
@@ -131,7 +139,7 @@ def isolate(
         obj = info["object"]
         stderr_console().print(
             f"[green]wrote[/green] {output} ({written.size[0]}x{written.size[1]}): "
-            f"{obj['label']} {obj['score']:.2f}, mask covers {cut.coverage:.0%} of its region"  # type: ignore[index]
+            f"{obj['label']} {obj['score']:.2f}, mask covers {cut.coverage:.0%} of its region"
             + (f"; debug picture {debug}" if debug else "")
         )
 

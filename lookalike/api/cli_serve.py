@@ -120,7 +120,7 @@ def serve(
             )
         except ValueError as exc:
             raise QueryError(f"--allow-image-network: {exc}") from None
-        settings = Settings(**({"models_mirror": models_mirror} if models_mirror else {}))
+        settings = Settings(models_mirror=models_mirror) if models_mirror else Settings()
         engine = Engine(index or settings.index, settings=settings, store_spec=store)
         from lookalike.faces.index import MANIFEST as FACES_MANIFEST
 
