@@ -1,6 +1,11 @@
 """`lookalike` command line: a thin layer over `Engine`. Owns progress bars, tables and exit codes.
 
 Heavy modules (numpy, onnxruntime, qdrant) are imported inside commands so `--help` is instant.
+
+Here: the app, `search` and `similar` and their output. The other commands live in their group's
+module (`cli_index`, `cli_catalogue`, `cli_tune`, `cli_crawl`, `cli_isolate`, `cli_migrate`,
+`cli_serve`, and the `models` and `faces` sub-apps) and are registered on the app below, in the
+order `lookalike --help` lists them; `cli_engine` opens the index for them.
 """
 
 from __future__ import annotations
