@@ -33,7 +33,6 @@ from io import BytesIO
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
 
 # name -> (tree: "before" or "after", extra CLI arguments, extra environment)
 VARIANTS: dict[str, tuple[str, list[str], dict[str, str]]] = {
@@ -98,7 +97,7 @@ def run_index(tree: Path, catalogue: Path, index: Path, args: list[str], env: di
 
 def machine_limit(embedder: str) -> dict[str, float]:
     """sgemm GFLOP/s (all cores) and FLOPs per image of `embedder` at its input size."""
-    from bench_throughput import graph_flops, sgemm_gflops
+    from common import graph_flops, sgemm_gflops
 
     from lookalike.config import Settings
     from lookalike.models.catalog import get_spec

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import graph_flops, sgemm_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,20 +38,6 @@ def _cpu() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
-
-
-def sgemm_gflops(n: int = 2048, runs: int = 5) -> float:
-    """Median GFLOP/s of an n x n float32 product (numpy's BLAS, its default threads)."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    a @ b  # warm-up: thread pool start, page faults
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def sgemm_one_thread(n: int = 2048) -> float:
@@ -66,43 +53,6 @@ def sgemm_one_thread(n: int = 2048) -> float:
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     return float(out.stdout.strip().splitlines()[-1])
-
-
-def graph_flops(model: Path, size: int) -> dict[str, float]:
-    """Multiply-accumulates per image of Conv / MatMul / Gemm nodes at input (1, 3, size, size).
-
-    Output shapes come from running the graph once with every Conv / MatMul / Gemm output exposed
-    (ONNX shape inference gives up on the exported padding ops, so it cannot be trusted here).
-    """
-    import onnx
-    import onnxruntime as ort
-
-    m = onnx.load(str(model))
-    inits = {i.name: list(i.dims) for i in m.graph.initializer}
-    nodes = [n for n in m.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
-    have = {o.name for o in m.graph.output}
-    for n in nodes:
-        if n.output[0] not in have:
-            m.graph.output.append(onnx.ValueInfoProto(name=n.output[0]))
-    session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    x = np.zeros((1, 3, size, size), dtype=np.float32)
-    values = dict(zip(names, session.run(names, {session.get_inputs()[0].name: x}), strict=True))
-    macs = {"conv": 0.0, "depthwise": 0.0, "matmul": 0.0}
-    for n in nodes:
-        out = values[n.output[0]].shape
-        if n.op_type == "Conv":
-            w = inits[n.input[1]]  # (Cout, Cin/group, kh, kw)
-            group = next((a.i for a in n.attribute if a.name == "group"), 1)
-            kind = "depthwise" if group > 1 and group == out[1] else "conv"
-            macs[kind] += float(np.prod(out)) * w[1] * w[2] * w[3]
-        else:
-            b = inits.get(n.input[1]) or list(values[n.input[1]].shape)
-            trans_b = next((a.i for a in n.attribute if a.name == "transB"), 0)
-            k = b[-1] if n.op_type == "Gemm" and trans_b else b[-2]
-            macs["matmul"] += float(np.prod(out)) * k
-    total = sum(macs.values())
-    return {**{f"macs_{k}": v for k, v in macs.items()}, "macs": total, "flops": 2 * total}
 
 
 def model_ms(model: Path, tensor: np.ndarray, runs: int = 7, threads: int = 0) -> float:

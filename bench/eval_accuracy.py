@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import Grocery, lite2_embed, load_grocery, load_image
 
 from lookalike.evaluation.metrics import evaluate
 
@@ -45,78 +46,9 @@ KS = (1, 3, 10)
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Grocery:
-    """Paths and labels of the grocery photos, in the order of the embeddings npz.
-
-    cat_images / cat_items: iconic + train photos and their product ids; query_*: the val photos.
-    coarse: product id -> coarse class name; packaged: product ids under `Packages/`.
-    """
-
-    cat_images: tuple[str, ...]
-    cat_items: tuple[str, ...]
-    query_images: tuple[str, ...]
-    query_items: tuple[str, ...]
-    coarse: dict[str, str]
-    names: dict[str, str]
-    packaged: frozenset[str]
-
-    def all_images(self) -> list[str]:
-        return list(self.cat_images) + list(self.query_images)
-
-
-def load_grocery(data_dir: Path) -> Grocery:
-    """The grocery photos in the npz's order: iconic images (classes.csv order), then train.txt,
-    and val.txt for the queries."""
-    import csv
-    import tempfile
-
-    from lookalike.catalog.sample import prepare_grocery
-
-    with tempfile.TemporaryDirectory() as tmp:
-        files = prepare_grocery(data_dir, Path(tmp))
-        cat_images: list[str] = []
-        cat_items: list[str] = []
-        rows = [json.loads(line) for line in files.catalogue.read_text().splitlines()]
-        # iconic photos first (one per product), then the train photos in train.txt order
-        for row in rows:
-            cat_images.append(row["images"][0])
-            cat_items.append(row["id"])
-        for row in rows:
-            for image in row["images"][1:]:
-                cat_images.append(image)
-                cat_items.append(row["id"])
-        with open(files.queries, newline="") as fh:
-            queries = list(csv.DictReader(fh))
-    coarse, names, packaged = {}, {}, set()
-    with open(data_dir / "classes.csv", newline="") as fh:
-        reader = csv.reader(fh)
-        next(reader)
-        for name, class_id, coarse_name, _cid, iconic, _desc in reader:
-            coarse[class_id] = coarse_name
-            names[class_id] = name
-            if "/Packages/" in iconic:
-                packaged.add(class_id)
-    return Grocery(
-        cat_images=tuple(cat_images),
-        cat_items=tuple(cat_items),
-        query_images=tuple(q["image"] for q in queries),
-        query_items=tuple(q["item_id"] for q in queries),
-        coarse=coarse,
-        names=names,
-        packaged=frozenset(packaged),
-    )
-
-
 def _progress(stage: str, done: int, total: int) -> None:
     if done == total or done % 50 == 0:
         print(f"\r{stage}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr)
-
-
-def _load(path: str) -> Any:
-    from lookalike.pipeline.decode import load_image
-
-    return load_image(path).image
 
 
 def _save_json(path: Path, data: Any) -> None:
@@ -147,7 +79,7 @@ def run_gate(images: Sequence[str], cache: Path, side: int) -> dict[str, dict[st
     todo = [p for p in images if p not in done]
     reader = TextReader(gate=GateSettings(side=side))
     for n, image in enumerate(todo, start=1):
-        g = reader.detect(_load(image))
+        g = reader.detect(load_image(image))
         done[image] = {"area": g.area, "boxes": g.boxes, "ms": g.ms, "box_areas": g.box_areas}
         _progress(f"gate {side}", n, len(todo))
         if n % 100 == 0:
@@ -169,7 +101,7 @@ def run_ocr(
     todo = [p for p in images if p not in done or (need_boxes and "boxes" not in done[p])]
     reader = TextReader(settings)
     for n, image in enumerate(todo, start=1):
-        r = reader.read(_load(image))
+        r = reader.read(load_image(image))
         done[image] = {
             "text": r.text,
             "scores": list(r.scores),
@@ -206,9 +138,9 @@ def select_images(
 
 def run_features(images: Sequence[str], cache: Path, settings: Any) -> Any:
     """Local features of every photo, cached in `orb_<settings>.npz` (see `FeatureCache`)."""
-    from lookalike.pipeline.rerank import FeatureCache
+    from rerank import FeatureCache
 
-    fc = FeatureCache(cache / f"local_{settings.key()}.npz", settings, loader=_load)
+    fc = FeatureCache(cache / f"local_{settings.key()}.npz", settings, loader=load_image)
     todo = [p for p in images if p not in fc]
     for n, image in enumerate(todo, start=1):
         fc.get(image)
@@ -223,19 +155,6 @@ def run_features(images: Sequence[str], cache: Path, settings: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def lite2_embed() -> Callable[[Sequence[Any]], np.ndarray]:
-    """The plain EfficientNet-Lite2 embedder (GeM, the engine's default preprocessing)."""
-    from lookalike.config import Settings
-    from lookalike.models.catalog import get_spec
-    from lookalike.models.store import ModelStore
-    from lookalike.pipeline.embed import load_embedder
-
-    settings = Settings()
-    spec = get_spec("efficientnet-lite2")
-    model_dir = ModelStore(settings.cache_dir, mirror=settings.models_mirror).path(spec.name)
-    return load_embedder(spec, model_dir).embed_images
-
-
 def load_embeddings(path: Path, g: Grocery) -> dict[str, np.ndarray]:
     """The npz of plain embeddings; computed with Lite2 (and saved to `path`) when missing."""
     if not path.exists():
@@ -244,7 +163,7 @@ def load_embeddings(path: Path, g: Grocery) -> dict[str, np.ndarray]:
         def vectors(images: Sequence[str]) -> np.ndarray:
             out = []
             for start in range(0, len(images), 8):
-                out.append(embed([_load(p) for p in images[start : start + 8]]))
+                out.append(embed([load_image(p) for p in images[start : start + 8]]))
                 _progress("embed", min(start + 8, len(images)), len(images))
             return np.concatenate(out)
 
@@ -316,7 +235,7 @@ def holdout_split(emb: dict[str, np.ndarray], share: float = 0.3) -> Split:
 def run_tta(images: Sequence[str], cache: Path, crop: float = 0.8) -> dict[str, np.ndarray]:
     """Lite2 vectors of each photo's `tta_images(..., "flip+crops")` variants: (N, 4, D) in the
     order original, centre crop, mirror, mirrored crop; cached in `grocery_tta.npz`."""
-    from lookalike.pipeline.rerank import tta_images
+    from lookalike.pipeline.tta import tta_images
 
     path = cache / f"grocery_tta_c{crop:g}.npz"
     done: dict[str, np.ndarray] = {}
@@ -327,7 +246,7 @@ def run_tta(images: Sequence[str], cache: Path, crop: float = 0.8) -> dict[str, 
     if todo:
         embed = lite2_embed()
         for n, image in enumerate(todo, start=1):
-            done[image] = embed(tta_images(_load(image), "flip+crops", crop))
+            done[image] = embed(tta_images(load_image(image), "flip+crops", crop))
             _progress("tta", n, len(todo))
         np.savez(path, images=np.array(list(done)), vectors=np.stack(list(done.values())))
     return done
@@ -419,7 +338,7 @@ class Evidence:
         return g is not None and g["boxes"] >= 1 and g["area"] >= self.gate_area
 
     def inliers(self, query: str, image: str, geometry: Any) -> int:
-        from lookalike.pipeline.rerank import count_inliers
+        from rerank import count_inliers
 
         key = f"{query}|{image}|{geometry.ratio:g}|{geometry.ransac_px:g}"
         if key not in self._inliers:
@@ -443,11 +362,12 @@ def rank(
     split: Split, cfg: Config, ev: Evidence, index: Any
 ) -> tuple[list[list[str]], dict[str, float]]:
     """Ranked item ids per query under `cfg`, and how often each optional stage ran."""
-    from lookalike.pipeline.rerank import (
+    from rerank import (
         Candidate,
         GeometricReranker,
         expand_query,
     )
+
     from lookalike.pipeline.text_match import fuse
 
     items, cents = centroids(split)
@@ -536,7 +456,8 @@ def tune(holdout: Split, ev: Evidence, index: Any, read: str) -> dict[str, Confi
     """Choose each component's parameters on the held-out catalogue split (never on val)."""
     import itertools
 
-    from lookalike.pipeline.rerank import RerankSettings
+    from rerank import RerankSettings
+
     from lookalike.pipeline.text_match import TextMatchSettings
 
     chosen: dict[str, Config] = {}
@@ -674,8 +595,9 @@ def markdown(rows: Sequence[dict[str, Any]], split_names: Sequence[str]) -> str:
 
 
 def run_eval(args: argparse.Namespace, g: Grocery) -> None:
+    from rerank import FeatureCache, LocalFeatureSettings
+
     from lookalike.pipeline.ocr import OcrSettings
-    from lookalike.pipeline.rerank import FeatureCache, LocalFeatureSettings
 
     emb = load_embeddings(args.embeddings, g)
     ocr = json.loads(
@@ -686,7 +608,7 @@ def run_eval(args: argparse.Namespace, g: Grocery) -> None:
     features = FeatureCache(
         args.cache / f"local_{LocalFeatureSettings().key()}.npz",
         LocalFeatureSettings(),
-        loader=_load,
+        loader=load_image,
     )
     holdout, val = holdout_split(emb), val_split(emb)
     tta = run_tta([str(p) for p in holdout.q_images] + [str(p) for p in val.q_images], args.cache)
@@ -783,8 +705,7 @@ def project_splits(
 def run_latency(args: argparse.Namespace, g: Grocery) -> None:
     """Added query latency of each component, measured live on a sample of val photos, side by side
     in one process (the same photos through every stage). Prints p50/p95 in milliseconds."""
-    from lookalike.pipeline.ocr import OcrSettings, TextReader
-    from lookalike.pipeline.rerank import (
+    from rerank import (
         Candidate,
         FeatureCache,
         GeometricReranker,
@@ -793,6 +714,8 @@ def run_latency(args: argparse.Namespace, g: Grocery) -> None:
         expand_query,
         tta_embed,
     )
+
+    from lookalike.pipeline.ocr import OcrSettings, TextReader
     from lookalike.pipeline.text_match import TextMatchSettings, fuse
 
     emb = load_embeddings(args.embeddings, g)
@@ -827,12 +750,12 @@ def run_latency(args: argparse.Namespace, g: Grocery) -> None:
         return out
 
     for warm in sample[:2]:  # load every model once before timing
-        image = _load(str(val.q_images[warm]))
+        image = load_image(str(val.q_images[warm]))
         embed([image]), reader.read(image), reader.detect(image)
     times.clear()
     for n, qi in enumerate(sample, start=1):
         path = str(val.q_images[qi])
-        image = timed("decode", lambda p=path: _load(p))
+        image = timed("decode", lambda p=path: load_image(p))
         q = timed("embed (1 image)", lambda im=image: embed([im]))
         timed(
             "embed TTA flip+crops (4 images)", lambda im=image: tta_embed(embed, im, "flip+crops")
@@ -919,7 +842,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             images = select_images(g, args.subset, args.cache, args.gate_side, args.gate_area)
             run_ocr(images, args.cache, args.det_side, need_boxes=args.subset == "packaged-queries")
         case "features":
-            from lookalike.pipeline.rerank import LocalFeatureSettings
+            from rerank import LocalFeatureSettings
 
             settings = LocalFeatureSettings(
                 method=args.method, max_side=args.max_side, n_features=args.n_features

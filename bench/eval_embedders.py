@@ -24,15 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from eval_accuracy import Grocery, _load, load_grocery
+from common import Grocery, load_grocery, load_image
 
 
 def features(variant: str, g: Grocery, path: Path) -> None:
@@ -46,7 +42,7 @@ def features(variant: str, g: Grocery, path: Path) -> None:
     from lookalike.models.catalog import get_spec
     from lookalike.models.store import ModelStore
     from lookalike.pipeline.preprocess import to_tensor
-    from lookalike.pipeline.rerank import tta_images
+    from lookalike.pipeline.tta import tta_images
 
     s = Settings()
     store = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
@@ -59,7 +55,7 @@ def features(variant: str, g: Grocery, path: Path) -> None:
     def run(images: Sequence[str], crop: bool) -> np.ndarray:
         out = []
         for start in range(0, len(images), 8):
-            photos = [_load(p) for p in images[start : start + 8]]
+            photos = [load_image(p) for p in images[start : start + 8]]
             if crop:
                 photos = [tta_images(p, "crops", 0.8)[1] for p in photos]
             with torch.no_grad():

@@ -21,18 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 
 def main() -> None:
-    from eval_tune import embed_fashion, fashion_cross_domain, markdown
+    from common import embed_fashion, fashion_cross_domain, tune_markdown
 
     from lookalike.config import Settings
     from lookalike.engine.core import Engine
@@ -89,7 +86,7 @@ def main() -> None:
     report = fashion_cross_domain(
         vectors["product_vectors"], vectors["worn_vectors"], vectors["garment_ids"]
     )
-    print(markdown({"fashion": report}))
+    print(tune_markdown({"fashion": report}))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=float))
 
@@ -108,7 +105,7 @@ def choose_tta(
     """The two folds of `eval_tune.fashion_cross_domain` (same seed, same halves), with the worn
     photos' TTA mode chosen per fold by the cross-domain fit's own held-out score (mean R@1 of 5
     draws of the fit garments); R@1 of the report garments with that mode's vectors and fit."""
-    from eval_tune import garment_folds
+    from common import garment_folds
 
     from lookalike.evaluation.metrics import evaluate
     from lookalike.learn.projection import fit_cross_domain, item_rankings
@@ -140,7 +137,7 @@ def worn_with_tta(engine: object, vectors: dict, cache: Path, mode: str) -> np.n
     """The worn photos' query vectors as the engine makes them with `LOOKALIKE_TTA=mode`: the
     normalised mean of the garment view's and its augmentations' vectors (cached beside `cache`)."""
     from lookalike.pipeline.decode import load_image
-    from lookalike.pipeline.rerank import tta_embed
+    from lookalike.pipeline.tta import tta_embed
 
     if mode == "none":
         return vectors["worn_vectors"]  # type: ignore[no-any-return]

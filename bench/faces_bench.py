@@ -20,18 +20,16 @@ import csv
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from lookalike.faces.index import FaceIndex
+from lookalike.faces.settings import FaceSettings
 
-from lookalike.faces.index import FaceIndex  # noqa: E402
-from lookalike.faces.settings import FaceSettings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GROUPS = ("couple.jpg", "selfie-many-people.jpg")
 

@@ -31,78 +31,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from common import Event, load_event
+
+from lookalike.faces.tiers import split_tiers
+from lookalike.faces.verify import search_average_precision
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from lookalike.faces.tiers import split_tiers  # noqa: E402
-from lookalike.faces.verify import search_average_precision  # noqa: E402
 
 T_YOU = 0.36
 MAYBE_STRANGERS = 1.0
 GRID = np.round(np.arange(0.30, 0.5001, 0.01), 2)
-GROUP_LABELS = {
-    # face number (largest first, default settings) -> identity, by eye (docs/parts/faces.md)
-    "couple.jpg": {1: "person01"},
-    "selfie-many-people.jpg": {3: "person01"},
-}
-
-
-class Event:
-    """Event photos: photo key -> (identities present, face vectors)."""
-
-    def __init__(self) -> None:
-        self.people: dict[str, set[str]] = {}
-        self.vectors: dict[str, np.ndarray] = {}
-        self.source: dict[str, str] = {}
-
-    def add(self, key: str, source: str, people: set[str], vectors: np.ndarray) -> None:
-        self.people[key], self.vectors[key], self.source[key] = people, vectors, source
-
-
-def load(
-    descriptors: Path, data_dir: Path | None, event_variants: set[str] | None = None
-) -> tuple[Event, dict[str, np.ndarray], dict]:
-    z = np.load(descriptors)
-    rows: dict[tuple[str, str], list[int]] = defaultdict(list)
-    identity = {}
-    for i, (p, v, who) in enumerate(zip(z["photo"], z["variant"], z["identity"], strict=True)):
-        rows[(str(p), str(v))].append(i)
-        identity[str(p)] = str(who)
-    vec, size = z["vector"], z["size"]
-    event = Event()
-    queries: dict[str, np.ndarray] = {}
-    for (photo, variant), ix in rows.items():
-        if event_variants is None or variant in event_variants:
-            event.add(f"{photo}:{variant}", photo, {identity[photo]}, vec[ix])
-        if variant == "photo":
-            queries[photo] = vec[max(ix, key=lambda i: size[i])]
-    for photo, variant, faces_n in ((str(r[0]), str(r[1]), int(r[2])) for r in z["photo_faces"]):
-        # a copy with no face found is an event photo the person is in, never returned
-        if faces_n == 0 and (event_variants is None or variant in event_variants):
-            event.people.setdefault(f"{photo}:{variant}", {identity.get(photo, "?")})
-            event.source.setdefault(f"{photo}:{variant}", photo)
-    groups = group_faces(data_dir) if data_dir else {}
-    for name, (people, vectors) in groups.items():
-        event.add(name, name, people, vectors)
-    return event, queries, identity
-
-
-def group_faces(data_dir: Path) -> dict[str, tuple[set[str], np.ndarray]]:
-    from lookalike.faces.index import FaceIndex
-
-    fi = FaceIndex(Path("/nonexistent"))
-    out = {}
-    for name, labelled in GROUP_LABELS.items():
-        faces = fi.faces_in(str(data_dir / "deepface" / name))
-        people = {labelled.get(f.number, f"stranger:{name}:{f.number}") for f in faces}
-        out[name] = (people, np.stack([f.vector for f in faces]))
-    return out
 
 
 def distances(event: Event, q: np.ndarray, keys: list[str]) -> np.ndarray:
@@ -211,7 +152,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     chosen = set(args.event_variants.split(",")) if args.event_variants else None
-    event, queries, identity = load(args.descriptors, args.data_dir, chosen)
+    event, queries, identity = load_event(args.descriptors, args.data_dir, chosen)
     if args.check:
         t_you, t_maybe = (float(x) for x in args.check.split(","))
         every = prepare(event, queries, identity, set(identity.values()))

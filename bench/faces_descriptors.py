@@ -21,18 +21,16 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from lookalike.faces.index import FaceIndex
+from lookalike.faces.settings import FaceSettings
 
-from lookalike.faces.index import FaceIndex  # noqa: E402
-from lookalike.faces.settings import FaceSettings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = ("photo", "small", "dim")
 
@@ -74,8 +72,7 @@ def variant(image: Image.Image, face_px: float, name: str) -> Image.Image:
 
 def hard_variant(image: Image.Image, face, name: str) -> Image.Image:
     """`faces_hard.harder` on the query face `face` (a QueryFace: its box as a FaceBox)."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from faces_hard import harder
+    from common import harder
 
     from lookalike.faces.detect import FaceBox
     from lookalike.types import Box

@@ -15,17 +15,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from lookalike.faces.detect import find_faces, make_detector
+from lookalike.faces.settings import FaceSettings
 
-from lookalike.faces.detect import find_faces, make_detector  # noqa: E402
-from lookalike.faces.settings import FaceSettings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 BY_EYE = {"couple.jpg": 2, "selfie-many-people.jpg": 7}
 CONFIGS = (("hog", 1024), ("hog", 2048), ("cnn", 1024), ("cnn", 640))

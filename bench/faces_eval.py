@@ -32,19 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from lookalike.evaluation.metrics import evaluate  # noqa: E402
-from lookalike.faces.index import FaceIndex  # noqa: E402
-from lookalike.faces.settings import FaceSettings  # noqa: E402
-from lookalike.faces.verify import (  # noqa: E402
+from lookalike.evaluation.metrics import evaluate
+from lookalike.faces.index import FaceIndex
+from lookalike.faces.settings import FaceSettings
+from lookalike.faces.verify import (
     best_accuracy_threshold,
     pair_distances,
     rates,
     threshold_at_fpr,
     tpr_at_fpr,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CALIBRATION_FPR = 1e-3
 SWEEP = (0.32, 0.34, 0.36, 0.38, 0.40, 0.42, 0.45, 0.50)

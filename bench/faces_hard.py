@@ -19,69 +19,21 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from common import harder
+from PIL import Image, ImageOps
+
+from lookalike.faces.detect import find_faces, make_detector
+from lookalike.faces.embed import DlibFaceEmbedder
+from lookalike.faces.settings import FaceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from lookalike.faces.detect import find_faces, make_detector  # noqa: E402
-from lookalike.faces.embed import DlibFaceEmbedder  # noqa: E402
-from lookalike.faces.models import SHAPE_PREDICTOR, model_file, require_dlib  # noqa: E402
-from lookalike.faces.settings import FaceSettings  # noqa: E402
 
 CONDITIONS = ("sunglasses", "blur", "tiny")
-
-
-def jpeg(image: Image.Image) -> Image.Image:
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=80)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-
-
-def eyes(image: Image.Image, box) -> list[tuple[float, float, float]]:
-    """(cx, cy, half-width) of each eye from dlib's 5 landmarks (0-1 one eye, 2-3 the other)."""
-    dlib = require_dlib()
-    predictor = dlib.shape_predictor(str(model_file(SHAPE_PREDICTOR)))  # type: ignore[attr-defined]
-    b = box.detector_box
-    rect = dlib.rectangle(round(b.x1), round(b.y1), round(b.x2) - 1, round(b.y2) - 1)  # type: ignore[attr-defined]
-    shape = predictor(np.asarray(image), rect)
-    pts = [(shape.part(i).x, shape.part(i).y) for i in range(4)]
-    out = []
-    for a, c in ((pts[0], pts[1]), (pts[2], pts[3])):
-        half = max(abs(a[0] - c[0]), 1) * 0.9
-        out.append(((a[0] + c[0]) / 2, (a[1] + c[1]) / 2, half))
-    return out
-
-
-def harder(image: Image.Image, face, how: str) -> tuple[Image.Image, float]:
-    """The harder photo and the factor from the clean photo's pixels to its pixels."""
-    match how:
-        case "sunglasses":
-            out = image.copy()
-            draw = ImageDraw.Draw(out)
-            for cx, cy, half in eyes(image, face):
-                draw.ellipse(
-                    (cx - half, cy - half * 0.75, cx + half, cy + half * 0.75), fill=(15, 15, 20)
-                )
-            return out, 1.0
-        case "blur":
-            a = np.asarray(image, dtype=np.float32)
-            acc = np.zeros_like(a)
-            for dx in range(15):
-                acc += np.roll(a, dx - 7, axis=1)
-            return jpeg(Image.fromarray((acc / 15).astype(np.uint8))), 1.0
-        case "tiny":
-            scale = min(1.0, 40.0 / face.size)
-            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            return jpeg(image.resize(size, Image.Resampling.LANCZOS)), scale
-    raise ValueError(how)
 
 
 def matching(found, target, scale: float):

@@ -14,24 +14,20 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+from common import Event, load_event
+
+from lookalike.faces.settings import DEFAULT_MAYBE_THRESHOLD, DEFAULT_THRESHOLD
+from lookalike.faces.tiers import split_tiers
+from lookalike.faces.verify import search_average_precision
+from lookalike.pipeline.embed import l2_normalise
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import faces_calibrate as fc  # noqa: E402
-
-from lookalike.faces.settings import DEFAULT_MAYBE_THRESHOLD, DEFAULT_THRESHOLD  # noqa: E402
-from lookalike.faces.tiers import split_tiers  # noqa: E402
-from lookalike.faces.verify import search_average_precision  # noqa: E402
-from lookalike.pipeline.embed import l2_normalise  # noqa: E402
 
 
-def photo_distances(event: fc.Event, keys: list[str], queries: list[np.ndarray], mode: str):
+def photo_distances(event: Event, keys: list[str], queries: list[np.ndarray], mode: str):
     qs = np.stack(queries)
     if mode == "mean":
         qs = l2_normalise(qs.mean(axis=0, keepdims=True))
@@ -50,7 +46,7 @@ def main() -> None:
     parser.add_argument("--event-variants", help="which copies make up the event (default: all)")
     args = parser.parse_args()
     chosen = set(args.event_variants.split(",")) if args.event_variants else None
-    event, queries, identity = fc.load(args.descriptors, args.data_dir, chosen)
+    event, queries, identity = load_event(args.descriptors, args.data_dir, chosen)
     keys = list(event.people)
     t, tm = DEFAULT_THRESHOLD, DEFAULT_MAYBE_THRESHOLD
     out = {}

@@ -28,15 +28,14 @@ from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from lookalike.faces.detect import HogDetector, find_faces
+from lookalike.faces.embed import DlibFaceEmbedder
+from lookalike.faces.index import FaceIndex
+from lookalike.faces.models import EmbedderRecord
+from lookalike.faces.settings import FaceSettings
+from lookalike.pipeline.decode import DecodeLimits, load_image
 
-from lookalike.faces.detect import HogDetector, find_faces  # noqa: E402
-from lookalike.faces.embed import DlibFaceEmbedder  # noqa: E402
-from lookalike.faces.index import FaceIndex  # noqa: E402
-from lookalike.faces.models import EmbedderRecord  # noqa: E402
-from lookalike.faces.settings import FaceSettings  # noqa: E402
-from lookalike.pipeline.decode import DecodeLimits, load_image  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def pick(folder: Path, min_mpx: float) -> list[Path]:

@@ -15,18 +15,15 @@ catalogue) replaced by the normalised mean of it and its mirror.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 
 def main() -> None:
-    from eval_tune import embed_fashion, score
+    from common import embed_fashion, fashion_score
 
     from lookalike.config import Settings
     from lookalike.engine.core import Engine
@@ -64,11 +61,13 @@ def main() -> None:
         plain = (p[rep], ids[rep], w[rep], ids[rep], "views")
         mean = (l2_normalise(p[rep] + pf[rep]), ids[rep], l2_normalise(w[rep] + wf[rep]), ids[rep])
         rows = {
-            "plain": score(*plain),
-            "cross-domain projection": score(*plain, cross.projection),
-            "+ flipped pairs in the fit": score(*plain, both.projection),
-            "+ flip-averaged views (query and catalogue)": score(*mean, "views", both.projection),
-            "flip-averaged views, no projection": score(*mean, "views"),
+            "plain": fashion_score(*plain),
+            "cross-domain projection": fashion_score(*plain, cross.projection),
+            "+ flipped pairs in the fit": fashion_score(*plain, both.projection),
+            "+ flip-averaged views (query and catalogue)": fashion_score(
+                *mean, "views", both.projection
+            ),
+            "flip-averaged views, no projection": fashion_score(*mean, "views"),
         }
         for name, metrics in rows.items():
             print(

@@ -51,26 +51,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from common import SIDE, SIZE, engine_view, garment_folds, load_net, make_modules
 from PIL import Image, ImageEnhance, ImageFilter
 
-SIZE = 260
-SIDE = SIZE / 0.875
-GEM_P = 3.0
 CACHE = 11  # blocks[:11] frozen and cached: 88 x 17 x 17 at 260 px (stride 16), 51 kB in fp16
 
 # ---------------------------------------------------------------------------------------------
 # Photos and views
 # ---------------------------------------------------------------------------------------------
-
-
-def engine_view(image: Image.Image) -> np.ndarray:
-    """The engine's centre_crop preprocessing (lookalike/pipeline/preprocess.py), uint8 HWC."""
-    w, h = image.size
-    scale = SIDE / min(w, h)
-    nw, nh = max(SIZE, round(w * scale)), max(SIZE, round(h * scale))
-    image = image.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - SIZE) // 2, (nh - SIZE) // 2
-    return np.asarray(image.crop((left, top, left + SIZE, top + SIZE)), dtype=np.uint8)
 
 
 def augmented_view(image: Image.Image, rng: random.Random) -> np.ndarray:
@@ -125,7 +113,7 @@ def augmented_view(image: Image.Image, rng: random.Random) -> np.ndarray:
 
 
 def tta_views(path: str) -> np.ndarray:
-    """The engine's query TTA (lookalike/pipeline/rerank.py tta_images, crop 0.8): the photo, its
+    """The engine's query TTA (lookalike/pipeline/tta.py tta_images, crop 0.8): the photo, its
     centre crop, and both mirrored, each through the engine's preprocessing; (4, 260, 260, 3)."""
     image = Image.open(path).convert("RGB")
     w, h = image.size
@@ -194,15 +182,6 @@ def grocery_set(data: Path, limit: int, seed: int) -> dict:
     }
 
 
-def garment_folds(n: int, fit_garments: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """As bench/eval_tune.py: garments shuffled with `seed`, first `fit_garments` fitted."""
-    order = np.random.default_rng(seed).permutation(n)
-    return [
-        (order[:fit_garments], order[fit_garments:]),
-        (order[fit_garments:], order[:fit_garments]),
-    ]
-
-
 def fashion_set(data: Path, fold: int, views: str, limit: int, seed: int) -> dict:
     rows = list(csv.DictReader((data / "fashion.csv").read_text().splitlines()))
     if limit:
@@ -238,67 +217,6 @@ def fashion_set(data: Path, fold: int, views: str, limit: int, seed: int) -> dic
 # ---------------------------------------------------------------------------------------------
 # Network
 # ---------------------------------------------------------------------------------------------
-
-
-def load_net(weights: Path, variant: str):  # type: ignore[no-untyped-def]
-    import torch
-    from efficientnet_lite_pytorch import EfficientNet
-
-    net = EfficientNet.from_name(variant)
-    state = torch.load(weights, map_location="cpu")
-    state = {k: v.float() for k, v in state.items()}
-    missing, _ = net.load_state_dict(state, strict=False)
-    assert all(m.startswith("_fc") for m in missing), missing
-    return net.eval()
-
-
-def make_modules(torch):  # type: ignore[no-untyped-def]
-    nn = torch.nn
-    F = torch.nn.functional
-
-    class Front(nn.Module):
-        def __init__(self, net, upto: int) -> None:
-            super().__init__()
-            self.net, self.upto = net, upto
-
-        def forward(self, x):
-            n = self.net
-            h = n._swish(n._bn0(n._conv_stem(x)))
-            for b in n._blocks[: self.upto]:
-                h = b(h)
-            return h
-
-    class Tail(nn.Module):
-        """blocks[start:] + head conv + GeM (+ linear head) + L2; `frozen` blocks run first."""
-
-        def __init__(self, net, cache: int, start: int, head_dim: int, train_head_conv: bool):
-            super().__init__()
-            self.frozen = nn.ModuleList(net._blocks[cache:start])
-            self.blocks = nn.ModuleList(net._blocks[start:])
-            self.conv_head, self.bn1, self.act = net._conv_head, net._bn1, net._swish
-            self.head = nn.Linear(1280, head_dim, bias=False) if head_dim else None
-            if self.head is not None:  # identity start when square: the pretrained space
-                if head_dim == 1280:
-                    nn.init.eye_(self.head.weight)
-                else:
-                    nn.init.orthogonal_(self.head.weight)
-            for p in self.frozen.parameters():
-                p.requires_grad_(False)
-            for p in list(self.conv_head.parameters()) + list(self.bn1.parameters()):
-                p.requires_grad_(train_head_conv)
-
-        def forward(self, h):
-            for b in self.frozen:
-                h = b(h)
-            for b in self.blocks:
-                h = b(h)
-            h = self.act(self.bn1(self.conv_head(h)))
-            g = h.float().clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
-            if self.head is not None:
-                g = self.head(g)
-            return F.normalize(g, dim=1)
-
-    return Front, Tail
 
 
 # ---------------------------------------------------------------------------------------------

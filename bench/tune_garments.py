@@ -45,8 +45,7 @@ def recall(q: np.ndarray, p: np.ndarray, idx: slice) -> dict[str, float]:
 
 def main(fashion: Path, masks: Path, out_dir: Path, names: list[str], part: str = "all") -> None:
     """part: `tune200` (the first 200 of the tuning 400: quick comparisons) or `all` (600)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    import garment_variants as gt
+    from common import variant
 
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = list(csv.DictReader((fashion / "pairs.csv").open()))
@@ -68,7 +67,7 @@ def main(fashion: Path, masks: Path, out_dir: Path, names: list[str], part: str 
         for r in chosen:
             image = Image.open(fashion / r["worn_image"]).convert("RGB")
             key = r["garment_id"]
-            cuts.append(gt.variant(name, image, z[f"{key}/box"], z[f"{key}/parts"]))
+            cuts.append(variant(name, image, z[f"{key}/box"], z[f"{key}/parts"]))
         q = embed(embedder, cuts)
         if part == "tune200":
             res = {"tune200": recall(q, products, slice(0, 200))}

@@ -1,6 +1,8 @@
 """Screenshots of the web page for the README (docs/img/), in Debian's Chromium via Playwright.
 
-    python bench/web_screenshots.py --index IDX --catalogue-root ../shared/data/grocery \\
+Run from the repository root as a module (it reuses the tests' live server, `tests/live_server.py`):
+
+    python -m bench.web_screenshots --index IDX --catalogue-root ../shared/data/grocery \\
         --photo ../shared/data/grocery/val/Fruit/Apple/Granny-Smith/Granny-Smith_003.jpg
 
 Takes: the results for PHOTO at desktop size (page-desktop.png) and at phone size, scrolled as the
@@ -14,18 +16,16 @@ import argparse
 import io
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from lookalike.api.http import create_app
+from lookalike.config import Settings
+from lookalike.engine.core import Engine
+from tests.live_server import live_server
 
-from lookalike.api.http import create_app  # noqa: E402
-from lookalike.config import Settings  # noqa: E402
-from lookalike.engine.core import Engine  # noqa: E402
-from tests.live_server import live_server  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 

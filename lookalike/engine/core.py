@@ -1298,7 +1298,7 @@ class Engine(ClosesStore):
         rgb = [im.convert("RGB") for im in images]
         if self.settings.tta == "none":
             return self.embedder.embed_images(rgb)
-        from lookalike.pipeline.rerank import tta_embed
+        from lookalike.pipeline.tta import tta_embed
 
         if not rgb:
             return np.zeros((0, self.embedder.dim), np.float32)

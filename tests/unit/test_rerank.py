@@ -1,4 +1,4 @@
-"""Re-ranking: geometric verification with local features on real photos, TTA and query expansion."""
+"""Re-ranking research (bench/rerank.py): geometric verification with local features on real photos, TTA and query expansion."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.pipeline.rerank import (
+from bench.rerank import (
     Candidate,
     FeatureCache,
     GeometricReranker,
@@ -17,9 +17,8 @@ from lookalike.pipeline.rerank import (
     count_inliers,
     expand_query,
     extract_features,
-    tta_embed,
-    tta_images,
 )
+from lookalike.pipeline.tta import tta_embed, tta_images
 
 _PACKAGES = "grocery/val/Packages/Juice"
 _QUERY = f"{_PACKAGES}/Bravo-Apple-Juice/Bravo-Apple-Juice_001.jpg"

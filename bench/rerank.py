@@ -1,4 +1,7 @@
-"""Re-rank the top image candidates with evidence the global vector misses.
+"""Research, not product: re-rank the top image candidates with evidence the global vector misses.
+
+Measured and not wired into the engine (docs/quality.md): both lower val Recall@1 on their own.
+Test-time augmentation, which is used, lives in `lookalike/pipeline/tta.py`.
 
 - Geometric verification (`GeometricReranker`): local keypoints (OpenCV ORB or SIFT) of the query
   are matched against those of a few photos of each of the top-K candidate items (Lowe's ratio
@@ -7,8 +10,6 @@
   another flavour keeps a few. Fused as `score = cosine + weight * min(inliers, cap) / cap`, only
   when `inliers >= min_inliers`. Catalogue-side features are computed once at indexing time and
   read through a `FeatureSource` (`FeatureCache` stores them in one `.npz` per catalogue).
-- Test-time augmentation (`tta_images`, `tta_embed`): the query is embedded as the mean of
-  itself, its mirror image and/or centre crops.
 - Query expansion (`expand_query`): alpha-QE, the query averaged with its top neighbours weighted
   by similarity ** alpha.
 
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from PIL import Image
 
 FeatureMethod = Literal["orb", "sift"]
-TtaMode = Literal["none", "flip", "crops", "flip+crops"]
 
 # ---------------------------------------------------------------------------------------------
 # Local features
@@ -374,37 +374,8 @@ def candidates_from_views(
 
 
 # ---------------------------------------------------------------------------------------------
-# Test-time augmentation and query expansion
+# Query expansion
 # ---------------------------------------------------------------------------------------------
-
-
-def tta_images(image: Image.Image, mode: TtaMode = "flip", crop: float = 0.8) -> list[Image.Image]:
-    """The query and its augmentations: "flip" adds the mirror image; "crops" adds a centre crop
-    of `crop` of each side; "flip+crops" both (and the mirrored crop). The original comes first."""
-    from PIL import ImageOps
-
-    images = [image]
-    if mode in ("crops", "flip+crops"):
-        w, h = image.size
-        dx, dy = round(w * (1 - crop) / 2), round(h * (1 - crop) / 2)
-        images.append(image.crop((dx, dy, w - dx, h - dy)))
-    if mode in ("flip", "flip+crops"):
-        images += [ImageOps.mirror(i) for i in list(images)]
-    if mode not in ("none", "flip", "crops", "flip+crops"):
-        raise ValueError(f"unknown TTA mode {mode!r}; use none, flip, crops, flip+crops")
-    return images
-
-
-def tta_embed(
-    embed: Callable[[Sequence[Image.Image]], F32],
-    image: Image.Image,
-    mode: TtaMode = "flip+crops",
-) -> F32:
-    """(1, D) L2-normalised mean of the embeddings of `tta_images(image, mode)` (one batch)."""
-    from lookalike.pipeline.embed import l2_normalise
-
-    vectors = embed(tta_images(image, mode))
-    return l2_normalise(vectors.mean(axis=0, keepdims=True))
 
 
 def expand_query(
