@@ -65,6 +65,13 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("package", nargs="?", default="lookalike")
     parser.add_argument("--max-lines", type=int, default=500)
+    parser.add_argument(
+        "--clients",
+        nargs="*",
+        default=[],
+        help="folders of scripts held to the public API only (e.g. bench): private names are checked, "
+        "not sizes or cycles",
+    )
     args = parser.parse_args()
     root = Path(args.package).resolve()
     files = sorted(root.rglob("*.py"))
@@ -113,10 +120,35 @@ def main() -> int:
                 if target in mods and target != mod and not mod.startswith(target + "."):
                     graph[mod].add(target)
     problems += [f"cycle: {' -> '.join(c)}" for c in cycles(graph)]
+    for folder in args.clients:
+        for path in sorted(Path(folder).rglob("*.py")):
+            problems += client_problems(path)
     for line in problems:
         print(line)
     print(f"{len(mods)} modules, {total} lines, {len(problems)} problems")
     return 1 if problems else 0
+
+
+def client_problems(path: Path) -> list[str]:
+    """A script outside the package may use the package's public names only."""
+    tree = ast.parse(path.read_text())
+    own = defined_names(tree)
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lookalike"):
+            out += [
+                f"private: {path}:{node.lineno} imports {node.module}.{a.name}"
+                for a in node.names
+                if private(a.name)
+            ]
+        elif (
+            isinstance(node, ast.Attribute)
+            and private(node.attr)
+            and node.attr not in own
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            out.append(f"private: {path}:{node.lineno} reads .{node.attr}")
+    return out
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
