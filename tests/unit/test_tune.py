@@ -268,16 +268,13 @@ def test_held_out_photos_do_not_shape_the_candidates(world):
     assert fit_only.projection == c.projection  # ... and the fit depends on the fitted rows only
 
 
-def test_bench_fits_on_the_catalogue_only(tmp_path: Path, world):
+def test_bench_fits_on_the_catalogue_only(tmp_path: Path, world, monkeypatch):
     """The benchmark's projections do not change when only the query photos change."""
-    import importlib.util
+    import importlib
 
-    spec = importlib.util.spec_from_file_location(
-        "eval_tune", Path(__file__).resolve().parents[2] / "bench" / "eval_tune.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(bench)
+    # as when run as `python bench/eval_tune.py`: its folder first on the path (for bench/common.py)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "bench"))
+    bench = importlib.import_module("eval_tune")
     images = np.array(
         [
             f"/x/{'iconic-images' if k % 8 == 0 else 'train'}/{k}.jpg"
