@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from lookalike.pipeline.isolate import _pixels, cut_out, split_garments
+from lookalike.pipeline.boxes import pixels
+from lookalike.pipeline.isolate import cut_out, split_garments
 from lookalike.types import Box
 
 
@@ -17,7 +18,7 @@ def _masks(parts: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def variant(name: str, image: Image.Image, box: np.ndarray, parts: np.ndarray) -> Image.Image:
     region = Box(*map(float, box[:4]))
-    x1, y1, x2, y2 = _pixels(region)
+    x1, y1, x2, y2 = pixels(region)
     rgb = np.asarray(image.crop((x1, y1, x2, y2)))
     skin, clothes, hair, sal = _masks(parts)
     opts = dict(o.split("=") if "=" in o else (o, "1") for o in name.split("+")[1:])
