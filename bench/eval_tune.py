@@ -55,7 +55,7 @@ def lite2_embed() -> Callable[[Sequence[Image.Image]], F32]:
     from lookalike.config import Settings
     from lookalike.models.catalog import get_spec
     from lookalike.models.store import ModelStore
-    from lookalike.pipeline.embed import load_embedder
+    from lookalike.pipeline.embedders import load_embedder
 
     settings = Settings()
     spec = get_spec("efficientnet-lite2")

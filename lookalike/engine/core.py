@@ -395,7 +395,7 @@ class Engine(ClosesStore):
     def _load_embedder(self) -> tuple[ImageEmbedder, IndexManifest]:
         from lookalike.models.catalog import get_spec
         from lookalike.models.store import ModelStore, sha256_file
-        from lookalike.pipeline.embed import load_embedder
+        from lookalike.pipeline.embedders import load_embedder
 
         spec = get_spec(self.embedder_name)
         models = ModelStore(

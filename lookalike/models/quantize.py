@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from lookalike.errors import ModelError
 
 if TYPE_CHECKING:
-    from lookalike.pipeline.preprocess import Preprocess
+    from lookalike.models.preprocess_spec import Preprocess
     from lookalike.types import F32
 
 Progress = Callable[[str, int, int], None]
@@ -162,7 +162,7 @@ def embed_files(
     done = 0
     for tensor in _tensor_batches(files, preprocess, batch):
         started = time.perf_counter()
-        (features,) = embedder._session.run([output], {embedder._input: tensor})
+        (features,) = embedder.session.run([output], {embedder.input_name: tensor})
         per_image.append((time.perf_counter() - started) * 1e3 / len(tensor))
         out.append(features)
         done += len(tensor)

@@ -21,8 +21,9 @@ import numpy as np
 from PIL import Image
 
 from lookalike.errors import ModelError
+from lookalike.models.preprocess_spec import Preprocess
 from lookalike.pipeline.embed import l2_normalise
-from lookalike.pipeline.preprocess import Preprocess, to_tensor
+from lookalike.pipeline.preprocess import to_tensor
 from lookalike.types import F32
 
 VISION_FILE = "vision_model.onnx"
