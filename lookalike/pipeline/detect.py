@@ -359,7 +359,7 @@ class YoloxDetector:
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
-        self._session = None
+        self._session: Any = None  # an onnxruntime.InferenceSession (no stubs)
         if fit_small:
             dynamic = dynamic_model_bytes(Path(model_path))
             if dynamic is not None:

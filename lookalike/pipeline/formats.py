@@ -124,6 +124,10 @@ def unidentified_reason(data: bytes, source: str) -> str:
     return f"not an image: {kind}{named}"
 
 
+# What opening a header with any plugin may raise.
+_SNIFF_ERRORS: tuple[type[BaseException], ...] = (*PIL_ERRORS, Image.DecompressionBombWarning)
+
+
 def _pillow_format(data: bytes) -> str | None:
     """The format name if some other Pillow plugin recognises the header (no pixels decoded)."""
     try:
@@ -131,7 +135,7 @@ def _pillow_format(data: bytes) -> str | None:
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as other:
                 return other.format
-    except (*PIL_ERRORS, Image.DecompressionBombWarning):
+    except _SNIFF_ERRORS:
         return None
 
 

@@ -259,12 +259,13 @@ class Isolator:
             if {"salient", "garment"} & set(modes)
             else None
         )
+        sized: dict[str, Any] = {"input_size": clothes_size} if clothes_size else {}
         clothes = (
             ClothesMasker.from_store(
                 models,
                 threads=threads,
                 fit_small=clothes_fit_small,
-                **({"input_size": clothes_size} if clothes_size else {}),
+                **sized,
             )
             if "garment" in modes
             else None
