@@ -35,7 +35,8 @@ def main() -> None:
     from bench_models import store_and_lite2
 
     from lookalike.pipeline.detect import LABEL_PRESETS, YoloxDetector
-    from lookalike.pipeline.isolate import Isolator, ViewSettings, views_for_image
+    from lookalike.pipeline.isolate import Isolator
+    from lookalike.pipeline.views import ViewSettings, views_for_image
 
     models, embedder = store_and_lite2()
     detector = YoloxDetector.from_store(models)

@@ -30,7 +30,8 @@ from lookalike.learn.projection import (
     fit_projection,
     item_rankings,
 )
-from lookalike.pipeline.isolate import _pixels, cut_out, split_garments
+from lookalike.pipeline.boxes import pixels
+from lookalike.pipeline.isolate import cut_out, split_garments
 from lookalike.types import F32, Box
 
 
@@ -108,7 +109,7 @@ def lite2_embed() -> Callable[[Sequence[Any]], np.ndarray]:
     from lookalike.config import Settings
     from lookalike.models.catalog import get_spec
     from lookalike.models.store import ModelStore
-    from lookalike.pipeline.embed import load_embedder
+    from lookalike.pipeline.embedders import load_embedder
 
     settings = Settings()
     spec = get_spec("efficientnet-lite2")
@@ -560,7 +561,7 @@ def garment_masks(parts: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def variant(name: str, image: Image.Image, box: np.ndarray, parts: np.ndarray) -> Image.Image:
     region = Box(*map(float, box[:4]))
-    x1, y1, x2, y2 = _pixels(region)
+    x1, y1, x2, y2 = pixels(region)
     rgb = np.asarray(image.crop((x1, y1, x2, y2)))
     skin, clothes, hair, sal = garment_masks(parts)
     opts = dict(o.split("=") if "=" in o else (o, "1") for o in name.split("+")[1:])

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from lookalike.pipeline.detect import LABEL_PRESETS
-from lookalike.pipeline.isolate import ViewSettings
+from lookalike.pipeline.views import ViewSettings
 
 VARIANTS: dict[str, ViewSettings] = {
     "none": ViewSettings(detect=False),

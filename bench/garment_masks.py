@@ -19,8 +19,9 @@ from PIL import Image
 def main(fashion: Path, out: Path) -> None:
     from lookalike.config import Settings
     from lookalike.models.store import ModelStore
+    from lookalike.pipeline.boxes import clip_box, pixels, whole
     from lookalike.pipeline.detect import YoloxDetector, most_relevant
-    from lookalike.pipeline.isolate import Isolator, _pixels, _whole, clip_box
+    from lookalike.pipeline.isolate import Isolator
 
     s = Settings()
     models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
@@ -32,8 +33,8 @@ def main(fashion: Path, out: Path) -> None:
     for i, row in enumerate(rows):
         image = Image.open(fashion / row["worn_image"]).convert("RGB")
         best = most_relevant(detector.detect(image), image.size, {"person"})
-        box = clip_box(best.box, image.size) if best is not None else _whole(image)
-        crop = image.crop(_pixels(box))
+        box = clip_box(best.box, image.size) if best is not None else whole(image)
+        crop = image.crop(pixels(box))
         parts = isolator.clothes_masker.parts(crop)
         sal = isolator.salient_masker.masks([crop])[0]
         key = row["garment_id"]

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 def main() -> None:
     from lookalike.config import Settings
     from lookalike.engine.core import Engine
-    from lookalike.pipeline.isolate import ViewSettings, kept_objects
+    from lookalike.pipeline.views import ViewSettings, kept_objects
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, required=True)

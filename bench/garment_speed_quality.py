@@ -41,7 +41,7 @@ def main() -> None:
     from lookalike.config import Settings
     from lookalike.models.store import ModelStore
     from lookalike.pipeline.detect import YoloxDetector, most_relevant
-    from lookalike.pipeline.embed import load_embedder
+    from lookalike.pipeline.embedders import load_embedder
     from lookalike.pipeline.isolate import Isolator
 
     s = Settings()

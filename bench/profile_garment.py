@@ -27,8 +27,9 @@ def main() -> None:
     import numpy as np
     from bench_models import store_and_lite2
 
+    from lookalike.pipeline.boxes import clip_box, pixels
     from lookalike.pipeline.detect import YoloxDetector, most_relevant
-    from lookalike.pipeline.isolate import Isolator, _pixels, clip_box, cut_out, split_garments
+    from lookalike.pipeline.isolate import Isolator, cut_out, split_garments
 
     models, embedder = store_and_lite2()
     detector = YoloxDetector.from_store(models, fit_small=bool(args.fit))
@@ -46,7 +47,7 @@ def main() -> None:
     for p in paths[:2]:  # warm-up: first runs of each session (and PAN's per-side sessions)
         im = Image.open(p).convert("RGB")
         b = most_relevant(detector.detect(im), im.size, {"person"})
-        iso.clothes_masker.parts(im.crop(_pixels(clip_box(b.box, im.size))))
+        iso.clothes_masker.parts(im.crop(pixels(clip_box(b.box, im.size))))
     for p in paths:
         t = time.process_time()
         im = Image.open(p).convert("RGB")
@@ -58,7 +59,7 @@ def main() -> None:
         t = tick("yolox", t)
         best = most_relevant(dets, im.size, {"person"})
         box = clip_box(best.box, im.size)
-        crop = im.crop(_pixels(box))
+        crop = im.crop(pixels(box))
         skin, clothes, hair = iso.clothes_masker.parts(crop)
         t = tick("pan (incl. resize back)", t)
         alpha = np.clip(clothes - np.maximum(skin, hair), 0.0, 1.0)

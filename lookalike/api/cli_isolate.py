@@ -59,9 +59,10 @@ def isolate(
         from lookalike.config import Settings
         from lookalike.errors import QueryError
         from lookalike.models.store import ModelStore
+        from lookalike.pipeline.boxes import parse_box
         from lookalike.pipeline.decode import DecodeLimits, load_image
         from lookalike.pipeline.detect import YoloxDetector, parse_labels
-        from lookalike.pipeline.isolate import Isolator, parse_box
+        from lookalike.pipeline.isolate import Isolator
         from lookalike.pipeline.overlay import draw_overlay, isolate_photo
 
         if mode not in ("none", "salient", "garment"):

@@ -47,7 +47,7 @@ from lookalike.store.filters import parse_where
 
 if TYPE_CHECKING:
     from lookalike.pipeline.decode import DecodeLimits
-    from lookalike.pipeline.isolate import ViewSettings
+    from lookalike.pipeline.views import ViewSettings
 
 from lookalike.types import (
     F32,
@@ -184,7 +184,7 @@ ALL_VIEWS = Filter((Condition("kind", "eq", "view"),))
 def view_settings(settings: Settings) -> ViewSettings:
     """The view settings `settings` ask for (detect, isolate, labels, garment)."""
     from lookalike.pipeline.detect import parse_labels
-    from lookalike.pipeline.isolate import ViewSettings
+    from lookalike.pipeline.views import ViewSettings
 
     labels = parse_labels(settings.labels)
     return ViewSettings(
@@ -198,7 +198,7 @@ def view_settings(settings: Settings) -> ViewSettings:
 
 
 def _query_object(view: Any, photo: Image.Image, views: ViewSettings) -> QueryObject:
-    from lookalike.pipeline.isolate import shown_label
+    from lookalike.pipeline.views import shown_label
 
     box = view.box.as_list() if view.box is not None else [0.0, 0.0, *map(float, photo.size)]
     return QueryObject(shown_label(view.label, views), tuple(box), float(view.score))  # type: ignore[arg-type]
@@ -227,7 +227,7 @@ def _same_views(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 
 def _views_from_dict(d: Mapping[str, Any]) -> ViewSettings:
-    from lookalike.pipeline.isolate import ViewSettings
+    from lookalike.pipeline.views import ViewSettings
 
     values = {**LEGACY_VIEWS, **d}  # recorded before they existed: as those indexes were made
     if values.get("labels") is not None:
@@ -332,7 +332,7 @@ class Engine(ClosesStore):
         Asking an existing index for other view settings is an error: its vectors were made
         from other crops.
         """
-        from lookalike.pipeline.isolate import ViewSettings
+        from lookalike.pipeline.views import ViewSettings
 
         if self.manifest is not None:
             recorded = self.manifest.options.get("views") or ViewSettings(detect=False).to_dict()
@@ -395,7 +395,7 @@ class Engine(ClosesStore):
     def _load_embedder(self) -> tuple[ImageEmbedder, IndexManifest]:
         from lookalike.models.catalog import get_spec
         from lookalike.models.store import ModelStore, sha256_file
-        from lookalike.pipeline.embed import load_embedder
+        from lookalike.pipeline.embedders import load_embedder
 
         spec = get_spec(self.embedder_name)
         models = ModelStore(
@@ -975,7 +975,7 @@ class Engine(ClosesStore):
         """The views of one catalogue photo: each kept object (isolated as configured), and the
         whole photo. Runs on the decode threads."""
         from lookalike.pipeline.attributes import dominant_colours
-        from lookalike.pipeline.isolate import views_for_image
+        from lookalike.pipeline.views import views_for_image
 
         detector, isolator = self._stages()
         prepare = getattr(self.embedder, "prepare", None)
@@ -996,7 +996,7 @@ class Engine(ClosesStore):
         view a search of the photo uses first (key "query"). What `lookalike.learn` trains on and
         re-embeds, so training sees the pixels the index embeds. Raises DecodeError, OSError."""
         from lookalike.pipeline.decode import decode_image, read_source
-        from lookalike.pipeline.isolate import views_for_image
+        from lookalike.pipeline.views import views_for_image
 
         if query:
             photo = self._decode_query(source)
@@ -1384,7 +1384,7 @@ class Engine(ClosesStore):
         detector, _ = self._stages()
         if detector is None:
             return ()
-        from lookalike.pipeline.isolate import kept_objects, shown_label
+        from lookalike.pipeline.views import kept_objects, shown_label
 
         # A second detector pass (~20 ms) on top of the one that chose the view: kept simple
         # rather than threading detections through the isolation stage.
@@ -1412,7 +1412,7 @@ class Engine(ClosesStore):
         box: Box | Sequence[float] | None = None,
         all_objects: bool = False,
     ) -> list[Any]:
-        from lookalike.pipeline.isolate import query_views
+        from lookalike.pipeline.views import query_views
 
         detector, isolator = self._stages()
         return query_views(photo, detector, isolator, self.views, box=box, all_objects=all_objects)

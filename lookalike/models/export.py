@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from lookalike.errors import ModelError
+from lookalike.models.catalog import weights_role
 
 GEM_P = 3.0
 """GeM pooling exponent (Radenović et al.): p=3 is the standard choice for retrieval."""
@@ -51,7 +52,7 @@ def _efficientnet_lite(*variants: str) -> Callable[[Mapping[str, Path], Path], N
             def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
                 gems, avgs = [], []
                 for net in self.nets:
-                    fmap = net.extract_features(x)
+                    fmap = net.extract_features(x)  # type: ignore[operator]  # EfficientNet's method, typed as nn.Module's __getattr__
                     avgs.append(fmap.mean(dim=(2, 3)))
                     gems.append(fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P))
                 logits = self.nets[0]._fc(avgs[0])
@@ -88,11 +89,6 @@ def _efficientnet_lite(*variants: str) -> Callable[[Mapping[str, Path], Path], N
         tmp.replace(dest)
 
     return export
-
-
-def weights_role(variant: str, variants: tuple[str, ...]) -> str:
-    """The export input role of `variant`'s weights in a recipe over `variants`."""
-    return "weights" if variant == variants[0] else f"weights_{variant}"
 
 
 def _static_int8(variant: str) -> Callable[[Mapping[str, Path], Path], None]:

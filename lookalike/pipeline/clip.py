@@ -21,8 +21,9 @@ import numpy as np
 from PIL import Image
 
 from lookalike.errors import ModelError
+from lookalike.models.preprocess_spec import Preprocess
 from lookalike.pipeline.embed import l2_normalise
-from lookalike.pipeline.preprocess import Preprocess, to_tensor
+from lookalike.pipeline.preprocess import to_tensor
 from lookalike.types import F32
 
 VISION_FILE = "vision_model.onnx"
@@ -203,7 +204,9 @@ class ClipEmbedder:
             "input_ids": [e.ids for e in encodings],
             "attention_mask": [e.attention_mask for e in encodings],
         }
-        feed = {n: np.asarray(columns[n], dtype=t) for n, t in self._text_inputs.items()}
+        feed: dict[str, np.ndarray] = {
+            n: np.asarray(columns[n], dtype=t) for n, t in self._text_inputs.items()
+        }
         (out,) = self._text.run([self._text_out], feed)
         return np.asarray(out)
 

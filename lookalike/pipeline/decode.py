@@ -25,60 +25,30 @@ other formats by an integer `Image.reduce` right after decoding.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
-import math
-import struct
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
-import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from lookalike.errors import DecodeError
+from lookalike.pipeline.convert import shrink, to_rgb, transpose
+from lookalike.pipeline.formats import (
+    AVIF_BRANDS,
+    HEIF_BRANDS,
+    PIL_ERRORS,
+    PIL_GLOBALS,
+    ftyp_brand,
+    register_heif,
+    registered_formats,
+    unidentified_reason,
+)
 
 MiB = 1024 * 1024
-
-# The formats a catalogue may hold (the folder scanner's extensions). Passed to `Image.open` so that a
-# file with a misleading name can never reach another Pillow plugin.
-ALLOWED_FORMATS: tuple[str, ...] = (
-    "JPEG",  # also opens multi-picture JPEGs from phones (format "MPO"): the first picture
-    "PNG",
-    "WEBP",
-    "GIF",
-    "BMP",
-    "TIFF",
-    "AVIF",
-    "HEIF",  # registered by pillow-heif, only when a HEIC file shows up
-    "PPM",  # Netpbm PGM / PPM / PBM / PNM: what scanners and lab cameras write (issue 18)
-)
-
-_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
-_AVIF_BRANDS = frozenset({b"avif", b"avis"})
-
-# Exceptions Pillow's decoders are known to raise on hostile or broken input (its fuzzing suite
-# accepts exactly these); anything else is a bug worth a traceback.
-_PIL_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    IndexError,
-    KeyError,
-    TypeError,
-    struct.error,
-    ZeroDivisionError,
-    Image.DecompressionBombError,
-)
-
-# Guards the two moments we touch Pillow's process-wide switches (warning filters, and
-# LOAD_TRUNCATED_IMAGES when someone else turned it on), so our own decode threads never interleave
-# a save/restore pair and leave a switch changed for good.
-_PIL_GLOBALS = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -238,48 +208,42 @@ def _decode(data: bytes, source: str, limits: DecodeLimits) -> tuple[Image.Image
         _check_pixels(*img.size, limits)
         orientation = _orientation(img)
         # 8 bits and reduced first, so that turning and converting work on the small image.
-        small = _shrink(img, limits.draft_size)
+        small = shrink(img, limits.draft_size)
     finally:
         img.close()  # the full-size pixels go now, not when the caller's image does
-    turned = _transpose(small, orientation)
+    turned = transpose(small, orientation)
     if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
         width, height = height, width
-    return _to_rgb(turned), (width, height)
+    return to_rgb(turned), (width, height)
 
 
 def _open(data: bytes, source: str, limits: DecodeLimits) -> ImageFile.ImageFile:
     """Parse the header only (no pixels), refusing formats outside ALLOWED_FORMATS."""
-    brand = _ftyp_brand(data)
-    if brand in _HEIF_BRANDS:
-        _register_heif()
-    elif brand in _AVIF_BRANDS and "AVIF" not in Image.OPEN:
+    brand = ftyp_brand(data)
+    if brand in HEIF_BRANDS:
+        register_heif()
+    elif brand in AVIF_BRANDS and "AVIF" not in Image.OPEN:
         Image.init()
         if "AVIF" not in Image.OPEN:
             raise DecodeError("AVIF needs a Pillow built with AVIF support (Pillow >= 11.3 wheels)")
     try:
-        with _PIL_GLOBALS, warnings.catch_warnings():
+        with PIL_GLOBALS, warnings.catch_warnings():
             # Our own max_pixels check is the policy. When it is at most Pillow's warning threshold,
             # a warning means the image breaks our limit too, so fail at once; otherwise the warning
             # is noise about a size the caller has allowed.
             threshold = Image.MAX_IMAGE_PIXELS
             strict = threshold is not None and limits.max_pixels <= threshold
-            action = "error" if strict else "ignore"
+            action: Literal["error", "ignore"] = "error" if strict else "ignore"
             warnings.simplefilter(action, Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=_registered_formats())
+            img = Image.open(io.BytesIO(data), formats=registered_formats())
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DecodeError(f"decompression bomb: {exc}") from None
     except UnidentifiedImageError:
-        raise DecodeError(_unidentified_reason(data, source)) from None
-    except _PIL_ERRORS as exc:
+        raise DecodeError(unidentified_reason(data, source)) from None
+    except PIL_ERRORS as exc:
         raise DecodeError(f"corrupt image header: {_describe(exc)}") from None
     assert isinstance(img, ImageFile.ImageFile)
     return img
-
-
-def _registered_formats() -> list[str]:
-    """ALLOWED_FORMATS that have a Pillow plugin here (naming a missing one is a KeyError)."""
-    Image.init()  # loads every plugin once; a no-op afterwards
-    return [fmt for fmt in ALLOWED_FORMATS if fmt in Image.OPEN]
 
 
 def _check_pixels(width: int, height: int, limits: DecodeLimits) -> None:
@@ -314,7 +278,7 @@ def _load_fully(img: ImageFile.ImageFile, fmt: str) -> None:
         if not ImageFile.LOAD_TRUNCATED_IMAGES:
             img.load()
         else:
-            with _PIL_GLOBALS:
+            with PIL_GLOBALS:
                 ImageFile.LOAD_TRUNCATED_IMAGES = False
                 try:
                     img.load()
@@ -324,7 +288,7 @@ def _load_fully(img: ImageFile.ImageFile, fmt: str) -> None:
         raise DecodeError(f"decompression bomb: {exc}") from None
     except MemoryError:
         raise DecodeError(f"out of memory decoding {fmt} image") from None
-    except _PIL_ERRORS as exc:
+    except PIL_ERRORS as exc:
         raise DecodeError(f"truncated or corrupt {fmt} image: {_describe(exc)}") from None
 
 
@@ -333,27 +297,9 @@ def _orientation(img: Image.Image) -> int:
     still good, only the rotation is unknown."""
     try:
         value = img.getexif().get(0x0112, 1)  # 0x0112: Orientation
-    except _PIL_ERRORS:
+    except PIL_ERRORS:
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
-
-
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
-def _transpose(img: Image.Image, orientation: int) -> Image.Image:
-    """Pixels turned the way the camera meant them (as `ImageOps.exif_transpose`, applied to the
-    already reduced image, which no longer carries the file's EXIF)."""
-    method = _TRANSPOSE.get(orientation)
-    return img.transpose(method) if method is not None else img
 
 
 # Bytes per pixel of Pillow's in-memory storage: 8-bit single band, 16-bit, else 32 bits per pixel
@@ -413,178 +359,6 @@ def _jpeg_sof(data: bytes) -> int | None:
             return marker
         pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
     return None
-
-
-def _shrink(img: Image.Image, draft_size: int | None) -> Image.Image:
-    """A new 8-bit image, reduced by an integer factor when its shorter side is at least twice
-    `draft_size` (never below `draft_size`); `img` is left for the caller to close.
-
-    High-depth pixels are brought to 8 bits first (band by band of rows, so no full-size float
-    copy is ever made), and modes `Image.reduce` cannot take (palette, 1-bit) are converted first.
-    """
-    base = img
-    if img.mode.startswith("I") or img.mode == "F":
-        base = _high_depth_to_l(img)
-    elif img.mode in ("P", "PA"):
-        base = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
-    elif img.mode == "1":
-        base = img.convert("L")
-    if draft_size and min(base.size) >= 2 * draft_size:
-        try:
-            return base.reduce(min(base.size) // draft_size)
-        except ValueError:  # a mode Pillow cannot reduce (YCbCr, LAB, HSV ...): keep it whole
-            pass
-    return base if base is not img else img.copy()
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """8-bit RGB, whatever the mode; transparency is composited over white (product shots are)."""
-    if img.mode.startswith("I") or img.mode == "F":
-        img = _high_depth_to_l(img)
-    # Alpha channels, and palette or colour-key transparency (`info["transparency"]`): through RGBA,
-    # so transparent pixels land on white rather than on whatever colour they happen to hold.
-    if img.mode in ("RGBA", "LA", "La", "PA", "RGBa") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    if img.mode == "RGB":
-        return img
-    # 1, L, P, CMYK (Pillow undoes Adobe's inverted CMYK JPEGs on load), YCbCr, LAB, HSV.
-    return img.convert("RGB")
-
-
-_ROWS = 256  # rows converted at a time: bounds the temporary arrays of a high-depth conversion
-
-
-def _high_depth_to_l(img: Image.Image) -> Image.Image:
-    """16-bit, 32-bit integer and float greyscale -> 8-bit greyscale.
-
-    Pillow's own `convert("L")` clips I;16 at 255 (a near-white image), so scale instead: 16-bit
-    modes by 1/257 (0..65535 -> 0..255); 32-bit and float by their value range when it leaves 0..255.
-    Done a band of rows at a time, so the temporaries stay small whatever the image's size.
-    """
-    width, height = img.size
-    sixteen = img.mode.startswith("I;16")
-    lo = 0.0
-    scale = 1.0
-    if not sixteen:
-        low, high = img.getextrema()  # no copy of the pixels
-        lo, hi = float(low), float(high)  # type: ignore[arg-type]  # one band: two numbers
-        if math.isnan(lo) or math.isnan(hi):
-            lo, hi = _finite_range(img)
-        if lo < 0.0 or hi > 255.0:
-            scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        else:
-            lo = 0.0
-    grey = np.empty((height, width), dtype=np.uint8)
-    for top in range(0, height, _ROWS):
-        # A band cropped out of the image: a full-size numpy copy of the pixels is never made.
-        band = np.asarray(img.crop((0, top, width, min(top + _ROWS, height))))
-        if sixteen:
-            # round(x / 257) in integers: x * 255 / 65535, rounded half up.
-            grey[top : top + _ROWS] = (band.astype(np.uint32) * 255 + 32767) // 65535
-        else:
-            values = (band.astype(np.float32) - lo) * scale
-            grey[top : top + _ROWS] = np.nan_to_num(values).clip(0, 255).round()
-    return Image.fromarray(grey, "L")
-
-
-def _finite_range(img: Image.Image) -> tuple[float, float]:
-    """(min, max) of a float image's finite values, band by band; (0, 0) when there are none."""
-    width, height = img.size
-    lo, hi = math.inf, -math.inf
-    for top in range(0, height, _ROWS):
-        band = np.asarray(img.crop((0, top, width, min(top + _ROWS, height))))
-        finite = band[np.isfinite(band)]
-        if finite.size:
-            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
-    return (lo, hi) if lo <= hi else (0.0, 0.0)
-
-
-def _ftyp_brand(data: bytes) -> bytes | None:
-    """The major brand of an ISO-BMFF file (HEIC, AVIF ...), None for anything else."""
-    if len(data) >= 12 and data[4:8] == b"ftyp":
-        return data[8:12].lower()
-    return None
-
-
-@functools.cache
-def _heif_registered() -> bool:
-    try:
-        import pillow_heif
-    except ImportError:
-        return False
-    pillow_heif.register_heif_opener()
-    return True
-
-
-def _register_heif() -> None:
-    """Make Pillow open HEIC through pillow-heif, importing it only when a HEIC file shows up."""
-    if not _heif_registered():
-        raise DecodeError("HEIC needs pillow-heif (pip install pillow-heif)")
-
-
-# Leading bytes of things people put in image folders by mistake, for a better reason than "not an image".
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"%PDF", "PDF"),
-    (b"%!PS", "PostScript"),
-    (b"8BPS", "PSD"),
-    (b"PK\x03\x04", "ZIP"),
-    (b"\x1f\x8b", "gzip"),
-    (b"<svg", "SVG"),
-    (b"<?xml", "XML/SVG"),
-    (b"<!doctype html", "HTML"),
-    (b"<html", "HTML"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG", "PNG"),
-    (b"GIF8", "GIF"),
-)
-
-
-def _unidentified_reason(data: bytes, source: str) -> str:
-    head = data[:64].lstrip().lower()
-    for magic, name in _MAGIC:
-        if head.startswith(magic.lower()):
-            if name in ("JPEG", "PNG", "GIF", "TIFF"):
-                return f"corrupt {name} image: header cannot be parsed"
-            return f"not an image: looks like {name}, supported are {_supported()}"
-    brand = _ftyp_brand(data)
-    if brand is not None:
-        return f"unsupported ISO media file (brand {brand.decode('ascii', 'replace')!r})"
-    other = _pillow_format(data)
-    if other is not None:
-        return f"unsupported image format {other}: supported are {_supported()}"
-    suffix = Path(urlsplit(source).path).suffix.lower() if source else ""
-    kind = "a text file" if _looks_like_text(data) else "unrecognised binary data"
-    named = f" (named {suffix})" if suffix else ""
-    return f"not an image: {kind}{named}"
-
-
-def _pillow_format(data: bytes) -> str | None:
-    """The format name if some other Pillow plugin recognises the header (no pixels decoded)."""
-    try:
-        with warnings.catch_warnings(), _PIL_GLOBALS:
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as other:
-                return other.format
-    except (*_PIL_ERRORS, Image.DecompressionBombWarning):
-        return None
-
-
-def _looks_like_text(data: bytes) -> bool:
-    sample = data[:1024]
-    try:
-        sample.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return b"\x00" not in sample
-
-
-def _supported() -> str:
-    return "JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF, HEIC"
 
 
 def _describe(exc: BaseException) -> str:

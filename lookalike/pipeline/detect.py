@@ -349,7 +349,7 @@ class YoloxDetector:
         threads: int = 0,
         fit_small: bool = True,
     ) -> None:
-        from lookalike.models.runtime import open_session
+        from lookalike.models.runtime import dynamic_model_bytes, open_session
 
         self.name = name
         self.input_size = int(input_size)
@@ -359,13 +359,11 @@ class YoloxDetector:
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
-        self._session = None
+        self._session: Any = None  # an onnxruntime.InferenceSession (no stubs)
         if fit_small:
-            from lookalike.pipeline.isolate import _dynamic_model_bytes, _session
-
-            dynamic = _dynamic_model_bytes(Path(model_path))
+            dynamic = dynamic_model_bytes(Path(model_path))
             if dynamic is not None:
-                self._session = _session(dynamic, threads)
+                self._session = open_session(dynamic, threads=threads, spinning=False)
         self.fit_small = self._session is not None
         if self._session is None:
             self._session = open_session(model_path, threads=threads)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from lookalike.pipeline.preprocess import Preprocess, to_tensor
+from lookalike.models.preprocess_spec import Preprocess
+from lookalike.pipeline.preprocess import to_tensor
 from lookalike.types import F32
 
 if TYPE_CHECKING:
@@ -80,6 +81,16 @@ class OnnxImageEmbedder:
         self.dim = int(outputs[output].shape[-1])
         self._has_logits = "logits" in outputs
 
+    @property
+    def session(self) -> Any:
+        """The ONNX Runtime session, for callers that time the bare model (`lookalike.models.quantize`)."""
+        return self._session
+
+    @property
+    def input_name(self) -> str:
+        """The name of the graph's (N, 3, H, W) pixel input."""
+        return str(self._input)
+
     def prepare(self, image: Image.Image) -> F32:
         """The (3, size, size) float32 model input of one RGB image (resize, crop, normalise).
 
@@ -125,36 +136,3 @@ class OnnxImageEmbedder:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32), []
         return self.embed_prepared(to_tensor(images, self.preprocess), top=top)
-
-
-def load_embedder(
-    spec: Any,
-    model_dir: Path,
-    *,
-    threads: int = 0,
-    optimization: Optimization = "all",
-    spinning: bool = True,
-) -> ImageEmbedder:
-    """Build the image embedder a catalogue `ModelSpec` describes, from its files in `model_dir`.
-
-    threads, optimization, spinning: ONNX Runtime settings (`lookalike.models.runtime.open_session`);
-    CLIP models take only `threads`.
-    """
-    from lookalike.errors import ModelError
-
-    match spec.role:
-        case "image-embedder":
-            return OnnxImageEmbedder(
-                spec.name,
-                model_dir / spec.files[0].filename,
-                spec.preprocess,
-                output=spec.extra.get("output", "gem"),
-                threads=threads,
-                optimization=optimization,
-                spinning=spinning,
-            )
-        case "clip":
-            from lookalike.pipeline.clip import ClipEmbedder
-
-            return ClipEmbedder(spec.name, model_dir, spec.preprocess, threads=threads)
-    raise ModelError(f"{spec.name} is a {spec.role} model, not an image embedder")

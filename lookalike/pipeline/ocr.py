@@ -26,7 +26,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lookalike.errors import ModelError
 
@@ -265,10 +265,11 @@ def _shrink(image: Image.Image, max_side: int) -> tuple[Image.Image, float]:
 def _quads(boxes: Any, scale: float) -> tuple[Quad, ...]:
     if boxes is None:
         return ()
-    out = []
+    out: list[Quad] = []
     for box in boxes:
-        out.append(tuple((float(x) / scale, float(y) / scale) for x, y in box))
-    return tuple(out)  # type: ignore[return-value]
+        # cast: the OCR model's boxes are untyped arrays of four (x, y) points
+        out.append(cast(Quad, tuple((float(x) / scale, float(y) / scale) for x, y in box)))
+    return tuple(out)
 
 
 def _polygon_area(quad: Quad) -> float:

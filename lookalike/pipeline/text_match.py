@@ -129,7 +129,9 @@ class ItemTextIndex:
         """
         counts = self.counts.get(item_id)
         photos = self.photos.get(item_id, 0)
-        return bool(counts) and photos > 0 and max(counts.values()) / photos >= min_share
+        if not counts:
+            return False
+        return photos > 0 and max(counts.values()) / photos >= min_share
 
     def _kept(self, min_photos: int) -> dict[str, dict[str, float]]:
         """item -> token -> share (0-1] of the item's photos showing it, tokens below min_photos dropped."""

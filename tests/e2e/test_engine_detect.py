@@ -12,7 +12,7 @@ from PIL import Image
 
 from lookalike.engine.core import Engine
 from lookalike.errors import IndexMismatchError
-from lookalike.pipeline.isolate import ViewSettings
+from lookalike.pipeline.views import ViewSettings
 from tests.fakes import TinyEmbedder, photo
 
 pytestmark = pytest.mark.e2e
@@ -64,7 +64,7 @@ def test_objects_become_views_and_queries_use_the_object(
 def test_a_top_photographed_alone_keeps_its_whole_view_a_worn_one_is_cut_out(
     tmp_path: Path, data_dir: Path, model_settings: object
 ) -> None:
-    from lookalike.pipeline.isolate import kept_objects, query_views, views_for_image
+    from lookalike.pipeline.views import kept_objects, query_views, views_for_image
 
     settings = model_settings.model_copy(update={"index": tmp_path / "index"})  # type: ignore[attr-defined]
     views = ViewSettings(detect=True, isolate="garment", labels=frozenset({"person"}))

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from lookalike.errors import DecodeError
-from lookalike.pipeline import decode
+from lookalike.pipeline import formats
 from lookalike.pipeline.decode import (
     Decoded,
     DecodeLimits,
@@ -394,13 +394,13 @@ def test_netpbm_is_read(mode: str) -> None:
 
 def test_heic_without_pillow_heif(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pillow_heif", None)  # makes `import pillow_heif` fail
-    decode._heif_registered.cache_clear()
+    formats.heif_registered.cache_clear()
     try:
         fake_heic = struct.pack(">I", 24) + b"ftypheic" + b"\x00" * 16 + b"junk" * 10
         with pytest.raises(DecodeError, match="HEIC needs pillow-heif"):
             decode_image(fake_heic, "photo.heic")
     finally:
-        decode._heif_registered.cache_clear()
+        formats.heif_registered.cache_clear()
 
 
 def test_missing_file(tmp_path: Path) -> None:

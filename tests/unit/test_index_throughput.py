@@ -13,8 +13,8 @@ from PIL import Image
 from lookalike.config import Settings
 from lookalike.engine.core import Engine
 from lookalike.errors import ModelError
+from lookalike.models.preprocess_spec import Preprocess
 from lookalike.models.runtime import open_session
-from lookalike.pipeline.preprocess import Preprocess
 from tests.fakes import TinyEmbedder
 
 
@@ -75,7 +75,7 @@ def test_prepared_batches_embed_like_images(lite2_dir: Path, data_dir: Path) -> 
     """Inputs made on the decode threads (`prepare`) give the vectors `embed_images` gives."""
     from lookalike.models.catalog import get_spec
     from lookalike.pipeline.decode import load_image
-    from lookalike.pipeline.embed import load_embedder
+    from lookalike.pipeline.embedders import load_embedder
 
     spec = get_spec("efficientnet-lite2")
     embedder = load_embedder(spec, lite2_dir, spinning=False)

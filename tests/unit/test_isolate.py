@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from lookalike.errors import LookalikeError, QueryError
-from lookalike.pipeline.isolate import Cutout, clip_box, cut_out, expand_box, parse_box
+from lookalike.pipeline.boxes import clip_box, expand_box, parse_box
+from lookalike.pipeline.isolate import Cutout, cut_out
 from lookalike.types import Box
 
 # --- boxes ---------------------------------------------------------------------------------------
@@ -219,7 +220,7 @@ def test_pan_rebuilt_for_a_smaller_side_still_finds_the_suit_face_and_hair(
     stages: tuple, model_store: object
 ) -> None:
     from lookalike.errors import ModelError
-    from lookalike.pipeline.isolate import ClothesMasker
+    from lookalike.pipeline.segment import ClothesMasker
 
     detector, _ = stages
     image = _photo("astronaut")
@@ -253,7 +254,7 @@ def test_pan_rebuilt_for_a_smaller_side_still_finds_the_suit_face_and_hair(
 def test_u2netp_runs_small_crops_at_their_own_side_with_the_same_cup(
     stages: tuple, model_store: object
 ) -> None:
-    from lookalike.pipeline.isolate import SalientMasker
+    from lookalike.pipeline.segment import SalientMasker
 
     detector, _ = stages
     coffee = _photo("coffee").resize((200, 150))  # the cup crop is then about 100 px

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lookalike.errors import ModelError
+from lookalike.models.preprocess_spec import Preprocess
 from lookalike.models.quantize import (
     QuantCheck,
     centroid_recall_at_1,
@@ -16,7 +17,6 @@ from lookalike.models.quantize import (
     quantize_dynamic_int8,
     quantize_static_int8,
 )
-from lookalike.pipeline.preprocess import Preprocess
 
 SIZE = 32
 PRE = Preprocess(size=SIZE, resize="squash", mean=(127.0,) * 3, std=(128.0,) * 3)

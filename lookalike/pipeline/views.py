@@ -1,0 +1,240 @@
+"""Views: what the engine indexes and searches with. `views_for_image` and `query_views` are what
+the engine calls: a photo -> the views to index (one per kept object, the whole photo when nothing
+relevant is found) and the view(s) a query searches with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from lookalike.pipeline.boxes import clip_box, pixels
+from lookalike.pipeline.isolate import Colour, Cutout, Garment, Isolator, Mode
+from lookalike.types import Box
+
+if TYPE_CHECKING:
+    from lookalike.pipeline.detect import Detection, Detector
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    """How a photo becomes views. Recorded in the index (`to_dict`): vectors made otherwise differ.
+
+    detect: run the detector; False makes the whole photo the only view.
+    isolate: what to do with each kept object (`Mode`).
+    labels: COCO labels whose objects are kept (None: every label).
+    garment: for `isolate="garment"`, which garment of each person.
+    min_score: detections below are ignored.
+    min_area: objects smaller than this share of the photo are ignored (too small to embed well).
+    max_objects: at most this many objects per catalogue photo (most relevant first).
+    include_whole: also index the whole photo as a view when objects were found.
+    background: colour the cut-outs are flattened on; None keeps them transparent (RGBA).
+    margin, aspect: see `Isolator`.
+    fit_small: the detector and PAN run small photos / crops at their own side instead of
+        upscaling them to the networks' native sizes (faster; the masks differ slightly, so it is
+        recorded: indexes from before it existed read as False and keep the native sizes).
+    min_skin: with `isolate="garment"`, a person box with less skin and hair than this share of
+        its area is nobody wearing anything: YOLOX calls 269 of the 600 fashion product shots
+        (tops alone on white) a person; at 0.02 it drops 219 of those and none of 600 worn photos.
+        The photo then keeps its whole view only, like the other product shots. Indexes from
+        before it existed read as 0.0 (every person box cut out).
+    salient_fit_small: `fit_small` for U^2-NetP's object crops (added after `fit_small`; indexes
+        from before read as False: their salient masks were made at 320 px).
+    """
+
+    detect: bool = True
+    isolate: Mode = "none"
+    labels: frozenset[str] | None = None
+    garment: Garment = "upper"
+    min_score: float = 0.3
+    min_area: float = 0.02
+    max_objects: int = 3
+    include_whole: bool = True
+    background: Colour | None = (255, 255, 255)
+    margin: float = 0.05
+    aspect: float | None = None
+    fit_small: bool = True
+    min_skin: float = 0.02
+    salient_fit_small: bool = True
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "detect": self.detect,
+            "isolate": self.isolate,
+            "labels": sorted(self.labels) if self.labels is not None else None,
+            "garment": self.garment,
+            "min_score": self.min_score,
+            "min_area": self.min_area,
+            "max_objects": self.max_objects,
+            "include_whole": self.include_whole,
+            "background": list(self.background) if self.background is not None else None,
+            "margin": self.margin,
+            "aspect": self.aspect,
+            "fit_small": self.fit_small,
+            "min_skin": self.min_skin,
+            "salient_fit_small": self.salient_fit_small,
+        }
+
+
+@dataclass(frozen=True)
+class ObjectView:
+    """One view of a photo: what the embedder sees, and where it came from.
+
+    box: the detected (or user-given) box in photo pixels; None for the whole photo.
+    label, score: the detector's label and score; `"image"` and 1.0 for the whole photo, `"box"`
+        and 1.0 for a user-given box.
+    image: RGB (or RGBA when the background is transparent), ready for the embedder.
+    """
+
+    box: Box | None
+    label: str
+    score: float
+    image: Image.Image = field(compare=False, repr=False)
+
+
+GARMENT_NAMES: dict[str, str] = {"upper": "top", "lower": "trousers or skirt", "all": "garment"}
+"""What a person box cut as a garment is called where people read it (`shown_label`)."""
+
+
+def shown_label(label: str, settings: ViewSettings) -> str:
+    """A view's label for people: under garment isolation a `person` box stands for the garment
+    cut out of it (what the shop sells), so it is named after the garment, not "person"."""
+    if settings.isolate == "garment" and label == "person":
+        return GARMENT_NAMES.get(settings.garment, "garment")
+    return label
+
+
+def kept_objects(
+    detections: Sequence[Detection], image_size: tuple[int, int], settings: ViewSettings
+) -> list[Detection]:
+    """The detections that become views: relevant label, score and size; most relevant first."""
+    from lookalike.pipeline.detect import relevance, relevant
+
+    w, h = image_size
+    area = float(w * h)
+    kept = [
+        d
+        for d in relevant(detections, settings.labels, min_score=settings.min_score)
+        if (d.box.x2 - d.box.x1) * (d.box.y2 - d.box.y1) >= settings.min_area * area
+    ]
+    return sorted(kept, key=lambda d: relevance(d, image_size), reverse=True)
+
+
+def _isolate(
+    image: Image.Image,
+    boxes: Sequence[Box | None],
+    isolator: Isolator | None,
+    settings: ViewSettings,
+) -> list[Image.Image | None]:
+    """The view image of each box (None = whole photo) under `settings.isolate`; None for a
+    person box nobody wears a garment in (`ViewSettings.min_skin`)."""
+    if settings.isolate == "none" or isolator is None:
+        return [_plain_view(image, b) for b in boxes]
+    if settings.isolate == "salient":
+        cuts: list[Cutout | None] = list(isolator.salient(image, boxes))
+    else:
+        cuts = [
+            isolator.worn_garment(image, b, settings.garment, min_skin=settings.min_skin)
+            for b in boxes
+        ]
+    return [c.flatten(settings.background) if c is not None else None for c in cuts]
+
+
+def _plain_view(image: Image.Image, box: Box | None) -> Image.Image:
+    return image if box is None else image.crop(pixels(clip_box(box, image.size)))
+
+
+def views_for_image(
+    image: Image.Image,
+    detector: Detector | None,
+    isolator: Isolator | None,
+    settings: ViewSettings,
+) -> list[ObjectView]:
+    """The views to index for one catalogue photo.
+
+    One view per kept object (`kept_objects`, at most `max_objects`), isolated as
+    `settings.isolate` says, plus the whole photo when `include_whole`; when nothing is kept (or
+    detection is off) the whole photo is the only view. The whole-photo view is never masked:
+    product shots on white index well as they are, and shelf photos lose their context when masked.
+    For `isolate="garment"` only `person` boxes are cut as garments; other kept objects (bags,
+    ties) are salient cut-outs.
+    """
+    whole = ObjectView(None, "image", 1.0, image)
+    if not settings.detect or detector is None:
+        return [whole]
+    objects = kept_objects(detector.detect(image), image.size, settings)[: settings.max_objects]
+    if not objects:
+        return [whole]
+    views = _object_views(image, objects, isolator, settings)
+    if not views:
+        return [whole]
+    return [*views, whole] if settings.include_whole else views
+
+
+def _object_views(
+    image: Image.Image,
+    objects: Sequence[Detection],
+    isolator: Isolator | None,
+    settings: ViewSettings,
+) -> list[ObjectView]:
+    if settings.isolate == "garment":
+        people = [d for d in objects if d.label == "person"]
+        others = [d for d in objects if d.label != "person"]
+        images = _isolate(image, [d.box for d in people], isolator, settings)
+        images += _isolate(
+            image, [d.box for d in others], isolator, replace(settings, isolate="salient")
+        )
+        ordered = [*people, *others]
+    else:
+        ordered = list(objects)
+        images = _isolate(image, [d.box for d in ordered], isolator, settings)
+    return [
+        ObjectView(d.box, d.label, d.score, im)
+        for d, im in zip(ordered, images, strict=True)
+        if im is not None
+    ]
+
+
+def query_views(
+    image: Image.Image,
+    detector: Detector | None,
+    isolator: Isolator | None,
+    settings: ViewSettings,
+    *,
+    box: Box | Sequence[float] | None = None,
+    all_objects: bool = False,
+) -> list[ObjectView]:
+    """The view(s) a query photo searches with, the one to use first.
+
+    box: a region the user chose (clipped to the photo; QueryError when it has no area there):
+        isolated like a detected object, labelled `box`; detection is skipped.
+    all_objects: every kept object (most relevant first, at most `settings.max_objects`), for
+        results per object; else only the most relevant one.
+    Falls back to the whole photo (label `image`) when detection is off or finds nothing relevant.
+    """
+    if box is not None:
+        region = clip_box(box, image.size)
+        # The user chose the region: cut its garment out even where nobody seems to wear it.
+        (view,) = _isolate(image, [region], isolator, replace(settings, min_skin=0.0))
+        assert view is not None
+        return [ObjectView(region, "box", 1.0, view)]
+    whole = ObjectView(None, "image", 1.0, image)
+    if not settings.detect or detector is None:
+        return [whole]
+    objects = kept_objects(detector.detect(image), image.size, settings)
+    if not objects:
+        return [whole]
+    if all_objects:
+        return _object_views(image, objects[: settings.max_objects], isolator, settings) or [whole]
+    # The most relevant object that makes a view (a garment nobody wears does not).
+    for obj in objects[: settings.max_objects]:
+        views = _object_views(image, [obj], isolator, settings)
+        if views:
+            return views
+    return [whole]
+
+
+ProgressFn = Callable[[str, int, int], None]
