@@ -407,7 +407,7 @@ class QdrantStore:
         client = getattr(self, "_client", None)
         if client is not None:
             client.close()
-            self._client = None
+            del self._client  # closed: close() again does nothing
 
 
 _WORD = re.compile(r"\w+")
