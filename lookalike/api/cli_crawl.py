@@ -18,7 +18,7 @@ import typer
 from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
 
 if TYPE_CHECKING:
-    from lookalike.catalog.crawl.crawler import CrawlSummary
+    from lookalike.catalog.crawl.options import CrawlSummary
 
 _SHOWN_FAILURES = 30
 
@@ -113,9 +113,9 @@ def crawl(
     resumable: interrupted, the same command continues; run again later, it updates changed items.
     """
     with errors_to_exit():
-        from lookalike.catalog.crawl.crawler import CrawlOptions, read_url_list
         from lookalike.catalog.crawl.crawler import crawl as run_crawl
-        from lookalike.catalog.crawl.extract import Selectors
+        from lookalike.catalog.crawl.css import Selectors
+        from lookalike.catalog.crawl.options import CrawlOptions, read_url_list
         from lookalike.catalog.crawl.politeness import DEFAULT_USER_AGENT, Politeness
         from lookalike.catalog.crawl.safety import SafetyLimits
 

@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lookalike.errors import CatalogueError
 
@@ -52,7 +53,7 @@ def prepare_grocery(data_dir: Path, out_dir: Path) -> SampleFiles:
     if not classes_csv.exists():
         raise CatalogueError(f"{classes_csv} not found: is {data_dir} the Grocery Store Dataset?")
     out_dir.mkdir(parents=True, exist_ok=True)
-    products: dict[str, dict[str, object]] = {}
+    products: dict[str, dict[str, Any]] = {}  # catalogue lines (JSON)
     with open(classes_csv, newline="") as fh:
         reader = csv.reader(fh)
         next(reader)  # header
@@ -66,18 +67,18 @@ def prepare_grocery(data_dir: Path, out_dir: Path) -> SampleFiles:
                 "images": [str((data_dir / iconic.lstrip("/")).resolve())],
             }
     for path, product in _read_split(data_dir, "train"):
-        products[product]["images"].append(path)  # type: ignore[union-attr]
+        products[product]["images"].append(path)
     catalogue = out_dir / "catalogue.jsonl"
     with open(catalogue, "w") as fh:
-        for product in products.values():
-            fh.write(json.dumps(product) + "\n")
+        for line in products.values():
+            fh.write(json.dumps(line) + "\n")
     queries = out_dir / "queries.csv"
     val = _read_split(data_dir, "val")
     with open(queries, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["image", "item_id"])
         writer.writerows(val)
-    n_images = sum(len(p["images"]) for p in products.values())  # type: ignore[arg-type]
+    n_images = sum(len(p["images"]) for p in products.values())
     return SampleFiles(catalogue, queries, len(products), n_images, len(val))
 
 

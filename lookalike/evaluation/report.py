@@ -19,11 +19,11 @@ THUMB_SIZE = 160
 def _open_rgb(source: str) -> Image.Image:
     from PIL import Image
 
-    with Image.open(source) as image:
+    with Image.open(source) as opened:
         # draft() lets the JPEG decoder scale down by up to 8x while decoding: far less work for
         # a 160 px thumbnail of a 12 MP photo. No-op for other formats.
-        image.draft("RGB", (THUMB_SIZE * 2, THUMB_SIZE * 2))
-        image = ImageOps.exif_transpose(image)
+        opened.draft("RGB", (THUMB_SIZE * 2, THUMB_SIZE * 2))
+        image = ImageOps.exif_transpose(opened)
         if image.mode in ("RGBA", "LA", "PA") or (
             image.mode == "P" and "transparency" in image.info
         ):

@@ -11,7 +11,7 @@ from typing import Any
 
 from lookalike.engine.core import Engine
 from lookalike.errors import LookalikeError
-from lookalike.types import Aggregation
+from lookalike.types import F32, Aggregation
 
 MODES: tuple[Aggregation, ...] = ("views", "centroid")
 RANK_DEPTH = 100
@@ -49,7 +49,7 @@ def run_evaluation(
     query_list = load_queries(queries)
     decoded, skipped = _decode_queries(engine, [q.image for q in query_list])
     usable = [q for q in query_list if q.image in decoded]
-    vectors = []
+    vectors: list[F32] = []
     batch = max(1, engine.settings.batch_size)
     # An index built with detection / isolation is searched as `Engine.search` does: with the
     # query's most relevant object, isolated the same way as the catalogue's views.

@@ -147,10 +147,7 @@ class EdgeStore:
 
     def _condition(self, c: Condition) -> tuple[str, Any]:
         """One condition -> ("must" | "must_not", qdrant condition)."""
-        try:
-            return common.condition(c, self._spell)
-        except ValueError as exc:
-            raise StoreError(str(exc)) from None
+        return common.store_condition(c, self._spell)
 
     def _filter(self, flt: Filter | None) -> Any:
         return common.build_filter(flt, self._condition, _qe().Filter)

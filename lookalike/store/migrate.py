@@ -63,7 +63,7 @@ def migrate(
         notify("copy", done, total)
     schema = source.payload_schema()
     for i, (name, kind) in enumerate(sorted(schema.items()), start=1):
-        dest.ensure_index(name, kind)  # type: ignore[arg-type]
+        dest.ensure_index(name, kind)  # type: ignore[arg-type]  # schema values are IndexKind names, typed str
         notify("indexes", i, len(schema))
     deleted = 0
     if delete_extra:

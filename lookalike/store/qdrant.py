@@ -196,10 +196,7 @@ class QdrantStore:
             range=lambda key, b: m.FieldCondition(key=key, range=m.Range(**b)),
             any_of=lambda conditions: m.Filter(should=conditions),
         )
-        try:
-            return common.condition(c, spell)
-        except ValueError as exc:
-            raise StoreError(str(exc)) from None
+        return common.store_condition(c, spell)
 
     def _filter(self, flt: Filter | None) -> Any:
         return common.build_filter(flt, self._condition, _models().Filter)
@@ -407,7 +404,7 @@ class QdrantStore:
         client = getattr(self, "_client", None)
         if client is not None:
             client.close()
-            self._client = None
+            del self._client  # closed: close() again does nothing
 
 
 _WORD = re.compile(r"\w+")

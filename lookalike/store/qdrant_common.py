@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lookalike.errors import StoreError
 from lookalike.store.base import Condition, Filter, PointRecord, as_vector
 from lookalike.types import F32, Hit
 
@@ -78,6 +79,14 @@ def condition(c: Condition, spell: Spelling) -> tuple[str, Any]:
                 c.field, {"gt": c.gt, "gte": c.gte, "lt": c.lt, "lte": c.lte}
             )
     raise ValueError(f"unsupported condition {c}")
+
+
+def store_condition(c: Condition, spell: Spelling) -> tuple[str, Any]:
+    """`condition`, with a condition the binding cannot express (ValueError) as a StoreError."""
+    try:
+        return condition(c, spell)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
 
 
 def build_filter(

@@ -97,6 +97,7 @@ def store_record(spec: str | None, index_dir: Path) -> dict[str, Any]:
     absolute, so the index works from any working directory), location and collection.
     Never a credential (specs cannot hold one)."""
     parsed = parse_store_spec(spec, index_dir)
+    canonical: str
     match parsed.kind:
         case "edge" | "memory":
             canonical = parsed.kind

@@ -5,10 +5,17 @@
 
 Modules, one concern each:
 
-    crawler.py     the orchestrator: listings -> product links -> items; limits; summary
+    crawler.py     crawl() and crawl_async(): the entry points
+    options.py     CrawlOptions, CrawlSummary, the URL list, item ids
+    orchestrator.py  the Crawler: listings -> product links -> items; limits; summary
     fetch.py       the Fetcher protocol and the static (httpx) fetcher
     browser.py     the browser fetcher (Playwright + the system's Chromium; scrolls lazy pages)
-    extract.py     JSON-LD / microdata / OpenGraph / CSS selectors -> products and links
+    extract.py     products and listings out of HTML: the sources merged per field
+    page.py        the parsed page (base URL, JSON-LD, meta tags) and image renditions
+    structured.py  JSON-LD / microdata / OpenGraph product data
+    css.py         the configurable CSS `Selectors` and what they find
+    listing.py     product links and pagination of listing pages
+    values.py      plain text, prices and currencies out of page text
     layout.py      what a rendered page looks like (measured in Chromium: headings, prices, images)
     generic.py     the generic product reader for rendered pages without structured data
     discover.py    sitemaps (and robots.txt Sitemap: lines), "load more" buttons
@@ -28,29 +35,24 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lookalike.catalog.crawl.browser import BrowserOptions
-    from lookalike.catalog.crawl.crawler import (
-        CrawlOptions,
-        CrawlSummary,
-        crawl,
-        crawl_async,
-        read_url_list,
-    )
+    from lookalike.catalog.crawl.crawler import crawl, crawl_async
+    from lookalike.catalog.crawl.css import Selectors
     from lookalike.catalog.crawl.errors import CrawlError, FetchError, UnsafeURLError
-    from lookalike.catalog.crawl.extract import Selectors
+    from lookalike.catalog.crawl.options import CrawlOptions, CrawlSummary, read_url_list
     from lookalike.catalog.crawl.politeness import Politeness
     from lookalike.catalog.crawl.safety import SafetyLimits
 
 _EXPORTS = {
     "BrowserOptions": "browser",
-    "CrawlOptions": "crawler",
-    "CrawlSummary": "crawler",
+    "CrawlOptions": "options",
+    "CrawlSummary": "options",
     "crawl": "crawler",
     "crawl_async": "crawler",
-    "read_url_list": "crawler",
+    "read_url_list": "options",
     "CrawlError": "errors",
     "FetchError": "errors",
     "UnsafeURLError": "errors",
-    "Selectors": "extract",
+    "Selectors": "css",
     "Politeness": "politeness",
     "SafetyLimits": "safety",
 }

@@ -145,9 +145,9 @@ def find_chromium(explicit: str | None = None) -> str:
                 return path
             raise BrowserUnavailableError(f"Chromium not found or not executable: {candidate}")
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
+        found = shutil.which(name)
+        if found:
+            return found
     raise BrowserUnavailableError(
         "no Chromium found: install the system's package (Debian/Ubuntu: apt install chromium) "
         "or set LOOKALIKE_CHROMIUM; lookalike never downloads a browser"

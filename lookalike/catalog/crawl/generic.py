@@ -32,20 +32,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from lookalike.catalog.crawl.css import Selectors
 from lookalike.catalog.crawl.errors import UnsafeURLError
 from lookalike.catalog.crawl.extract import (
-    ListingData,
     ProductData,
-    Selectors,
     classify,
-    clean_text,
     extract_product,
     marked_renditions,
-    parse_currency,
-    parse_price,
 )
 from lookalike.catalog.crawl.layout import MARK, Ancestor, Box, Layout, MeasuredImage
+from lookalike.catalog.crawl.listing import ListingData
 from lookalike.catalog.crawl.safety import check_url
+from lookalike.catalog.crawl.values import clean_text, parse_currency, parse_price
 
 MIN_RENDERED = 150
 """Shorter side, in CSS pixels, an image must be shown at to count as a product photo."""
@@ -161,6 +159,7 @@ def _price(layout: Layout) -> tuple[Choice | None, Choice | None]:
             continue
         if _outside(candidate.chain) or _related(candidate.chain):
             continue
+        key: tuple[float, float, float]
         if anchor is not None:
             gap = anchor.gap(candidate.box)
             if gap > reach:
