@@ -15,6 +15,7 @@ import typer
 
 from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
+from lookalike.api.results import result_json
 
 if TYPE_CHECKING:
     from lookalike.api.remote import ServedIndex
@@ -340,7 +341,7 @@ def search(
                 if as_json:
                     # `search --json`'s object for the most relevant object (what a plain search
                     # answers), and every object's under `objects`.
-                    per_object = [_result_json(r) for r in results]
+                    per_object = [result_json(r) for r in results]
                     print(
                         json.dumps({**per_object[0], "objects": per_object}, indent=2, default=str)
                     )
@@ -388,7 +389,7 @@ def _search_many(
         def one(photo: str) -> Any:
             return engine.search(photo, k=k, where=where, mode=mode, text=text)  # type: ignore[arg-type]
 
-        failed = cli_batch.write_outcomes(cli_batch.search_each(queries, one), fmt, _result_json)
+        failed = cli_batch.write_outcomes(cli_batch.search_each(queries, one), fmt, result_json)
     if failed:
         raise cli_batch.failed_error(failed, len(queries))
 
@@ -539,39 +540,9 @@ def _parse_box(text: str, units: str = "px") -> tuple[float, float, float, float
 
 def _output(result: Any, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(_result_json(result), indent=2, default=str))
+        print(json.dumps(result_json(result), indent=2, default=str))
     else:
         _print_hits(result)
-
-
-def _result_json(result: Any) -> dict[str, Any]:
-    return {
-        "mode": result.mode,
-        "score": result.score,
-        "match": result.match,
-        "query_object": (
-            {
-                "label": result.query_object.label,
-                "box": list(result.query_object.box),
-                "score": result.query_object.score,
-            }
-            if result.query_object
-            else None
-        ),
-        "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
-        "results": [
-            {
-                "rank": i + 1,
-                "item_id": h.item_id,
-                "score": round(h.score, 4),
-                **({"similarity": h.similarity_percent} if result.score == "cosine" else {}),
-                "match": h.match,
-                "image": h.image,
-                "fields": dict(h.fields),
-            }
-            for i, h in enumerate(result.hits)
-        ],
-    }
 
 
 _MATCH_STYLE = {
