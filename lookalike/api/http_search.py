@@ -148,12 +148,7 @@ def photo_results(
         text=text.strip() if text and text.strip() else None,
     )
     timings = {**result.timings_ms, "decode": decode_ms}
-    used_box = None
-    if pixels is not None:
-        w, h = image.size
-        xs = sorted(min(max(v, 0.0), w) for v in pixels[0::2])
-        ys = sorted(min(max(v, 0.0), h) for v in pixels[1::2])
-        used_box = [xs[0], ys[0], xs[1], ys[1]]
+    used_box = None if pixels is None else searched_box(pixels, image.size)
     objects = [
         {
             "box": list(o.box.as_list() if hasattr(o.box, "as_list") else o.box),
@@ -250,3 +245,11 @@ def parse_box(text: str | None, units: str, size: tuple[int, int]) -> list[float
         w, h = size
         return [values[0] * w, values[1] * h, values[2] * w, values[3] * h]
     return values
+
+
+def searched_box(pixels: list[float], size: tuple[int, int]) -> list[float]:
+    """The box as searched: clipped to the photo of `size` (width, height), corners in order."""
+    w, h = size
+    xs = sorted(min(max(v, 0.0), w) for v in pixels[0::2])
+    ys = sorted(min(max(v, 0.0), h) for v in pixels[1::2])
+    return [xs[0], ys[0], xs[1], ys[1]]

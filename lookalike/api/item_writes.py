@@ -32,7 +32,7 @@ from starlette.requests import Request
 from lookalike.api.served_files import ServedFiles, redact, under
 from lookalike.api.uploads import Uploads
 from lookalike.api.writes import WriteGate
-from lookalike.catalog.item_json import image_refs, item_fields, item_id_of
+from lookalike.catalog.item_json import catalogue_item, image_refs, item_fields, item_id_of
 from lookalike.errors import DecodeError, QueryError
 
 if TYPE_CHECKING:
@@ -162,14 +162,12 @@ class ItemWriter:
         skipped_before: list[dict[str, str]],
     ) -> dict[str, Any]:
         """Index the item. Runs under the write lock, on a worker thread."""
-        from lookalike.types import Item
-
         for photo in kept:
             if not os.path.exists(photo.path):
                 self.uploads.save(photo.data)
         engine = self.engine
         before = engine.item(item_id) if engine.manifest is not None else None
-        summary = engine.index([Item(item_id, tuple(dict.fromkeys(images)), fields)])
+        summary = engine.index([catalogue_item(item_id, images, fields)])
         self.images.invalidate()
         stored = engine.item(item_id)
         dropped = list(before["images"]) if before else []

@@ -1,5 +1,6 @@
 """Catalogue items from JSON: an item object shaped like a line of a JSONL manifest (as the HTTP
-API's `POST /api/items` takes it) -> its id, its image references and its fields.
+API's `POST /api/items` takes it) -> its id, its image references and its fields; then, once
+the references are local files (`api.item_writes` downloads URLs and keeps uploads), the `Item`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 
 from lookalike.catalog.manifest import safe_key
 from lookalike.errors import QueryError
+from lookalike.types import Item
 
 
 def item_id_of(value: object) -> str:
@@ -42,3 +44,8 @@ def image_refs(obj: Mapping[str, Any]) -> list[str]:
     if not all(isinstance(r, str) for r in refs):
         raise QueryError("images must be strings (http(s) URLs or paths)")
     return refs
+
+
+def catalogue_item(item_id: str, images: list[str], fields: dict[str, Any]) -> Item:
+    """The `Item` to index: its images (local paths, each once, in order) and its fields."""
+    return Item(item_id, tuple(dict.fromkeys(images)), fields)
