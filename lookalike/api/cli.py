@@ -20,6 +20,7 @@ from lookalike.api import cli_catalogue, cli_index, cli_tune
 from lookalike.api.cli_engine import open_engine, through_server
 from lookalike.api.console import errors_to_exit
 from lookalike.api.options import IndexOpt, JsonOpt, KOpt, MirrorOpt, ModeOpt, StoreOpt, WhereOpt
+from lookalike.api.results import result_json
 
 app = typer.Typer(
     name="lookalike",
@@ -112,7 +113,7 @@ def search(
                 if as_json:
                     # `search --json`'s object for the most relevant object (what a plain search
                     # answers), and every object's under `objects`.
-                    per_object = [_result_json(r) for r in results]
+                    per_object = [result_json(r) for r in results]
                     print(
                         json.dumps({**per_object[0], "objects": per_object}, indent=2, default=str)
                     )
@@ -160,7 +161,7 @@ def _search_many(
         def one(photo: str) -> Any:
             return engine.search(photo, k=k, where=where, mode=mode, text=text)  # type: ignore[arg-type]  # --mode is a str: the engine checks it
 
-        failed = cli_batch.write_outcomes(cli_batch.search_each(queries, one), fmt, _result_json)
+        failed = cli_batch.write_outcomes(cli_batch.search_each(queries, one), fmt, result_json)
     if failed:
         raise cli_batch.failed_error(failed, len(queries))
 
@@ -212,39 +213,9 @@ def _parse_box(text: str, units: str = "px") -> tuple[float, float, float, float
 
 def _output(result: Any, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(_result_json(result), indent=2, default=str))
+        print(json.dumps(result_json(result), indent=2, default=str))
     else:
         _print_hits(result)
-
-
-def _result_json(result: Any) -> dict[str, Any]:
-    return {
-        "mode": result.mode,
-        "score": result.score,
-        "match": result.match,
-        "query_object": (
-            {
-                "label": result.query_object.label,
-                "box": list(result.query_object.box),
-                "score": result.query_object.score,
-            }
-            if result.query_object
-            else None
-        ),
-        "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
-        "results": [
-            {
-                "rank": i + 1,
-                "item_id": h.item_id,
-                "score": round(h.score, 4),
-                **({"similarity": h.similarity_percent} if result.score == "cosine" else {}),
-                "match": h.match,
-                "image": h.image,
-                "fields": dict(h.fields),
-            }
-            for i, h in enumerate(result.hits)
-        ],
-    }
 
 
 _MATCH_STYLE = {

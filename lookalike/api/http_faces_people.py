@@ -131,7 +131,7 @@ def people_router(
         decoded = load_image(photo, limits)
         scale = decoded.image.width / decoded.original_size[0]
         box = tuple(v * scale for v in p["box"])
-        picture = face_thumbnail(decoded.image, box, size=size)  # type: ignore[arg-type]
+        picture = face_thumbnail(decoded.image, box, size=size)
         buf = io.BytesIO()
         picture.save(buf, format="JPEG", quality=85)
         data = buf.getvalue()

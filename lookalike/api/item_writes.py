@@ -32,6 +32,7 @@ from starlette.requests import Request
 from lookalike.api.served_files import ServedFiles, redact, under
 from lookalike.api.uploads import Uploads
 from lookalike.api.writes import WriteGate
+from lookalike.catalog.item_json import catalogue_item, image_refs, item_fields, item_id_of
 from lookalike.errors import DecodeError, QueryError
 
 if TYPE_CHECKING:
@@ -86,13 +87,11 @@ class ItemWriter:
         from lookalike.api.remote_images import fetch_images
 
         item_id = item_id_of(obj.get("id"))
-        refs = [r for r in (*(obj.get("images") or []), obj.get("image")) if r]
-        if not all(isinstance(r, str) for r in refs):
-            raise QueryError("images must be strings (http(s) URLs or paths)")
+        refs = image_refs(obj)
         if not refs and not uploads:
             raise QueryError(f"item {item_id!r} has no images: give `images` or upload `photos`")
         slots: list[str | None] = [self._local_or_url(r) for r in refs]
-        fields = _fields(obj)
+        fields = item_fields(obj)
         kept: list[_Photo] = []
         skipped: list[dict[str, str]] = []
         try:
@@ -103,7 +102,7 @@ class ItemWriter:
             for i, got in zip(urls, fetched, strict=True):
                 slots[i] = None
                 reason = str(got) if isinstance(got, DecodeError) else None
-                if reason is None:
+                if not isinstance(got, DecodeError):  # reason is None: the photo's bytes
                     try:
                         photo = await anyio.to_thread.run_sync(self._keep, got)
                         kept.append(photo)
@@ -163,14 +162,12 @@ class ItemWriter:
         skipped_before: list[dict[str, str]],
     ) -> dict[str, Any]:
         """Index the item. Runs under the write lock, on a worker thread."""
-        from lookalike.types import Item
-
         for photo in kept:
             if not os.path.exists(photo.path):
                 self.uploads.save(photo.data)
         engine = self.engine
         before = engine.item(item_id) if engine.manifest is not None else None
-        summary = engine.index([Item(item_id, tuple(dict.fromkeys(images)), fields)])
+        summary = engine.index([catalogue_item(item_id, images, fields)])
         self.images.invalidate()
         stored = engine.item(item_id)
         dropped = list(before["images"]) if before else []
@@ -222,29 +219,6 @@ class ItemWriter:
         from lookalike.store.base import where
 
         return self.engine.store.count(where("kind", "view") & where("image", path)) > 0
-
-
-def item_id_of(value: object) -> str:
-    if isinstance(value, bool) or value is None:
-        raise QueryError("item id must be a string or a number")
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    raise QueryError("item id must be a non-empty string or a number")
-
-
-def _fields(obj: Mapping[str, Any]) -> dict[str, Any]:
-    from lookalike.catalog.manifest import safe_key
-
-    fields: dict[str, Any] = {}
-    for name, value in obj.items():
-        if name in ("id", "images", "image") or value is None:
-            continue
-        key = safe_key(name, fields)
-        if key is not None:
-            fields[key] = value
-    return fields
 
 
 def _is_url(ref: str) -> bool:

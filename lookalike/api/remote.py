@@ -34,9 +34,9 @@ from lookalike.errors import (
 if TYPE_CHECKING:
     import httpx
 
-    from lookalike.engine.core import SearchResult
+    from lookalike.engine.core import Progress, SearchResult
     from lookalike.faces.index import FaceSearchResult
-    from lookalike.types import IndexSummary, Progress
+    from lookalike.types import IndexSummary
 
 KEY_HEADER = "X-API-Key"
 """The header carrying the secret: the one the API key travels in (one write decision)."""
@@ -242,7 +242,7 @@ class ServedIndex:
 
         if len(selfies) != 1:
             raise QueryError(
-                f"the server at {self.url} has this index open and searches one portrait at a "
+                f"the server at {self.record.url} has this index open and searches one portrait at a "
                 "time: pass one SELFIE, or stop the server to search with several"
             )
         selfie = selfies[0]
@@ -260,12 +260,12 @@ class ServedIndex:
 
         def query_face(f: dict[str, Any]) -> QueryFace:
             box = tuple(f["box"])
-            return QueryFace(f["number"], box, f["det_score"], f["face_size"], None)  # type: ignore[arg-type]
+            return QueryFace(f["number"], box, f["det_score"], f["face_size"], None)  # type: ignore[arg-type]  # the answer has no vector (None), box is 4 floats
 
         matches = tuple(
             FaceMatch(
                 photo=m["photo"],
-                box=tuple(m["box"]),  # type: ignore[arg-type]
+                box=tuple(m["box"]),
                 distance=m["distance"],
                 similarity=m["similarity"],
                 face_id=m["face_id"],
@@ -413,7 +413,7 @@ def _search_result(out: dict[str, Any]) -> SearchResult:
             score=float(h["score"]),
             image=h["image"],
             fields=h["fields"],
-            box=tuple(h["box"]) if h.get("box") else None,  # type: ignore[arg-type]
+            box=tuple(h["box"]) if h.get("box") else None,
             match=h.get("match"),
         )
         for h in out["results"]
@@ -425,5 +425,5 @@ def _search_result(out: dict[str, Any]) -> SearchResult:
         timings_ms=timings,
         mode=out["mode"],
         score=out["score_kind"],
-        query_object=QueryObject(qo["label"], tuple(qo["box"]), qo["score"]) if qo else None,  # type: ignore[arg-type]
+        query_object=QueryObject(qo["label"], tuple(qo["box"]), qo["score"]) if qo else None,
     )

@@ -91,7 +91,7 @@ class WriteGate:
             raise _abandoned()
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
-        return outcome[0]  # type: ignore[no-any-return]
+        return outcome[0]
 
 
 def _abandoned() -> HTTPException:

@@ -18,10 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from lookalike.api.http import FORM_OVERHEAD, create_app, structured_filter
+from lookalike.api.http import FORM_OVERHEAD, create_app
 from lookalike.config import Settings
 from lookalike.engine.core import Engine
 from lookalike.errors import QueryError
+from lookalike.store.filters import structured_filter
 from lookalike.types import F32
 from tests.fakes import TinyEmbedder, photo, small_catalogue
 from tests.live_server import live_server

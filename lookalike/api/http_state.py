@@ -1,0 +1,134 @@
+"""What the HTTP endpoints share (`AppState`): the engine, write access, limits, caches and the
+worker threads that run blocking work off the event loop."""
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from lookalike.api.auth import WriteAccess
+from lookalike.api.http_errors import MiB
+from lookalike.api.http_files import Thumbnails, catalogue_images, face_photos
+from lookalike.errors import DecodeError, StoreError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from lookalike.api.item_writes import ItemWriter
+    from lookalike.engine.core import Engine
+    from lookalike.faces.index import FaceIndex
+
+log = logging.getLogger("lookalike.http")
+
+T = TypeVar("T")
+
+
+class AppState:
+    """What the endpoints share: the engine, the write lock, limits and caches."""
+
+    def __init__(
+        self,
+        engine: "Engine",
+        api_key: str | None,
+        max_upload_bytes: int,
+        catalogue_root: Path | None,
+        search_threads: int,
+        faces: "FaceIndex | None" = None,
+    ) -> None:
+        from lookalike.pipeline.decode import DecodeLimits
+
+        self.engine = engine
+        self.api_key = api_key or None
+        self.access = WriteAccess.from_keys([api_key])
+        self.writer: ItemWriter  # set by create_app
+        self.max_upload_bytes = max_upload_bytes
+        self.images = catalogue_images(engine, catalogue_root)
+        self.thumbnails = Thumbnails()
+        self._faces = faces
+        self._faces_lock = threading.Lock()
+        self.face_search_lock = threading.Lock()
+        """dlib's detector and network are not documented as thread-safe: one face search at a time."""
+        self.face_photos = face_photos(self.face_index, catalogue_root, engine.index_dir)
+        self._warm_lock = threading.Lock()
+        self._told_no_index = False
+        self.ready = False
+        self._search_threads = max(1, search_threads)
+        self._limiter: anyio.CapacityLimiter | None = None
+        settings = engine.settings
+        self.decode_limits = DecodeLimits(
+            max_bytes=min(settings.max_image_bytes, max_upload_bytes),
+            max_pixels=settings.max_image_pixels,
+        )
+        self.catalogue_limits = DecodeLimits(
+            max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+        )
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Open the store and load the model once, before the first request needs them.
+
+        The engine builds both lazily; doing it here (under a lock) keeps concurrent first
+        requests from loading the model twice. Without an index yet, only the model is loaded.
+        """
+        if self.ready:
+            return
+        with self._warm_lock:
+            if self.ready:
+                return
+            try:
+                _ = self.engine.store
+            except StoreError as exc:
+                if not self._told_no_index:  # once, not on every request
+                    log.warning("%s", exc)
+                    self._told_no_index = True
+            _ = self.engine.embedder
+            self.ready = self.engine.manifest is not None
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking read (store, disk) on a worker thread."""
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    async def run_search(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a search on a worker thread; at most `search_threads` at once."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._search_threads)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def read_upload(self, upload: UploadFile) -> bytes:
+        """The uploaded file's bytes; 413 past the limit (read one byte more to know)."""
+        data = await upload.read(self.max_upload_bytes + 1)
+        if len(data) > self.max_upload_bytes:
+            raise HTTPException(
+                413,
+                f"photo too large: more than {self.max_upload_bytes} bytes "
+                f"({self.max_upload_bytes / MiB:.1f} MiB is the limit)",
+            )
+        if not data:
+            raise DecodeError("empty file: the photo has no bytes")
+        return data
+
+    def decode(self, data: bytes, *, full_size: bool = False) -> "Image.Image":
+        from dataclasses import replace
+
+        from lookalike.pipeline.decode import decode_image
+
+        limits = replace(self.decode_limits, draft_size=None) if full_size else self.decode_limits
+        return decode_image(data, "upload", limits)
+
+    # -- find people -----------------------------------------------------------------------------
+
+    def face_index(self) -> "FaceIndex":
+        """The face index, opened once (StoreError, hence 503, while there is none). Blocking."""
+        with self._faces_lock:
+            if self._faces is None:
+                from lookalike.faces.index import FaceIndex
+
+                self._faces = FaceIndex(self.engine.index_dir, self.engine.settings)
+            _ = self._faces.store  # opens the shard, or says there is no face index yet
+            return self._faces
