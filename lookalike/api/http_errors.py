@@ -14,7 +14,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from lookalike.api.json_input import too_deep
 from lookalike.api.served_files import redact
 from lookalike.errors import (
     CatalogueError,
@@ -25,6 +24,7 @@ from lookalike.errors import (
     QueryError,
     StoreError,
 )
+from lookalike.json_input import too_deep
 
 log = logging.getLogger("lookalike.http")
 

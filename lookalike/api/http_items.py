@@ -10,9 +10,9 @@ from starlette.exceptions import HTTPException
 from lookalike.api.http_files import THUMB_SIZES, image_response
 from lookalike.api.http_schemas import DeletedOut, ErrorOut, ItemIn, ItemOut, ItemWriteOut
 from lookalike.api.http_state import AppState
-from lookalike.api.json_input import loads
 from lookalike.api.results import display_fields
 from lookalike.errors import QueryError
+from lookalike.json_input import loads
 
 
 def items_router(state: AppState) -> APIRouter:

@@ -15,8 +15,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
-from lookalike.api.json_input import check_depth, loads
 from lookalike.errors import QueryError
+from lookalike.json_input import check_depth, loads
 from lookalike.store.base import Condition, Filter
 
 _TOKEN = re.compile(

@@ -3,7 +3,7 @@
 Python's `json` recurses once per `[` or `{`: 3,000 of them raise RecursionError, and shallower
 input that still nests deeply would make later code (filters, payloads, the store) recurse. Every
 JSON a client sends (filters, items) goes through `loads`; FastAPI's own body parsing is covered
-by the app's RecursionError handler (`lookalike.api.http`).
+by the app's RecursionError handler (`lookalike.api.http_errors`).
 """
 
 from __future__ import annotations
