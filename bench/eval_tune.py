@@ -33,14 +33,9 @@ import numpy as np
 from PIL import Image
 
 from lookalike.evaluation.metrics import evaluate
-from lookalike.learn.projection import (
-    Projection,
-    TuneResult,
-    fit_cross_domain,
-    fit_grid,
-    fit_projection,
-    item_rankings,
-)
+from lookalike.learn.projection import Projection, TuneResult
+from lookalike.learn.ranking import item_rankings
+from lookalike.learn.tuning import fit_cross_domain, fit_grid, fit_projection
 from lookalike.types import F32
 
 KS = (1, 3, 10)
