@@ -12,7 +12,7 @@ from lookalike.pipeline.embed import l2_normalise
 
 def item_rankings(
     gallery: np.ndarray,
-    gallery_items: Sequence[str],
+    gallery_items: Sequence[str] | np.ndarray,
     queries: np.ndarray,
     *,
     mode: Mode,

@@ -36,7 +36,7 @@ FIT, QUERY, REFERENCE = 0, 1, 2
 held out and searched for; held out and searched among without being fitted."""
 
 
-def holdout_split(items: Sequence[str], fraction: float, seed: int) -> np.ndarray:
+def holdout_split(items: Sequence[str] | np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """The role (FIT, QUERY or REFERENCE) of each photo while choosing parameters; (N,) int8.
 
     By photo within items: an item with n >= 3 photos gives `round(fraction * n)` of them as
