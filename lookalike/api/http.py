@@ -84,7 +84,8 @@ if TYPE_CHECKING:
     from lookalike.api.item_writes import ItemWriter
     from lookalike.api.remote_images import FetchPolicy
     from lookalike.engine.core import Engine
-    from lookalike.faces.index import FaceIndex, FaceSearchResult
+    from lookalike.faces.index import FaceIndex
+    from lookalike.faces.values import FaceSearchResult
     from lookalike.store.base import Filter
     from lookalike.types import ProductHit
 

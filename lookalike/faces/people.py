@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 from lookalike.errors import QueryError
 
 if TYPE_CHECKING:
-    from lookalike.faces.index import Face, FaceIndex
+    from lookalike.faces.index import FaceIndex
+    from lookalike.faces.values import Face
 
 BOOK = "faces-book.json"
 
@@ -176,7 +177,7 @@ def load_book(index_dir: Path) -> Book:
 
 
 def save_book(index_dir: Path, book: Book) -> None:
-    from lookalike.faces.index import write_json
+    from lookalike.faces.files import write_json
 
     write_json(
         Path(index_dir) / BOOK,
@@ -237,7 +238,7 @@ def change_book(faces: FaceIndex, change: Any, *args: Any, **kw: Any) -> Any:
 
 
 def _views(book: Book, every: Sequence[Face]) -> list[PersonView]:
-    from lookalike.faces.index import without_vector
+    from lookalike.faces.values import without_vector
 
     by_id = {f.face_id: without_vector(f) for f in every}
     views = []
@@ -257,7 +258,7 @@ def _listing(views: Sequence[PersonView]) -> dict[str, list[str]]:
 
 
 def _saved_listing(index_dir: Path) -> dict[str, list[str]] | None:
-    from lookalike.faces.index import PEOPLE
+    from lookalike.faces.files import PEOPLE
 
     path = Path(index_dir) / PEOPLE
     return json.loads(path.read_text()).get("people") if path.exists() else None
@@ -266,7 +267,7 @@ def _saved_listing(index_dir: Path) -> dict[str, list[str]] | None:
 def _save_listing(index_dir: Path, views: Sequence[PersonView], threshold: float) -> None:
     from datetime import UTC, datetime
 
-    from lookalike.faces.index import PEOPLE, write_json
+    from lookalike.faces.files import PEOPLE, write_json
 
     write_json(
         Path(index_dir) / PEOPLE,

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from lookalike.pipeline.decode import is_url
 
 if TYPE_CHECKING:
-    from lookalike.faces.index import Person
+    from lookalike.faces.values import Person
 
 BoxLike = Sequence[float]
 THUMB = 112
