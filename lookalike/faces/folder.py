@@ -218,7 +218,7 @@ def _face(r: PointRecord) -> Face:
     return Face(
         face_id=r.id,
         photo=str(p["photo"]),
-        box=tuple(p["box"]),  # type: ignore[arg-type]
+        box=tuple(p["box"]),
         det_score=float(p.get("det_score", 0.0)),
         face_size=float(p.get("face_size", 0.0)),
         face_no=int(p.get("face_no", 0)),

@@ -32,7 +32,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -170,9 +170,9 @@ class FaceIndex(FaceSearch):
         limit = self.threshold(
             threshold if threshold is not None else self.face_settings.cluster_threshold
         )
-        faces = self.faces(with_vectors=True)
+        faces = self.faces(with_vectors=True)  # every face carries its descriptor
         labels = cluster_faces(
-            np.stack([f.vector for f in faces]) if faces else np.zeros((0, DIM)), limit
+            np.stack([cast(F32, f.vector) for f in faces]) if faces else np.zeros((0, DIM)), limit
         )
         grouped: dict[int, list[Face]] = {}
         for f, label in zip(faces, labels, strict=True):
@@ -320,7 +320,7 @@ class FaceIndex(FaceSearch):
                     page = []
             fresh.upsert(page)
             for name, kind in old_store.payload_schema().items():
-                fresh.ensure_index(name, kind)  # type: ignore[arg-type]
+                fresh.ensure_index(name, kind)  # type: ignore[arg-type]  # payload_schema() gives str; its values are IndexKinds
             fresh.flush()
         finally:
             fresh.close()

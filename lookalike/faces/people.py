@@ -27,13 +27,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lookalike.errors import QueryError
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
     from lookalike.faces.values import Face
+    from lookalike.types import F32
 
 BOOK = "faces-book.json"
 
@@ -101,10 +102,10 @@ def assign(face_ids: Sequence[str], clusters: Sequence[int], book: Book) -> Book
             members[pid] = set()
         members[pid].update(new)
     people = {}
-    for pid, faces in members.items():
+    for pid, kept in members.items():
         old = book.people.get(pid, PersonEntry())
-        if faces or old.name or old.hidden:
-            people[pid] = PersonEntry(old.name, old.hidden, frozenset(faces))
+        if kept or old.name or old.hidden:
+            people[pid] = PersonEntry(old.name, old.hidden, frozenset(kept))
     return Book(people, next_id)
 
 
@@ -209,7 +210,8 @@ def list_people(
     limit = threshold if threshold is not None else faces.face_settings.cluster_threshold
     limit = limit if limit is not None else faces.face_settings.threshold
     every = faces.faces(with_vectors=True)
-    vectors = np.stack([f.vector for f in every]) if every else np.zeros((0, DIM))
+    # with_vectors=True: every face carries its descriptor
+    vectors = np.stack([cast("F32", f.vector) for f in every]) if every else np.zeros((0, DIM))
     labels = cluster_faces(vectors, limit)
     ids = [f.face_id for f in every]
     book = assign(ids, labels, load_book(faces.index_dir))

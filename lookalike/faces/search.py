@@ -126,7 +126,7 @@ class FaceSearch(FaceFolder):
             out.append(
                 FaceMatch(
                     photo=str(p["photo"]),
-                    box=tuple(p["box"]),  # type: ignore[arg-type]
+                    box=tuple(p["box"]),
                     distance=round(distance, 4),
                     similarity=round(h.score, 4),
                     face_id=h.point_id,
