@@ -23,13 +23,10 @@ from PIL import Image, ImageDraw
 
 from lookalike.evaluation.metrics import evaluate
 from lookalike.faces.models import SHAPE_PREDICTOR, model_file, require_dlib
-from lookalike.learn.projection import (
-    Projection,
-    TuneResult,
-    fit_cross_domain,
-    fit_projection,
-    item_rankings,
-)
+from lookalike.learn.net import part
+from lookalike.learn.projection import Projection, TuneResult
+from lookalike.learn.ranking import item_rankings
+from lookalike.learn.tuning import fit_cross_domain, fit_projection
 from lookalike.pipeline.boxes import pixels
 from lookalike.pipeline.isolate import cut_out, split_garments
 from lookalike.types import F32, Box
@@ -516,8 +513,8 @@ def make_modules(torch):  # type: ignore[no-untyped-def]
 
         def forward(self, x):
             n = self.net
-            h = n._swish(n._bn0(n._conv_stem(x)))
-            for b in n._blocks[: self.upto]:
+            h = part(n, "_swish")(part(n, "_bn0")(part(n, "_conv_stem")(x)))
+            for b in part(n, "_blocks")[: self.upto]:
                 h = b(h)
             return h
 
@@ -526,9 +523,13 @@ def make_modules(torch):  # type: ignore[no-untyped-def]
 
         def __init__(self, net, cache: int, start: int, head_dim: int, train_head_conv: bool):
             super().__init__()
-            self.frozen = nn.ModuleList(net._blocks[cache:start])
-            self.blocks = nn.ModuleList(net._blocks[start:])
-            self.conv_head, self.bn1, self.act = net._conv_head, net._bn1, net._swish
+            self.frozen = nn.ModuleList(part(net, "_blocks")[cache:start])
+            self.blocks = nn.ModuleList(part(net, "_blocks")[start:])
+            self.conv_head, self.bn1, self.act = (
+                part(net, "_conv_head"),
+                part(net, "_bn1"),
+                part(net, "_swish"),
+            )
             self.head = nn.Linear(1280, head_dim, bias=False) if head_dim else None
             if self.head is not None:  # identity start when square: the pretrained space
                 if head_dim == 1280:

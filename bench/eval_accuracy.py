@@ -670,12 +670,12 @@ def run_eval(args: argparse.Namespace, g: Grocery) -> None:
 def project_splits(
     holdout: Split, val: Split, tta: dict[str, np.ndarray]
 ) -> tuple[Split, Split, dict[str, np.ndarray]]:
-    """Learned whitening (`lookalike.learn.projection.fit_projection`, its parameters chosen on its own
+    """Learned whitening (`lookalike.learn.tuning.fit_projection`, its parameters chosen on its own
     held-out photos) applied to both splits: the held-out split's projection is fitted on that
     split's catalogue part only, val's on the whole catalogue; queries and their TTA variants are
     projected with their split's projection (TTA variants: averaged raw, then projected, in
     `rank`). Val photos are never fitted."""
-    from lookalike.learn.projection import fit_projection
+    from lookalike.learn.tuning import fit_projection
 
     out = []
     tta = dict(tta)

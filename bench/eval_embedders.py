@@ -14,7 +14,7 @@ cached per network as `<cache>/<variant>.npz`.
 
 `eval` scores each combination (networks joined by `+`: their L2-normalised vectors side by side,
 as the `efficientnet-lite2+lite1` export does) three ways, centroid mode: plain; with the learned
-projection (`lookalike.learn.projection.fit_projection`, the same function and held-out choice as
+projection (`lookalike.learn.tuning.fit_projection`, the same function and held-out choice as
 `lookalike tune`: parameters chosen on 20 % of the catalogue photos, never on val); projection +
 TTA crops. It prints the held-out score the choice saw (catalogue photos only) next to the val
 figures: choosing among combinations by the held-out column uses no val photo.
@@ -99,7 +99,7 @@ def _centroid_metrics(
 
 def evaluate_combination(names: Sequence[str], g: Grocery, cache: Path) -> dict[str, object]:
     """Plain / projection / projection + TTA crops figures of one combination of networks."""
-    from lookalike.learn.projection import fit_projection
+    from lookalike.learn.tuning import fit_projection
 
     parts = []
     for name in names:

@@ -108,7 +108,8 @@ def choose_tta(
     from common import garment_folds
 
     from lookalike.evaluation.metrics import evaluate
-    from lookalike.learn.projection import fit_cross_domain, item_rankings
+    from lookalike.learn.ranking import item_rankings
+    from lookalike.learn.tuning import fit_cross_domain
 
     ids = np.asarray([str(g) for g in garment_ids])
     folds = garment_folds(len(ids), fit_garments, seed)

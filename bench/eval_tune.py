@@ -38,7 +38,7 @@ from common import (
     tune_markdown,
 )
 
-from lookalike.learn.projection import (
+from lookalike.learn.tuning import (
     fit_cross_domain,
     fit_grid,
     fit_projection,

@@ -27,7 +27,7 @@ def main() -> None:
 
     from lookalike.config import Settings
     from lookalike.engine.core import Engine
-    from lookalike.learn.projection import fit_cross_domain
+    from lookalike.learn.tuning import fit_cross_domain
     from lookalike.pipeline.embed import l2_normalise
 
     parser = argparse.ArgumentParser(description=__doc__)

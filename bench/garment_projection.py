@@ -1,4 +1,4 @@
-"""Garment cut-outs + a cross-domain projection (lookalike.learn.projection.fit_cross_domain) fitted on the
+"""Garment cut-outs + a cross-domain projection (lookalike.learn.tuning.fit_cross_domain) fitted on the
 first 400 fashion pairs (worn cut-out vector, product vector), scored on the last 200 garments
 (their worn photos search all 600 product shots, projected too). Uses the vectors saved by
 bench/tune_garments.py (`q_<variant>.npy`, `products_lite2.npy`).
@@ -23,7 +23,7 @@ def ranks(q: np.ndarray, p: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def main(folder: Path, names: list[str]) -> None:
-    from lookalike.learn.projection import fit_cross_domain
+    from lookalike.learn.tuning import fit_cross_domain
     from lookalike.pipeline.embed import l2_normalise
 
     products = np.load(folder / "products_lite2.npy")

@@ -1,5 +1,5 @@
 """Offline checks on the vectors bench/train_sweep.py saves: does the linear projection
-(lookalike.learn.projection fit_projection / fit_cross_domain) still help on top of the trained network, and
+(lookalike.learn.tuning fit_projection / fit_cross_domain) still help on top of the trained network, and
 does the trained Lite2 + frozen Lite1 ensemble (bench/train_frozen_vectors.py) help?
 
     python bench/train_post.py fashion RUN_DIR/fashion_engine_f0_vectors.npz 0 lite1_fashion.npz
@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 from lookalike.evaluation.metrics import evaluate
-from lookalike.learn.projection import fit_cross_domain, fit_projection, item_rankings
+from lookalike.learn.ranking import item_rankings
+from lookalike.learn.tuning import fit_cross_domain, fit_projection
 
 
 def unit(v: np.ndarray) -> np.ndarray:

@@ -122,7 +122,7 @@ def serve(
             raise QueryError(f"--allow-image-network: {exc}") from None
         settings = Settings(models_mirror=models_mirror) if models_mirror else Settings()
         engine = Engine(index or settings.index, settings=settings, store_spec=store)
-        from lookalike.faces.index import MANIFEST as FACES_MANIFEST
+        from lookalike.faces.files import MANIFEST as FACES_MANIFEST
 
         # An index folder of faces only (`lookalike faces index`) is served too: "Find people".
         faces_only = engine.manifest is None and (engine.index_dir / FACES_MANIFEST).exists()

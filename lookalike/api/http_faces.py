@@ -14,7 +14,8 @@ from lookalike.api.http_schemas import MAX_K, ChooseFaceOut, ErrorOut, FaceSearc
 from lookalike.api.http_state import AppState
 
 if TYPE_CHECKING:
-    from lookalike.faces.index import FaceIndex, FaceSearchResult
+    from lookalike.faces.index import FaceIndex
+    from lookalike.faces.values import FaceSearchResult
 
 
 def faces_router(state: AppState) -> APIRouter:

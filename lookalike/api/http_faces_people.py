@@ -27,8 +27,9 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from lookalike.faces.index import Face, FaceIndex
+    from lookalike.faces.index import FaceIndex
     from lookalike.faces.people import PersonView
+    from lookalike.faces.values import Face
     from lookalike.pipeline.decode import DecodeLimits
 
 _CROPS = 512  # face pictures cached (a People page shows one per person)

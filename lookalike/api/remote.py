@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import httpx
 
     from lookalike.engine.core import Progress, SearchResult
-    from lookalike.faces.index import FaceSearchResult
+    from lookalike.faces.values import FaceSearchResult
     from lookalike.types import IndexSummary
 
 KEY_HEADER = "X-API-Key"
@@ -238,7 +238,7 @@ class ServedIndex:
     ) -> FaceSearchResult:
         """`FaceIndex.search_many` through the server (`POST /api/faces/search`): one portrait
         (the endpoint takes one photo; several are refused with what to do)."""
-        from lookalike.faces.index import FaceMatch, FaceSearchResult, QueryFace
+        from lookalike.faces.values import FaceMatch, FaceSearchResult, QueryFace
 
         if len(selfies) != 1:
             raise QueryError(

@@ -182,12 +182,8 @@ def tune_index(
     """
     import time
 
-    from lookalike.learn.projection import (
-        DEFAULT_DIMS,
-        DEFAULT_LAMBDAS,
-        fit_cross_domain,
-        fit_projection,
-    )
+    from lookalike.learn.projection import DEFAULT_DIMS, DEFAULT_LAMBDAS
+    from lookalike.learn.tuning import fit_cross_domain, fit_projection
 
     notify = progress or (lambda stage, done, total: None)
     started = time.perf_counter()

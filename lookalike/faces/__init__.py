@@ -4,6 +4,12 @@
     embed.py     5-point alignment + dlib's 128-d ResNet descriptor, L2-normalised
     models.py    where the dlib `.dat` files are, and what they are (sha256)
     index.py     `FaceIndex`: index / search / clusters / forget over a Qdrant Edge shard
+    folder.py    its folder: detector, embedder, faces.json / options / lock, the store, reading
+    search.py    its search: "you" and "maybe you" photos of one or several portraits
+    ingest.py    an index run's photo loading (worker threads) and face points
+    photos.py    which photos a folder holds (and the photo-like files that are not read)
+    values.py    faces, matches, query faces, results, people, summaries
+    files.py     the face index's file names and atomic JSON writes
     cluster.py   faces -> people (Chinese whispers on the "same person" graph)
     people.py    people as the user shapes them: stable ids, names, merge, split, hide
     tiers.py     "you" and "maybe you" matches, and when the looser tier is shown

@@ -27,12 +27,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lookalike.errors import QueryError
 
 if TYPE_CHECKING:
-    from lookalike.faces.index import Face, FaceIndex
+    from lookalike.faces.index import FaceIndex
+    from lookalike.faces.values import Face
+    from lookalike.types import F32
 
 BOOK = "faces-book.json"
 
@@ -100,10 +102,10 @@ def assign(face_ids: Sequence[str], clusters: Sequence[int], book: Book) -> Book
             members[pid] = set()
         members[pid].update(new)
     people = {}
-    for pid, faces in members.items():
+    for pid, kept in members.items():
         old = book.people.get(pid, PersonEntry())
-        if faces or old.name or old.hidden:
-            people[pid] = PersonEntry(old.name, old.hidden, frozenset(faces))
+        if kept or old.name or old.hidden:
+            people[pid] = PersonEntry(old.name, old.hidden, frozenset(kept))
     return Book(people, next_id)
 
 
@@ -176,7 +178,7 @@ def load_book(index_dir: Path) -> Book:
 
 
 def save_book(index_dir: Path, book: Book) -> None:
-    from lookalike.faces.index import write_json
+    from lookalike.faces.files import write_json
 
     write_json(
         Path(index_dir) / BOOK,
@@ -208,7 +210,8 @@ def list_people(
     limit = threshold if threshold is not None else faces.face_settings.cluster_threshold
     limit = limit if limit is not None else faces.face_settings.threshold
     every = faces.faces(with_vectors=True)
-    vectors = np.stack([f.vector for f in every]) if every else np.zeros((0, DIM))
+    # with_vectors=True: every face carries its descriptor
+    vectors = np.stack([cast("F32", f.vector) for f in every]) if every else np.zeros((0, DIM))
     labels = cluster_faces(vectors, limit)
     ids = [f.face_id for f in every]
     book = assign(ids, labels, load_book(faces.index_dir))
@@ -237,7 +240,7 @@ def change_book(faces: FaceIndex, change: Any, *args: Any, **kw: Any) -> Any:
 
 
 def _views(book: Book, every: Sequence[Face]) -> list[PersonView]:
-    from lookalike.faces.index import without_vector
+    from lookalike.faces.values import without_vector
 
     by_id = {f.face_id: without_vector(f) for f in every}
     views = []
@@ -257,7 +260,7 @@ def _listing(views: Sequence[PersonView]) -> dict[str, list[str]]:
 
 
 def _saved_listing(index_dir: Path) -> dict[str, list[str]] | None:
-    from lookalike.faces.index import PEOPLE
+    from lookalike.faces.files import PEOPLE
 
     path = Path(index_dir) / PEOPLE
     return json.loads(path.read_text()).get("people") if path.exists() else None
@@ -266,7 +269,7 @@ def _saved_listing(index_dir: Path) -> dict[str, list[str]] | None:
 def _save_listing(index_dir: Path, views: Sequence[PersonView], threshold: float) -> None:
     from datetime import UTC, datetime
 
-    from lookalike.faces.index import PEOPLE, write_json
+    from lookalike.faces.files import PEOPLE, write_json
 
     write_json(
         Path(index_dir) / PEOPLE,

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from lookalike.pipeline.decode import is_url
 
 if TYPE_CHECKING:
-    from lookalike.faces.index import Person
+    from lookalike.faces.values import Person
 
 BoxLike = Sequence[float]
 THUMB = 112
@@ -75,7 +75,7 @@ def draw_boxes(
         x1, y1, x2, y2 = (v * scale for v in box)
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=width)
         text = labels[i] if labels is not None else str(i)
-        tx, ty = x1 + width, max(0.0, y1 - font.size - 2 * width) if y1 > font.size else y1 + width
+        tx, ty = x1 + width, max(0.0, y1 - font.size - 2 * width) if y1 > font.size else y1 + width  # type: ignore[union-attr]  # load_default(size=) gives a FreeTypeFont on Pillow >= 10.3
         bbox = draw.textbbox((tx, ty), text, font=font)
         draw.rectangle(bbox, fill=colour)
         draw.text((tx, ty), text, fill=(0, 0, 0), font=font)

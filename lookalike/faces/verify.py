@@ -23,7 +23,7 @@ def pair_distances(
     v = np.asarray(vectors, dtype=np.float64)
     if len(v) != len(labels):
         raise ValueError(f"{len(v)} vectors but {len(labels)} labels")
-    ok = ~np.isnan(v).any(axis=1)
+    ok = np.asarray(~np.isnan(v).any(axis=1), dtype=bool)
     v = v[ok]
     lab = np.array([str(x) for x, keep in zip(labels, ok, strict=True) if keep])
     d = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (v @ v.T)))

@@ -70,8 +70,15 @@ def load_network(variant: str, weights: Path) -> Any:
         return EfficientNet.from_pretrained(variant, weights_path=str(weights))
 
 
+def part(net: Any, name: str) -> Any:
+    """The child module `name` of `net` (EfficientNet names its parts `_blocks`, `_conv_stem`,
+    `_bn0`, `_swish`, `_conv_head`, `_bn1`, `_fc`), through torch's public
+    `Module.get_submodule`."""
+    return net.get_submodule(name)
+
+
 def split_at(net: Any, variant: str, tail_blocks: int) -> Split:
-    blocks = len(net._blocks)
+    blocks = len(part(net, "_blocks"))
     tail_blocks = max(0, min(tail_blocks, blocks))
     return Split(variant, blocks, blocks - tail_blocks)
 
@@ -79,9 +86,12 @@ def split_at(net: Any, variant: str, tail_blocks: int) -> Split:
 def make_modules(net: Any, split: Split) -> tuple[Any, Any]:
     """(front, tail) torch modules sharing `net`'s weights: front(pixels) -> activations;
     tail(activations) -> (gem, avg, logits)."""
-    torch = import_torch()
-    nn = torch.nn
-    drop = float(net._global_params.drop_connect_rate or 0.0)
+    import_torch()
+    from torch import nn
+
+    # Not a module: its hyper-parameters (a namedtuple) have no public accessor.
+    params = getattr(net, "_global_params")  # noqa: B009  # a string, not a private attribute read
+    drop = float(params.drop_connect_rate or 0.0)
 
     class Front(nn.Module):
         def __init__(self) -> None:
@@ -89,8 +99,9 @@ def make_modules(net: Any, split: Split) -> tuple[Any, Any]:
             self.net = net
 
         def forward(self, x: Any) -> Any:
-            x = self.net._swish(self.net._bn0(self.net._conv_stem(x)))
-            for block in self.net._blocks[: split.first_trained]:
+            stem = part(self.net, "_conv_stem")
+            x = part(self.net, "_swish")(part(self.net, "_bn0")(stem(x)))
+            for block in part(self.net, "_blocks")[: split.first_trained]:
                 x = block(x)  # frozen: eval mode, no drop-connect
             return x
 
@@ -102,11 +113,13 @@ def make_modules(net: Any, split: Split) -> tuple[Any, Any]:
         def forward(self, x: Any) -> tuple[Any, Any, Any]:
             for idx in range(split.first_trained, split.blocks):
                 # Drop-connect as the network was trained with it (scaled by depth); off in eval.
-                x = self.net._blocks[idx](x, drop_connect_rate=drop * idx / split.blocks)
-            fmap = self.net._swish(self.net._bn1(self.net._conv_head(x)))
+                block = part(self.net, "_blocks")[idx]
+                x = block(x, drop_connect_rate=drop * idx / split.blocks)
+            head = part(self.net, "_conv_head")
+            fmap = part(self.net, "_swish")(part(self.net, "_bn1")(head(x)))
             avg = fmap.mean(dim=(2, 3))
             gem = fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
-            return gem, avg, self.net._fc(avg)
+            return gem, avg, part(self.net, "_fc")(avg)
 
     return Front(), Tail()
 
@@ -126,7 +139,8 @@ def trainable_parameters(net: Any, split: Split) -> list[Any]:
     for p in net.parameters():
         p.requires_grad_(False)
     params = []
-    for module in [*net._blocks[split.first_trained :], net._conv_head, net._bn1]:
+    tail = [*part(net, "_blocks")[split.first_trained :], part(net, "_conv_head")]
+    for module in [*tail, part(net, "_bn1")]:
         for p in module.parameters():
             p.requires_grad_(True)
             params.append(p)
@@ -146,7 +160,7 @@ def tail_mode(net: Any, training: bool) -> None:
 def export_onnx(net: Any, size: int, dest: Path) -> None:
     """The whole adapted network as ONNX with the base export's inputs and outputs."""
     torch = import_torch()
-    nn = torch.nn
+    from torch import nn
 
     class Whole(nn.Module):
         def __init__(self) -> None:
@@ -157,7 +171,7 @@ def export_onnx(net: Any, size: int, dest: Path) -> None:
             fmap = self.net.extract_features(x)
             avg = fmap.mean(dim=(2, 3))
             gem = fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
-            return gem, avg, self.net._fc(avg)
+            return gem, avg, part(self.net, "_fc")(avg)
 
     was_training = net.training
     net.eval()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lookalike.errors import CatalogueError, StoreError, TrainingError
 from lookalike.learn.heldout import available_bytes, estimate_bytes
@@ -26,6 +26,7 @@ from lookalike.types import Skipped
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
+    from lookalike.pipeline.embed import OnnxImageEmbedder
 
 ProgressFn = Callable[[TrainProgress], None]
 
@@ -277,12 +278,17 @@ def reset_index(
     with engine.write_lock():
         data = collect(engine, spec.preprocess, progress=stage)
         s = engine.settings
-        base = load_embedder(
-            spec,
-            models.path(spec.name),
-            threads=s.threads,
-            optimization=s.ort_optimization,
-            spinning=s.ort_spinning,
+        # A trainable network's spec is an `image-embedder`: load_embedder builds an
+        # OnnxImageEmbedder, the one with `embed_prepared`.
+        base = cast(
+            "OnnxImageEmbedder",
+            load_embedder(
+                spec,
+                models.path(spec.name),
+                threads=s.threads,
+                optimization=s.ort_optimization,
+                spinning=s.ort_spinning,
+            ),
         )
         dropped = _swap(engine, data, lambda x: base.embed_prepared(x)[0], spec, None, stage)
         engine.reload()  # inside the lock: what runs when it is released sees the new index

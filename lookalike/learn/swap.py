@@ -145,7 +145,7 @@ def write_aside(
         new.upsert(list(points[start : start + 256]))
         progress("write", min(start + 256, len(points)), len(points))
     for name, kind in schema.items():
-        new.ensure_index(name, kind)  # type: ignore[arg-type]
+        new.ensure_index(name, kind)  # type: ignore[arg-type]  # payload_schema() gives str; its values are IndexKinds
     new.flush()
     new.settle()
     new.close()

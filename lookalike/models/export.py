@@ -55,7 +55,7 @@ def _efficientnet_lite(*variants: str) -> Callable[[Mapping[str, Path], Path], N
                     fmap = net.extract_features(x)  # type: ignore[operator]  # EfficientNet's method, typed as nn.Module's __getattr__
                     avgs.append(fmap.mean(dim=(2, 3)))
                     gems.append(fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P))
-                logits = self.nets[0]._fc(avgs[0])
+                logits = self.nets[0].get_submodule("_fc")(avgs[0])
                 if len(gems) == 1:
                     return gems[0], avgs[0], logits
                 unit = torch.nn.functional.normalize

@@ -19,7 +19,8 @@ from PIL import Image
 from lookalike.errors import QueryError, StoreError
 from lookalike.faces.detect import FaceBox, find_faces, suppress_duplicates
 from lookalike.faces.errors import ManyFacesError, NoFaceError
-from lookalike.faces.index import FaceIndex, scan_photos
+from lookalike.faces.index import FaceIndex
+from lookalike.faces.photos import scan_photos
 from lookalike.faces.settings import FaceSettings
 from lookalike.faces.tiers import split_tiers
 from lookalike.faces.verify import (

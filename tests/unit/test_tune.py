@@ -10,17 +10,16 @@ import pytest
 
 from lookalike.errors import CatalogueError, IndexMismatchError
 from lookalike.evaluation.metrics import evaluate
-from lookalike.learn.projection import (
+from lookalike.learn.projection import VERSION, Projection
+from lookalike.learn.ranking import item_rankings
+from lookalike.learn.tuning import (
     FIT,
     QUERY,
     REFERENCE,
-    VERSION,
-    Projection,
     fit_cross_domain,
     fit_grid,
     fit_projection,
     holdout_split,
-    item_rankings,
 )
 from lookalike.pipeline.embed import l2_normalise
 
