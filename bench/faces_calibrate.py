@@ -34,10 +34,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from common import Event, load_event
+from common import Event, load_event, search_average_precision
 
 from lookalike.faces.tiers import split_tiers
-from lookalike.faces.verify import search_average_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 

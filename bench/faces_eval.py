@@ -31,17 +31,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from lookalike.evaluation.metrics import evaluate
-from lookalike.faces.index import FaceIndex
-from lookalike.faces.settings import FaceSettings
-from lookalike.faces.verify import (
+from common import (
     best_accuracy_threshold,
     pair_distances,
     rates,
     threshold_at_fpr,
     tpr_at_fpr,
 )
+
+from lookalike.evaluation.metrics import evaluate
+from lookalike.faces.index import FaceIndex
+from lookalike.faces.settings import FaceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

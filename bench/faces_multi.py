@@ -17,11 +17,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from common import Event, load_event
+from common import Event, load_event, search_average_precision
 
 from lookalike.faces.settings import DEFAULT_MAYBE_THRESHOLD, DEFAULT_THRESHOLD
 from lookalike.faces.tiers import split_tiers
-from lookalike.faces.verify import search_average_precision
 from lookalike.pipeline.embed import l2_normalise
 
 ROOT = Path(__file__).resolve().parents[1]

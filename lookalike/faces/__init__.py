@@ -13,7 +13,6 @@
     cluster.py   faces -> people (Chinese whispers on the "same person" graph)
     people.py    people as the user shapes them: stable ids, names, merge, split, hide
     tiers.py     "you" and "maybe you" matches, and when the looser tier is shown
-    verify.py    verification metrics and threshold calibration (pure functions)
     report.py    HTML page of the clusters; a picture of the detected boxes
 
 Heavy modules (numpy, dlib, PIL, qdrant) are imported by the submodules, not here, so

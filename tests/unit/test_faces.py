@@ -16,14 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.errors import QueryError, StoreError
-from lookalike.faces.detect import FaceBox, find_faces, suppress_duplicates
-from lookalike.faces.errors import ManyFacesError, NoFaceError
-from lookalike.faces.index import FaceIndex
-from lookalike.faces.photos import scan_photos
-from lookalike.faces.settings import FaceSettings
-from lookalike.faces.tiers import split_tiers
-from lookalike.faces.verify import (
+from bench.common import (
     best_accuracy_threshold,
     pair_distances,
     rates,
@@ -31,6 +24,13 @@ from lookalike.faces.verify import (
     threshold_at_fpr,
     tpr_at_fpr,
 )
+from lookalike.errors import QueryError, StoreError
+from lookalike.faces.detect import FaceBox, find_faces, suppress_duplicates
+from lookalike.faces.errors import ManyFacesError, NoFaceError
+from lookalike.faces.index import FaceIndex
+from lookalike.faces.photos import scan_photos
+from lookalike.faces.settings import FaceSettings
+from lookalike.faces.tiers import split_tiers
 from lookalike.pipeline.embed import l2_normalise
 from lookalike.types import Box
 
