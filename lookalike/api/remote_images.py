@@ -25,17 +25,21 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
 import anyio
-import httpcore
 import httpx
 
 from lookalike.catalog.crawl.errors import UnsafeURLError
-from lookalike.catalog.crawl.safety import check_url, is_public_address, resolve, sniff_image
+from lookalike.catalog.crawl.safety import (
+    GuardedTransport,
+    check_url,
+    is_public_address,
+    sniff_image,
+)
 from lookalike.errors import DecodeError
 
 log = logging.getLogger("lookalike.http")
@@ -83,62 +87,15 @@ class FetchPolicy:
         return any(ip in net for net in self.allow if net.version == ip.version)
 
 
-class _CheckedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves, checks every address against the policy, connects to a checked address (as the
-    crawler's `GuardedBackend` does, with the policy's allow-list)."""
+def _checker(policy: FetchPolicy) -> Callable[[str, list[str]], None]:
+    """The server's address check: every resolved address public or on the policy's allow-list."""
 
-    def __init__(self, policy: FetchPolicy) -> None:
-        self._policy = policy
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await resolve(host, port, timeout)
+    def check(host: str, addresses: list[str]) -> None:
         for address in addresses:
-            if not self._policy.permits(address):
+            if not policy.permits(address):
                 raise UnsafeURLError(f"{host} resolves to the non-public address {address}")
-        error: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc
-        raise error or httpcore.ConnectError(f"no address for {host}")
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise UnsafeURLError("unix sockets are never used")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _CheckedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, policy: FetchPolicy) -> None:
-        super().__init__(trust_env=False)
-        # httpx has no public hook for the network backend: its pool is replaced by one with the
-        # checking backend (the crawler's client does the same; the tests prove the check runs).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=policy.parallel,
-            network_backend=_CheckedBackend(policy),
-        )
+    return check
 
 
 async def fetch_image(url: str, policy: FetchPolicy) -> bytes:
@@ -150,7 +107,9 @@ async def fetch_image(url: str, policy: FetchPolicy) -> bytes:
     try:
         with anyio.fail_after(policy.deadline_s):
             async with httpx.AsyncClient(
-                transport=_CheckedTransport(policy),
+                transport=GuardedTransport(
+                    _checker(policy), max_connections=policy.parallel, keepalive=False
+                ),
                 follow_redirects=False,
                 trust_env=False,
                 timeout=policy.deadline_s,

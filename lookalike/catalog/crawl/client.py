@@ -3,7 +3,7 @@
 `PoliteClient.get` applies, in order: URL safety (`safety.check_url`), robots.txt, the host's gate
 (rate and concurrency), the timeouts, the size cap and content type of the kind of body asked for,
 retries with backoff (honouring `Retry-After`), and redirects (each hop checked again). The
-connection itself is made by `safety.GuardedBackend`, which refuses non-public addresses after
+connection itself is made by `safety.GuardedTransport` (its `GuardedBackend`), which refuses non-public addresses after
 DNS resolution. Environment proxies are not used (`trust_env=False`): a proxy would take the
 address check out of our hands.
 
@@ -18,10 +18,10 @@ import asyncio
 import collections
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 from urllib.parse import urljoin
 
-import httpcore
 import httpx
 
 from lookalike.catalog.crawl.errors import FetchError, RobotsDisallowedError, UnsafeURLError
@@ -37,8 +37,9 @@ from lookalike.catalog.crawl.politeness import (
     parse_robots,
 )
 from lookalike.catalog.crawl.safety import (
-    GuardedBackend,
+    GuardedTransport,
     SafetyLimits,
+    check_addresses,
     check_url,
     host_key,
     media_type,
@@ -86,22 +87,6 @@ class Response:
         return media_type(self.headers.get("content-type"))
 
 
-class _GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with its connection pool built on `GuardedBackend`."""
-
-    def __init__(self, allow_private: bool, max_connections: int) -> None:
-        super().__init__(trust_env=False)
-        # httpx has no public hook for the network backend; the pool it would build is replaced
-        # by one with the same settings plus the guard (checked by the safety tests).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=5.0,
-            network_backend=GuardedBackend(allow_private),
-        )
-
-
 class PoliteClient:
     """See the module docstring. Use as `async with PoliteClient(...) as client:`.
 
@@ -119,7 +104,10 @@ class PoliteClient:
         self.limits = limits or SafetyLimits()
         self.requests: collections.Counter[str] = collections.Counter()
         self._http = httpx.AsyncClient(
-            transport=_GuardedTransport(self.limits.allow_private, max_connections=64),
+            transport=GuardedTransport(
+                partial(check_addresses, allow_private=self.limits.allow_private),
+                max_connections=64,
+            ),
             follow_redirects=False,
             trust_env=False,
             timeout=httpx.Timeout(self.politeness.timeout_s),

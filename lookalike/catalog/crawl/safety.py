@@ -22,12 +22,13 @@ import os
 import re
 import socket
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpcore
+import httpx
 
 from lookalike.catalog.crawl.errors import CrawlError, UnsafeURLError
 
@@ -234,11 +235,12 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     It resolves the host itself and connects to the checked address, so check and use cannot
     disagree. TLS still verifies the certificate against the host name (httpcore passes the name,
-    not the address, as SNI).
+    not the address, as SNI). `check(host, addresses)` raises UnsafeURLError to refuse (the
+    crawler's: `check_addresses` with --allow-private; the server's image fetches: its allow-list).
     """
 
-    def __init__(self, allow_private: bool) -> None:
-        self._allow_private = allow_private
+    def __init__(self, check: Callable[[str, list[str]], None]) -> None:
+        self._check = check
         self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -250,7 +252,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         addresses = await resolve(host, port, timeout)
-        check_addresses(host, addresses, self._allow_private)
+        self._check(host, addresses)
         error: Exception | None = None
         for address in addresses:  # happy-eyeballs light: the first address that answers
             try:
@@ -272,10 +274,28 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        raise UnsafeURLError("unix sockets are never used by the crawler")
+        raise UnsafeURLError("unix sockets are never used")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport with its connection pool built on `GuardedBackend`."""
+
+    def __init__(
+        self, check: Callable[[str, list[str]], None], max_connections: int, keepalive: bool = True
+    ) -> None:
+        super().__init__(trust_env=False)
+        # httpx has no public hook for the network backend; the pool it would build is replaced
+        # by one with the same settings plus the guard (checked by the safety tests).
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections if keepalive else None,
+            keepalive_expiry=5.0 if keepalive else None,
+            network_backend=GuardedBackend(check),
+        )
 
 
 def media_type(content_type: str | None) -> str:
