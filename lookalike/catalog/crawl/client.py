@@ -3,7 +3,7 @@
 `PoliteClient.get` applies, in order: URL safety (`safety.check_url`), robots.txt, the host's gate
 (rate and concurrency), the timeouts, the size cap and content type of the kind of body asked for,
 retries with backoff (honouring `Retry-After`), and redirects (each hop checked again). The
-connection itself is made by `safety.GuardedTransport` (its `GuardedBackend`), which refuses non-public addresses after
+connection itself is made by `safety.GuardedTransport`, which refuses non-public addresses after
 DNS resolution. Environment proxies are not used (`trust_env=False`): a proxy would take the
 address check out of our hands.
 
