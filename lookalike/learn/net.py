@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.errors import ModelError
+from lookalike.models.export import GEM_P, write_embedder_onnx
 
-GEM_P = 3.0
-"""GeM exponent, as the base export (`lookalike.models.export.GEM_P`)."""
 TRAINABLE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 """Embedders `tune --train` can adapt (single networks with PyTorch weights in the catalogue)."""
 
@@ -180,20 +179,6 @@ def export_onnx(net: Any, size: int, dest: Path) -> None:
     tmp = dest.with_name(dest.name + ".part")
     with warnings.catch_warnings():  # the exporter's notes on constant folding
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Whole().eval(),
-            (torch.zeros(1, 3, size, size),),
-            str(tmp),
-            input_names=["pixels"],
-            output_names=["gem", "avg", "logits"],
-            dynamic_axes={
-                "pixels": {0: "n", 2: "h", 3: "w"},
-                "gem": {0: "n"},
-                "avg": {0: "n"},
-                "logits": {0: "n"},
-            },
-            opset_version=17,
-            dynamo=False,
-        )
+        write_embedder_onnx(Whole().eval(), torch.zeros(1, 3, size, size), tmp)
     tmp.replace(dest)
     cpu.train(was_training)

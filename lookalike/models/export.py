@@ -10,12 +10,36 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from lookalike.errors import ModelError
 from lookalike.models.catalog import weights_role
 
 GEM_P = 3.0
 """GeM pooling exponent (Radenović et al.): p=3 is the standard choice for retrieval."""
+
+
+def write_embedder_onnx(module: Any, sample: Any, path: Path) -> None:
+    """`module` (a torch module) as ONNX with the embedder interface every image network here
+    has: input `pixels` (n, 3, h, w), outputs `gem`, `avg` (pooled features) and `logits`, the
+    batch and image sides dynamic. `sample`: an input tensor to trace with."""
+    import torch
+
+    torch.onnx.export(
+        module,
+        (sample,),
+        str(path),
+        input_names=["pixels"],
+        output_names=["gem", "avg", "logits"],
+        dynamic_axes={
+            "pixels": {0: "n", 2: "h", 3: "w"},
+            "gem": {0: "n"},
+            "avg": {0: "n"},
+            "logits": {0: "n"},
+        },
+        opset_version=17,
+        dynamo=False,
+    )
 
 
 def _efficientnet_lite(*variants: str) -> Callable[[Mapping[str, Path], Path], None]:
@@ -71,21 +95,7 @@ def _efficientnet_lite(*variants: str) -> Callable[[Mapping[str, Path], Path], N
         sample = torch.zeros(1, 3, size, size)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(".onnx.part")
-        torch.onnx.export(
-            Pooled(nets).eval(),
-            (sample,),
-            str(tmp),
-            input_names=["pixels"],
-            output_names=["gem", "avg", "logits"],
-            dynamic_axes={
-                "pixels": {0: "n", 2: "h", 3: "w"},
-                "gem": {0: "n"},
-                "avg": {0: "n"},
-                "logits": {0: "n"},
-            },
-            opset_version=17,
-            dynamo=False,
-        )
+        write_embedder_onnx(Pooled(nets).eval(), sample, tmp)
         tmp.replace(dest)
 
     return export
