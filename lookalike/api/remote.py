@@ -34,7 +34,7 @@ from lookalike.errors import (
 if TYPE_CHECKING:
     import httpx
 
-    from lookalike.engine.core import SearchResult
+    from lookalike.engine.results import SearchResult
     from lookalike.faces.index import FaceSearchResult
     from lookalike.types import IndexSummary, Progress
 
@@ -404,7 +404,7 @@ def error_from(status: int, detail: str, kind: str, server: str) -> LookalikeErr
 
 def _search_result(out: dict[str, Any]) -> SearchResult:
     """The server's search answer as the `SearchResult` the engine returns."""
-    from lookalike.engine.core import QueryObject, SearchResult
+    from lookalike.engine.results import QueryObject, SearchResult
     from lookalike.types import ProductHit
 
     hits = tuple(

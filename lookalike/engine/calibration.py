@@ -76,13 +76,13 @@ def calibrate_index(
     `EXACT_BELOW` views, the very views they were computed on; above it, a number of views within
     `DRIFT` of theirs (levels move slowly with a large catalogue, and items added one at a time
     through the HTTP API must not cost a calibration each)."""
-    from lookalike.engine.adapted import views_signature
+    from lookalike.engine.signature import views_signature
 
     manifest = engine.manifest
     if manifest is None:
         return
     count = engine.store.count(where("kind", "view"))
-    projection = engine._stored_projection()
+    projection = engine.stored_projection()
     projection_sha = projection.sha256 if projection is not None else None
     old = manifest.calibration or {}
     signature = views_signature(engine.store)[0] if count <= EXACT_BELOW else None
@@ -175,11 +175,11 @@ def _augmented_queries(
     vectors, own = [], []
     for item in sample[:AUGMENTED]:
         try:
-            image = engine._decode_query(photos[item])
+            image = engine.decode_query(photos[item])
         except (LookalikeError, OSError):
             continue  # a photo gone since indexing: calibrate on the others
-        view = engine._query_views(augmented_view(image, rng))[0]
-        vectors.append(engine._query_vector(view.image))
+        view = engine.query_views(augmented_view(image, rng))[0]
+        vectors.append(engine.query_vector(view.image))
         own.append(item)
     if not vectors:
         return None

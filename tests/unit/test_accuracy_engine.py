@@ -119,7 +119,7 @@ def test_tta_query_vector_is_the_mean_of_the_variants(tmp_path: Path) -> None:
         image = Image.open(tmp_path / "img" / "p3_1.jpg").convert("RGB")
         raw = TinyEmbedder().embed_images([image, ImageOps.mirror(image)])
         expected = l2_normalise(raw.mean(axis=0))
-        assert np.allclose(engine._query_vector(image), expected, atol=1e-6)
+        assert np.allclose(engine.query_vector(image), expected, atol=1e-6)
         assert engine.search(tmp_path / "img" / "p3_1.jpg", k=1).hits[0].item_id == "p3"
 
 

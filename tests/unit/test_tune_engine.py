@@ -81,7 +81,7 @@ def test_tune_stores_applies_and_survives_reopening(tmp_path: Path) -> None:
         assert np.allclose(cent.vectors["tuned"], mine, atol=1e-5)
         # queries are projected and searched among the tuned vectors: same order as numpy
         tuned_hits = engine.search(query, k=8, mode="centroid").hits
-        q = projection.apply(engine.embed_queries([engine._decode_query(query)])[0])
+        q = projection.apply(engine.embed_queries([engine.decode_query(query)])[0])
         cents = {
             r.payload["item_id"]: r.vectors["tuned"]
             for r in engine.store.scroll(where("kind", "centroid"), with_vectors=True)
