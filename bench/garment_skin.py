@@ -37,6 +37,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(index=Path(tmp) / "index")
         detector, isolator = Engine(settings.index, settings=settings, views=views).stages()
+        assert detector is not None and isolator is not None  # the views detect and isolate
         shares: dict[str, list[float | None]] = {}
         sheet: list[tuple[Image.Image, object, float]] = []
         for kind in ("product_image", "worn_image"):

@@ -284,7 +284,7 @@ def _apply(
             new.upsert(points[start : start + _BATCH])
             notify("apply", min(start + _BATCH, len(points)), len(points))
         for name, kind in schema.items():
-            new.ensure_index(name, kind)  # type: ignore[arg-type]
+            new.ensure_index(name, kind)  # type: ignore[arg-type]  # kind: from payload_schema, a valid one
         new.flush()
         new.settle()  # the graph, as after indexing (docs/benchmarks.md)
         new.close()

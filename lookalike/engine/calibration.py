@@ -26,7 +26,8 @@ from lookalike.engine.levels import (
     query_scores,
 )
 from lookalike.errors import LookalikeError
-from lookalike.store.base import Condition, Filter, where
+from lookalike.store.base import Condition, Filter, PointRecord, where
+from lookalike.types import Aggregation
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from lookalike.engine.core import Engine
 
 Progress = Callable[[str, int, int], None]
-MODES = ("centroid", "views")
+MODES: tuple[Aggregation, ...] = ("centroid", "views")
 EXACT_BELOW = 500
 """Up to this many views, any change of them recalibrates; above, a change of `DRIFT` in number."""
 DRIFT = 0.1
@@ -125,7 +126,7 @@ def _calibrate(engine: Engine, projection: Any, seed: int) -> dict[str, Any]:
             kept.append(item)
             total += by_item[item]
         chosen = sorted(kept)
-    records = []
+    records: list[PointRecord] = []
     for start in range(0, len(chosen), 256):
         flt = Filter(
             (
@@ -144,13 +145,13 @@ def _calibrate(engine: Engine, projection: Any, seed: int) -> dict[str, Any]:
     for space, vectors in spaces.items():
         out[space] = {}
         for mode in MODES:
-            pos, neg = held_out_scores(vectors, items, mode)  # type: ignore[arg-type]
+            pos, neg = held_out_scores(vectors, items, mode)
             source = "held-out"
             if augmented is not None:
                 queries, own = augmented
                 if space == "tuned":
                     queries = projection.apply(queries)
-                qpos, qneg = query_scores(queries, own, vectors, items, mode)  # type: ignore[arg-type]
+                qpos, qneg = query_scores(queries, own, vectors, items, mode)
                 pos, neg = np.concatenate([pos, qpos]), np.concatenate([neg, qneg])
                 source = "held-out+augmented" if len(pos) > len(qpos) else "augmented"
             if pos.size and neg.size:

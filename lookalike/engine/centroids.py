@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lookalike.engine.records import NOT_DETECTED
+
+if TYPE_CHECKING:
+    from lookalike.learn.projection import Projection
 from lookalike.pipeline.embed import l2_normalise
 from lookalike.store.base import Condition, Filter, PointRecord, Store, point_id, where
 
@@ -26,7 +29,7 @@ def consensus(lists: Sequence[Sequence[str]], *, top: int = 3) -> list[str]:
 
 
 def refresh_centroids(
-    store: Store, projection_of: Callable[[], Any], text_fields: Sequence[str]
+    store: Store, projection_of: Callable[[], Projection | None], text_fields: Sequence[str]
 ) -> None:
     """Make every item's `centroid` point the normalised mean of its current views.
 

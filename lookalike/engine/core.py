@@ -42,8 +42,15 @@ from lookalike.store.base import Filter, Store
 from lookalike.types import F32, Aggregation, Box, IndexSummary, Item, ProductHit
 
 if TYPE_CHECKING:
+    from lookalike.engine.adapted import ProjectionStatus, TuneOutcome
+    from lookalike.engine.integrity import VerifyReport
+    from lookalike.engine.wiring import Stages
+    from lookalike.learn.adapted import NetworkStatus
+    from lookalike.learn.projection import Projection
     from lookalike.pipeline.decode import DecodeLimits
     from lookalike.pipeline.isolate import ObjectView, ViewSettings
+    from lookalike.pipeline.ocr import TextReader
+    from lookalike.pipeline.text_match import ItemTextIndex
 
 
 class Engine(ClosesStore):
@@ -76,7 +83,7 @@ class Engine(ClosesStore):
         self.views, self.manifest = resolve_views(
             self.manifest, self.index_dir, views, self.settings
         )
-        self._stage_cache: tuple[Any, Any] | None = None
+        self._stage_cache: Stages | None = None
         if embedder and self.manifest and self.manifest.embedder.name != embedder:
             raise IndexMismatchError(
                 f"the index at {self.index_dir} was built with {self.manifest.embedder.name}, "
@@ -91,11 +98,11 @@ class Engine(ClosesStore):
         self._checked = False
         self._store = store
         self._store_spec = store_spec
-        self._projection: Any = None
+        self._projection: Projection | None = None
         self._projection_loaded = False
         self.network: dict[str, Any] | None = self.manifest.network if self.manifest else None
         """The adapted network to embed with (`lookalike.learn.adapted`), as the manifest records."""
-        self._reader: Any = None
+        self._reader: TextReader | None = None
         self._unchecked_open = False  # verify and repair open a store that failed its check
         self._fields = FilterFields(self)
         self._texts = TextFusion(self)
@@ -105,12 +112,12 @@ class Engine(ClosesStore):
     # -- components, built lazily so `Engine(...)` is cheap -------------------------------------
 
     @property
-    def projection(self) -> Any:
+    def projection(self) -> Projection | None:
         """The index's learned projection (`lookalike tune`) when it has one and the setting
         `tuned` is on (searches then use the `tuned` vectors), else None."""
         return self.stored_projection() if self.settings.tuned else None
 
-    def stored_projection(self) -> Any:
+    def stored_projection(self) -> Projection | None:
         """The index's projection whatever the `tuned` setting says (new points must carry it);
         read once and checked against the manifest's sha256."""
         if not self._projection_loaded:
@@ -122,7 +129,7 @@ class Engine(ClosesStore):
             self._projection_loaded = True
         return self._projection
 
-    def use_projection(self, projection: Any) -> None:
+    def use_projection(self, projection: Projection | None) -> None:
         """Search and index with `projection` from now on (`tune` applied a new one)."""
         self._projection = projection
 
@@ -218,7 +225,7 @@ class Engine(ClosesStore):
                 self._store.flush()
             integrity.seal(self.index_dir)
 
-    def verify(self) -> Any:
+    def verify(self) -> VerifyReport:
         """Check everything (`lookalike verify`): every sealed file's digest, and every vector
         read back through the store (finite, unit length, centroids the mean of their views).
         Returns `index_integrity.VerifyReport`; never raises for damage, it reports it."""
@@ -288,7 +295,7 @@ class Engine(ClosesStore):
         """Decode limits of catalogue photos from the settings (`wiring.decode_limits`)."""
         return wiring.decode_limits(self.settings, lambda: self.embedder, self.views)
 
-    def stages(self) -> tuple[Any, Any]:
+    def stages(self) -> Stages:
         """(detector, isolator) the view settings need (None where not used); loaded once."""
         if self._stage_cache is None:
             self._stage_cache = wiring.load_stages(self.settings, self.views)
@@ -306,14 +313,14 @@ class Engine(ClosesStore):
         """(view key, RGB image) of each view indexing makes of one photo (`PhotoPipeline`)."""
         return self.pipeline.training_views(source, query=query)
 
-    def text_reader(self) -> Any:
+    def text_reader(self) -> TextReader:
         if self._reader is None:
             from lookalike.pipeline.ocr import TextReader
 
             self._reader = TextReader()
         return self._reader
 
-    def text_index(self) -> Any:
+    def text_index(self) -> ItemTextIndex | None:
         """`ItemTextIndex` of the OCR words stored with the views (`TextFusion.text_index`)."""
         return self._texts.text_index()
 
@@ -461,21 +468,21 @@ class Engine(ClosesStore):
         """Catalogue fields users can filter on: name -> kind (keyword, float, bool)."""
         return self._fields.fields()
 
-    def projection_status(self, *, exact: bool = True) -> Any:
+    def projection_status(self, *, exact: bool = True) -> ProjectionStatus:
         """`lookalike.engine.adapted.ProjectionStatus`: is a learned projection used, is it stale
         (`exact`: by the signature of every view; else by their number, one count)."""
         from lookalike.engine.adapted import projection_status
 
         return projection_status(self, exact=exact)
 
-    def network_status(self, *, exact: bool = True) -> Any:
+    def network_status(self, *, exact: bool = True) -> NetworkStatus:
         """`lookalike.learn.adapted.NetworkStatus`: is the index embedded with an adapted network
         (`tune --train`), is it stale."""
         from lookalike.learn.adapted import network_status
 
         return network_status(self, exact=exact)
 
-    def tune(self, **kwargs: Any) -> Any:
+    def tune(self, **kwargs: Any) -> TuneOutcome:
         """Fit, store and apply a learned projection: see `lookalike.engine.adapted.tune_index`."""
         from lookalike.engine.adapted import tune_index
 

@@ -22,6 +22,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -185,7 +186,7 @@ class _EmbedActor:
         self._tmp = tempfile.TemporaryDirectory(prefix="lookalike-ray-")
         self.engine = Engine(
             self._tmp.name,
-            settings=Settings(index=self._tmp.name, **settings),
+            settings=Settings(index=Path(self._tmp.name), **settings),
             embedder=embedder,
             views=views_from_dict(views),
         )
@@ -217,7 +218,7 @@ class _EmbedActor:
         out_pos, out_n, out_meta, out_vec = [], [], [], []
         k = 0
         for pos, entry in loaded:
-            head = {
+            head: dict[str, Any] = {
                 "sha256": entry.sha256,
                 "skipped": entry.skipped.reason if entry.skipped else None,
                 "unchanged": entry.unchanged,
@@ -269,14 +270,16 @@ def _regroup(
             rows.append((json.loads(str(meta)), np.asarray(vector, np.float32)))
             if len(rows) >= max(1, int(n_views)):
                 done.append(int(pos))
-        loaded, vectors, classes = [], [], []
+        loaded: list[Loaded] = []
+        vectors: list[np.ndarray] = []
+        classes: list[list[str]] = []
         for pos in done:
             rows = pending.pop(pos)
             task, head = tasks[pos], rows[0][0]
             views = tuple(
                 View(
                     m["key"],
-                    tuple(m["box"]),  # type: ignore[arg-type]
+                    tuple(m["box"]),
                     m["label"],
                     float(m["score"]),
                     None,

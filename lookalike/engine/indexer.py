@@ -246,7 +246,7 @@ class Indexer:
                 elif isinstance(v, str) and len(v) <= 64:
                     kinds[k] = "keyword"
         for k, kind in kinds.items():
-            store.ensure_index(k, kind)  # type: ignore[arg-type]
+            store.ensure_index(k, kind)  # type: ignore[arg-type]  # kind: one of the literals above
 
     # -- deleting ------------------------------------------------------------------------------
 

@@ -136,7 +136,9 @@ class PhotoPipeline:
         prepared = getattr(embedder, "embed_prepared", None)
         if prepared is not None and all(v.tensor is not None for v in views):
             top = 5 if self.settings.attributes else 0
-            vectors, tops = prepared(np.stack([v.tensor for v in views]), top=top)
+            vectors, tops = prepared(
+                np.stack([v.tensor for v in views if v.tensor is not None]), top=top
+            )
             return vectors, [imagenet_class_names(t) if t else [] for t in tops]
         images = [v.image for v in views if v.image is not None]
         if len(images) != len(views):
@@ -190,7 +192,7 @@ class PhotoPipeline:
             colours = tuple(dominant_colours(rgb)) if self.settings.attributes else ()
             tensor = prepare(rgb) if prepare is not None else None
             out.append(
-                View(key, tuple(box), v.label, float(v.score), rgb, colours, tensor, words)  # type: ignore[arg-type]
+                View(key, tuple(box), v.label, float(v.score), rgb, colours, tensor, words)  # type: ignore[arg-type]  # box: 4 corners
             )
         return out
 

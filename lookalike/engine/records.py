@@ -16,6 +16,7 @@ from lookalike.types import F32, RESERVED_PAYLOAD_KEYS, Item, ProductHit, Skippe
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
+    from lookalike.pipeline.isolate import ObjectView
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called as work advances; total may be 0 when unknown."""
@@ -98,7 +99,7 @@ ALL_VIEWS = Filter((Condition("kind", "eq", "view"),))
 `visibility` 0): every view, as such indexes were always read."""
 
 
-def view_key(view: Any, image: Image.Image) -> tuple[list[float], str]:
+def view_key(view: ObjectView, image: Image.Image) -> tuple[list[float], str]:
     """(box, key) of a catalogue photo's view: the key names the view within its photo."""
     box = view.box.as_list() if view.box is not None else [0.0, 0.0, *map(float, image.size)]
     key = "full" if view.box is None else f"{view.label}@" + ",".join(f"{c:.0f}" for c in box)
@@ -123,7 +124,7 @@ def product_hit(item_id: str, score: float, payload: Mapping[str, Any]) -> Produ
         score=score,
         image=str(payload.get("image", "")),
         fields=fields,
-        box=tuple(box) if box and payload.get("kind") == "view" else None,  # type: ignore[arg-type]
+        box=tuple(box) if box and payload.get("kind") == "view" else None,
     )
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from lookalike.types import Aggregation, ProductHit
 
 if TYPE_CHECKING:
-    from lookalike.pipeline.isolate import ViewSettings
+    from lookalike.pipeline.isolate import ObjectView, ViewSettings
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ class QueryObject:
     score: float
 
 
-def query_object(view: Any, photo: Image.Image, views: ViewSettings) -> QueryObject:
+def query_object(view: ObjectView, photo: Image.Image, views: ViewSettings) -> QueryObject:
     from lookalike.pipeline.isolate import shown_label
 
     box = view.box.as_list() if view.box is not None else [0.0, 0.0, *map(float, photo.size)]
-    return QueryObject(shown_label(view.label, views), tuple(box), float(view.score))  # type: ignore[arg-type]
+    return QueryObject(shown_label(view.label, views), tuple(box), float(view.score))  # type: ignore[arg-type]  # box: 4 corners

@@ -22,6 +22,7 @@ from lookalike.types import F32, Aggregation, Box, ProductHit
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
+    from lookalike.pipeline.isolate import ObjectView
 
 
 class Searcher:
@@ -160,7 +161,7 @@ class Searcher:
         # rather than threading detections through the isolation stage.
         kept = kept_objects(detector.detect(photo), photo.size, self.engine.views)
         return tuple(
-            QueryObject(shown_label(d.label, self.engine.views), tuple(d.box.as_list()), d.score)  # type: ignore[arg-type]
+            QueryObject(shown_label(d.label, self.engine.views), tuple(d.box.as_list()), d.score)  # type: ignore[arg-type]  # as_list() gives the 4 corners
             for d in kept
         )
 
@@ -170,7 +171,7 @@ class Searcher:
         *,
         box: Box | Sequence[float] | None = None,
         all_objects: bool = False,
-    ) -> list[Any]:
+    ) -> list[ObjectView]:
         from lookalike.pipeline.isolate import query_views
 
         detector, isolator = self.engine.stages()

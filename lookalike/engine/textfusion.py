@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 
@@ -19,6 +19,7 @@ from lookalike.types import ProductHit
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
+    from lookalike.pipeline.text_match import ItemTextIndex, TextMatchSettings
 
 FUSION_DEPTH = 50
 """How many results of each ranking go into a fusion."""
@@ -48,14 +49,14 @@ class TextFusion:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._text_index: Any = None
+        self._text_index: ItemTextIndex | Literal[False] | None = None
         self._last_read: tuple[Image.Image, Any] | None = None
 
     def forget(self) -> None:
         """The index was written: read its words again on next use."""
         self._text_index = None
 
-    def text_index(self) -> Any:
+    def text_index(self) -> ItemTextIndex | None:
         """`ItemTextIndex` of the OCR words stored with the views (one entry per photo); None
         when no photo of the index was OCR'd. Cached until the index is written again."""
         if self._text_index is None:
@@ -74,7 +75,7 @@ class TextFusion:
             self._text_index = index if any_read else False
         return self._text_index or None
 
-    def text_settings(self) -> Any:
+    def text_settings(self) -> TextMatchSettings:
         from lookalike.pipeline.text_match import TextMatchSettings
 
         return TextMatchSettings(

@@ -27,7 +27,7 @@ def view_settings(settings: Settings) -> ViewSettings:
         isolate=settings.isolate,
         labels=labels,
         garment=settings.garment,
-        background=tuple(settings.isolate_background),  # type: ignore[arg-type]
+        background=tuple(settings.isolate_background),  # type: ignore[arg-type]  # 3 RGB values (validated)
         margin=settings.isolate_margin,
     )
 

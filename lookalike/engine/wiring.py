@@ -19,7 +19,12 @@ from lookalike.store.base import Store
 if TYPE_CHECKING:
     from lookalike.models.store import ModelStore
     from lookalike.pipeline.decode import DecodeLimits
-    from lookalike.pipeline.isolate import ViewSettings
+    from lookalike.pipeline.detect import YoloxDetector
+    from lookalike.pipeline.isolate import Isolator, ViewSettings
+
+
+Stages = tuple["YoloxDetector | None", "Isolator | None"]
+"""(detector, isolator) of the view settings (None where not used)."""
 
 
 def model_store(settings: Settings) -> ModelStore:
@@ -52,7 +57,7 @@ def load_embedder(
     if network:  # `tune --train` re-embedded the index with an adapted network
         from lookalike.learn.adapted import open_adapted
 
-        embedder = open_adapted(index_dir, network, spec, settings)
+        embedder: ImageEmbedder = open_adapted(index_dir, network, spec, settings)
     else:
         embedder = load_model(
             spec,
@@ -87,9 +92,10 @@ def injected_manifest(embedder: ImageEmbedder, views: ViewSettings) -> IndexMani
     )
 
 
-def load_stages(settings: Settings, vs: ViewSettings) -> tuple[Any, Any]:
+def load_stages(settings: Settings, vs: ViewSettings) -> Stages:
     """(detector, isolator) the view settings need (None where not used)."""
-    detector = isolator = None
+    detector: YoloxDetector | None = None
+    isolator: Isolator | None = None
     if vs.detect or vs.isolate != "none":
         models = model_store(settings)
         if vs.detect:

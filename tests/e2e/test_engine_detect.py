@@ -70,6 +70,7 @@ def test_a_top_photographed_alone_keeps_its_whole_view_a_worn_one_is_cut_out(
     views = ViewSettings(detect=True, isolate="garment", labels=frozenset({"person"}))
     engine = Engine(settings.index, settings=settings, image_embedder=TinyEmbedder(), views=views)
     detector, isolator = engine.stages()
+    assert detector is not None
     product = Image.open(data_dir / "fashion" / "products" / "viton_000220.jpg").convert("RGB")
     worn = Image.open(data_dir / "fashion" / "worn" / "viton_000220_0.jpg").convert("RGB")
     # YOLOX calls the top lying flat a person, but nobody wears it: no garment view.
