@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from lookalike.engine.centroids import refresh_centroids
 from lookalike.engine.fields import FilterFields
+from lookalike.engine.photos import LocalRunner
 from lookalike.engine.records import (
     INTERNAL_KEYS,
     NO_VIEWS,
@@ -88,10 +89,7 @@ class Indexer:
             embedded = unchanged = written = 0
             done = 0
             notify("embed", 0, len(tasks))
-            if runner is None:
-                batches = pipeline.embedded(tasks, existing)
-            else:
-                batches = runner.embedded(self.engine, tasks, existing)
+            batches = (runner or LocalRunner()).embedded(self.engine, tasks, existing)
             for batch, vectors, classes in batches:
                 for loaded in batch:
                     if loaded.skipped:

@@ -35,6 +35,15 @@ if TYPE_CHECKING:
 _LOOKAHEAD_BATCHES = 4
 
 
+class LocalRunner:
+    """The default `IndexRunner`: decoding on threads overlapped with inference, in this process."""
+
+    def embedded(
+        self, engine: Engine, tasks: Sequence[Task], existing: Mapping[tuple[str, str], Stored]
+    ) -> Iterator[EmbeddedBatch]:
+        return engine.pipeline.embedded(tasks, existing)
+
+
 class PhotoPipeline:
     """Catalogue photos to views to vectors, with one engine's models and settings."""
 
