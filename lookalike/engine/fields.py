@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from lookalike.engine.part import EnginePart
 from lookalike.engine.records import INTERNAL_KEYS
 from lookalike.store.base import Condition, Filter, where
 from lookalike.store.filters import parse_where
@@ -16,11 +17,11 @@ if TYPE_CHECKING:
     from lookalike.engine.core import Engine
 
 
-class FilterFields:
+class FilterFields(EnginePart):
     """One engine's filterable fields, cached until the next write."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self._kinds: dict[str, str] | None = None  # fields filters may name (`filter_fields`)
         self._keyword_fields: dict[str, str] = {}  # those of them with facets
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from lookalike.engine.centroids import refresh_centroids
 from lookalike.engine.fields import FilterFields
+from lookalike.engine.part import EnginePart
 from lookalike.engine.photos import LocalRunner
 from lookalike.engine.records import (
     INTERNAL_KEYS,
@@ -37,11 +38,11 @@ if TYPE_CHECKING:
     from lookalike.engine.core import Engine
 
 
-class Indexer:
+class Indexer(EnginePart):
     """Index catalogues into one engine's index folder."""
 
     def __init__(self, engine: Engine, texts: TextFusion, fields: FilterFields) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self.texts = texts
         self.fields = fields
 

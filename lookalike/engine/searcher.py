@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from lookalike.engine.part import EnginePart
 from lookalike.engine.records import ALL_VIEWS, INTERNAL_KEYS, VISIBLE_VIEWS, product_hit
 from lookalike.engine.results import QueryObject, SearchResult, query_object
 from lookalike.engine.textfusion import FUSION_DEPTH, TextFusion, rrf
@@ -25,11 +26,11 @@ if TYPE_CHECKING:
     from lookalike.pipeline.isolate import ObjectView
 
 
-class Searcher:
+class Searcher(EnginePart):
     """One engine's searches by photo, vector and item."""
 
     def __init__(self, engine: Engine, texts: TextFusion) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self.texts = texts
 
     def embed_query(self, image: Image.Image) -> F32:

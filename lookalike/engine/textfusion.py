@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 
+from lookalike.engine.part import EnginePart
 from lookalike.engine.records import SEARCH_TEXT, product_hit
 from lookalike.engine.results import SearchResult
 from lookalike.errors import QueryError
@@ -44,11 +45,11 @@ def rrf(rankings: Sequence[Sequence[ProductHit]], k: int) -> list[ProductHit]:
     return [dataclasses.replace(first[i], score=scores[i]) for i in order]
 
 
-class TextFusion:
+class TextFusion(EnginePart):
     """One engine's text searches, and the OCR words of its index (cached until it is written)."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self._text_index: ItemTextIndex | Literal[False] | None = None
         self._last_read: tuple[Image.Image, Any] | None = None
 
