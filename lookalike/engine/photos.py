@@ -61,7 +61,7 @@ class PhotoPipeline:
         limits: DecodeLimits | None = None,
     ) -> EmbeddedBatch:
         """Load `tasks` one after the other (see `load`) and embed all their views in one call."""
-        limits = limits or self.engine.decode_limits()
+        limits = limits if limits is not None else self.engine.decode_limits()
         loaded = [self.load(task, existing, limits) for task in tasks]
         views = [v for b in loaded for v in b.views]
         vectors, classes = self.embed(views)
