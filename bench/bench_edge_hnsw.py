@@ -122,7 +122,7 @@ def build(folder: Path, config: dict[str, Any], vectors: np.ndarray, items: np.n
 
 def point_recall(store: Any, queries: np.ndarray, vectors: np.ndarray) -> float:
     """Recall@10 of the raw view search (filter: visible views) against exact search."""
-    from lookalike.engine.core import VISIBLE_VIEWS
+    from lookalike.engine.records import VISIBLE_VIEWS
 
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     found = 0

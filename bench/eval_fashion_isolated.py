@@ -7,7 +7,7 @@
     .venv/bin/python bench/eval_fashion_isolated.py --data ../shared/data/fashion \
         --cache /work/cache/fashion_ens.npz --embedder efficientnet-lite2+lite1 --tta flip+crops
 
-Every photo goes through the engine's own view pipeline (`Engine._query_views` with
+Every photo goes through the engine's own view pipeline (`Engine.query_views` with
 `detect=True, isolate="garment", garment="upper", labels="fashion"`: YOLOX-Nano finds the person,
 PAN x U^2-NetP cut out the top, flattened on a plain background; a photo without a relevant
 object stays whole, which is what happens to most product shots) and the embedder (`--embedder`,
@@ -66,7 +66,7 @@ def main() -> None:
         def embed(images: list) -> np.ndarray:  # type: ignore[type-arg]
             views = []
             for image in images:
-                view = engine._query_views(image)[0]
+                view = engine.query_views(image)[0]
                 labels[view.label] = labels.get(view.label, 0) + 1
                 views.append(view.image.convert("RGB"))
             return engine.embedder.embed_images(views)
@@ -148,7 +148,7 @@ def worn_with_tta(engine: object, vectors: dict, cache: Path, mode: str) -> np.n
             return npz["worn_vectors"]
     out = []
     for n, image in enumerate(vectors["worn_images"], start=1):
-        view = engine._query_views(load_image(str(image)).image)[0]  # type: ignore[attr-defined]
+        view = engine.query_views(load_image(str(image)).image)[0]  # type: ignore[attr-defined]
         out.append(tta_embed(engine.embedder.embed_images, view.image.convert("RGB"), mode)[0])  # type: ignore[attr-defined]
         if n % 100 == 0:
             print(f"worn tta {mode}: {n}/{len(vectors['worn_images'])}", flush=True)

@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     out: dict = {}
     with Engine(args.index, settings=Settings(index=args.index)) as engine:
-        with engine._write_lock():
+        with engine.write_lock():
             calibrate_index(engine)  # no-op when the levels are current
         space = "tuned" if engine.projection is not None else "image"
         out["levels"] = describe(calibration_levels(engine), space)

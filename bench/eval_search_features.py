@@ -21,7 +21,8 @@ import numpy as np
 
 from lookalike.catalog.sample import prepare_grocery
 from lookalike.config import Settings
-from lookalike.engine.core import SEARCH_TEXT, Engine
+from lookalike.engine.core import Engine
+from lookalike.engine.records import SEARCH_TEXT
 from lookalike.evaluation.metrics import evaluate
 from lookalike.evaluation.run import run_evaluation
 from lookalike.store.base import PointRecord, point_id, where

@@ -43,7 +43,7 @@ def main() -> None:
         engine = Engine(settings.index, settings=settings)
 
         def mirrored(images: list[Image.Image]) -> np.ndarray:
-            views = [engine._query_views(im)[0].image.convert("RGB") for im in images]
+            views = [engine.query_views(im)[0].image.convert("RGB") for im in images]
             return engine.embedder.embed_images([ImageOps.mirror(v) for v in views])
 
         flipped = embed_fashion(args.data, args.flipped_cache, embed=mirrored)

@@ -36,7 +36,8 @@ def main() -> None:
     views = ViewSettings(detect=True, isolate="garment", labels=frozenset({"person"}))
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(index=Path(tmp) / "index")
-        detector, isolator = Engine(settings.index, settings=settings, views=views)._stages()
+        detector, isolator = Engine(settings.index, settings=settings, views=views).stages()
+        assert detector is not None and isolator is not None  # the views detect and isolate
         shares: dict[str, list[float | None]] = {}
         sheet: list[tuple[Image.Image, object, float]] = []
         for kind in ("product_image", "worn_image"):

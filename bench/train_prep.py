@@ -8,7 +8,7 @@ the engine's own resampling to the side the engine's centre crop starts from: 26
 px, JPEG q90, so the engine's preprocessing of the packed photo is its preprocessing of the
 original up to JPEG noise), `OUT/grocery.csv` (file, item, split: iconic / train / val),
 `OUT/fashion/` (the 1,200 fashion photos as they are, 192x256) and, with `--views`, the engine's
-own garment view of each fashion photo (`Engine._query_views` with detect, isolate=garment,
+own garment view of each fashion photo (`Engine.query_views` with detect, isolate=garment,
 garment=upper, labels=fashion: what `lookalike index --detect --isolate garment` embeds), as
 `OUT/fashion_views/` + `OUT/fashion.csv` (garment, product, worn, product_view, worn_view, labels).
 Small enough to travel to the accelerator machine (the run tool's 64 MiB).
@@ -89,7 +89,7 @@ def pack_fashion(data: Path, out: Path, views: bool) -> None:
             for n, (row, entry) in enumerate(zip(pairs, table, strict=True)):
                 labels = []
                 for key in ("product_image", "worn_image"):
-                    view = engine._query_views(load_image(str(root / row[key])).image)[0]
+                    view = engine.query_views(load_image(str(root / row[key])).image)[0]
                     name = "v_" + Path(row[key]).stem + ".jpg"
                     view.image.convert("RGB").save(vdest / name, quality=93)
                     entry.append(name)

@@ -404,7 +404,7 @@ def error_from(status: int, detail: str, kind: str, server: str) -> LookalikeErr
 
 def _search_result(out: dict[str, Any]) -> SearchResult:
     """The server's search answer as the `SearchResult` the engine returns."""
-    from lookalike.engine.core import QueryObject, SearchResult
+    from lookalike.engine.results import QueryObject, SearchResult
     from lookalike.types import ProductHit
 
     hits = tuple(

@@ -9,16 +9,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lookalike.engine.core import Engine, QueryObject, SearchResult
+    from lookalike.engine.core import Engine
+    from lookalike.engine.results import QueryObject, SearchResult
 
 _PUBLIC = ("Engine", "QueryObject", "SearchResult")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
+    if name == "Engine":
         from lookalike.engine import core
 
-        return getattr(core, name)
+        return core.Engine
+    if name in _PUBLIC:
+        from lookalike.engine import results
+
+        return getattr(results, name)
     raise AttributeError(name)
 
 

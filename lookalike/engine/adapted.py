@@ -17,7 +17,6 @@ in; an interrupted swap is repaired when the index is next opened (`recover_shar
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lookalike.engine.signature import views_signature
 from lookalike.errors import CatalogueError, IndexMismatchError, StoreError
 from lookalike.pipeline.embed import l2_normalise
-from lookalike.store.base import PointRecord, Store, where
+from lookalike.store.base import PointRecord, where
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
@@ -92,16 +92,6 @@ class TuneOutcome:
     views: int
     items: int
     seconds: float
-
-
-def views_signature(store: Store) -> tuple[str, int]:
-    """(signature, count) of the index's views: sha256 over their sorted (id, content hash)."""
-    rows = sorted(
-        (rec.id, str(rec.payload.get("content_hash", "")))
-        for rec in store.scroll(where("kind", "view"), fields=["content_hash"])
-    )
-    digest = hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
-    return digest, len(rows)
 
 
 def load_projection(index_dir: Path, record: Mapping[str, Any], dim: int) -> Projection:
@@ -254,10 +244,10 @@ def _pair_vectors(
     groups: list[str] = []
     for done, (photo, item) in enumerate(pairs, start=1):
         try:
-            image = engine._decode_query(photo)
+            image = engine.decode_query(photo)
         except LookalikeError as exc:
             raise CatalogueError(f"pair photo {photo}: {exc}") from exc
-        view = engine._query_views(image)[0]
+        view = engine.query_views(image)[0]
         vector = engine.embed_queries([view.image])[0]
         for row in by_item[item]:
             wild_rows.append(vector)
@@ -290,7 +280,7 @@ def _apply(
             new.upsert(points[start : start + _BATCH])
             notify("apply", min(start + _BATCH, len(points)), len(points))
         for name, kind in schema.items():
-            new.ensure_index(name, kind)  # type: ignore[arg-type]
+            new.ensure_index(name, kind)  # type: ignore[arg-type]  # kind: from payload_schema, a valid one
         new.flush()
         new.settle()  # the graph, as after indexing (docs/benchmarks.md)
         new.close()
@@ -330,7 +320,7 @@ def _apply(
     manifest = dataclasses.replace(engine.manifest, projection=record)
     manifest.save(index_dir)
     engine.manifest = manifest
-    engine._projection = projection
+    engine.use_projection(projection)
 
 
 def projection_status(engine: Engine, *, exact: bool = True) -> ProjectionStatus:

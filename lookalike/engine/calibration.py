@@ -26,7 +26,8 @@ from lookalike.engine.levels import (
     query_scores,
 )
 from lookalike.errors import LookalikeError
-from lookalike.store.base import Condition, Filter, where
+from lookalike.store.base import Condition, Filter, PointRecord, where
+from lookalike.types import Aggregation
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from lookalike.engine.core import Engine
 
 Progress = Callable[[str, int, int], None]
-MODES = ("centroid", "views")
+MODES: tuple[Aggregation, ...] = ("centroid", "views")
 EXACT_BELOW = 500
 """Up to this many views, any change of them recalibrates; above, a change of `DRIFT` in number."""
 DRIFT = 0.1
@@ -76,13 +77,13 @@ def calibrate_index(
     `EXACT_BELOW` views, the very views they were computed on; above it, a number of views within
     `DRIFT` of theirs (levels move slowly with a large catalogue, and items added one at a time
     through the HTTP API must not cost a calibration each)."""
-    from lookalike.engine.adapted import views_signature
+    from lookalike.engine.signature import views_signature
 
     manifest = engine.manifest
     if manifest is None:
         return
     count = engine.store.count(where("kind", "view"))
-    projection = engine._stored_projection()
+    projection = engine.stored_projection()
     projection_sha = projection.sha256 if projection is not None else None
     old = manifest.calibration or {}
     signature = views_signature(engine.store)[0] if count <= EXACT_BELOW else None
@@ -125,7 +126,7 @@ def _calibrate(engine: Engine, projection: Any, seed: int) -> dict[str, Any]:
             kept.append(item)
             total += by_item[item]
         chosen = sorted(kept)
-    records = []
+    records: list[PointRecord] = []
     for start in range(0, len(chosen), 256):
         flt = Filter(
             (
@@ -144,13 +145,13 @@ def _calibrate(engine: Engine, projection: Any, seed: int) -> dict[str, Any]:
     for space, vectors in spaces.items():
         out[space] = {}
         for mode in MODES:
-            pos, neg = held_out_scores(vectors, items, mode)  # type: ignore[arg-type]
+            pos, neg = held_out_scores(vectors, items, mode)
             source = "held-out"
             if augmented is not None:
                 queries, own = augmented
                 if space == "tuned":
                     queries = projection.apply(queries)
-                qpos, qneg = query_scores(queries, own, vectors, items, mode)  # type: ignore[arg-type]
+                qpos, qneg = query_scores(queries, own, vectors, items, mode)
                 pos, neg = np.concatenate([pos, qpos]), np.concatenate([neg, qneg])
                 source = "held-out+augmented" if len(pos) > len(qpos) else "augmented"
             if pos.size and neg.size:
@@ -175,11 +176,11 @@ def _augmented_queries(
     vectors, own = [], []
     for item in sample[:AUGMENTED]:
         try:
-            image = engine._decode_query(photos[item])
+            image = engine.decode_query(photos[item])
         except (LookalikeError, OSError):
             continue  # a photo gone since indexing: calibrate on the others
-        view = engine._query_views(augmented_view(image, rng))[0]
-        vectors.append(engine._query_vector(view.image))
+        view = engine.query_views(augmented_view(image, rng))[0]
+        vectors.append(engine.query_vector(view.image))
         own.append(item)
     if not vectors:
         return None

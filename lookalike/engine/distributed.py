@@ -22,6 +22,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +30,8 @@ import numpy as np
 from lookalike.errors import IndexMismatchError, LookalikeError
 
 if TYPE_CHECKING:
-    from lookalike.engine.core import EmbeddedBatch, Engine, _Stored, _Task
+    from lookalike.engine.core import Engine
+    from lookalike.engine.records import EmbeddedBatch, Stored, Task
 
 LOCAL = "local"
 """The address that starts a Ray instance inside this process instead of joining a cluster."""
@@ -55,8 +57,8 @@ class RayRunner:
     def embedded(
         self,
         engine: Engine,
-        tasks: Sequence[_Task],
-        existing: Mapping[tuple[str, str], _Stored],
+        tasks: Sequence[Task],
+        existing: Mapping[tuple[str, str], Stored],
     ) -> Iterator[EmbeddedBatch]:
         ray = _import_ray()
         started = self._connect(ray)
@@ -91,8 +93,8 @@ class RayRunner:
         self,
         ray: Any,
         engine: Engine,
-        tasks: Sequence[_Task],
-        existing: Mapping[tuple[str, str], _Stored],
+        tasks: Sequence[Task],
+        existing: Mapping[tuple[str, str], Stored],
     ) -> Iterator[EmbeddedBatch]:
         if not tasks:
             return
@@ -178,48 +180,45 @@ class _EmbedActor:
         network: dict[str, Any] | None = None,
     ) -> None:
         from lookalike.config import Settings
-        from lookalike.engine.core import Engine, _views_from_dict
+        from lookalike.engine.core import Engine
+        from lookalike.engine.viewsettings import views_from_dict
 
         self._tmp = tempfile.TemporaryDirectory(prefix="lookalike-ray-")
         self.engine = Engine(
             self._tmp.name,
-            settings=Settings(index=self._tmp.name, **settings),
+            settings=Settings(index=Path(self._tmp.name), **settings),
             embedder=embedder,
-            views=_views_from_dict(views),
+            views=views_from_dict(views),
         )
         self.engine.network = network  # the index's adapted network, if it has one
-        mine = json.dumps(self.engine._wanted_manifest().identity(), sort_keys=True, default=str)
+        mine = json.dumps(self.engine.wanted_manifest().identity(), sort_keys=True, default=str)
         if mine != identity:
             raise IndexMismatchError(
                 f"a Ray worker's {embedder} differs from the one that built the index "
                 f"(worker: {mine}; index: {identity}): give every node the same model files"
             )
-        self.limits = self.engine._decode_limits()
+        self.limits = self.engine.decode_limits()
+        self.pipeline = self.engine.pipeline
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from lookalike.engine.core import _Stored, _Task
+        from lookalike.engine.records import Stored, Task
         from lookalike.types import Item
 
-        loaded = []
-        for pos, item_id, image, known, read in zip(
-            batch["pos"],
-            batch["item_id"],
-            batch["image"],
-            batch["known"],
-            batch["read"],
-            strict=True,
+        tasks, existing = [], {}
+        for item_id, image, known, read in zip(
+            batch["item_id"], batch["image"], batch["known"], batch["read"], strict=True
         ):
-            task = _Task(Item(str(item_id), (str(image),)), str(image))
-            stored = _Stored((), str(known), "", bool(read))
-            existing = {(task.item.id, task.image): stored} if known else {}
-            loaded.append((int(pos), self.engine._load_one(task, existing, self.limits)))
-        views = [v for _, entry in loaded for v in entry.views]
-        vectors, classes = self.engine._embed_for_index(views)
+            task = Task(Item(str(item_id), (str(image),)), str(image))
+            tasks.append(task)
+            if known:
+                existing[(task.item.id, task.image)] = Stored((), str(known), "", bool(read))
+        entries, vectors, classes = self.pipeline.embed_batch(tasks, existing, self.limits)
+        loaded = [(int(pos), entry) for pos, entry in zip(batch["pos"], entries, strict=True)]
         dim = self.engine.embedder.dim
         out_pos, out_n, out_meta, out_vec = [], [], [], []
         k = 0
         for pos, entry in loaded:
-            head = {
+            head: dict[str, Any] = {
                 "sha256": entry.sha256,
                 "skipped": entry.skipped.reason if entry.skipped else None,
                 "unchanged": entry.unchanged,
@@ -254,11 +253,11 @@ class _EmbedActor:
 
 
 def _regroup(
-    batches: Iterator[dict[str, np.ndarray]], tasks: Sequence[_Task]
+    batches: Iterator[dict[str, np.ndarray]], tasks: Sequence[Task]
 ) -> Iterator[EmbeddedBatch]:
     """View rows back into (photos, vectors, classes) batches, each photo whole (its views may
     arrive split across two Ray batches)."""
-    from lookalike.engine.core import _Loaded, _View
+    from lookalike.engine.records import Loaded, View
     from lookalike.types import Skipped
 
     pending: dict[int, list[tuple[dict[str, Any], np.ndarray]]] = {}
@@ -271,14 +270,16 @@ def _regroup(
             rows.append((json.loads(str(meta)), np.asarray(vector, np.float32)))
             if len(rows) >= max(1, int(n_views)):
                 done.append(int(pos))
-        loaded, vectors, classes = [], [], []
+        loaded: list[Loaded] = []
+        vectors: list[np.ndarray] = []
+        classes: list[list[str]] = []
         for pos in done:
             rows = pending.pop(pos)
             task, head = tasks[pos], rows[0][0]
             views = tuple(
-                _View(
+                View(
                     m["key"],
-                    tuple(m["box"]),  # type: ignore[arg-type]
+                    tuple(m["box"]),
                     m["label"],
                     float(m["score"]),
                     None,
@@ -290,7 +291,7 @@ def _regroup(
             )
             skipped = Skipped(task.image, head["skipped"]) if head["skipped"] else None
             loaded.append(
-                _Loaded(
+                Loaded(
                     task,
                     head["sha256"],
                     skipped=skipped,

@@ -34,11 +34,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lookalike.errors import IndexDamagedError, StoreError
+
+if TYPE_CHECKING:
+    from lookalike.engine.core import Engine
 
 SEAL_FILE = "lookalike.seal.json"
 MANIFEST_FILE = "lookalike.json"
@@ -385,3 +388,29 @@ def verify_index(index_dir: Path, open_store: Callable[[], Any]) -> VerifyReport
         damage.append(Damage(SHARD, f"cannot be read: {exc}"))
     files = len((sealed or {}).get("files", {}))
     return VerifyReport(state, files, points, tuple(damage))
+
+
+def repair_damage(engine: Engine) -> tuple[str, ...]:
+    """Before a `--repair` run: find damage as `verify` does; a damaged shard is set aside
+    (`shard.damaged/`) so that the run rebuilds it from the catalogue."""
+    if engine.manifest is None or engine.store_record()["kind"] != "edge":
+        return ()
+    try:
+        report = engine.verify()
+    except StoreError as exc:
+        # The shard cannot be opened. Damage only if its files say so: another process
+        # holding it (a server) is not a reason to set it aside.
+        files = check(engine.index_dir, full=True)
+        if not files:
+            raise
+        report = VerifyReport(
+            "sealed",
+            0,
+            0,
+            (*files, Damage(SHARD, f"cannot be opened: {exc}")),
+        )
+    if not report.damage:
+        return ()
+    engine.close()
+    set_aside_shard(engine.index_dir)
+    return tuple(str(d) for d in report.damage)

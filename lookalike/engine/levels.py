@@ -73,8 +73,8 @@ class Levels:
 
 
 def choose_levels(
-    positives: Sequence[float],
-    negatives: Sequence[float],
+    positives: Sequence[float] | np.ndarray,
+    negatives: Sequence[float] | np.ndarray,
     *,
     source: str,
     precision: float = PRECISION,

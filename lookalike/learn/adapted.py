@@ -104,7 +104,7 @@ class NetworkStatus:
 def network_status(engine: Engine, *, exact: bool = True) -> NetworkStatus:
     """What network `engine`'s index embeds with, and whether it is stale (exact: compare every
     view's content hash; else the number of views)."""
-    from lookalike.engine.adapted import views_signature
+    from lookalike.engine.signature import views_signature
     from lookalike.store.base import where
 
     record = getattr(engine.manifest, "network", None)

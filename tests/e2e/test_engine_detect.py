@@ -69,7 +69,8 @@ def test_a_top_photographed_alone_keeps_its_whole_view_a_worn_one_is_cut_out(
     settings = model_settings.model_copy(update={"index": tmp_path / "index"})  # type: ignore[attr-defined]
     views = ViewSettings(detect=True, isolate="garment", labels=frozenset({"person"}))
     engine = Engine(settings.index, settings=settings, image_embedder=TinyEmbedder(), views=views)
-    detector, isolator = engine._stages()
+    detector, isolator = engine.stages()
+    assert detector is not None
     product = Image.open(data_dir / "fashion" / "products" / "viton_000220.jpg").convert("RGB")
     worn = Image.open(data_dir / "fashion" / "worn" / "viton_000220_0.jpg").convert("RGB")
     # YOLOX calls the top lying flat a person, but nobody wears it: no garment view.
@@ -91,31 +92,31 @@ def test_a_top_photographed_alone_keeps_its_whole_view_a_worn_one_is_cut_out(
     (query,) = query_views(worn, detector, isolator, views)
     assert query.label == "person" and query.image.size[1] < worn.size[1]
     # ... and where people read it (the page's boxes, the CLI), it is named after the garment
-    assert [o.label for o in engine._detected_objects(worn)][:1] == ["top"]
+    assert [o.label for o in engine.detected_objects(worn)][:1] == ["top"]
     # A region the user chose is cut out even where nobody wears it.
     (boxed,) = query_views(product, detector, isolator, views, box=(0, 0, *product.size))
     assert boxed.label == "box"
 
 
 def test_view_records_from_before_fit_small_keep_the_native_network_sides() -> None:
-    from lookalike.engine.core import LEGACY_VIEWS, _same_views, _views_from_dict
+    from lookalike.engine.viewsettings import LEGACY_VIEWS, same_views, views_from_dict
 
     old = ViewSettings(detect=True, isolate="garment").to_dict()
     for key in LEGACY_VIEWS:
         del old[key]  # an index built before the settings existed
-    assert _views_from_dict(old).fit_small is False  # its crops were made at 416 / 512 px
-    assert _views_from_dict(old).min_skin == 0.0  # and every person box was cut out
+    assert views_from_dict(old).fit_small is False  # its crops were made at 416 / 512 px
+    assert views_from_dict(old).min_skin == 0.0  # and every person box was cut out
     now = ViewSettings(detect=True, isolate="garment").to_dict()
-    assert not _same_views(now, old)  # asking today's settings of it is a mismatch
-    assert not _same_views(
+    assert not same_views(now, old)  # asking today's settings of it is a mismatch
+    assert not same_views(
         ViewSettings(detect=True, isolate="garment", fit_small=False).to_dict(), old
     )
     legacy = ViewSettings(detect=True, isolate="garment", **LEGACY_VIEWS)
-    assert _same_views(legacy.to_dict(), old)
+    assert same_views(legacy.to_dict(), old)
     salient = ViewSettings(detect=True, isolate="salient", **LEGACY_VIEWS).to_dict()
-    assert _same_views(salient, {**salient, "min_skin": 0.5})  # garments only
-    assert not _same_views(salient, {**salient, "salient_fit_small": True})
+    assert same_views(salient, {**salient, "min_skin": 0.5})  # garments only
+    assert not same_views(salient, {**salient, "salient_fit_small": True})
     plain = ViewSettings(detect=False).to_dict()
     for key in LEGACY_VIEWS:
         del plain[key]
-    assert _same_views(ViewSettings(detect=False).to_dict(), plain)  # no network: irrelevant
+    assert same_views(ViewSettings(detect=False).to_dict(), plain)  # no network: irrelevant

@@ -87,7 +87,7 @@ def test_train_exports_reembeds_serves_and_resets(
             assert np.allclose(points[rec.id], l2_normalise(gem)[0], atol=1e-4)
             assert not np.allclose(points[rec.id], base_points[rec.id], atol=1e-3)
         # A query is embedded with the adapted network too (Python API).
-        photo = engine._decode_query(query)
+        photo = engine.decode_query(query)
         qview = engine.query_views(photo)[0].image.convert("RGB")
         (qgem,) = session.run(["gem"], {"pixels": to_tensor([qview], pp)})
         assert np.allclose(

@@ -50,7 +50,7 @@ def test_tune_real_grocery_index(data_dir: Path, lite2_dir: Path, tmp_path: Path
         status = engine.projection_status()
         assert status.applied and not status.stale
         tuned = engine.search(query, k=8)
-        q = stored.apply(engine.embed_queries([engine._decode_query(query)])[0])
+        q = stored.apply(engine.embed_queries([engine.decode_query(query)])[0])
         cents = {
             r.payload["item_id"]: r.vectors["tuned"]
             for r in engine.store.scroll(where("kind", "centroid"), with_vectors=True)

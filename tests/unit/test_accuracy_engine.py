@@ -57,7 +57,7 @@ def _engine(tmp_path: Path, reader: FakeReader, **kw: object) -> Engine:
     kw.setdefault("tta", "none")  # the fake photos are flat patterns: a crop changes little
     settings = Settings(index=tmp_path / "index", cache_dir=tmp_path / "cache", batch_size=4, **kw)  # type: ignore[arg-type]
     engine = Engine(settings.index, settings=settings, image_embedder=TinyEmbedder())
-    engine._reader = reader
+    engine._reader = reader  # type: ignore[assignment]  # a fake TextReader
     return engine
 
 
@@ -77,6 +77,7 @@ def test_ocr_at_indexing_only_where_the_gate_fires(tmp_path: Path) -> None:
             ("gamma", "soy", "yoghurt"),
         ]
         index = engine.text_index()
+        assert index is not None
         assert index.has_text("p0") and index.has_text("p1") and not index.has_text("p3")
 
 
@@ -119,7 +120,7 @@ def test_tta_query_vector_is_the_mean_of_the_variants(tmp_path: Path) -> None:
         image = Image.open(tmp_path / "img" / "p3_1.jpg").convert("RGB")
         raw = TinyEmbedder().embed_images([image, ImageOps.mirror(image)])
         expected = l2_normalise(raw.mean(axis=0))
-        assert np.allclose(engine._query_vector(image), expected, atol=1e-6)
+        assert np.allclose(engine.query_vector(image), expected, atol=1e-6)
         assert engine.search(tmp_path / "img" / "p3_1.jpg", k=1).hits[0].item_id == "p3"
 
 
@@ -134,10 +135,10 @@ def test_turning_ocr_on_reads_indexed_photos_without_reembedding(tmp_path: Path)
         index=tmp_path / "index", cache_dir=tmp_path / "cache", batch_size=4, ocr=True, tta="none"
     )
     with Engine(settings.index, settings=settings, image_embedder=embedder) as engine:
-        engine._reader = reader
+        engine._reader = reader  # type: ignore[assignment]  # a fake TextReader
         summary = engine.index(manifest)
         assert embedder.calls == 0 and summary.images_unchanged == 18  # vectors kept
         assert reader.gated == 18 and reader.reads == 9
-        assert engine.text_index().has_text("p1")
+        assert (index := engine.text_index()) is not None and index.has_text("p1")
         engine.index(manifest)  # read once: nothing to do the second time
         assert reader.gated == 18 and embedder.calls == 0

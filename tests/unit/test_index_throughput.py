@@ -35,26 +35,26 @@ def _engine(tmp_path: Path, **settings: object) -> Engine:
 def test_draft_size_follows_the_embedder_for_whole_photos(tmp_path: Path) -> None:
     # 260 / 0.875 = 297.1: the shorter side the centre crop resizes to, rounded up.
     assert _engine(tmp_path).views.detect is False
-    assert _engine(tmp_path)._decode_limits().draft_size == 298
+    assert _engine(tmp_path).decode_limits().draft_size == 298
 
 
 def test_draft_size_keeps_detail_for_detection_and_when_set(tmp_path: Path) -> None:
-    assert _engine(tmp_path, detect=True)._decode_limits().draft_size == 1024
-    assert _engine(tmp_path, draft_size=640)._decode_limits().draft_size == 640
-    limits = _engine(tmp_path, max_image_bytes=1234, max_image_pixels=5678)._decode_limits()
+    assert _engine(tmp_path, detect=True).decode_limits().draft_size == 1024
+    assert _engine(tmp_path, draft_size=640).decode_limits().draft_size == 640
+    limits = _engine(tmp_path, max_image_bytes=1234, max_image_pixels=5678).decode_limits()
     assert (limits.max_bytes, limits.max_pixels) == (1234, 5678)
 
 
 def test_large_jpeg_is_decoded_at_reduced_size(tmp_path: Path) -> None:
-    from lookalike.engine.core import _Task
+    from lookalike.engine.records import Task
     from lookalike.types import Item
 
     path = tmp_path / "big.jpg"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (2400, 3200, 3), dtype=np.uint8)).save(path)
     engine = _engine(tmp_path)
-    loaded = engine._load_one(
-        _Task(Item("a", (str(path),)), str(path)), {}, engine._decode_limits()
+    loaded = engine.pipeline.load(
+        Task(Item("a", (str(path),)), str(path)), {}, engine.decode_limits()
     )
     assert loaded.image is not None and loaded.skipped is None
     # 1/4 scale keeps both sides >= 298 (1/8 would give 300 x 400: also >= 298, so Pillow may pick

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import lookalike.engine.core as engine_module
+import lookalike.engine.records as records_module
+import lookalike.engine.searcher as searcher_module
 from lookalike.config import Settings
 from lookalike.engine.core import Engine
 from lookalike.engine.manifest import IndexManifest
@@ -180,7 +181,7 @@ def _partial_answers(tmp_path: Path, kind: str = "memory") -> tuple[list[str], i
         assert engine.search_vector(np.asarray(vectors)[0], k=1, mode="views")[0].item_id == item_id
         assert len(engine.item(item_id)["images"]) == len(images[item_id])  # type: ignore[index]
     # Every view lost its flag at the end of the run (the step that once matched nothing).
-    assert inner.count(engine_module.PENDING_VIEWS) == 0
+    assert inner.count(records_module.PENDING_VIEWS) == 0
     assert inner.count(_eq("pending", False)) == inner.count(_eq("kind", "view")) > 0
     return bad, watching.writes
 
@@ -205,7 +206,9 @@ def test_the_check_catches_partial_items_without_the_pending_flag(
     partial items (so the test above can fail)."""
     from lookalike.store.base import Condition
 
-    monkeypatch.setattr(engine_module, "VISIBLE_VIEWS", Filter((Condition("kind", "eq", "view"),)))
+    monkeypatch.setattr(
+        searcher_module, "VISIBLE_VIEWS", Filter((Condition("kind", "eq", "view"),))
+    )
     bad, _ = _partial_answers(tmp_path, "edge")
     assert any("views search" in b for b in bad), bad
 
@@ -236,5 +239,5 @@ def test_an_index_from_before_the_flags_worked_stays_searchable(tmp_path: Path) 
         assert engine.search_vector(vec, k=1, mode="views")[0].item_id == "p1"
         assert engine.item("p1") is not None and len(engine.item("p1")["images"]) == 3  # type: ignore[index]
         engine.index(part1)  # nothing to embed; the run clears the flags
-        assert engine.store.count(engine_module.PENDING_VIEWS) == 0
+        assert engine.store.count(records_module.PENDING_VIEWS) == 0
     assert json.loads((settings.index / "lookalike.json").read_text())["visibility"] == 1

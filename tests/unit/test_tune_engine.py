@@ -24,6 +24,11 @@ from lookalike.store.registry import store_record
 from tests.fakes import TinyEmbedder, noisy_copy, photo
 
 
+def _projection(engine: Engine) -> Projection:
+    assert engine.projection is not None
+    return engine.projection
+
+
 def _catalogue(root: Path, n_items: int = 8, views: int = 5) -> Path:
     rows = []
     for i in range(n_items):
@@ -61,6 +66,7 @@ def test_tune_stores_applies_and_survives_reopening(tmp_path: Path) -> None:
         outcome = _tune(engine)
         assert outcome.applied and outcome.views == 40 and outcome.items == 8  # type: ignore[attr-defined]
         projection = engine.projection
+        assert projection is not None
         assert projection is not None and projection.d_in == 48
         # stored with the index, versioned, its sha256 in the manifest
         on_disk = Projection.load(settings.index / PROJECTION_FILE)
@@ -81,7 +87,7 @@ def test_tune_stores_applies_and_survives_reopening(tmp_path: Path) -> None:
         assert np.allclose(cent.vectors["tuned"], mine, atol=1e-5)
         # queries are projected and searched among the tuned vectors: same order as numpy
         tuned_hits = engine.search(query, k=8, mode="centroid").hits
-        q = projection.apply(engine.embed_queries([engine._decode_query(query)])[0])
+        q = projection.apply(engine.embed_queries([engine.decode_query(query)])[0])
         cents = {
             r.payload["item_id"]: r.vectors["tuned"]
             for r in engine.store.scroll(where("kind", "centroid"), with_vectors=True)
@@ -110,6 +116,7 @@ def test_reindex_after_tune_projects_new_views_and_reports_stale(tmp_path: Path)
         engine.index(manifest)
         _tune(engine)
         projection = engine.projection
+        assert projection is not None
         rows = [json.loads(line) for line in manifest.read_text().splitlines()]
         new = photo(tmp_path / "img" / "new_0.jpg", seed=4242)
         extra = noisy_copy(new, tmp_path / "img" / "new_1.jpg", seed=1)
@@ -139,6 +146,7 @@ def test_projection_not_matching_the_manifest_is_refused(tmp_path: Path) -> None
         engine.index(manifest)
         _tune(engine)
         projection = engine.projection
+        assert projection is not None
     # another projection written over the index's (a stale file from another tune / index)
     other = Projection(np.eye(48, 8, dtype=np.float32), np.zeros(48, np.float32))
     other.save(settings.index / PROJECTION_FILE)
@@ -181,7 +189,7 @@ def test_eval_reports_the_projection(tmp_path: Path) -> None:
         _tune(engine)
         after = run_evaluation(engine, manifest, queries, report_dir=tmp_path / "report")
         assert (
-            after.projection["applied"] and after.projection["sha256"] == engine.projection.sha256
+            after.projection["applied"] and after.projection["sha256"] == _projection(engine).sha256
         )  # type: ignore[index,union-attr]
         assert "projection: applied" in (tmp_path / "report" / "index.html").read_text()
     shutil.rmtree(tmp_path / "report")
@@ -199,7 +207,7 @@ def test_tune_with_a_store_that_takes_any_named_vector(tmp_path: Path) -> None:
     assert not (settings.index / "shard.tuning").exists()
     views = list(store.scroll(where("kind", "view"), with_vectors=True))
     assert all(
-        np.allclose(r.vectors["tuned"], engine.projection.apply(r.vectors["image"]), atol=1e-5)
+        np.allclose(r.vectors["tuned"], _projection(engine).apply(r.vectors["image"]), atol=1e-5)
         for r in views
     )
     query = noisy_copy(tmp_path / "img" / "p2_0.jpg", tmp_path / "q.jpg", seed=3)
@@ -223,11 +231,11 @@ def test_cross_domain_tune_from_pairs(tmp_path: Path) -> None:
             engine.tune(pairs=[(str(tmp_path / "worn" / "w0.jpg"), "nope")], force=True)
         out = engine.tune(pairs=[tuple(r.split(",")) for r in rows[1:]], dims=(8,),
                           lambdas=(1.0,), force=True)  # fmt: skip
-        assert out.applied and engine.projection.params["method"] == "cross-domain"
+        assert out.applied and _projection(engine).params["method"] == "cross-domain"
         assert out.result.split["held_out_items"] >= 1
     # reopened: the cross-domain projection is the one searched with
     with _engine(settings) as engine:
-        assert engine.projection.params["method"] == "cross-domain"
+        assert _projection(engine).params["method"] == "cross-domain"
         assert engine.search(tmp_path / "worn" / "w3.jpg", k=1).hits[0].item_id == "p3"
 
 

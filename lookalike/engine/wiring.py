@@ -1,0 +1,195 @@
+"""Wiring: what an engine builds from its settings, each once: the embedder (and the manifest an
+index built with it records), the detector and isolator its view settings need, the store its
+vectors live in, and the decode limits of catalogue photos."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lookalike.config import Settings
+from lookalike.engine.manifest import IndexManifest, ModelRecord
+from lookalike.errors import IndexMismatchError
+from lookalike.pipeline.embed import ImageEmbedder
+from lookalike.store.base import Store
+
+if TYPE_CHECKING:
+    from lookalike.models.store import ModelStore
+    from lookalike.pipeline.decode import DecodeLimits
+    from lookalike.pipeline.detect import YoloxDetector
+    from lookalike.pipeline.isolate import Isolator
+    from lookalike.pipeline.views import ViewSettings
+
+
+Stages = tuple["YoloxDetector | None", "Isolator | None"]
+"""(detector, isolator) of the view settings (None where not used)."""
+
+
+def model_store(settings: Settings) -> ModelStore:
+    """The model files the settings point at (cache folder, mirror, offline)."""
+    from lookalike.models.store import ModelStore
+
+    return ModelStore(
+        settings.cache_dir,
+        mirror=settings.models_mirror,
+        offline=settings.offline,
+    )
+
+
+def load_embedder(
+    name: str,
+    settings: Settings,
+    views: ViewSettings,
+    index_dir: Path,
+    network: dict[str, Any] | None,
+) -> tuple[ImageEmbedder, IndexManifest]:
+    """The embedder `name` (the adapted `network` when the index has one), and what an index
+    built by it records."""
+    from lookalike.models.catalog import get_spec
+    from lookalike.models.store import sha256_file
+    from lookalike.pipeline.embedders import load_embedder as load_model
+
+    spec = get_spec(name)
+    models = model_store(settings)
+    model_dir = models.path(spec.name)
+    if network:  # `tune --train` re-embedded the index with an adapted network
+        from lookalike.learn.adapted import open_adapted
+
+        embedder: ImageEmbedder = open_adapted(index_dir, network, spec, settings)
+    else:
+        embedder = load_model(
+            spec,
+            model_dir,
+            threads=settings.threads,
+            optimization=settings.ort_optimization,
+            spinning=settings.ort_spinning,
+        )
+    digest = hashlib.sha256()
+    for f in spec.files:
+        digest.update(sha256_file(model_dir / f.filename).encode())
+    record = ModelRecord(spec.name, digest.hexdigest(), spec.role)
+    wanted = IndexManifest(
+        embedder=record,
+        dim=embedder.dim,
+        preprocess=spec.preprocess.to_dict() if spec.preprocess else {},
+        options={
+            **({"output": spec.extra["output"]} if spec.extra.get("output") else {}),
+            "views": views.to_dict(),
+        },
+    )
+    return embedder, wanted
+
+
+def injected_manifest(embedder: ImageEmbedder, views: ViewSettings) -> IndexManifest:
+    """What an index built by an injected embedder (tests, custom embedders) records."""
+    return IndexManifest(
+        embedder=ModelRecord(embedder.name, "injected", "image-embedder"),
+        dim=embedder.dim,
+        preprocess={},
+        options={"views": views.to_dict()},
+    )
+
+
+def load_stages(settings: Settings, vs: ViewSettings) -> Stages:
+    """(detector, isolator) the view settings need (None where not used)."""
+    detector: YoloxDetector | None = None
+    isolator: Isolator | None = None
+    if vs.detect or vs.isolate != "none":
+        models = model_store(settings)
+        if vs.detect:
+            from lookalike.pipeline.detect import YoloxDetector
+
+            detector = YoloxDetector.from_store(
+                models, threads=settings.threads, fit_small=vs.fit_small
+            )
+        if vs.isolate != "none":
+            from lookalike.pipeline.isolate import Isolator
+
+            isolator = Isolator.from_store(
+                models,
+                (vs.isolate,),
+                threads=settings.threads,
+                margin=vs.margin,
+                aspect=vs.aspect,
+                clothes_fit_small=vs.fit_small,
+                salient_fit_small=vs.salient_fit_small,
+            )
+    return detector, isolator
+
+
+def open_store(
+    settings: Settings,
+    index_dir: Path,
+    spec: str,
+    dim: int,
+    projection: dict[str, Any] | None,
+) -> Store:
+    """The store at `spec` for an index of `dim` vectors, opened with the settings' API key and
+    graph settings; a tuned index (`projection` recorded) also carries the projected vectors."""
+    from lookalike.store.edge import EdgeParams
+    from lookalike.store.registry import open_store as open_spec
+
+    s = settings
+    key = s.qdrant_api_key.get_secret_value() if s.qdrant_api_key else None
+    edge = EdgeParams(
+        m=s.hnsw_m,
+        ef_construct=s.hnsw_ef_construct,
+        hnsw_ef=s.hnsw_ef,
+        quantization=s.quantization,
+        oversampling=s.oversampling,
+        optimize_threshold=s.optimize_threshold,
+    )
+    vectors = {"image": dim}
+    if projection:  # a tuned index also carries the projected vectors (`lookalike tune`)
+        vectors["tuned"] = int(projection["d_out"])
+    return open_spec(spec, index_dir, vectors, api_key=key, edge=edge)
+
+
+def decode_limits(
+    settings: Settings, embedder: Callable[[], ImageEmbedder], views: ViewSettings
+) -> DecodeLimits:
+    """Decode limits from the settings. Automatic draft size: large JPEGs are decoded at the
+    smallest 1/2-1/8 scale that still gives the embedder its resize target (its input side /
+    crop fraction) when views are whole photos; detection and isolation crop objects out of
+    the photo, so they keep 1024 pixels, and so does OCR (it reads print at 736 px)."""
+    from lookalike.pipeline.decode import DecodeLimits
+
+    draft = settings.draft_size
+    if draft <= 0:
+        draft = 1024
+        pp = getattr(embedder(), "preprocess", None)
+        whole = not views.detect and views.isolate == "none"
+        if pp is not None and whole and not settings.ocr:
+            fraction = pp.crop_fraction if pp.resize == "centre_crop" else 1.0
+            draft = math.ceil(pp.size / fraction)
+    return DecodeLimits(
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+        draft_size=draft,
+    )
+
+
+def store_record(
+    manifest: IndexManifest | None, index_dir: Path, store_spec: str | None, settings: Settings
+) -> dict[str, Any]:
+    """Where this index's vectors live (`registry.store_record`): as asked, else as the
+    manifest records, else `settings.store`. IndexMismatchError if asked != recorded."""
+    from lookalike.store.registry import same_store, store_record
+
+    recorded: dict[str, Any] | None = None
+    if manifest is not None:
+        # Indexes from before the setting existed live in the embedded shard.
+        recorded = manifest.store or store_record("edge", index_dir)
+    if store_spec is None:
+        return recorded or store_record(settings.store, index_dir)
+    asked = store_record(store_spec, index_dir)
+    if recorded is not None and not same_store(asked, recorded):
+        raise IndexMismatchError(
+            f"the index at {index_dir} keeps its vectors in {recorded['spec']}, not "
+            f"{asked['spec']}: leave out --store, or move it with `lookalike migrate --index "
+            f"{index_dir} --to {store_spec}`"
+        )
+    return asked
