@@ -123,15 +123,17 @@ def sample(
         Path | None,
         typer.Option(
             "--data-dir",
-            envvar="LOOKALIKE_SAMPLE_DATA",
-            help="A local copy of the Grocery Store Dataset; downloaded from GitHub when absent.",
+            help="A local copy of the Grocery Store Dataset; default: the setting sample_data "
+            "(env LOOKALIKE_SAMPLE_DATA), else downloaded from GitHub.",
         ),
     ] = None,
 ) -> None:
     """Prepare the sample catalogue (Grocery Store Dataset): catalogue.jsonl + queries.csv."""
     with errors_to_exit():
         from lookalike.catalog.sample import fetch_grocery, prepare_grocery
+        from lookalike.config import Settings
 
+        data_dir = data_dir or Settings().sample_data
         if data_dir is None:
             with progress_bar(True) as progress:
                 data_dir = fetch_grocery(out / "GroceryStoreDataset", progress=progress)

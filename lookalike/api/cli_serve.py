@@ -29,9 +29,9 @@ def serve(
         str | None,
         typer.Option(
             "--api-key",
-            envvar="LOOKALIKE_API_KEY",
             help="Turn writes on: adding and deleting items needs this X-API-Key header "
-            "(without a key the server takes no writes).",
+            "(without a key the server takes no writes). Default: the setting serve.api_key "
+            "(env LOOKALIKE_API_KEY).",
         ),
     ] = None,
     read_only: Annotated[
@@ -105,6 +105,9 @@ def serve(
         from lookalike.engine.core import Engine
         from lookalike.errors import QueryError, StoreError
 
+        settings = Settings(models_mirror=models_mirror) if models_mirror else Settings()
+        if api_key is None and settings.serve.api_key is not None:
+            api_key = settings.serve.api_key.get_secret_value()
         if not api_key and not read_only and not _is_loopback(host):
             # Checked before anything loads: a server open to the network must say who may write.
             raise QueryError(
@@ -120,7 +123,6 @@ def serve(
             )
         except ValueError as exc:
             raise QueryError(f"--allow-image-network: {exc}") from None
-        settings = Settings(models_mirror=models_mirror) if models_mirror else Settings()
         engine = Engine(index or settings.index, settings=settings, store_spec=store)
         from lookalike.faces.files import MANIFEST as FACES_MANIFEST
 
