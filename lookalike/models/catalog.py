@@ -11,7 +11,6 @@ depend on the torch version, and Hub files that we cannot pin offline).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,8 +43,11 @@ class HfSource:
     path: str
 
     def url(self, endpoint: str | None = None) -> str:
-        """The download URL. `endpoint` defaults to env `HF_ENDPOINT`, else the public Hub."""
-        base = endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT
+        """The download URL. `endpoint` defaults to the setting models.hf_endpoint (env
+        `HF_ENDPOINT`), else the public Hub."""
+        from lookalike.config import ModelsConfig
+
+        base = endpoint or ModelsConfig().hf_endpoint or DEFAULT_HF_ENDPOINT
         return f"{base.rstrip('/')}/{self.repo}/resolve/{self.revision}/{self.path}"
 
     def describe(self) -> str:

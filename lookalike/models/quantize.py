@@ -309,23 +309,26 @@ _PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 def calibration_photos(count: int = 128) -> list[str]:
     """`count` catalogue photos, spread evenly, to calibrate activation ranges on.
 
-    From `$LOOKALIKE_CALIBRATION_DIR` (any folder of catalogue photos) when set, else the grocery
-    catalogue (iconic + train photos, never the val queries) of `$LOOKALIKE_SAMPLE_DATA`: every
+    From the setting models.calibration_dir (`$LOOKALIKE_CALIBRATION_DIR`, any folder of catalogue
+    photos) when set, else the grocery catalogue (iconic + train photos, never the val queries) of
+    the setting sample_data (`$LOOKALIKE_SAMPLE_DATA`): every
     k-th photo in manifest order, the set `bench/bench_throughput.py` measured recall with.
     Raises ModelError when neither is set or they hold no photos.
     """
-    import os
     import tempfile
 
-    own = os.environ.get(CALIBRATION_ENV)
+    from lookalike.config import Settings
+
+    settings = Settings()
+    own = settings.models.calibration_dir
     if own:
         root = Path(own).expanduser()
         files = sorted(
             str(p) for p in root.rglob("*") if p.suffix.lower() in _PHOTO_SUFFIXES and p.is_file()
         )
-    elif os.environ.get(SAMPLE_ENV):
+    elif settings.sample_data:
         with tempfile.TemporaryDirectory(prefix="lookalike-calib-") as tmp:
-            catalogue, _queries = grocery_protocol(Path(os.environ[SAMPLE_ENV]), Path(tmp))
+            catalogue, _queries = grocery_protocol(settings.sample_data, Path(tmp))
         files = [path for path, _ in catalogue]
     else:
         raise ModelError(

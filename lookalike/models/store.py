@@ -127,7 +127,9 @@ class ModelStore:
         self.offline = offline
         self.progress = progress
         if pip_args is None:
-            pip_args = shlex.split(os.environ.get(PIP_ARGS_ENV, ""))
+            from lookalike.config import ModelsConfig
+
+            pip_args = shlex.split(ModelsConfig().pip_args)
         self.pip_args = tuple(pip_args)
         self.hf_endpoint = hf_endpoint
         self.catalogue: Mapping[str, ModelSpec] = CATALOGUE if catalogue is None else catalogue

@@ -14,7 +14,6 @@ never from the spec (specs end up in logs and shell history).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -155,9 +154,11 @@ def open_store(
 
             return MemoryStore()
         case "qdrant" | "qdrant-local":
+            from lookalike.config import VectorsConfig
             from lookalike.store.qdrant import QdrantStore
 
-            key = api_key or os.environ.get("QDRANT_API_KEY") or None
+            secret = VectorsConfig().qdrant_api_key
+            key = api_key or (secret.get_secret_value() if secret else None) or None
             return QdrantStore(
                 parsed.location,
                 parsed.collection,

@@ -138,7 +138,9 @@ class BrowserOptions:
 
 def find_chromium(explicit: str | None = None) -> str:
     """The Chromium executable to use; BrowserUnavailableError naming what to install if none."""
-    for candidate in (explicit, os.environ.get("LOOKALIKE_CHROMIUM")):
+    from lookalike.config import CrawlConfig
+
+    for candidate in (explicit, CrawlConfig().chromium):
         if candidate:
             path = shutil.which(candidate) or candidate
             if os.path.isfile(path) and os.access(path, os.X_OK):
