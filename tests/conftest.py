@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from lookalike.config import Settings
+    from lookalike.models.store import ModelStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +28,7 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def model_settings(tmp_path_factory: pytest.TempPathFactory) -> object:
+def model_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings for the real models: the user's cache (LOOKALIKE_CACHE_DIR) and mirror."""
     from lookalike.config import Settings
 
@@ -31,15 +36,12 @@ def model_settings(tmp_path_factory: pytest.TempPathFactory) -> object:
 
 
 @pytest.fixture(scope="session")
-def model_store(model_settings: object) -> object:
+def model_store(model_settings: Settings) -> ModelStore:
     """A `ModelStore` on the user's cache and mirror (as the engine opens one)."""
-    from lookalike.models.store import ModelStore
-
-    s = model_settings
-    return ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)  # type: ignore[attr-defined]
+    return model_settings.models.store()
 
 
 @pytest.fixture(scope="session")
-def lite2_dir(model_store: object) -> Path:
+def lite2_dir(model_store: ModelStore) -> Path:
     """The exported EfficientNet-Lite2 ONNX (exported on first use; needs the export extra)."""
-    return model_store.path("efficientnet-lite2")  # type: ignore[attr-defined,no-any-return]
+    return model_store.path("efficientnet-lite2")

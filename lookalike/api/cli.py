@@ -97,13 +97,9 @@ def search(
                 if hasattr(engine, "describe"):  # a running server takes fractions itself
                     units = {"box_units": "fraction"}
                 else:
-                    from lookalike.pipeline.decode import DecodeLimits, load_image
+                    from lookalike.pipeline.decode import load_image
 
-                    s = engine.settings
-                    limits = DecodeLimits(
-                        max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels
-                    )
-                    query = load_image(photo, limits).image
+                    query = load_image(photo, engine.settings.decode.limits()).image
                     w, h = query.size
                     region = (region[0] * w, region[1] * h, region[2] * w, region[3] * h)
             if photo is None:

@@ -58,9 +58,8 @@ def isolate(
     with errors_to_exit():
         from lookalike.config import Settings
         from lookalike.errors import QueryError
-        from lookalike.models.store import ModelStore
         from lookalike.pipeline.boxes import parse_box
-        from lookalike.pipeline.decode import DecodeLimits, load_image
+        from lookalike.pipeline.decode import load_image
         from lookalike.pipeline.detect import YoloxDetector, parse_labels
         from lookalike.pipeline.isolate import Isolator
         from lookalike.pipeline.overlay import draw_overlay, isolate_photo
@@ -73,17 +72,11 @@ def isolate(
         region = parse_box(box) if box else None
         wanted = parse_labels(labels) if labels else None
         settings = Settings()
-        limits = DecodeLimits(
-            max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
-            draft_size=None,  # --box is in the file's own pixels
-        )
+        limits = settings.decode.limits(draft_size=None)  # --box is in the file's own pixels
         image = load_image(photo, limits).image
-        models = ModelStore(
-            settings.cache_dir, mirror=settings.models_mirror, offline=settings.offline
-        )
+        models = settings.models.store()
         detector = (
-            YoloxDetector.from_store(models, threads=settings.threads)
+            YoloxDetector.from_store(models, threads=settings.models.threads)
             if detect and region is None
             else None
         )
@@ -91,7 +84,7 @@ def isolate(
         isolator = Isolator.from_store(
             models,
             (isolate_mode,) if isolate_mode != "none" else (),
-            threads=settings.threads,
+            threads=settings.models.threads,
             batch_size=1,
         )
         result = isolate_photo(

@@ -61,15 +61,10 @@ def _store(
 ) -> ModelStore:
     """A store from the flags, falling back to `Settings()` for each flag not given."""
     from lookalike.config import Settings
-    from lookalike.models.store import ModelStore
 
-    settings = Settings()
-    return ModelStore(
-        cache_dir=cache_dir if cache_dir is not None else settings.cache_dir,
-        mirror=mirror if mirror is not None else settings.models_mirror,
-        offline=offline if offline is not None else settings.offline,
-        progress=progress,
-    )
+    flags = {"cache_dir": cache_dir, "models_mirror": mirror, "offline": offline}
+    settings = Settings().replace(**{k: v for k, v in flags.items() if v is not None})
+    return settings.models.store(progress)
 
 
 @contextmanager

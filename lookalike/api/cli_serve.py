@@ -105,7 +105,7 @@ def serve(
         from lookalike.engine.core import Engine
         from lookalike.errors import QueryError, StoreError
 
-        settings = Settings(models_mirror=models_mirror) if models_mirror else Settings()
+        settings = Settings().replace(models_mirror=models_mirror) if models_mirror else Settings()
         if api_key is None and settings.serve.api_key is not None:
             api_key = settings.serve.api_key.get_secret_value()
         if not api_key and not read_only and not _is_loopback(host):

@@ -182,7 +182,7 @@ def tune(
                 holdout=holdout,
                 # --minutes 0: no budget; absent: the default budget
                 minutes=(minutes or None) if minutes is not None else TrainSettings.minutes,
-                threads=engine.settings.threads,
+                threads=engine.settings.models.threads,
                 **{k: v for k, v in asked.items() if v is not None},
             )
             run_train(

@@ -53,7 +53,7 @@ def index_stats(state: AppState) -> dict[str, Any]:
         auth_required=state.api_key is not None,
         writable=state.access.enabled,
         max_upload_bytes=state.max_upload_bytes,
-        mode=state.engine.settings.mode,
+        mode=state.engine.settings.search.mode,
         faces=faces,
     )
     return info

@@ -40,7 +40,6 @@ class AppState:
         search_threads: int,
         faces: "FaceIndex | None" = None,
     ) -> None:
-        from lookalike.pipeline.decode import DecodeLimits
 
         self.engine = engine
         self.api_key = api_key or None
@@ -60,13 +59,8 @@ class AppState:
         self._search_threads = max(1, search_threads)
         self._limiter: anyio.CapacityLimiter | None = None
         settings = engine.settings
-        self.decode_limits = DecodeLimits(
-            max_bytes=min(settings.max_image_bytes, max_upload_bytes),
-            max_pixels=settings.max_image_pixels,
-        )
-        self.catalogue_limits = DecodeLimits(
-            max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
-        )
+        self.decode_limits = settings.decode.limits(max_bytes=max_upload_bytes)
+        self.catalogue_limits = settings.decode.limits()
 
     # -- plumbing --------------------------------------------------------------------------------
 

@@ -287,14 +287,10 @@ class ServedIndex:
     def _read_photo(self, source: str) -> bytes:
         """A query photo's bytes (path or URL) with the engine's limits, to upload."""
         from lookalike.config import Settings
-        from lookalike.pipeline.decode import DecodeLimits, read_source
+        from lookalike.pipeline.decode import read_source
 
-        settings = Settings()
-        limits = DecodeLimits(
-            max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
-        )
         try:
-            return read_source(source, limits)
+            return read_source(source, Settings().decode.limits())
         except DecodeError as exc:
             raise DecodeError(f"query photo {source}: {exc}") from exc
 

@@ -90,7 +90,7 @@ class Engine(ClosesStore):
                 f"not {embedder}; index into a new folder to use {embedder}"
             )
         self.embedder_name = embedder or (
-            self.manifest.embedder.name if self.manifest else self.settings.embedder
+            self.manifest.embedder.name if self.manifest else self.settings.models.embedder
         )
         self._embedder = image_embedder
         self._injected = image_embedder is not None
@@ -115,7 +115,7 @@ class Engine(ClosesStore):
     def projection(self) -> Projection | None:
         """The index's learned projection (`lookalike tune`) when it has one and the setting
         `tuned` is on (searches then use the `tuned` vectors), else None."""
-        return self.stored_projection() if self.settings.tuned else None
+        return self.stored_projection() if self.settings.search.tuned else None
 
     def stored_projection(self) -> Projection | None:
         """The index's projection whatever the `tuned` setting says (new points must carry it);

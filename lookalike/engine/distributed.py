@@ -111,10 +111,13 @@ class RayRunner:
         ]
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
         workers = self.workers or max(1, int(cpus // self.cpus_per_worker))
-        settings = engine.settings.model_dump(mode="json", exclude={"index"})
-        if not settings["threads"]:
-            settings["threads"] = max(1, int(self.cpus_per_worker))
-        batch_size = max(1, engine.settings.batch_size)
+        # workers embed only: no index folder, no secrets (JSON would mask them anyway)
+        settings = engine.settings.model_dump(
+            mode="json", exclude={"index": True, "serve": True, "vectors": {"qdrant_api_key"}}
+        )
+        if not settings["models"]["threads"]:
+            settings["models"]["threads"] = max(1, int(self.cpus_per_worker))
+        batch_size = max(1, engine.settings.models.batch_size)
         # The engine reports progress itself; Ray's own bars would interleave with it.
         ray.data.DataContext.get_current().enable_progress_bars = False
         dataset = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // batch_size))

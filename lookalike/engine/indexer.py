@@ -132,7 +132,7 @@ class Indexer(EnginePart):
             removed = self.remove_stale(store, items, existing, sync=sync, skipped=skipped)
             notify("centroids", 0, 0)
             refresh_centroids(
-                store, self.engine.stored_projection, self.engine.settings.text_fields
+                store, self.engine.stored_projection, self.engine.settings.search.text_fields
             )
             # Last: the new views become visible to view searches (see the module docstring).
             store.set_payload(PENDING_VIEWS, {"pending": False})

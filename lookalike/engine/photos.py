@@ -89,7 +89,7 @@ class PhotoPipeline:
             sha = content_hash(data)
             prev = existing.get((task.item.id, task.image))
             if prev is not None and prev.content_hash == sha:
-                if self.settings.ocr and not prev.read:
+                if self.settings.views.ocr and not prev.read:
                     # OCR turned on for an indexed photo: read it, keep its vectors.
                     image = decode_image(data, task.image, limits)
                     return Loaded(task, sha, unchanged=True, words=self.read_words(image))
@@ -112,7 +112,7 @@ class PhotoPipeline:
         def load(task: Task) -> Loaded:
             return self.load(task, existing, limits)
 
-        window = max(1, self.settings.batch_size) * _LOOKAHEAD_BATCHES
+        window = max(1, self.settings.models.batch_size) * _LOOKAHEAD_BATCHES
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
             pending: list[Future[Loaded]] = []
             it = iter(tasks)
@@ -125,7 +125,7 @@ class PhotoPipeline:
 
     def _batches(self, loaded: Iterator[Loaded]) -> Iterator[list[Loaded]]:
         batch: list[Loaded] = []
-        size = max(1, self.settings.batch_size)
+        size = max(1, self.settings.models.batch_size)
         for entry in loaded:
             batch.append(entry)
             if sum(len(b.views) for b in batch) >= size:
@@ -144,7 +144,7 @@ class PhotoPipeline:
             return np.zeros((0, embedder.dim), dtype=np.float32), []
         prepared = getattr(embedder, "embed_prepared", None)
         if prepared is not None and all(v.tensor is not None for v in views):
-            top = 5 if self.settings.attributes else 0
+            top = 5 if self.settings.views.attributes else 0
             vectors, tops = prepared(
                 np.stack([v.tensor for v in views if v.tensor is not None]), top=top
             )
@@ -153,7 +153,7 @@ class PhotoPipeline:
         if len(images) != len(views):
             raise ValueError("views without a decoded image cannot be embedded here")
         with_classes = getattr(embedder, "embed_images_with_classes", None)
-        if with_classes is None or not self.settings.attributes:
+        if with_classes is None or not self.settings.views.attributes:
             return embedder.embed_images(images), [[] for _ in images]
         vectors, tops = with_classes(images)
         return vectors, [imagenet_class_names(t) for t in tops]
@@ -193,12 +193,12 @@ class PhotoPipeline:
 
         detector, isolator = self.engine.stages()
         prepare = getattr(self.engine.embedder, "prepare", None)
-        words = self.read_words(image) if self.settings.ocr else None
+        words = self.read_words(image) if self.settings.views.ocr else None
         out = []
         for v in views_for_image(image, detector, isolator, self.engine.views):
             box, key = view_key(v, image)
             rgb = v.image.convert("RGB")
-            colours = tuple(dominant_colours(rgb)) if self.settings.attributes else ()
+            colours = tuple(dominant_colours(rgb)) if self.settings.views.attributes else ()
             tensor = prepare(rgb) if prepare is not None else None
             out.append(
                 View(key, tuple(box), v.label, float(v.score), rgb, colours, tensor, words)  # type: ignore[arg-type]  # box: 4 corners

@@ -79,7 +79,7 @@ class Searcher(EnginePart):
             hits, kind = rrf([image_hits, text_hits], k), "rrf"
         else:
             tm = self.texts.text_settings()
-            fusing = self.engine.settings.text_fusion and self.texts.text_index() is not None
+            fusing = self.engine.settings.search.text_fusion and self.texts.text_index() is not None
             depth = max(k, tm.top_n) if fusing else k
             hits = self.search_vector(vector, k=depth, where=where, mode=mode, exclude=exclude)
             hits = self.judged(hits, mode)
@@ -93,7 +93,7 @@ class Searcher(EnginePart):
         return SearchResult(
             tuple(hits),
             timings,
-            mode or self.engine.settings.mode,
+            mode or self.engine.settings.search.mode,
             kind,
             query_object(view, photo, self.engine.views),
             objects,
@@ -108,7 +108,7 @@ class Searcher(EnginePart):
         """(N, D) embedder vectors of query photos, with the `settings.tta` augmentation: each
         the normalised mean of the photo's and its variants' vectors (1-4 embeddings a photo)."""
         rgb = [im.convert("RGB") for im in images]
-        if self.engine.settings.tta == "none":
+        if self.engine.settings.search.tta == "none":
             return self.engine.embedder.embed_images(rgb)
         from lookalike.pipeline.tta import tta_embed
 
@@ -116,7 +116,7 @@ class Searcher(EnginePart):
             return np.zeros((0, self.engine.embedder.dim), np.float32)
         return np.concatenate(
             [
-                tta_embed(self.engine.embedder.embed_images, im, self.engine.settings.tta)
+                tta_embed(self.engine.embedder.embed_images, im, self.engine.settings.search.tta)
                 for im in rgb
             ]
         )
@@ -145,7 +145,7 @@ class Searcher(EnginePart):
             timings = {"embed": per_object_ms, "search": (time.perf_counter() - t) * 1e3}
             out.append(
                 SearchResult(
-                    tuple(hits), timings, mode or self.engine.settings.mode, "cosine",
+                    tuple(hits), timings, mode or self.engine.settings.search.mode, "cosine",
                     query_object(view, photo, self.engine.views),
                 )
             )  # fmt: skip
@@ -195,7 +195,7 @@ class Searcher(EnginePart):
         )
         hits = self.judged(hits, mode)
         timings = {"search": (time.perf_counter() - t0) * 1e3}
-        return SearchResult(tuple(hits), timings, mode or self.engine.settings.mode)
+        return SearchResult(tuple(hits), timings, mode or self.engine.settings.search.mode)
 
     def recommend(
         self,
@@ -220,17 +220,14 @@ class Searcher(EnginePart):
         hits = self.search_vector(vector, k=k, where=where, mode=mode, exclude=examples)
         hits = self.judged(hits, mode)
         timings = {"search": (time.perf_counter() - t0) * 1e3}
-        return SearchResult(tuple(hits), timings, mode or self.engine.settings.mode)
+        return SearchResult(tuple(hits), timings, mode or self.engine.settings.search.mode)
 
     def decode_query(self, query: Path | str | bytes | Image.Image) -> Image.Image:
-        from lookalike.pipeline.decode import DecodeLimits, decode_image, read_source
+        from lookalike.pipeline.decode import decode_image, read_source
 
         if isinstance(query, Image.Image):
             return query.convert("RGB")
-        limits = DecodeLimits(
-            max_bytes=self.engine.settings.max_image_bytes,
-            max_pixels=self.engine.settings.max_image_pixels,
-        )
+        limits = self.engine.settings.decode.limits()
         if isinstance(query, bytes):
             return decode_image(query, "query", limits)
         source = str(query)
@@ -251,7 +248,7 @@ class Searcher(EnginePart):
     ) -> list[ProductHit]:
         """Items nearest to `vector`. `route`: a catalogue field (e.g. `category`): first predict
         the query's value of it from its nearest views, then search only items that have it."""
-        mode = mode or self.engine.settings.mode
+        mode = mode or self.engine.settings.search.mode
         if k < 1:
             raise QueryError("k must be at least 1")
         user = self.engine.user_filter(where)
@@ -286,7 +283,9 @@ class Searcher(EnginePart):
 
         space = "tuned" if self.engine.projection is not None else "image"
         levels = (
-            calibration_levels(self.engine).get(space, {}).get(mode or self.engine.settings.mode)
+            calibration_levels(self.engine)
+            .get(space, {})
+            .get(mode or self.engine.settings.search.mode)
         )
         if levels is None:
             return hits

@@ -80,7 +80,9 @@ class TextFusion(EnginePart):
         from lookalike.pipeline.text_match import TextMatchSettings
 
         return TextMatchSettings(
-            weight=self.engine.settings.text_weight, size_power=TEXT_SIZE_POWER, top_n=TEXT_TOP_N
+            weight=self.engine.settings.search.text_weight,
+            size_power=TEXT_SIZE_POWER,
+            top_n=TEXT_TOP_N,
         )
 
     def fuse_text(

@@ -21,14 +21,14 @@ def view_settings(settings: Settings) -> ViewSettings:
     from lookalike.pipeline.detect import parse_labels
     from lookalike.pipeline.views import ViewSettings
 
-    labels = parse_labels(settings.labels)
+    labels = parse_labels(settings.views.labels)
     return ViewSettings(
-        detect=settings.detect,
-        isolate=settings.isolate,
+        detect=settings.views.detect,
+        isolate=settings.views.isolate,
         labels=labels,
-        garment=settings.garment,
-        background=tuple(settings.isolate_background),  # type: ignore[arg-type]  # 3 RGB values (validated)
-        margin=settings.isolate_margin,
+        garment=settings.views.garment,
+        background=tuple(settings.views.isolate_background),  # type: ignore[arg-type]  # 3 RGB values (validated)
+        margin=settings.views.isolate_margin,
     )
 
 

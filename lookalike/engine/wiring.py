@@ -30,13 +30,7 @@ Stages = tuple["YoloxDetector | None", "Isolator | None"]
 
 def model_store(settings: Settings) -> ModelStore:
     """The model files the settings point at (cache folder, mirror, offline)."""
-    from lookalike.models.store import ModelStore
-
-    return ModelStore(
-        settings.cache_dir,
-        mirror=settings.models_mirror,
-        offline=settings.offline,
-    )
+    return settings.models.store()
 
 
 def load_embedder(
@@ -63,9 +57,9 @@ def load_embedder(
         embedder = load_model(
             spec,
             model_dir,
-            threads=settings.threads,
-            optimization=settings.ort_optimization,
-            spinning=settings.ort_spinning,
+            threads=settings.models.threads,
+            optimization=settings.models.ort_optimization,
+            spinning=settings.models.ort_spinning,
         )
     digest = hashlib.sha256()
     for f in spec.files:
@@ -103,7 +97,7 @@ def load_stages(settings: Settings, vs: ViewSettings) -> Stages:
             from lookalike.pipeline.detect import YoloxDetector
 
             detector = YoloxDetector.from_store(
-                models, threads=settings.threads, fit_small=vs.fit_small
+                models, threads=settings.models.threads, fit_small=vs.fit_small
             )
         if vs.isolate != "none":
             from lookalike.pipeline.isolate import Isolator
@@ -111,7 +105,7 @@ def load_stages(settings: Settings, vs: ViewSettings) -> Stages:
             isolator = Isolator.from_store(
                 models,
                 (vs.isolate,),
-                threads=settings.threads,
+                threads=settings.models.threads,
                 margin=vs.margin,
                 aspect=vs.aspect,
                 clothes_fit_small=vs.fit_small,
@@ -133,14 +127,14 @@ def open_store(
     from lookalike.store.registry import open_store as open_spec
 
     s = settings
-    key = s.qdrant_api_key.get_secret_value() if s.qdrant_api_key else None
+    key = s.vectors.qdrant_api_key.get_secret_value() if s.vectors.qdrant_api_key else None
     edge = EdgeParams(
-        m=s.hnsw_m,
-        ef_construct=s.hnsw_ef_construct,
-        hnsw_ef=s.hnsw_ef,
-        quantization=s.quantization,
-        oversampling=s.oversampling,
-        optimize_threshold=s.optimize_threshold,
+        m=s.vectors.hnsw_m,
+        ef_construct=s.vectors.hnsw_ef_construct,
+        hnsw_ef=s.vectors.hnsw_ef,
+        quantization=s.vectors.quantization,
+        oversampling=s.vectors.oversampling,
+        optimize_threshold=s.vectors.optimize_threshold,
     )
     vectors = {"image": dim}
     if projection:  # a tuned index also carries the projected vectors (`lookalike tune`)
@@ -155,21 +149,15 @@ def decode_limits(
     smallest 1/2-1/8 scale that still gives the embedder its resize target (its input side /
     crop fraction) when views are whole photos; detection and isolation crop objects out of
     the photo, so they keep 1024 pixels, and so does OCR (it reads print at 736 px)."""
-    from lookalike.pipeline.decode import DecodeLimits
-
-    draft = settings.draft_size
+    draft = settings.decode.draft_size
     if draft <= 0:
         draft = 1024
         pp = getattr(embedder(), "preprocess", None)
         whole = not views.detect and views.isolate == "none"
-        if pp is not None and whole and not settings.ocr:
+        if pp is not None and whole and not settings.views.ocr:
             fraction = pp.crop_fraction if pp.resize == "centre_crop" else 1.0
             draft = math.ceil(pp.size / fraction)
-    return DecodeLimits(
-        max_bytes=settings.max_image_bytes,
-        max_pixels=settings.max_image_pixels,
-        draft_size=draft,
-    )
+    return settings.decode.limits(draft_size=draft)
 
 
 def store_record(
@@ -184,7 +172,7 @@ def store_record(
         # Indexes from before the setting existed live in the embedded shard.
         recorded = manifest.store or store_record("edge", index_dir)
     if store_spec is None:
-        return recorded or store_record(settings.store, index_dir)
+        return recorded or store_record(settings.vectors.store, index_dir)
     asked = store_record(store_spec, index_dir)
     if recorded is not None and not same_store(asked, recorded):
         raise IndexMismatchError(

@@ -50,7 +50,7 @@ def run_evaluation(
     decoded, skipped = _decode_queries(engine, [q.image for q in query_list])
     usable = [q for q in query_list if q.image in decoded]
     vectors: list[F32] = []
-    batch = max(1, engine.settings.batch_size)
+    batch = max(1, engine.settings.models.batch_size)
     # An index built with detection / isolation is searched as `Engine.search` does: with the
     # query's most relevant object, isolated the same way as the catalogue's views.
     views = engine.views.detect or engine.views.isolate != "none"
@@ -62,7 +62,7 @@ def run_evaluation(
         vectors.extend(engine.embed_queries(images))
         notify("queries", min(start + batch, len(usable)), len(usable))
     status = engine.projection_status()
-    fusing = engine.settings.text_fusion and engine.text_index() is not None
+    fusing = engine.settings.search.text_fusion and engine.text_index() is not None
     read = 0
     metrics: dict[str, dict[str, float]] = {}
     results: list[QueryResult] = []
@@ -83,7 +83,7 @@ def run_evaluation(
         item_images, item_titles = _item_info(engine)
         title = (
             f"lookalike eval: {catalogue.name} / {queries.name} ({status.describe()}; "
-            f"query TTA {engine.settings.tta}; text fusion {'on' if fusing else 'off'})"
+            f"query TTA {engine.settings.search.tta}; text fusion {'on' if fusing else 'off'})"
         )
         report = write_report(
             report_dir, results, metrics, title, item_images, item_titles=item_titles
@@ -97,20 +97,18 @@ def run_evaluation(
         tuple(results),
         status.to_dict(),
         {
-            "tta": engine.settings.tta,
+            "tta": engine.settings.search.tta,
             "text_fusion": fusing,
-            "text_weight": engine.settings.text_weight if fusing else None,
+            "text_weight": engine.settings.search.text_weight if fusing else None,
             "queries_read": read // max(1, len(modes)),
         },
     )
 
 
 def _decode_queries(engine: Engine, sources: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-    from lookalike.pipeline.decode import DecodeLimits, load_image
+    from lookalike.pipeline.decode import load_image
 
-    limits = DecodeLimits(
-        max_bytes=engine.settings.max_image_bytes, max_pixels=engine.settings.max_image_pixels
-    )
+    limits = engine.settings.decode.limits()
 
     def load(src: str) -> tuple[str, Any, str | None]:
         try:

@@ -162,10 +162,8 @@ class FaceFolder(ClosesStore):
             raise DecodeError(f"query photo {source}: {exc}") from exc
 
     def decode_limits(self, draft: bool = True) -> DecodeLimits:
-        return DecodeLimits(
-            max_bytes=self.settings.max_image_bytes,
-            max_pixels=self.settings.max_image_pixels,
-            draft_size=self.face_settings.decode_size if draft else None,
+        return self.settings.decode.limits(
+            draft_size=self.face_settings.decode_size if draft else None
         )
 
     # -- reading ---------------------------------------------------------------------------------

@@ -55,9 +55,9 @@ def open_adapted(
         path,
         spec.preprocess,
         output=str(spec.extra.get("output", "gem")),
-        threads=settings.threads,
-        optimization=settings.ort_optimization,
-        spinning=settings.ort_spinning,
+        threads=settings.models.threads,
+        optimization=settings.models.ort_optimization,
+        spinning=settings.models.ort_spinning,
     )
 
 

@@ -47,7 +47,6 @@ class TrainOutcome:
 def _base(engine: Engine) -> tuple[Any, Any]:
     """(spec, model store) of the index's base embedder; StoreError for stores we cannot swap."""
     from lookalike.models.catalog import get_spec
-    from lookalike.models.store import ModelStore
 
     if engine.manifest is None:
         raise StoreError(f"no index at {engine.index_dir}: run `lookalike index` first")
@@ -56,9 +55,7 @@ def _base(engine: Engine) -> tuple[Any, Any]:
             "tune --train works on the embedded store: train the index there, then "
             "`lookalike migrate` it to the server"
         )
-    s = engine.settings
-    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
-    return get_spec(engine.embedder_name), models
+    return get_spec(engine.embedder_name), engine.settings.models.store()
 
 
 def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any, act_elems: int) -> None:
@@ -285,9 +282,9 @@ def reset_index(
             load_embedder(
                 spec,
                 models.path(spec.name),
-                threads=s.threads,
-                optimization=s.ort_optimization,
-                spinning=s.ort_spinning,
+                threads=s.models.threads,
+                optimization=s.models.ort_optimization,
+                spinning=s.models.ort_spinning,
             ),
         )
         dropped = _swap(engine, data, lambda x: base.embed_prepared(x)[0], spec, None, stage)

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lookalike.config import Settings
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +32,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory, model_settings: object) -> dict[str, Path]:
+def photos(tmp_path_factory: pytest.TempPathFactory, model_settings: Settings) -> dict[str, Path]:
     from skimage import data
 
     folder = tmp_path_factory.mktemp("photos")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from lookalike.config import Settings
 from lookalike.engine.core import Engine
 from lookalike.errors import IndexMismatchError
 from lookalike.pipeline.views import ViewSettings
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_objects_become_views_and_queries_use_the_object(
-    tmp_path: Path, model_settings: object
+    tmp_path: Path, model_settings: Settings
 ) -> None:
     from skimage import data
 
@@ -31,7 +32,7 @@ def test_objects_become_views_and_queries_use_the_object(
     manifest = tmp_path / "c.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     # tta none: the query is the indexed photo itself, scored against its own view.
-    settings = model_settings.model_copy(update={"index": tmp_path / "index", "tta": "none"})  # type: ignore[attr-defined]
+    settings = model_settings.replace(index=tmp_path / "index", tta="none")
     views = ViewSettings(detect=True, labels=frozenset({"cup"}))
     with Engine(
         settings.index, settings=settings, image_embedder=TinyEmbedder(), views=views
@@ -62,11 +63,11 @@ def test_objects_become_views_and_queries_use_the_object(
 
 
 def test_a_top_photographed_alone_keeps_its_whole_view_a_worn_one_is_cut_out(
-    tmp_path: Path, data_dir: Path, model_settings: object
+    tmp_path: Path, data_dir: Path, model_settings: Settings
 ) -> None:
     from lookalike.pipeline.views import kept_objects, query_views, views_for_image
 
-    settings = model_settings.model_copy(update={"index": tmp_path / "index"})  # type: ignore[attr-defined]
+    settings = model_settings.replace(index=tmp_path / "index")
     views = ViewSettings(detect=True, isolate="garment", labels=frozenset({"person"}))
     engine = Engine(settings.index, settings=settings, image_embedder=TinyEmbedder(), views=views)
     detector, isolator = engine.stages()

@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lookalike.config import Settings
+from lookalike.models.store import ModelStore
+
 pytestmark = pytest.mark.e2e
 
 GRANNY_SMITH = 948  # ImageNet class index
 
 
 def test_onnx_matches_torch_and_classifies_a_real_photo(
-    lite2_dir: Path, data_dir: Path, model_settings: object
+    lite2_dir: Path, data_dir: Path, model_settings: Settings
 ) -> None:
     import torch  # the export extra; missing it must fail this test, not skip it
     from efficientnet_lite_pytorch import EfficientNet
@@ -52,7 +55,7 @@ def test_onnx_matches_torch_and_classifies_a_real_photo(
 
 
 def test_lite2_lite1_ensemble_is_both_networks_side_by_side(
-    lite2_dir: Path, model_store: object, data_dir: Path
+    lite2_dir: Path, model_store: ModelStore, data_dir: Path
 ) -> None:
     """The ensemble's vector is Lite2's and Lite1's (on the same pixels) each at weight 1/sqrt(2),
     and its classes are Lite2's."""
@@ -64,7 +67,7 @@ def test_lite2_lite1_ensemble_is_both_networks_side_by_side(
     from lookalike.pipeline.preprocess import to_tensor
 
     spec, lite2_spec = get_spec("efficientnet-lite2+lite1"), get_spec("efficientnet-lite2")
-    folder = model_store.path(spec.name)  # type: ignore[attr-defined]
+    folder = model_store.path(spec.name)
     ensemble = OnnxImageEmbedder(spec.name, folder / spec.files[0].filename, spec.preprocess)
     lite2 = OnnxImageEmbedder(
         lite2_spec.name, lite2_dir / lite2_spec.files[0].filename, lite2_spec.preprocess
@@ -79,7 +82,7 @@ def test_lite2_lite1_ensemble_is_both_networks_side_by_side(
     np.testing.assert_allclose(np.linalg.norm(both[:, :1280], axis=1), half, atol=1e-4)
     assert ((both[:, :1280] / half) * lite2.embed_images(images)).sum(axis=1).min() > 0.999
 
-    weights = model_store.export_input(spec.name, "weights_efficientnet-lite1")  # type: ignore[attr-defined]
+    weights = model_store.export_input(spec.name, "weights_efficientnet-lite1")
     lite1 = EfficientNet.from_pretrained("efficientnet-lite1", weights_path=str(weights)).eval()
     with torch.no_grad():
         fmap = lite1.extract_features(torch.from_numpy(to_tensor(images, spec.preprocess)))

@@ -7,18 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from lookalike.config import Settings
+
 pytestmark = pytest.mark.e2e
 
 
 def test_grocery_recall_meets_the_target(
-    tmp_path: Path, data_dir: Path, lite2_dir: Path, model_settings: object
+    tmp_path: Path, data_dir: Path, lite2_dir: Path, model_settings: Settings
 ) -> None:
     from lookalike.catalog.sample import prepare_grocery
     from lookalike.engine.core import Engine
     from lookalike.evaluation.run import run_evaluation
 
     files = prepare_grocery(data_dir / "grocery", tmp_path / "sample")
-    settings = model_settings.model_copy(update={"index": tmp_path / "index"})  # type: ignore[attr-defined]
+    settings = model_settings.replace(index=tmp_path / "index")
     with Engine(settings.index, settings=settings) as engine:
         outcome = run_evaluation(
             engine, files.catalogue, files.queries, report_dir=tmp_path / "report"

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from lookalike.errors import LookalikeError
+from lookalike.models.store import ModelStore
 from lookalike.pipeline.detect import (
     Detection,
     decode_outputs,
@@ -80,7 +81,7 @@ def test_fit_side_never_upscales_past_the_photo_and_keeps_the_stride() -> None:
 
 
 @pytest.fixture(scope="module")
-def detector(model_store: object) -> object:
+def detector(model_store: ModelStore) -> object:
     from lookalike.pipeline.detect import YoloxDetector
 
     return YoloxDetector.from_store(model_store)
@@ -135,7 +136,7 @@ def test_detection_on_a_tiny_or_blank_photo_finds_nothing_and_does_not_crash(
 
 @pytest.mark.e2e
 def test_a_small_photo_runs_at_its_own_side_and_finds_the_same_person(
-    detector: object, model_store: object
+    detector: object, model_store: ModelStore
 ) -> None:
     from lookalike.pipeline.detect import YoloxDetector, iou
 

@@ -98,7 +98,7 @@ def test_int8_embedder_from_the_model_store(
 
     monkeypatch.setenv("LOOKALIKE_SAMPLE_DATA", str(data_dir / "grocery"))
     settings = Settings()
-    store = ModelStore(settings.cache_dir, mirror=settings.models_mirror)
+    store = ModelStore(settings.models.cache_dir, mirror=settings.models.models_mirror)
     folder = store.path("efficientnet-lite2-int8")
     assert (folder / "efficientnet-lite2-int8.onnx").is_file()
     status = store.status("efficientnet-lite2-int8")

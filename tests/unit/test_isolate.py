@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from lookalike.errors import LookalikeError, QueryError
+from lookalike.models.store import ModelStore
 from lookalike.pipeline.boxes import clip_box, expand_box, parse_box
 from lookalike.pipeline.isolate import Cutout, cut_out
 from lookalike.types import Box
@@ -89,7 +90,7 @@ def test_cut_out_of_an_empty_mask_has_zero_coverage_and_a_wrong_mask_is_refused(
 
 
 @pytest.fixture(scope="module")
-def stages(model_store: object) -> tuple[object, object]:
+def stages(model_store: ModelStore) -> tuple[object, object]:
     from lookalike.pipeline.detect import YoloxDetector
     from lookalike.pipeline.isolate import Isolator
 
@@ -217,7 +218,7 @@ def test_garment_without_a_waistline_ends_at_the_waist_prior_and_loses_skin() ->
 
 @pytest.mark.e2e
 def test_pan_rebuilt_for_a_smaller_side_still_finds_the_suit_face_and_hair(
-    stages: tuple, model_store: object
+    stages: tuple, model_store: ModelStore
 ) -> None:
     from lookalike.errors import ModelError
     from lookalike.pipeline.segment import ClothesMasker
@@ -252,7 +253,7 @@ def test_pan_rebuilt_for_a_smaller_side_still_finds_the_suit_face_and_hair(
 
 @pytest.mark.e2e
 def test_u2netp_runs_small_crops_at_their_own_side_with_the_same_cup(
-    stages: tuple, model_store: object
+    stages: tuple, model_store: ModelStore
 ) -> None:
     from lookalike.pipeline.segment import SalientMasker
 

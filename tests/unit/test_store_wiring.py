@@ -72,16 +72,16 @@ def test_index_records_its_store_and_later_commands_use_it(tmp_path: Path) -> No
 def test_store_setting_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert Settings().store == "edge"
+    assert Settings().vectors.store == "edge"
     monkeypatch.setenv("LOOKALIKE_STORE", f"qdrant+local://{tmp_path / 'q'}")
     settings = _settings(tmp_path)
-    assert settings.store.startswith("qdrant+local://")
+    assert settings.vectors.store.startswith("qdrant+local://")
     with Engine(settings.index, settings=settings, image_embedder=TinyEmbedder()) as engine:
         engine.index(_catalogue(tmp_path, range(2)))
         assert engine.store_record()["collection"] == "index"  # the index folder's name
     # An old index (manifest without a store record) is the embedded shard, whatever the env says.
     old = tmp_path / "old"
-    with Engine(old, settings=_settings(tmp_path).model_copy(update={"store": "edge"}),
+    with Engine(old, settings=_settings(tmp_path).replace(store="edge"),
                 image_embedder=TinyEmbedder()) as engine:  # fmt: skip
         engine.index(_catalogue(tmp_path, range(2), name="old"))
     raw = json.loads((old / "lookalike.json").read_text())
@@ -95,8 +95,8 @@ def test_store_setting_from_the_environment(
 def test_api_key_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOOKALIKE_QDRANT_API_KEY", "s3cret-key")
     settings = Settings()
-    assert settings.qdrant_api_key is not None
-    assert settings.qdrant_api_key.get_secret_value() == "s3cret-key"
+    assert settings.vectors.qdrant_api_key is not None
+    assert settings.vectors.qdrant_api_key.get_secret_value() == "s3cret-key"
     for shown in (repr(settings), str(settings), settings.model_dump_json()):
         assert "s3cret-key" not in shown
 
