@@ -166,6 +166,28 @@ def test_qdrant_local_suffix_opens_its_own_collection(tmp_path: Path) -> None:
         store.close()
 
 
+def test_qdrant_local_folder_is_shared_by_two_stores_in_one_process(tmp_path: Path) -> None:
+    """A product index and its faces in one local folder: both open in one process (serve)."""
+    spec = f"qdrant+local://{tmp_path / 'q'}#shop"
+    products = open_store(spec, tmp_path, {"image": 4})
+    faces = open_store(spec, tmp_path, {"face": 4}, suffix="-faces")
+    try:
+        products.upsert([_point(i) for i in range(3)])
+        faces.close()  # the folder stays open for the other store
+        assert products.count() == 3
+        again = open_store(spec, tmp_path, {"face": 4}, suffix="-faces")
+        assert again.count() == 0
+        again.close()
+    finally:
+        products.close()
+    products.close()  # twice: nothing happens
+    reopened = open_store(spec, tmp_path, {"image": 4})  # every store closed: opened anew
+    try:
+        assert reopened.count() == 3
+    finally:
+        reopened.close()
+
+
 def test_existing_collection_with_other_vectors_is_refused(tmp_path: Path) -> None:
     spec = f"qdrant+local://{tmp_path / 'q'}#shop"
     open_store(spec, tmp_path, {"image": 4}).close()
