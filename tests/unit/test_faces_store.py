@@ -139,3 +139,40 @@ def test_cli_index_store_reaches_faces(album: Path, deepface: Path, tmp_path: Pa
     r = runner.invoke(app, ["index", str(few), "--index", idx, "--store", "edge"])
     assert r.exit_code == IndexMismatchError.exit_code
     assert "keeps its faces in" in r.output and "new folder" in r.output
+
+
+def test_serve_opens_products_and_faces_in_one_local_folder(
+    album: Path, deepface: Path, tmp_path: Path
+) -> None:
+    """`--store qdrant+local://PATH#shop` for both: collections shop and shop-faces, one server."""
+    from fastapi.testclient import TestClient
+
+    from lookalike.api.http import create_app
+    from lookalike.config import Settings
+    from lookalike.engine.core import Engine
+    from tests.fakes import TinyEmbedder, photo
+
+    spec = f"qdrant+local://{tmp_path / 'qdrant'}#shop"
+    rows = [
+        {"id": f"p{i}", "images": [str(photo(tmp_path / f"p{i}.jpg", seed=i))]} for i in range(3)
+    ]
+    catalogue = tmp_path / "cat.jsonl"
+    catalogue.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    settings = Settings(index=tmp_path / "index", cache_dir=tmp_path / "cache", batch_size=2)
+    with Engine(
+        settings.index, settings=settings, image_embedder=TinyEmbedder(), store_spec=spec
+    ) as engine:
+        engine.index(catalogue)
+    with FaceIndex(settings.index, settings, store_spec=spec) as fi:
+        fi.index(album / "person02-img3.jpg")
+    engine = Engine(settings.index, settings=settings, image_embedder=TinyEmbedder())
+    try:
+        assert engine.stats()["items"] == 3  # the product store is open ...
+        with TestClient(create_app(engine, catalogue_root=tmp_path)) as client:
+            selfie = (deepface / "img53.jpg").read_bytes()  # person02, another photo
+            r = client.post("/api/faces/search", files={"photo": ("s.jpg", selfie, "image/jpeg")})
+            assert r.status_code == 200, r.text  # ... and the faces open beside it
+            assert [m["name"] for m in r.json()["matches"]] == ["person02-img3.jpg"]
+            assert engine.stats()["items"] == 3
+    finally:
+        engine.close()
