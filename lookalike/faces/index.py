@@ -1,8 +1,11 @@
-"""FaceIndex: every face of every photo, in its own Qdrant Edge collection inside an index folder.
+"""FaceIndex: every face of every photo, in its own Qdrant Edge collection inside an index folder
+(or the store `store_spec` names).
 
 Index folder layout (beside the core index's files, which it never touches):
-    faces/              Qdrant Edge shard, named vector `face` (128-d, cosine)
-    faces.json          what built the face vectors (model sha256s, chip geometry)
+    faces/              Qdrant Edge shard, named vector `face` (128-d, cosine); the default
+                        store: `store_spec` (`--store`) puts the points elsewhere (folder.py)
+    faces.json          what built the face vectors (model sha256s, chip geometry), and the
+                        store when it is not edge
     faces-people.json   the people of the last listing (`clusters()` or `people.list_people`):
                         person id -> face point ids (what `forget_person` removes)
     faces-book.json     people as the user shaped them: names, merges, splits, hidden (people.py)
