@@ -16,7 +16,7 @@ import typer
 from lookalike.api.cli_faces_open import open_faces
 from lookalike.api.cli_faces_people import app as people_app
 from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
-from lookalike.api.options import IndexOpt, JsonOpt
+from lookalike.api.options import IndexOpt, JsonOpt, StoreOpt
 from lookalike.api.remote import naming_server
 
 app = typer.Typer(
@@ -84,15 +84,24 @@ def index_cmd(
             "strangers. Kept by the index for later runs [default: as last time, else 0].",
         ),
     ] = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Index every face of PHOTOS. Incremental: unchanged photos are skipped; safe to rerun."""
+    """Index every face of PHOTOS. Incremental: unchanged photos are skipped; safe to rerun.
+
+    --store is where a new face index keeps its faces (default edge, in INDEX/faces); an existing
+    one keeps the store it was built with.
+    """
     with errors_to_exit():
         from dataclasses import asdict
 
         with (
             open_faces(
-                index, detect_size=detect_size, detector=detector, min_face_size=min_face_size
+                index,
+                store=store,
+                detect_size=detect_size,
+                detector=detector,
+                min_face_size=min_face_size,
             ) as faces,
             naming_server(faces.index_dir, "`faces index`"),
             progress_bar(not as_json) as progress,

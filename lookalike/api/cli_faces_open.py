@@ -10,8 +10,9 @@ if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
 
 
-def open_faces(index: Path | None, **overrides: Any) -> FaceIndex:
-    """The face index at `index` with these FaceSettings overrides (None: not given)."""
+def open_faces(index: Path | None, *, store: str | None = None, **overrides: Any) -> FaceIndex:
+    """The face index at `index` with these FaceSettings overrides (None: not given); `store`:
+    its `--store` (None: what the index records, else edge)."""
     from pydantic import ValidationError
 
     from lookalike.config import Settings
@@ -26,4 +27,4 @@ def open_faces(index: Path | None, **overrides: Any) -> FaceIndex:
         # A bad flag is the user's error (exit 2), not a traceback.
         problems = "; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise QueryError(problems.replace("_", "-")) from None
-    return FaceIndex(index or settings.index, settings, face_settings)
+    return FaceIndex(index or settings.index, settings, face_settings, store_spec=store)

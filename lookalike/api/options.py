@@ -26,7 +26,7 @@ StoreOpt = Annotated[
         "--store",
         help="Where the vectors live: edge (embedded, default), qdrant://HOST:6333/COLLECTION, "
         "qdrants://..., qdrant+local://PATH#COLLECTION. Default: what the index records, else "
-        "$LOOKALIKE_STORE. API key: $LOOKALIKE_QDRANT_API_KEY or $QDRANT_API_KEY.",
+        "$LOOKALIKE_STORE (faces: edge; their collection is COLLECTION-faces). API key: $LOOKALIKE_QDRANT_API_KEY or $QDRANT_API_KEY.",
     ),
 ]
 MirrorOpt = Annotated[

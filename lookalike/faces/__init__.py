@@ -4,6 +4,7 @@
     embed.py     5-point alignment + dlib's 128-d ResNet descriptor, L2-normalised
     models.py    where the dlib `.dat` files are, and what they are (sha256)
     index.py     `FaceIndex`: index / search / clusters / forget over a Qdrant Edge shard
+                 (default) or the store `--store` names (registry: `lookalike.store.registry`)
     folder.py    its folder: detector, embedder, faces.json / options / lock, the store, reading
     search.py    its search: "you" and "maybe you" photos of one or several portraits
     ingest.py    an index run's photo loading (worker threads) and face points

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 SHARD = "faces"
+"""The Qdrant Edge shard's folder in the index folder (the default store)."""
+SUFFIX = "-faces"
+"""Added to a qdrant collection name: `--store qdrant://host/shop` keeps faces in `shop-faces`."""
 MANIFEST = "faces.json"
 PEOPLE = "faces-people.json"
 OPTIONS = "faces-options.json"

@@ -1,5 +1,13 @@
 """The face index's folder (`lookalike.faces.index`): its components (detector, embedder), its
-files (faces.json, faces-options.json, the lock), its store, and the faces of one image."""
+files (faces.json, faces-options.json, the lock), its store, and the faces of one image.
+
+The store: what `store_spec` (`--store`) names when the index is created, through the registry
+(`lookalike.store.registry.open_store`) like the product index's: edge (the default) in
+`<index>/faces`, a qdrant collection `<collection>-faces` beside the product one, or memory.
+faces.json records it unless it is edge (indexes from before the setting are edge); an existing
+index reopens the store it records, and another `store_spec` for it is an IndexMismatchError.
+`Settings.store` ($LOOKALIKE_STORE) is not followed: faces stay in the embedded shard unless asked.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +25,7 @@ from lookalike.config import Settings
 from lookalike.engine.lock import ClosesStore, folder_write_lock
 from lookalike.errors import DecodeError, IndexMismatchError, StoreError
 from lookalike.faces.detect import FaceBox, FaceDetector, find_faces, make_detector
-from lookalike.faces.files import FORMAT, LOCK, MANIFEST, OPTIONS, SHARD, now, write_json
+from lookalike.faces.files import FORMAT, LOCK, MANIFEST, OPTIONS, SHARD, SUFFIX, now, write_json
 from lookalike.faces.models import DIM, EmbedderRecord
 from lookalike.faces.photos import normalise
 from lookalike.faces.settings import FaceSettings
@@ -39,12 +47,16 @@ class FaceFolder(ClosesStore):
         *,
         detector: FaceDetector | None = None,
         embedder: FaceEmbedder | None = None,
+        store_spec: str | None = None,
     ) -> None:
+        """store_spec: where the face vectors live (`--store`: edge, memory, qdrant://host/name,
+        qdrant+local://PATH#name); None: what the index records, else edge."""
         self.settings = settings or Settings()
         self.face_settings = face_settings or FaceSettings()
         self.index_dir = Path(index_dir) if index_dir is not None else self.settings.index
         self._detector = detector
         self._embedder = embedder
+        self._store_spec = store_spec
         self._store: Any = None
         self._checked = False
 
@@ -81,13 +93,17 @@ class FaceFolder(ClosesStore):
         if path.exists():
             have = json.loads(path.read_text())
             have.pop("created", None)
+            have.pop("store", None)
             if have != wanted:
                 raise IndexMismatchError(
                     f"the face index at {self.index_dir} was built with other face models "
                     f"({have.get('embedder')}); index into a new folder"
                 )
+            self.store_record()  # another store than the recorded one: IndexMismatchError
         elif create:
-            write_json(path, {**wanted, "created": now()})
+            record = self.store_record()
+            store = {} if record["kind"] == "edge" else {"store": record}  # absent means edge
+            write_json(path, {**wanted, **store, "created": now()})
         else:
             raise StoreError(
                 f"no face index at {self.index_dir}: run `lookalike faces index PHOTOS "
@@ -106,11 +122,37 @@ class FaceFolder(ClosesStore):
             self._store = self._open_store()
         return self._store
 
-    def _open_store(self) -> Any:
-        from lookalike.store.edge import EdgeStore
+    def store_record(self) -> dict[str, Any]:
+        """Where the face vectors live (`registry.store_record`): as faces.json records (edge
+        when it records none), else as asked, else edge. IndexMismatchError if asked != recorded."""
+        from lookalike.store.registry import same_store, store_record
 
-        self._recover_compaction()
-        return EdgeStore(self.index_dir / SHARD, {"face": DIM})
+        path = self.index_dir / MANIFEST
+        recorded: dict[str, Any] | None = None
+        if path.exists():
+            recorded = json.loads(path.read_text()).get("store") or store_record(
+                "edge", self.index_dir
+            )
+        if self._store_spec is None:
+            return recorded or store_record("edge", self.index_dir)
+        asked = store_record(self._store_spec, self.index_dir, suffix=SUFFIX)
+        if recorded is not None and not same_store(asked, recorded):
+            raise IndexMismatchError(
+                f"the face index at {self.index_dir} keeps its faces in {recorded['spec']}, not "
+                f"{asked['spec']}: leave out --store, or index into a new folder"
+            )
+        return asked
+
+    def _open_store(self) -> Store:
+        from lookalike.store.registry import open_store
+
+        record = self.store_record()
+        if record["kind"] == "edge":
+            self._recover_compaction()
+        secret = self.settings.qdrant_api_key
+        key = secret.get_secret_value() if secret else None
+        # The recorded spec names the collection with its suffix already: opened without one.
+        return open_store(record["spec"], self.index_dir, {"face": DIM}, api_key=key, shard=SHARD)
 
     def write_lock(self) -> AbstractContextManager[None]:
         """Held while writing the face index or its files (one writer per folder; a second

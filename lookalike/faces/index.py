@@ -1,8 +1,11 @@
-"""FaceIndex: every face of every photo, in its own Qdrant Edge collection inside an index folder.
+"""FaceIndex: every face of every photo, in its own Qdrant Edge collection inside an index folder
+(or the store `store_spec` names).
 
 Index folder layout (beside the core index's files, which it never touches):
-    faces/              Qdrant Edge shard, named vector `face` (128-d, cosine)
-    faces.json          what built the face vectors (model sha256s, chip geometry)
+    faces/              Qdrant Edge shard, named vector `face` (128-d, cosine); the default
+                        store: `store_spec` (`--store`) puts the points elsewhere (folder.py)
+    faces.json          what built the face vectors (model sha256s, chip geometry), and the
+                        store when it is not edge
     faces-people.json   the people of the last listing (`clusters()` or `people.list_people`):
                         person id -> face point ids (what `forget_person` removes)
     faces-book.json     people as the user shaped them: names, merges, splits, hidden (people.py)
@@ -20,7 +23,9 @@ Points:
 Privacy: face vectors live only in `faces/`. `forget_photo` and `forget_person` delete the points,
 then rewrite the shard from the points that remain (`compact`), so the deleted vectors are gone
 from every file of the folder, write-ahead log included (Qdrant's own optimiser would leave them in
-the WAL). A forgotten photo keeps a vector-less tombstone (path + content hash) so that indexing
+the WAL). On another store (`store_spec`, `--store`: memory, a qdrant collection
+`<collection>-faces`, qdrant+local) the face vectors live there instead of in `faces/`, and the
+guarantee is the store's delete: there are no shard files to rewrite, `compact` only flushes. A forgotten photo keeps a vector-less tombstone (path + content hash) so that indexing
 the folder again does not bring its faces back; a changed file is indexed anew.
 """
 
@@ -290,6 +295,7 @@ class FaceIndex(FaceSearch):
 
     def compact(self) -> int:
         """Rewrite the shard from the points it holds now; return its size in bytes after.
+        On a store other than edge: flush it (nothing to rewrite); return its size.
 
         `forget_*` and `index(sync=True)` do this themselves; see `_compact`.
         """
@@ -304,13 +310,18 @@ class FaceIndex(FaceSearch):
         old folder leaves no file with a deleted vector. Crash-safe: the copy is built beside the
         shard and swapped in by renames; `_recover_compaction` finishes or discards a half-done one.
         """
-        from lookalike.store.edge import EdgeStore
+        from lookalike.store.registry import open_store
 
         old_store = self.store
+        if self.store_record()["kind"] != "edge":
+            # No shard files here: the points were deleted through the store (a server's own
+            # segments and log are its business), which is the guarantee on these stores.
+            old_store.flush()
+            return old_store.disk_bytes()
         new_dir = self.index_dir / (SHARD + ".compact")
         if new_dir.exists():
             shutil.rmtree(new_dir)
-        fresh = EdgeStore(new_dir, {"face": DIM})
+        fresh = open_store("edge", self.index_dir, {"face": DIM}, shard=new_dir.name)
         try:
             page: list[PointRecord] = []
             for rec in old_store.scroll(with_vectors=True):

@@ -33,6 +33,7 @@ from typing import Any
 from lookalike.errors import IndexMismatchError, StoreError
 from lookalike.store import qdrant_common as common
 from lookalike.store.base import Condition, Filter, IndexKind, PointRecord, as_vector
+from lookalike.store.qdrant_local import open_local, release_local
 from lookalike.types import F32, Hit
 
 _SCHEMA_FILE = "lookalike_payload_schema.json"
@@ -97,7 +98,7 @@ class QdrantStore:
             else:
                 self._local_dir = Path(self.location)
                 self._local_dir.mkdir(parents=True, exist_ok=True)
-                self._client = QdrantClient(path=str(self._local_dir))
+                self._client = open_local(self._local_dir)  # one per folder in a process
         except Exception as exc:  # local mode: folder locked by another process, unreadable ...
             raise StoreError(f"cannot open Qdrant at {self.location}: {exc}") from exc
         try:
@@ -105,10 +106,10 @@ class QdrantStore:
                 self._create(vectors, shard_number, replication_factor)
             self._check_vectors(vectors)
         except (StoreError, IndexMismatchError):
-            self._client.close()
+            self.close()
             raise
         except Exception as exc:
-            self._client.close()
+            self.close()
             raise self._error("open collection", exc) from exc
         self._schema: dict[str, str] = self._load_schema()
 
@@ -403,7 +404,10 @@ class QdrantStore:
     def close(self) -> None:
         client = getattr(self, "_client", None)
         if client is not None:
-            client.close()
+            if self._local_dir is not None:
+                release_local(client)  # closed when no other store in this process uses it
+            else:
+                client.close()
             del self._client  # closed: close() again does nothing
 
 

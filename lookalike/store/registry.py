@@ -7,6 +7,10 @@
     qdrants://host:6333[/name]    the same over https (use this with an API key)
     qdrant+local://PATH[#name]    qdrant-client's local mode in folder PATH (CI, small data)
 
+Another part of an index keeps its own vectors apart from the product vectors through the same spec:
+`shard` names its edge folder (faces: `<index>/faces`) and `suffix` is added to its collection name
+(faces: `<collection>-faces`), so one `--store` serves both without mixing them.
+
 Query parameters of the qdrant schemes: `?shards=N&replication=R` (used when the collection is
 created), `?timeout=S`. The API key comes from the `api_key` argument, else env `QDRANT_API_KEY`,
 never from the spec (specs end up in logs and shell history).
@@ -50,8 +54,10 @@ class StoreSpec:
     timeout: float = 30.0
 
 
-def parse_store_spec(spec: str | None, index_dir: Path) -> StoreSpec:
-    """Parse `spec` (None or blank means `edge`). Raises StoreError listing valid forms."""
+def parse_store_spec(spec: str | None, index_dir: Path, *, suffix: str = "") -> StoreSpec:
+    """Parse `spec` (None or blank means `edge`). Raises StoreError listing valid forms.
+
+    suffix: added to the collection name of the qdrant kinds (given or the folder's name)."""
     text = (spec or "").strip() or "edge"
     if text in ("edge", "memory"):
         return StoreSpec(text)
@@ -60,7 +66,7 @@ def parse_store_spec(spec: str | None, index_dir: Path) -> StoreSpec:
         folder, _, name = rest.partition("#")
         if not folder:
             raise StoreError(f"--store {text!r}: give a folder, e.g. qdrant+local://./qdrant-data")
-        return StoreSpec("qdrant-local", folder, _collection(name, index_dir, text))
+        return StoreSpec("qdrant-local", folder, _collection(name, index_dir, text, suffix))
     if text.startswith(("qdrant://", "qdrants://")):
         parts = urlsplit(text)
         if not parts.hostname:
@@ -79,7 +85,7 @@ def parse_store_spec(spec: str | None, index_dir: Path) -> StoreSpec:
         return StoreSpec(
             "qdrant",
             f"{scheme}://{host}:{port}",
-            _collection(parts.path.strip("/"), index_dir, text),
+            _collection(parts.path.strip("/"), index_dir, text, suffix),
             shards=_int_param(query, "shards", text),
             replication=_int_param(query, "replication", text),
             timeout=float(_int_param(query, "timeout", text) or 30),
@@ -91,11 +97,14 @@ def parse_store_spec(spec: str | None, index_dir: Path) -> StoreSpec:
     )
 
 
-def store_record(spec: str | None, index_dir: Path) -> dict[str, Any]:
+def store_record(spec: str | None, index_dir: Path, *, suffix: str = "") -> dict[str, Any]:
     """What an index manifest records about its store: kind, a canonical spec (local folders made
     absolute, so the index works from any working directory), location and collection.
-    Never a credential (specs cannot hold one)."""
-    parsed = parse_store_spec(spec, index_dir)
+    Never a credential (specs cannot hold one).
+
+    suffix: as `parse_store_spec`; the canonical spec names the collection with the suffix
+    already added, so it is opened again without one."""
+    parsed = parse_store_spec(spec, index_dir, suffix=suffix)
     canonical: str
     match parsed.kind:
         case "edge" | "memory":
@@ -137,18 +146,24 @@ def open_store(
     *,
     api_key: str | None = None,
     edge: EdgeParams | None = None,
+    shard: str = "shard",
+    suffix: str = "",
 ) -> Store:
     """The store `spec` names, for the index in `index_dir` with `vectors` (name -> dimension).
 
     api_key: for qdrant servers; defaults to env QDRANT_API_KEY.
     edge: graph, quantisation and search settings of the embedded store (default `EdgeParams()`).
+    shard: the embedded store's folder inside `index_dir`.
+    suffix: added to the qdrant collection name (see `parse_store_spec`).
     """
-    parsed = parse_store_spec(spec, index_dir)
+    if not shard or Path(shard).name != shard or shard in (".", ".."):
+        raise StoreError(f"shard {shard!r}: give a folder name inside the index folder")
+    parsed = parse_store_spec(spec, index_dir, suffix=suffix)
     match parsed.kind:
         case "edge":
             from lookalike.store.edge import EdgeStore
 
-            return EdgeStore(Path(index_dir) / "shard", dict(vectors), edge)
+            return EdgeStore(Path(index_dir) / shard, dict(vectors), edge)
         case "memory":
             from lookalike.store.memory import MemoryStore
 
@@ -171,8 +186,8 @@ def open_store(
     raise StoreError(f"unknown store kind {parsed.kind}")  # unreachable: parse checks
 
 
-def _collection(name: str, index_dir: Path, spec: str) -> str:
-    name = name or Path(index_dir).resolve().name
+def _collection(name: str, index_dir: Path, spec: str, suffix: str = "") -> str:
+    name = (name or Path(index_dir).resolve().name) + suffix
     if not _COLLECTION.match(name):
         raise StoreError(
             f"--store {spec!r}: collection name {name!r} may hold only letters, digits, '_', '-', '.'"

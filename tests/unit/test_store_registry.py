@@ -9,7 +9,13 @@ import pytest
 
 from lookalike.errors import IndexMismatchError, StoreError
 from lookalike.store.base import PointRecord, point_id
-from lookalike.store.registry import StoreSpec, open_store, parse_store_spec
+from lookalike.store.registry import (
+    StoreSpec,
+    open_store,
+    parse_store_spec,
+    same_store,
+    store_record,
+)
 
 
 def test_default_is_edge_in_the_index_folder(tmp_path: Path) -> None:
@@ -109,6 +115,77 @@ def test_qdrant_local_collection_defaults_to_the_index_folder_name(tmp_path: Pat
         assert store.collection == "groceries"  # type: ignore[attr-defined]
     finally:
         store.close()
+
+
+def test_shard_names_the_edge_folder(tmp_path: Path) -> None:
+    from lookalike.store.edge import EdgeStore
+
+    store = open_store("edge", tmp_path / "idx", {"face": 4}, shard="faces")
+    try:
+        assert isinstance(store, EdgeStore) and store.path == tmp_path / "idx" / "faces"
+        assert not (tmp_path / "idx" / "shard").exists()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("shard", ["", ".", "..", "a/b", "/abs"])
+def test_shard_must_be_a_folder_name(shard: str, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="folder name"):
+        open_store("edge", tmp_path, {"face": 4}, shard=shard)
+
+
+@pytest.mark.parametrize(
+    ("spec", "collection"),
+    [
+        ("qdrant://localhost:6333/shop", "shop-faces"),
+        ("qdrant://localhost:6333", "groceries-faces"),
+        ("qdrant+local://q#shop", "shop-faces"),
+        ("qdrant+local://q", "groceries-faces"),
+    ],
+)
+def test_suffix_keeps_a_second_collection_apart(spec: str, collection: str, tmp_path: Path) -> None:
+    index = tmp_path / "groceries"
+    assert parse_store_spec(spec, index, suffix="-faces").collection == collection
+    plain, faces = store_record(spec, index), store_record(spec, index, suffix="-faces")
+    assert faces["collection"] == collection and not same_store(plain, faces)
+    # The recorded spec already names the suffixed collection: reopened without a suffix.
+    assert store_record(faces["spec"], index) == faces
+
+
+def test_suffix_leaves_edge_and_memory_alone(tmp_path: Path) -> None:
+    assert parse_store_spec("edge", tmp_path, suffix="-faces") == StoreSpec("edge")
+    assert store_record("memory", tmp_path, suffix="-faces")["spec"] == "memory"
+
+
+def test_qdrant_local_suffix_opens_its_own_collection(tmp_path: Path) -> None:
+    spec = f"qdrant+local://{tmp_path / 'q'}#shop"
+    store = open_store(spec, tmp_path, {"face": 4}, suffix="-faces")
+    try:
+        assert store.collection == "shop-faces"  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def test_qdrant_local_folder_is_shared_by_two_stores_in_one_process(tmp_path: Path) -> None:
+    """A product index and its faces in one local folder: both open in one process (serve)."""
+    spec = f"qdrant+local://{tmp_path / 'q'}#shop"
+    products = open_store(spec, tmp_path, {"image": 4})
+    faces = open_store(spec, tmp_path, {"face": 4}, suffix="-faces")
+    try:
+        products.upsert([_point(i) for i in range(3)])
+        faces.close()  # the folder stays open for the other store
+        assert products.count() == 3
+        again = open_store(spec, tmp_path, {"face": 4}, suffix="-faces")
+        assert again.count() == 0
+        again.close()
+    finally:
+        products.close()
+    products.close()  # twice: nothing happens
+    reopened = open_store(spec, tmp_path, {"image": 4})  # every store closed: opened anew
+    try:
+        assert reopened.count() == 3
+    finally:
+        reopened.close()
 
 
 def test_existing_collection_with_other_vectors_is_refused(tmp_path: Path) -> None:
