@@ -12,7 +12,6 @@ flat spelling of 0.x) still work: flat keyword arguments are routed to their gro
 from __future__ import annotations
 
 import os
-import shlex
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,12 +20,6 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lookalike.faces.settings import FaceSettings
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from lookalike.models.store import ModelStore
-    from lookalike.pipeline.decode import DecodeLimits
 
 
 def _default_cache() -> Path:
@@ -78,19 +71,6 @@ class ModelsConfig(BaseSettings):
         "sample catalogue (`sample_data`).",
     )
 
-    def store(self, progress: Callable[[str, int, int | None], None] | None = None) -> ModelStore:
-        """The model store of these settings (cache, mirror, offline, pip arguments, Hub)."""
-        from lookalike.models.store import ModelStore
-
-        return ModelStore(
-            self.cache_dir,
-            mirror=self.models_mirror,
-            offline=self.offline,
-            progress=progress,
-            pip_args=shlex.split(self.pip_args),
-            hf_endpoint=self.hf_endpoint,
-        )
-
 
 class DecodeConfig(BaseSettings):
     """Limits and speed-ups of photo decoding (the same for indexing, queries, uploads)."""
@@ -107,17 +87,6 @@ class DecodeConfig(BaseSettings):
     max_image_pixels: int = Field(
         default=64_000_000, description="Larger images (decompression bombs) are skipped."
     )
-
-    def limits(
-        self, *, draft_size: int | None = 1024, max_bytes: int | None = None
-    ) -> DecodeLimits:
-        """The decode limits of these settings: the one builder for indexing, queries, uploads and
-        faces. `draft_size` as `DecodeLimits` (1024 by default, None: full size); `max_bytes`
-        lowers the byte limit for one use (an upload limit)."""
-        from lookalike.pipeline.decode import DecodeLimits
-
-        cap = self.max_image_bytes if max_bytes is None else min(self.max_image_bytes, max_bytes)
-        return DecodeLimits(max_bytes=cap, max_pixels=self.max_image_pixels, draft_size=draft_size)
 
 
 class ViewsConfig(BaseSettings):

@@ -38,7 +38,9 @@ def model_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def model_store(model_settings: Settings) -> ModelStore:
     """A `ModelStore` on the user's cache and mirror (as the engine opens one)."""
-    return model_settings.models.store()
+    from lookalike.engine import wiring
+
+    return wiring.model_store(model_settings)
 
 
 @pytest.fixture(scope="session")

@@ -79,6 +79,8 @@ def search(
     """Find the products most like PHOTO (and/or matching --text): one result per product.
     Several photos or a FOLDER: each photo searched, one row per photo (--format); a photo
     that cannot be decoded is reported and the others are still searched (exit code 3)."""
+    from lookalike.engine import wiring
+
     with errors_to_exit():
         from lookalike.errors import QueryError
 
@@ -99,7 +101,7 @@ def search(
                 else:
                     from lookalike.pipeline.decode import load_image
 
-                    query = load_image(photo, engine.settings.decode.limits()).image
+                    query = load_image(photo, wiring.limits(engine.settings)).image
                     w, h = query.size
                     region = (region[0] * w, region[1] * h, region[2] * w, region[3] * h)
             if photo is None:

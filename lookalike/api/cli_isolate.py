@@ -55,6 +55,8 @@ def isolate(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Cut the most relevant object out of PHOTO (or --box) and write it as RGBA."""
+    from lookalike.engine import wiring
+
     with errors_to_exit():
         from lookalike.config import Settings
         from lookalike.errors import QueryError
@@ -72,9 +74,9 @@ def isolate(
         region = parse_box(box) if box else None
         wanted = parse_labels(labels) if labels else None
         settings = Settings()
-        limits = settings.decode.limits(draft_size=None)  # --box is in the file's own pixels
+        limits = wiring.limits(settings, draft_size=None)  # --box is in the file's own pixels
         image = load_image(photo, limits).image
-        models = settings.models.store()
+        models = wiring.model_store(settings)
         detector = (
             YoloxDetector.from_store(models, threads=settings.models.threads)
             if detect and region is None

@@ -61,10 +61,11 @@ def _store(
 ) -> ModelStore:
     """A store from the flags, falling back to `Settings()` for each flag not given."""
     from lookalike.config import Settings
+    from lookalike.engine import wiring
 
     flags = {"cache_dir": cache_dir, "models_mirror": mirror, "offline": offline}
     settings = Settings().replace(**{k: v for k, v in flags.items() if v is not None})
-    return settings.models.store(progress)
+    return wiring.model_store(settings, progress)
 
 
 @contextmanager

@@ -41,6 +41,8 @@ class AppState:
         faces: "FaceIndex | None" = None,
     ) -> None:
 
+        from lookalike.engine import wiring
+
         self.engine = engine
         self.api_key = api_key or None
         self.access = WriteAccess.from_keys([api_key])
@@ -59,8 +61,8 @@ class AppState:
         self._search_threads = max(1, search_threads)
         self._limiter: anyio.CapacityLimiter | None = None
         settings = engine.settings
-        self.decode_limits = settings.decode.limits(max_bytes=max_upload_bytes)
-        self.catalogue_limits = settings.decode.limits()
+        self.decode_limits = wiring.limits(settings, max_bytes=max_upload_bytes)
+        self.catalogue_limits = wiring.limits(settings)
 
     # -- plumbing --------------------------------------------------------------------------------
 

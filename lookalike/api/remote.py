@@ -287,10 +287,11 @@ class ServedIndex:
     def _read_photo(self, source: str) -> bytes:
         """A query photo's bytes (path or URL) with the engine's limits, to upload."""
         from lookalike.config import Settings
+        from lookalike.engine import wiring
         from lookalike.pipeline.decode import read_source
 
         try:
-            return read_source(source, Settings().decode.limits())
+            return read_source(source, wiring.limits(Settings()))
         except DecodeError as exc:
             raise DecodeError(f"query photo {source}: {exc}") from exc
 

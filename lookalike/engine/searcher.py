@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from lookalike.engine import wiring
 from lookalike.engine.part import EnginePart
 from lookalike.engine.records import ALL_VIEWS, INTERNAL_KEYS, VISIBLE_VIEWS, product_hit
 from lookalike.engine.results import QueryObject, SearchResult, query_object
@@ -227,7 +228,7 @@ class Searcher(EnginePart):
 
         if isinstance(query, Image.Image):
             return query.convert("RGB")
-        limits = self.engine.settings.decode.limits()
+        limits = wiring.limits(self.engine.settings)
         if isinstance(query, bytes):
             return decode_image(query, "query", limits)
         source = str(query)

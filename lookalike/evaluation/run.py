@@ -106,9 +106,10 @@ def run_evaluation(
 
 
 def _decode_queries(engine: Engine, sources: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    from lookalike.engine import wiring
     from lookalike.pipeline.decode import load_image
 
-    limits = engine.settings.decode.limits()
+    limits = wiring.limits(engine.settings)
 
     def load(src: str) -> tuple[str, Any, str | None]:
         try:

@@ -149,7 +149,7 @@ class FaceFolder(ClosesStore):
         record = self.store_record()
         if record["kind"] == "edge":
             self._recover_compaction()
-        secret = self.settings.qdrant_api_key
+        secret = self.settings.vectors.qdrant_api_key
         key = secret.get_secret_value() if secret else None
         # The recorded spec names the collection with its suffix already: opened without one.
         return open_store(record["spec"], self.index_dir, {"face": DIM}, api_key=key, shard=SHARD)
@@ -204,8 +204,10 @@ class FaceFolder(ClosesStore):
             raise DecodeError(f"query photo {source}: {exc}") from exc
 
     def decode_limits(self, draft: bool = True) -> DecodeLimits:
-        return self.settings.decode.limits(
-            draft_size=self.face_settings.decode_size if draft else None
+        from lookalike.engine import wiring
+
+        return wiring.limits(
+            self.settings, draft_size=self.face_settings.decode_size if draft else None
         )
 
     # -- reading ---------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class TrainOutcome:
 
 def _base(engine: Engine) -> tuple[Any, Any]:
     """(spec, model store) of the index's base embedder; StoreError for stores we cannot swap."""
+    from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
 
     if engine.manifest is None:
@@ -55,7 +56,7 @@ def _base(engine: Engine) -> tuple[Any, Any]:
             "tune --train works on the embedded store: train the index there, then "
             "`lookalike migrate` it to the server"
         )
-    return get_spec(engine.embedder_name), engine.settings.models.store()
+    return get_spec(engine.embedder_name), wiring.model_store(engine.settings)
 
 
 def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any, act_elems: int) -> None:
