@@ -24,6 +24,7 @@ from lookalike.types import F32, Aggregation, Box, ProductHit
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
+    from lookalike.pipeline.detect import Detection
     from lookalike.pipeline.views import ObjectView
 
 
@@ -64,8 +65,10 @@ class Searcher(EnginePart):
         _ = self.engine.store  # no index: say so before any work on the photo
         t0 = time.perf_counter()
         photo = self.decode_query(query)
-        view = self.query_views(photo, box=box)[0]
-        objects = self.detected_objects(photo)
+        detector, _ = self.engine.stages()
+        detections = detector.detect(photo) if detector is not None else ()
+        view = self.query_views(photo, box=box, detections=detections)[0]
+        objects = self.detected_objects(photo, detections)
         t1 = time.perf_counter()
         vector = self.query_vector(view.image)
         t2 = time.perf_counter()
@@ -152,16 +155,18 @@ class Searcher(EnginePart):
             )  # fmt: skip
         return out
 
-    def detected_objects(self, photo: Image.Image) -> tuple[QueryObject, ...]:
-        """The relevant objects of a query photo, for a UI to offer as regions to search."""
+    def detected_objects(
+        self, photo: Image.Image, detections: Sequence[Detection] | None = None
+    ) -> tuple[QueryObject, ...]:
+        """The relevant objects of a query photo, for a UI to offer as regions to search
+        (`detections`: the detector's answer when the caller already has it)."""
         detector, _ = self.engine.stages()
         if detector is None:
             return ()
         from lookalike.pipeline.views import kept_objects, shown_label
 
-        # A second detector pass (~20 ms) on top of the one that chose the view: kept simple
-        # rather than threading detections through the isolation stage.
-        kept = kept_objects(detector.detect(photo), photo.size, self.engine.views)
+        found = detector.detect(photo) if detections is None else detections
+        kept = kept_objects(found, photo.size, self.engine.views)
         return tuple(
             QueryObject(shown_label(d.label, self.engine.views), tuple(d.box.as_list()), d.score)  # type: ignore[arg-type]  # as_list() gives the 4 corners
             for d in kept
@@ -173,12 +178,19 @@ class Searcher(EnginePart):
         *,
         box: Box | Sequence[float] | None = None,
         all_objects: bool = False,
+        detections: Sequence[Detection] | None = None,
     ) -> list[ObjectView]:
         from lookalike.pipeline.views import query_views
 
         detector, isolator = self.engine.stages()
         return query_views(
-            photo, detector, isolator, self.engine.views, box=box, all_objects=all_objects
+            photo,
+            detector,
+            isolator,
+            self.engine.views,
+            box=box,
+            all_objects=all_objects,
+            detections=detections,
         )
 
     def similar(

@@ -206,6 +206,7 @@ def query_views(
     *,
     box: Box | Sequence[float] | None = None,
     all_objects: bool = False,
+    detections: Sequence[Detection] | None = None,
 ) -> list[ObjectView]:
     """The view(s) a query photo searches with, the one to use first.
 
@@ -213,6 +214,8 @@ def query_views(
         isolated like a detected object, labelled `box`; detection is skipped.
     all_objects: every kept object (most relevant first, at most `settings.max_objects`), for
         results per object; else only the most relevant one.
+    detections: the detector's answer for this photo when the caller already has it (a search
+        also lists the photo's objects: one detector pass serves both).
     Falls back to the whole photo (label `image`) when detection is off or finds nothing relevant.
     """
     if box is not None:
@@ -224,7 +227,8 @@ def query_views(
     whole = ObjectView(None, "image", 1.0, image)
     if not settings.detect or detector is None:
         return [whole]
-    objects = kept_objects(detector.detect(image), image.size, settings)
+    found = detector.detect(image) if detections is None else detections
+    objects = kept_objects(found, image.size, settings)
     if not objects:
         return [whole]
     if all_objects:

@@ -280,3 +280,33 @@ def test_an_index_recorded_before_fit_small_still_opens_and_updates(
         assert engine.views.fit_small is False
         assert engine.index(manifest).images_embedded == 0  # no mismatch, nothing redone
         assert engine.search(query, k=1).hits[0].item_id == "p2"
+
+
+def test_one_detector_pass_per_photo_search(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search both chooses the view to embed and lists the photo's objects from one detection."""
+    from lookalike.engine import wiring
+    from lookalike.pipeline.detect import Detection
+    from lookalike.types import Box
+
+    calls: list[tuple[int, int]] = []
+
+    class CountingDetector:
+        name = "counting"
+
+        def detect(self, image: object) -> list[Detection]:
+            size = image.size  # type: ignore[attr-defined]  # a PIL image
+            calls.append(size)
+            w, h = size
+            return [Detection(Box(w * 0.1, h * 0.1, w * 0.9, h * 0.9), "bottle", 0.9)]
+
+    monkeypatch.setattr(wiring, "load_stages", lambda s, vs: (CountingDetector(), None))
+    manifest = small_catalogue(tmp_path)
+    with _engine(settings.replace(detect=True, labels="bottle")) as engine:
+        engine.index(manifest)
+        calls.clear()
+        result = engine.search(tmp_path / "img" / "p3_1.jpg", k=2)
+        assert len(calls) == 1
+        assert result.query_object is not None and result.query_object.label == "bottle"
+        assert [o.label for o in result.objects] == ["bottle"]
