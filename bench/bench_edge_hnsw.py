@@ -51,15 +51,15 @@ def load_vectors(npz: Path | None, work: Path) -> dict[str, np.ndarray]:
     if npz is not None:
         return dict(np.load(npz))
     from lookalike.config import Settings
+    from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
     from lookalike.models.quantize import embed_files, grocery_protocol
-    from lookalike.models.store import ModelStore
 
     settings = Settings()
     data = Path(os.environ.get("LOOKALIKE_DATA_DIR", "data"))
-    spec = get_spec(settings.embedder)
+    spec = get_spec(settings.models.embedder)
     assert spec.preprocess is not None
-    model = ModelStore(settings.cache_dir, mirror=settings.models_mirror).path(spec.name)
+    model = wiring.model_store(settings).path(spec.name)
     catalogue, queries = grocery_protocol(data / "grocery", work / "grocery")
     cat, _ = embed_files(model / spec.files[0].filename, spec.preprocess, [p for p, _ in catalogue])
     qv, _ = embed_files(model / spec.files[0].filename, spec.preprocess, [p for p, _ in queries])

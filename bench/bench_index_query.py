@@ -23,10 +23,10 @@ from PIL import Image
 
 from lookalike.catalog.sample import prepare_grocery
 from lookalike.config import Settings
+from lookalike.engine import wiring
 from lookalike.engine.core import Engine
 from lookalike.models.catalog import get_spec
 from lookalike.models.runtime import open_session
-from lookalike.models.store import ModelStore
 from lookalike.pipeline.preprocess import to_tensor
 
 
@@ -46,7 +46,7 @@ def model_only(
     """ms per image for each batch size: median of 5 timed runs after one warm-up."""
     settings = Settings()
     spec = get_spec(name)
-    path = ModelStore(settings.cache_dir, mirror=settings.models_mirror).path(name)
+    path = wiring.model_store(settings).path(name)
     session = open_session(path / spec.files[0].filename, threads=threads)
     out: dict[int, float] = {}
     for bs in batch_sizes:

@@ -100,12 +100,12 @@ def machine_limit(embedder: str) -> dict[str, float]:
     from common import graph_flops, sgemm_gflops
 
     from lookalike.config import Settings
+    from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
-    from lookalike.models.store import ModelStore
 
     settings = Settings()
     spec = get_spec(embedder)
-    store = ModelStore(settings.cache_dir, mirror=settings.models_mirror)
+    store = wiring.model_store(settings)
     model = store.path(spec.name) / spec.files[0].filename
     assert spec.preprocess is not None
     flops = graph_flops(model, spec.preprocess.size)

@@ -10,10 +10,10 @@ def store_and_lite2() -> tuple[Any, Any]:
     """(ModelStore, Lite2 embedder) from the settings; the embedder without busy-waiting threads
     when `Settings.ort_spinning` says so (the indexing default)."""
     from lookalike.config import Settings
-    from lookalike.models.store import ModelStore
+    from lookalike.engine import wiring
     from lookalike.pipeline.embedders import load_embedder
 
     s = Settings()
-    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
+    models = wiring.model_store(s)
     spec = models.spec("efficientnet-lite2")
-    return models, load_embedder(spec, models.path(spec.name), spinning=s.ort_spinning)
+    return models, load_embedder(spec, models.path(spec.name), spinning=s.models.ort_spinning)

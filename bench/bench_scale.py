@@ -58,14 +58,14 @@ def real_vectors(work: Path, data: Path, grocery_npz: Path | None) -> dict[str, 
     if cache.exists():
         return dict(np.load(cache))
     from lookalike.config import Settings
+    from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
     from lookalike.models.quantize import embed_files, grocery_protocol
-    from lookalike.models.store import ModelStore
 
     settings = Settings()
-    spec = get_spec(settings.embedder)
+    spec = get_spec(settings.models.embedder)
     assert spec.preprocess is not None
-    model = ModelStore(settings.cache_dir, mirror=settings.models_mirror).path(spec.name)
+    model = wiring.model_store(settings).path(spec.name)
     model = model / spec.files[0].filename
     if grocery_npz is not None:
         g = np.load(grocery_npz)

@@ -89,6 +89,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from lookalike.config import Settings
+    from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
     from lookalike.models.quantize import (
         check_quantized,
@@ -97,13 +98,13 @@ def main() -> None:
         quantize_dynamic_int8,
         quantize_static_int8,
     )
-    from lookalike.models.store import ModelStore, sha256_file
+    from lookalike.models.store import sha256_file
     from lookalike.pipeline.decode import load_image
     from lookalike.pipeline.preprocess import to_tensor
 
     settings = Settings()
-    spec = get_spec(settings.embedder)
-    model = ModelStore(settings.cache_dir, mirror=settings.models_mirror).path(spec.name)
+    spec = get_spec(settings.models.embedder)
+    model = wiring.model_store(settings).path(spec.name)
     model = model / spec.files[0].filename
     assert spec.preprocess is not None
     if not (args.data / "grocery" / "classes.csv").exists():

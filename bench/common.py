@@ -104,13 +104,13 @@ def load_image(path: str) -> Any:
 def lite2_embed() -> Callable[[Sequence[Any]], np.ndarray]:
     """The plain EfficientNet-Lite2 embedder (GeM, the engine's default preprocessing)."""
     from lookalike.config import Settings
+    from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
-    from lookalike.models.store import ModelStore
     from lookalike.pipeline.embedders import load_embedder
 
     settings = Settings()
     spec = get_spec("efficientnet-lite2")
-    model_dir = ModelStore(settings.cache_dir, mirror=settings.models_mirror).path(spec.name)
+    model_dir = wiring.model_store(settings).path(spec.name)
     return load_embedder(spec, model_dir).embed_images
 
 

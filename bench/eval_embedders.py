@@ -39,13 +39,13 @@ def features(variant: str, g: Grocery, path: Path) -> None:
     from efficientnet_lite_pytorch import EfficientNet
 
     from lookalike.config import Settings
+    from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
-    from lookalike.models.store import ModelStore
     from lookalike.pipeline.preprocess import to_tensor
     from lookalike.pipeline.tta import tta_images
 
     s = Settings()
-    store = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
+    store = wiring.model_store(s)
     weights = store.export_input(variant, "weights")
     net = EfficientNet.from_pretrained(variant, weights_path=str(weights)).eval()
     pp = get_spec(variant).preprocess

@@ -18,13 +18,13 @@ from PIL import Image
 
 def main(fashion: Path, out: Path) -> None:
     from lookalike.config import Settings
-    from lookalike.models.store import ModelStore
+    from lookalike.engine import wiring
     from lookalike.pipeline.boxes import clip_box, pixels, whole
     from lookalike.pipeline.detect import YoloxDetector, most_relevant
     from lookalike.pipeline.isolate import Isolator
 
     s = Settings()
-    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
+    models = wiring.model_store(s)
     detector = YoloxDetector.from_store(models)
     isolator = Isolator.from_store(models, ("garment",))
     rows = list(csv.DictReader((fashion / "pairs.csv").open()))

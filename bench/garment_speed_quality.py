@@ -39,13 +39,13 @@ def main() -> None:
     args = ap.parse_args()
 
     from lookalike.config import Settings
-    from lookalike.models.store import ModelStore
+    from lookalike.engine import wiring
     from lookalike.pipeline.detect import YoloxDetector, most_relevant
     from lookalike.pipeline.embedders import load_embedder
     from lookalike.pipeline.isolate import Isolator
 
     s = Settings()
-    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
+    models = wiring.model_store(s)
     embedder = load_embedder(models.spec("efficientnet-lite2"), models.path("efficientnet-lite2"))
     detector = YoloxDetector.from_store(models, fit_small=bool(args.yolox_fit))
     isolator = Isolator.from_store(

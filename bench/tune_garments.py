@@ -21,11 +21,11 @@ TUNE = 400
 
 def _embedder():
     from lookalike.config import Settings
-    from lookalike.models.store import ModelStore
+    from lookalike.engine import wiring
     from lookalike.pipeline.embedders import load_embedder
 
     s = Settings()
-    models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)
+    models = wiring.model_store(s)
     return load_embedder(models.spec("efficientnet-lite2"), models.path("efficientnet-lite2"))
 
 

@@ -32,10 +32,9 @@ def test_onnx_matches_torch_and_classifies_a_real_photo(
     assert photos, "no Granny Smith photos in the grocery data"
     images = [Image.open(p).convert("RGB") for p in photos]
 
-    from lookalike.models.store import ModelStore
+    from lookalike.engine import wiring
 
-    s = model_settings
-    store = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)  # type: ignore[attr-defined]
+    store = wiring.model_store(model_settings)
     weights = store.export_input("efficientnet-lite2", "weights")  # the verified .pth
     model = EfficientNet.from_pretrained("efficientnet-lite2", weights_path=str(weights)).eval()
     batch = torch.from_numpy(to_tensor(images, spec.preprocess))
