@@ -106,7 +106,7 @@ def lite2_embed() -> Callable[[Sequence[Any]], np.ndarray]:
     from lookalike.config import Settings
     from lookalike.models.catalog import get_spec
     from lookalike.models.store import ModelStore
-    from lookalike.pipeline.embedders import load_embedder
+    from lookalike.pipeline.clip import load_embedder
 
     settings = Settings()
     spec = get_spec("efficientnet-lite2")

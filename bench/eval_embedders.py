@@ -41,8 +41,8 @@ def features(variant: str, g: Grocery, path: Path) -> None:
     from lookalike.config import Settings
     from lookalike.models.catalog import get_spec
     from lookalike.models.store import ModelStore
+    from lookalike.pipeline.embed import tta_images
     from lookalike.pipeline.preprocess import to_tensor
-    from lookalike.pipeline.tta import tta_images
 
     s = Settings()
     store = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)

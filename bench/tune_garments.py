@@ -22,7 +22,7 @@ TUNE = 400
 def _embedder():
     from lookalike.config import Settings
     from lookalike.models.store import ModelStore
-    from lookalike.pipeline.embedders import load_embedder
+    from lookalike.pipeline.clip import load_embedder
 
     s = Settings()
     models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)

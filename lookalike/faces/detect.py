@@ -8,7 +8,9 @@ default: half a face cut by the frame becomes a whole, symmetric face that the H
 (a grey border does not complete it). Mirroring can also complete a face out of a strip of hair at
 the edge, so a box must have `min_inside` of its area inside the photo to count. Boxes are mapped
 back to the photo, duplicates (one box mostly inside a better one) are dropped, and faces are
-returned largest first: `face=N` in a query refers to this order.
+returned largest first: `face=N` in a query refers to this order. A query photo with no face or
+with several and none chosen raises `NoFaceError` / `ManyFacesError`, both `QueryError`s: exit code
+2 on the CLI, 4xx over HTTP.
 """
 
 from __future__ import annotations
@@ -60,6 +62,22 @@ class FaceBox:
             return Box(b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy)
 
         return FaceBox(s(self.box), self.score, s(self.detector_box))
+
+
+class NoFaceError(QueryError):
+    """The query photo shows no face the detector can find."""
+
+
+class ManyFacesError(QueryError):
+    """The query photo shows several faces and none was chosen.
+
+    `faces` lists them in the order `face=N` refers to (largest first), so a caller can offer the
+    choice (draw the boxes, let the user click one) and ask again with `face=N`.
+    """
+
+    def __init__(self, message: str, faces: Sequence[FaceBox]) -> None:
+        super().__init__(message)
+        self.faces = tuple(faces)
 
 
 class FaceDetector(Protocol):

@@ -27,11 +27,6 @@ def distance_from_similarity(similarity: float) -> float:
     return math.sqrt(max(0.0, 2.0 - 2.0 * similarity))
 
 
-def similarity_from_distance(distance: float) -> float:
-    """Inverse of `distance_from_similarity`."""
-    return 1.0 - distance * distance / 2.0
-
-
 class DlibFaceEmbedder:
     """Faces of one image -> (N, 128) float32 unit vectors.
 

@@ -12,12 +12,10 @@ import numpy as np
 from PIL import Image
 
 from lookalike.errors import QueryError
-from lookalike.faces.detect import FaceBox
+from lookalike.faces.detect import FaceBox, ManyFacesError, NoFaceError
 from lookalike.faces.embed import distance_from_similarity
-from lookalike.faces.errors import ManyFacesError, NoFaceError
 from lookalike.faces.folder import FaceFolder
-from lookalike.faces.tiers import split_tiers, tier_of
-from lookalike.faces.values import FaceMatch, FaceSearchResult, QueryFace
+from lookalike.faces.values import FaceMatch, FaceSearchResult, QueryFace, split_tiers, tier_of
 from lookalike.store.base import where
 from lookalike.types import F32, Box
 
@@ -71,7 +69,7 @@ class FaceSearch(FaceFolder):
     ) -> list[FaceMatch]:
         """Photos whose best face is near `vector` (unit, 128-d), best first: those within
         `threshold` ("you"), then, when there is at least one, those within `maybe_threshold`
-        ("maybe"; `lookalike.faces.tiers`). At most k photos."""
+        ("maybe"; `lookalike.faces.values.split_tiers`). At most k photos."""
         return self.search_vectors(
             [vector], threshold=threshold, k=k, maybe_threshold=maybe_threshold
         )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lookalike.errors import CatalogueError, DecodeError
-from lookalike.models.preprocess_spec import Preprocess
+from lookalike.models.catalog import Preprocess
 from lookalike.pipeline.preprocess import fit_to_input
 from lookalike.store.base import where
 from lookalike.types import Skipped

@@ -34,7 +34,7 @@ from lookalike.learn.batches import PairBatches, schedule
 from lookalike.learn.data import TrainData, TrainView
 from lookalike.learn.heldout import holdout_split
 from lookalike.learn.losses import make_loss
-from lookalike.models.preprocess_spec import Preprocess
+from lookalike.models.catalog import Preprocess
 from lookalike.pipeline.preprocess import normalise
 
 

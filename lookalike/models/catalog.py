@@ -12,11 +12,43 @@ depend on the torch version, and Hub files that we cannot pin offline).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from lookalike.errors import ModelError
-from lookalike.models.preprocess_spec import Preprocess
+
+# --- Preprocessing as data: the `Preprocess` value each catalogue model carries (size, mean/std,
+# resize mode, channel order). `lookalike.pipeline.preprocess` applies it. Keeping the numbers in the
+# model catalogue rather than in code means a test can check them against the model's
+# documentation, and a new model needs no new code.
+
+ResizeMode = Literal["centre_crop", "squash", "letterbox"]
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How one model wants its input.
+
+    size: side of the square input, in pixels.
+    resize: `centre_crop` scales the shorter side to `size / crop_fraction` and cuts the centre square;
+        `squash` scales to size x size ignoring the aspect ratio; `letterbox` fits the longer side and
+        pads with `pad_value`.
+    mean, std: per channel, in 0-255 units, applied as (pixel - mean) / std.
+    channels: channel order the model expects.
+    """
+
+    size: int
+    resize: ResizeMode = "centre_crop"
+    crop_fraction: float = 0.875
+    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
+    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    channels: Literal["RGB", "BGR"] = "RGB"
+    interpolation: Literal["bicubic", "bilinear"] = "bicubic"
+    pad_value: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
+
 
 Role = Literal["image-embedder", "clip", "detector", "segmenter"]
 """What a model does: `clip` models have an image tower and a text tower in one vector space."""

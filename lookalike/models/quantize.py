@@ -23,16 +23,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from lookalike.errors import ModelError
 
 if TYPE_CHECKING:
-    from lookalike.models.preprocess_spec import Preprocess
+    from lookalike.models.catalog import Preprocess
     from lookalike.types import F32
 
 Progress = Callable[[str, int, int], None]
-Recipe = Literal["dynamic", "static"]
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,21 @@
 
 The seam is two small Protocols. Pre-processing is data (`Preprocess`), the ONNX Runtime session
 that executes the model comes from `lookalike.models.runtime`, and normalisation happens here, once.
+`tta_embed` embeds a query photo with test-time augmentation:
+the mean of itself, its mirror image and/or centre crops (`search.tta`; docs/quality.md has what
+each mode measured on the grocery photos).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
-from lookalike.models.preprocess_spec import Preprocess
+from lookalike.models.catalog import Preprocess
 from lookalike.pipeline.preprocess import to_tensor
 from lookalike.types import F32
 
@@ -136,3 +139,35 @@ class OnnxImageEmbedder:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32), []
         return self.embed_prepared(to_tensor(images, self.preprocess), top=top)
+
+
+# --- test-time augmentation of a query photo -------------------------------------------------------
+
+TtaMode = Literal["none", "flip", "crops", "flip+crops"]
+
+
+def tta_images(image: Image.Image, mode: TtaMode = "flip", crop: float = 0.8) -> list[Image.Image]:
+    """The query and its augmentations: "flip" adds the mirror image; "crops" adds a centre crop
+    of `crop` of each side; "flip+crops" both (and the mirrored crop). The original comes first."""
+    from PIL import ImageOps
+
+    images = [image]
+    if mode in ("crops", "flip+crops"):
+        w, h = image.size
+        dx, dy = round(w * (1 - crop) / 2), round(h * (1 - crop) / 2)
+        images.append(image.crop((dx, dy, w - dx, h - dy)))
+    if mode in ("flip", "flip+crops"):
+        images += [ImageOps.mirror(i) for i in list(images)]
+    if mode not in ("none", "flip", "crops", "flip+crops"):
+        raise ValueError(f"unknown TTA mode {mode!r}; use none, flip, crops, flip+crops")
+    return images
+
+
+def tta_embed(
+    embed: Callable[[Sequence[Image.Image]], F32],
+    image: Image.Image,
+    mode: TtaMode = "flip+crops",
+) -> F32:
+    """(1, D) L2-normalised mean of the embeddings of `tta_images(image, mode)` (one batch)."""
+    vectors = embed(tta_images(image, mode))
+    return l2_normalise(vectors.mean(axis=0, keepdims=True))

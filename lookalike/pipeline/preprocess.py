@@ -1,5 +1,5 @@
 """Image preprocessing as data: each model carries a `Preprocess` value
-(`lookalike.models.preprocess_spec`), and one function applies it."""
+(`lookalike.models.catalog`), and one function applies it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from lookalike.models.preprocess_spec import Preprocess
+from lookalike.models.catalog import Preprocess
 from lookalike.types import F32
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
@@ -53,12 +53,6 @@ def normalise(pixels: np.ndarray, pp: Preprocess) -> F32:
 
 def to_tensor(images: Sequence[Image.Image], pp: Preprocess) -> F32:
     """RGB PIL images -> (N, 3, size, size) float32 batch, normalised as `pp` says."""
-    mean = np.asarray(pp.mean, dtype=np.float32)
-    std = np.asarray(pp.std, dtype=np.float32)
-    batch = np.empty((len(images), 3, pp.size, pp.size), dtype=np.float32)
-    for i, image in enumerate(images):
-        arr = np.asarray(fit_to_input(image, pp), dtype=np.float32)
-        if pp.channels == "BGR":
-            arr = arr[:, :, ::-1]
-        batch[i] = ((arr - mean) / std).transpose(2, 0, 1)
-    return batch
+    if not images:
+        return np.empty((0, 3, pp.size, pp.size), dtype=np.float32)
+    return normalise(np.stack([np.asarray(fit_to_input(image, pp)) for image in images]), pp)

@@ -126,7 +126,6 @@ def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class ClothesMasker:
     """PAN (MobileNetV3) skin / clothes / hair masks of a person crop."""
 
-    CHANNELS = ("skin", "clothes", "hair")
     NATIVE_SIZE = 512
 
     def __init__(

@@ -22,7 +22,7 @@ pytest.importorskip("transformers")
 import torch
 
 from lookalike.errors import ModelError
-from lookalike.models.preprocess_spec import Preprocess
+from lookalike.models.catalog import Preprocess
 from lookalike.pipeline.clip import ClipEmbedder
 from lookalike.pipeline.embed import ImageEmbedder, TextEmbedder
 from lookalike.pipeline.preprocess import to_tensor
