@@ -481,7 +481,7 @@ GEM_P = 3.0
 
 
 def engine_view(image: Image.Image) -> np.ndarray:
-    """The engine's centre_crop preprocessing (lookalike/pipeline/preprocess.py), uint8 HWC."""
+    """The engine's centre_crop preprocessing (lookalike/pipeline/embed.py), uint8 HWC."""
     w, h = image.size
     scale = SIDE / min(w, h)
     nw, nh = max(SIZE, round(w * scale)), max(SIZE, round(h * scale))

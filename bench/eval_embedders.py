@@ -41,8 +41,7 @@ def features(variant: str, g: Grocery, path: Path) -> None:
     from lookalike.config import Settings
     from lookalike.models.catalog import get_spec
     from lookalike.models.store import ModelStore
-    from lookalike.pipeline.embed import tta_images
-    from lookalike.pipeline.preprocess import to_tensor
+    from lookalike.pipeline.embed import to_tensor, tta_images
 
     s = Settings()
     store = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)

@@ -28,8 +28,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from lookalike.faces.detect import HogDetector, find_faces
-from lookalike.faces.embed import DlibFaceEmbedder
+from lookalike.faces.detect import DlibFaceEmbedder, HogDetector, find_faces
 from lookalike.faces.index import FaceIndex
 from lookalike.faces.models import EmbedderRecord
 from lookalike.faces.settings import FaceSettings

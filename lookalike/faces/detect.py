@@ -11,10 +11,19 @@ back to the photo, duplicates (one box mostly inside a better one) are dropped, 
 returned largest first: `face=N` in a query refers to this order. A query photo with no face or
 with several and none chosen raises `NoFaceError` / `ManyFacesError`, both `QueryError`s: exit code
 2 on the CLI, 4xx over HTTP.
+
+Face descriptors: 5-point alignment, then dlib's ResNet (LFW 99.38 %) on a 150x150 chip.
+
+Vectors are L2-normalised (in `lookalike.pipeline.embed.l2_normalise`, the one place that does
+it), so the store's cosine similarity s and the distance people reason about agree:
+distance = |a - b| = sqrt(2 - 2 s), in [0, 2]. dlib's own "0.6" rule is for raw descriptors;
+our calibrated threshold (`FaceSettings.threshold`) is on this normalised scale.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,8 +32,16 @@ import numpy as np
 from PIL import Image
 
 from lookalike.errors import QueryError
-from lookalike.faces.models import CNN_DETECTOR, model_file, require_dlib
-from lookalike.types import Box
+from lookalike.faces.models import (
+    CNN_DETECTOR,
+    DESCRIPTOR,
+    DIM,
+    SHAPE_PREDICTOR,
+    model_file,
+    require_dlib,
+)
+from lookalike.pipeline.embed import l2_normalise
+from lookalike.types import F32, Box
 
 if TYPE_CHECKING:
     from lookalike.faces.settings import FaceSettings
@@ -203,3 +220,46 @@ def _overlap(a: Rect, b: Rect) -> float:
         return 0.0
     smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
     return iw * ih / smaller if smaller > 0 else 0.0
+
+
+# --- descriptors ----------------------------------------------------------------------------------
+
+
+def distance_from_similarity(similarity: float) -> float:
+    """Euclidean distance between two unit vectors whose cosine similarity is `similarity`."""
+    return math.sqrt(max(0.0, 2.0 - 2.0 * similarity))
+
+
+class DlibFaceEmbedder:
+    """Faces of one image -> (N, 128) float32 unit vectors.
+
+    padding: context around the aligned face in the chip (dlib's default, which the network was
+    trained with). jitters: > 0 averages that many randomly jittered chips (slower, a little better).
+    """
+
+    name = "dlib-resnet-v1"
+    dim = DIM
+
+    def __init__(self, *, padding: float = 0.25, jitters: int = 0) -> None:
+        dlib: Any = require_dlib()
+        self._dlib = dlib
+        self._shape = dlib.shape_predictor(str(model_file(SHAPE_PREDICTOR)))
+        self._net = dlib.face_recognition_model_v1(str(model_file(DESCRIPTOR)))
+        self.padding = padding
+        self.jitters = jitters
+        self._lock = threading.Lock()  # the dlib net keeps scratch buffers: one call at a time
+
+    def embed(self, image: Image.Image | np.ndarray, faces: Sequence[FaceBox]) -> F32:
+        """Descriptors of `faces` (boxes in `image`'s pixels), in their order. Shape (N, 128)."""
+        if not faces:
+            return np.zeros((0, DIM), dtype=np.float32)
+        rgb = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+        dlib = self._dlib
+        shapes = dlib.full_object_detections()
+        for face in faces:
+            b = face.detector_box
+            rect = dlib.rectangle(round(b.x1), round(b.y1), round(b.x2) - 1, round(b.y2) - 1)
+            shapes.append(self._shape(rgb, rect))
+        with self._lock:
+            vectors = self._net.compute_face_descriptor(rgb, shapes, self.jitters, self.padding)
+        return l2_normalise(np.array([list(v) for v in vectors], dtype=np.float32))

@@ -43,10 +43,17 @@ import numpy as np
 
 from lookalike.errors import QueryError
 from lookalike.faces.detect import FaceBox
-from lookalike.faces.files import PEOPLE, SHARD, now, write_json
-from lookalike.faces.ingest import Loaded, big_enough, load_photos, strip_image, write_faces
+from lookalike.faces.folder import PEOPLE, SHARD, now, write_json
+from lookalike.faces.ingest import (
+    Loaded,
+    big_enough,
+    load_photos,
+    normalise,
+    scan_photos,
+    strip_image,
+    write_faces,
+)
 from lookalike.faces.models import DIM
-from lookalike.faces.photos import normalise, scan_photos
 from lookalike.faces.search import FaceSearch
 from lookalike.faces.values import Face, FaceIndexSummary, ForgetSummary, Person, without_vector
 from lookalike.store.base import Condition, Filter, PointRecord, Store, where
@@ -170,7 +177,7 @@ class FaceIndex(FaceSearch):
 
         The grouping is saved (faces-people.json) so `forget_person(id)` removes what was shown.
         """
-        from lookalike.faces.cluster import cluster_faces
+        from lookalike.faces.people import cluster_faces
 
         limit = self.threshold(
             threshold if threshold is not None else self.face_settings.cluster_threshold

@@ -1,6 +1,6 @@
 """People as a photographer shapes them: named, merged, split, hidden; stable across runs.
 
-The faces of an index are grouped automatically (Chinese whispers, `cluster.py`), but what a
+The faces of an index are grouped automatically (Chinese whispers, `cluster_faces`), but what a
 user has decided must survive re-indexing, new photos and `forget`. So membership is sticky and
 kept in `faces-book.json` beside the face index:
 
@@ -29,7 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
+
 from lookalike.errors import QueryError
+from lookalike.faces.models import require_dlib
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
@@ -178,7 +181,7 @@ def load_book(index_dir: Path) -> Book:
 
 
 def save_book(index_dir: Path, book: Book) -> None:
-    from lookalike.faces.files import write_json
+    from lookalike.faces.folder import write_json
 
     write_json(
         Path(index_dir) / BOOK,
@@ -192,6 +195,53 @@ def save_book(index_dir: Path, book: Book) -> None:
     )
 
 
+# -- faces -> people: Chinese whispers on the graph linking faces closer than a distance ----------
+# Chinese whispers (Biemann 2006, dlib's implementation) needs no number of clusters: each face
+# repeatedly takes the most common label among its linked neighbours. dlib seeds its random
+# generator the same way on every call, so the same faces in the same order give the same people.
+
+_BLOCK = 2048
+
+
+def link_pairs(vectors: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j, of unit rows at Euclidean distance <= `threshold`.
+
+    Computed in blocks of rows, so memory stays O(block x N) whatever N is.
+    """
+    v = np.asarray(vectors, dtype=np.float32)
+    min_sim = 1.0 - threshold * threshold / 2.0
+    pairs: list[tuple[int, int]] = []
+    for start in range(0, len(v), _BLOCK):
+        sims = v[start : start + _BLOCK] @ v.T
+        rows, cols = np.nonzero(sims >= min_sim - 1e-6)
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            i = start + r
+            if i < c:
+                pairs.append((i, c))
+    return pairs
+
+
+def cluster_faces(vectors: np.ndarray, threshold: float) -> list[int]:
+    """A person number per face (row of `vectors`): 1 is the person with most faces, then 2 ...
+
+    Ties in size are ordered by the person's first face, so numbering is stable for a given input.
+    """
+    n = len(vectors)
+    if n == 0:
+        return []
+    dlib: Any = require_dlib()
+    # A self-loop per face: dlib sizes its label array from the edges, so isolated faces need one.
+    edges = [(i, i) for i in range(n)] + link_pairs(vectors, threshold)
+    raw = list(dlib.chinese_whispers(edges))
+    sizes = Counter(raw)
+    first: dict[int, int] = {}
+    for i, label in enumerate(raw):
+        first.setdefault(label, i)
+    order = sorted(sizes, key=lambda label: (-sizes[label], first[label]))
+    number = {label: k + 1 for k, label in enumerate(order)}
+    return [number[label] for label in raw]
+
+
 # -- over a face index ------------------------------------------------------------------------------
 
 
@@ -202,9 +252,6 @@ def list_people(
 
     Most faces first (then by id). Hidden people only with `include_hidden`.
     """
-    import numpy as np
-
-    from lookalike.faces.cluster import cluster_faces
     from lookalike.faces.models import DIM
 
     limit = threshold if threshold is not None else faces.face_settings.cluster_threshold
@@ -260,7 +307,7 @@ def _listing(views: Sequence[PersonView]) -> dict[str, list[str]]:
 
 
 def _saved_listing(index_dir: Path) -> dict[str, list[str]] | None:
-    from lookalike.faces.files import PEOPLE
+    from lookalike.faces.folder import PEOPLE
 
     path = Path(index_dir) / PEOPLE
     return json.loads(path.read_text()).get("people") if path.exists() else None
@@ -269,7 +316,7 @@ def _saved_listing(index_dir: Path) -> dict[str, list[str]] | None:
 def _save_listing(index_dir: Path, views: Sequence[PersonView], threshold: float) -> None:
     from datetime import UTC, datetime
 
-    from lookalike.faces.files import PEOPLE, write_json
+    from lookalike.faces.folder import PEOPLE, write_json
 
     write_json(
         Path(index_dir) / PEOPLE,

@@ -12,8 +12,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike.errors import QueryError
-from lookalike.faces.detect import FaceBox, ManyFacesError, NoFaceError
-from lookalike.faces.embed import distance_from_similarity
+from lookalike.faces.detect import FaceBox, ManyFacesError, NoFaceError, distance_from_similarity
 from lookalike.faces.folder import FaceFolder
 from lookalike.faces.values import FaceMatch, FaceSearchResult, QueryFace, split_tiers, tier_of
 from lookalike.store.base import where

@@ -35,7 +35,7 @@ from lookalike.learn.data import TrainData, TrainView
 from lookalike.learn.heldout import holdout_split
 from lookalike.learn.losses import make_loss
 from lookalike.models.catalog import Preprocess
-from lookalike.pipeline.preprocess import normalise
+from lookalike.pipeline.embed import normalise
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from lookalike.errors import ModelError
 
 # --- Preprocessing as data: the `Preprocess` value each catalogue model carries (size, mean/std,
-# resize mode, channel order). `lookalike.pipeline.preprocess` applies it. Keeping the numbers in the
+# resize mode, channel order). `lookalike.pipeline.embed` applies it. Keeping the numbers in the
 # model catalogue rather than in code means a test can check them against the model's
 # documentation, and a new model needs no new code.
 

@@ -361,7 +361,7 @@ def _tensor_batches(files: Sequence[str], preprocess: Preprocess, batch: int) ->
     from concurrent.futures import ThreadPoolExecutor
 
     from lookalike.pipeline.decode import load_image
-    from lookalike.pipeline.preprocess import to_tensor
+    from lookalike.pipeline.embed import to_tensor
 
     def tensor(chunk: Sequence[str]) -> Any:
         return to_tensor([load_image(f).image for f in chunk], preprocess)

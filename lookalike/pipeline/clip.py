@@ -25,8 +25,7 @@ from PIL import Image
 
 from lookalike.errors import ModelError
 from lookalike.models.catalog import Preprocess
-from lookalike.pipeline.embed import ImageEmbedder, OnnxImageEmbedder, l2_normalise
-from lookalike.pipeline.preprocess import to_tensor
+from lookalike.pipeline.embed import ImageEmbedder, OnnxImageEmbedder, l2_normalise, to_tensor
 from lookalike.types import F32
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ from lookalike.faces.detect import (
     suppress_duplicates,
 )
 from lookalike.faces.index import FaceIndex
-from lookalike.faces.photos import scan_photos
+from lookalike.faces.ingest import scan_photos
 from lookalike.faces.settings import FaceSettings
 from lookalike.faces.values import split_tiers
 from lookalike.pipeline.embed import l2_normalise
