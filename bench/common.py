@@ -27,8 +27,7 @@ from lookalike.learn.net import part
 from lookalike.learn.projection import Projection, TuneResult
 from lookalike.learn.ranking import item_rankings
 from lookalike.learn.tuning import fit_cross_domain, fit_projection
-from lookalike.pipeline.boxes import pixels
-from lookalike.pipeline.isolate import cut_out, split_garments
+from lookalike.pipeline.isolate import cut_out, pixels, split_garments
 from lookalike.types import F32, Box
 
 

@@ -19,9 +19,8 @@ from PIL import Image
 def main(fashion: Path, out: Path) -> None:
     from lookalike.config import Settings
     from lookalike.models.store import ModelStore
-    from lookalike.pipeline.boxes import clip_box, pixels, whole
     from lookalike.pipeline.detect import YoloxDetector, most_relevant
-    from lookalike.pipeline.isolate import Isolator
+    from lookalike.pipeline.isolate import Isolator, clip_box, pixels, whole
 
     s = Settings()
     models = ModelStore(s.cache_dir, mirror=s.models_mirror, offline=s.offline)

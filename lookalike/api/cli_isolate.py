@@ -60,10 +60,9 @@ def isolate(
     with errors_to_exit():
         from lookalike.config import Settings
         from lookalike.errors import QueryError
-        from lookalike.pipeline.boxes import parse_box
         from lookalike.pipeline.decode import load_image
         from lookalike.pipeline.detect import YoloxDetector, parse_labels
-        from lookalike.pipeline.isolate import Isolator
+        from lookalike.pipeline.isolate import Isolator, parse_box
         from lookalike.pipeline.overlay import draw_overlay, isolate_photo
 
         if mode not in ("none", "salient", "garment"):

@@ -21,11 +21,11 @@ Points:
                 not finished, and an unchanged photo is never decoded again.
 
 Privacy: face vectors live only in `faces/`. `forget_photo` and `forget_person` delete the points,
-then rewrite the shard from the points that remain (`compact`), so the deleted vectors are gone
+then rewrite the shard from the points that remain (`_compact`), so the deleted vectors are gone
 from every file of the folder, write-ahead log included (Qdrant's own optimiser would leave them in
 the WAL). On another store (`store_spec`, `--store`: memory, a qdrant collection
 `<collection>-faces`, qdrant+local) the face vectors live there instead of in `faces/`, and the
-guarantee is the store's delete: there are no shard files to rewrite, `compact` only flushes. A forgotten photo keeps a vector-less tombstone (path + content hash) so that indexing
+guarantee is the store's delete: there are no shard files to rewrite, `_compact` only flushes. A forgotten photo keeps a vector-less tombstone (path + content hash) so that indexing
 the folder again does not bring its faces back; a changed file is indexed anew.
 """
 
@@ -103,18 +103,16 @@ class FaceIndex(FaceSearch):
             markers = list(
                 store.scroll(where("kind", "photo"), fields=["photo", "content_hash", "forgotten"])
             )
-            existing = {
-                str(r.payload["photo"]): str(r.payload.get("content_hash", "")) for r in markers
-            }
             min_size = self.min_face_size()
-            if min_size != self.options().get("min_face_size", 0):
-                # Another minimum: every photo is looked at again (faces below it are dropped,
-                # faces above it come back), except forgotten ones, which stay forgotten.
-                existing = {
-                    str(r.payload["photo"]): str(r.payload.get("content_hash", ""))
-                    for r in markers
-                    if r.payload.get("forgotten")
-                }
+            # Another minimum: every photo is looked at again (faces below it are dropped,
+            # faces above it come back), except forgotten ones, which stay forgotten.
+            again = min_size != self.options().get("min_face_size", 0)
+            existing = {
+                str(r.payload["photo"]): str(r.payload.get("content_hash", ""))
+                for r in markers
+                if not again or r.payload.get("forgotten")
+            }
+            if again:
                 self.save_options({"min_face_size": min_size})
             counts = {"indexed": 0, "unchanged": 0, "empty": 0, "faces": 0}
             clock = {"detect": 0.0, "embed": 0.0}
@@ -300,17 +298,10 @@ class FaceIndex(FaceSearch):
 
     # -- compaction ------------------------------------------------------------------------------
 
-    def compact(self) -> int:
-        """Rewrite the shard from the points it holds now; return its size in bytes after.
-        On a store other than edge: flush it (nothing to rewrite); return its size.
-
-        `forget_*` and `index(sync=True)` do this themselves; see `_compact`.
-        """
-        with self.write_lock():
-            return self._compact()
-
     def _compact(self) -> int:
-        """The rewrite, under the caller's write lock.
+        """Rewrite the shard from the points it holds now, under the caller's write lock; return
+        its size in bytes after. On a store other than edge: flush it (nothing to rewrite); return
+        its size. `forget_*` and `index(sync=True)` call it.
 
         Deleted points are only marked as such by Qdrant, and its write-ahead log keeps the
         upserts that created them; copying the live points into a fresh shard and removing the

@@ -11,8 +11,6 @@ Files (CC0, Davis King / dlib):
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,21 +48,6 @@ def model_file(name: str) -> Path:
     return path
 
 
-@functools.cache
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    """sha256 of a model file, computed once per (path, size, mtime) in a process."""
-    st = path.stat()
-    return _sha256(str(path), st.st_size, st.st_mtime_ns)
-
-
 @dataclass(frozen=True)
 class EmbedderRecord:
     """What makes face vectors comparable: the aligner and descriptor files, and the chip geometry."""
@@ -77,9 +60,11 @@ class EmbedderRecord:
 
     @staticmethod
     def current() -> EmbedderRecord:
+        from lookalike.models.store import sha256_file  # memoised per (path, size, mtime)
+
         return EmbedderRecord(
-            shape_predictor_sha256=sha256_of(model_file(SHAPE_PREDICTOR)),
-            descriptor_sha256=sha256_of(model_file(DESCRIPTOR)),
+            shape_predictor_sha256=sha256_file(model_file(SHAPE_PREDICTOR)),
+            descriptor_sha256=sha256_file(model_file(DESCRIPTOR)),
         )
 
 

@@ -40,23 +40,7 @@ class FaceSearch(FaceFolder):
         Raises NoFaceError (no face found), ManyFacesError (several, none chosen; `.faces`
         lists them), QueryError (bad face number or k), DecodeError (unreadable photo).
         """
-        _ = self.store  # no index: say so before any work on the photo
-        t0 = time.perf_counter()
-        faces = self.faces_in(selfie)
-        t1 = time.perf_counter()
-        chosen = choose_face(faces, face, _describe(selfie))
-        matches = self.search_vector(
-            chosen.vector, threshold=threshold, k=k, maybe_threshold=maybe_threshold
-        )
-        t2 = time.perf_counter()
-        return FaceSearchResult(
-            matches=tuple(matches),
-            query_face=chosen,
-            query_faces=tuple(faces),
-            threshold=self.threshold(threshold),
-            timings_ms={"faces": (t1 - t0) * 1e3, "search": (t2 - t1) * 1e3},
-            maybe_threshold=self.maybe_threshold(maybe_threshold, threshold),
-        )
+        return self.search_many([selfie], face, threshold, k, maybe_threshold=maybe_threshold)
 
     def search_vector(
         self,
@@ -151,7 +135,7 @@ class FaceSearch(FaceFolder):
         """
         if not selfies:
             raise QueryError("no portrait given")
-        _ = self.store
+        _ = self.store  # no index: say so before any work on the photo
         t0 = time.perf_counter()
         chosen = []
         first: list[QueryFace] = []

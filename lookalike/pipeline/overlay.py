@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lookalike.pipeline.boxes import clip_box
 from lookalike.pipeline.detect import Detection, Detector, relevance, relevant
-from lookalike.pipeline.isolate import Cutout, Garment, Isolator, Mode
+from lookalike.pipeline.isolate import Cutout, Garment, Isolator, Mode, clip_box
 from lookalike.types import Box
 
 

@@ -5,14 +5,13 @@ relevant is found) and the view(s) a query searches with.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from lookalike.pipeline.boxes import clip_box, pixels
-from lookalike.pipeline.isolate import Colour, Cutout, Garment, Isolator, Mode
+from lookalike.pipeline.isolate import Colour, Cutout, Garment, Isolator, Mode, clip_box, pixels
 from lookalike.types import Box
 
 if TYPE_CHECKING:
@@ -62,20 +61,9 @@ class ViewSettings:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "detect": self.detect,
-            "isolate": self.isolate,
+            **asdict(self),
             "labels": sorted(self.labels) if self.labels is not None else None,
-            "garment": self.garment,
-            "min_score": self.min_score,
-            "min_area": self.min_area,
-            "max_objects": self.max_objects,
-            "include_whole": self.include_whole,
             "background": list(self.background) if self.background is not None else None,
-            "margin": self.margin,
-            "aspect": self.aspect,
-            "fit_small": self.fit_small,
-            "min_skin": self.min_skin,
-            "salient_fit_small": self.salient_fit_small,
         }
 
 
@@ -239,6 +227,3 @@ def query_views(
         if views:
             return views
     return [whole]
-
-
-ProgressFn = Callable[[str, int, int], None]
