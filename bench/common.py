@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lookalike.evaluation.metrics import evaluate
-from lookalike.faces.models import SHAPE_PREDICTOR, model_file, require_dlib
+from lookalike.faces.detect import SHAPE_PREDICTOR, model_file, require_dlib
 from lookalike.learn.net import part
 from lookalike.learn.projection import Projection, TuneResult
 from lookalike.learn.ranking import item_rankings

@@ -63,7 +63,7 @@ def isolate(
         from lookalike.pipeline.decode import load_image
         from lookalike.pipeline.detect import YoloxDetector, parse_labels
         from lookalike.pipeline.isolate import Isolator, parse_box
-        from lookalike.pipeline.overlay import draw_overlay, isolate_photo
+        from lookalike.pipeline.views import draw_overlay, isolate_photo
 
         if mode not in ("none", "salient", "garment"):
             raise QueryError(f"--isolate must be none, salient or garment, got {mode!r}")

@@ -1,8 +1,8 @@
 """Find people: every face of every photo in its own collection, searchable from one selfie.
 
     detect.py    faces in a photo (dlib HOG, run at a reduced size; boxes in the photo's pixels),
-                 5-point alignment + dlib's 128-d ResNet descriptor, L2-normalised
-    models.py    where the dlib `.dat` files are, and what they are (sha256)
+                 5-point alignment + dlib's 128-d ResNet descriptor, L2-normalised; where the
+                 dlib `.dat` files are, and what they are (sha256)
     index.py     `FaceIndex`: index / search / clusters / forget over a Qdrant Edge shard
                  (default) or the store `--store` names (registry: `lookalike.store.registry`)
     folder.py    its folder: detector, embedder, faces.json / options / lock (file names, atomic

@@ -18,33 +18,103 @@ Vectors are L2-normalised (in `lookalike.pipeline.embed.l2_normalise`, the one p
 it), so the store's cosine similarity s and the distance people reason about agree:
 distance = |a - b| = sqrt(2 - 2 s), in [0, 2]. dlib's own "0.6" rule is for raw descriptors;
 our calibrated threshold (`FaceSettings.threshold`) is on this normalised scale.
+
+The dlib model files, found inside the `face_recognition_models` package without importing it.
+
+Its `__init__` imports `pkg_resources` (removed from recent setuptools), so the package is located
+through its import spec instead; only the `.dat` files under `models/` are read.
+
+Files (CC0, Davis King / dlib):
+    shape_predictor_5_face_landmarks.dat       5-point landmarks (eye corners, nose) for alignment
+    dlib_face_recognition_resnet_model_v1.dat  ResNet-29 face descriptor, 150x150 chip -> 128-d
+    mmod_human_face_detector.dat               MMOD CNN face detector (optional second detector)
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
 
-from lookalike.errors import QueryError
-from lookalike.faces.models import (
-    CNN_DETECTOR,
-    DESCRIPTOR,
-    DIM,
-    SHAPE_PREDICTOR,
-    model_file,
-    require_dlib,
-)
+from lookalike.errors import ModelError, QueryError
 from lookalike.pipeline.embed import l2_normalise
 from lookalike.types import F32, Box
 
 if TYPE_CHECKING:
     from lookalike.faces.settings import FaceSettings
+
+# --- the dlib model files -------------------------------------------------------------------------
+
+PACKAGE = "face_recognition_models"
+SHAPE_PREDICTOR = "shape_predictor_5_face_landmarks.dat"
+DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
+CNN_DETECTOR = "mmod_human_face_detector.dat"
+
+DIM = 128
+"""Length of a face descriptor."""
+
+
+def models_dir() -> Path:
+    """The package's `models/` folder. ModelError (with the install command) when it is missing."""
+    spec = importlib.util.find_spec(PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        folder = Path(location) / "models"
+        if folder.is_dir():
+            return folder
+    raise ModelError(
+        f"the face models are not installed ({PACKAGE} not found): "
+        "pip install 'lookalike[faces]' (dlib-bin and face_recognition_models)"
+    )
+
+
+def model_file(name: str) -> Path:
+    """The path of one `.dat` file; ModelError when the package lacks it."""
+    path = models_dir() / name
+    if not path.is_file():
+        raise ModelError(f"face model file {path} is missing: reinstall {PACKAGE}")
+    return path
+
+
+@dataclass(frozen=True)
+class EmbedderRecord:
+    """What makes face vectors comparable: the aligner and descriptor files, and the chip geometry."""
+
+    shape_predictor_sha256: str
+    descriptor_sha256: str
+    dim: int = DIM
+    chip_size: int = 150
+    padding: float = 0.25
+
+    @staticmethod
+    def current() -> EmbedderRecord:
+        from lookalike.models.store import sha256_file  # memoised per (path, size, mtime)
+
+        return EmbedderRecord(
+            shape_predictor_sha256=sha256_file(model_file(SHAPE_PREDICTOR)),
+            descriptor_sha256=sha256_file(model_file(DESCRIPTOR)),
+        )
+
+
+def require_dlib() -> object:
+    """The `dlib` module; ModelError naming the install command when it is missing."""
+    try:
+        import dlib
+    except ImportError as exc:
+        raise ModelError(
+            f"dlib is not installed ({exc}): pip install 'lookalike[faces]' (dlib-bin)"
+        ) from exc
+    return dlib
+
+
+# --- detection ------------------------------------------------------------------------------------
 
 Rect = tuple[float, float, float, float, float]
 """x1, y1, x2, y2, score in the pixels of the array given to a detector."""

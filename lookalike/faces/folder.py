@@ -27,9 +27,16 @@ from PIL import Image
 from lookalike.config import Settings
 from lookalike.engine.lock import ClosesStore, folder_write_lock
 from lookalike.errors import DecodeError, IndexMismatchError, StoreError
-from lookalike.faces.detect import FaceBox, FaceDetector, find_faces, make_detector
+from lookalike.faces.detect import (
+    DIM,
+    DlibFaceEmbedder,
+    EmbedderRecord,
+    FaceBox,
+    FaceDetector,
+    find_faces,
+    make_detector,
+)
 from lookalike.faces.ingest import normalise
-from lookalike.faces.models import DIM, EmbedderRecord
 from lookalike.faces.settings import FaceSettings
 from lookalike.faces.values import BoxTuple, Face, FaceEmbedder, QueryFace
 from lookalike.pipeline.decode import DecodeLimits, decode_image, read_source
@@ -97,14 +104,10 @@ class FaceFolder(ClosesStore):
     @property
     def embedder(self) -> FaceEmbedder:
         if self._embedder is None:
-            from lookalike.faces.detect import DlibFaceEmbedder
-
             self._embedder = DlibFaceEmbedder()
         return self._embedder
 
     def _identity(self) -> dict[str, Any]:
-        from lookalike.faces.detect import DlibFaceEmbedder
-
         if self._embedder is not None and self._embedder.name != DlibFaceEmbedder.name:
             # An injected embedder (tests, other models): its name is its identity.
             return {"format": FORMAT, "embedder": {"name": self._embedder.name}, "dim": DIM}

