@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from lookalike.errors import DecodeError
+from lookalike.errors import CatalogueError, DecodeError
 from lookalike.faces.detect import FaceBox
 from lookalike.pipeline.decode import DecodeLimits, content_hash, decode_image, is_url, read_source
 from lookalike.store.base import Condition, Filter, PointRecord, Store, point_id
@@ -26,7 +26,6 @@ def scan_photos(photos: Path | str | Iterable[Path | str]) -> tuple[list[str], l
     followed); a file is one photo. Raises CatalogueError when a folder cannot be listed.
     """
     from lookalike.catalog.folder import is_image_name
-    from lookalike.errors import CatalogueError
 
     items = [photos] if isinstance(photos, str | Path) else list(photos)
     found: list[str] = []
@@ -92,14 +91,12 @@ def unsupported_photo(name: str) -> str | None:
     Such files are reported as skipped rather than passed over in silence, so a photographer
     learns that those photos were not searched.
     """
-    from PIL import Image as PILImage
-
     if name.startswith("."):
         return None
     suffix = os.path.splitext(name)[1].lower()
     if suffix in RAW_SUFFIXES:
         return f"camera RAW ({suffix}) is not read: export the photos as JPEG or TIFF"
-    if suffix in PILImage.registered_extensions() and suffix not in (".pdf", ".ps", ".eps"):
+    if suffix in Image.registered_extensions() and suffix not in (".pdf", ".ps", ".eps"):
         return f"{suffix} images are not read (formats read: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF, PGM/PPM)"
     return None
 

@@ -152,7 +152,7 @@ def embed_files(
     """
     import numpy as np
 
-    from lookalike.pipeline.embed import OnnxImageEmbedder
+    from lookalike.pipeline.embed import OnnxImageEmbedder, l2_normalise
 
     embedder = OnnxImageEmbedder("eval", model_path, preprocess, output=output, threads=threads)
     notify = progress or (lambda stage, done, total: None)
@@ -166,8 +166,6 @@ def embed_files(
         out.append(features)
         done += len(tensor)
         notify("embed", done, len(files))
-    from lookalike.pipeline.embed import l2_normalise
-
     vectors = l2_normalise(np.concatenate(out)) if out else np.zeros((0, embedder.dim), np.float32)
     return vectors, float(np.median(per_image)) if per_image else 0.0
 

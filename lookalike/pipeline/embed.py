@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from lookalike.models.catalog import Preprocess
 from lookalike.types import F32
@@ -200,8 +200,6 @@ TtaMode = Literal["none", "flip", "crops", "flip+crops"]
 def tta_images(image: Image.Image, mode: TtaMode = "flip", crop: float = 0.8) -> list[Image.Image]:
     """The query and its augmentations: "flip" adds the mirror image; "crops" adds a centre crop
     of `crop` of each side; "flip+crops" both (and the mirrored crop). The original comes first."""
-    from PIL import ImageOps
-
     images = [image]
     if mode in ("crops", "flip+crops"):
         w, h = image.size

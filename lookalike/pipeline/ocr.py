@@ -155,14 +155,11 @@ def normalise_tokens(
     """
     if not isinstance(text, str):
         text = "\n".join(text)
-    tokens = []
-    for token in _SPLIT.split(fold(text)):
-        if len(token) < min_len:
-            continue
-        if not keep_numbers and not any("a" <= ch <= "z" for ch in token):
-            continue
-        tokens.append(token)
-    return tuple(tokens)
+    return tuple(
+        token
+        for token in _SPLIT.split(fold(text))
+        if len(token) >= min_len and (keep_numbers or any("a" <= ch <= "z" for ch in token))
+    )
 
 
 def trigrams(token: str) -> frozenset[str]:
@@ -265,11 +262,10 @@ def _shrink(image: Image.Image, max_side: int) -> tuple[Image.Image, float]:
 def _quads(boxes: Any, scale: float) -> tuple[Quad, ...]:
     if boxes is None:
         return ()
-    out: list[Quad] = []
-    for box in boxes:
-        # cast: the OCR model's boxes are untyped arrays of four (x, y) points
-        out.append(cast(Quad, tuple((float(x) / scale, float(y) / scale) for x, y in box)))
-    return tuple(out)
+    # cast: the OCR model's boxes are untyped arrays of four (x, y) points
+    return tuple(
+        cast(Quad, tuple((float(x) / scale, float(y) / scale) for x, y in box)) for box in boxes
+    )
 
 
 def _polygon_area(quad: Quad) -> float:
