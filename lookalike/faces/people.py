@@ -312,15 +312,9 @@ def _saved_listing(index_dir: Path) -> dict[str, list[str]] | None:
 
 
 def _save_listing(index_dir: Path, views: Sequence[PersonView], threshold: float) -> None:
-    from datetime import UTC, datetime
-
-    from lookalike.faces.folder import PEOPLE, write_json
+    from lookalike.faces.folder import PEOPLE, now, write_json
 
     write_json(
         Path(index_dir) / PEOPLE,
-        {
-            "threshold": threshold,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "people": _listing(views),
-        },
+        {"threshold": threshold, "created": now(), "people": _listing(views)},
     )

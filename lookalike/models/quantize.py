@@ -241,34 +241,31 @@ def check_quantized(
     check several int8 models against one float run.
     """
     notify = progress or (lambda stage, done, total: None)
-    results = []
-    for label, model in (("float", float_model), ("int8", int8_model)):
-        if label == "float" and float_result is not None:
-            results.append(float_result)
-            continue
 
-        def step(stage: str, done: int, total: int, label: str = label) -> None:
+    def recall(label: str, model: Path) -> tuple[float, float]:
+        def step(stage: str, done: int, total: int) -> None:
             notify(f"{label} {stage}", done, total)
 
-        results.append(
-            grocery_recall(
-                model,
-                preprocess,
-                catalogue,
-                queries,
-                output=output,
-                batch=batch,
-                threads=threads,
-                progress=step,
-            )
+        return grocery_recall(
+            model,
+            preprocess,
+            catalogue,
+            queries,
+            output=output,
+            batch=batch,
+            threads=threads,
+            progress=step,
         )
+
+    floats = float_result if float_result is not None else recall("float", float_model)
+    int8 = recall("int8", int8_model)
     return QuantCheck(
         recipe=recipe,
-        float_recall_at_1=results[0][0],
-        int8_recall_at_1=results[1][0],
+        float_recall_at_1=floats[0],
+        int8_recall_at_1=int8[0],
         tolerance=tolerance,
-        float_ms_per_image=results[0][1],
-        int8_ms_per_image=results[1][1],
+        float_ms_per_image=floats[1],
+        int8_ms_per_image=int8[1],
         float_bytes=Path(float_model).stat().st_size,
         int8_bytes=Path(int8_model).stat().st_size,
         queries=len(queries),

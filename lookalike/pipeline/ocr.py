@@ -25,7 +25,7 @@ import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 from lookalike.errors import ModelError
@@ -287,19 +287,15 @@ class TextReader:
     def __init__(self, settings: OcrSettings | None = None, gate: GateSettings | None = None):
         self.settings = settings or OcrSettings()
         self.gate = gate or GateSettings()
-        self._full: Any = None
-        self._det: Any = None
         self._lock = threading.Lock()
 
+    @cached_property
     def _full_engine(self) -> Any:
-        if self._full is None:
-            self._full = _engine(self.settings.det_side, self.settings)
-        return self._full
+        return _engine(self.settings.det_side, self.settings)
 
+    @cached_property
     def _det_engine(self) -> Any:
-        if self._det is None:
-            self._det = _engine(self.gate.side, self.settings)
-        return self._det
+        return _engine(self.gate.side, self.settings)
 
     def read(self, image: Image.Image) -> OcrResult:
         """Full OCR of one RGB photo (any size; see `OcrSettings`). Never raises on a photo without
@@ -307,7 +303,7 @@ class TextReader:
         start = time.perf_counter()
         small, scale = _shrink(image, self.settings.max_side)
         with self._lock:
-            out = self._full_engine()(
+            out = self._full_engine(
                 small, use_det=True, use_cls=self.settings.use_cls, use_rec=True
             )
         texts = tuple(getattr(out, "txts", None) or ())
@@ -324,7 +320,7 @@ class TextReader:
         shorter = min(image.size) or 1
         small, _ = _shrink(image, max(32, round(max(image.size) * self.gate.side / shorter)))
         with self._lock:
-            out = self._det_engine()(small, use_det=True, use_cls=False, use_rec=False)
+            out = self._det_engine(small, use_det=True, use_cls=False, use_rec=False)
         total = float(small.width * small.height) or 1.0
         shares = tuple(_polygon_area(q) / total for q in _quads(getattr(out, "boxes", None), 1.0))
         kept = [a for a in shares if a <= self.gate.max_box_area]
