@@ -208,6 +208,4 @@ def _as_facebox(f: QueryFace) -> FaceBox:
 
 
 def _describe(query: object) -> str:
-    if isinstance(query, str | Path):
-        return str(query)
-    return "the photo"
+    return str(query) if isinstance(query, str | Path) else "the photo"

@@ -165,8 +165,7 @@ class ModelStore:
 
     def pull(self, name: str) -> list[Path]:
         """Resolve every file of model `name` (fetching what is missing); their verified paths."""
-        spec = self.spec(name)
-        return [self._resolve(name, mf) for mf in spec.files]
+        return [self._resolve(name, mf) for mf in self.spec(name).files]
 
     def path(self, name: str) -> Path:
         """A folder that holds every file of model `name` under its catalogue file name, verified.
@@ -180,8 +179,7 @@ class ModelStore:
         if len(parents) == 1:
             return parents.pop()
         target = self._model_dir(name)
-        spec = self.spec(name)
-        for mf, src in zip(spec.files, paths, strict=True):
+        for mf, src in zip(self.spec(name).files, paths, strict=True):
             if src.parent != target:
                 self._copy_in(src, target / mf.filename, self._want(name, mf))
         return target

@@ -397,7 +397,4 @@ def most_relevant(
     labels: Collection[str] | None = None,
 ) -> Detection | None:
     """The relevant detection with the highest `relevance`; None when there is none."""
-    kept = relevant(detections, labels)
-    if not kept:
-        return None
-    return max(kept, key=lambda d: relevance(d, image_size))
+    return max(relevant(detections, labels), key=lambda d: relevance(d, image_size), default=None)

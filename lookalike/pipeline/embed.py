@@ -171,8 +171,6 @@ class OnnxImageEmbedder:
         return l2_normalise(features), tops
 
     def embed_images(self, images: Sequence[Image.Image]) -> F32:
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
         return self.embed_prepared(to_tensor(images, self.preprocess))[0]
 
     def classify(
@@ -187,8 +185,6 @@ class OnnxImageEmbedder:
         """Vectors and ImageNet top classes from one forward pass (models exported with logits)."""
         if not self._has_logits:
             raise ValueError(f"{self.name} has no logits output")
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32), []
         return self.embed_prepared(to_tensor(images, self.preprocess), top=top)
 
 
