@@ -53,6 +53,7 @@ from lookalike.faces.ingest import (
     strip_image,
     write_faces,
 )
+from lookalike.faces.people import cluster_faces
 from lookalike.faces.search import FaceSearch
 from lookalike.faces.values import Face, FaceIndexSummary, ForgetSummary, Person, without_vector
 from lookalike.store.base import Condition, Filter, PointRecord, Store, where
@@ -174,8 +175,6 @@ class FaceIndex(FaceSearch):
 
         The grouping is saved (faces-people.json) so `forget_person(id)` removes what was shown.
         """
-        from lookalike.faces.people import cluster_faces
-
         limit = self.threshold(
             threshold if threshold is not None else self.face_settings.cluster_threshold
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from lookalike.catalog.folder import is_image_name
 from lookalike.errors import CatalogueError, DecodeError
 from lookalike.faces.detect import FaceBox
 from lookalike.pipeline.decode import DecodeLimits, content_hash, decode_image, is_url, read_source
@@ -25,8 +26,6 @@ def scan_photos(photos: Path | str | Iterable[Path | str]) -> tuple[list[str], l
     A folder is searched recursively (hidden files and folders ignored, folder symlinks not
     followed); a file is one photo. Raises CatalogueError when a folder cannot be listed.
     """
-    from lookalike.catalog.folder import is_image_name
-
     items = [photos] if isinstance(photos, str | Path) else list(photos)
     found: list[str] = []
     skipped: list[Skipped] = []

@@ -33,10 +33,11 @@ import numpy as np
 
 from lookalike.errors import QueryError
 from lookalike.faces.detect import DIM, require_dlib
+from lookalike.faces.folder import PEOPLE, now, write_json
+from lookalike.faces.values import Face, without_vector
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
-    from lookalike.faces.values import Face
     from lookalike.types import F32
 
 BOOK = "faces-book.json"
@@ -181,8 +182,6 @@ def load_book(index_dir: Path) -> Book:
 
 
 def save_book(index_dir: Path, book: Book) -> None:
-    from lookalike.faces.folder import write_json
-
     write_json(
         Path(index_dir) / BOOK,
         {
@@ -285,8 +284,6 @@ def change_book(faces: FaceIndex, change: Any, *args: Any, **kw: Any) -> Any:
 
 
 def _views(book: Book, every: Sequence[Face]) -> list[PersonView]:
-    from lookalike.faces.values import without_vector
-
     by_id = {f.face_id: without_vector(f) for f in every}
     views = []
     for pid, e in book.people.items():
@@ -305,15 +302,11 @@ def _listing(views: Sequence[PersonView]) -> dict[str, list[str]]:
 
 
 def _saved_listing(index_dir: Path) -> dict[str, list[str]] | None:
-    from lookalike.faces.folder import PEOPLE
-
     path = Path(index_dir) / PEOPLE
     return json.loads(path.read_text()).get("people") if path.exists() else None
 
 
 def _save_listing(index_dir: Path, views: Sequence[PersonView], threshold: float) -> None:
-    from lookalike.faces.folder import PEOPLE, now, write_json
-
     write_json(
         Path(index_dir) / PEOPLE,
         {"threshold": threshold, "created": now(), "people": _listing(views)},
