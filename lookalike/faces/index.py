@@ -53,7 +53,7 @@ from lookalike.faces.ingest import (
     strip_image,
     write_faces,
 )
-from lookalike.faces.people import cluster_faces
+from lookalike.faces.people import cluster_faces, save_listing
 from lookalike.faces.search import FaceSearch
 from lookalike.faces.values import Face, FaceIndexSummary, ForgetSummary, Person, without_vector
 from lookalike.store.base import Condition, Filter, PointRecord, Store, where
@@ -187,14 +187,8 @@ class FaceIndex(FaceSearch):
             grouped.setdefault(label, []).append(without_vector(f))
         people = [Person(pid, tuple(grouped[pid])) for pid in sorted(grouped)]
         with self.write_lock():
-            write_json(
-                self.index_dir / PEOPLE,
-                {
-                    "threshold": limit,
-                    "created": now(),
-                    "people": {str(p.person_id): [f.face_id for f in p.faces] for p in people},
-                },
-            )
+            listing = {str(p.person_id): [f.face_id for f in p.faces] for p in people}
+            save_listing(self.index_dir, listing, limit)
         return people
 
     def _saved_people(self) -> dict[str, Any]:

@@ -269,7 +269,7 @@ def list_people(
             book = assign(ids, labels, load_book(faces.index_dir))
             save_book(faces.index_dir, book)
             views = _views(book, every)
-            _save_listing(faces.index_dir, views, limit)
+            save_listing(faces.index_dir, _listing(views), limit)
     return [v for v in views if include_hidden or not v.hidden]
 
 
@@ -306,8 +306,8 @@ def _saved_listing(index_dir: Path) -> dict[str, list[str]] | None:
     return json.loads(path.read_text()).get("people") if path.exists() else None
 
 
-def _save_listing(index_dir: Path, views: Sequence[PersonView], threshold: float) -> None:
+def save_listing(index_dir: Path, people: Mapping[str, list[str]], threshold: float) -> None:
+    """Write faces-people.json: the people as listed (id -> face ids), what `forget --person` takes."""
     write_json(
-        Path(index_dir) / PEOPLE,
-        {"threshold": threshold, "created": now(), "people": _listing(views)},
+        Path(index_dir) / PEOPLE, {"threshold": threshold, "created": now(), "people": people}
     )
