@@ -27,7 +27,7 @@ from lookalike.engine import wiring
 from lookalike.engine.core import Engine
 from lookalike.models.catalog import get_spec
 from lookalike.models.runtime import open_session
-from lookalike.pipeline.preprocess import to_tensor
+from lookalike.pipeline.embed import to_tensor
 
 
 def _cpu() -> str:

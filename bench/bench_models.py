@@ -11,7 +11,7 @@ def store_and_lite2() -> tuple[Any, Any]:
     when `Settings.ort_spinning` says so (the indexing default)."""
     from lookalike.config import Settings
     from lookalike.engine import wiring
-    from lookalike.pipeline.embedders import load_embedder
+    from lookalike.pipeline.clip import load_embedder
 
     s = Settings()
     models = wiring.model_store(s)

@@ -100,7 +100,7 @@ def main() -> None:
     )
     from lookalike.models.store import sha256_file
     from lookalike.pipeline.decode import load_image
-    from lookalike.pipeline.preprocess import to_tensor
+    from lookalike.pipeline.embed import to_tensor
 
     settings = Settings()
     spec = get_spec(settings.models.embedder)

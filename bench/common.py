@@ -22,13 +22,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lookalike.evaluation.metrics import evaluate
-from lookalike.faces.models import SHAPE_PREDICTOR, model_file, require_dlib
+from lookalike.faces.detect import SHAPE_PREDICTOR, model_file, require_dlib
 from lookalike.learn.net import part
 from lookalike.learn.projection import Projection, TuneResult
 from lookalike.learn.ranking import item_rankings
 from lookalike.learn.tuning import fit_cross_domain, fit_projection
-from lookalike.pipeline.boxes import pixels
-from lookalike.pipeline.isolate import cut_out, split_garments
+from lookalike.pipeline.isolate import cut_out, pixels, split_garments
 from lookalike.types import F32, Box
 
 
@@ -106,7 +105,7 @@ def lite2_embed() -> Callable[[Sequence[Any]], np.ndarray]:
     from lookalike.config import Settings
     from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
-    from lookalike.pipeline.embedders import load_embedder
+    from lookalike.pipeline.clip import load_embedder
 
     settings = Settings()
     spec = get_spec("efficientnet-lite2")
@@ -481,7 +480,7 @@ GEM_P = 3.0
 
 
 def engine_view(image: Image.Image) -> np.ndarray:
-    """The engine's centre_crop preprocessing (lookalike/pipeline/preprocess.py), uint8 HWC."""
+    """The engine's centre_crop preprocessing (lookalike/pipeline/embed.py), uint8 HWC."""
     w, h = image.size
     scale = SIDE / min(w, h)
     nw, nh = max(SIZE, round(w * scale)), max(SIZE, round(h * scale))

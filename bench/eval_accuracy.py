@@ -235,7 +235,7 @@ def holdout_split(emb: dict[str, np.ndarray], share: float = 0.3) -> Split:
 def run_tta(images: Sequence[str], cache: Path, crop: float = 0.8) -> dict[str, np.ndarray]:
     """Lite2 vectors of each photo's `tta_images(..., "flip+crops")` variants: (N, 4, D) in the
     order original, centre crop, mirror, mirrored crop; cached in `grocery_tta.npz`."""
-    from lookalike.pipeline.tta import tta_images
+    from lookalike.pipeline.embed import tta_images
 
     path = cache / f"grocery_tta_c{crop:g}.npz"
     done: dict[str, np.ndarray] = {}

@@ -41,8 +41,7 @@ def features(variant: str, g: Grocery, path: Path) -> None:
     from lookalike.config import Settings
     from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
-    from lookalike.pipeline.preprocess import to_tensor
-    from lookalike.pipeline.tta import tta_images
+    from lookalike.pipeline.embed import to_tensor, tta_images
 
     s = Settings()
     store = wiring.model_store(s)

@@ -138,7 +138,7 @@ def worn_with_tta(engine: object, vectors: dict, cache: Path, mode: str) -> np.n
     """The worn photos' query vectors as the engine makes them with `LOOKALIKE_TTA=mode`: the
     normalised mean of the garment view's and its augmentations' vectors (cached beside `cache`)."""
     from lookalike.pipeline.decode import load_image
-    from lookalike.pipeline.tta import tta_embed
+    from lookalike.pipeline.embed import tta_embed
 
     if mode == "none":
         return vectors["worn_vectors"]  # type: ignore[no-any-return]

@@ -18,7 +18,7 @@ query's person is in it. Per query:
     absent   the same query against the event with the person's own photos removed: did it return
              anything ("you" tier; either tier)?
 Tiers: a photo is "you" at distance <= t_you; "maybe you" at t_you < distance <= t_maybe, and only
-when the "you" tier is not empty (`lookalike.faces.tiers`): the strict match is the evidence that
+when the "you" tier is not empty (`lookalike.faces.values.split_tiers`): the strict match is the evidence that
 the person is at the event at all; the looser tier then lists their harder photos.
 
 Cross-validation by identity: the 13 identities are split into two halves at random (5 seeds x 2
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from common import Event, load_event, search_average_precision
 
-from lookalike.faces.tiers import split_tiers
+from lookalike.faces.values import split_tiers
 
 ROOT = Path(__file__).resolve().parents[1]
 

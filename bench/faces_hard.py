@@ -27,8 +27,7 @@ import numpy as np
 from common import harder
 from PIL import Image, ImageOps
 
-from lookalike.faces.detect import find_faces, make_detector
-from lookalike.faces.embed import DlibFaceEmbedder
+from lookalike.faces.detect import DlibFaceEmbedder, find_faces, make_detector
 from lookalike.faces.settings import FaceSettings
 
 ROOT = Path(__file__).resolve().parents[1]

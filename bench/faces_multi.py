@@ -20,7 +20,7 @@ import numpy as np
 from common import Event, load_event, search_average_precision
 
 from lookalike.faces.settings import DEFAULT_MAYBE_THRESHOLD, DEFAULT_THRESHOLD
-from lookalike.faces.tiers import split_tiers
+from lookalike.faces.values import split_tiers
 from lookalike.pipeline.embed import l2_normalise
 
 ROOT = Path(__file__).resolve().parents[1]

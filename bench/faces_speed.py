@@ -28,10 +28,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from lookalike.faces.detect import HogDetector, find_faces
-from lookalike.faces.embed import DlibFaceEmbedder
+from lookalike.faces.detect import DlibFaceEmbedder, EmbedderRecord, HogDetector, find_faces
 from lookalike.faces.index import FaceIndex
-from lookalike.faces.models import EmbedderRecord
 from lookalike.faces.settings import FaceSettings
 from lookalike.pipeline.decode import DecodeLimits, load_image
 

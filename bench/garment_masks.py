@@ -19,9 +19,8 @@ from PIL import Image
 def main(fashion: Path, out: Path) -> None:
     from lookalike.config import Settings
     from lookalike.engine import wiring
-    from lookalike.pipeline.boxes import clip_box, pixels, whole
     from lookalike.pipeline.detect import YoloxDetector, most_relevant
-    from lookalike.pipeline.isolate import Isolator
+    from lookalike.pipeline.isolate import Isolator, clip_box, pixels, whole
 
     s = Settings()
     models = wiring.model_store(s)

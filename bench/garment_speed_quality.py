@@ -40,8 +40,8 @@ def main() -> None:
 
     from lookalike.config import Settings
     from lookalike.engine import wiring
+    from lookalike.pipeline.clip import load_embedder
     from lookalike.pipeline.detect import YoloxDetector, most_relevant
-    from lookalike.pipeline.embedders import load_embedder
     from lookalike.pipeline.isolate import Isolator
 
     s = Settings()

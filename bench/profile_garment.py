@@ -27,9 +27,8 @@ def main() -> None:
     import numpy as np
     from bench_models import store_and_lite2
 
-    from lookalike.pipeline.boxes import clip_box, pixels
     from lookalike.pipeline.detect import YoloxDetector, most_relevant
-    from lookalike.pipeline.isolate import Isolator, cut_out, split_garments
+    from lookalike.pipeline.isolate import Isolator, clip_box, cut_out, pixels, split_garments
 
     models, embedder = store_and_lite2()
     detector = YoloxDetector.from_store(models, fit_small=bool(args.fit))

@@ -1,7 +1,7 @@
 """Research, not product: re-rank the top image candidates with evidence the global vector misses.
 
 Measured and not wired into the engine (docs/quality.md): both lower val Recall@1 on their own.
-Test-time augmentation, which is used, lives in `lookalike/pipeline/tta.py`.
+Test-time augmentation, which is used, lives in `lookalike/pipeline/embed.py`.
 
 - Geometric verification (`GeometricReranker`): local keypoints (OpenCV ORB or SIFT) of the query
   are matched against those of a few photos of each of the top-K candidate items (Lowe's ratio

@@ -113,7 +113,7 @@ def augmented_view(image: Image.Image, rng: random.Random) -> np.ndarray:
 
 
 def tta_views(path: str) -> np.ndarray:
-    """The engine's query TTA (lookalike/pipeline/tta.py tta_images, crop 0.8): the photo, its
+    """The engine's query TTA (lookalike/pipeline/embed.py tta_images, crop 0.8): the photo, its
     centre crop, and both mirrored, each through the engine's preprocessing; (4, 260, 260, 3)."""
     image = Image.open(path).convert("RGB")
     w, h = image.size

@@ -22,7 +22,7 @@ TUNE = 400
 def _embedder():
     from lookalike.config import Settings
     from lookalike.engine import wiring
-    from lookalike.pipeline.embedders import load_embedder
+    from lookalike.pipeline.clip import load_embedder
 
     s = Settings()
     models = wiring.model_store(s)

@@ -13,7 +13,7 @@ F32 = NDArray[np.float32]
 """A float32 array. Embeddings are (N, D) and L2-normalised by `lookalike.pipeline.embed.l2_normalise`."""
 
 RESERVED_PAYLOAD_KEYS = frozenset(
-    {
+    [
         "item_id",
         "image",
         "box",
@@ -29,7 +29,7 @@ RESERVED_PAYLOAD_KEYS = frozenset(
         "classes",
         "labels",
         "pending",
-    }
+    ]
 )
 """Payload keys the engine owns. Catalogue loaders rename fields that collide with them."""
 

@@ -60,11 +60,10 @@ def isolate(
     with errors_to_exit():
         from lookalike.config import Settings
         from lookalike.errors import QueryError
-        from lookalike.pipeline.boxes import parse_box
         from lookalike.pipeline.decode import load_image
         from lookalike.pipeline.detect import YoloxDetector, parse_labels
-        from lookalike.pipeline.isolate import Isolator
-        from lookalike.pipeline.overlay import draw_overlay, isolate_photo
+        from lookalike.pipeline.isolate import Isolator, parse_box
+        from lookalike.pipeline.views import draw_overlay, isolate_photo
 
         if mode not in ("none", "salient", "garment"):
             raise QueryError(f"--isolate must be none, salient or garment, got {mode!r}")

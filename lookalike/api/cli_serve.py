@@ -124,7 +124,7 @@ def serve(
         except ValueError as exc:
             raise QueryError(f"--allow-image-network: {exc}") from None
         engine = Engine(index or settings.index, settings=settings, store_spec=store)
-        from lookalike.faces.files import MANIFEST as FACES_MANIFEST
+        from lookalike.faces.folder import MANIFEST as FACES_MANIFEST
 
         # An index folder of faces only (`lookalike faces index`) is served too: "Find people".
         faces_only = engine.manifest is None and (engine.index_dir / FACES_MANIFEST).exists()

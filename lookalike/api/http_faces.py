@@ -115,7 +115,7 @@ def face_results(
 
     Boxes are in pixels of the photo as uploaded (EXIF-rotated, decoded at full size).
     """
-    from lookalike.faces.errors import ManyFacesError
+    from lookalike.faces.detect import ManyFacesError
 
     faces = state.face_index()
     t0 = time.perf_counter()

@@ -114,7 +114,7 @@ class Searcher(EnginePart):
         rgb = [im.convert("RGB") for im in images]
         if self.engine.settings.search.tta == "none":
             return self.engine.embedder.embed_images(rgb)
-        from lookalike.pipeline.tta import tta_embed
+        from lookalike.pipeline.embed import tta_embed
 
         if not rgb:
             return np.zeros((0, self.engine.embedder.dim), np.float32)

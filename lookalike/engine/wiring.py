@@ -71,7 +71,7 @@ def load_embedder(
     built by it records."""
     from lookalike.models.catalog import get_spec
     from lookalike.models.store import sha256_file
-    from lookalike.pipeline.embedders import load_embedder as load_model
+    from lookalike.pipeline.clip import load_embedder as load_model
 
     spec = get_spec(name)
     models = model_store(settings)

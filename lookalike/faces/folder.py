@@ -7,15 +7,18 @@ The store: what `store_spec` (`--store`) names when the index is created, throug
 faces.json records it unless it is edge (indexes from before the setting are edge); an existing
 index reopens the store it records, and another `store_spec` for it is an IndexMismatchError.
 `Settings.store` ($LOOKALIKE_STORE) is not followed: faces stay in the embedded shard unless asked.
+Its file names (layout: `lookalike.faces.index`) and how its JSON files are written are here too.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +27,45 @@ from PIL import Image
 from lookalike.config import Settings
 from lookalike.engine.lock import ClosesStore, folder_write_lock
 from lookalike.errors import DecodeError, IndexMismatchError, StoreError
-from lookalike.faces.detect import FaceBox, FaceDetector, find_faces, make_detector
-from lookalike.faces.files import FORMAT, LOCK, MANIFEST, OPTIONS, SHARD, SUFFIX, now, write_json
-from lookalike.faces.models import DIM, EmbedderRecord
-from lookalike.faces.photos import normalise
+from lookalike.faces.detect import (
+    DIM,
+    DlibFaceEmbedder,
+    EmbedderRecord,
+    FaceBox,
+    FaceDetector,
+    find_faces,
+    make_detector,
+)
+from lookalike.faces.ingest import normalise
 from lookalike.faces.settings import FaceSettings
 from lookalike.faces.values import BoxTuple, Face, FaceEmbedder, QueryFace
 from lookalike.pipeline.decode import DecodeLimits, decode_image, read_source
 from lookalike.store.base import PointRecord, Store, where
 from lookalike.types import Box
+
+SHARD = "faces"
+"""The Qdrant Edge shard's folder in the index folder (the default store)."""
+SUFFIX = "-faces"
+"""Added to a qdrant collection name: `--store qdrant://host/shop` keeps faces in `shop-faces`."""
+MANIFEST = "faces.json"
+PEOPLE = "faces-people.json"
+OPTIONS = "faces-options.json"
+LOCK = ".faces.lock"
+FORMAT = 1
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON atomically (temporary file, fsync, rename): a reader never sees half of it."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
 
 
 class FaceFolder(ClosesStore):
@@ -71,14 +104,10 @@ class FaceFolder(ClosesStore):
     @property
     def embedder(self) -> FaceEmbedder:
         if self._embedder is None:
-            from lookalike.faces.embed import DlibFaceEmbedder
-
             self._embedder = DlibFaceEmbedder()
         return self._embedder
 
     def _identity(self) -> dict[str, Any]:
-        from lookalike.faces.embed import DlibFaceEmbedder
-
         if self._embedder is not None and self._embedder.name != DlibFaceEmbedder.name:
             # An injected embedder (tests, other models): its name is its identity.
             return {"format": FORMAT, "embedder": {"name": self._embedder.name}, "dim": DIM}

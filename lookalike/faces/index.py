@@ -21,11 +21,11 @@ Points:
                 not finished, and an unchanged photo is never decoded again.
 
 Privacy: face vectors live only in `faces/`. `forget_photo` and `forget_person` delete the points,
-then rewrite the shard from the points that remain (`compact`), so the deleted vectors are gone
+then rewrite the shard from the points that remain (`_compact`), so the deleted vectors are gone
 from every file of the folder, write-ahead log included (Qdrant's own optimiser would leave them in
 the WAL). On another store (`store_spec`, `--store`: memory, a qdrant collection
 `<collection>-faces`, qdrant+local) the face vectors live there instead of in `faces/`, and the
-guarantee is the store's delete: there are no shard files to rewrite, `compact` only flushes. A forgotten photo keeps a vector-less tombstone (path + content hash) so that indexing
+guarantee is the store's delete: there are no shard files to rewrite, `_compact` only flushes. A forgotten photo keeps a vector-less tombstone (path + content hash) so that indexing
 the folder again does not bring its faces back; a changed file is indexed anew.
 """
 
@@ -42,11 +42,18 @@ from typing import Any, cast
 import numpy as np
 
 from lookalike.errors import QueryError
-from lookalike.faces.detect import FaceBox
-from lookalike.faces.files import PEOPLE, SHARD, now, write_json
-from lookalike.faces.ingest import Loaded, big_enough, load_photos, strip_image, write_faces
-from lookalike.faces.models import DIM
-from lookalike.faces.photos import normalise, scan_photos
+from lookalike.faces.detect import DIM, FaceBox
+from lookalike.faces.folder import PEOPLE, SHARD, now, write_json
+from lookalike.faces.ingest import (
+    Loaded,
+    big_enough,
+    load_photos,
+    normalise,
+    scan_photos,
+    strip_image,
+    write_faces,
+)
+from lookalike.faces.people import cluster_faces, save_listing
 from lookalike.faces.search import FaceSearch
 from lookalike.faces.values import Face, FaceIndexSummary, ForgetSummary, Person, without_vector
 from lookalike.store.base import Condition, Filter, PointRecord, Store, where
@@ -96,18 +103,16 @@ class FaceIndex(FaceSearch):
             markers = list(
                 store.scroll(where("kind", "photo"), fields=["photo", "content_hash", "forgotten"])
             )
-            existing = {
-                str(r.payload["photo"]): str(r.payload.get("content_hash", "")) for r in markers
-            }
             min_size = self.min_face_size()
-            if min_size != self.options().get("min_face_size", 0):
-                # Another minimum: every photo is looked at again (faces below it are dropped,
-                # faces above it come back), except forgotten ones, which stay forgotten.
-                existing = {
-                    str(r.payload["photo"]): str(r.payload.get("content_hash", ""))
-                    for r in markers
-                    if r.payload.get("forgotten")
-                }
+            # Another minimum: every photo is looked at again (faces below it are dropped,
+            # faces above it come back), except forgotten ones, which stay forgotten.
+            again = min_size != self.options().get("min_face_size", 0)
+            existing = {
+                str(r.payload["photo"]): str(r.payload.get("content_hash", ""))
+                for r in markers
+                if not again or r.payload.get("forgotten")
+            }
+            if again:
                 self.save_options({"min_face_size": min_size})
             counts = {"indexed": 0, "unchanged": 0, "empty": 0, "faces": 0}
             clock = {"detect": 0.0, "embed": 0.0}
@@ -170,8 +175,6 @@ class FaceIndex(FaceSearch):
 
         The grouping is saved (faces-people.json) so `forget_person(id)` removes what was shown.
         """
-        from lookalike.faces.cluster import cluster_faces
-
         limit = self.threshold(
             threshold if threshold is not None else self.face_settings.cluster_threshold
         )
@@ -184,14 +187,8 @@ class FaceIndex(FaceSearch):
             grouped.setdefault(label, []).append(without_vector(f))
         people = [Person(pid, tuple(grouped[pid])) for pid in sorted(grouped)]
         with self.write_lock():
-            write_json(
-                self.index_dir / PEOPLE,
-                {
-                    "threshold": limit,
-                    "created": now(),
-                    "people": {str(p.person_id): [f.face_id for f in p.faces] for p in people},
-                },
-            )
+            listing = {str(p.person_id): [f.face_id for f in p.faces] for p in people}
+            save_listing(self.index_dir, listing, limit)
         return people
 
     def _saved_people(self) -> dict[str, Any]:
@@ -293,17 +290,10 @@ class FaceIndex(FaceSearch):
 
     # -- compaction ------------------------------------------------------------------------------
 
-    def compact(self) -> int:
-        """Rewrite the shard from the points it holds now; return its size in bytes after.
-        On a store other than edge: flush it (nothing to rewrite); return its size.
-
-        `forget_*` and `index(sync=True)` do this themselves; see `_compact`.
-        """
-        with self.write_lock():
-            return self._compact()
-
     def _compact(self) -> int:
-        """The rewrite, under the caller's write lock.
+        """Rewrite the shard from the points it holds now, under the caller's write lock; return
+        its size in bytes after. On a store other than edge: flush it (nothing to rewrite); return
+        its size. `forget_*` and `index(sync=True)` call it.
 
         Deleted points are only marked as such by Qdrant, and its write-ahead log keeps the
         upserts that created them; copying the live points into a fresh shard and removing the

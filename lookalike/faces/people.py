@@ -1,6 +1,6 @@
 """People as a photographer shapes them: named, merged, split, hidden; stable across runs.
 
-The faces of an index are grouped automatically (Chinese whispers, `cluster.py`), but what a
+The faces of an index are grouped automatically (Chinese whispers, `cluster_faces`), but what a
 user has decided must survive re-indexing, new photos and `forget`. So membership is sticky and
 kept in `faces-book.json` beside the face index:
 
@@ -29,11 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
+
 from lookalike.errors import QueryError
+from lookalike.faces.detect import DIM, require_dlib
+from lookalike.faces.folder import PEOPLE, now, write_json
+from lookalike.faces.values import Face, without_vector
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
-    from lookalike.faces.values import Face
     from lookalike.types import F32
 
 BOOK = "faces-book.json"
@@ -178,8 +182,6 @@ def load_book(index_dir: Path) -> Book:
 
 
 def save_book(index_dir: Path, book: Book) -> None:
-    from lookalike.faces.files import write_json
-
     write_json(
         Path(index_dir) / BOOK,
         {
@@ -192,6 +194,53 @@ def save_book(index_dir: Path, book: Book) -> None:
     )
 
 
+# -- faces -> people: Chinese whispers on the graph linking faces closer than a distance ----------
+# Chinese whispers (Biemann 2006, dlib's implementation) needs no number of clusters: each face
+# repeatedly takes the most common label among its linked neighbours. dlib seeds its random
+# generator the same way on every call, so the same faces in the same order give the same people.
+
+_BLOCK = 2048
+
+
+def link_pairs(vectors: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j, of unit rows at Euclidean distance <= `threshold`.
+
+    Computed in blocks of rows, so memory stays O(block x N) whatever N is.
+    """
+    v = np.asarray(vectors, dtype=np.float32)
+    min_sim = 1.0 - threshold * threshold / 2.0
+    pairs: list[tuple[int, int]] = []
+    for start in range(0, len(v), _BLOCK):
+        sims = v[start : start + _BLOCK] @ v.T
+        rows, cols = np.nonzero(sims >= min_sim - 1e-6)
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            i = start + r
+            if i < c:
+                pairs.append((i, c))
+    return pairs
+
+
+def cluster_faces(vectors: np.ndarray, threshold: float) -> list[int]:
+    """A person number per face (row of `vectors`): 1 is the person with most faces, then 2 ...
+
+    Ties in size are ordered by the person's first face, so numbering is stable for a given input.
+    """
+    n = len(vectors)
+    if n == 0:
+        return []
+    dlib: Any = require_dlib()
+    # A self-loop per face: dlib sizes its label array from the edges, so isolated faces need one.
+    edges = [(i, i) for i in range(n)] + link_pairs(vectors, threshold)
+    raw = list(dlib.chinese_whispers(edges))
+    sizes = Counter(raw)
+    first: dict[int, int] = {}
+    for i, label in enumerate(raw):
+        first.setdefault(label, i)
+    order = sorted(sizes, key=lambda label: (-sizes[label], first[label]))
+    number = {label: k + 1 for k, label in enumerate(order)}
+    return [number[label] for label in raw]
+
+
 # -- over a face index ------------------------------------------------------------------------------
 
 
@@ -202,11 +251,6 @@ def list_people(
 
     Most faces first (then by id). Hidden people only with `include_hidden`.
     """
-    import numpy as np
-
-    from lookalike.faces.cluster import cluster_faces
-    from lookalike.faces.models import DIM
-
     limit = threshold if threshold is not None else faces.face_settings.cluster_threshold
     limit = limit if limit is not None else faces.face_settings.threshold
     every = faces.faces(with_vectors=True)
@@ -225,7 +269,7 @@ def list_people(
             book = assign(ids, labels, load_book(faces.index_dir))
             save_book(faces.index_dir, book)
             views = _views(book, every)
-            _save_listing(faces.index_dir, views, limit)
+            save_listing(faces.index_dir, _listing(views), limit)
     return [v for v in views if include_hidden or not v.hidden]
 
 
@@ -240,8 +284,6 @@ def change_book(faces: FaceIndex, change: Any, *args: Any, **kw: Any) -> Any:
 
 
 def _views(book: Book, every: Sequence[Face]) -> list[PersonView]:
-    from lookalike.faces.values import without_vector
-
     by_id = {f.face_id: without_vector(f) for f in every}
     views = []
     for pid, e in book.people.items():
@@ -260,22 +302,12 @@ def _listing(views: Sequence[PersonView]) -> dict[str, list[str]]:
 
 
 def _saved_listing(index_dir: Path) -> dict[str, list[str]] | None:
-    from lookalike.faces.files import PEOPLE
-
     path = Path(index_dir) / PEOPLE
     return json.loads(path.read_text()).get("people") if path.exists() else None
 
 
-def _save_listing(index_dir: Path, views: Sequence[PersonView], threshold: float) -> None:
-    from datetime import UTC, datetime
-
-    from lookalike.faces.files import PEOPLE, write_json
-
+def save_listing(index_dir: Path, people: Mapping[str, list[str]], threshold: float) -> None:
+    """Write faces-people.json: the people as listed (id -> face ids), what `forget --person` takes."""
     write_json(
-        Path(index_dir) / PEOPLE,
-        {
-            "threshold": threshold,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "people": _listing(views),
-        },
+        Path(index_dir) / PEOPLE, {"threshold": threshold, "created": now(), "people": people}
     )

@@ -69,7 +69,7 @@ def draw_boxes(
         )
     draw = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 300))
-    font = _font(max(12, round(max(out.size) / 40)))
+    font = ImageFont.load_default(size=max(12, round(max(out.size) / 40)))
     for i, box in enumerate(boxes):
         colour = _COLOURS[i % len(_COLOURS)]
         x1, y1, x2, y2 = (v * scale for v in box)
@@ -191,10 +191,3 @@ h2 {{ font-size: 1.1rem; margin: 1.5rem 0 .4rem; }} small {{ color: #656d76; fon
 
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one bitmap size only
-        return ImageFont.load_default()

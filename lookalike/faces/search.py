@@ -12,12 +12,9 @@ import numpy as np
 from PIL import Image
 
 from lookalike.errors import QueryError
-from lookalike.faces.detect import FaceBox
-from lookalike.faces.embed import distance_from_similarity
-from lookalike.faces.errors import ManyFacesError, NoFaceError
+from lookalike.faces.detect import FaceBox, ManyFacesError, NoFaceError, distance_from_similarity
 from lookalike.faces.folder import FaceFolder
-from lookalike.faces.tiers import split_tiers, tier_of
-from lookalike.faces.values import FaceMatch, FaceSearchResult, QueryFace
+from lookalike.faces.values import FaceMatch, FaceSearchResult, QueryFace, split_tiers, tier_of
 from lookalike.store.base import where
 from lookalike.types import F32, Box
 
@@ -43,23 +40,7 @@ class FaceSearch(FaceFolder):
         Raises NoFaceError (no face found), ManyFacesError (several, none chosen; `.faces`
         lists them), QueryError (bad face number or k), DecodeError (unreadable photo).
         """
-        _ = self.store  # no index: say so before any work on the photo
-        t0 = time.perf_counter()
-        faces = self.faces_in(selfie)
-        t1 = time.perf_counter()
-        chosen = choose_face(faces, face, _describe(selfie))
-        matches = self.search_vector(
-            chosen.vector, threshold=threshold, k=k, maybe_threshold=maybe_threshold
-        )
-        t2 = time.perf_counter()
-        return FaceSearchResult(
-            matches=tuple(matches),
-            query_face=chosen,
-            query_faces=tuple(faces),
-            threshold=self.threshold(threshold),
-            timings_ms={"faces": (t1 - t0) * 1e3, "search": (t2 - t1) * 1e3},
-            maybe_threshold=self.maybe_threshold(maybe_threshold, threshold),
-        )
+        return self.search_many([selfie], face, threshold, k, maybe_threshold=maybe_threshold)
 
     def search_vector(
         self,
@@ -71,7 +52,7 @@ class FaceSearch(FaceFolder):
     ) -> list[FaceMatch]:
         """Photos whose best face is near `vector` (unit, 128-d), best first: those within
         `threshold` ("you"), then, when there is at least one, those within `maybe_threshold`
-        ("maybe"; `lookalike.faces.tiers`). At most k photos."""
+        ("maybe"; `lookalike.faces.values.split_tiers`). At most k photos."""
         return self.search_vectors(
             [vector], threshold=threshold, k=k, maybe_threshold=maybe_threshold
         )
@@ -154,7 +135,7 @@ class FaceSearch(FaceFolder):
         """
         if not selfies:
             raise QueryError("no portrait given")
-        _ = self.store
+        _ = self.store  # no index: say so before any work on the photo
         t0 = time.perf_counter()
         chosen = []
         first: list[QueryFace] = []
@@ -227,6 +208,4 @@ def _as_facebox(f: QueryFace) -> FaceBox:
 
 
 def _describe(query: object) -> str:
-    if isinstance(query, str | Path):
-        return str(query)
-    return "the photo"
+    return str(query) if isinstance(query, str | Path) else "the photo"

@@ -19,7 +19,7 @@ unevenly, plus the strangers of two group photos) no stranger is that close to a
 
 DEFAULT_MAYBE_THRESHOLD = 0.42
 """Default outer distance of the "maybe you" tier (shown only when some photo is in the "you"
-tier: `lookalike.faces.tiers`).
+tier: `lookalike.faces.values.split_tiers`).
 
 Chosen by `bench/faces_calibrate.py`: the largest distance at which the "maybe you" tier shows
 at most one stranger's photo per search on average (simulated event of 185 photos) and no

@@ -1,6 +1,6 @@
 """Strong augmentation of views for training (numpy + Pillow; seeded, no torch).
 
-Every view is held as its model input square (`lookalike.pipeline.preprocess.fit_to_input`: 8-bit
+Every view is held as its model input square (`lookalike.pipeline.embed.fit_to_input`: 8-bit
 RGB, size x size); an augmented view is another such square, normalised afterwards exactly like
 the embedder's input. The draws follow the usual recipe for instance and metric learning
 (SimCLR-style crops, flips and colour, plus perspective, blur and erasing): the network must learn

@@ -16,7 +16,7 @@ import numpy as np
 
 from lookalike.learn.data import TrainData
 from lookalike.learn.heldout import holdout_split
-from lookalike.pipeline.preprocess import normalise
+from lookalike.pipeline.embed import normalise
 
 TOLERANCE = 0.01
 """int8 is used when its held-out Recall@1 is at least the float network's minus this."""

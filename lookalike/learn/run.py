@@ -263,7 +263,7 @@ def reset_index(
     """Back to the base network: re-embed every point with it and drop the adapted network (and
     the projection fitted on its vectors). Returns (views dropped, photos skipped)."""
     from lookalike.learn.data import collect
-    from lookalike.pipeline.embedders import load_embedder
+    from lookalike.pipeline.clip import load_embedder
 
     notify = progress or (lambda p: None)
 

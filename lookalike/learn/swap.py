@@ -22,9 +22,8 @@ import numpy as np
 
 from lookalike.engine.lock import folder_write_lock
 from lookalike.errors import StoreError
-from lookalike.models.preprocess_spec import Preprocess
-from lookalike.pipeline.embed import l2_normalise
-from lookalike.pipeline.preprocess import normalise
+from lookalike.models.catalog import Preprocess
+from lookalike.pipeline.embed import l2_normalise, normalise
 from lookalike.store.base import PointRecord
 
 if TYPE_CHECKING:

@@ -34,8 +34,8 @@ from lookalike.learn.batches import PairBatches, schedule
 from lookalike.learn.data import TrainData, TrainView
 from lookalike.learn.heldout import holdout_split
 from lookalike.learn.losses import make_loss
-from lookalike.models.preprocess_spec import Preprocess
-from lookalike.pipeline.preprocess import normalise
+from lookalike.models.catalog import Preprocess
+from lookalike.pipeline.embed import normalise
 
 
 @dataclass(frozen=True)

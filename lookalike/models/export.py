@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.errors import ModelError
-from lookalike.models.catalog import weights_role
+from lookalike.models.catalog import get_spec, weights_role
 
 GEM_P = 3.0
 """GeM pooling exponent (Radenović et al.): p=3 is the standard choice for retrieval."""
@@ -110,7 +110,6 @@ def _static_int8(variant: str) -> Callable[[Mapping[str, Path], Path], None]:
             import onnx  # noqa: F401  (quant_pre_process needs it)
         except ImportError as exc:
             raise ModelError("quantising needs the export extra: pip install onnx") from exc
-        from lookalike.models.catalog import get_spec
         from lookalike.models.quantize import calibration_photos, quantize_static_int8
 
         preprocess = get_spec(variant).preprocess

@@ -23,16 +23,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from lookalike.errors import ModelError
 
 if TYPE_CHECKING:
-    from lookalike.models.preprocess_spec import Preprocess
+    from lookalike.models.catalog import Preprocess
     from lookalike.types import F32
 
 Progress = Callable[[str, int, int], None]
-Recipe = Literal["dynamic", "static"]
 
 
 @dataclass(frozen=True)
@@ -153,7 +152,7 @@ def embed_files(
     """
     import numpy as np
 
-    from lookalike.pipeline.embed import OnnxImageEmbedder
+    from lookalike.pipeline.embed import OnnxImageEmbedder, l2_normalise
 
     embedder = OnnxImageEmbedder("eval", model_path, preprocess, output=output, threads=threads)
     notify = progress or (lambda stage, done, total: None)
@@ -167,8 +166,6 @@ def embed_files(
         out.append(features)
         done += len(tensor)
         notify("embed", done, len(files))
-    from lookalike.pipeline.embed import l2_normalise
-
     vectors = l2_normalise(np.concatenate(out)) if out else np.zeros((0, embedder.dim), np.float32)
     return vectors, float(np.median(per_image)) if per_image else 0.0
 
@@ -244,34 +241,31 @@ def check_quantized(
     check several int8 models against one float run.
     """
     notify = progress or (lambda stage, done, total: None)
-    results = []
-    for label, model in (("float", float_model), ("int8", int8_model)):
-        if label == "float" and float_result is not None:
-            results.append(float_result)
-            continue
 
-        def step(stage: str, done: int, total: int, label: str = label) -> None:
+    def recall(label: str, model: Path) -> tuple[float, float]:
+        def step(stage: str, done: int, total: int) -> None:
             notify(f"{label} {stage}", done, total)
 
-        results.append(
-            grocery_recall(
-                model,
-                preprocess,
-                catalogue,
-                queries,
-                output=output,
-                batch=batch,
-                threads=threads,
-                progress=step,
-            )
+        return grocery_recall(
+            model,
+            preprocess,
+            catalogue,
+            queries,
+            output=output,
+            batch=batch,
+            threads=threads,
+            progress=step,
         )
+
+    floats = float_result if float_result is not None else recall("float", float_model)
+    int8 = recall("int8", int8_model)
     return QuantCheck(
         recipe=recipe,
-        float_recall_at_1=results[0][0],
-        int8_recall_at_1=results[1][0],
+        float_recall_at_1=floats[0],
+        int8_recall_at_1=int8[0],
         tolerance=tolerance,
-        float_ms_per_image=results[0][1],
-        int8_ms_per_image=results[1][1],
+        float_ms_per_image=floats[1],
+        int8_ms_per_image=int8[1],
         float_bytes=Path(float_model).stat().st_size,
         int8_bytes=Path(int8_model).stat().st_size,
         queries=len(queries),
@@ -362,7 +356,7 @@ def _tensor_batches(files: Sequence[str], preprocess: Preprocess, batch: int) ->
     from concurrent.futures import ThreadPoolExecutor
 
     from lookalike.pipeline.decode import load_image
-    from lookalike.pipeline.preprocess import to_tensor
+    from lookalike.pipeline.embed import to_tensor
 
     def tensor(chunk: Sequence[str]) -> Any:
         return to_tensor([load_image(f).image for f in chunk], preprocess)

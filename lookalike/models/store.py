@@ -165,8 +165,7 @@ class ModelStore:
 
     def pull(self, name: str) -> list[Path]:
         """Resolve every file of model `name` (fetching what is missing); their verified paths."""
-        spec = self.spec(name)
-        return [self._resolve(name, mf) for mf in spec.files]
+        return [self._resolve(name, mf) for mf in self.spec(name).files]
 
     def path(self, name: str) -> Path:
         """A folder that holds every file of model `name` under its catalogue file name, verified.
@@ -180,8 +179,7 @@ class ModelStore:
         if len(parents) == 1:
             return parents.pop()
         target = self._model_dir(name)
-        spec = self.spec(name)
-        for mf, src in zip(spec.files, paths, strict=True):
+        for mf, src in zip(self.spec(name).files, paths, strict=True):
             if src.parent != target:
                 self._copy_in(src, target / mf.filename, self._want(name, mf))
         return target
@@ -426,10 +424,9 @@ class ModelStore:
 
     def _copy_in(self, src: Path, dest: Path, want: Want) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if src.resolve() == dest.resolve():
-            self._verify(src, want)
-            return
         self._verify(src, want)  # check the source first: never copy a bad file over a good one
+        if src.resolve() == dest.resolve():
+            return
 
         def copy(fh: BinaryIO) -> None:
             with src.open("rb") as inp:

@@ -1,4 +1,4 @@
 """One photo at a time: decode (`decode.py`), detect (`detect.py`), segment and cut out
-(`segment.py`, `isolate.py`), the views to embed (`views.py`), embed (`embed.py`), read text
-(`ocr.py`), augment queries (`tta.py`).
+(`segment.py`, `isolate.py`), the views to embed (`views.py`), embed and augment queries
+(`embed.py`), read text (`ocr.py`).
 """

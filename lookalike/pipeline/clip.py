@@ -9,22 +9,27 @@ Xenova/fashion-clip):
 
 Input and output names are read from the sessions, not assumed: exports differ in whether the
 text tower takes an attention mask and in what they call their outputs.
+
+`load_embedder` picks the image embedder a catalogue `ModelSpec` asks for: an ONNX CNN
+(`lookalike.pipeline.embed`) or a CLIP model (here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from lookalike.errors import ModelError
-from lookalike.models.preprocess_spec import Preprocess
-from lookalike.pipeline.embed import l2_normalise
-from lookalike.pipeline.preprocess import to_tensor
+from lookalike.models.catalog import Preprocess
+from lookalike.pipeline.embed import ImageEmbedder, OnnxImageEmbedder, l2_normalise, to_tensor
 from lookalike.types import F32
+
+if TYPE_CHECKING:
+    from lookalike.models.runtime import Optimization
 
 VISION_FILE = "vision_model.onnx"
 TEXT_FILE = "text_model.onnx"
@@ -210,18 +215,22 @@ class ClipEmbedder:
         (out,) = self._text.run([self._text_out], feed)
         return np.asarray(out)
 
+    def _batched(self, embed_batch: Callable[[Any], np.ndarray], items: Sequence[Any]) -> F32:
+        """Unit rows of `items` embedded `batch_size` at a time by `embed_batch`, in input order."""
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        chunks = [
+            embed_batch(items[i : i + self.batch_size])
+            for i in range(0, len(items), self.batch_size)
+        ]
+        return l2_normalise(np.concatenate(chunks))
+
     def embed_images(self, images: Sequence[Image.Image]) -> F32:
         """PIL images (any mode and size) -> (N, dim) float32, unit rows, in input order.
 
         Each image is preprocessed on its own (`to_tensor`), so results do not depend on batching.
         """
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        chunks = [
-            self._embed_image_batch(images[i : i + self.batch_size])
-            for i in range(0, len(images), self.batch_size)
-        ]
-        return l2_normalise(np.concatenate(chunks))
+        return self._batched(self._embed_image_batch, images)
 
     def embed_texts(self, texts: Sequence[str]) -> F32:
         """Strings -> (N, dim) float32, unit rows, in input order, comparable to image vectors.
@@ -229,10 +238,33 @@ class ClipEmbedder:
         Texts longer than `max_length` tokens are truncated; the empty string is a valid query
         (start and end tokens only).
         """
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        chunks = [
-            self._embed_text_batch(texts[i : i + self.batch_size])
-            for i in range(0, len(texts), self.batch_size)
-        ]
-        return l2_normalise(np.concatenate(chunks))
+        return self._batched(self._embed_text_batch, texts)
+
+
+def load_embedder(
+    spec: Any,
+    model_dir: Path,
+    *,
+    threads: int = 0,
+    optimization: Optimization = "all",
+    spinning: bool = True,
+) -> ImageEmbedder:
+    """Build the image embedder a catalogue `ModelSpec` describes, from its files in `model_dir`.
+
+    threads, optimization, spinning: ONNX Runtime settings (`lookalike.models.runtime.open_session`);
+    CLIP models take only `threads`.
+    """
+    match spec.role:
+        case "image-embedder":
+            return OnnxImageEmbedder(
+                spec.name,
+                model_dir / spec.files[0].filename,
+                spec.preprocess,
+                output=spec.extra.get("output", "gem"),
+                threads=threads,
+                optimization=optimization,
+                spinning=spinning,
+            )
+        case "clip":
+            return ClipEmbedder(spec.name, model_dir, spec.preprocess, threads=threads)
+    raise ModelError(f"{spec.name} is a {spec.role} model, not an image embedder")

@@ -48,89 +48,36 @@ COCO_LABELS: tuple[str, ...] = (
 )  # fmt: skip
 """The 80 COCO detection classes in the order of the model's class outputs."""
 
+
+def _labels(text: str) -> frozenset[str]:
+    """The labels of comma-separated `text`."""
+    return frozenset(label.strip() for label in text.split(","))
+
+
 LABEL_PRESETS: dict[str, frozenset[str]] = {
     # Garments are found through the person wearing them (the garment isolation cuts them out of
     # the person box); the accessories COCO knows are objects of their own.
-    "fashion": frozenset({"person", "handbag", "tie", "backpack", "suitcase", "umbrella"}),
-    "homeware": frozenset(
-        {
-            "chair",
-            "couch",
-            "potted plant",
-            "bed",
-            "dining table",
-            "vase",
-            "clock",
-            "bowl",
-            "cup",
-            "wine glass",
-            "bottle",
-            "book",
-            "teddy bear",
-            "toaster",
-            "microwave",
-            "oven",
-            "refrigerator",
-            "sink",
-            "fork",
-            "knife",
-            "spoon",
-            "scissors",
-        }
+    "fashion": _labels("person, handbag, tie, backpack, suitcase, umbrella"),
+    "homeware": _labels(
+        "chair, couch, potted plant, bed, dining table, vase, clock, bowl, cup, "
+        "wine glass, bottle, book, teddy bear, toaster, microwave, oven, refrigerator, "
+        "sink, fork, knife, spoon, scissors"
     ),
     # Produce COCO has a class for, plus what packaged food and drink is taken for: cartons and
     # cans come out as `bottle`, `cup`, `book` or `cell phone` on shelf photos; `bowl` covers tubs.
     # Chosen on the Grocery Store Dataset (docs/parts/isolation.md); `person` (the hand holding the
     # product) is left out on purpose.
-    "grocery": frozenset(
-        {
-            "apple",
-            "orange",
-            "banana",
-            "broccoli",
-            "carrot",
-            "bottle",
-            "cup",
-            "bowl",
-            "wine glass",
-            "sandwich",
-            "hot dog",
-            "pizza",
-            "donut",
-            "cake",
-        }
+    "grocery": _labels(
+        "apple, orange, banana, broccoli, carrot, bottle, cup, bowl, wine glass, sandwich, "
+        "hot dog, pizza, donut, cake"
     ),
-    "electronics": frozenset(
-        {
-            "tv",
-            "laptop",
-            "mouse",
-            "remote",
-            "keyboard",
-            "cell phone",
-            "microwave",
-            "oven",
-            "toaster",
-            "refrigerator",
-            "hair drier",
-            "clock",
-        }
+    "electronics": _labels(
+        "tv, laptop, mouse, remote, keyboard, cell phone, microwave, oven, toaster, "
+        "refrigerator, hair drier, clock"
     ),
-    "sports": frozenset(
-        {
-            "bicycle",
-            "frisbee",
-            "skis",
-            "snowboard",
-            "sports ball",
-            "kite",
-            "baseball bat",
-            "baseball glove",
-            "skateboard",
-            "surfboard",
-            "tennis racket",
-            "backpack",
-        }
+    "sports": _labels(
+        "bicycle, frisbee, skis, snowboard, sports ball, kite, baseball bat, "
+        "baseball glove, skateboard, surfboard, tennis racket, backpack"
     ),
 }
 """Per-catalogue kind, the COCO labels whose objects become views. `all` (every label) is `None`."""
@@ -450,7 +397,4 @@ def most_relevant(
     labels: Collection[str] | None = None,
 ) -> Detection | None:
     """The relevant detection with the highest `relevance`; None when there is none."""
-    kept = relevant(detections, labels)
-    if not kept:
-        return None
-    return max(kept, key=lambda d: relevance(d, image_size))
+    return max(relevant(detections, labels), key=lambda d: relevance(d, image_size), default=None)

@@ -1,24 +1,78 @@
 """Embedders: images (and, for CLIP-family models, texts) -> L2-normalised float32 vectors.
 
-The seam is two small Protocols. Pre-processing is data (`Preprocess`), the ONNX Runtime session
+The seam is two small Protocols. Pre-processing is data: each model carries a `Preprocess` value
+(`lookalike.models.catalog`) and one function applies it (`to_tensor`); the ONNX Runtime session
 that executes the model comes from `lookalike.models.runtime`, and normalisation happens here, once.
+`tta_embed` embeds a query photo with test-time augmentation: the mean of itself, its mirror image
+and/or centre crops (`search.tta`; docs/quality.md has what each mode measured on the grocery photos).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-from lookalike.models.preprocess_spec import Preprocess
-from lookalike.pipeline.preprocess import to_tensor
+from lookalike.models.catalog import Preprocess
 from lookalike.types import F32
 
 if TYPE_CHECKING:
     from lookalike.models.runtime import Optimization
+
+
+# --- image preprocessing ---------------------------------------------------------------------------
+
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+def _resized(image: Image.Image, pp: Preprocess) -> Image.Image:
+    resample = _RESAMPLE[pp.interpolation]
+    w, h = image.size
+    if pp.resize == "squash":
+        return image.resize((pp.size, pp.size), resample)
+    if pp.resize == "letterbox":
+        scale = pp.size / max(w, h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        canvas = Image.new("RGB", (pp.size, pp.size), (pp.pad_value,) * 3)
+        canvas.paste(image.resize((nw, nh), resample), ((pp.size - nw) // 2, (pp.size - nh) // 2))
+        return canvas
+    target = pp.size / pp.crop_fraction
+    scale = target / min(w, h)
+    nw, nh = max(pp.size, round(w * scale)), max(pp.size, round(h * scale))
+    image = image.resize((nw, nh), resample)
+    left, top = (nw - pp.size) // 2, (nh - pp.size) // 2
+    return image.crop((left, top, left + pp.size, top + pp.size))
+
+
+def fit_to_input(image: Image.Image, pp: Preprocess) -> Image.Image:
+    """The RGB image resized (and cropped or padded) to the model's input square, before
+    normalisation: `to_tensor` is `normalise` of this. Kept public so training can hold inputs as
+    8-bit pixels and normalise them exactly as the embedder does."""
+    return _resized(image.convert("RGB"), pp)
+
+
+def normalise(pixels: np.ndarray, pp: Preprocess) -> F32:
+    """(N, size, size, 3) RGB uint8 pixels (`fit_to_input` outputs) -> (N, 3, size, size) float32,
+    normalised as `pp` says."""
+    mean = np.asarray(pp.mean, dtype=np.float32)
+    std = np.asarray(pp.std, dtype=np.float32)
+    arr = np.asarray(pixels, dtype=np.float32)
+    if pp.channels == "BGR":
+        arr = arr[..., ::-1]
+    return np.ascontiguousarray(((arr - mean) / std).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def to_tensor(images: Sequence[Image.Image], pp: Preprocess) -> F32:
+    """RGB PIL images -> (N, 3, size, size) float32 batch, normalised as `pp` says."""
+    if not images:
+        return np.empty((0, 3, pp.size, pp.size), dtype=np.float32)
+    return normalise(np.stack([np.asarray(fit_to_input(image, pp)) for image in images]), pp)
+
+
+# --- embedders ------------------------------------------------------------------------------------
 
 
 def l2_normalise(x: np.ndarray) -> F32:
@@ -117,8 +171,6 @@ class OnnxImageEmbedder:
         return l2_normalise(features), tops
 
     def embed_images(self, images: Sequence[Image.Image]) -> F32:
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
         return self.embed_prepared(to_tensor(images, self.preprocess))[0]
 
     def classify(
@@ -133,6 +185,34 @@ class OnnxImageEmbedder:
         """Vectors and ImageNet top classes from one forward pass (models exported with logits)."""
         if not self._has_logits:
             raise ValueError(f"{self.name} has no logits output")
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32), []
         return self.embed_prepared(to_tensor(images, self.preprocess), top=top)
+
+
+# --- test-time augmentation of a query photo -------------------------------------------------------
+
+TtaMode = Literal["none", "flip", "crops", "flip+crops"]
+
+
+def tta_images(image: Image.Image, mode: TtaMode = "flip", crop: float = 0.8) -> list[Image.Image]:
+    """The query and its augmentations: "flip" adds the mirror image; "crops" adds a centre crop
+    of `crop` of each side; "flip+crops" both (and the mirrored crop). The original comes first."""
+    images = [image]
+    if mode in ("crops", "flip+crops"):
+        w, h = image.size
+        dx, dy = round(w * (1 - crop) / 2), round(h * (1 - crop) / 2)
+        images.append(image.crop((dx, dy, w - dx, h - dy)))
+    if mode in ("flip", "flip+crops"):
+        images += [ImageOps.mirror(i) for i in list(images)]
+    if mode not in ("none", "flip", "crops", "flip+crops"):
+        raise ValueError(f"unknown TTA mode {mode!r}; use none, flip, crops, flip+crops")
+    return images
+
+
+def tta_embed(
+    embed: Callable[[Sequence[Image.Image]], F32],
+    image: Image.Image,
+    mode: TtaMode = "flip+crops",
+) -> F32:
+    """(1, D) L2-normalised mean of the embeddings of `tta_images(image, mode)` (one batch)."""
+    vectors = embed(tta_images(image, mode))
+    return l2_normalise(vectors.mean(axis=0, keepdims=True))

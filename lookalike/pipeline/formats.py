@@ -86,6 +86,8 @@ def register_heif() -> None:
         raise DecodeError("HEIC needs pillow-heif (pip install pillow-heif)")
 
 
+_SUPPORTED = "JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF, HEIC"
+
 # Leading bytes of things people put in image folders by mistake, for a better reason than "not an image".
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"%PDF", "PDF"),
@@ -111,13 +113,13 @@ def unidentified_reason(data: bytes, source: str) -> str:
         if head.startswith(magic.lower()):
             if name in ("JPEG", "PNG", "GIF", "TIFF"):
                 return f"corrupt {name} image: header cannot be parsed"
-            return f"not an image: looks like {name}, supported are {_supported()}"
+            return f"not an image: looks like {name}, supported are {_SUPPORTED}"
     brand = ftyp_brand(data)
     if brand is not None:
         return f"unsupported ISO media file (brand {brand.decode('ascii', 'replace')!r})"
     other = _pillow_format(data)
     if other is not None:
-        return f"unsupported image format {other}: supported are {_supported()}"
+        return f"unsupported image format {other}: supported are {_SUPPORTED}"
     suffix = Path(urlsplit(source).path).suffix.lower() if source else ""
     kind = "a text file" if _looks_like_text(data) else "unrecognised binary data"
     named = f" (named {suffix})" if suffix else ""
@@ -146,7 +148,3 @@ def _looks_like_text(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return b"\x00" not in sample
-
-
-def _supported() -> str:
-    return "JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF, HEIC"

@@ -25,7 +25,7 @@ import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 from lookalike.errors import ModelError
@@ -155,14 +155,11 @@ def normalise_tokens(
     """
     if not isinstance(text, str):
         text = "\n".join(text)
-    tokens = []
-    for token in _SPLIT.split(fold(text)):
-        if len(token) < min_len:
-            continue
-        if not keep_numbers and not any("a" <= ch <= "z" for ch in token):
-            continue
-        tokens.append(token)
-    return tuple(tokens)
+    return tuple(
+        token
+        for token in _SPLIT.split(fold(text))
+        if len(token) >= min_len and (keep_numbers or any("a" <= ch <= "z" for ch in token))
+    )
 
 
 def trigrams(token: str) -> frozenset[str]:
@@ -265,11 +262,10 @@ def _shrink(image: Image.Image, max_side: int) -> tuple[Image.Image, float]:
 def _quads(boxes: Any, scale: float) -> tuple[Quad, ...]:
     if boxes is None:
         return ()
-    out: list[Quad] = []
-    for box in boxes:
-        # cast: the OCR model's boxes are untyped arrays of four (x, y) points
-        out.append(cast(Quad, tuple((float(x) / scale, float(y) / scale) for x, y in box)))
-    return tuple(out)
+    # cast: the OCR model's boxes are untyped arrays of four (x, y) points
+    return tuple(
+        cast(Quad, tuple((float(x) / scale, float(y) / scale) for x, y in box)) for box in boxes
+    )
 
 
 def _polygon_area(quad: Quad) -> float:
@@ -291,19 +287,15 @@ class TextReader:
     def __init__(self, settings: OcrSettings | None = None, gate: GateSettings | None = None):
         self.settings = settings or OcrSettings()
         self.gate = gate or GateSettings()
-        self._full: Any = None
-        self._det: Any = None
         self._lock = threading.Lock()
 
+    @cached_property
     def _full_engine(self) -> Any:
-        if self._full is None:
-            self._full = _engine(self.settings.det_side, self.settings)
-        return self._full
+        return _engine(self.settings.det_side, self.settings)
 
+    @cached_property
     def _det_engine(self) -> Any:
-        if self._det is None:
-            self._det = _engine(self.gate.side, self.settings)
-        return self._det
+        return _engine(self.gate.side, self.settings)
 
     def read(self, image: Image.Image) -> OcrResult:
         """Full OCR of one RGB photo (any size; see `OcrSettings`). Never raises on a photo without
@@ -311,7 +303,7 @@ class TextReader:
         start = time.perf_counter()
         small, scale = _shrink(image, self.settings.max_side)
         with self._lock:
-            out = self._full_engine()(
+            out = self._full_engine(
                 small, use_det=True, use_cls=self.settings.use_cls, use_rec=True
             )
         texts = tuple(getattr(out, "txts", None) or ())
@@ -328,7 +320,7 @@ class TextReader:
         shorter = min(image.size) or 1
         small, _ = _shrink(image, max(32, round(max(image.size) * self.gate.side / shorter)))
         with self._lock:
-            out = self._det_engine()(small, use_det=True, use_cls=False, use_rec=False)
+            out = self._det_engine(small, use_det=True, use_cls=False, use_rec=False)
         total = float(small.width * small.height) or 1.0
         shares = tuple(_polygon_area(q) / total for q in _quads(getattr(out, "boxes", None), 1.0))
         kept = [a for a in shares if a <= self.gate.max_box_area]

@@ -27,6 +27,7 @@ from lookalike.models.runtime import (
     open_session,
     resized_model_bytes,
 )
+from lookalike.pipeline.detect import fit_side
 
 if TYPE_CHECKING:
     from lookalike.models.store import ModelStore
@@ -80,8 +81,6 @@ class SalientMasker:
 
     def size_for(self, crop_size: tuple[int, int]) -> int:
         """The network side (px) a crop of `crop_size` = (w, h) runs at."""
-        from lookalike.pipeline.detect import fit_side
-
         return fit_side(crop_size, self.input_size, 32) if self.fit_small else self.input_size
 
     def tensor(self, crops: Sequence[Image.Image], side: int | None = None) -> np.ndarray:
@@ -126,7 +125,6 @@ def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class ClothesMasker:
     """PAN (MobileNetV3) skin / clothes / hair masks of a person crop."""
 
-    CHANNELS = ("skin", "clothes", "hair")
     NATIVE_SIZE = 512
 
     def __init__(
@@ -149,8 +147,6 @@ class ClothesMasker:
 
     def size_for(self, crop_size: tuple[int, int]) -> int:
         """The network side (px) a crop of `crop_size` = (w, h) runs at."""
-        from lookalike.pipeline.detect import fit_side
-
         return fit_side(crop_size, self.input_size, 64) if self.fit_small else self.input_size
 
     def _session_for(self, size: int) -> Any:

@@ -151,9 +151,7 @@ class ItemTextIndex:
         key = f"vocab{min_photos}"
         if key not in self._cache:
             kept = self._kept(min_photos)
-            df: Counter[str] = Counter()
-            for tokens in kept.values():
-                df.update(tokens.keys())
+            df = Counter(t for tokens in kept.values() for t in tokens)
             n = max(len(self.photos), 1)
             idf = {t: math.log(1.0 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
             grams: dict[str, list[str]] = defaultdict(list)
@@ -182,12 +180,8 @@ class ItemTextIndex:
         shared: set[str] = set()
         for gram in trigrams(token):
             shared.update(grams.get(gram, ()))
-        out = {}
-        for other in shared:
-            sim = token_similarity(token, other)
-            if sim >= settings.fuzzy:
-                out[other] = sim
-        return out
+        sims = {other: token_similarity(token, other) for other in shared}
+        return {other: sim for other, sim in sims.items() if sim >= settings.fuzzy}
 
     # -- scoring -----------------------------------------------------------------------------
 
@@ -218,10 +212,9 @@ class ItemTextIndex:
         expansions = {
             q: {t: sim * weight_of(q) for t, sim in self.expand(q, settings).items()} for q in words
         }
-        evidence = 0.0
-        for matches in expansions.values():
-            if matches:
-                evidence += max(sim * idf[t] for t, sim in matches.items())
+        evidence = sum(
+            (max(sim * idf[t] for t, sim in m.items()) for m in expansions.values() if m), 0.0
+        )
         denominator = max(evidence, settings.min_evidence)
         if denominator <= 0.0:  # no query word matches any catalogue word
             return [TextEvidence(item_id, 0.0) for item_id in item_ids]

@@ -23,8 +23,7 @@ def test_onnx_matches_torch_and_classifies_a_real_photo(
     from efficientnet_lite_pytorch import EfficientNet
 
     from lookalike.models.catalog import get_spec
-    from lookalike.pipeline.embed import OnnxImageEmbedder
-    from lookalike.pipeline.preprocess import to_tensor
+    from lookalike.pipeline.embed import OnnxImageEmbedder, to_tensor
 
     spec = get_spec("efficientnet-lite2")
     embedder = OnnxImageEmbedder(spec.name, lite2_dir / spec.files[0].filename, spec.preprocess)
@@ -62,8 +61,7 @@ def test_lite2_lite1_ensemble_is_both_networks_side_by_side(
     from efficientnet_lite_pytorch import EfficientNet
 
     from lookalike.models.catalog import get_spec
-    from lookalike.pipeline.embed import OnnxImageEmbedder
-    from lookalike.pipeline.preprocess import to_tensor
+    from lookalike.pipeline.embed import OnnxImageEmbedder, to_tensor
 
     spec, lite2_spec = get_spec("efficientnet-lite2+lite1"), get_spec("efficientnet-lite2")
     folder = model_store.path(spec.name)

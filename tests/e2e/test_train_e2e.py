@@ -52,8 +52,7 @@ def test_train_exports_reembeds_serves_and_resets(
     from lookalike.engine.core import Engine
     from lookalike.engine.manifest import IndexManifest
     from lookalike.models.store import sha256_file
-    from lookalike.pipeline.embed import l2_normalise
-    from lookalike.pipeline.preprocess import to_tensor
+    from lookalike.pipeline.embed import l2_normalise, to_tensor
     from lookalike.store.base import where
 
     small = build_small_grocery(data_dir, tmp_path, products=4, photos=2)

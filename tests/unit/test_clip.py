@@ -22,10 +22,9 @@ pytest.importorskip("transformers")
 import torch
 
 from lookalike.errors import ModelError
-from lookalike.models.preprocess_spec import Preprocess
+from lookalike.models.catalog import Preprocess
 from lookalike.pipeline.clip import ClipEmbedder
-from lookalike.pipeline.embed import ImageEmbedder, TextEmbedder
-from lookalike.pipeline.preprocess import to_tensor
+from lookalike.pipeline.embed import ImageEmbedder, TextEmbedder, to_tensor
 from tests.clip_fixture import END, PROJECTION_DIM, START, build_tiny_clip, load_reference
 
 # OpenAI CLIP's preprocessing, written out here so these tests do not depend on the catalogue;

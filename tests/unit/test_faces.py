@@ -25,12 +25,17 @@ from bench.common import (
     tpr_at_fpr,
 )
 from lookalike.errors import QueryError, StoreError
-from lookalike.faces.detect import FaceBox, find_faces, suppress_duplicates
-from lookalike.faces.errors import ManyFacesError, NoFaceError
+from lookalike.faces.detect import (
+    FaceBox,
+    ManyFacesError,
+    NoFaceError,
+    find_faces,
+    suppress_duplicates,
+)
 from lookalike.faces.index import FaceIndex
-from lookalike.faces.photos import scan_photos
+from lookalike.faces.ingest import scan_photos
 from lookalike.faces.settings import FaceSettings
-from lookalike.faces.tiers import split_tiers
+from lookalike.faces.values import split_tiers
 from lookalike.pipeline.embed import l2_normalise
 from lookalike.types import Box
 

@@ -13,7 +13,7 @@ from PIL import Image
 from lookalike.config import Settings
 from lookalike.engine.core import Engine
 from lookalike.errors import ModelError
-from lookalike.models.preprocess_spec import Preprocess
+from lookalike.models.catalog import Preprocess
 from lookalike.models.runtime import open_session
 from tests.fakes import TinyEmbedder
 
@@ -74,8 +74,8 @@ def test_runtime_settings_reach_the_session(tmp_path: Path, lite2_dir: Path) -> 
 def test_prepared_batches_embed_like_images(lite2_dir: Path, data_dir: Path) -> None:
     """Inputs made on the decode threads (`prepare`) give the vectors `embed_images` gives."""
     from lookalike.models.catalog import get_spec
+    from lookalike.pipeline.clip import load_embedder
     from lookalike.pipeline.decode import load_image
-    from lookalike.pipeline.embedders import load_embedder
 
     spec = get_spec("efficientnet-lite2")
     embedder = load_embedder(spec, lite2_dir, spinning=False)

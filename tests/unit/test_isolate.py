@@ -11,8 +11,7 @@ from PIL import Image
 
 from lookalike.errors import LookalikeError, QueryError
 from lookalike.models.store import ModelStore
-from lookalike.pipeline.boxes import clip_box, expand_box, parse_box
-from lookalike.pipeline.isolate import Cutout, cut_out
+from lookalike.pipeline.isolate import Cutout, clip_box, cut_out, expand_box, parse_box
 from lookalike.types import Box
 
 # --- boxes ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lookalike.errors import ModelError
-from lookalike.models.preprocess_spec import Preprocess
+from lookalike.models.catalog import Preprocess
 from lookalike.models.quantize import (
     QuantCheck,
     centroid_recall_at_1,

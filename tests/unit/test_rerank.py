@@ -18,7 +18,7 @@ from bench.rerank import (
     expand_query,
     extract_features,
 )
-from lookalike.pipeline.tta import tta_embed, tta_images
+from lookalike.pipeline.embed import tta_embed, tta_images
 
 _PACKAGES = "grocery/val/Packages/Juice"
 _QUERY = f"{_PACKAGES}/Bravo-Apple-Juice/Bravo-Apple-Juice_001.jpg"
