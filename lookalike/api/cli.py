@@ -16,7 +16,17 @@ from typing import Annotated, Any
 
 import typer
 
-from lookalike.api import cli_catalogue, cli_index, cli_tune
+from lookalike.api import (
+    cli_catalogue,
+    cli_crawl,
+    cli_faces,
+    cli_index,
+    cli_isolate,
+    cli_migrate,
+    cli_models,
+    cli_serve,
+    cli_tune,
+)
 from lookalike.api.cli_engine import open_engine, through_server
 from lookalike.api.console import errors_to_exit
 from lookalike.api.options import IndexOpt, JsonOpt, KOpt, MirrorOpt, ModeOpt, StoreOpt, WhereOpt
@@ -249,8 +259,8 @@ def _print_hits(result: Any) -> None:
     con.print(", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items()), style="dim")
 
 
-# Every command, in the order `lookalike --help` lists them. The modules are light (typer and the
-# console only): heavy modules load inside the commands.
+# Every command, in the order `lookalike --help` lists them (the groups last). The modules are
+# light (typer and the console only): heavy modules load inside the commands.
 app.command()(cli_index.index)
 app.command()(cli_index.verify)
 app.command()(search)
@@ -263,60 +273,12 @@ app.command()(cli_index.delete)
 app.command(name="eval")(cli_tune.evaluate)
 app.command()(cli_tune.tune)
 app.command()(cli_catalogue.sample)
-
-
-def _mount_crawl() -> None:
-    from lookalike.api.cli_crawl import crawl  # light: typer + console only
-
-    app.command("crawl")(crawl)
-
-
-_mount_crawl()
-
-
-def _mount_isolate() -> None:
-    from lookalike.api.cli_isolate import isolate  # light: typer + console only
-
-    app.command()(isolate)
-
-
-_mount_isolate()
-
-
-def _mount_models() -> None:
-    from lookalike.api.cli_models import app as models_app
-
-    app.add_typer(models_app, name="models")
-
-
-_mount_models()
-
-
-def _mount_faces() -> None:
-    from lookalike.api.cli_faces import app as faces_app
-
-    app.add_typer(faces_app, name="faces")
-
-
-_mount_faces()
-
-
-def _mount_migrate() -> None:
-    from lookalike.api.cli_migrate import migrate  # light: typer only; stores load inside
-
-    app.command()(migrate)
-
-
-_mount_migrate()
-
-
-def _mount_serve() -> None:
-    from lookalike.api.cli_serve import serve  # light: typer only; fastapi/uvicorn load inside
-
-    app.command()(serve)
-
-
-_mount_serve()
+app.command("crawl")(cli_crawl.crawl)
+app.command()(cli_isolate.isolate)
+app.command()(cli_migrate.migrate)
+app.command()(cli_serve.serve)
+app.add_typer(cli_models.app, name="models")
+app.add_typer(cli_faces.app, name="faces")
 
 
 def main() -> None:
