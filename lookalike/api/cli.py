@@ -10,7 +10,6 @@ order `lookalike --help` lists them; `cli_engine` opens the index for them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +27,7 @@ from lookalike.api import (
     cli_tune,
 )
 from lookalike.api.cli_engine import open_engine, through_server
-from lookalike.api.console import errors_to_exit
+from lookalike.api.console import errors_to_exit, print_json
 from lookalike.api.options import IndexOpt, JsonOpt, KOpt, MirrorOpt, ModeOpt, StoreOpt, WhereOpt
 from lookalike.api.results import result_json
 
@@ -122,9 +121,7 @@ def search(
                     # `search --json`'s object for the most relevant object (what a plain search
                     # answers), and every object's under `objects`.
                     per_object = [result_json(r) for r in results]
-                    print(
-                        json.dumps({**per_object[0], "objects": per_object}, indent=2, default=str)
-                    )
+                    print_json({**per_object[0], "objects": per_object})
                 else:
                     for r in results:
                         _print_hits(r)
@@ -221,7 +218,7 @@ def _parse_box(text: str, units: str = "px") -> tuple[float, float, float, float
 
 def _output(result: Any, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result_json(result), indent=2, default=str))
+        print_json(result_json(result))
     else:
         _print_hits(result)
 

@@ -6,7 +6,6 @@ faces-book.json); `faces forget --person ID` takes the ids of the last listing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from lookalike.api.cli_faces_open import open_faces
-from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
 
 app = typer.Typer(
@@ -33,10 +32,6 @@ def _open(index: Path | None) -> Iterator[Any]:
 
     with open_faces(index) as faces, naming_server(faces.index_dir, "`faces people`"):
         yield faces
-
-
-def _echo(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
 
 
 def person_json(p: Any) -> dict[str, Any]:
@@ -63,7 +58,7 @@ def list_cmd(
 
         people = list_people(faces, include_hidden=all_)
         if as_json:
-            _echo({"people": [person_json(p) for p in people]})
+            print_json({"people": [person_json(p) for p in people]})
             return
         from rich.console import Console
         from rich.table import Table
@@ -90,7 +85,7 @@ def photos_cmd(person: PersonArg, index: IndexOpt = None, as_json: JsonOpt = Fal
             raise QueryError(f"no person {person} with faces in {faces.index_dir}")
         p = found[0]
         if as_json:
-            _echo(
+            print_json(
                 {
                     **person_json(p),
                     "photos": [{"photo": f.photo, "box": list(f.box)} for f in p.faces],
@@ -103,7 +98,7 @@ def photos_cmd(person: PersonArg, index: IndexOpt = None, as_json: JsonOpt = Fal
 
 def _changed(what: str, data: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        _echo(data)
+        print_json(data)
     else:
         stderr_console().print(f"[green]{what}[/green]")
 

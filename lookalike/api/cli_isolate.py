@@ -3,13 +3,12 @@ boxes and masks over the photo. Mounted in `api/cli.py` as a command; heavy impo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, stderr_console
 from lookalike.api.options import JsonOpt
 
 if TYPE_CHECKING:
@@ -131,7 +130,7 @@ def isolate(
             ],
         }
         if as_json:
-            print(json.dumps(info, indent=2))
+            print_json(info)
             return
         obj = info["object"]
         stderr_console().print(

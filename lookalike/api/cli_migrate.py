@@ -3,12 +3,11 @@ and back). Mounted in `api/cli.py` as a command. Light at import: typer and the 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
-from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
 
 
@@ -103,7 +102,7 @@ def migrate(
             "index_now_uses": source_record["spec"] if keep_manifest else dest_record["spec"],
         }
         if as_json:
-            print(json.dumps(out, indent=2))
+            print_json(out)
             return
         stderr_console().print(
             f"[green]copied[/green] {summary.points} points from {out['from']} to {out['to']} "
