@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from lookalike.api import results
 from lookalike.api.cli_faces_open import open_faces
 from lookalike.api.console import errors_to_exit, print_json, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
@@ -36,11 +37,7 @@ def _open(index: Path | None) -> Iterator[Any]:
 
 def person_json(p: Any) -> dict[str, Any]:
     return {
-        "person": p.person_id,
-        "name": p.name,
-        "hidden": p.hidden,
-        "faces": len(p.faces),
-        "photos": len(p.photos),
+        **results.person_json(p),
         "cover": {"photo": p.cover.photo, "box": list(p.cover.box), "face_id": p.cover.face_id},
         "face_ids": [f.face_id for f in p.faces],
     }
@@ -96,6 +93,14 @@ def photos_cmd(person: PersonArg, index: IndexOpt = None, as_json: JsonOpt = Fal
             typer.echo(f"{f.photo}\t{[round(v) for v in f.box]}")
 
 
+def _change(index: Path | None, change: str, *args: Any, **kw: Any) -> Any:
+    """`lookalike.faces.people.<change>(*args, **kw)` applied to the face index's book."""
+    with errors_to_exit(), _open(index) as faces:
+        from lookalike.faces import people as pp
+
+        return pp.change_book(faces, getattr(pp, change), *args, **kw)
+
+
 def _changed(what: str, data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(data)
@@ -111,10 +116,7 @@ def name_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Name PERSON (kept across re-indexing)."""
-    with errors_to_exit(), _open(index) as faces:
-        from lookalike.faces import people as pp
-
-        pp.change_book(faces, pp.rename, person, name)
+    _change(index, "rename", person, name)
     _changed(f"person {person} is now {name!r}", {"person": person, "name": name or None}, as_json)
 
 
@@ -126,10 +128,7 @@ def merge_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Merge OTHERS into INTO: one person from now on."""
-    with errors_to_exit(), _open(index) as faces:
-        from lookalike.faces import people as pp
-
-        pp.change_book(faces, pp.merge, into, others)
+    _change(index, "merge", into, others)
     _changed(f"merged {', '.join(others)} into {into}", {"person": into, "merged": others}, as_json)
 
 
@@ -141,10 +140,7 @@ def split_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Take wrongly grouped faces out of their person: they become a new person."""
-    with errors_to_exit(), _open(index) as faces:
-        from lookalike.faces import people as pp
-
-        new = pp.change_book(faces, pp.split, face_ids, name=name)
+    new = _change(index, "split", face_ids, name=name)
     _changed(f"new person {new}", {"person": new, "faces": face_ids, "name": name}, as_json)
 
 
@@ -156,9 +152,6 @@ def hide_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Hide PERSON from the people list (their faces stay searchable; `forget` deletes them)."""
-    with errors_to_exit(), _open(index) as faces:
-        from lookalike.faces import people as pp
-
-        pp.change_book(faces, pp.hide, person, not unhide)
+    _change(index, "hide", person, not unhide)
     state = "shown" if unhide else "hidden"
     _changed(f"person {person} {state}", {"person": person, "hidden": not unhide}, as_json)
