@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from lookalike.api.cli_faces_open import open_faces
 from lookalike.api.cli_faces_people import app as people_app
+from lookalike.api.cli_faces_people import open_faces
 from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt, StoreOpt
 from lookalike.api.remote import naming_server

@@ -1,4 +1,6 @@
-"""`lookalike faces people ...`: list, name, merge, split, hide people; their photos.
+"""`lookalike faces people ...`: list, name, merge, split, hide people; their photos. And
+`open_faces`, how every `lookalike faces ...` command opens the face index (`cli_faces` imports it
+from here). Light at import: the face index loads inside.
 
 A thin layer over `lookalike.faces.people`. Person ids are stable (kept in the index's
 faces-book.json); `faces forget --person ID` takes the ids of the last listing.
@@ -9,19 +11,42 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lookalike.api import results
-from lookalike.api.cli_faces_open import open_faces
 from lookalike.api.console import errors_to_exit, print_json, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
+
+if TYPE_CHECKING:
+    from lookalike.faces.index import FaceIndex
 
 app = typer.Typer(
     help="People in the face index: list, name, merge, split a wrong face out, hide.",
     no_args_is_help=True,
 )
+
+
+def open_faces(index: Path | None, *, store: str | None = None, **overrides: Any) -> FaceIndex:
+    """The face index at `index` with these FaceSettings overrides (None: not given); `store`:
+    its `--store` (None: what the index records, else edge)."""
+    from pydantic import ValidationError
+
+    from lookalike.config import Settings
+    from lookalike.errors import QueryError
+    from lookalike.faces.index import FaceIndex
+    from lookalike.faces.settings import FaceSettings
+
+    settings = Settings()
+    try:
+        face_settings = FaceSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        # A bad flag is the user's error (exit 2), not a traceback.
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise QueryError(problems.replace("_", "-")) from None
+    return FaceIndex(index or settings.index, settings, face_settings, store_spec=store)
+
 
 PersonArg = Annotated[str, typer.Argument(help="A person id (from `faces people list`).")]
 

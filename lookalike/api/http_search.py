@@ -4,7 +4,8 @@ once (`AppState.run_search`)."""
 
 import math
 import time
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.exceptions import HTTPException
@@ -20,6 +21,9 @@ from lookalike.api.http_schemas import (
 from lookalike.api.http_state import AppState
 from lookalike.api.results import search_out
 from lookalike.errors import QueryError
+
+if TYPE_CHECKING:
+    from lookalike.store.base import Filter
 
 
 def search_router(state: AppState) -> APIRouter:
@@ -207,7 +211,9 @@ def recommend_results(state: AppState, body: RecommendIn) -> dict[str, Any]:
     return hits_out(state, result, body.k)
 
 
-def ready_filter(state: AppState, where: str | None, filters: str | None) -> Any:
+def ready_filter(
+    state: AppState, where: str | None, filters: Mapping[str, Any] | str | None
+) -> "Filter | None":
     """The engine warmed up, and the filter of a request (`where` and/or `filters`)."""
     from lookalike.store.filters import combined_filter
 
