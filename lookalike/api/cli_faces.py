@@ -152,6 +152,12 @@ def search_cmd(
     with errors_to_exit(), open_faces(index, detector=detector) as faces:
         from lookalike.api.remote import find_server
 
+        asked: dict[str, Any] = {
+            "face": face,
+            "threshold": threshold,
+            "k": k,
+            "maybe_threshold": maybe_threshold,
+        }
         served = find_server(faces.index_dir)  # its server may have the face index open
         if served is not None:
             if combine != "best":
@@ -162,18 +168,9 @@ def search_cmd(
                     "open (search one portrait through it, or stop it)"
                 )
             with served:
-                result = served.faces_search(
-                    selfies, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
-                )
+                result = served.faces_search(selfies, **asked)
         else:
-            result = faces.search_many(
-                selfies,
-                face=face,
-                threshold=threshold,
-                k=k,
-                maybe_threshold=maybe_threshold,
-                combine=combine,
-            )
+            result = faces.search_many(selfies, combine=combine, **asked)
         if as_json:
             print_json(
                 {
