@@ -23,9 +23,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Header, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from lookalike.api.auth import KeyHeader
 from lookalike.api.results import person_json
 
 if TYPE_CHECKING:
@@ -178,9 +179,7 @@ def people_router(
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
     @router.post("/api/faces/people/{person}/name")
-    async def name_person(
-        person: str, body: NameIn, x_api_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def name_person(person: str, body: NameIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """Name a person (kept across re-indexing); null or "" removes the name."""
         from lookalike.faces.people import rename
 
@@ -188,9 +187,7 @@ def people_router(
         return {"person": person, "name": (body.name or "").strip() or None}
 
     @router.post("/api/faces/people/merge")
-    async def merge_people(
-        body: MergeIn, x_api_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def merge_people(body: MergeIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """The `others` are the same person as `into`: one person from now on."""
         from lookalike.faces.people import merge
 
@@ -198,9 +195,7 @@ def people_router(
         return {"person": body.into, "merged": body.others}
 
     @router.post("/api/faces/people/split")
-    async def split_faces(
-        body: SplitIn, x_api_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def split_faces(body: SplitIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """Take wrongly grouped faces out of their person: they become a new person."""
         from lookalike.faces.people import split
 
@@ -208,9 +203,7 @@ def people_router(
         return {"person": new, "face_ids": body.face_ids, "name": body.name}
 
     @router.post("/api/faces/people/{person}/hide")
-    async def hide_person(
-        person: str, body: HideIn, x_api_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def hide_person(person: str, body: HideIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """Hide a person from the list (their faces stay searchable), or show them again."""
         from lookalike.faces.people import hide
 

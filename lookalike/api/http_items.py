@@ -3,10 +3,11 @@ does the writing), and serve the catalogue images the index lists."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from lookalike.api.auth import KeyHeader
 from lookalike.api.http_files import THUMB_SIZES, image_response
 from lookalike.api.http_schemas import (
     NO_SUCH_ITEM,
@@ -68,9 +69,7 @@ def items_router(state: AppState) -> APIRouter:
             }
         },
     )
-    async def post_item(
-        request: Request, x_api_key: Annotated[str | None, Header()] = None
-    ) -> JSONResponse:
+    async def post_item(request: Request, x_api_key: KeyHeader = None) -> JSONResponse:
         """Add an item, or replace the item with that id (images it no longer lists are removed).
 
         JSON: `{"id": "sku-1", "images": ["https://..."], "title": "...", "price": 9.5}`; or
@@ -90,7 +89,7 @@ def items_router(state: AppState) -> APIRouter:
         responses={**WRITE_REFUSED, **NO_SUCH_ITEM},
     )
     async def delete_item(
-        request: Request, item_id: str, x_api_key: Annotated[str | None, Header()] = None
+        request: Request, item_id: str, x_api_key: KeyHeader = None
     ) -> dict[str, str]:
         """Remove an item: all its views and its centroid."""
         state.access.check(x_api_key)
