@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
@@ -256,6 +255,10 @@ def jobs_router(
             and hmac.compare_digest(given.encode(), local_secret.encode())
         )
 
+    def local_only(given: str | None) -> None:
+        if not is_local(given):  # the app answers {"detail": ..., "error": "forbidden"}
+            raise HTTPException(403, "only for the local CLI")
+
     @router.post("/api/jobs/index", status_code=202, response_model=JobOut)
     async def start_index(body: IndexJobIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """Index a catalogue on the server in the background (as `lookalike index` does);
@@ -301,20 +304,14 @@ def jobs_router(
     @router.get("/api/server", response_model=ServerOut, include_in_schema=False)
     async def whoami(x_api_key: KeyHeader = None) -> Any:
         """For the CLI: proves this server is the one that wrote `<index>/server.json`."""
-        if not is_local(x_api_key):
-            return JSONResponse(
-                {"detail": "only for the local CLI", "error": "forbidden"}, status_code=403
-            )
+        local_only(x_api_key)
         return {"index": str(index_dir.resolve()), "pid": os.getpid()}
 
     @router.get("/api/server/stats", include_in_schema=False)
     async def engine_stats(x_api_key: KeyHeader = None) -> Any:
         """For the CLI: `Engine.stats()` as it is (server paths included), so `lookalike stats`
         prints through a server what it prints alone."""
-        if not is_local(x_api_key):
-            return JSONResponse(
-                {"detail": "only for the local CLI", "error": "forbidden"}, status_code=403
-            )
+        local_only(x_api_key)
         return await anyio.to_thread.run_sync(jobs.engine.stats)
 
     return router
