@@ -266,7 +266,7 @@ function wireStage() {
     if (!state.photo || e.button > 0) return;
     if (state.mode === "people") {
       const [x, y] = point(e);
-      const hit = faceAt(x, y);
+      const hit = smallestAt(state.faces, x, y);
       if (hit >= 0) { e.preventDefault(); chooseFace(state.faces[hit].number); }
       return;
     }
@@ -294,7 +294,7 @@ function wireStage() {
       return;
     }
     // A click: select the smallest detected object under the pointer, if any.
-    const hit = objectAt(x, y);
+    const hit = smallestAt(state.objects, x, y);
     if (hit >= 0) selectObject(hit);
     else drawOverlay();
   };
@@ -303,11 +303,12 @@ function wireStage() {
   window.addEventListener("resize", () => drawOverlay());
 }
 
-function faceAt(x, y) {
+// The index of the smallest box of `items` (faces or detected objects) under (x, y), else -1.
+function smallestAt(items, x, y) {
   let best = -1;
   let bestArea = Infinity;
-  state.faces.forEach((f, i) => {
-    const [x1, y1, x2, y2] = f.box;
+  items.forEach((item, i) => {
+    const [x1, y1, x2, y2] = item.box;
     const area = (x2 - x1) * (y2 - y1);
     if (x >= x1 && x <= x2 && y >= y1 && y <= y2 && area < bestArea) { best = i; bestArea = area; }
   });
@@ -318,17 +319,6 @@ function chooseFace(number) {
   state.face = number;
   drawOverlay();
   search();
-}
-
-function objectAt(x, y) {
-  let best = -1;
-  let bestArea = Infinity;
-  state.objects.forEach((o, i) => {
-    const [x1, y1, x2, y2] = o.box;
-    const area = (x2 - x1) * (y2 - y1);
-    if (x >= x1 && x <= x2 && y >= y1 && y <= y2 && area < bestArea) { best = i; bestArea = area; }
-  });
-  return best;
 }
 
 function selectObject(i) {
