@@ -445,9 +445,7 @@ async function keywordFilter(box, name) {
   const values = facets.values || [];
   // Fields whose every value is unique (titles, ids) are not useful filters.
   if (values.length < 2 || Math.max(...values.map((v) => v.count)) <= 1) return;
-  const wrap = el("div", "filter");
-  wrap.dataset.field = name;
-  wrap.append(el("span", "filter-label", pretty(name)));
+  const wrap = filterBox(name);
   if (values.length <= 12) {
     const chips = el("div", "chips");
     for (const { value, count } of values) {
@@ -479,10 +477,16 @@ async function keywordFilter(box, name) {
   box.append(wrap);
 }
 
-function rangeFilter(box, name) {
+// One filter's box: its field's name as the label; the control follows.
+function filterBox(name) {
   const wrap = el("div", "filter");
   wrap.dataset.field = name;
   wrap.append(el("span", "filter-label", pretty(name)));
+  return wrap;
+}
+
+function rangeFilter(box, name) {
+  const wrap = filterBox(name);
   const row = el("div", "range");
   const lo = el("input");
   const hi = el("input");
@@ -511,9 +515,7 @@ function rangeFilter(box, name) {
 }
 
 function boolFilter(box, name) {
-  const wrap = el("div", "filter");
-  wrap.dataset.field = name;
-  wrap.append(el("span", "filter-label", pretty(name)));
+  const wrap = filterBox(name);
   const select = el("select");
   select.append(new Option("Any", ""), new Option("Yes", "true"), new Option("No", "false"));
   select.addEventListener("change", () => setFilter(name, select.value === "" ? null : select.value === "true"));
