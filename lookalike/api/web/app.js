@@ -15,6 +15,13 @@ const el = (tag, cls, text) => {
   if (text !== undefined && text !== null) node.textContent = text;
   return node;
 };
+// Link `a` to `href` in a new tab that learns nothing of this page.
+const newTab = (a, href) => {
+  a.href = href;
+  a.target = "_blank";
+  a.rel = "noopener noreferrer";
+  return a;
+};
 
 const state = {
   person: null, // people view: the person whose photos are shown
@@ -765,13 +772,7 @@ function personPhotoCard(x) {
   const title = el("h3", "card-title", x.name);
   title.title = x.photo;
   body.append(title);
-  if (x.image_url) {
-    const open = el("a", "btn small more", "Open photo");
-    open.href = x.image_url;
-    open.target = "_blank";
-    open.rel = "noopener noreferrer";
-    body.append(open);
-  }
+  if (x.image_url) body.append(newTab(el("a", "btn small more", "Open photo"), x.image_url));
   li.append(thumb, body);
   return li;
 }
@@ -887,13 +888,7 @@ function personCard(m, result) {
   fill.style.width = `${Math.max(0, Math.min(100, 100 * (1 - m.distance / outer)))}%`;
   bar.append(fill);
   body.append(title, meta, bar);
-  if (m.image_url) {
-    const open = el("a", "btn small more", "Open photo");
-    open.href = m.image_url;
-    open.target = "_blank";
-    open.rel = "noopener noreferrer";
-    body.append(open);
-  }
+  if (m.image_url) body.append(newTab(el("a", "btn small more", "Open photo"), m.image_url));
   li.append(thumb, body);
   return li;
 }
@@ -966,11 +961,7 @@ function card(hit, scoreKind) {
   const title = el("h3", "card-title");
   const url = hit.fields && typeof hit.fields.url === "string" && /^https?:\/\//.test(hit.fields.url) ? hit.fields.url : null;
   if (url) {
-    const a = el("a", "", hit.title);
-    a.href = url;
-    a.target = "_blank";
-    a.rel = "noopener noreferrer";
-    title.append(a);
+    title.append(newTab(el("a", "", hit.title), url));
   } else {
     title.textContent = hit.title;
   }
