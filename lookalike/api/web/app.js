@@ -200,6 +200,17 @@ function hasFiles(e) {
 
 // -- the photo ------------------------------------------------------------------------------------
 
+// A new query photo: what was found on the previous one is forgotten.
+function newQueryPhoto() {
+  state.objects = [];
+  state.selectedObject = -1;
+  state.faces = [];
+  state.face = null;
+  state.context = null;
+  renderContext();
+  state.reveal = true; // on a phone, bring the results into view once they arrive
+}
+
 async function usePhoto(file) {
   hideError();
   const photo = await downscale(file);
@@ -208,13 +219,7 @@ async function usePhoto(file) {
   state.imageUrl = null;
   state.photoUrl = URL.createObjectURL(photo);
   state.region = null;
-  state.objects = [];
-  state.selectedObject = -1;
-  state.faces = [];
-  state.face = null;
-  state.context = null;
-  renderContext();
-  state.reveal = true; // on a phone, bring the results into view once they arrive
+  newQueryPhoto();
   const img = $("preview-img");
   // No broken-image icon: a photo this browser cannot show (HEIC) is still searched; a file that
   // is no photo at all is refused by the server, and the error says so.
@@ -1179,13 +1184,7 @@ function usePhotoUrl(url, region) {
   state.imageUrl = url;
   state.region = region || null;
   $("clear-region").disabled = !state.region;
-  state.objects = [];
-  state.selectedObject = -1;
-  state.faces = [];
-  state.face = null;
-  state.context = null;
-  renderContext();
-  state.reveal = true;
+  newQueryPhoto();
   const img = $("preview-img");
   img.onerror = () => { img.hidden = true; $("hint").textContent = "This browser cannot show the photo, but the server searches it."; };
   img.onload = () => { img.hidden = false; $("hint").textContent = defaultHint(); drawOverlay(); };
