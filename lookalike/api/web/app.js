@@ -860,11 +860,7 @@ function personCard(m, result) {
   const thumb = el("div", "thumb");
   const inner = el("div", "pinner");
   const frame = el("div", "pframe");
-  const img = el("img");
-  img.loading = m.rank > 12 ? "lazy" : "eager";
-  img.decoding = "async";
-  img.alt = m.name;
-  if (m.thumbnail_url) img.src = m.thumbnail_url;
+  const img = cardImg(m.rank, m.name, m.thumbnail_url);
   frame.append(img);
   const size = m.image_size;
   if (size && size[0] > 0 && size[1] > 0) {
@@ -930,6 +926,16 @@ function renderResults(result) {
   reveal();
 }
 
+// A card's picture: the first rows load at once, the rest as they come into view.
+function cardImg(rank, alt, src) {
+  const img = el("img");
+  img.loading = rank > 12 ? "lazy" : "eager";
+  img.decoding = "async";
+  img.alt = alt;
+  if (src) img.src = src;
+  return img;
+}
+
 const MATCH_BADGES = {
   "same product": { cls: "same", text: () => "Same product" },
   similar: { cls: "mid", text: (pct) => (pct === null ? "Similar" : `Similar · ${pct}%`) },
@@ -940,11 +946,7 @@ function card(hit, scoreKind) {
   const li = el("li", "card");
   li.dataset.itemId = hit.item_id;
   const thumb = el("div", "thumb");
-  const img = el("img");
-  img.loading = hit.rank > 12 ? "lazy" : "eager";
-  img.decoding = "async";
-  img.alt = hit.title;
-  if (hit.thumbnail_url) img.src = hit.thumbnail_url;
+  const img = cardImg(hit.rank, hit.title, hit.thumbnail_url);
   // Similarity in percent only means something for a photo's cosine score; words (BM25) and
   // fused rankings (RRF) only order the results, so their cards show the rank alone.
   const similar = hit.similarity !== null && hit.similarity !== undefined;
