@@ -235,13 +235,8 @@ class ServedIndex:
                 "time: pass one SELFIE, or stop the server to search with several"
             )
         selfie = selfies[0]
-        form: dict[str, Any] = {"k": str(k)}
-        if face is not None:
-            form["face"] = str(face)
-        if threshold is not None:
-            form["threshold"] = str(threshold)
-        if maybe_threshold is not None:
-            form["maybe_threshold"] = str(maybe_threshold)
+        given = {"face": face, "threshold": threshold, "maybe_threshold": maybe_threshold}
+        form = {"k": str(k), **{name: str(v) for name, v in given.items() if v is not None}}
         data = self._read_photo(selfie)
         out = self._call(
             "POST", "/api/faces/search", data=form, files={"photo": (Path(selfie).name, data)}
