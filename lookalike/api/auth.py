@@ -20,10 +20,14 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import Header
 from starlette.exceptions import HTTPException
 
 KEY_HEADER = "X-API-Key"
+KeyHeader = Annotated[str | None, Header()]
+"""A route's `x_api_key: KeyHeader = None` parameter: the X-API-Key header, passed to `check`."""
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,24 @@ order `lookalike --help` lists them; `cli_engine` opens the index for them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from lookalike.api import cli_catalogue, cli_index, cli_tune
+from lookalike.api import (
+    cli_catalogue,
+    cli_crawl,
+    cli_faces,
+    cli_index,
+    cli_isolate,
+    cli_migrate,
+    cli_models,
+    cli_serve,
+    cli_tune,
+)
 from lookalike.api.cli_engine import open_engine, through_server
-from lookalike.api.console import errors_to_exit
+from lookalike.api.console import errors_to_exit, print_json
 from lookalike.api.options import IndexOpt, JsonOpt, KOpt, MirrorOpt, ModeOpt, StoreOpt, WhereOpt
 from lookalike.api.results import result_json
 
@@ -112,9 +121,7 @@ def search(
                     # `search --json`'s object for the most relevant object (what a plain search
                     # answers), and every object's under `objects`.
                     per_object = [result_json(r) for r in results]
-                    print(
-                        json.dumps({**per_object[0], "objects": per_object}, indent=2, default=str)
-                    )
+                    print_json({**per_object[0], "objects": per_object})
                 else:
                     for r in results:
                         _print_hits(r)
@@ -211,7 +218,7 @@ def _parse_box(text: str, units: str = "px") -> tuple[float, float, float, float
 
 def _output(result: Any, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result_json(result), indent=2, default=str))
+        print_json(result_json(result))
     else:
         _print_hits(result)
 
@@ -249,8 +256,8 @@ def _print_hits(result: Any) -> None:
     con.print(", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items()), style="dim")
 
 
-# Every command, in the order `lookalike --help` lists them. The modules are light (typer and the
-# console only): heavy modules load inside the commands.
+# Every command, in the order `lookalike --help` lists them (the groups last). The modules are
+# light (typer and the console only): heavy modules load inside the commands.
 app.command()(cli_index.index)
 app.command()(cli_index.verify)
 app.command()(search)
@@ -263,60 +270,12 @@ app.command()(cli_index.delete)
 app.command(name="eval")(cli_tune.evaluate)
 app.command()(cli_tune.tune)
 app.command()(cli_catalogue.sample)
-
-
-def _mount_crawl() -> None:
-    from lookalike.api.cli_crawl import crawl  # light: typer + console only
-
-    app.command("crawl")(crawl)
-
-
-_mount_crawl()
-
-
-def _mount_isolate() -> None:
-    from lookalike.api.cli_isolate import isolate  # light: typer + console only
-
-    app.command()(isolate)
-
-
-_mount_isolate()
-
-
-def _mount_models() -> None:
-    from lookalike.api.cli_models import app as models_app
-
-    app.add_typer(models_app, name="models")
-
-
-_mount_models()
-
-
-def _mount_faces() -> None:
-    from lookalike.api.cli_faces import app as faces_app
-
-    app.add_typer(faces_app, name="faces")
-
-
-_mount_faces()
-
-
-def _mount_migrate() -> None:
-    from lookalike.api.cli_migrate import migrate  # light: typer only; stores load inside
-
-    app.command()(migrate)
-
-
-_mount_migrate()
-
-
-def _mount_serve() -> None:
-    from lookalike.api.cli_serve import serve  # light: typer only; fastapi/uvicorn load inside
-
-    app.command()(serve)
-
-
-_mount_serve()
+app.command("crawl")(cli_crawl.crawl)
+app.command()(cli_isolate.isolate)
+app.command()(cli_migrate.migrate)
+app.command()(cli_serve.serve)
+app.add_typer(cli_models.app, name="models")
+app.add_typer(cli_faces.app, name="faces")
 
 
 def main() -> None:

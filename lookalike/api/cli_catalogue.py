@@ -6,14 +6,13 @@ engine loads inside the commands.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from lookalike.api.cli_engine import local_only, open_engine, through_server
-from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt, StoreOpt, WhereOpt
 
 
@@ -29,13 +28,7 @@ def facets(
     with errors_to_exit(), through_server(open_engine(index, store=store)) as engine:
         counts = {f: engine.facets(f, where=where, limit=limit) for f in field_names}
     if as_json:
-        print(
-            json.dumps(
-                {f: [{"value": v, "count": n} for v, n in c.items()] for f, c in counts.items()},
-                indent=2,
-                default=str,
-            )
-        )
+        print_json({f: [{"value": v, "count": n} for v, n in c.items()] for f, c in counts.items()})
         return
     for f, c in counts.items():
         typer.echo(f"{f}:")
@@ -70,8 +63,8 @@ def duplicates(
             groups = near_duplicates(engine.store, threshold=t, progress=progress)
         page = write_duplicates_page(html / "index.html", groups, t) if html else None
     if as_json:
-        print(json.dumps([{"items": g.items, "photos": [vars(p) for p in g.photos],
-                           "min_similarity": g.min_similarity} for g in groups], indent=2))  # fmt: skip
+        print_json([{"items": g.items, "photos": [vars(p) for p in g.photos],
+                     "min_similarity": g.min_similarity} for g in groups])  # fmt: skip
         return
     for g in groups:
         typer.echo(f"{g.min_similarity:.3f}  {', '.join(g.items)}")
@@ -106,8 +99,8 @@ def outliers(
     if why:
         stderr_console().print(f"[yellow]no outliers:[/yellow] {why}")
     if as_json:
-        print(json.dumps([{"item_id": o.photo.item_id, "image": o.photo.image,
-                           "similarity": o.similarity} for o in found], indent=2))  # fmt: skip
+        print_json([{"item_id": o.photo.item_id, "image": o.photo.image,
+                     "similarity": o.similarity} for o in found])  # fmt: skip
         return
     for o in found:
         typer.echo(f"{o.similarity:.3f}  {o.photo.item_id}  {o.photo.image}")

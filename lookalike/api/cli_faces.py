@@ -6,16 +6,15 @@ imported inside the commands so that `lookalike --help` stays instant.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from lookalike.api.cli_faces_open import open_faces
 from lookalike.api.cli_faces_people import app as people_app
-from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
+from lookalike.api.cli_faces_people import open_faces
+from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt, StoreOpt
 from lookalike.api.remote import naming_server
 
@@ -52,10 +51,6 @@ MaybeThresholdOpt = Annotated[
         "$LOOKALIKE_FACES_MAYBE_THRESHOLD or 0.42].",
     ),
 ]
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
 
 
 @app.command("index")
@@ -108,7 +103,7 @@ def index_cmd(
         ):
             summary = faces.index(photos, progress, sync=sync)
         if as_json:
-            _print_json(asdict(summary))
+            print_json(asdict(summary))
             return
         con = stderr_console()
         con.print(
@@ -157,6 +152,12 @@ def search_cmd(
     with errors_to_exit(), open_faces(index, detector=detector) as faces:
         from lookalike.api.remote import find_server
 
+        asked: dict[str, Any] = {
+            "face": face,
+            "threshold": threshold,
+            "k": k,
+            "maybe_threshold": maybe_threshold,
+        }
         served = find_server(faces.index_dir)  # its server may have the face index open
         if served is not None:
             if combine != "best":
@@ -167,20 +168,11 @@ def search_cmd(
                     "open (search one portrait through it, or stop it)"
                 )
             with served:
-                result = served.faces_search(
-                    selfies, face=face, threshold=threshold, k=k, maybe_threshold=maybe_threshold
-                )
+                result = served.faces_search(selfies, **asked)
         else:
-            result = faces.search_many(
-                selfies,
-                face=face,
-                threshold=threshold,
-                k=k,
-                maybe_threshold=maybe_threshold,
-                combine=combine,
-            )
+            result = faces.search_many(selfies, combine=combine, **asked)
         if as_json:
-            _print_json(
+            print_json(
                 {
                     "threshold": result.threshold,
                     "maybe_threshold": result.maybe_threshold,
@@ -248,7 +240,7 @@ def detect_cmd(
 
             save_boxes_picture(photo, [f.box for f in found], out)
         if as_json:
-            _print_json([_query_face_json(f) for f in found])
+            print_json([_query_face_json(f) for f in found])
             return
         for f in found:
             typer.echo(f"{f.number}: box {[round(v) for v in f.box]}, score {f.det_score:.2f}")
@@ -277,7 +269,7 @@ def clusters_cmd(
 
             page = write_people_page(html, people, title=f"People in {faces.index_dir}")
         if as_json:
-            _print_json(
+            print_json(
                 {
                     "people": [
                         {
@@ -336,7 +328,7 @@ def forget_cmd(
         with open_faces(index) as faces, naming_server(faces.index_dir, "`faces forget`"):
             done = faces.forget_photo(photo) if photo is not None else faces.forget_person(person)  # type: ignore[arg-type]  # person is given: exactly one is (checked above)
         if as_json:
-            _print_json(
+            print_json(
                 {
                     "faces_deleted": done.faces_deleted,
                     "photos": list(done.photos),
@@ -360,7 +352,7 @@ def stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     ):
         info = faces.stats()
         if as_json:
-            _print_json(info)
+            print_json(info)
             return
         for k, v in info.items():
             typer.echo(f"{k:12} {v}")

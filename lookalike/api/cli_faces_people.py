@@ -1,4 +1,6 @@
-"""`lookalike faces people ...`: list, name, merge, split, hide people; their photos.
+"""`lookalike faces people ...`: list, name, merge, split, hide people; their photos. And
+`open_faces`, how every `lookalike faces ...` command opens the face index (`cli_faces` imports it
+from here). Light at import: the face index loads inside.
 
 A thin layer over `lookalike.faces.people`. Person ids are stable (kept in the index's
 faces-book.json); `faces forget --person ID` takes the ids of the last listing.
@@ -6,22 +8,45 @@ faces-book.json); `faces forget --person ID` takes the ids of the last listing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lookalike.api.cli_faces_open import open_faces
-from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api import results
+from lookalike.api.console import errors_to_exit, print_json, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
+
+if TYPE_CHECKING:
+    from lookalike.faces.index import FaceIndex
 
 app = typer.Typer(
     help="People in the face index: list, name, merge, split a wrong face out, hide.",
     no_args_is_help=True,
 )
+
+
+def open_faces(index: Path | None, *, store: str | None = None, **overrides: Any) -> FaceIndex:
+    """The face index at `index` with these FaceSettings overrides (None: not given); `store`:
+    its `--store` (None: what the index records, else edge)."""
+    from pydantic import ValidationError
+
+    from lookalike.config import Settings
+    from lookalike.errors import QueryError
+    from lookalike.faces.index import FaceIndex
+    from lookalike.faces.settings import FaceSettings
+
+    settings = Settings()
+    try:
+        face_settings = FaceSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        # A bad flag is the user's error (exit 2), not a traceback.
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise QueryError(problems.replace("_", "-")) from None
+    return FaceIndex(index or settings.index, settings, face_settings, store_spec=store)
+
 
 PersonArg = Annotated[str, typer.Argument(help="A person id (from `faces people list`).")]
 
@@ -35,17 +60,9 @@ def _open(index: Path | None) -> Iterator[Any]:
         yield faces
 
 
-def _echo(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
-
-
 def person_json(p: Any) -> dict[str, Any]:
     return {
-        "person": p.person_id,
-        "name": p.name,
-        "hidden": p.hidden,
-        "faces": len(p.faces),
-        "photos": len(p.photos),
+        **results.person_json(p),
         "cover": {"photo": p.cover.photo, "box": list(p.cover.box), "face_id": p.cover.face_id},
         "face_ids": [f.face_id for f in p.faces],
     }
@@ -63,7 +80,7 @@ def list_cmd(
 
         people = list_people(faces, include_hidden=all_)
         if as_json:
-            _echo({"people": [person_json(p) for p in people]})
+            print_json({"people": [person_json(p) for p in people]})
             return
         from rich.console import Console
         from rich.table import Table
@@ -90,7 +107,7 @@ def photos_cmd(person: PersonArg, index: IndexOpt = None, as_json: JsonOpt = Fal
             raise QueryError(f"no person {person} with faces in {faces.index_dir}")
         p = found[0]
         if as_json:
-            _echo(
+            print_json(
                 {
                     **person_json(p),
                     "photos": [{"photo": f.photo, "box": list(f.box)} for f in p.faces],
@@ -101,9 +118,17 @@ def photos_cmd(person: PersonArg, index: IndexOpt = None, as_json: JsonOpt = Fal
             typer.echo(f"{f.photo}\t{[round(v) for v in f.box]}")
 
 
+def _change(index: Path | None, change: str, *args: Any, **kw: Any) -> Any:
+    """`lookalike.faces.people.<change>(*args, **kw)` applied to the face index's book."""
+    with errors_to_exit(), _open(index) as faces:
+        from lookalike.faces import people as pp
+
+        return pp.change_book(faces, getattr(pp, change), *args, **kw)
+
+
 def _changed(what: str, data: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        _echo(data)
+        print_json(data)
     else:
         stderr_console().print(f"[green]{what}[/green]")
 
@@ -116,10 +141,7 @@ def name_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Name PERSON (kept across re-indexing)."""
-    with errors_to_exit(), _open(index) as faces:
-        from lookalike.faces import people as pp
-
-        pp.change_book(faces, pp.rename, person, name)
+    _change(index, "rename", person, name)
     _changed(f"person {person} is now {name!r}", {"person": person, "name": name or None}, as_json)
 
 
@@ -131,10 +153,7 @@ def merge_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Merge OTHERS into INTO: one person from now on."""
-    with errors_to_exit(), _open(index) as faces:
-        from lookalike.faces import people as pp
-
-        pp.change_book(faces, pp.merge, into, others)
+    _change(index, "merge", into, others)
     _changed(f"merged {', '.join(others)} into {into}", {"person": into, "merged": others}, as_json)
 
 
@@ -146,10 +165,7 @@ def split_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Take wrongly grouped faces out of their person: they become a new person."""
-    with errors_to_exit(), _open(index) as faces:
-        from lookalike.faces import people as pp
-
-        new = pp.change_book(faces, pp.split, face_ids, name=name)
+    new = _change(index, "split", face_ids, name=name)
     _changed(f"new person {new}", {"person": new, "faces": face_ids, "name": name}, as_json)
 
 
@@ -161,9 +177,6 @@ def hide_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Hide PERSON from the people list (their faces stay searchable; `forget` deletes them)."""
-    with errors_to_exit(), _open(index) as faces:
-        from lookalike.faces import people as pp
-
-        pp.change_book(faces, pp.hide, person, not unhide)
+    _change(index, "hide", person, not unhide)
     state = "shown" if unhide else "hidden"
     _changed(f"person {person} {state}", {"person": person, "hidden": not unhide}, as_json)

@@ -7,14 +7,13 @@ engine loads inside the commands.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from lookalike.api.cli_engine import local_only, open_engine, through_server
-from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import EmbedderOpt, IndexOpt, JsonOpt, MirrorOpt, StoreOpt
 
 
@@ -97,7 +96,7 @@ def index(
             summary = dataclasses.replace(summary, repaired=(restored, *summary.repaired))
         nothing = summary.items == 0
         if as_json:
-            print(json.dumps(dataclasses.asdict(summary), indent=2))
+            print_json(dataclasses.asdict(summary))
         else:
             con = stderr_console()
             missing = summary.items_in_catalogue - summary.items
@@ -140,7 +139,7 @@ def verify(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
         if as_json:
             out = dataclasses.asdict(report)
             out["damage"] = [str(d) for d in report.damage]
-            print(json.dumps({"ok": report.ok, **out}, indent=2))
+            print_json({"ok": report.ok, **out})
         else:
             con = stderr_console()
             con.print(
@@ -162,7 +161,7 @@ def stats(index: IndexOpt = None, store: StoreOpt = None, as_json: JsonOpt = Fal
     with errors_to_exit(), through_server(open_engine(index, store=store)) as engine:
         info = engine.stats()
         if as_json:
-            print(json.dumps(info, indent=2))
+            print_json(info)
             return
         for k, v in info.items():
             typer.echo(f"{k:16} {v}")
@@ -179,7 +178,7 @@ def delete(
         removed = engine.delete(item_ids)
     missing = [i for i in dict.fromkeys(item_ids) if i not in removed]
     if as_json:
-        print(json.dumps({"removed": removed, "not_found": missing}, indent=2))
+        print_json({"removed": removed, "not_found": missing})
         return
     stderr_console().print(
         f"removed {len(removed)} item(s)"

@@ -3,13 +3,13 @@ boxes and masks over the photo. Mounted in `api/cli.py` as a command; heavy impo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, stderr_console
+from lookalike.api.options import JsonOpt
 
 if TYPE_CHECKING:
     from lookalike.pipeline.isolate import Garment
@@ -52,7 +52,7 @@ def isolate(
         Path | None,
         typer.Option("--debug", help="Also write the photo with boxes, labels, scores and mask."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Cut the most relevant object out of PHOTO (or --box) and write it as RGBA."""
     from lookalike.engine import wiring
@@ -129,7 +129,7 @@ def isolate(
             ],
         }
         if as_json:
-            print(json.dumps(info, indent=2))
+            print_json(info)
             return
         obj = info["object"]
         stderr_console().print(

@@ -3,13 +3,12 @@ and back). Mounted in `api/cli.py` as a command. Light at import: typer and the 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, stderr_console
+from lookalike.api.options import IndexOpt, JsonOpt
 
 
 def migrate(
@@ -21,12 +20,7 @@ def migrate(
             "qdrant+local://PATH#COLLECTION or edge. API key: $LOOKALIKE_QDRANT_API_KEY.",
         ),
     ],
-    index: Annotated[
-        Path | None,
-        typer.Option(
-            "--index", help="Index folder (default: $LOOKALIKE_INDEX or ./lookalike-index)."
-        ),
-    ] = None,
+    index: IndexOpt = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", help="Points per write request.")
     ] = 256,
@@ -45,7 +39,7 @@ def migrate(
             "the destination once the copy is complete).",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Copy every point of an index (vectors, payloads, payload indexes) to the store --to names,
     then record that store in the index so later commands use it. Safe to rerun after a failure:
@@ -108,7 +102,7 @@ def migrate(
             "index_now_uses": source_record["spec"] if keep_manifest else dest_record["spec"],
         }
         if as_json:
-            print(json.dumps(out, indent=2))
+            print_json(out)
             return
         stderr_console().print(
             f"[green]copied[/green] {summary.points} points from {out['from']} to {out['to']} "

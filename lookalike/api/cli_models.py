@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, stderr_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -111,9 +111,7 @@ def list_models(
         store = _store(mirror, cache_dir, offline)
         statuses = [store.status(name) for name in store.catalogue]
         if as_json:
-            import json
-
-            typer.echo(json.dumps(statuses, indent=2))
+            print_json(statuses)
             return
 
         from rich.console import Console

@@ -12,15 +12,11 @@ from typing import Annotated, Any
 import typer
 
 from lookalike.api.console import errors_to_exit, stderr_console
+from lookalike.api.options import IndexOpt
 
 
 def serve(
-    index: Annotated[
-        Path | None,
-        typer.Option(
-            "--index", help="Index folder (default: $LOOKALIKE_INDEX or ./lookalike-index)."
-        ),
-    ] = None,
+    index: IndexOpt = None,
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")
     ] = "127.0.0.1",

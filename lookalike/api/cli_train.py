@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from lookalike.api.console import stderr_console
+from lookalike.api.console import print_json, stage_bars, stderr_console
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
@@ -26,25 +26,9 @@ def train_progress(enabled: bool) -> Iterator[Any]:
     if not enabled:
         yield lambda p: None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import TextColumn
 
-    columns = (
-        TextColumn("{task.description:>16}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[metrics]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=stderr_console(), transient=False) as bar:
-        tasks: dict[str, Any] = {}
+    with stage_bars(16, TextColumn("{task.fields[metrics]}")) as bar:
 
         def update(p: TrainProgress) -> None:
             metrics = ""
@@ -52,9 +36,7 @@ def train_progress(enabled: bool) -> Iterator[Any]:
                 metrics = f"loss {p.loss:.3f}"
             if p.recall is not None:
                 metrics += f"  held-out R@1 {p.recall:.3f}"
-            if p.stage not in tasks:
-                tasks[p.stage] = bar.add_task(p.stage, total=p.total or None, metrics=metrics)
-            bar.update(tasks[p.stage], completed=p.done, total=p.total or None, metrics=metrics)
+            bar(p.stage, p.done, p.total, metrics=metrics)
 
         yield update
 
@@ -132,7 +114,7 @@ def run_train(
                 "on held-out photos)"
             )
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
 
 
 def run_reset(engine: Engine, *, as_json: bool) -> None:

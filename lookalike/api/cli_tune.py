@@ -7,14 +7,13 @@ engine loads inside the commands.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from lookalike.api.cli_engine import local_only, open_engine
-from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import EmbedderOpt, IndexOpt, JsonOpt, MirrorOpt, StoreOpt
 
 
@@ -64,7 +63,7 @@ def evaluate(
         status = ProjectionStatus(**(outcome.projection or {"present": False, "applied": False}))
         stderr_console().print(f"{status.describe()}; query settings {outcome.settings}")
         if as_json:
-            print(json.dumps(outcome.metrics, indent=2))
+            print_json(outcome.metrics)
             return
         from rich.console import Console
         from rich.table import Table
@@ -211,7 +210,7 @@ def tune(
             "seconds": round(outcome.seconds, 1),
         }
         if as_json:
-            print(json.dumps(choice, indent=2))
+            print_json(choice)
             return
         typer.echo(r.table())
         typer.echo("")

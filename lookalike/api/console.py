@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,11 @@ import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+
+def print_json(data: Any) -> None:
+    """`data` as indented JSON on stdout: what `--json` prints."""
+    typer.echo(json.dumps(data, indent=2, default=str))
 
 
 def stderr_console() -> Console:
@@ -45,6 +51,15 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
     if not enabled:
         yield lambda stage, done, total: None
         return
+    with stage_bars(14) as update:
+        yield update
+
+
+@contextmanager
+def stage_bars(width: int, *extra: Any) -> Iterator[Callable[..., None]]:
+    """`update(stage, done, total, **fields)` drawing one rich bar per stage on stderr: the stage
+    (right-aligned in `width`), the bar, done/total, the `extra` columns (which may show
+    `fields`), elapsed and remaining time. `total` 0 means unknown (an indeterminate bar)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -55,18 +70,19 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
     )
 
     columns = (
-        TextColumn("{task.description:>14}"),
+        TextColumn(f"{{task.description:>{width}}}"),
         BarColumn(),
         MofNCompleteColumn(),
+        *extra,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=stderr_console(), transient=False) as bar:
         tasks: dict[str, Any] = {}
 
-        def update(stage: str, done: int, total: int) -> None:
+        def update(stage: str, done: int, total: int, **fields: Any) -> None:
             if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total or None)
-            bar.update(tasks[stage], completed=done, total=total or None)
+                tasks[stage] = bar.add_task(stage, total=total or None, **fields)
+            bar.update(tasks[stage], completed=done, total=total or None, **fields)
 
         yield update

@@ -122,6 +122,7 @@ def create_app(
         and needed for index jobs on server paths (`lookalike.api.jobs`).
     """
     from lookalike.api.item_writes import ItemWriter
+    from lookalike.api.jobs import IndexJobs, jobs_router
     from lookalike.api.remote_images import FetchPolicy
     from lookalike.api.writes import WriteGate
 
@@ -135,6 +136,10 @@ def create_app(
         image_fetch or FetchPolicy(max_bytes=state.decode_limits.max_bytes),
         WriteGate(write_wait_s),
     )
+
+    def written() -> None:  # after an index job (`lookalike.api.jobs`): what the app caches
+        state.images.invalidate()
+        state.ready = state.engine.manifest is not None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
@@ -150,7 +155,16 @@ def create_app(
     )
     app.add_middleware(BodyLimit, limit=max_upload_bytes + FORM_OVERHEAD)
     app.state.lookalike = state
-    app.state.index_jobs = _mount_jobs(app, state, local_secret, catalogue_root)
+    app.state.index_jobs = jobs = IndexJobs(state.engine, state.writer.gate.lock, written)
+    app.include_router(
+        jobs_router(
+            jobs,
+            check_write=state.access.check,
+            local_secret=local_secret,
+            catalogue_root=catalogue_root,
+            index_dir=state.engine.index_dir,
+        )
+    )
     install_error_handlers(app)
     app.include_router(search_router(state))
     app.include_router(items_router(state))
@@ -165,29 +179,6 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
-
-
-def _mount_jobs(
-    app: FastAPI, state: AppState, local_secret: str | None, catalogue_root: Path | None
-) -> Any:
-    """Index jobs (`lookalike.api.jobs`) on the server's engine, under its write lock."""
-    from lookalike.api.jobs import IndexJobs, jobs_router
-
-    def written() -> None:
-        state.images.invalidate()
-        state.ready = state.engine.manifest is not None
-
-    jobs = IndexJobs(state.engine, state.writer.gate.lock, written)
-    app.include_router(
-        jobs_router(
-            jobs,
-            check_write=state.access.check,
-            local_secret=local_secret,
-            catalogue_root=catalogue_root,
-            index_dir=state.engine.index_dir,
-        )
-    )
-    return jobs
 
 
 _PAGE_HEADERS = {

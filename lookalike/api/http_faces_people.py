@@ -23,8 +23,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Header, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
+
+from lookalike.api.auth import KeyHeader
+from lookalike.api.results import person_json
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
@@ -90,14 +93,7 @@ def people_router(
         }
 
     def person_out(p: PersonView) -> dict[str, Any]:
-        return {
-            "person": p.person_id,
-            "name": p.name,
-            "hidden": p.hidden,
-            "faces": len(p.faces),
-            "photos": len(p.photos),
-            "cover": face_out(p.cover),
-        }
+        return {**person_json(p), "cover": face_out(p.cover)}
 
     def listing(include_hidden: bool) -> list[PersonView]:
         from lookalike.faces.people import list_people
@@ -142,11 +138,17 @@ def people_router(
                 crops.popitem(last=False)
         return data
 
-    def change(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    async def change(key: str | None, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """`fn` applied to the book on a worker thread, once `key` is checked."""
         from lookalike.faces.people import change_book
 
-        with write_lock:  # one change at a time in this process; the folder lock for others
-            return change_book(faces(), fn, *args, **kw)
+        check_key(key)
+
+        def locked() -> Any:
+            with write_lock:  # one change at a time in this process; the folder lock for others
+                return change_book(faces(), fn, *args, **kw)
+
+        return await anyio.to_thread.run_sync(locked)
 
     @router.get("/api/faces/people")
     async def list_people_route(
@@ -177,47 +179,35 @@ def people_router(
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
     @router.post("/api/faces/people/{person}/name")
-    async def name_person(
-        person: str, body: NameIn, x_api_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def name_person(person: str, body: NameIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """Name a person (kept across re-indexing); null or "" removes the name."""
         from lookalike.faces.people import rename
 
-        check_key(x_api_key)
-        await anyio.to_thread.run_sync(lambda: change(rename, person, body.name))
+        await change(x_api_key, rename, person, body.name)
         return {"person": person, "name": (body.name or "").strip() or None}
 
     @router.post("/api/faces/people/merge")
-    async def merge_people(
-        body: MergeIn, x_api_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def merge_people(body: MergeIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """The `others` are the same person as `into`: one person from now on."""
         from lookalike.faces.people import merge
 
-        check_key(x_api_key)
-        await anyio.to_thread.run_sync(lambda: change(merge, body.into, body.others))
+        await change(x_api_key, merge, body.into, body.others)
         return {"person": body.into, "merged": body.others}
 
     @router.post("/api/faces/people/split")
-    async def split_faces(
-        body: SplitIn, x_api_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def split_faces(body: SplitIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """Take wrongly grouped faces out of their person: they become a new person."""
         from lookalike.faces.people import split
 
-        check_key(x_api_key)
-        new = await anyio.to_thread.run_sync(lambda: change(split, body.face_ids, name=body.name))
+        new = await change(x_api_key, split, body.face_ids, name=body.name)
         return {"person": new, "face_ids": body.face_ids, "name": body.name}
 
     @router.post("/api/faces/people/{person}/hide")
-    async def hide_person(
-        person: str, body: HideIn, x_api_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def hide_person(person: str, body: HideIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """Hide a person from the list (their faces stay searchable), or show them again."""
         from lookalike.faces.people import hide
 
-        check_key(x_api_key)
-        await anyio.to_thread.run_sync(lambda: change(hide, person, body.hidden))
+        await change(x_api_key, hide, person, body.hidden)
         return {"person": person, "hidden": body.hidden}
 
     return router

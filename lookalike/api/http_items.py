@@ -3,12 +3,21 @@ does the writing), and serve the catalogue images the index lists."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from lookalike.api.auth import KeyHeader
 from lookalike.api.http_files import THUMB_SIZES, image_response
-from lookalike.api.http_schemas import DeletedOut, ErrorOut, ItemIn, ItemOut, ItemWriteOut
+from lookalike.api.http_schemas import (
+    NO_SUCH_ITEM,
+    WRITE_REFUSED,
+    DeletedOut,
+    ErrorOut,
+    ItemIn,
+    ItemOut,
+    ItemWriteOut,
+)
 from lookalike.api.http_state import AppState
 from lookalike.api.results import display_fields
 from lookalike.errors import QueryError
@@ -23,7 +32,7 @@ def items_router(state: AppState) -> APIRouter:
         "/api/items/{item_id}",
         response_model=ItemOut,
         tags=["items"],
-        responses={404: {"model": ErrorOut, "description": "No such item."}},
+        responses=NO_SUCH_ITEM,
     )
     async def get_item(item_id: str) -> dict[str, Any]:
         """An indexed item: its catalogue fields and images."""
@@ -36,8 +45,7 @@ def items_router(state: AppState) -> APIRouter:
         responses={
             200: {"model": ItemWriteOut, "description": "The item existed and was replaced."},
             201: {"model": ItemWriteOut, "description": "The item was added."},
-            401: {"model": ErrorOut, "description": "Missing or wrong X-API-Key."},
-            403: {"model": ErrorOut, "description": "Writes are off on this server."},
+            **WRITE_REFUSED,
         },
         openapi_extra={
             "requestBody": {
@@ -61,9 +69,7 @@ def items_router(state: AppState) -> APIRouter:
             }
         },
     )
-    async def post_item(
-        request: Request, x_api_key: Annotated[str | None, Header()] = None
-    ) -> JSONResponse:
+    async def post_item(request: Request, x_api_key: KeyHeader = None) -> JSONResponse:
         """Add an item, or replace the item with that id (images it no longer lists are removed).
 
         JSON: `{"id": "sku-1", "images": ["https://..."], "title": "...", "price": 9.5}`; or
@@ -80,14 +86,10 @@ def items_router(state: AppState) -> APIRouter:
         "/api/items/{item_id}",
         response_model=DeletedOut,
         tags=["items"],
-        responses={
-            401: {"model": ErrorOut, "description": "Missing or wrong X-API-Key."},
-            403: {"model": ErrorOut, "description": "Writes are off on this server."},
-            404: {"model": ErrorOut, "description": "No such item."},
-        },
+        responses={**WRITE_REFUSED, **NO_SUCH_ITEM},
     )
     async def delete_item(
-        request: Request, item_id: str, x_api_key: Annotated[str | None, Header()] = None
+        request: Request, item_id: str, x_api_key: KeyHeader = None
     ) -> dict[str, str]:
         """Remove an item: all its views and its centroid."""
         state.access.check(x_api_key)

@@ -218,3 +218,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         503: "No index yet, or the index or model is unavailable.",
     }.items()
 }
+
+NO_SUCH_ITEM: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No such item."}
+}
+WRITE_REFUSED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "Missing or wrong X-API-Key."},
+    403: {"model": ErrorOut, "description": "Writes are off on this server."},
+}
+"""The answers of a route that writes (`X-API-Key`, see `lookalike.api.auth`)."""

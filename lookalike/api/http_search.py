@@ -4,15 +4,26 @@ once (`AppState.run_search`)."""
 
 import math
 import time
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.exceptions import HTTPException
 
-from lookalike.api.http_schemas import MAX_K, ErrorOut, Mode, RecommendIn, SearchOut, TextSearchIn
+from lookalike.api.http_schemas import (
+    MAX_K,
+    NO_SUCH_ITEM,
+    Mode,
+    RecommendIn,
+    SearchOut,
+    TextSearchIn,
+)
 from lookalike.api.http_state import AppState
 from lookalike.api.results import search_out
 from lookalike.errors import QueryError
+
+if TYPE_CHECKING:
+    from lookalike.store.base import Filter
 
 
 def search_router(state: AppState) -> APIRouter:
@@ -94,7 +105,7 @@ def search_router(state: AppState) -> APIRouter:
         "/api/recommend",
         response_model=SearchOut,
         tags=["search"],
-        responses={404: {"model": ErrorOut, "description": "No such item."}},
+        responses=NO_SUCH_ITEM,
     )
     async def recommend(body: RecommendIn) -> dict[str, Any]:
         """More like the `positive` items, less like the `negative` ones: the mean of the
@@ -102,18 +113,15 @@ def search_router(state: AppState) -> APIRouter:
         every example left out of the results."""
         return await state.run_search(recommend_results, state, body)
 
-    not_found: dict[int | str, dict[str, Any]] = {
-        404: {"model": ErrorOut, "description": "No such item."}
-    }
     router.get(
-        "/api/similar/{item_id}", response_model=SearchOut, tags=["search"], responses=not_found
+        "/api/similar/{item_id}", response_model=SearchOut, tags=["search"], responses=NO_SUCH_ITEM
     )(similar)
     router.post(
         "/api/similar/{item_id}",
         operation_id="similar_post",
         response_model=SearchOut,
         tags=["search"],
-        responses=not_found,
+        responses=NO_SUCH_ITEM,
     )(similar)
     return router
 
@@ -129,10 +137,7 @@ def photo_results(
     mode: Mode | None,
     text: str | None = None,
 ) -> dict[str, Any]:
-    from lookalike.store.filters import combined_filter
-
-    state.warm_up()
-    flt = combined_filter(where, filters)
+    flt = ready_filter(state, where, filters)
     t0 = time.perf_counter()
     # A box in pixels refers to the photo as uploaded: decode at full size so the numbers
     # mean what the client meant (large JPEGs are otherwise decoded at a reduced size).
@@ -174,14 +179,9 @@ def photo_results(
 
 
 def text_results(state: AppState, body: TextSearchIn) -> dict[str, Any]:
-    from lookalike.store.filters import combined_filter
-
-    state.warm_up()
-    flt = combined_filter(body.where, body.filters)
+    flt = ready_filter(state, body.where, body.filters)
     result = state.engine.search_text(body.text, k=body.k, where=flt)
-    return search_out(
-        state.images, result.hits, body.k, result.mode, result.timings_ms, score_kind=result.score
-    )
+    return hits_out(state, result, body.k)
 
 
 def similar_results(
@@ -192,30 +192,15 @@ def similar_results(
     filters: str | None,
     mode: Mode | None,
 ) -> dict[str, Any]:
-    from lookalike.store.filters import combined_filter
-
-    state.warm_up()
-    flt = combined_filter(where, filters)
-    try:
-        state.engine.item_vector(item_id)  # one point: tells "unknown item" from other errors
-    except QueryError:
-        raise HTTPException(404, f"no item {item_id!r} in this index") from None
+    flt = ready_filter(state, where, filters)
+    known(state, [item_id])
     result = state.engine.similar(item_id, k=k, where=flt, mode=mode)
-    return search_out(
-        state.images, result.hits, k, result.mode, result.timings_ms, score_kind=result.score
-    )
+    return hits_out(state, result, k)
 
 
 def recommend_results(state: AppState, body: RecommendIn) -> dict[str, Any]:
-    from lookalike.store.filters import combined_filter
-
-    state.warm_up()
-    flt = combined_filter(body.where, body.filters)
-    for item_id in dict.fromkeys([*body.positive, *body.negative]):
-        try:
-            state.engine.item_vector(item_id)
-        except QueryError:
-            raise HTTPException(404, f"no item {item_id!r} in this index") from None
+    flt = ready_filter(state, body.where, body.filters)
+    known(state, [*body.positive, *body.negative])
     result = state.engine.recommend(
         body.positive,
         body.negative,
@@ -223,8 +208,33 @@ def recommend_results(state: AppState, body: RecommendIn) -> dict[str, Any]:
         where=flt,
         mode=body.mode,
     )
+    return hits_out(state, result, body.k)
+
+
+def ready_filter(
+    state: AppState, where: str | None, filters: Mapping[str, Any] | str | None
+) -> "Filter | None":
+    """The engine warmed up, and the filter of a request (`where` and/or `filters`)."""
+    from lookalike.store.filters import combined_filter
+
+    state.warm_up()
+    return combined_filter(where, filters)
+
+
+def known(state: AppState, item_ids: list[str]) -> None:
+    """404 for the first of `item_ids` that is not indexed (one point each: tells "unknown item"
+    from other errors)."""
+    for item_id in dict.fromkeys(item_ids):
+        try:
+            state.engine.item_vector(item_id)
+        except QueryError:
+            raise HTTPException(404, f"no item {item_id!r} in this index") from None
+
+
+def hits_out(state: AppState, result: Any, k: int) -> dict[str, Any]:
+    """The answer to a search without a photo (no query size, no objects)."""
     return search_out(
-        state.images, result.hits, body.k, result.mode, result.timings_ms, score_kind=result.score
+        state.images, result.hits, k, result.mode, result.timings_ms, score_kind=result.score
     )
 
 

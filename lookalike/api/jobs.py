@@ -33,14 +33,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Header
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from lookalike.api.auth import KeyHeader
 from lookalike.errors import LookalikeError, QueryError
 
 if TYPE_CHECKING:
@@ -255,10 +255,12 @@ def jobs_router(
             and hmac.compare_digest(given.encode(), local_secret.encode())
         )
 
+    def local_only(given: str | None) -> None:
+        if not is_local(given):  # the app answers {"detail": ..., "error": "forbidden"}
+            raise HTTPException(403, "only for the local CLI")
+
     @router.post("/api/jobs/index", status_code=202, response_model=JobOut)
-    async def start_index(
-        body: IndexJobIn, x_api_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def start_index(body: IndexJobIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """Index a catalogue on the server in the background (as `lookalike index` does);
         answers at once with the job to poll."""
         check_write(x_api_key)
@@ -282,7 +284,7 @@ def jobs_router(
         return jobs.submit(Path(resolved), sync=body.sync, local=local).public(local=local)
 
     @router.get("/api/jobs", response_model=list[JobOut])
-    async def list_jobs(x_api_key: Annotated[str | None, Header()] = None) -> list[dict[str, Any]]:
+    async def list_jobs(x_api_key: KeyHeader = None) -> list[dict[str, Any]]:
         """Recent index jobs, newest first."""
         local = is_local(x_api_key)
         return [j.public(local=local) for j in jobs.all()]
@@ -292,9 +294,7 @@ def jobs_router(
         response_model=JobOut,
         responses={404: {"description": "No such job (or forgotten)."}},
     )
-    async def get_job(
-        job_id: str, x_api_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def get_job(job_id: str, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """One job: its state and progress; its summary once done."""
         job = jobs.get(job_id)
         if job is None:
@@ -302,22 +302,16 @@ def jobs_router(
         return job.public(local=is_local(x_api_key))
 
     @router.get("/api/server", response_model=ServerOut, include_in_schema=False)
-    async def whoami(x_api_key: Annotated[str | None, Header()] = None) -> Any:
+    async def whoami(x_api_key: KeyHeader = None) -> Any:
         """For the CLI: proves this server is the one that wrote `<index>/server.json`."""
-        if not is_local(x_api_key):
-            return JSONResponse(
-                {"detail": "only for the local CLI", "error": "forbidden"}, status_code=403
-            )
+        local_only(x_api_key)
         return {"index": str(index_dir.resolve()), "pid": os.getpid()}
 
     @router.get("/api/server/stats", include_in_schema=False)
-    async def engine_stats(x_api_key: Annotated[str | None, Header()] = None) -> Any:
+    async def engine_stats(x_api_key: KeyHeader = None) -> Any:
         """For the CLI: `Engine.stats()` as it is (server paths included), so `lookalike stats`
         prints through a server what it prints alone."""
-        if not is_local(x_api_key):
-            return JSONResponse(
-                {"detail": "only for the local CLI", "error": "forbidden"}, status_code=403
-            )
+        local_only(x_api_key)
         return await anyio.to_thread.run_sync(jobs.engine.stats)
 
     return router

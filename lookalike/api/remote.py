@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from lookalike.api.server_file import ServerRecord, process_alive, read_record
 from lookalike.errors import (
@@ -151,9 +152,7 @@ class ServedIndex:
         return {**info, "index": str(self.index_dir)}  # as the user named it, as the CLI does
 
     def facets(self, field: str, *, where: str | None = None, limit: int = 20) -> dict[Any, int]:
-        params: dict[str, Any] = {"field": field, "limit": limit}
-        if where:
-            params["where"] = where
+        params = {"field": field, "limit": limit, **_given(where=where)}
         out = self._call("GET", "/api/facets", params=params)
         return {v["value"]: int(v["count"]) for v in out["values"]}
 
@@ -171,10 +170,7 @@ class ServedIndex:
         """The photo is read here (path or URL, with the engine's limits) and uploaded; `box` in
         pixels of the photo, or fractions of its sides (`box_units="fraction"`)."""
         data = self._read_photo(photo)
-        form: dict[str, Any] = {"k": str(k)}
-        for name, value in (("where", where), ("mode", mode), ("text", text)):
-            if value:
-                form[name] = value
+        form: dict[str, Any] = {"k": str(k), **_given(where=where, mode=mode, text=text)}
         if box is not None:
             form.update(box=",".join(str(v) for v in box), box_units=box_units)
         try:
@@ -189,9 +185,7 @@ class ServedIndex:
         return _search_result(out)
 
     def search_text(self, text: str, *, k: int = 5, where: str | None = None) -> SearchResult:
-        body: dict[str, Any] = {"text": text, "k": k}
-        if where:
-            body["where"] = where
+        body = {"text": text, "k": k, **_given(where=where)}
         return _search_result(self._call("POST", "/api/search/text", json=body))
 
     def search_objects(self, *args: Any, **kwargs: Any) -> Any:
@@ -200,13 +194,7 @@ class ServedIndex:
     def similar(
         self, item_id: str, *, k: int = 5, where: str | None = None, mode: str | None = None
     ) -> SearchResult:
-        from urllib.parse import quote
-
-        params: dict[str, Any] = {"k": k}
-        if where:
-            params["where"] = where
-        if mode:
-            params["mode"] = mode
+        params = {"k": k, **_given(where=where, mode=mode)}
         return _search_result(
             self._call("GET", f"/api/similar/{quote(item_id, safe='')}", params=params)
         )
@@ -220,11 +208,12 @@ class ServedIndex:
         where: str | None = None,
         mode: str | None = None,
     ) -> SearchResult:
-        body: dict[str, Any] = {"positive": positive, "negative": negative, "k": k}
-        if where:
-            body["where"] = where
-        if mode:
-            body["mode"] = mode
+        body = {
+            "positive": positive,
+            "negative": negative,
+            "k": k,
+            **_given(where=where, mode=mode),
+        }
         return _search_result(self._call("POST", "/api/recommend", json=body))
 
     def faces_search(
@@ -246,13 +235,8 @@ class ServedIndex:
                 "time: pass one SELFIE, or stop the server to search with several"
             )
         selfie = selfies[0]
-        form: dict[str, Any] = {"k": str(k)}
-        if face is not None:
-            form["face"] = str(face)
-        if threshold is not None:
-            form["threshold"] = str(threshold)
-        if maybe_threshold is not None:
-            form["maybe_threshold"] = str(maybe_threshold)
+        given = {"face": face, "threshold": threshold, "maybe_threshold": maybe_threshold}
+        form = {"k": str(k), **{name: str(v) for name, v in given.items() if v is not None}}
         data = self._read_photo(selfie)
         out = self._call(
             "POST", "/api/faces/search", data=form, files={"photo": (Path(selfie).name, data)}
@@ -299,8 +283,6 @@ class ServedIndex:
 
     def delete(self, item_ids: list[str]) -> list[str]:
         """As `Engine.delete`: the ids that were removed; an id that is not indexed is no error."""
-        from urllib.parse import quote
-
         removed: list[str] = []
         for item_id in dict.fromkeys(item_ids):
             try:
@@ -397,6 +379,11 @@ def error_from(status: int, detail: str, kind: str, server: str) -> LookalikeErr
     if status in (404, 413, 415, 422):
         return QueryError(detail)
     return StoreError(f"{server}: {detail}" if server else detail)
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The optional parameters that are set: a request leaves the others out."""
+    return {name: value for name, value in values.items() if value}
 
 
 def _search_result(out: dict[str, Any]) -> SearchResult:

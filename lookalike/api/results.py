@@ -1,5 +1,6 @@
 """Search results as JSON, one serialiser for both edges: `lookalike search --json`
-(`result_json`) and the HTTP API's search answers (`search_out`, shaped as `SearchOut`).
+(`result_json`) and the HTTP API's search answers (`search_out`, shaped as `SearchOut`); and a
+person of the face index (`person_json`: `faces people list --json`, `/api/faces/people`).
 
 Light on purpose (no numpy, no engine at import): the CLI and the HTTP app import it at start.
 """
@@ -110,3 +111,15 @@ def display_fields(item_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
 
 def _number(v: object) -> TypeGuard[int | float]:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def person_json(p: Any) -> dict[str, Any]:
+    """A person of the face index (`lookalike.faces.people.PersonView`): id, name and counts;
+    each edge adds its own `cover`."""
+    return {
+        "person": p.person_id,
+        "name": p.name,
+        "hidden": p.hidden,
+        "faces": len(p.faces),
+        "photos": len(p.photos),
+    }

@@ -147,10 +147,10 @@ def test_min_face_size_is_kept_across_runs(album: Path, tmp_path: Path) -> None:
 
 
 def test_cli_people_commands(album: Path, tmp_path: Path, monkeypatch) -> None:
-    from lookalike.api import cli_faces, cli_faces_open, cli_faces_people
+    from lookalike.api import cli_faces, cli_faces_people
     from tests.unit.test_faces import FakeDetector, FakeEmbedder
 
-    real = cli_faces_open.open_faces
+    real = cli_faces_people.open_faces
 
     def fake_faces(index, **overrides):
         fi = real(index, **{**overrides, "detect_size": 400, "pad": 0.1, "threshold": 0.3})

@@ -15,6 +15,13 @@ const el = (tag, cls, text) => {
   if (text !== undefined && text !== null) node.textContent = text;
   return node;
 };
+// Link `a` to `href` in a new tab that learns nothing of this page.
+const newTab = (a, href) => {
+  a.href = href;
+  a.target = "_blank";
+  a.rel = "noopener noreferrer";
+  return a;
+};
 
 const state = {
   person: null, // people view: the person whose photos are shown
@@ -193,6 +200,17 @@ function hasFiles(e) {
 
 // -- the photo ------------------------------------------------------------------------------------
 
+// A new query photo: what was found on the previous one is forgotten.
+function newQueryPhoto() {
+  state.objects = [];
+  state.selectedObject = -1;
+  state.faces = [];
+  state.face = null;
+  state.context = null;
+  renderContext();
+  state.reveal = true; // on a phone, bring the results into view once they arrive
+}
+
 async function usePhoto(file) {
   hideError();
   const photo = await downscale(file);
@@ -201,13 +219,7 @@ async function usePhoto(file) {
   state.imageUrl = null;
   state.photoUrl = URL.createObjectURL(photo);
   state.region = null;
-  state.objects = [];
-  state.selectedObject = -1;
-  state.faces = [];
-  state.face = null;
-  state.context = null;
-  renderContext();
-  state.reveal = true; // on a phone, bring the results into view once they arrive
+  newQueryPhoto();
   const img = $("preview-img");
   // No broken-image icon: a photo this browser cannot show (HEIC) is still searched; a file that
   // is no photo at all is refused by the server, and the error says so.
@@ -266,7 +278,7 @@ function wireStage() {
     if (!state.photo || e.button > 0) return;
     if (state.mode === "people") {
       const [x, y] = point(e);
-      const hit = faceAt(x, y);
+      const hit = smallestAt(state.faces, x, y);
       if (hit >= 0) { e.preventDefault(); chooseFace(state.faces[hit].number); }
       return;
     }
@@ -294,7 +306,7 @@ function wireStage() {
       return;
     }
     // A click: select the smallest detected object under the pointer, if any.
-    const hit = objectAt(x, y);
+    const hit = smallestAt(state.objects, x, y);
     if (hit >= 0) selectObject(hit);
     else drawOverlay();
   };
@@ -303,11 +315,12 @@ function wireStage() {
   window.addEventListener("resize", () => drawOverlay());
 }
 
-function faceAt(x, y) {
+// The index of the smallest box of `items` (faces or detected objects) under (x, y), else -1.
+function smallestAt(items, x, y) {
   let best = -1;
   let bestArea = Infinity;
-  state.faces.forEach((f, i) => {
-    const [x1, y1, x2, y2] = f.box;
+  items.forEach((item, i) => {
+    const [x1, y1, x2, y2] = item.box;
     const area = (x2 - x1) * (y2 - y1);
     if (x >= x1 && x <= x2 && y >= y1 && y <= y2 && area < bestArea) { best = i; bestArea = area; }
   });
@@ -318,17 +331,6 @@ function chooseFace(number) {
   state.face = number;
   drawOverlay();
   search();
-}
-
-function objectAt(x, y) {
-  let best = -1;
-  let bestArea = Infinity;
-  state.objects.forEach((o, i) => {
-    const [x1, y1, x2, y2] = o.box;
-    const area = (x2 - x1) * (y2 - y1);
-    if (x >= x1 && x <= x2 && y >= y1 && y <= y2 && area < bestArea) { best = i; bestArea = area; }
-  });
-  return best;
 }
 
 function selectObject(i) {
@@ -455,9 +457,7 @@ async function keywordFilter(box, name) {
   const values = facets.values || [];
   // Fields whose every value is unique (titles, ids) are not useful filters.
   if (values.length < 2 || Math.max(...values.map((v) => v.count)) <= 1) return;
-  const wrap = el("div", "filter");
-  wrap.dataset.field = name;
-  wrap.append(el("span", "filter-label", pretty(name)));
+  const wrap = filterBox(name);
   if (values.length <= 12) {
     const chips = el("div", "chips");
     for (const { value, count } of values) {
@@ -489,10 +489,16 @@ async function keywordFilter(box, name) {
   box.append(wrap);
 }
 
-function rangeFilter(box, name) {
+// One filter's box: its field's name as the label; the control follows.
+function filterBox(name) {
   const wrap = el("div", "filter");
   wrap.dataset.field = name;
   wrap.append(el("span", "filter-label", pretty(name)));
+  return wrap;
+}
+
+function rangeFilter(box, name) {
+  const wrap = filterBox(name);
   const row = el("div", "range");
   const lo = el("input");
   const hi = el("input");
@@ -521,9 +527,7 @@ function rangeFilter(box, name) {
 }
 
 function boolFilter(box, name) {
-  const wrap = el("div", "filter");
-  wrap.dataset.field = name;
-  wrap.append(el("span", "filter-label", pretty(name)));
+  const wrap = filterBox(name);
   const select = el("select");
   select.append(new Option("Any", ""), new Option("Yes", "true"), new Option("No", "false"));
   select.addEventListener("change", () => setFilter(name, select.value === "" ? null : select.value === "true"));
@@ -773,13 +777,7 @@ function personPhotoCard(x) {
   const title = el("h3", "card-title", x.name);
   title.title = x.photo;
   body.append(title);
-  if (x.image_url) {
-    const open = el("a", "btn small more", "Open photo");
-    open.href = x.image_url;
-    open.target = "_blank";
-    open.rel = "noopener noreferrer";
-    body.append(open);
-  }
+  if (x.image_url) body.append(newTab(el("a", "btn small more", "Open photo"), x.image_url));
   li.append(thumb, body);
   return li;
 }
@@ -862,11 +860,7 @@ function personCard(m, result) {
   const thumb = el("div", "thumb");
   const inner = el("div", "pinner");
   const frame = el("div", "pframe");
-  const img = el("img");
-  img.loading = m.rank > 12 ? "lazy" : "eager";
-  img.decoding = "async";
-  img.alt = m.name;
-  if (m.thumbnail_url) img.src = m.thumbnail_url;
+  const img = cardImg(m.rank, m.name, m.thumbnail_url);
   frame.append(img);
   const size = m.image_size;
   if (size && size[0] > 0 && size[1] > 0) {
@@ -895,13 +889,7 @@ function personCard(m, result) {
   fill.style.width = `${Math.max(0, Math.min(100, 100 * (1 - m.distance / outer)))}%`;
   bar.append(fill);
   body.append(title, meta, bar);
-  if (m.image_url) {
-    const open = el("a", "btn small more", "Open photo");
-    open.href = m.image_url;
-    open.target = "_blank";
-    open.rel = "noopener noreferrer";
-    body.append(open);
-  }
+  if (m.image_url) body.append(newTab(el("a", "btn small more", "Open photo"), m.image_url));
   li.append(thumb, body);
   return li;
 }
@@ -938,6 +926,16 @@ function renderResults(result) {
   reveal();
 }
 
+// A card's picture: the first rows load at once, the rest as they come into view.
+function cardImg(rank, alt, src) {
+  const img = el("img");
+  img.loading = rank > 12 ? "lazy" : "eager";
+  img.decoding = "async";
+  img.alt = alt;
+  if (src) img.src = src;
+  return img;
+}
+
 const MATCH_BADGES = {
   "same product": { cls: "same", text: () => "Same product" },
   similar: { cls: "mid", text: (pct) => (pct === null ? "Similar" : `Similar · ${pct}%`) },
@@ -948,11 +946,7 @@ function card(hit, scoreKind) {
   const li = el("li", "card");
   li.dataset.itemId = hit.item_id;
   const thumb = el("div", "thumb");
-  const img = el("img");
-  img.loading = hit.rank > 12 ? "lazy" : "eager";
-  img.decoding = "async";
-  img.alt = hit.title;
-  if (hit.thumbnail_url) img.src = hit.thumbnail_url;
+  const img = cardImg(hit.rank, hit.title, hit.thumbnail_url);
   // Similarity in percent only means something for a photo's cosine score; words (BM25) and
   // fused rankings (RRF) only order the results, so their cards show the rank alone.
   const similar = hit.similarity !== null && hit.similarity !== undefined;
@@ -974,11 +968,7 @@ function card(hit, scoreKind) {
   const title = el("h3", "card-title");
   const url = hit.fields && typeof hit.fields.url === "string" && /^https?:\/\//.test(hit.fields.url) ? hit.fields.url : null;
   if (url) {
-    const a = el("a", "", hit.title);
-    a.href = url;
-    a.target = "_blank";
-    a.rel = "noopener noreferrer";
-    title.append(a);
+    title.append(newTab(el("a", "", hit.title), url));
   } else {
     title.textContent = hit.title;
   }
@@ -1196,13 +1186,7 @@ function usePhotoUrl(url, region) {
   state.imageUrl = url;
   state.region = region || null;
   $("clear-region").disabled = !state.region;
-  state.objects = [];
-  state.selectedObject = -1;
-  state.faces = [];
-  state.face = null;
-  state.context = null;
-  renderContext();
-  state.reveal = true;
+  newQueryPhoto();
   const img = $("preview-img");
   img.onerror = () => { img.hidden = true; $("hint").textContent = "This browser cannot show the photo, but the server searches it."; };
   img.onload = () => { img.hidden = false; $("hint").textContent = defaultHint(); drawOverlay(); };
