@@ -69,7 +69,6 @@ class Response:
     status: int
     header_list: tuple[tuple[str, str], ...]
     body: bytes
-    from_cache: bool = False
     headers: Mapping[str, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -148,7 +147,7 @@ class PoliteClient:
             self._cache_bytes -= len(dropped.body)
 
     def recall(self, url: str) -> Response | None:
-        """The answer remembered for `url` in this run, marked `from_cache`, or None."""
+        """The answer remembered for `url` in this run, or None."""
         try:
             key = check_url(url)
         except UnsafeURLError:
@@ -157,7 +156,7 @@ class PoliteClient:
         if found is None:
             return None
         self._cache.move_to_end(key)
-        return Response(found.url, found.status, found.header_list, found.body, from_cache=True)
+        return found
 
     # -- requests -----------------------------------------------------------------------------
 
