@@ -49,10 +49,6 @@ def _models() -> Any:
     return models
 
 
-def _is_remote(location: str) -> bool:
-    return location.startswith(("http://", "https://"))
-
-
 class QdrantStore:
     """One Qdrant collection.
 
@@ -80,7 +76,7 @@ class QdrantStore:
 
         self.location = str(url_or_location)
         self.collection = collection
-        self.remote = _is_remote(self.location)
+        self.remote = self.location.startswith(("http://", "https://"))
         self._local_dir: Path | None = None
         try:
             if self.remote:
