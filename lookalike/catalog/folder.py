@@ -25,8 +25,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lookalike.catalog import IMAGE_EXTENSIONS, Catalogue
-from lookalike.catalog.manifest import ItemCollector, safe_key
+from lookalike.catalog import IMAGE_EXTENSIONS, Catalogue, manifest
+from lookalike.catalog.manifest import ItemCollector
 from lookalike.errors import CatalogueError
 from lookalike.types import Skipped
 
@@ -78,14 +78,7 @@ def item_fields(folder: Path) -> tuple[dict[str, Any], Skipped | None]:
         return fields, Skipped(str(path), f"invalid JSON: {exc.msg} at line {exc.lineno}")
     if not isinstance(obj, dict):
         return fields, Skipped(str(path), f"expected a JSON object, found {type(obj).__name__}")
-    given: dict[str, Any] = {}
-    for name, value in obj.items():
-        if name in ("id", "images", "image") or value is None:
-            continue
-        key = safe_key(name, given)
-        if key is not None:
-            given[key] = value
-    return {**fields, **given}, None
+    return {**fields, **manifest.item_fields(obj)}, None
 
 
 def is_image_name(name: str) -> bool:

@@ -1,6 +1,7 @@
 """Catalogue items from JSON: an item object shaped like a line of a JSONL manifest (as the HTTP
-API's `POST /api/items` takes it) -> its id, its image references and its fields; then, once
-the references are local files (`api.item_writes` downloads URLs and keeps uploads), the `Item`.
+API's `POST /api/items` takes it) -> its id and its image references (its fields:
+`manifest.item_fields`); then, once the references are local files (`api.item_writes` downloads
+URLs and keeps uploads), the `Item`.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lookalike.catalog.manifest import safe_key
 from lookalike.errors import QueryError
 from lookalike.types import Item
 
@@ -22,19 +22,6 @@ def item_id_of(value: object) -> str:
     if isinstance(value, str) and value.strip():
         return value.strip()
     raise QueryError("item id must be a non-empty string or a number")
-
-
-def item_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """The catalogue fields of an item object: every key but `id`, `images` and `image`, null
-    values left out, names made safe as a manifest's are (`manifest.safe_key`)."""
-    fields: dict[str, Any] = {}
-    for name, value in obj.items():
-        if name in ("id", "images", "image") or value is None:
-            continue
-        key = safe_key(name, fields)
-        if key is not None:
-            fields[key] = value
-    return fields
 
 
 def image_refs(obj: Mapping[str, Any]) -> list[str]:

@@ -78,6 +78,19 @@ def safe_key(name: object, taken: Collection[str] = ()) -> str | None:
     return unique
 
 
+def item_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The catalogue fields of an item object: every key but `id`, `images` and `image`, null
+    values left out, names made safe (`safe_key`)."""
+    fields: dict[str, Any] = {}
+    for name, value in obj.items():
+        if name in _STRUCTURAL_KEYS or value is None:
+            continue
+        key = safe_key(name, fields)
+        if key is not None:
+            fields[key] = value
+    return fields
+
+
 def parse_number(text: str) -> int | float | str:
     """`text` stripped, as an int or a finite float when the whole value is one, else as a string."""
     value = text.strip()
@@ -170,14 +183,7 @@ def _parse_json_line(text: str) -> tuple[str, list[str], dict[str, Any]]:
     refs = _as_refs(obj.get("images")) + _as_refs(obj.get("image"))
     if not refs:
         raise BadLine(f"item {item_id!r} has no images (give `images` or `image`)")
-    fields: dict[str, Any] = {}
-    for name, value in obj.items():
-        if name in _STRUCTURAL_KEYS or value is None:
-            continue
-        key = safe_key(name, fields)
-        if key is not None:
-            fields[key] = value
-    return item_id, refs, fields
+    return item_id, refs, item_fields(obj)
 
 
 def _item_id(value: object) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.store.base import Condition, Filter, Store, where
+from lookalike.store.base import Store, where
 
 DUPLICATE_THRESHOLD = 0.88
 """Default cosine similarity above which two views count as the same photo. Calibrated by
@@ -82,7 +82,7 @@ def near_duplicates(
         return i
 
     pair_scores: dict[tuple[int, int], float] = {}
-    view_filter = Filter((Condition("kind", "eq", "view"),))
+    view_filter = where("kind", "view")
     for n, (i, vector) in enumerate(zip(range(len(ids)), vectors, strict=True)):
         for hit in store.search(vector, limit=neighbours + 1, flt=view_filter):
             j = index.get(hit.point_id)
@@ -185,9 +185,7 @@ def write_outliers_page(
         others = [
             str(r.payload["image"])
             for r in store.scroll(
-                Filter(
-                    (Condition("item_id", "eq", o.photo.item_id), Condition("kind", "eq", "view"))
-                ),
+                where("item_id", o.photo.item_id) & where("kind", "view"),
                 fields=["image"],
             )
             if r.payload["image"] != o.photo.image

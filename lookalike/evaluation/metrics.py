@@ -18,22 +18,16 @@ from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lookalike.errors import CatalogueError
 from lookalike.evaluation.report import Thumbs, figure, write_page
 from lookalike.evaluation.report import escape as _e
 from lookalike.types import ProductHit
 
-if TYPE_CHECKING:
-    pass
-
 Relevant = str | AbstractSet[str]
 """The relevant item(s) of one query: one item id, or a set of ids that all count as correct."""
 
 DEFAULT_KS: tuple[int, ...] = (1, 3, 10)
-
-"""Longest side of a report thumbnail, in pixels."""
 
 # ---------------------------------------------------------------------------------------------
 # Metrics (pure)
@@ -156,14 +150,10 @@ class Query:
     item_id: str
 
 
-def _is_url(value: str) -> bool:
-    return value.lower().startswith(("http://", "https://"))
-
-
 def _resolve_image(value: str, base: Path) -> str:
     # Relative paths are relative to the query file, not to the working directory, so a query set
     # can be moved together with its photos.
-    if _is_url(value):
+    if value.lower().startswith(("http://", "https://")):
         return value
     path = Path(value).expanduser()
     if not path.is_absolute():

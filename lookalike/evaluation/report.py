@@ -17,8 +17,6 @@ THUMB_SIZE = 160
 
 
 def _open_rgb(source: str) -> Image.Image:
-    from PIL import Image
-
     with Image.open(source) as opened:
         # draft() lets the JPEG decoder scale down by up to 8x while decoding: far less work for
         # a 160 px thumbnail of a 12 MP photo. No-op for other formats.

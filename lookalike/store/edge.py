@@ -23,7 +23,7 @@ import numpy as np
 
 from lookalike.errors import StoreError
 from lookalike.store import qdrant_common as common
-from lookalike.store.base import Condition, Filter, IndexKind, PointRecord, as_vector
+from lookalike.store.base import Filter, IndexKind, PointRecord, as_vector
 from lookalike.types import F32, Hit
 
 
@@ -145,12 +145,9 @@ class EdgeStore:
             any_of=lambda conditions: qe.Filter(should=conditions),
         )
 
-    def _condition(self, c: Condition) -> tuple[str, Any]:
-        """One condition -> ("must" | "must_not", qdrant condition)."""
-        return common.store_condition(c, self._spell)
-
     def _filter(self, flt: Filter | None) -> Any:
-        return common.build_filter(flt, self._condition, _qe().Filter)
+        spell = self._spell
+        return common.build_filter(flt, lambda c: common.store_condition(c, spell), _qe().Filter)
 
     # -- writes --------------------------------------------------------------------------------
 

@@ -62,18 +62,12 @@ def merge_kinds(*kinds: Mapping[str, str]) -> dict[str, str]:
 
 def field_kinds(payloads: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     """Field -> kind of every field of `payloads` (nulls skipped)."""
-    out: dict[str, str] = {}
-    for payload in payloads:
-        for name, value in payload.items():
-            kind = value_kind(value)
-            if kind is None:
-                continue
-            have = out.get(name)
-            if have is None:
-                out[name] = kind
-            elif have != kind:
-                out[name] = "mixed"
-    return out
+    return merge_kinds(
+        *(
+            {name: kind for name, value in payload.items() if (kind := value_kind(value))}
+            for payload in payloads
+        )
+    )
 
 
 def schema_kinds(schema: Mapping[str, str]) -> dict[str, str]:

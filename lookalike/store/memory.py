@@ -125,14 +125,11 @@ class MemoryStore:
             yield PointRecord(p.id, dict(p.vectors) if with_vectors else {}, dict(payload))
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[PointRecord]:
-        out = []
-        for i in ids:
-            p = self._points.get(i)
-            if p is not None:
-                out.append(
-                    PointRecord(p.id, dict(p.vectors) if with_vectors else {}, dict(p.payload))
-                )
-        return out
+        found = [p for p in map(self._points.get, ids) if p is not None]
+        return [
+            PointRecord(p.id, dict(p.vectors) if with_vectors else {}, dict(p.payload))
+            for p in found
+        ]
 
     def set_payload(self, flt: Filter, payload: Mapping[str, Any]) -> None:
         for pid, p in list(self._points.items()):
@@ -165,13 +162,15 @@ class MemoryStore:
         return None
 
 
+def singular(word: str) -> str:
+    """`word` without a crude English plural ending (`boxes` -> `box`, `apples` -> `apple`)."""
+    if len(word) > 3 and word.endswith("es") and word[-3] in "sxz":
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
 def _words(text: str) -> list[str]:
     """Lower-cased words with a crude English plural stemmer: the reference, not a linguist."""
-    out = []
-    for w in re.findall(r"[\w]+", text.lower()):
-        if len(w) > 3 and w.endswith("es") and w[-3] in "sxz":
-            w = w[:-2]
-        elif len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
-            w = w[:-1]
-        out.append(w)
-    return out
+    return [singular(w) for w in re.findall(r"[\w]+", text.lower())]

@@ -33,6 +33,7 @@ from typing import Any
 from lookalike.errors import IndexMismatchError, StoreError
 from lookalike.store import qdrant_common as common
 from lookalike.store.base import Condition, Filter, IndexKind, PointRecord, as_vector
+from lookalike.store.memory import singular
 from lookalike.store.qdrant_local import open_local, release_local
 from lookalike.types import F32, Hit
 
@@ -47,10 +48,6 @@ def _models() -> Any:
     from qdrant_client import models
 
     return models
-
-
-def _is_remote(location: str) -> bool:
-    return location.startswith(("http://", "https://"))
 
 
 class QdrantStore:
@@ -80,7 +77,7 @@ class QdrantStore:
 
         self.location = str(url_or_location)
         self.collection = collection
-        self.remote = _is_remote(self.location)
+        self.remote = self.location.startswith(("http://", "https://"))
         self._local_dir: Path | None = None
         try:
             if self.remote:
@@ -418,11 +415,7 @@ def _widen_plurals(query: str) -> str:
     """Each word with its crude English singular and plural (local mode has no stemmer)."""
     out: list[str] = []
     for w in _WORD.findall(query.lower()):
-        stem = w
-        if len(w) > 3 and w.endswith("es") and w[-3] in "sxz":
-            stem = w[:-2]
-        elif len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
-            stem = w[:-1]
+        stem = singular(w)
         plural = stem + ("es" if stem.endswith(("s", "x", "z")) else "s")
         out.extend(dict.fromkeys((w, stem, plural)))
     return " ".join(out)

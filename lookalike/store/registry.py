@@ -31,9 +31,6 @@ if TYPE_CHECKING:  # the base module imports numpy: keep `--store` parsing light
     from lookalike.store.base import Store
     from lookalike.store.edge import EdgeParams
 
-SCHEMES = ("edge", "memory", "qdrant://", "qdrants://", "qdrant+local://")
-"""What a spec may start with, for messages and shell completion."""
-
 _COLLECTION = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
 
 

@@ -8,7 +8,7 @@ Modules, one concern each:
     crawler.py     crawl() and crawl_async(): the entry points
     options.py     CrawlOptions, CrawlSummary, the URL list, item ids
     orchestrator.py  the Crawler: listings -> product links -> items; limits; summary
-    fetch.py       the Fetcher protocol and the static (httpx) fetcher
+    fetch.py       the static (httpx) fetcher, and the Page it returns
     browser.py     the browser fetcher (Playwright + the system's Chromium; scrolls lazy pages)
     extract.py     products and listings out of HTML: the sources merged per field
     page.py        the parsed page (base URL, JSON-LD, meta tags) and image renditions

@@ -41,6 +41,7 @@ from lookalike.catalog.crawl.safety import (
     SafetyLimits,
     check_addresses,
     check_url,
+    checked_or_none,
     host_key,
     media_type,
 )
@@ -69,7 +70,6 @@ class Response:
     status: int
     header_list: tuple[tuple[str, str], ...]
     body: bytes
-    from_cache: bool = False
     headers: Mapping[str, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -134,30 +134,25 @@ class PoliteClient:
         """Keep a successful GET answer for `recall` (least recently used bodies are dropped)."""
         if not response.ok or len(response.body) > self._cache_limit // 4:
             return
-        try:
-            url = check_url(url)  # the same key `recall` looks up
-        except UnsafeURLError:
+        key = checked_or_none(url)  # the same key `recall` looks up
+        if key is None:
             return
-        old = self._cache.pop(url, None)
+        old = self._cache.pop(key, None)
         if old is not None:
             self._cache_bytes -= len(old.body)
-        self._cache[url] = response
+        self._cache[key] = response
         self._cache_bytes += len(response.body)
         while self._cache_bytes > self._cache_limit and self._cache:
             _, dropped = self._cache.popitem(last=False)
             self._cache_bytes -= len(dropped.body)
 
     def recall(self, url: str) -> Response | None:
-        """The answer remembered for `url` in this run, marked `from_cache`, or None."""
-        try:
-            key = check_url(url)
-        except UnsafeURLError:
-            return None
-        found = self._cache.get(key)
-        if found is None:
+        """The answer remembered for `url` in this run, or None."""
+        key = checked_or_none(url)
+        if key is None or key not in self._cache:
             return None
         self._cache.move_to_end(key)
-        return Response(found.url, found.status, found.header_list, found.body, from_cache=True)
+        return self._cache[key]
 
     # -- requests -----------------------------------------------------------------------------
 

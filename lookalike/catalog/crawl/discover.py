@@ -27,8 +27,8 @@ from urllib.parse import urljoin, urlsplit
 from selectolax.lexbor import LexborHTMLParser
 
 from lookalike.catalog.crawl.client import SITEMAP_MAX_BYTES, PoliteClient
-from lookalike.catalog.crawl.errors import FetchError, UnsafeURLError
-from lookalike.catalog.crawl.safety import check_url, host_key
+from lookalike.catalog.crawl.errors import FetchError
+from lookalike.catalog.crawl.safety import check_url, checked_or_none, host_key
 from lookalike.types import Skipped
 
 MAX_SITEMAPS = 50
@@ -112,11 +112,8 @@ async def read_sitemaps(client: PoliteClient, roots: Iterable[str]) -> SitemapRe
         site = host_key(url)
         own = []
         for loc in locs:
-            try:
-                absolute = check_url(urljoin(url, loc))
-            except UnsafeURLError:
-                continue
-            if host_key(absolute) == site:
+            absolute = checked_or_none(urljoin(url, loc))
+            if absolute is not None and host_key(absolute) == site:
                 own.append(absolute)
         if is_index:
             products = [s for s in own if _PRODUCTS.search(urlsplit(s).path)]
@@ -129,13 +126,5 @@ async def read_sitemaps(client: PoliteClient, roots: Iterable[str]) -> SitemapRe
 async def host_sitemaps(client: PoliteClient, url: str) -> list[str]:
     """The sitemaps robots.txt names for `url`'s host, else its `/sitemap.xml`."""
     robots = await client.robots(url)
-    named = [check_url(s) for s in robots.sitemaps if _valid(s)]
+    named = [u for s in robots.sitemaps if (u := checked_or_none(s))]
     return named or [check_url(host_key(url) + "/sitemap.xml")]
-
-
-def _valid(url: str) -> bool:
-    try:
-        check_url(url)
-    except UnsafeURLError:
-        return False
-    return True

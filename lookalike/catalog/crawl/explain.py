@@ -15,13 +15,12 @@ from typing import Any
 
 from lookalike.catalog.crawl.browser import BrowserFetcher
 from lookalike.catalog.crawl.client import PoliteClient
-from lookalike.catalog.crawl.extract import extract_product, product_layers
+from lookalike.catalog.crawl.extract import FIELDS, extract_product, product_layers
 from lookalike.catalog.crawl.fetch import Page, StaticFetcher
 from lookalike.catalog.crawl.generic import ImageVerdict, page_kind, product_of, read_product
 from lookalike.catalog.crawl.options import CrawlOptions, derive_id
 from lookalike.catalog.crawl.safety import check_url
 
-FIELDS = ("title", "price", "currency", "id", "colour", "category", "description", "brand")
 _LAYERS = ("json-ld", "microdata", "opengraph", "selectors")
 
 

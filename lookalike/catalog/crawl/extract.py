@@ -55,6 +55,10 @@ class ProductData:
         return any(s in ("json-ld", "microdata", "opengraph") for s in self.sources)
 
 
+FIELDS = ("title", "price", "currency", "id", "colour", "category", "description", "brand")
+"""The `ProductData` fields every source may give (besides url and images), as `--explain` lists
+them."""
+
 PageKind = Literal["product", "listing", "none"]
 
 
@@ -150,13 +154,6 @@ def _product(doc: Doc, selectors: Selectors) -> ProductData | None:
     return ProductData(
         url=url,
         images=tuple(images),
-        id=pick("id"),
-        title=pick("title"),
-        price=pick("price"),
-        currency=pick("currency"),
-        colour=pick("colour"),
-        category=pick("category"),
-        description=pick("description"),
-        brand=pick("brand"),
         sources=tuple(sources),
+        **{name: pick(name) for name in FIELDS},
     )

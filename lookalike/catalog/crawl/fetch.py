@@ -1,9 +1,9 @@
 """Fetchers: a page URL in, its HTML out.
 
-Two implementations behind the `Fetcher` protocol: `StaticFetcher` (the HTML as the server sends
-it, through `PoliteClient`; fast, no scripts run) and `browser.BrowserFetcher` (Chromium runs the
-page's scripts and scrolls it; for shops that render with JavaScript). Both fetch every byte
-through the same `PoliteClient`, so robots.txt, rate limits and safety rules apply alike.
+Two implementations with the same `fetch` and `aclose`: `StaticFetcher` (the HTML as the server
+sends it, through `PoliteClient`; fast, no scripts run) and `browser.BrowserFetcher` (Chromium
+runs the page's scripts and scrolls it; for shops that render with JavaScript). Both fetch every
+byte through the same `PoliteClient`, so robots.txt, rate limits and safety rules apply alike.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import codecs
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Protocol
 
 from lookalike.catalog.crawl.client import PoliteClient
 from lookalike.catalog.crawl.errors import FetchError
@@ -61,22 +60,6 @@ class Page:
     body_sha256: str | None = None
     layout: Layout | None = None
     load_more: int = 0
-
-
-class Fetcher(Protocol):
-    """Fetches pages. Raises FetchError (and subclasses) for a page that cannot be had."""
-
-    name: str
-
-    async def fetch(
-        self,
-        url: str,
-        *,
-        validators: Validators | None = None,
-        scroll_for: ScrollGoal | None = None,
-    ) -> Page: ...
-
-    async def aclose(self) -> None: ...
 
 
 class StaticFetcher:

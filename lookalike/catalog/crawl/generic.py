@@ -33,7 +33,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lookalike.catalog.crawl.css import Selectors
-from lookalike.catalog.crawl.errors import UnsafeURLError
 from lookalike.catalog.crawl.extract import (
     ProductData,
     classify,
@@ -42,7 +41,7 @@ from lookalike.catalog.crawl.extract import (
 )
 from lookalike.catalog.crawl.layout import MARK, Ancestor, Box, Layout, MeasuredImage
 from lookalike.catalog.crawl.listing import ListingData
-from lookalike.catalog.crawl.safety import check_url
+from lookalike.catalog.crawl.safety import checked_or_none
 from lookalike.catalog.crawl.values import clean_text, parse_currency, parse_price
 
 MIN_RENDERED = 150
@@ -247,13 +246,6 @@ def _title_depth(image: MeasuredImage) -> int:
     return 0
 
 
-def _checked(ref: str) -> str | None:
-    try:
-        return check_url(ref)
-    except UnsafeURLError:
-        return None
-
-
 def _gallery(
     layout: Layout, html: str, url: str, min_rendered: int, min_natural: int
 ) -> tuple[tuple[str, ...], tuple[ImageVerdict, ...]]:
@@ -268,7 +260,9 @@ def _gallery(
 
     for image in layout.images:
         options = [u for u in (marked.get(image.n) or []) if u]
-        shown = _checked(image.url) if image.url and not image.url.startswith("data:") else None
+        shown = (
+            checked_or_none(image.url) if image.url and not image.url.startswith("data:") else None
+        )
         best = options[0] if options else shown
         if best is None:
             refuse(image, image.url[:200] or "(no URL)", "no http(s) URL")

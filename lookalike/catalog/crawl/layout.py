@@ -292,9 +292,9 @@ class Layout:
 def money_pattern() -> str:
     """A regular expression (valid in Python and JavaScript) for a number next to a currency
     symbol or ISO code: `EUR 13.50`, `13,50 €`, `$1,299`, `from £9`."""
-    from lookalike.catalog.crawl.values import currency_codes
+    from lookalike.catalog.crawl.values import CURRENCY_CODES
 
-    codes = "|".join(sorted(currency_codes()))
+    codes = "|".join(sorted(CURRENCY_CODES))
     symbol = "[\u20ac\u00a3$\u00a5\u20b9\u20a9\u20ba]"
     return (
         rf"(?:{symbol}|\b(?:{codes})\b)\s*\d"

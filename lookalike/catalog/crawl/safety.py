@@ -113,6 +113,14 @@ def check_url(url: str) -> str:
     return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
 
 
+def checked_or_none(url: str) -> str | None:
+    """`check_url(url)`, or None when it refuses the URL."""
+    try:
+        return check_url(url)
+    except UnsafeURLError:
+        return None
+
+
 def canonical_host(hostname: str, url: str = "") -> str:
     """The host of a URL as the crawler uses it everywhere: a lower-case name without its final
     dot, an IPv4 address in dotted decimal, or an IPv6 address compressed and in brackets.

@@ -31,18 +31,6 @@ from lookalike.catalog.crawl.errors import CrawlError
 
 STATE_DIR = ".crawl"
 CATALOGUE = "catalogue.jsonl"
-MANIFEST_KEYS = (
-    "id",
-    "images",
-    "title",
-    "price",
-    "currency",
-    "colour",
-    "category",
-    "description",
-    "url",
-)
-"""Keys of every catalogue line, in this order (`brand` follows when the page names one)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +49,7 @@ class ImageRecord:
 class ProductRecord:
     """The latest visit of one product page.
 
-    item: the catalogue line (MANIFEST_KEYS, image paths relative to SHOP/); empty when `gone`.
+    item: the catalogue line (image paths relative to SHOP/); empty when `gone`.
     rank: discovery order (seed, listing page, position) that orders the catalogue.
     etag, last_modified, body_sha256: what tells a changed page from an unchanged one.
     rendered: the page needed the browser (a rerun goes to the browser directly).

@@ -45,7 +45,7 @@ _CURRENCY_SYMBOLS = (
     ("zł", "PLN"),
     ("$", "USD"),
 )
-_CURRENCY_CODES = frozenset(
+CURRENCY_CODES = frozenset(
     [
         "EUR",
         "USD",
@@ -80,12 +80,8 @@ _CURRENCY_CODES = frozenset(
         "PHP",
     ]
 )
+"""The ISO 4217 codes a price text is recognised by."""
 _NUMBER = re.compile(r"\d[\d.,'\s\u00a0\u202f]*")
-
-
-def currency_codes() -> frozenset[str]:
-    """The ISO 4217 codes a price text is recognised by."""
-    return _CURRENCY_CODES
 
 
 def parse_price(value: object) -> float | None:
@@ -126,7 +122,7 @@ def parse_currency(value: object) -> str | None:
     if not text:
         return None
     for code in re.findall(r"[A-Za-z]{3}", text):
-        if code.upper() in _CURRENCY_CODES:
+        if code.upper() in CURRENCY_CODES:
             return code.upper()
     for symbol, code in _CURRENCY_SYMBOLS:
         if symbol in text:
