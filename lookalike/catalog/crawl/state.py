@@ -105,25 +105,32 @@ class CrawlState:
         Raises CrawlError when another crawl holds SHOP/ or the journal cannot be written.
         """
         state = cls(root)
-        try:
-            state._dir.mkdir(parents=True, exist_ok=True)
-            state._lock = open(state._dir / "lock", "w")  # noqa: SIM115 (held until close)
-        except OSError as exc:
-            raise CrawlError(f"cannot write to {root}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(state._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            state._lock.close()
-            raise CrawlError(f"another crawl is writing to {root}; wait for it to finish") from None
-        try:
-            state._load()
-            state._compact()
-            state._journal = open(state._dir / "state.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-        except OSError as exc:
-            state.close()
-            raise CrawlError(f"cannot write the crawl state in {state._dir}: {exc}") from None
-        state._append({"e": "gen", "gen": state.generation, "done": False})
+        state.begin()
         return state
+
+    def begin(self) -> None:
+        """Lock SHOP/, read and compact the journal, and start or resume a generation (what
+        `open` does after building the state; called once)."""
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self._dir / "lock", "w")  # noqa: SIM115 (held until close)
+        except OSError as exc:
+            raise CrawlError(f"cannot write to {self.root}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise CrawlError(
+                f"another crawl is writing to {self.root}; wait for it to finish"
+            ) from None
+        try:
+            self._load()
+            self._compact()
+            self._journal = open(self._dir / "state.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            self.close()
+            raise CrawlError(f"cannot write the crawl state in {self._dir}: {exc}") from None
+        self._append({"e": "gen", "gen": self.generation, "done": False})
 
     def close(self) -> None:
         if self._journal is not None:
