@@ -144,7 +144,7 @@ class ItemTextIndex:
                     t: c / self.photos[item_id] for t, c in counts.items() if c >= need
                 }
             self._cache[key] = kept
-        return self._cache[key]  # type: ignore[return-value]
+        return self._cache[key]  # type: ignore[return-value]  # one shape per key prefix
 
     def _vocabulary(self, min_photos: int) -> tuple[dict[str, float], dict[str, list[str]]]:
         """idf per token (BM25-style, over items) and the trigram -> tokens inverted index."""
@@ -159,7 +159,7 @@ class ItemTextIndex:
                 for gram in trigrams(token):
                     grams[gram].append(token)
             self._cache[key] = (idf, dict(grams))
-        return self._cache[key]  # type: ignore[return-value]
+        return self._cache[key]  # type: ignore[return-value]  # one shape per key prefix
 
     def _item_mass(self, min_photos: int) -> dict[str, float]:
         """item -> sum over its kept words of idf * share (the denominator of its coverage)."""
@@ -170,7 +170,7 @@ class ItemTextIndex:
                 item_id: sum(idf[t] * share for t, share in shares.items())
                 for item_id, shares in self._kept(min_photos).items()
             }
-        return self._cache[key]  # type: ignore[return-value]
+        return self._cache[key]  # type: ignore[return-value]  # one shape per key prefix
 
     def expand(self, token: str, settings: TextMatchSettings) -> dict[str, float]:
         """Catalogue tokens that `token` matches, with their similarity (1.0 for itself)."""
