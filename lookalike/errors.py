@@ -70,3 +70,10 @@ class TrainingError(LookalikeError):
     cannot be trained); refused before anything in the index changes."""
 
     exit_code = 9
+
+
+BY_NAME: dict[str, type[LookalikeError]] = {
+    cls.__name__: cls
+    for cls in (CatalogueError, DecodeError, IndexMismatchError, ModelError, QueryError, StoreError)
+}
+"""The errors a served index names in its answers, by class name: the CLI raises the same again."""

@@ -23,11 +23,10 @@ from urllib.parse import quote
 
 from lookalike.api.server_file import ServerRecord, process_alive, read_record
 from lookalike.errors import (
+    BY_NAME,
     CatalogueError,
     DecodeError,
-    IndexMismatchError,
     LookalikeError,
-    ModelError,
     QueryError,
     StoreError,
 )
@@ -35,7 +34,8 @@ from lookalike.errors import (
 if TYPE_CHECKING:
     import httpx
 
-    from lookalike.engine.core import Progress, SearchResult
+    from lookalike.engine.records import Progress
+    from lookalike.engine.results import SearchResult
     from lookalike.faces.values import FaceSearchResult
     from lookalike.types import IndexSummary
 
@@ -43,10 +43,6 @@ KEY_HEADER = "X-API-Key"
 """The header carrying the secret: the one the API key travels in (one write decision)."""
 _CHECK_TIMEOUT_S = 3.0
 _POLL_S = 0.3
-_ERRORS: dict[str, type[LookalikeError]] = {
-    cls.__name__: cls
-    for cls in (CatalogueError, DecodeError, IndexMismatchError, ModelError, QueryError, StoreError)
-}
 
 
 def find_server(index_dir: Path) -> ServedIndex | None:
@@ -369,7 +365,7 @@ def summary_from(data: dict[str, Any]) -> IndexSummary:
 
 def error_from(status: int, detail: str, kind: str, server: str) -> LookalikeError:
     """The typed error a server's answer names (`error`: the exception type), else by status."""
-    cls = _ERRORS.get(kind)
+    cls = BY_NAME.get(kind)
     if cls is None and kind in ("NoFaceError", "ManyFacesError"):
         cls = QueryError
     if cls is not None:

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lookalike.engine.signature import views_signature
+from lookalike.engine.signature import stale_note, views_signature, views_stale
 from lookalike.errors import CatalogueError, IndexMismatchError, StoreError
 from lookalike.pipeline.embed import l2_normalise
-from lookalike.store.base import PointRecord, where
+from lookalike.store.base import PointRecord
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
@@ -73,10 +73,7 @@ class ProjectionStatus:
             f"(lam {self.params.get('lam')}), sha256 {str(self.sha256)[:12]}"
         )
         if self.stale:
-            line += (
-                f"; STALE: fitted on {self.fitted_views} views, the index now has "
-                f"{self.current_views} (run `lookalike tune` again)"
-            )
+            line += stale_note("fitted", self.fitted_views, self.current_views, "lookalike tune")
         return line
 
     def to_dict(self) -> dict[str, Any]:
@@ -333,12 +330,7 @@ def projection_status(engine: Engine, *, exact: bool = True) -> ProjectionStatus
     record = manifest.projection if manifest is not None else None
     if not record:
         return ProjectionStatus(present=False, applied=False)
-    if exact:
-        signature, count = views_signature(engine.store)
-        stale = signature != record.get("views")
-    else:
-        count = engine.store.count(where("kind", "view"))
-        stale = count != record.get("view_count")
+    stale, count = views_stale(engine.store, record, exact)
     return ProjectionStatus(
         present=True,
         applied=engine.projection is not None,

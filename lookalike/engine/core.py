@@ -17,7 +17,7 @@ Visibility while indexing: see `lookalike.engine.indexer`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,16 +30,14 @@ from lookalike.engine.fields import FilterFields
 from lookalike.engine.indexer import Indexer
 from lookalike.engine.lock import ClosesStore, folder_write_lock
 from lookalike.engine.manifest import IndexManifest
+from lookalike.engine.part import Forward
 from lookalike.engine.photos import PhotoPipeline
-from lookalike.engine.records import IndexRunner, Progress
-from lookalike.engine.results import QueryObject, SearchResult
 from lookalike.engine.searcher import Searcher
 from lookalike.engine.textfusion import TextFusion
 from lookalike.engine.viewsettings import resolve_views
 from lookalike.errors import IndexMismatchError, StoreError
 from lookalike.pipeline.embed import ImageEmbedder
-from lookalike.store.base import Filter, Store
-from lookalike.types import F32, Aggregation, Box, IndexSummary, Item, ProductHit
+from lookalike.store.base import Store
 
 if TYPE_CHECKING:
     from lookalike.engine.adapted import ProjectionStatus, TuneOutcome
@@ -49,8 +47,7 @@ if TYPE_CHECKING:
     from lookalike.learn.projection import Projection
     from lookalike.pipeline.decode import DecodeLimits
     from lookalike.pipeline.ocr import TextReader
-    from lookalike.pipeline.text_match import ItemTextIndex
-    from lookalike.pipeline.views import ObjectView, ViewSettings
+    from lookalike.pipeline.views import ViewSettings
 
 
 class Engine(ClosesStore):
@@ -261,30 +258,7 @@ class Engine(ClosesStore):
 
     # -- indexing ------------------------------------------------------------------------------
 
-    def index(
-        self,
-        catalogue: Path | str | Iterable[Item],
-        *,
-        sync: bool = False,
-        progress: Progress | None = None,
-        runner: IndexRunner | None = None,
-        repair: bool = False,
-    ) -> IndexSummary:
-        """Index a catalogue (folder, JSONL or CSV manifest, or Items) incrementally.
-
-        Only images that are new or whose bytes changed are decoded and embedded; views of images
-        an item no longer lists are removed; `sync` also removes items absent from the catalogue.
-        Safe to kill at any point: a rerun finishes the job and yields the same index.
-        runner: where decoding and embedding run (default: here, decoding on threads overlapped
-        with inference); this process always writes to the store.
-        repair: check everything first (`verify`); a damaged shard is set aside and rebuilt from
-        the catalogue (every photo embedded again). Without it a damaged index is an
-        IndexDamagedError.
-        """
-
-        return self._indexer.run(
-            catalogue, sync=sync, progress=progress, runner=runner, repair=repair
-        )
+    index = Forward("_indexer", Indexer.index)
 
     @property
     def pipeline(self) -> PhotoPipeline:
@@ -301,13 +275,9 @@ class Engine(ClosesStore):
             self._stage_cache = wiring.load_stages(self.settings, self.views)
         return self._stage_cache
 
-    def filter_fields(self, *, fresh: bool = False) -> dict[str, str]:
-        """Fields filters may name -> kind (see `FilterFields.filter_fields`)."""
-        return self._fields.filter_fields(fresh=fresh)
+    filter_fields = Forward("_fields", FilterFields.filter_fields)
 
-    def user_filter(self, where: str | Filter | None) -> Filter | None:
-        """A user's filter, checked (see `FilterFields.user_filter`)."""
-        return self._fields.user_filter(where)
+    user_filter = Forward("_fields", FilterFields.user_filter)
 
     def training_views(self, source: str, *, query: bool = False) -> list[tuple[str, Image.Image]]:
         """(view key, RGB image) of each view indexing makes of one photo (`PhotoPipeline`)."""
@@ -320,153 +290,49 @@ class Engine(ClosesStore):
             self._reader = TextReader()
         return self._reader
 
-    def text_index(self) -> ItemTextIndex | None:
-        """`ItemTextIndex` of the OCR words stored with the views (`TextFusion.text_index`)."""
-        return self._texts.text_index()
+    text_index = Forward("_texts", TextFusion.text_index)
 
-    def delete(self, item_ids: Sequence[str]) -> list[str]:
-        """Remove items (all their views and centroids); the ids that were in the index."""
-        return self._indexer.delete(item_ids)
+    delete = Forward("_indexer", Indexer.delete)
 
     # -- searching (`lookalike.engine.searcher`, `lookalike.engine.textfusion`) ----------------
 
-    def embed_query(self, image: Image.Image) -> F32:
-        return self._searcher.embed_query(image)
+    embed_query = Forward("_searcher", Searcher.embed_query)
 
-    def search(
-        self,
-        query: Path | str | bytes | Image.Image,
-        *,
-        k: int = 5,
-        where: str | Filter | None = None,
-        mode: Aggregation | None = None,
-        box: Box | Sequence[float] | None = None,
-        exclude: Sequence[str] = (),
-        text: str | None = None,
-    ) -> SearchResult:
-        """The `k` items most like the photo, one result per item, best first (`Searcher.search`)."""
-        return self._searcher.search(
-            query, k=k, where=where, mode=mode, box=box, exclude=exclude, text=text
-        )
+    search = Forward("_searcher", Searcher.search)
 
-    def query_vector(self, image: Image.Image) -> F32:
-        """The query's embedder vector (`Searcher.query_vector`)."""
-        return self._searcher.query_vector(image)
+    query_vector = Forward("_searcher", Searcher.query_vector)
 
-    def embed_queries(self, images: Sequence[Image.Image]) -> F32:
-        """(N, D) embedder vectors of query photos (`Searcher.embed_queries`)."""
-        return self._searcher.embed_queries(images)
+    embed_queries = Forward("_searcher", Searcher.embed_queries)
 
-    def fuse_text(
-        self, photo: Image.Image, hits: Sequence[ProductHit]
-    ) -> tuple[list[ProductHit], bool]:
-        """`hits` re-ordered by the words read on `photo` (`TextFusion.fuse_text`)."""
-        return self._texts.fuse_text(photo, hits)
+    fuse_text = Forward("_texts", TextFusion.fuse_text)
 
-    def search_objects(
-        self,
-        query: Path | str | bytes | Image.Image,
-        *,
-        k: int = 5,
-        where: str | Filter | None = None,
-        mode: Aggregation | None = None,
-    ) -> list[SearchResult]:
-        """Results per detected object of the photo (`Searcher.search_objects`)."""
-        return self._searcher.search_objects(query, k=k, where=where, mode=mode)
+    search_objects = Forward("_searcher", Searcher.search_objects)
 
-    def detected_objects(self, photo: Image.Image) -> tuple[QueryObject, ...]:
-        """The relevant objects of a query photo (`Searcher.detected_objects`)."""
-        return self._searcher.detected_objects(photo)
+    detected_objects = Forward("_searcher", Searcher.detected_objects)
 
-    def query_views(
-        self,
-        photo: Image.Image,
-        *,
-        box: Box | Sequence[float] | None = None,
-        all_objects: bool = False,
-    ) -> list[ObjectView]:
-        """The `ObjectView`s a query photo searches with under this index's view settings, the
-        one `search` uses first (see `lookalike.pipeline.isolate.query_views`)."""
-        return self._searcher.query_views(photo, box=box, all_objects=all_objects)
+    query_views = Forward("_searcher", Searcher.query_views)
 
-    def search_text(
-        self,
-        text: str,
-        *,
-        k: int = 5,
-        where: str | Filter | None = None,
-        exclude: Sequence[str] = (),
-    ) -> SearchResult:
-        """Items matching words (`TextFusion.search_text`)."""
-        return self._texts.search_text(text, k=k, where=where, exclude=exclude)
+    search_text = Forward("_texts", TextFusion.search_text)
 
-    def similar(
-        self,
-        item_id: str,
-        *,
-        k: int = 5,
-        where: str | Filter | None = None,
-        mode: Aggregation | None = None,
-    ) -> SearchResult:
-        """More like this: items nearest to an indexed item's centroid, the item itself excluded."""
-        return self._searcher.similar(item_id, k=k, where=where, mode=mode)
+    similar = Forward("_searcher", Searcher.similar)
 
-    def recommend(
-        self,
-        positive: Sequence[str],
-        negative: Sequence[str] = (),
-        *,
-        k: int = 5,
-        where: str | Filter | None = None,
-        mode: Aggregation | None = None,
-    ) -> SearchResult:
-        """More like `positive` items, less like `negative` ones (`Searcher.recommend`)."""
-        return self._searcher.recommend(positive, negative, k=k, where=where, mode=mode)
+    recommend = Forward("_searcher", Searcher.recommend)
 
-    def decode_query(self, query: Path | str | bytes | Image.Image) -> Image.Image:
-        """A query photo decoded (RGB) under the settings' size limits."""
-        return self._searcher.decode_query(query)
+    decode_query = Forward("_searcher", Searcher.decode_query)
 
-    def search_vector(
-        self,
-        vector: F32,
-        *,
-        k: int = 5,
-        where: str | Filter | None = None,
-        mode: Aggregation | None = None,
-        exclude: Sequence[str] = (),
-        route: str | None = None,
-    ) -> list[ProductHit]:
-        """Items nearest to `vector` (`Searcher.search_vector`)."""
-        return self._searcher.search_vector(
-            vector, k=k, where=where, mode=mode, exclude=exclude, route=route
-        )
+    search_vector = Forward("_searcher", Searcher.search_vector)
 
-    def predict_field(
-        self, vector: F32, field_name: str, *, where: Filter | None = None, neighbours: int = 15
-    ) -> Any:
-        """The value of `field_name` most supported by the nearest views (`Searcher.predict_field`)."""
-        return self._searcher.predict_field(vector, field_name, where=where, neighbours=neighbours)
+    predict_field = Forward("_searcher", Searcher.predict_field)
 
     # -- information ---------------------------------------------------------------------------
 
-    def item(self, item_id: str) -> dict[str, Any] | None:
-        """An indexed item: its catalogue fields and the images of its views; None if unknown."""
-        return self._searcher.item(item_id)
+    item = Forward("_searcher", Searcher.item)
 
-    def item_vector(self, item_id: str) -> F32:
-        """The item's centroid vector (mean of its views), for "more like this"."""
-        return self._searcher.item_vector(item_id)
+    item_vector = Forward("_searcher", Searcher.item_vector)
 
-    def facets(
-        self, field_name: str, *, where: str | Filter | None = None, limit: int = 20
-    ) -> dict[Any, int]:
-        """Value -> number of items with it (`FilterFields.facets`)."""
-        return self._fields.facets(field_name, where=where, limit=limit)
+    facets = Forward("_fields", FilterFields.facets)
 
-    def fields(self) -> dict[str, str]:
-        """Catalogue fields users can filter on: name -> kind (keyword, float, bool)."""
-        return self._fields.fields()
+    fields = Forward("_fields", FilterFields.fields)
 
     def projection_status(self, *, exact: bool = True) -> ProjectionStatus:
         """`lookalike.engine.adapted.ProjectionStatus`: is a learned projection used, is it stale

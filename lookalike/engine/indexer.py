@@ -46,7 +46,7 @@ class Indexer(EnginePart):
         self.texts = texts
         self.fields = fields
 
-    def run(
+    def index(
         self,
         catalogue: Path | str | Iterable[Item],
         *,

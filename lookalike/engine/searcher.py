@@ -18,7 +18,7 @@ from lookalike.engine.part import EnginePart
 from lookalike.engine.records import ALL_VIEWS, INTERNAL_KEYS, VISIBLE_VIEWS, product_hit
 from lookalike.engine.results import QueryObject, SearchResult, query_object
 from lookalike.engine.textfusion import FUSION_DEPTH, TextFusion, rrf
-from lookalike.errors import DecodeError, QueryError
+from lookalike.errors import QueryError
 from lookalike.store.base import Condition, Filter, point_id
 from lookalike.types import F32, Aggregation, Box, ProductHit
 
@@ -180,6 +180,9 @@ class Searcher(EnginePart):
         all_objects: bool = False,
         detections: Sequence[Detection] | None = None,
     ) -> list[ObjectView]:
+        """The `ObjectView`s a query photo searches with under this index's view settings, the
+        one `search` uses first (see `lookalike.pipeline.isolate.query_views`).
+        """
         from lookalike.pipeline.views import query_views
 
         detector, isolator = self.engine.stages()
@@ -236,18 +239,10 @@ class Searcher(EnginePart):
         return SearchResult(tuple(hits), timings, mode or self.engine.settings.search.mode)
 
     def decode_query(self, query: Path | str | bytes | Image.Image) -> Image.Image:
-        from lookalike.pipeline.decode import decode_image, read_source
+        """A query photo decoded (RGB) under the settings' size limits."""
+        from lookalike.pipeline.decode import decode_query
 
-        if isinstance(query, Image.Image):
-            return query.convert("RGB")
-        limits = wiring.limits(self.engine.settings)
-        if isinstance(query, bytes):
-            return decode_image(query, "query", limits)
-        source = str(query)
-        try:
-            return decode_image(read_source(source, limits), source, limits)
-        except DecodeError as exc:
-            raise DecodeError(f"query photo {source}: {exc}") from exc
+        return decode_query(query, wiring.limits(self.engine.settings))
 
     def search_vector(
         self,

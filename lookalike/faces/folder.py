@@ -26,7 +26,7 @@ from PIL import Image
 
 from lookalike.config import Settings
 from lookalike.engine.lock import ClosesStore, folder_write_lock
-from lookalike.errors import DecodeError, IndexMismatchError, StoreError
+from lookalike.errors import IndexMismatchError, StoreError
 from lookalike.faces.detect import (
     DIM,
     DlibFaceEmbedder,
@@ -39,7 +39,7 @@ from lookalike.faces.detect import (
 from lookalike.faces.ingest import normalise
 from lookalike.faces.settings import FaceSettings
 from lookalike.faces.values import BoxTuple, Face, FaceEmbedder, QueryFace
-from lookalike.pipeline.decode import DecodeLimits, decode_image, read_source
+from lookalike.pipeline.decode import DecodeLimits, decode_query
 from lookalike.store.base import PointRecord, Store, where
 from lookalike.types import Box
 
@@ -221,16 +221,7 @@ class FaceFolder(ClosesStore):
         ]
 
     def _decode_query(self, query: Path | str | bytes | Image.Image) -> Image.Image:
-        if isinstance(query, Image.Image):
-            return query.convert("RGB")
-        limits = self.decode_limits(draft=False)
-        if isinstance(query, bytes):
-            return decode_image(query, "query", limits)
-        source = str(query)
-        try:
-            return decode_image(read_source(source, limits), source, limits)
-        except DecodeError as exc:
-            raise DecodeError(f"query photo {source}: {exc}") from exc
+        return decode_query(query, self.decode_limits(draft=False))
 
     def decode_limits(self, draft: bool = True) -> DecodeLimits:
         from lookalike.engine import wiring

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lookalike.engine.signature import stale_note, views_stale
 from lookalike.errors import IndexMismatchError
 
 if TYPE_CHECKING:
@@ -91,9 +92,8 @@ class NetworkStatus:
         if r.get("instance"):
             line += ", instance views (one photo per item, no pairs)"
         if self.stale:
-            line += (
-                f"; STALE: trained on {self.trained_views} views, the index now has "
-                f"{self.current_views} (run `lookalike tune --train` again)"
+            line += stale_note(
+                "trained", self.trained_views, self.current_views, "lookalike tune --train"
             )
         return line
 
@@ -104,18 +104,10 @@ class NetworkStatus:
 def network_status(engine: Engine, *, exact: bool = True) -> NetworkStatus:
     """What network `engine`'s index embeds with, and whether it is stale (exact: compare every
     view's content hash; else the number of views)."""
-    from lookalike.engine.signature import views_signature
-    from lookalike.store.base import where
-
     record = getattr(engine.manifest, "network", None)
     if not record:
         return NetworkStatus(present=False)
-    if exact:
-        signature, count = views_signature(engine.store)
-        stale = signature != record.get("views")
-    else:
-        count = engine.store.count(where("kind", "view"))
-        stale = count != record.get("view_count")
+    stale, count = views_stale(engine.store, record, exact)
     return NetworkStatus(
         present=True,
         base=record.get("base"),

@@ -181,6 +181,20 @@ def decode_image(data: bytes, source: str = "", limits: DecodeLimits | None = No
     return image
 
 
+def decode_query(query: Path | str | bytes | Image.Image, limits: DecodeLimits) -> Image.Image:
+    """A query photo (path, URL, bytes or an image already decoded) as RGB under `limits`;
+    DecodeError naming the photo."""
+    if isinstance(query, Image.Image):
+        return query.convert("RGB")
+    if isinstance(query, bytes):
+        return decode_image(query, "query", limits)
+    source = str(query)
+    try:
+        return decode_image(read_source(source, limits), source, limits)
+    except DecodeError as exc:
+        raise DecodeError(f"query photo {source}: {exc}") from exc
+
+
 def load_image(source: str, limits: DecodeLimits | None = None) -> Decoded:
     """Read and decode one path or http(s) URL. Raises DecodeError with the reason."""
     limits = limits or DecodeLimits()
