@@ -47,3 +47,12 @@ def model_store(model_settings: Settings) -> ModelStore:
 def lite2_dir(model_store: ModelStore) -> Path:
     """The exported EfficientNet-Lite2 ONNX (exported on first use; needs the export extra)."""
     return model_store.path("efficientnet-lite2")
+
+
+@pytest.fixture(scope="session")
+def deepface(data_dir: Path) -> Path:
+    """The labelled face photos (deepface's test set: identities.csv and the photos)."""
+    root = data_dir / "faces" / "deepface"
+    if not (root / "identities.csv").exists():
+        pytest.fail(f"face photos not found at {root}")
+    return root

@@ -23,14 +23,6 @@ PEOPLE = ("person01", "person02", "person05")
 
 
 @pytest.fixture(scope="module")
-def deepface(data_dir: Path) -> Path:
-    root = data_dir / "faces" / "deepface"
-    if not (root / "identities.csv").exists():
-        pytest.fail(f"face photos not found at {root}")
-    return root
-
-
-@pytest.fixture(scope="module")
 def identities(deepface: Path) -> dict[str, str]:
     with open(deepface / "identities.csv", newline="") as fh:
         return {str(deepface / r["file"]): r["identity"] for r in csv.DictReader(fh)}

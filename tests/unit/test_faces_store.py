@@ -21,14 +21,6 @@ PHOTOS = {"person01": ("img2.jpg", "img4.jpg"), "person02": ("img3.jpg",)}
 
 
 @pytest.fixture(scope="module")
-def deepface(data_dir: Path) -> Path:
-    root = data_dir / "faces" / "deepface"
-    if not (root / "identities.csv").exists():
-        pytest.fail(f"face photos not found at {root}")
-    return root
-
-
-@pytest.fixture(scope="module")
 def album(deepface: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("album")
     for who, files in PHOTOS.items():

@@ -189,14 +189,6 @@ PEOPLE = ("person01", "person02")
 
 
 @pytest.fixture(scope="module")
-def deepface(data_dir: Path) -> Path:
-    root = data_dir / "faces" / "deepface"
-    if not (root / "identities.csv").exists():
-        pytest.fail(f"face photos not found at {root}")
-    return root
-
-
-@pytest.fixture(scope="module")
 def real_server(deepface: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """person01's and person02's photos, except img1.jpg (the selfie), in a real face index."""
     root = tmp_path_factory.mktemp("people")
