@@ -3,6 +3,7 @@ the facade's methods that are theirs (`Forward`)."""
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
@@ -39,6 +40,13 @@ class Forward(Generic[P, R]):
     def __init__(self, part: str, method: Callable[Concatenate[Any, P], R]) -> None:
         self.part, self.name = part, method.__name__
         self.__doc__ = method.__doc__
+        params = list(inspect.signature(method).parameters.values())[1:]  # without self
+        self.shown = f"{method.__qualname__}{inspect.Signature(params)}"
+
+    def __repr__(
+        self,
+    ) -> str:  # what `help(Engine)` shows: the collaborator's method, its signature
+        return self.shown
 
     @overload
     def __get__(self, engine: None, owner: type) -> Forward[P, R]: ...
