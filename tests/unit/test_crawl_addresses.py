@@ -35,7 +35,8 @@ def test_odd_hosts_are_canonical_before_they_are_checked() -> None:
             check_url(bad)
     with pytest.raises(UnsafeURLError, match="zone id"):
         check_url("http://[fe80::1%25eth0]/x")
-    with pytest.raises(UnsafeURLError, match="after the IPv6 address"):
+    # Debian's Python 3.11.2 urlsplit refuses it itself ("Invalid IPv6 URL"); 3.11.7 does not
+    with pytest.raises(UnsafeURLError, match="IPv6"):
         check_url("http://[::1]x/")
 
 
