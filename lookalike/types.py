@@ -12,6 +12,10 @@ from numpy.typing import NDArray
 F32 = NDArray[np.float32]
 """A float32 array. Embeddings are (N, D) and L2-normalised by `lookalike.pipeline.embed.l2_normalise`."""
 
+JSONValue = Any  # Any: JSON is untyped by nature
+"""One value decoded from JSON (a payload field, a filter operand): str, int, float, bool, None, or
+a list/dict of those."""
+
 RESERVED_PAYLOAD_KEYS = frozenset(
     [
         "item_id",

@@ -5,6 +5,11 @@ Exits 1 when a module is over the limit, modules import each other in a cycle (i
 `if TYPE_CHECKING:` do not count: they never run), or code reaches another module's private name
 (`from m import _x`, `obj._x` where `_x` is not defined in the same module). Dunder names,
 `self`/`cls` attributes and namedtuple's `_replace`/`_asdict` are fine.
+
+`Any` is for data that really is untyped (JSON): it may appear in an annotation only as the value
+type of a mapping (`dict[str, Any]`, a JSON object) or through `lookalike.types.JSONValue` (one
+decoded JSON value). Anywhere else an annotation needs a real type, or, where none can be written
+(a callable forwarding any arguments), a comment on the same line starting `# Any:` with the reason.
 """
 
 from __future__ import annotations
@@ -72,6 +77,9 @@ def main() -> int:
         help="folders of scripts held to the public API only (e.g. bench): private names are checked, "
         "not sizes or cycles",
     )
+    parser.add_argument(
+        "--any", action="store_true", help="also list every `Any` that is not JSON data"
+    )
     args = parser.parse_args()
     root = Path(args.package).resolve()
     files = sorted(root.rglob("*.py"))
@@ -86,6 +94,8 @@ def main() -> int:
         if lines > args.max_lines:
             problems.append(f"size: {path.relative_to(root.parent)} has {lines} lines")
         tree = ast.parse(text)
+        if args.any:
+            problems += [f"any: {path.relative_to(root.parent)}:{n}" for n in loose_any(tree, text)]
         own = defined_names(tree)
         is_pkg = path.name == "__init__.py"
         typing_only = {
@@ -127,6 +137,45 @@ def main() -> int:
         print(line)
     print(f"{len(mods)} modules, {total} lines, {len(problems)} problems")
     return 1 if problems else 0
+
+
+MAPPINGS = {"dict", "Mapping", "MutableMapping"}
+
+
+def loose_any(tree: ast.AST, text: str) -> list[int]:
+    """Lines whose annotations (or casts) use `Any` outside a mapping's value type, unexplained."""
+    lines = text.splitlines()
+    annotations: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            every = [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
+            annotations += [arg.annotation for arg in every if arg is not None and arg.annotation]
+            annotations += [node.returns] if node.returns else []
+        elif isinstance(node, ast.AnnAssign):
+            annotations.append(node.annotation)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, (ast.Subscript, ast.BinOp)):
+            annotations.append(node.value)  # a type alias
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) in ("cast", "typing.cast"):
+            annotations += node.args[:1]
+    out: list[int] = []
+    for annotation in annotations:
+        parents = {id(c): p for p in ast.walk(annotation) for c in ast.iter_child_nodes(p)}
+        for node in ast.walk(annotation):
+            if not (isinstance(node, ast.Name) and node.id == "Any"):
+                continue
+            up = parents.get(id(node))
+            top = parents.get(id(up)) if isinstance(up, ast.Tuple) else None
+            mapping_value = (
+                isinstance(top, ast.Subscript)
+                and ast.unparse(top.value).split(".")[-1] in MAPPINGS
+                and isinstance(up, ast.Tuple)
+                and up.elts[-1] is node
+            )
+            explained = "# Any:" in lines[node.lineno - 1]
+            if not mapping_value and not explained:
+                out.append(node.lineno)
+    return out
 
 
 def client_problems(path: Path) -> list[str]:
