@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from lookalike.types import F32, Hit
+from lookalike.types import F32, Hit, JSONValue
 
 IndexKind = Literal["keyword", "integer", "float", "text", "bool"]
 
@@ -37,7 +38,7 @@ class Condition:
 
     field: str
     op: Literal["eq", "ne", "in", "not_in", "range"]
-    value: Any = None
+    value: JSONValue = None
     gt: float | None = None
     gte: float | None = None
     lt: float | None = None
@@ -66,7 +67,7 @@ class Condition:
                 return any(self._in_range(v) for v in values)
         return False
 
-    def _in_range(self, v: Any) -> bool:
+    def _in_range(self, v: JSONValue) -> bool:
         if isinstance(v, bool) or not isinstance(v, int | float):
             return False
         return (
@@ -77,23 +78,23 @@ class Condition:
         )
 
 
-def field_values(payload: Mapping[str, Any], path: str) -> list[Any]:
+def field_values(payload: Mapping[str, Any], path: str) -> list[JSONValue]:
     """The values of a (dotted) payload field, lists flattened, nulls dropped: what filters test."""
-    current: list[Any] = [payload]
+    current: list[JSONValue] = [payload]
     for part in path.split("."):
-        nxt: list[Any] = []
+        nxt: list[JSONValue] = []
         for obj in current:
             for o in obj if isinstance(obj, list) else [obj]:
                 if isinstance(o, Mapping) and part in o:
                     nxt.append(o[part])
         current = nxt
-    out: list[Any] = []
+    out: list[JSONValue] = []
     for v in current:
         out.extend(v if isinstance(v, list) else [v])
     return [v for v in out if v is not None]
 
 
-def _same(a: Any, b: Any) -> bool:
+def _same(a: JSONValue, b: JSONValue) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b or (isinstance(a, bool) and isinstance(b, bool) and a == b)
     return a == b
@@ -114,7 +115,7 @@ class Filter:
         return all(c.matches(payload) for c in self.conditions)
 
 
-def where(field_name: str, value: Any) -> Filter:
+def where(field_name: str, value: JSONValue) -> Filter:
     """Shorthand for a one-condition equality filter."""
     return Filter((Condition(field_name, "eq", value),))
 
@@ -179,7 +180,9 @@ class Store(Protocol):
         """Create a payload index so filters on `field_name` stay fast."""
         ...
 
-    def facet(self, field_name: str, flt: Filter | None = None, limit: int = 20) -> dict[Any, int]:
+    def facet(
+        self, field_name: str, flt: Filter | None = None, limit: int = 20
+    ) -> dict[JSONValue, int]:
         """Value -> number of points, for a keyword field."""
         ...
 
@@ -194,7 +197,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def as_vector(x: Any) -> F32:
+def as_vector(x: ArrayLike) -> F32:
     return np.asarray(x, dtype=np.float32).reshape(-1)
 
 

@@ -20,17 +20,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import qdrant_edge as qe
 
 from lookalike.errors import StoreError
 from lookalike.store import qdrant_common as common
 from lookalike.store.base import Filter, IndexKind, PointRecord, as_vector
-from lookalike.types import F32, Hit
-
-
-def _qe() -> Any:
-    import qdrant_edge
-
-    return qdrant_edge
+from lookalike.types import F32, Hit, JSONValue
 
 
 @dataclass(frozen=True)
@@ -74,7 +69,6 @@ class EdgeStore:
     def __init__(
         self, path: Path, vectors: Mapping[str, int], params: EdgeParams | None = None
     ) -> None:
-        qe = _qe()
         self.path = Path(path)
         self.params = params or EdgeParams()
         try:
@@ -86,7 +80,6 @@ class EdgeStore:
         except Exception as exc:  # the bindings raise plain exceptions
             raise StoreError(f"cannot open Qdrant Edge shard at {self.path}: {exc}") from exc
         self._indexed: set[str] = set(self._shard.info().payload_schema)
-        self._spell = self._spelling()
         self._search_params = qe.SearchParams(
             hnsw_ef=self.params.hnsw_ef,
             acorn=qe.AcornSearchParams(enable=True, max_selectivity=1.0)
@@ -98,10 +91,9 @@ class EdgeStore:
             ),
         )
 
-    def _config(self, vectors: Mapping[str, int]) -> Any:
-        qe = _qe()
+    def _config(self, vectors: Mapping[str, int]) -> qe.EdgeConfig:
         p = self.params
-        quant: Any = None
+        quant: qe.ScalarQuantizationConfig | None = None
         originals = None
         if p.quantization == "int8":
             quant = qe.ScalarQuantizationConfig(
@@ -128,52 +120,35 @@ class EdgeStore:
     # -- filters -------------------------------------------------------------------------------
 
     @staticmethod
-    def _spelling() -> common.Spelling:
-        qe = _qe()
-
-        def match(key: str, value: Any) -> Any:
-            # The bindings read a Python bool as the integer 0 / 1 (bool is an int subclass), which
-            # matches no boolean payload: numpy's bool is not an int, so it arrives as a boolean.
-            if isinstance(value, bool):
-                value = np.bool_(value)
-            return qe.FieldCondition(key=key, match=qe.MatchValue(value))
-
-        return common.Spelling(
-            match=match,
-            match_any=lambda key, values: qe.FieldCondition(key=key, match=qe.MatchAny(values)),
-            range=lambda key, b: qe.FieldCondition(key=key, range=qe.RangeFloat(**b)),
-            any_of=lambda conditions: qe.Filter(should=conditions),
-        )
-
-    def _filter(self, flt: Filter | None) -> Any:
-        spell = self._spell
-        return common.build_filter(flt, lambda c: common.store_condition(c, spell), _qe().Filter)
+    def _filter(flt: Filter | None) -> qe.Filter | None:
+        return common.build_filter(flt, _SPELLING, qe.Filter)
 
     # -- writes --------------------------------------------------------------------------------
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
         if not points:
             return
-        qe = _qe()
         batch = common.point_structs(points, qe.Point)
         self._shard.update(qe.UpdateOperation.upsert_points(batch))
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
-            self._shard.update(_qe().UpdateOperation.delete_points(list(ids)))
+            self._shard.update(qe.UpdateOperation.delete_points(list(ids)))
 
     def delete_where(self, flt: Filter) -> None:
-        self._shard.update(_qe().UpdateOperation.delete_points_by_filter(self._filter(flt)))
+        flt_all = self._filter(flt) or qe.Filter()
+        self._shard.update(qe.UpdateOperation.delete_points_by_filter(flt_all))
 
     def set_payload(self, flt: Filter, payload: Mapping[str, Any]) -> None:
-        op = _qe().UpdateOperation.set_payload_by_filter(self._filter(flt), dict(payload))
+        op = qe.UpdateOperation.set_payload_by_filter(
+            self._filter(flt) or qe.Filter(), dict(payload)
+        )
         self._shard.update(op)
 
     def ensure_index(self, field_name: str, kind: IndexKind) -> None:
         if field_name in self._indexed:
             return
-        qe = _qe()
-        schema: Any = common.schema_type(qe.PayloadSchemaType, kind, upper=False)
+        schema: qe.PayloadSchemaType | qe.TextIndexParams
         if kind == "text":
             # Words, lower-cased, English stemming ("apples" finds "apple"), with the term
             # statistics BM25 scoring needs.
@@ -183,13 +158,16 @@ class EdgeStore:
                 stemmer=qe.SnowballParams(qe.SnowballLanguage.English),
                 scoring=True,
             )
+        else:
+            schema = getattr(qe.PayloadSchemaType, kind.capitalize())  # keyword -> Keyword ...
         self._shard.update(qe.UpdateOperation.create_field_index(field_name, schema))
         self._indexed.add(field_name)
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _query(self, vector: F32, using: str, limit: int, flt: Filter | None, payload: Any) -> Any:
-        qe = _qe()
+    def _query(
+        self, vector: F32, using: str, limit: int, flt: Filter | None, payload: qe.WithPayloadType
+    ) -> list[qe.ScoredPoint]:
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(as_vector(vector).tolist(), using=using),
@@ -215,11 +193,11 @@ class EdgeStore:
     ) -> list[Hit]:
         # Group on the key alone, then fetch the winners' payloads: moving whole payloads of the
         # over-fetched points costs more than the vector search itself.
-        key_only = _qe().PayloadSelector.Include([group_by])
+        key_only = qe.PayloadSelector.Include([group_by])
         limit = max(groups * 4, 32)
         while True:
             points = self._query(vector, using, limit, flt, key_only)
-            best: dict[Any, Any] = {}
+            best: dict[JSONValue, qe.ScoredPoint] = {}
             for p in points:
                 key = (p.payload or {}).get(group_by)
                 if key is not None and key not in best:
@@ -241,7 +219,6 @@ class EdgeStore:
     def text_search(
         self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
     ) -> list[Hit]:
-        qe = _qe()
         self.ensure_index(field_name, "text")
         request = qe.QueryRequest(
             limit=limit,
@@ -252,7 +229,7 @@ class EdgeStore:
         return [common.hit(p) for p in self._shard.query(request)]
 
     def count(self, flt: Filter | None = None) -> int:
-        return int(self._shard.count(_qe().CountRequest(exact=True, filter=self._filter(flt))))
+        return int(self._shard.count(qe.CountRequest(exact=True, filter=self._filter(flt))))
 
     def scroll(
         self,
@@ -261,11 +238,10 @@ class EdgeStore:
         fields: Sequence[str] | None = None,
         with_vectors: bool = False,
     ) -> Iterator[PointRecord]:
-        qe = _qe()
-        with_payload: Any = True if fields is None else qe.PayloadSelector.Include(list(fields))
+        with_payload = True if fields is None else qe.PayloadSelector.Include(list(fields))
         qfilter = self._filter(flt)
 
-        def fetch(offset: Any) -> tuple[list[Any], Any]:
+        def fetch(offset: qe.PointId | None) -> tuple[list[qe.Record], qe.PointId | None]:
             return self._shard.scroll(
                 qe.ScrollRequest(
                     offset=offset,
@@ -276,7 +252,7 @@ class EdgeStore:
                 )
             )
 
-        return common.paged(fetch, with_vectors)
+        return common.paged(fetch, None, with_vectors)
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[PointRecord]:
         if not ids:
@@ -284,8 +260,9 @@ class EdgeStore:
         records = self._shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
         return [common.record(r, with_vectors) for r in records]
 
-    def facet(self, field_name: str, flt: Filter | None = None, limit: int = 20) -> dict[Any, int]:
-        qe = _qe()
+    def facet(
+        self, field_name: str, flt: Filter | None = None, limit: int = 20
+    ) -> dict[JSONValue, int]:
         self.ensure_index(field_name, "keyword")  # Qdrant facets need a keyword index
         response = self._shard.facet(
             qe.FacetRequest(key=field_name, limit=limit, exact=True, filter=self._filter(flt))
@@ -343,10 +320,26 @@ class EdgeStore:
         if getattr(self, "_shard", None) is not None:
             self._shard.flush()
             self._shard.close()
-            self._shard = None
+            del self._shard  # closed: close() again does nothing
 
 
-def _facet_value(v: Any) -> Any:
+def _match(key: str, value: JSONValue) -> qe.FieldCondition:
+    # The bindings read a Python bool as the integer 0 / 1 (bool is an int subclass), which
+    # matches no boolean payload: numpy's bool is not an int, so it arrives as a boolean.
+    if isinstance(value, bool):
+        value = np.bool_(value)
+    return qe.FieldCondition(key=key, match=qe.MatchValue(value))
+
+
+_SPELLING: common.Spelling[qe.ConditionType] = common.Spelling(
+    match=_match,
+    match_any=lambda key, values: qe.FieldCondition(key=key, match=qe.MatchAny(values)),
+    range=lambda key, b: qe.FieldCondition(key=key, range=qe.RangeFloat(**b)),
+    any_of=lambda conditions: qe.Filter(should=conditions),
+)
+
+
+def _facet_value(v: object) -> JSONValue:
     # The bindings wrap values (Keyword("x")); unwrap to the plain Python value.
     for attr in ("value", "_0"):
         if hasattr(v, attr):

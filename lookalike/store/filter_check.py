@@ -19,6 +19,7 @@ from typing import Any
 
 from lookalike.errors import FilterFieldError, FilterValueError
 from lookalike.store.base import Filter
+from lookalike.types import JSONValue
 
 _SCHEMA_KINDS = {
     "keyword": "text",
@@ -33,7 +34,7 @@ _SHOWN = 12
 """Fields or values listed in a message at most."""
 
 
-def value_kind(value: Any) -> str | None:
+def value_kind(value: JSONValue) -> str | None:
     """The kind of one payload value; None for null (which says nothing about the field)."""
     if value is None:
         return None
@@ -89,7 +90,7 @@ def _describe(kind: str) -> str:
     return {"text": "text", "number": "numbers", "bool": "true/false"}.get(kind, kind)
 
 
-def _shown(values: Iterable[Any]) -> str:
+def _shown(values: Iterable[JSONValue]) -> str:
     values = list(values)
     text = ", ".join(repr(v) if not isinstance(v, str) else v for v in values[:_SHOWN])
     return text + (f" ... ({len(values)} in all)" if len(values) > _SHOWN else "")
@@ -133,7 +134,7 @@ def check_values(
     kinds: Mapping[str, str],
     *,
     count: Callable[[Filter], int],
-    facet: Callable[[str], Mapping[Any, int]],
+    facet: Callable[[str], Mapping[JSONValue, int]],
 ) -> None:
     """Raise FilterValueError when an `=` / `in` condition on a text field matches no item at all,
     suggesting the field's close values (case aside, as `difflib` sees them).

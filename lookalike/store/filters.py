@@ -18,6 +18,7 @@ from typing import Any, TypeGuard
 from lookalike.errors import QueryError
 from lookalike.json_input import check_depth, loads
 from lookalike.store.base import Condition, Filter
+from lookalike.types import JSONValue
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -31,8 +32,8 @@ _TOKEN = re.compile(
 )
 
 
-def _tokens(text: str) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
+def _tokens(text: str) -> list[tuple[str, JSONValue]]:
+    out: list[tuple[str, JSONValue]] = []
     pos = 0
     text = text.strip()
     while pos < len(text):
@@ -63,7 +64,7 @@ def parse_where(text: str | None) -> Filter | None:
     conditions: list[Condition] = []
     i = 0
 
-    def expect(kind: str) -> Any:
+    def expect(kind: str) -> JSONValue:
         nonlocal i
         if i >= len(toks) or toks[i][0] != kind:
             found = toks[i][1] if i < len(toks) else "end of filter"
@@ -79,7 +80,7 @@ def parse_where(text: str | None) -> Filter | None:
             if negate:
                 expect("in")
             expect("punct")
-            values: list[Any] = [expect("value")]
+            values: list[JSONValue] = [expect("value")]
             while i < len(toks) and toks[i] == ("punct", ","):
                 i += 1
                 values.append(expect("value"))
@@ -96,7 +97,7 @@ def parse_where(text: str | None) -> Filter | None:
     return Filter(tuple(conditions))
 
 
-def _comparison(field: str, op: str, value: Any, text: str) -> Condition:
+def _comparison(field: str, op: str, value: JSONValue, text: str) -> Condition:
     if op in ("=", "=="):
         if isinstance(value, float):
             return Condition(field, "range", gte=value, lte=value)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from lookalike.store.base import Filter, IndexKind, PointRecord, as_vector
-from lookalike.types import F32, Hit
+from lookalike.types import F32, Hit, JSONValue
 
 
 class MemoryStore:
@@ -68,7 +68,7 @@ class MemoryStore:
         group_by: str = "item_id",
         flt: Filter | None = None,
     ) -> list[Hit]:
-        seen: set[Any] = set()
+        seen: set[JSONValue] = set()
         out: list[Hit] = []
         for score, p in self._ranked(vector, using, flt):
             key = p.payload.get(group_by)
@@ -142,8 +142,10 @@ class MemoryStore:
     def payload_schema(self) -> dict[str, str]:
         return dict(self._schema)
 
-    def facet(self, field_name: str, flt: Filter | None = None, limit: int = 20) -> dict[Any, int]:
-        counts: dict[Any, int] = {}
+    def facet(
+        self, field_name: str, flt: Filter | None = None, limit: int = 20
+    ) -> dict[JSONValue, int]:
+        counts: dict[JSONValue, int] = {}
         for p in self._points.values():
             if (flt is None or flt.matches(p.payload)) and field_name in p.payload:
                 raw = p.payload[field_name]

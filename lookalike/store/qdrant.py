@@ -26,28 +26,32 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+from qdrant_client import QdrantClient, models
 
 from lookalike.errors import IndexMismatchError, StoreError
 from lookalike.store import qdrant_common as common
-from lookalike.store.base import Condition, Filter, IndexKind, PointRecord, as_vector
+from lookalike.store.base import Filter, IndexKind, PointRecord, as_vector
 from lookalike.store.memory import singular
 from lookalike.store.qdrant_local import open_local, release_local
-from lookalike.types import F32, Hit
+from lookalike.types import F32, Hit, JSONValue
 
 _SCHEMA_FILE = "lookalike_payload_schema.json"
 _HINT = (
     "start a Qdrant server there (e.g. `docker run -p 6333:6333 qdrant/qdrant`), check the host "
     "and port of --store / QDRANT_URL, or use the embedded default (--store edge)"
 )
-
-
-def _models() -> Any:
-    from qdrant_client import models
-
-    return models
+_SPELLING: common.Spelling[models.Condition] = common.Spelling(
+    match=lambda key, v: models.FieldCondition(key=key, match=models.MatchValue(value=v)),
+    match_any=lambda key, vs: models.FieldCondition(key=key, match=models.MatchAny(any=vs)),
+    range=lambda key, b: models.FieldCondition(key=key, range=models.Range(**b)),
+    any_of=lambda conditions: models.Filter(should=conditions),
+)
+Params = ParamSpec("Params")
+R = TypeVar("R")
 
 
 class QdrantStore:
@@ -73,8 +77,6 @@ class QdrantStore:
         replication_factor: int | None = None,
         timeout: float = 30.0,
     ) -> None:
-        from qdrant_client import QdrantClient
-
         self.location = str(url_or_location)
         self.collection = collection
         self.remote = self.location.startswith(("http://", "https://"))
@@ -125,7 +127,9 @@ class QdrantStore:
             return StoreError(f"{what}: cannot reach {where} ({exc}); {_HINT}")
         return StoreError(f"{what}: {where} failed: {exc}")
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(
+        self, what: str, fn: Callable[Params, R], *args: Params.args, **kwargs: Params.kwargs
+    ) -> R:
         try:
             return fn(*args, **kwargs)
         except (StoreError, IndexMismatchError):
@@ -138,11 +142,10 @@ class QdrantStore:
     def _create(
         self, vectors: Mapping[str, int], shards: int | None, replication: int | None
     ) -> None:
-        m = _models()
         self._client.create_collection(
             self.collection,
             vectors_config={
-                name: m.VectorParams(size=dim, distance=m.Distance.COSINE)
+                name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
                 for name, dim in vectors.items()
             },
             shard_number=shards,
@@ -185,40 +188,28 @@ class QdrantStore:
     # -- filters -------------------------------------------------------------------------------
 
     @staticmethod
-    def _condition(c: Condition) -> tuple[str, Any]:
-        """One condition -> ("must" | "must_not", qdrant condition)."""
-        m = _models()
-        spell = common.Spelling(
-            match=lambda key, v: m.FieldCondition(key=key, match=m.MatchValue(value=v)),
-            match_any=lambda key, vs: m.FieldCondition(key=key, match=m.MatchAny(any=vs)),
-            range=lambda key, b: m.FieldCondition(key=key, range=m.Range(**b)),
-            any_of=lambda conditions: m.Filter(should=conditions),
-        )
-        return common.store_condition(c, spell)
-
-    def _filter(self, flt: Filter | None) -> Any:
-        return common.build_filter(flt, self._condition, _models().Filter)
+    def _filter(flt: Filter | None) -> models.Filter | None:
+        return common.build_filter(flt, _SPELLING, models.Filter)
 
     # -- writes --------------------------------------------------------------------------------
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
         if not points:
             return
-        m = _models()
-        batch = common.point_structs(points, m.PointStruct)
+        batch = common.point_structs(points, models.PointStruct)
         self._call("upsert", self._client.upsert, self.collection, points=batch, wait=True)
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
-            selector = _models().PointIdsList(points=list(ids))
+            selector = models.PointIdsList(points=list(ids))
             self._call("delete", self._client.delete, self.collection, selector, wait=True)
 
     def delete_where(self, flt: Filter) -> None:
-        selector = _models().FilterSelector(filter=self._filter(flt) or _models().Filter())
+        selector = models.FilterSelector(filter=self._filter(flt) or models.Filter())
         self._call("delete", self._client.delete, self.collection, selector, wait=True)
 
     def set_payload(self, flt: Filter, payload: Mapping[str, Any]) -> None:
-        selector = _models().FilterSelector(filter=self._filter(flt) or _models().Filter())
+        selector = models.FilterSelector(filter=self._filter(flt) or models.Filter())
         self._call(
             "set payload",
             self._client.set_payload,
@@ -231,21 +222,24 @@ class QdrantStore:
     def ensure_index(self, field_name: str, kind: IndexKind) -> None:
         if self._schema.get(field_name) == kind:
             return
-        m = _models()
-        schema: Any = common.schema_type(m.PayloadSchemaType, kind, upper=True)
+        schema: models.PayloadSchemaType | models.TextIndexParams
         if kind == "text":
-            schema = m.TextIndexParams(
-                type=m.TextIndexType.TEXT,
-                tokenizer=m.TokenizerType.WORD,
+            schema = models.TextIndexParams(
+                type=models.TextIndexType.TEXT,
+                tokenizer=models.TokenizerType.WORD,
                 lowercase=True,
                 # Local mode ranks only default-tokenised text: no stemmer there (module docstring).
                 stemmer=(
-                    m.SnowballParams(type=m.Snowball.SNOWBALL, language=m.SnowballLanguage.ENGLISH)
+                    models.SnowballParams(
+                        type=models.Snowball.SNOWBALL, language=models.SnowballLanguage.ENGLISH
+                    )
                     if self.remote
                     else None
                 ),
                 scoring=True,  # term statistics for BM25
             )
+        else:
+            schema = models.PayloadSchemaType(kind)  # keyword -> KEYWORD ...
         if self.remote or kind == "text":
             with warnings.catch_warnings():
                 # local mode warns that non-text indexes have no effect there: we know.
@@ -314,7 +308,7 @@ class QdrantStore:
             "text search",
             self._client.query_points,
             self.collection,
-            query=_models().TextQuery(text=text),
+            query=models.TextQuery(text=text),
             using=field_name,
             query_filter=self._filter(flt),
             limit=limit,
@@ -335,10 +329,12 @@ class QdrantStore:
         fields: Sequence[str] | None = None,
         with_vectors: bool = False,
     ) -> Iterator[PointRecord]:
-        with_payload: Any = True if fields is None else list(fields)
+        with_payload = True if fields is None else list(fields)
         qfilter = self._filter(flt)
 
-        def fetch(offset: Any) -> tuple[list[Any], Any]:
+        def fetch(
+            offset: models.ExtendedPointId | None,
+        ) -> tuple[list[models.Record], models.ExtendedPointId | None]:
             return self._call(
                 "scroll",
                 self._client.scroll,
@@ -350,7 +346,7 @@ class QdrantStore:
                 with_vectors=with_vectors,
             )
 
-        return common.paged(fetch, with_vectors)
+        return common.paged(fetch, None, with_vectors)
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[PointRecord]:
         if not ids:
@@ -366,7 +362,9 @@ class QdrantStore:
         by_id = {str(r.id): common.record(r, with_vectors) for r in records}
         return [by_id[i] for i in map(str, ids) if i in by_id]  # the order asked for
 
-    def facet(self, field_name: str, flt: Filter | None = None, limit: int = 20) -> dict[Any, int]:
+    def facet(
+        self, field_name: str, flt: Filter | None = None, limit: int = 20
+    ) -> dict[JSONValue, int]:
         self.ensure_index(field_name, "keyword")  # the server facets keyword-indexed fields only
         response = self._call(
             "facet",

@@ -8,43 +8,72 @@ scroll, turning returned points into `PointRecord` / `Hit`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from lookalike.errors import StoreError
 from lookalike.store.base import Condition, Filter, PointRecord, as_vector
-from lookalike.types import F32, Hit
+from lookalike.types import F32, Hit, JSONValue
 
 SCROLL_PAGE = 1024
 """Points per scroll request."""
-
-BASIC_INDEX_KINDS = ("keyword", "integer", "float", "bool")
-"""Payload index kinds that map one-to-one onto a `PayloadSchemaType` member."""
 
 
 _EXACT_FLOAT_INT = 2**53
 """Integers up to this size are exact as floats, so an equality on them can be a closed range."""
 
+# The binding's condition, filter, point and scroll offset (a point id or None).
+C = TypeVar("C")
+F = TypeVar("F")
+P = TypeVar("P")
+K = TypeVar("K")
+
+
+class Returned(Protocol):
+    """A point a binding returns (`Record`): id, vectors by name (when asked for), payload."""
+
+    @property
+    def id(self) -> object: ...
+
+    @property
+    def vector(self) -> object: ...
+
+    @property
+    def payload(self) -> Mapping[str, Any] | None: ...
+
+
+class Scored(Protocol):
+    """A point a binding's search returns (`ScoredPoint`)."""
+
+    @property
+    def id(self) -> object: ...
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def payload(self) -> Mapping[str, Any] | None: ...
+
 
 @dataclass(frozen=True)
-class Spelling:
+class Spelling(Generic[C]):
     """How one binding spells the few conditions `condition` composes.
 
     match: (field, str | int | bool) -> an exact-match condition.
-    match_any: (field, list of str, or of int) -> a condition true when one value matches.
+    match_any: (field, list of str) -> a condition true when one value matches.
     range: (field, {gt, gte, lt, lte}) -> a numeric range condition.
     any_of: (conditions) -> a condition true when one of them is (a nested `should` filter).
     """
 
-    match: Callable[[str, Any], Any]
-    match_any: Callable[[str, list[Any]], Any]
-    range: Callable[[str, dict[str, float | None]], Any]
-    any_of: Callable[[list[Any]], Any]
+    match: Callable[[str, JSONValue], C]
+    match_any: Callable[[str, list[str]], C]
+    range: Callable[[str, dict[str, float | None]], C]
+    any_of: Callable[[list[C]], C]
 
 
-def _value_condition(name: str, value: Any, spell: Spelling) -> Any:
+def _value_condition(name: str, value: JSONValue, spell: Spelling[C]) -> C:
     """`name` equals `value`, with the reference semantics of `Condition.matches`."""
     if isinstance(value, bool | str):
         return spell.match(name, value)
@@ -57,7 +86,7 @@ def _value_condition(name: str, value: Any, spell: Spelling) -> Any:
     return spell.match(name, value)
 
 
-def condition(c: Condition, spell: Spelling) -> tuple[str, Any]:
+def condition(c: Condition, spell: Spelling[C]) -> tuple[str, C]:
     """One Condition -> ("must" | "must_not", the binding's condition), same meaning on every
     backend (checked by the contract suite against `Condition.matches`)."""
     match c.op:
@@ -81,33 +110,26 @@ def condition(c: Condition, spell: Spelling) -> tuple[str, Any]:
     raise ValueError(f"unsupported condition {c}")
 
 
-def store_condition(c: Condition, spell: Spelling) -> tuple[str, Any]:
-    """`condition`, with a condition the binding cannot express (ValueError) as a StoreError."""
-    try:
-        return condition(c, spell)
-    except ValueError as exc:
-        raise StoreError(str(exc)) from None
-
-
-def build_filter(
-    flt: Filter | None, convert: Callable[[Condition], tuple[str, Any]], filter_cls: Any
-) -> Any:
+def build_filter(flt: Filter | None, spell: Spelling[C], filter_cls: Callable[..., F]) -> F | None:
     """The binding's filter for `flt` (all conditions AND-ed), or None for no filter.
 
-    convert: one Condition -> ("must" | "must_not", the binding's condition object).
-    filter_cls: the binding's `Filter` class (keywords `must`, `must_not`).
+    filter_cls: the binding's `Filter` class (keywords `must`, `must_not`). A condition the
+    binding cannot express (ValueError) is a StoreError.
     """
     if flt is None or not flt.conditions:
         return None
-    must: list[Any] = []
-    must_not: list[Any] = []
+    must: list[C] = []
+    must_not: list[C] = []
     for c in flt.conditions:
-        kind, cond = convert(c)
+        try:
+            kind, cond = condition(c, spell)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
         (must if kind == "must" else must_not).append(cond)
     return filter_cls(must=must or None, must_not=must_not or None)
 
 
-def point_structs(points: Sequence[PointRecord], point_cls: Any) -> list[Any]:
+def point_structs(points: Sequence[PointRecord], point_cls: Callable[..., P]) -> list[P]:
     """The binding's point objects (`point_cls(id=, vector=, payload=)`), vectors as lists."""
     return [
         point_cls(
@@ -119,15 +141,7 @@ def point_structs(points: Sequence[PointRecord], point_cls: Any) -> list[Any]:
     ]
 
 
-def schema_type(enum: Any, kind: str, *, upper: bool) -> Any:
-    """The binding's `PayloadSchemaType` member for a basic kind (`keyword` -> Keyword / KEYWORD);
-    None for other kinds (text has its own params)."""
-    if kind not in BASIC_INDEX_KINDS:
-        return None
-    return getattr(enum, kind.upper() if upper else kind.capitalize())
-
-
-def record(r: Any, with_vectors: bool) -> PointRecord:
+def record(r: Returned, with_vectors: bool) -> PointRecord:
     """A returned record (`.id`, `.vector` dict, `.payload`) as a PointRecord with float32 vectors."""
     vectors: dict[str, F32] = {}
     if with_vectors and isinstance(r.vector, dict):
@@ -135,17 +149,18 @@ def record(r: Any, with_vectors: bool) -> PointRecord:
     return PointRecord(str(r.id), vectors, dict(r.payload or {}))
 
 
-def hit(p: Any, payload: dict[str, Any] | None = None) -> Hit:
+def hit(p: Scored, payload: dict[str, Any] | None = None) -> Hit:
     """A scored point (`.id`, `.score`, `.payload`) as a Hit; `payload` replaces the point's own."""
     data = dict(p.payload or {}) if payload is None else payload
     return Hit(str(p.id), float(p.score), str(data.get("item_id", "")), data)
 
 
 def paged(
-    fetch: Callable[[Any], tuple[list[Any], Any]], with_vectors: bool
+    fetch: Callable[[K], tuple[Sequence[Returned], K]], start: K, with_vectors: bool
 ) -> Iterator[PointRecord]:
-    """Every record of a scroll: `fetch(offset) -> (records, next offset or None)`."""
-    offset: Any = None
+    """Every record of a scroll: `fetch(offset) -> (records, next offset or None)`, from `start`
+    (None)."""
+    offset = start
     while True:
         records, offset = fetch(offset)
         for r in records:

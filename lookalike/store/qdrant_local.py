@@ -11,33 +11,30 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
-_CLIENTS: dict[Path, list[Any]] = {}
-"""Resolved folder -> [client, number of stores using it]."""
+from qdrant_client import QdrantClient
+
+_CLIENTS: dict[Path, tuple[QdrantClient, int]] = {}
+"""Resolved folder -> (client, number of stores using it)."""
 _LOCK = threading.Lock()
 
 
-def open_local(folder: Path) -> Any:
+def open_local(folder: Path) -> QdrantClient:
     """The local-mode `QdrantClient` of `folder`, opened on first use. Pair with `release_local`."""
-    from qdrant_client import QdrantClient
-
     key = Path(folder).resolve()
     with _LOCK:
-        entry = _CLIENTS.get(key)
-        if entry is None:
-            entry = _CLIENTS[key] = [QdrantClient(path=str(folder)), 0]
-        entry[1] += 1
-        return entry[0]
+        client, users = _CLIENTS.get(key) or (QdrantClient(path=str(folder)), 0)
+        _CLIENTS[key] = (client, users + 1)
+        return client
 
 
-def release_local(client: Any) -> None:
+def release_local(client: QdrantClient) -> None:
     """One store stops using `client`: closed when no other store in this process uses it."""
     with _LOCK:
-        for key, entry in list(_CLIENTS.items()):
-            if entry[0] is client:
-                entry[1] -= 1
-                if entry[1] > 0:
+        for key, (shared, users) in list(_CLIENTS.items()):
+            if shared is client:
+                if users > 1:
+                    _CLIENTS[key] = (shared, users - 1)
                     return
                 del _CLIENTS[key]
                 break
