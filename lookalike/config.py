@@ -264,7 +264,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _route_flat(cls, data: Any) -> Any:
+    def _route_flat(cls, data: object) -> object:
         """`Settings(embedder="x")` -> `Settings(models=ModelsConfig(embedder="x"))`: each group is
         built by its own constructor, so the environment still fills the fields not given."""
         if not isinstance(data, dict) or not any(k in FLAT for k in data):
@@ -281,7 +281,7 @@ class Settings(BaseSettings):
                 data[group] = GROUPS[group](**{**(given or {}), **values})
         return data
 
-    def replace(self, **changes: Any) -> Settings:
+    def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed; flat (`tta="none"`) or group names (`search=...`).
         Values are validated as at construction."""
         routed: dict[str, Any] = {}
@@ -297,7 +297,7 @@ class Settings(BaseSettings):
     if not TYPE_CHECKING:
         # the 0.x flat spelling (`settings.embedder`): answered from the group, with a warning
 
-        def __getattr__(self, name: str) -> Any:
+        def __getattr__(self, name: str) -> object:
             group = FLAT.get(name)
             if group is None:
                 return super().__getattr__(name)

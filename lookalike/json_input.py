@@ -9,9 +9,13 @@ by the app's RecursionError handler (`lookalike.api.http_errors`).
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from lookalike.errors import QueryError
+
+if TYPE_CHECKING:  # lookalike.types imports numpy: keep the server's imports light
+    from lookalike.types import JSONValue
 
 MAX_DEPTH = 32
 """Deepest nesting of lists and objects accepted (an item or a filter needs 3)."""
@@ -21,7 +25,7 @@ def too_deep(what: str) -> QueryError:
     return QueryError(f"{what} is nested too deeply: at most {MAX_DEPTH} levels of [ and {{")
 
 
-def loads(raw: str | bytes, what: str) -> Any:
+def loads(raw: str | bytes, what: str) -> JSONValue:
     """`raw` parsed. QueryError naming `what` when it is not JSON or nests over MAX_DEPTH.
 
     The JSON error keeps json's own reason and column (`Expecting value at column 3`).
@@ -38,13 +42,13 @@ def loads(raw: str | bytes, what: str) -> Any:
     return value
 
 
-def check_depth(value: Any, what: str) -> None:
+def check_depth(value: JSONValue, what: str) -> None:
     """QueryError when lists and dicts in `value` nest deeper than MAX_DEPTH. Iterative."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    stack: list[tuple[JSONValue, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict):
-            children: Any = node.values()
+            children: Iterable[JSONValue] = node.values()
         elif isinstance(node, list):
             children = node
         else:

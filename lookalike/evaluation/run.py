@@ -7,11 +7,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.engine.core import Engine
 from lookalike.errors import LookalikeError
 from lookalike.types import F32, Aggregation
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from lookalike.evaluation.metrics import QueryResult
 
 MODES: tuple[Aggregation, ...] = ("views", "centroid")
 RANK_DEPTH = 100
@@ -25,7 +30,7 @@ class EvalOutcome:
     items: int
     skipped: tuple[str, ...]
     report: Path | None
-    results: tuple[Any, ...]
+    results: tuple[QueryResult, ...]
     projection: dict[str, Any] | None = None
     """`ProjectionStatus.to_dict()`: whether / which learned projection the searches used."""
     settings: dict[str, Any] | None = None
@@ -105,25 +110,27 @@ def run_evaluation(
     )
 
 
-def _decode_queries(engine: Engine, sources: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+def _decode_queries(
+    engine: Engine, sources: Sequence[str]
+) -> tuple[dict[str, Image.Image], list[str]]:
     from lookalike.engine import wiring
     from lookalike.pipeline.decode import load_image
 
     limits = wiring.limits(engine.settings)
 
-    def load(src: str) -> tuple[str, Any, str | None]:
+    def load(src: str) -> tuple[str, Image.Image | None, str | None]:
         try:
             return src, load_image(src, limits).image, None
         except (LookalikeError, OSError) as exc:
             return src, None, f"{src}: {exc}"
 
-    decoded: dict[str, Any] = {}
+    decoded: dict[str, Image.Image] = {}
     skipped: list[str] = []
     with ThreadPoolExecutor(max_workers=2) as pool:
         for src, image, err in pool.map(load, dict.fromkeys(sources)):
             if err:
                 skipped.append(err)
-            else:
+            elif image is not None:
                 decoded[src] = image
     return decoded, skipped
 
