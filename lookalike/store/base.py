@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from lookalike.types import F32, Hit, JSONValue
 
@@ -197,7 +196,8 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def as_vector(x: ArrayLike) -> F32:
+def as_vector(x: object) -> F32:
+    """`x` (an array, a list of floats, a binding's vector) as a 1-D float32 array."""
     return np.asarray(x, dtype=np.float32).reshape(-1)
 
 

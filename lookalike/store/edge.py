@@ -14,6 +14,7 @@ and docs/benchmarks.md ("Edge store: HNSW after indexing").
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,7 +268,7 @@ class EdgeStore:
         response = self._shard.facet(
             qe.FacetRequest(key=field_name, limit=limit, exact=True, filter=self._filter(flt))
         )
-        return {_facet_value(h.value): int(h.count) for h in response.hits}
+        return {h.value: int(h.count) for h in response.hits}
 
     def payload_schema(self) -> dict[str, str]:
         schema = self._shard.info().payload_schema
@@ -299,8 +300,6 @@ class EdgeStore:
         return self.optimize()
 
     def _vector_names(self) -> list[str]:
-        import json
-
         try:
             config = json.loads((self.path / "edge_config.json").read_text())
             return list((config.get("vectors") or {}).keys())
@@ -337,15 +336,3 @@ _SPELLING: common.Spelling[qe.ConditionType] = common.Spelling(
     range=lambda key, b: qe.FieldCondition(key=key, range=qe.RangeFloat(**b)),
     any_of=lambda conditions: qe.Filter(should=conditions),
 )
-
-
-def _facet_value(v: object) -> JSONValue:
-    # The bindings wrap values (Keyword("x")); unwrap to the plain Python value.
-    for attr in ("value", "_0"):
-        if hasattr(v, attr):
-            return getattr(v, attr)
-    text = str(v)
-    if "(" in text and text.endswith(")"):
-        inner = text[text.index("(") + 1 : -1]
-        return inner.strip('"')
-    return v

@@ -257,20 +257,31 @@ class QdrantStore:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def search(
-        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
-    ) -> list[Hit]:
+    def _query(
+        self,
+        what: str,
+        query: list[float] | models.TextQuery,
+        using: str,
+        limit: int,
+        flt: Filter | None,
+    ) -> list[models.ScoredPoint]:
         response = self._call(
-            "search",
+            what,
             self._client.query_points,
             self.collection,
-            query=as_vector(vector).tolist(),
+            query=query,
             using=using,
             query_filter=self._filter(flt),
             limit=limit,
             with_payload=True,
         )
-        return [common.hit(p) for p in response.points]
+        return response.points
+
+    def search(
+        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
+    ) -> list[Hit]:
+        points = self._query("search", as_vector(vector).tolist(), using, limit, flt)
+        return [common.hit(p) for p in points]
 
     def search_groups(
         self,
@@ -304,17 +315,8 @@ class QdrantStore:
         text = query if self.remote else _widen_plurals(query)
         if not text.strip():
             return []
-        response = self._call(
-            "text search",
-            self._client.query_points,
-            self.collection,
-            query=models.TextQuery(text=text),
-            using=field_name,
-            query_filter=self._filter(flt),
-            limit=limit,
-            with_payload=True,
-        )
-        return [common.hit(p) for p in response.points if p.score > 0]
+        points = self._query("text search", models.TextQuery(text=text), field_name, limit, flt)
+        return [common.hit(p) for p in points if p.score > 0]
 
     def count(self, flt: Filter | None = None) -> int:
         result = self._call(

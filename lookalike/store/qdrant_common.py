@@ -8,14 +8,18 @@ scroll, turning returned points into `PointRecord` / `Hit`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from lookalike.errors import StoreError
 from lookalike.store.base import Condition, Filter, PointRecord, as_vector
 from lookalike.types import F32, Hit, JSONValue
+
+if TYPE_CHECKING:
+    import qdrant_edge as qe
+    from qdrant_client import models
 
 SCROLL_PAGE = 1024
 """Points per scroll request."""
@@ -29,32 +33,6 @@ C = TypeVar("C")
 F = TypeVar("F")
 P = TypeVar("P")
 K = TypeVar("K")
-
-
-class Returned(Protocol):
-    """A point a binding returns (`Record`): id, vectors by name (when asked for), payload."""
-
-    @property
-    def id(self) -> object: ...
-
-    @property
-    def vector(self) -> object: ...
-
-    @property
-    def payload(self) -> Mapping[str, Any] | None: ...
-
-
-class Scored(Protocol):
-    """A point a binding's search returns (`ScoredPoint`)."""
-
-    @property
-    def id(self) -> object: ...
-
-    @property
-    def score(self) -> float: ...
-
-    @property
-    def payload(self) -> Mapping[str, Any] | None: ...
 
 
 @dataclass(frozen=True)
@@ -141,7 +119,7 @@ def point_structs(points: Sequence[PointRecord], point_cls: Callable[..., P]) ->
     ]
 
 
-def record(r: Returned, with_vectors: bool) -> PointRecord:
+def record(r: qe.Record | models.Record, with_vectors: bool) -> PointRecord:
     """A returned record (`.id`, `.vector` dict, `.payload`) as a PointRecord with float32 vectors."""
     vectors: dict[str, F32] = {}
     if with_vectors and isinstance(r.vector, dict):
@@ -149,14 +127,16 @@ def record(r: Returned, with_vectors: bool) -> PointRecord:
     return PointRecord(str(r.id), vectors, dict(r.payload or {}))
 
 
-def hit(p: Scored, payload: dict[str, Any] | None = None) -> Hit:
+def hit(p: qe.ScoredPoint | models.ScoredPoint, payload: dict[str, Any] | None = None) -> Hit:
     """A scored point (`.id`, `.score`, `.payload`) as a Hit; `payload` replaces the point's own."""
     data = dict(p.payload or {}) if payload is None else payload
     return Hit(str(p.id), float(p.score), str(data.get("item_id", "")), data)
 
 
 def paged(
-    fetch: Callable[[K], tuple[Sequence[Returned], K]], start: K, with_vectors: bool
+    fetch: Callable[[K], tuple[Sequence[qe.Record | models.Record], K]],
+    start: K,
+    with_vectors: bool,
 ) -> Iterator[PointRecord]:
     """Every record of a scroll: `fetch(offset) -> (records, next offset or None)`, from `start`
     (None)."""

@@ -218,6 +218,13 @@ def test_facet(store: Store) -> None:
     assert store.facet("category", parse_where("price < 20")) == {"Juice": 3, "Milk": 3}
 
 
+def test_facet_answers_values_as_written(store: Store) -> None:
+    # The embedded store once answered "Large (XL)" as "XL" (an unwrapping of older bindings).
+    vector = np.ones(DIM, dtype=np.float32)
+    store.upsert([PointRecord(point_id("p"), {"image": vector}, {"size": "Large (XL)"})])
+    assert store.facet("size") == {"Large (XL)": 1}
+
+
 def test_edge_persists_across_reopen(tmp_path: Path) -> None:
     from lookalike.store.edge import EdgeStore
 
