@@ -6,6 +6,7 @@ Both work on the view vectors already in the index: nothing is re-embedded.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,10 +135,8 @@ def outliers(store: Store, *, top: int = 20, min_views: int = 3) -> list[Outlier
 def why_no_outliers(store: Store, *, min_views: int = 3) -> str | None:
     """Why `outliers` finds nothing to compare (a sentence for people), or None when some item
     has `min_views` photos: a photo is judged against its item's other photos only."""
-    per_item: dict[str, int] = {}
-    for rec in store.scroll(where("kind", "view"), fields=["item_id"]):
-        item = str(rec.payload["item_id"])
-        per_item[item] = per_item.get(item, 0) + 1
+    views = store.scroll(where("kind", "view"), fields=["item_id"])
+    per_item = Counter(str(rec.payload["item_id"]) for rec in views)
     if any(n >= min_views for n in per_item.values()):
         return None
     most = max(per_item.values(), default=0)

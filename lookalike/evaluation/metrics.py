@@ -73,12 +73,8 @@ def recall_at_k(ranked: Sequence[Sequence[str]], relevant: Sequence[Relevant], k
     _check_aligned(ranked, relevant)
     if not ranked:
         return 0.0
-    found = 0
-    for items, rel in zip(ranked, relevant, strict=True):
-        position = rank_of(items, rel)
-        if position is not None and position <= k:
-            found += 1
-    return found / len(ranked)
+    positions = [rank_of(items, rel) for items, rel in zip(ranked, relevant, strict=True)]
+    return sum(1 for p in positions if p is not None and p <= k) / len(ranked)
 
 
 def average_precision(ranked: Sequence[str], relevant: Relevant) -> float:

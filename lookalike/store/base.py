@@ -81,16 +81,13 @@ def field_values(payload: Mapping[str, Any], path: str) -> list[JSONValue]:
     """The values of a (dotted) payload field, lists flattened, nulls dropped: what filters test."""
     current: list[JSONValue] = [payload]
     for part in path.split("."):
-        nxt: list[JSONValue] = []
-        for obj in current:
-            for o in obj if isinstance(obj, list) else [obj]:
-                if isinstance(o, Mapping) and part in o:
-                    nxt.append(o[part])
-        current = nxt
-    out: list[JSONValue] = []
-    for v in current:
-        out.extend(v if isinstance(v, list) else [v])
-    return [v for v in out if v is not None]
+        current = [o[part] for o in _flat(current) if isinstance(o, Mapping) and part in o]
+    return [v for v in _flat(current) if v is not None]
+
+
+def _flat(values: list[JSONValue]) -> list[JSONValue]:
+    """`values` with each list replaced by its items (one level)."""
+    return [x for v in values for x in (v if isinstance(v, list) else [v])]
 
 
 def _same(a: JSONValue, b: JSONValue) -> bool:

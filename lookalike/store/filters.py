@@ -181,6 +181,4 @@ def combined_filter(where: str | None, filters: Mapping[str, Any] | str | None) 
     """The `where` expression AND the structured filters (either may be absent)."""
     expr = parse_where(where)
     structured = structured_filter(filters)
-    if expr is None:
-        return structured
-    return expr & structured
+    return structured if expr is None else expr & structured
