@@ -118,21 +118,18 @@ def _decode_queries(
 
     limits = wiring.limits(engine.settings)
 
-    def load(src: str) -> tuple[str, Image.Image | None, str | None]:
+    def load(src: str) -> Image.Image | str:
+        """The decoded photo, or why it was skipped."""
         try:
-            return src, load_image(src, limits).image, None
+            return load_image(src, limits).image
         except (LookalikeError, OSError) as exc:
-            return src, None, f"{src}: {exc}"
+            return f"{src}: {exc}"
 
-    decoded: dict[str, Image.Image] = {}
-    skipped: list[str] = []
+    unique = list(dict.fromkeys(sources))
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for src, image, err in pool.map(load, dict.fromkeys(sources)):
-            if err:
-                skipped.append(err)
-            elif image is not None:
-                decoded[src] = image
-    return decoded, skipped
+        loaded = dict(zip(unique, pool.map(load, unique), strict=True))
+    decoded = {src: got for src, got in loaded.items() if not isinstance(got, str)}
+    return decoded, [got for got in loaded.values() if isinstance(got, str)]
 
 
 def _item_info(engine: Engine) -> tuple[dict[str, str], dict[str, str]]:
