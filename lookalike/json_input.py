@@ -9,7 +9,6 @@ by the app's RecursionError handler (`lookalike.api.http_errors`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from lookalike.errors import QueryError
@@ -47,12 +46,9 @@ def check_depth(value: JSONValue, what: str) -> None:
     stack: list[tuple[JSONValue, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Iterable[JSONValue] = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
+        if not isinstance(node, dict | list):
             continue
         if depth >= MAX_DEPTH:
             raise too_deep(what)
+        children = node.values() if isinstance(node, dict) else node
         stack.extend((child, depth + 1) for child in children)
