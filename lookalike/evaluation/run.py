@@ -136,11 +136,7 @@ def _item_info(engine: Engine) -> tuple[dict[str, str], dict[str, str]]:
     """Each item's representative image (its centroid point's) and title, for the report."""
     from lookalike.store.base import where
 
-    images: dict[str, str] = {}
-    titles: dict[str, str] = {}
-    for rec in engine.store.scroll(where("kind", "centroid"), fields=["item_id", "image", "title"]):
-        item_id = rec.payload["item_id"]
-        images[item_id] = rec.payload.get("image", "")
-        if rec.payload.get("title"):
-            titles[item_id] = str(rec.payload["title"])
-    return images, titles
+    fields = ["item_id", "image", "title"]
+    recs = [r.payload for r in engine.store.scroll(where("kind", "centroid"), fields=fields)]
+    images = {p["item_id"]: p.get("image", "") for p in recs}
+    return images, {p["item_id"]: str(p["title"]) for p in recs if p.get("title")}

@@ -53,18 +53,11 @@ class Condition:
         values = field_values(payload, self.field)
         if not values:
             return self.op in ("ne", "not_in")
-        match self.op:
-            case "eq":
-                return any(_same(v, self.value) for v in values)
-            case "ne":
-                return not any(_same(v, self.value) for v in values)
-            case "in":
-                return any(_same(v, c) for v in values for c in self.value)
-            case "not_in":
-                return not any(_same(v, c) for v in values for c in self.value)
-            case "range":
-                return any(self._in_range(v) for v in values)
-        return False
+        if self.op == "range":
+            return any(self._in_range(v) for v in values)
+        wanted = (self.value,) if self.op in ("eq", "ne") else self.value
+        found = any(_same(v, c) for v in values for c in wanted)
+        return found if self.op in ("eq", "in") else not found
 
     def _in_range(self, v: JSONValue) -> bool:
         if isinstance(v, bool) or not isinstance(v, int | float):

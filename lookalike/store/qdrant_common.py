@@ -138,8 +138,7 @@ def paged(
     start: K,
     with_vectors: bool,
 ) -> Iterator[PointRecord]:
-    """Every record of a scroll: `fetch(offset) -> (records, next offset or None)`, from `start`
-    (None)."""
+    """Every record of a scroll from `start`: `fetch(offset) -> (records, next offset or None)`."""
     offset = start
     while True:
         records, offset = fetch(offset)
