@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lookalike.evaluation.report import Thumbs, escape, figure, write_page
 from lookalike.store.base import Store, where
 
 DUPLICATE_THRESHOLD = 0.88
@@ -148,8 +149,6 @@ def why_no_outliers(store: Store, *, min_views: int = 3) -> str | None:
 
 
 def write_duplicates_page(dest: Path, groups: Sequence[DuplicateGroup], threshold: float) -> Path:
-    from lookalike.evaluation.report import Thumbs, escape, figure, write_page
-
     thumbs = Thumbs(dest.parent)
     rows = []
     for g in groups:
@@ -176,8 +175,6 @@ def write_outliers_page(
 ) -> Path:
     """Each outlier next to a typical photo of its item, so a person can judge the label.
     note: why the list is empty (`why_no_outliers`), shown instead of an empty table."""
-    from lookalike.evaluation.report import Thumbs, escape, figure, write_page
-
     thumbs = Thumbs(dest.parent)
     rows = []
     for o in found:

@@ -7,16 +7,17 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from PIL import Image
+
+from lookalike.engine import wiring
 from lookalike.engine.core import Engine
 from lookalike.errors import LookalikeError
+from lookalike.evaluation.metrics import QueryResult, evaluate, load_queries, write_report
+from lookalike.pipeline.decode import load_image
+from lookalike.store.base import where
 from lookalike.types import F32, Aggregation
-
-if TYPE_CHECKING:
-    from PIL import Image
-
-    from lookalike.evaluation.metrics import QueryResult
 
 MODES: tuple[Aggregation, ...] = ("views", "centroid")
 RANK_DEPTH = 100
@@ -47,8 +48,6 @@ def run_evaluation(
     modes: Sequence[Aggregation] = MODES,
     route: str | None = None,
 ) -> EvalOutcome:
-    from lookalike.evaluation.metrics import QueryResult, evaluate, load_queries, write_report
-
     notify = progress or (lambda stage, done, total: None)
     summary = engine.index(catalogue, progress=progress)
     query_list = load_queries(queries)
@@ -113,9 +112,6 @@ def run_evaluation(
 def _decode_queries(
     engine: Engine, sources: Sequence[str]
 ) -> tuple[dict[str, Image.Image], list[str]]:
-    from lookalike.engine import wiring
-    from lookalike.pipeline.decode import load_image
-
     limits = wiring.limits(engine.settings)
 
     def load(src: str) -> Image.Image | str:
@@ -134,8 +130,6 @@ def _decode_queries(
 
 def _item_info(engine: Engine) -> tuple[dict[str, str], dict[str, str]]:
     """Each item's representative image (its centroid point's) and title, for the report."""
-    from lookalike.store.base import where
-
     fields = ["item_id", "image", "title"]
     recs = [r.payload for r in engine.store.scroll(where("kind", "centroid"), fields=fields)]
     images = {p["item_id"]: p.get("image", "") for p in recs}
