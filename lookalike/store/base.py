@@ -74,11 +74,11 @@ def field_values(payload: Mapping[str, Any], path: str) -> list[JSONValue]:
     """The values of a (dotted) payload field, lists flattened, nulls dropped: what filters test."""
     current: list[JSONValue] = [payload]
     for part in path.split("."):
-        current = [o[part] for o in _flat(current) if isinstance(o, Mapping) and part in o]
-    return [v for v in _flat(current) if v is not None]
+        current = [o[part] for o in flatten(current) if isinstance(o, Mapping) and part in o]
+    return [v for v in flatten(current) if v is not None]
 
 
-def _flat(values: list[JSONValue]) -> list[JSONValue]:
+def flatten(values: list[JSONValue]) -> list[JSONValue]:
     """`values` with each list replaced by its items (one level)."""
     return [x for v in values for x in (v if isinstance(v, list) else [v])]
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from lookalike.store.base import Filter, IndexKind, PointRecord, as_vector
+from lookalike.store.base import Filter, IndexKind, PointRecord, as_vector, flatten
 from lookalike.types import F32, Hit, JSONValue
 
 
@@ -29,16 +30,16 @@ class MemoryStore:
             self._points.pop(i, None)
 
     def delete_where(self, flt: Filter) -> None:
-        self.delete([p.id for p in self._points.values() if flt.matches(p.payload)])
+        self.delete([p.id for p in self._matching(flt)])
+
+    def _matching(self, flt: Filter | None) -> list[PointRecord]:
+        """The points `flt` keeps (every point without a filter), in insertion order."""
+        return [p for p in self._points.values() if flt is None or flt.matches(p.payload)]
 
     def _ranked(
         self, vector: F32, using: str, flt: Filter | None
     ) -> list[tuple[float, PointRecord]]:
-        cands = [
-            p
-            for p in self._points.values()
-            if using in p.vectors and (flt is None or flt.matches(p.payload))
-        ]
+        cands = [p for p in self._matching(flt) if using in p.vectors]
         if not cands:
             return []
         mat = np.stack([p.vectors[using] for p in cands])
@@ -85,8 +86,8 @@ class MemoryStore:
     ) -> list[Hit]:
         docs = [
             (p, _words(str(p.payload.get(field_name, ""))))
-            for p in self._points.values()
-            if field_name in p.payload and (flt is None or flt.matches(p.payload))
+            for p in self._matching(flt)
+            if field_name in p.payload
         ]
         terms = set(_words(query))
         if not docs or not terms:
@@ -107,7 +108,7 @@ class MemoryStore:
         return [self._hit(sc, p) for sc, p in scored[:limit]]
 
     def count(self, flt: Filter | None = None) -> int:
-        return sum(1 for p in self._points.values() if flt is None or flt.matches(p.payload))
+        return len(self._matching(flt))
 
     def scroll(
         self,
@@ -116,9 +117,7 @@ class MemoryStore:
         fields: Sequence[str] | None = None,
         with_vectors: bool = False,
     ) -> Iterator[PointRecord]:
-        for p in list(self._points.values()):
-            if flt is not None and not flt.matches(p.payload):
-                continue
+        for p in self._matching(flt):
             payload = (
                 p.payload if fields is None else {k: p.payload[k] for k in fields if k in p.payload}
             )
@@ -132,9 +131,8 @@ class MemoryStore:
         ]
 
     def set_payload(self, flt: Filter, payload: Mapping[str, Any]) -> None:
-        for pid, p in list(self._points.items()):
-            if flt.matches(p.payload):
-                self._points[pid] = PointRecord(pid, p.vectors, {**p.payload, **payload})
+        for p in self._matching(flt):
+            self._points[p.id] = PointRecord(p.id, p.vectors, {**p.payload, **payload})
 
     def ensure_index(self, field_name: str, kind: IndexKind) -> None:
         self._schema[field_name] = kind  # exact scan: nothing to build, but remember the kind
@@ -145,14 +143,9 @@ class MemoryStore:
     def facet(
         self, field_name: str, flt: Filter | None = None, limit: int = 20
     ) -> dict[JSONValue, int]:
-        counts: dict[JSONValue, int] = {}
-        for p in self._points.values():
-            if (flt is None or flt.matches(p.payload)) and field_name in p.payload:
-                raw = p.payload[field_name]
-                for v in raw if isinstance(raw, list) else [raw]:
-                    counts[v] = counts.get(v, 0) + 1
-        top = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:limit]
-        return dict(top)
+        values = [p.payload[field_name] for p in self._matching(flt) if field_name in p.payload]
+        counts = Counter(flatten(values))
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:limit])
 
     def disk_bytes(self) -> int:
         return 0
