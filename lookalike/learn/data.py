@@ -78,6 +78,14 @@ def check_pairs(pairs: Sequence[tuple[str, str]], items: set[str]) -> None:
         raise CatalogueError(f"pairs name items the index does not hold: {unknown[:5]}")
 
 
+def check_data(data: TrainData, pairs: int) -> None:
+    """CatalogueError before training when nothing usable was read."""
+    if not data.views:
+        raise CatalogueError("no indexed photo could be read: nothing to train on")
+    if pairs and not data.wild:
+        raise CatalogueError("no pair photo could be read: nothing to learn the pairs from")
+
+
 def collect(
     engine: Engine,
     pp: Preprocess,

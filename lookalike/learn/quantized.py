@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from lookalike.learn.data import TrainData
+from lookalike.learn.data import Progress, TrainData
 from lookalike.learn.heldout import holdout_split
+from lookalike.models.catalog import Preprocess
 from lookalike.pipeline.embed import normalise
 
 TOLERANCE = 0.01
@@ -25,7 +25,11 @@ _BATCH = 32
 
 
 def embed_all(
-    data: TrainData, embed: Callable[[np.ndarray], np.ndarray], pp: Any, stage: Any, name: str
+    data: TrainData,
+    embed: Callable[[np.ndarray], np.ndarray],
+    pp: Preprocess,
+    stage: Progress,
+    name: str,
 ) -> dict[str, np.ndarray]:
     """point id -> vector of every collected view, and `wild:<i>` -> vector of each pair photo."""
     rows: list[tuple[str, np.ndarray]] = [(str(v.point_id), v.pixels) for v in data.views]
@@ -62,7 +66,7 @@ def held_out_recall(
 
 
 def quantize_for_index(
-    index_dir: Path, float_file: str, data: TrainData, pp: Any, seed: int, stage: Any
+    index_dir: Path, float_file: str, data: TrainData, pp: Preprocess, seed: int, stage: Progress
 ) -> Path:
     """The int8 file (`network-int8.onnx.part` in the index folder), calibrated on up to
     `CALIBRATION_PHOTOS` of the index's photos (a seeded draw)."""

@@ -7,28 +7,28 @@ little data or memory), failed or killed leaves it answering with its previous n
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
+
 from lookalike.errors import CatalogueError, StoreError, TrainingError
+from lookalike.learn.data import Progress, TrainData
 from lookalike.learn.heldout import available_bytes, estimate_bytes
-from lookalike.learn.train import (
-    TrainProgress,
-    TrainReport,
-    TrainSettings,
-)
+from lookalike.learn.train import ProgressFn, TrainProgress, TrainReport, TrainSettings
 from lookalike.store.base import where
 from lookalike.types import Skipped
 
 if TYPE_CHECKING:
-    from lookalike.engine.core import Engine
-    from lookalike.pipeline.embed import OnnxImageEmbedder
+    from efficientnet_lite_pytorch import EfficientNet
 
-ProgressFn = Callable[[TrainProgress], None]
+    from lookalike.engine.core import Engine
+    from lookalike.models.catalog import ModelSpec
+    from lookalike.models.store import ModelStore
+    from lookalike.pipeline.embed import OnnxImageEmbedder
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class TrainOutcome:
     seconds: float
 
 
-def _base(engine: Engine) -> tuple[Any, Any]:
+def _base(engine: Engine) -> tuple[ModelSpec, ModelStore]:
     """(spec, model store) of the index's base embedder; StoreError for stores we cannot swap."""
     from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
@@ -59,7 +59,9 @@ def _base(engine: Engine) -> tuple[Any, Any]:
     return get_spec(engine.embedder_name), wiring.model_store(engine.settings)
 
 
-def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any, act_elems: int) -> None:
+def plan(
+    engine: Engine, settings: TrainSettings, pairs: int, spec: ModelSpec, act_elems: int
+) -> None:
     """Refuse, before reading any photo, a run that cannot fit: too few items or views, or more
     memory than `settings.max_memory_gb` (or than the machine has free). act_elems: size of one
     cached activation (the front's output)."""
@@ -75,7 +77,7 @@ def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any, act_ele
             f"training needs at least 2 items with photos; the index holds {items} item(s), "
             f"{views} view(s)"
         )
-    size = spec.preprocess.size
+    size = spec.image_preprocess.size
     need = estimate_bytes(views + pairs, size, act_elems, settings.augmentations)
     limit = int(settings.max_memory_gb * 2**30)
     free = available_bytes()
@@ -102,8 +104,8 @@ def train_index(
     and when it beats the base network on held-out draws (or `force`), export it into the index
     folder, re-embed every point with it and swap it in. `engine` is reloaded afterwards."""
     from lookalike.learn import net as nets
-    from lookalike.learn.data import collect
-    from lookalike.learn.train import Trainer, check_data
+    from lookalike.learn.data import check_data, collect
+    from lookalike.learn.train import Trainer
 
     started = time.perf_counter()
     notify = progress or (lambda p: None)
@@ -118,10 +120,10 @@ def train_index(
                 f"tune --train adapts {', '.join(nets.TRAINABLE)}; this index was built with "
                 f"{spec.name}"
             )
-        nets.import_torch()
+        nets.require_torch()
         net = nets.load_network(spec.name, models.export_input(spec.name, "weights"))
         cut = nets.split_at(net, spec.name, settings.tail_blocks)
-        pp = spec.preprocess
+        pp = spec.image_preprocess
         plan(engine, settings, len(pairs), spec, nets.activation_elements(net, cut, pp.size))
         data = collect(engine, pp, pairs=pairs, progress=stage)
         check_data(data, len(pairs))
@@ -149,12 +151,12 @@ def _cutout_background(engine: Engine) -> tuple[int, int, int] | None:
 
 def _apply(
     engine: Engine,
-    net: Any,
-    spec: Any,
-    data: Any,
+    net: EfficientNet,
+    spec: ModelSpec,
+    data: TrainData,
     settings: TrainSettings,
     report: TrainReport,
-    stage: Callable[[str, int, int], None],
+    stage: Progress,
 ) -> tuple[str, int]:
     from lookalike.engine.signature import views_signature
     from lookalike.learn import net as nets
@@ -165,7 +167,7 @@ def _apply(
     index_dir = engine.index_dir
     stage("export", 0, 1)
     part = index_dir / "network.onnx.part"
-    nets.export_onnx(net, spec.preprocess.size, part)
+    nets.export_onnx(net, spec.image_preprocess.size, part)
     sha = sha256_file(part)
     name = f"network-{sha[:12]}.onnx"
     part.replace(index_dir / name)
@@ -199,19 +201,19 @@ def _apply(
 def _int8(
     engine: Engine,
     record: dict[str, Any],
-    embedder: Any,
-    spec: Any,
-    data: Any,
+    embedder: OnnxImageEmbedder,
+    spec: ModelSpec,
+    data: TrainData,
     settings: TrainSettings,
-    stage: Callable[[str, int, int], None],
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    stage: Progress,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(record, vectors) of the int8 network when it stays within `TOLERANCE` held-out Recall@1
     of the float one, else of the float one; the record says what was measured."""
     from lookalike.learn import quantized as q
     from lookalike.learn.adapted import open_adapted
     from lookalike.models.store import sha256_file
 
-    index_dir, pp = engine.index_dir, spec.preprocess
+    index_dir, pp = engine.index_dir, spec.image_preprocess
     floats = q.embed_all(data, lambda x: embedder.embed_prepared(x)[0], pp, stage, "embed float")
     part = q.quantize_for_index(index_dir, record["file"], data, pp, settings.seed, stage)
     sha = sha256_file(part)
@@ -236,12 +238,12 @@ def _int8(
 
 def _swap(
     engine: Engine,
-    data: Any,
-    embed: Callable[[Any], Any],
-    spec: Any,
+    data: TrainData,
+    embed: Callable[[np.ndarray], np.ndarray],
+    spec: ModelSpec,
     record: dict[str, Any] | None,
-    stage: Callable[[str, int, int], None],
-    vectors: dict[str, Any] | None = None,
+    stage: Progress,
+    vectors: dict[str, np.ndarray] | None = None,
 ) -> int:
     """Re-embed every point with `embed`, write it aside and commit with `record` as the
     manifest's network (None: the base network) and no projection (it was fitted on the old
@@ -249,7 +251,7 @@ def _swap(
     from lookalike.learn.swap import commit, reembedded_points, write_aside
 
     records = list(engine.store.scroll(with_vectors=False))
-    points, dropped = reembedded_points(records, data, embed, spec.preprocess, stage, vectors)
+    points, dropped = reembedded_points(records, data, embed, spec.image_preprocess, stage, vectors)
     assert engine.manifest is not None
     write_aside(engine, points, engine.manifest.dim, stage)
     manifest = dataclasses.replace(engine.manifest, network=record, projection=None)
@@ -274,7 +276,7 @@ def reset_index(
     if not (engine.manifest and engine.manifest.network):
         raise CatalogueError(f"the index at {engine.index_dir} already uses the base network")
     with engine.write_lock():
-        data = collect(engine, spec.preprocess, progress=stage)
+        data = collect(engine, spec.image_preprocess, progress=stage)
         s = engine.settings
         # A trainable network's spec is an `image-embedder`: load_embedder builds an
         # OnnxImageEmbedder, the one with `embed_prepared`.
@@ -291,7 +293,3 @@ def reset_index(
         dropped = _swap(engine, data, lambda x: base.embed_prepared(x)[0], spec, None, stage)
         engine.reload()  # inside the lock: what runs when it is released sees the new index
     return dropped, data.skipped
-
-
-def fingerprint(pairs: Sequence[tuple[str, str]]) -> str:
-    return hashlib.sha256(repr(sorted(pairs)).encode()).hexdigest()[:16]

@@ -319,7 +319,8 @@ def fit_cross_domain(
             for dim in dims_for_lam:
                 proj = Projection(axes[:, :dim], whitening.mean)
                 runs.setdefault((dim, lam), []).append(score(held, proj))
-                notify("tune", n * len(grid) + _count(runs, n), splits * len(grid))
+                scored = sum(1 for r in runs.values() if len(r) > n)  # grid points done on split n
+                notify("tune", n * len(grid) + scored, splits * len(grid))
     baseline = _mean_point(0, 0.0, baseline_runs)
     points = [_mean_point(dim, lam, runs[dim, lam]) for dim, lam in grid if (dim, lam) in runs]
     chosen = _choose(points, ("cross",))
@@ -333,11 +334,6 @@ def fit_cross_domain(
         "held_out_items": k,
     }
     return TuneResult(finish((chosen.dim, chosen.lam)), chosen, baseline, tuple(points), split)
-
-
-def _count(runs: Mapping[tuple[int, float], list[Any]], n: int) -> int:
-    """Grid points scored so far on split `n` (for progress)."""
-    return sum(1 for scored in runs.values() if len(scored) > n)
 
 
 def _mean_point(

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lookalike.errors import ModelError
 from lookalike.models.catalog import get_spec, weights_role
+
+if TYPE_CHECKING:
+    import torch
 
 GEM_P = 3.0
 """GeM pooling exponent (Radenović et al.): p=3 is the standard choice for retrieval."""
 
 
-def write_embedder_onnx(module: Any, sample: Any, path: Path) -> None:
+def write_embedder_onnx(module: torch.nn.Module, sample: torch.Tensor, path: Path) -> None:
     """`module` (a torch module) as ONNX with the embedder interface every image network here
     has: input `pixels` (n, 3, h, w), outputs `gem`, `avg` (pooled features) and `logits`, the
     batch and image sides dynamic. `sample`: an input tensor to trace with."""
@@ -112,8 +115,7 @@ def _static_int8(variant: str) -> Callable[[Mapping[str, Path], Path], None]:
             raise ModelError("quantising needs the export extra: pip install onnx") from exc
         from lookalike.models.quantize import calibration_photos, quantize_static_int8
 
-        preprocess = get_spec(variant).preprocess
-        assert preprocess is not None
+        preprocess = get_spec(variant).image_preprocess
         quantize_static_int8(inputs["float"], dest, calibration_photos(), preprocess)
 
     return export
