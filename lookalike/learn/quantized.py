@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.learn.data import Progress, TrainData
-from lookalike.learn.heldout import holdout_split
+from lookalike.learn.data import Progress, TrainData, holdout_split
 from lookalike.models.catalog import Preprocess
 from lookalike.pipeline.embed import normalise
 

@@ -17,7 +17,6 @@ import numpy as np
 
 from lookalike.errors import CatalogueError, StoreError, TrainingError
 from lookalike.learn.data import Progress, TrainData
-from lookalike.learn.heldout import available_bytes, estimate_bytes
 from lookalike.learn.train import ProgressFn, TrainProgress, TrainReport, TrainSettings
 from lookalike.store.base import where
 from lookalike.types import Skipped
@@ -90,6 +89,23 @@ def plan(
             f"augmented views each needs about {need / 2**30:.1f} GB ({have}): lower "
             "--augmentations, or raise --max-memory"
         )
+
+
+def estimate_bytes(views: int, size: int, act_elems: int, augmentations: int) -> int:
+    """Memory a run holds: each view's 8-bit input and its cached float16 activations (clean +
+    augmented), plus a fixed allowance for the network and the optimiser."""
+    return views * (size * size * 3 + (augmentations + 1) * act_elems * 2) + 600 * 2**20
+
+
+def available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def train_index(

@@ -31,9 +31,7 @@ import numpy as np
 from lookalike.errors import TrainingError
 from lookalike.learn import net as nets
 from lookalike.learn.augment import AugmentSettings, augment
-from lookalike.learn.batches import PairBatches, schedule
-from lookalike.learn.data import TrainData, TrainView
-from lookalike.learn.heldout import holdout_split
+from lookalike.learn.data import PairBatches, TrainData, TrainView, holdout_split, schedule
 from lookalike.learn.losses import make_loss
 from lookalike.models.catalog import Preprocess
 from lookalike.pipeline.embed import normalise
@@ -457,10 +455,8 @@ class Trainer:
                 best_score, best_epoch, best_state = last_score, len(history), self._state()
         if s.selection == "best" or stopped == "guard" or not np.isfinite(last_score[1]):
             self._load(best_state)
-            final, final_epoch = best_score, best_epoch
         else:  # the fixed schedule's end (research recipe: held-out only guards it)
-            final, final_epoch = last_score, len(history)
-        best_score, best_epoch = final, final_epoch
+            best_score, best_epoch = last_score, len(history)
         self.net.eval()
         self.net.to(memory_format=torch.contiguous_format)
         return TrainReport(
