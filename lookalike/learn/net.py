@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lookalike.errors import ModelError
-from lookalike.models.export import GEM_P, write_embedder_onnx
+from lookalike.models.export import GEM_P, pooled, write_embedder_onnx
 
 if TYPE_CHECKING:
     import torch
@@ -170,18 +170,6 @@ def tail_mode(net: EfficientNet, training: bool) -> None:
 def export_onnx(net: EfficientNet, size: int, dest: Path) -> None:
     """The whole adapted network as ONNX with the base export's inputs and outputs."""
     import torch
-    from torch import nn
-
-    class Whole(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            fmap = self.net.extract_features(x)
-            avg = fmap.mean(dim=(2, 3))
-            gem = fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
-            return gem, avg, part(self.net, "_fc")(avg)
 
     was_training = net.training
     net.eval()
@@ -190,6 +178,6 @@ def export_onnx(net: EfficientNet, size: int, dest: Path) -> None:
     tmp = dest.with_name(dest.name + ".part")
     with warnings.catch_warnings():  # the exporter's notes on constant folding
         warnings.simplefilter("ignore")
-        write_embedder_onnx(Whole().eval(), torch.zeros(1, 3, size, size), tmp)
+        write_embedder_onnx(pooled([net]).eval(), torch.zeros(1, 3, size, size), tmp)
     tmp.replace(dest)
     cpu.train(was_training)

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from lookalike.errors import CatalogueError, StoreError, TrainingError
-from lookalike.learn.data import Progress, TrainData
+from lookalike.learn.data import Progress, TrainData, holdout_split
 from lookalike.learn.train import ProgressFn, TrainProgress, TrainReport, TrainSettings
+from lookalike.pipeline.embed import normalise
 from lookalike.store.base import where
 from lookalike.types import Skipped
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from efficientnet_lite_pytorch import EfficientNet
 
     from lookalike.engine.core import Engine
-    from lookalike.models.catalog import ModelSpec
+    from lookalike.models.catalog import ModelSpec, Preprocess
     from lookalike.models.store import ModelStore
     from lookalike.pipeline.embed import OnnxImageEmbedder
 
@@ -214,6 +216,74 @@ def _apply(
     return sha, dropped
 
 
+# --- int8 for an adapted network (`tune --train --int8`): the static QDQ recipe of the base models
+# (`lookalike.models.quantize.quantize_static_int8`), calibrated on the index's own photos, kept
+# only when it stays within `TOLERANCE` Recall@1 of the float network on the run's held-out draws.
+# Both networks embed every view once here; the chosen one's vectors are the ones the index gets
+# (no third pass).
+
+TOLERANCE = 0.01
+"""int8 is used when its held-out Recall@1 is at least the float network's minus this."""
+CALIBRATION_PHOTOS = 128
+_BATCH = 32
+
+
+def embed_all(
+    data: TrainData,
+    embed: Callable[[np.ndarray], np.ndarray],
+    pp: Preprocess,
+    stage: Progress,
+    name: str,
+) -> dict[str, np.ndarray]:
+    """point id -> vector of every collected view, and `wild:<i>` -> vector of each pair photo."""
+    rows: list[tuple[str, np.ndarray]] = [(str(v.point_id), v.pixels) for v in data.views]
+    rows += [(f"wild:{i}", w.pixels) for i, w in enumerate(data.wild)]
+    out: dict[str, np.ndarray] = {}
+    for start in range(0, len(rows), _BATCH):
+        chunk = rows[start : start + _BATCH]
+        vectors = embed(normalise(np.stack([p for _, p in chunk]), pp))
+        out.update(zip((k for k, _ in chunk), vectors, strict=True))
+        stage(name, min(start + _BATCH, len(rows)), len(rows))
+    return out
+
+
+def held_out_recall(
+    data: TrainData, vectors: Mapping[str, np.ndarray], holdout: float, seed: int
+) -> float:
+    """Centroid Recall@1 of the run's held-out queries (`holdout_split`, same draw as training)
+    against the training views; instance draws use the clean views themselves (no augmentation
+    here: this compares two encodings of one network, not the network)."""
+    split = holdout_split(data, holdout, seed)
+    views = data.views
+    gallery = [(views[i].item_id, vectors[str(views[i].point_id)]) for i in split.train]
+    queries = [(views[i].item_id, vectors[str(views[i].point_id)]) for i in split.queries]
+    queries += [(data.wild[i].item_id, vectors[f"wild:{i}"]) for i in split.query_wild]
+    names = sorted({item for item, _ in gallery})
+    pos = {n: i for i, n in enumerate(names)}
+    cent = np.zeros((len(names), len(gallery[0][1])), np.float64)
+    for item, vec in gallery:
+        cent[pos[item]] += vec
+    cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+    q = np.stack([v for _, v in queries])
+    best = (q @ cent.T).argmax(axis=1)
+    return float(np.mean([names[b] == item for b, (item, _) in zip(best, queries, strict=True)]))
+
+
+def quantize_for_index(
+    index_dir: Path, float_file: str, data: TrainData, pp: Preprocess, seed: int, stage: Progress
+) -> Path:
+    """The int8 file (`network-int8.onnx.part` in the index folder), calibrated on up to
+    `CALIBRATION_PHOTOS` of the index's photos (a seeded draw)."""
+    from lookalike.models.quantize import quantize_static_int8
+
+    photos = sorted({v.photo for v in data.views})
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.permutation(photos)[:CALIBRATION_PHOTOS].tolist())
+    dest = index_dir / "network-int8.onnx.part"
+    quantize_static_int8(index_dir / float_file, dest, chosen, pp, progress=stage)
+    return dest
+
+
 def _int8(
     engine: Engine,
     record: dict[str, Any],
@@ -225,22 +295,21 @@ def _int8(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(record, vectors) of the int8 network when it stays within `TOLERANCE` held-out Recall@1
     of the float one, else of the float one; the record says what was measured."""
-    from lookalike.learn import quantized as q
     from lookalike.learn.adapted import open_adapted
     from lookalike.models.store import sha256_file
 
     index_dir, pp = engine.index_dir, spec.image_preprocess
-    floats = q.embed_all(data, lambda x: embedder.embed_prepared(x)[0], pp, stage, "embed float")
-    part = q.quantize_for_index(index_dir, record["file"], data, pp, settings.seed, stage)
+    floats = embed_all(data, lambda x: embedder.embed_prepared(x)[0], pp, stage, "embed float")
+    part = quantize_for_index(index_dir, record["file"], data, pp, settings.seed, stage)
     sha = sha256_file(part)
     name = f"network-{sha[:12]}.onnx"
     part.replace(index_dir / name)
     int8_record = {**record, "file": name, "sha256": sha}
     int8 = open_adapted(index_dir, int8_record, spec, engine.settings)
-    ints = q.embed_all(data, lambda x: int8.embed_prepared(x)[0], pp, stage, "embed int8")
-    r_float = q.held_out_recall(data, floats, settings.holdout, settings.seed)
-    r_int8 = q.held_out_recall(data, ints, settings.holdout, settings.seed)
-    used = r_int8 >= r_float - q.TOLERANCE
+    ints = embed_all(data, lambda x: int8.embed_prepared(x)[0], pp, stage, "embed int8")
+    r_float = held_out_recall(data, floats, settings.holdout, settings.seed)
+    r_int8 = held_out_recall(data, ints, settings.holdout, settings.seed)
+    used = r_int8 >= r_float - TOLERANCE
     info = {
         "used": used,
         "float_recall": r_float,

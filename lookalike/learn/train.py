@@ -76,7 +76,7 @@ class TrainSettings:
     guard: float = 0.05
     """Stop and restore the best state when held-out R@1 falls this far below its best."""
     int8: bool = False
-    """Also quantise the adapted network (`lookalike.learn.quantized`); used if within 0.01 R@1."""
+    """Also quantise the adapted network (`lookalike.learn.run`); used if within 0.01 R@1."""
     loss: str = "proxy_anchor"
     """`lookalike.learn.losses.LOSSES`: normsoftmax, proxy_anchor or arcface."""
     weight_decay: float = 1e-4

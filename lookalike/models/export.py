@@ -8,7 +8,7 @@ and records the output's sha256 after.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +45,36 @@ def write_embedder_onnx(module: torch.nn.Module, sample: torch.Tensor, path: Pat
     )
 
 
+def pooled(nets: Sequence[torch.nn.Module]) -> torch.nn.Module:
+    """`nets`, EfficientNets run on one input, with the outputs `_efficientnet_lite` describes."""
+    import torch
+
+    class Pooled(torch.nn.Module):
+        """Feature maps -> GeM and average pooled features, plus the first net's logits."""
+
+        def __init__(self, nets: list[torch.nn.Module]) -> None:
+            super().__init__()
+            self.nets = torch.nn.ModuleList(nets)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            gems, avgs = [], []
+            for net in self.nets:
+                fmap = net.extract_features(x)  # type: ignore[operator]  # EfficientNet's method, typed as nn.Module's __getattr__
+                avgs.append(fmap.mean(dim=(2, 3)))
+                gems.append(fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P))
+            logits = self.nets[0].get_submodule("_fc")(avgs[0])
+            if len(gems) == 1:
+                return gems[0], avgs[0], logits
+            unit = torch.nn.functional.normalize
+            return (
+                torch.cat([unit(g) for g in gems], 1),
+                torch.cat([unit(a) for a in avgs], 1),
+                logits,
+            )
+
+    return Pooled(list(nets))
+
+
 def _efficientnet_lite(*variants: str) -> Callable[[Mapping[str, Path], Path], None]:
     """Export one EfficientNet-Lite, or several run side by side on the same input (an ensemble).
 
@@ -69,36 +99,13 @@ def _efficientnet_lite(*variants: str) -> Callable[[Mapping[str, Path], Path], N
             for v in variants
         ]
 
-        class Pooled(torch.nn.Module):
-            """Feature maps -> GeM and average pooled features, plus the first net's logits."""
-
-            def __init__(self, nets: list[torch.nn.Module]) -> None:
-                super().__init__()
-                self.nets = torch.nn.ModuleList(nets)
-
-            def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-                gems, avgs = [], []
-                for net in self.nets:
-                    fmap = net.extract_features(x)  # type: ignore[operator]  # EfficientNet's method, typed as nn.Module's __getattr__
-                    avgs.append(fmap.mean(dim=(2, 3)))
-                    gems.append(fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P))
-                logits = self.nets[0].get_submodule("_fc")(avgs[0])
-                if len(gems) == 1:
-                    return gems[0], avgs[0], logits
-                unit = torch.nn.functional.normalize
-                return (
-                    torch.cat([unit(g) for g in gems], 1),
-                    torch.cat([unit(a) for a in avgs], 1),
-                    logits,
-                )
-
         # The ensemble's input is the first network's (its size and crop): the others see the same
         # pixels, a little larger than their own training size (260 vs 240 px for Lite1).
         size = EfficientNet.get_image_size(variants[0])
         sample = torch.zeros(1, 3, size, size)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(".onnx.part")
-        write_embedder_onnx(Pooled(nets).eval(), sample, tmp)
+        write_embedder_onnx(pooled(nets).eval(), sample, tmp)
         tmp.replace(dest)
 
     return export
