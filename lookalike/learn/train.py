@@ -23,7 +23,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,8 +91,6 @@ class TrainSettings:
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     def record(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         out = asdict(self)
         out.pop("threads")
         return out

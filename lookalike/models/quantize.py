@@ -19,6 +19,7 @@ Heavy imports (onnx, onnxruntime, numpy, PIL) stay inside the functions.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -202,18 +203,11 @@ def grocery_recall(
     progress: Progress | None = None,
 ) -> tuple[float, float]:
     """(centroid Recall@1, median model-only ms/image) of `model` on (image, item id) pairs."""
-    cat_vec, ms = embed_files(
-        model,
-        preprocess,
-        [p for p, _ in catalogue],
-        output=output,
-        batch=batch,
-        threads=threads,
-        progress=progress,
+    embed = functools.partial(
+        embed_files, model, preprocess, output=output, batch=batch, threads=threads
     )
-    q_vec, _ = embed_files(
-        model, preprocess, [p for p, _ in queries], output=output, batch=batch, threads=threads
-    )
+    cat_vec, ms = embed([p for p, _ in catalogue], progress=progress)
+    q_vec, _ = embed([p for p, _ in queries])
     recall = centroid_recall_at_1(
         cat_vec, [i for _, i in catalogue], q_vec, [i for _, i in queries]
     )
