@@ -25,8 +25,7 @@ from lookalike.evaluation.metrics import evaluate
 from lookalike.faces.detect import SHAPE_PREDICTOR, model_file, require_dlib
 from lookalike.learn.net import part
 from lookalike.learn.projection import Projection, TuneResult
-from lookalike.learn.ranking import item_rankings
-from lookalike.learn.tuning import fit_cross_domain, fit_projection
+from lookalike.learn.tuning import fit_cross_domain, fit_projection, item_rankings
 from lookalike.pipeline.isolate import cut_out, pixels, split_garments
 from lookalike.types import F32, Box
 

@@ -108,8 +108,7 @@ def choose_tta(
     from common import garment_folds
 
     from lookalike.evaluation.metrics import evaluate
-    from lookalike.learn.ranking import item_rankings
-    from lookalike.learn.tuning import fit_cross_domain
+    from lookalike.learn.tuning import fit_cross_domain, item_rankings
 
     ids = np.asarray([str(g) for g in garment_ids])
     folds = garment_folds(len(ids), fit_garments, seed)

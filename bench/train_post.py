@@ -18,8 +18,7 @@ import time
 import numpy as np
 
 from lookalike.evaluation.metrics import evaluate
-from lookalike.learn.ranking import item_rankings
-from lookalike.learn.tuning import fit_cross_domain, fit_projection
+from lookalike.learn.tuning import fit_cross_domain, fit_projection, item_rankings
 
 
 def unit(v: np.ndarray) -> np.ndarray:

@@ -262,7 +262,7 @@ def supcon(torch, emb, labels, tau=0.1):  # type: ignore[no-untyped-def]
 
 
 def recall(gallery, g_items, queries, q_items, mode="views", ks=(1, 3, 10)) -> dict:  # type: ignore[no-untyped-def]
-    """Item-level R@k (best view per item, or centroid), as lookalike.learn.ranking.item_rankings."""
+    """Item-level R@k (best view per item, or centroid), as lookalike.learn.tuning.item_rankings."""
     names, inv = np.unique(g_items, return_inverse=True)
     sims = queries @ gallery.T
     if mode == "views":

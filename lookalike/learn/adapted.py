@@ -21,6 +21,7 @@ from lookalike.errors import IndexMismatchError
 if TYPE_CHECKING:
     from lookalike.config import Settings
     from lookalike.engine.core import Engine
+    from lookalike.models.catalog import ModelSpec
     from lookalike.pipeline.embed import OnnxImageEmbedder
 
 
@@ -31,7 +32,7 @@ def network_path(index_dir: Path, record: Mapping[str, Any]) -> Path:
 
 
 def open_adapted(
-    index_dir: Path, record: Mapping[str, Any], spec: Any, settings: Settings
+    index_dir: Path, record: Mapping[str, Any], spec: ModelSpec, settings: Settings
 ) -> OnnxImageEmbedder:
     """The embedder of the index's adapted network, its file checked against the record's sha256
     (IndexMismatchError if absent or different: the index's vectors came from that file)."""
@@ -54,7 +55,7 @@ def open_adapted(
     return OnnxImageEmbedder(
         f"{spec.name}+adapted",
         path,
-        spec.preprocess,
+        spec.image_preprocess,
         output=str(spec.extra.get("output", "gem")),
         threads=settings.models.threads,
         optimization=settings.models.ort_optimization,

@@ -55,14 +55,9 @@ def augment(
         image = _perspective(image, rng)
     if settings.jitter > 0 and rng.random() < settings.jitter_p:
         j = settings.jitter
+        enhancers = (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)
         for enhance in rng.permutation(3):
-            factor = float(rng.uniform(1 - j, 1 + j))
-            if enhance == 0:
-                image = ImageEnhance.Brightness(image).enhance(factor)
-            elif enhance == 1:
-                image = ImageEnhance.Contrast(image).enhance(factor)
-            else:
-                image = ImageEnhance.Color(image).enhance(factor)
+            image = enhancers[enhance](image).enhance(float(rng.uniform(1 - j, 1 + j)))
     if rng.random() < settings.blur:
         image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.5))))
     out = np.asarray(image, dtype=np.uint8).copy()

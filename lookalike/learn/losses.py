@@ -8,21 +8,23 @@ item), which suits catalogues with few photos per item: every view has a positiv
   sub-centres absorb an item's distinct looks (a shelf photo and a product shot).
 
 Proxies start at each item's base centroid (sub-centres: the centroid plus small noise), so
-training starts from the index as it is. torch is passed in (the `train` extra).
+training starts from the index as it is. torch is imported inside (the `train` extra).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 LOSSES = ("normsoftmax", "proxy_anchor", "arcface")
 
 
 def make_loss(
-    torch: Any,
     name: str,
-    centroids: Any,
+    centroids: torch.Tensor,
     *,
     temperature: float = 0.05,
     alpha: float = 32.0,
@@ -31,21 +33,23 @@ def make_loss(
     margin: float = 0.2,
     subcentres: int = 3,
     seed: int = 0,
-) -> tuple[Callable[[Any, Any], Any], Any]:
+) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], torch.nn.Parameter]:
     """(loss(z, y), proxies parameter) for unit embeddings z (B, D) and item indices y (B,).
     centroids: (items, D) unit base centroids, on the training device."""
+    import torch
+
     F = torch.nn.functional
     if name == "normsoftmax":
         proxies = torch.nn.Parameter(centroids.clone())
 
-        def normsoftmax(z: Any, y: Any) -> Any:
+        def normsoftmax(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(z @ F.normalize(proxies, dim=1).T / temperature, y)
 
         return normsoftmax, proxies
     if name == "proxy_anchor":
         proxies = torch.nn.Parameter(centroids.clone())
 
-        def proxy_anchor(z: Any, y: Any) -> Any:
+        def proxy_anchor(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             cos = z @ F.normalize(proxies, dim=1).T
             pos = F.one_hot(y, proxies.shape[0]).bool()
             with_pos = pos.any(0)
@@ -67,7 +71,7 @@ def make_loss(
             (centroids[:, None, :] + noise).reshape(-1, centroids.shape[1])
         )
 
-        def arcface(z: Any, y: Any) -> Any:
+        def arcface(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             cos = (z @ F.normalize(centres, dim=1).T).view(z.shape[0], -1, subcentres).amax(-1)
             cos = cos.clamp(-1 + 1e-6, 1 - 1e-6)
             target = torch.cos(torch.acos(cos.gather(1, y[:, None])) + margin)

@@ -15,31 +15,36 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lookalike.errors import ModelError
-from lookalike.models.export import GEM_P, write_embedder_onnx
+from lookalike.models.export import GEM_P, pooled, write_embedder_onnx
+
+if TYPE_CHECKING:
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+    from torch import nn
 
 TRAINABLE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 """Embedders `tune --train` can adapt (single networks with PyTorch weights in the catalogue)."""
 
 
-def import_torch() -> Any:
-    """torch, or a ModelError saying how to install the `train` extra."""
+def require_torch() -> None:
+    """A ModelError, when torch is missing, saying how to install the `train` extra."""
     try:
-        import torch
+        import torch  # noqa: F401
         from efficientnet_lite_pytorch import EfficientNet  # noqa: F401
     except ImportError as exc:
         raise ModelError(
             "training the network needs the train extra: pip install 'lookalike[train]' "
             "(torch==2.13.0, efficientnet-lite-pytorch==0.1.0, onnx)"
         ) from exc
-    return torch
 
 
-def device() -> Any:
+def device() -> torch.device:
     """The device training runs on: the GPU when torch sees one, else the CPU."""
-    torch = import_torch()
+    import torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -52,14 +57,14 @@ class Split:
     first_trained: int
 
 
-def load_network(variant: str, weights: Path) -> Any:
+def load_network(variant: str, weights: Path) -> EfficientNet:
     """The ImageNet EfficientNet-Lite `variant` from its PyTorch weights file."""
     if variant not in TRAINABLE:
         raise ModelError(
             f"tune --train adapts {', '.join(TRAINABLE)}; this index was built with {variant} "
             "(index with one of those to train)"
         )
-    import_torch()
+    require_torch()
     import contextlib
     import io
 
@@ -69,23 +74,27 @@ def load_network(variant: str, weights: Path) -> Any:
         return EfficientNet.from_pretrained(variant, weights_path=str(weights))
 
 
-def part(net: Any, name: str) -> Any:
+def part(net: EfficientNet, name: str) -> nn.Module:
     """The child module `name` of `net` (EfficientNet names its parts `_blocks`, `_conv_stem`,
     `_bn0`, `_swish`, `_conv_head`, `_bn1`, `_fc`), through torch's public
     `Module.get_submodule`."""
     return net.get_submodule(name)
 
 
-def split_at(net: Any, variant: str, tail_blocks: int) -> Split:
-    blocks = len(part(net, "_blocks"))
-    tail_blocks = max(0, min(tail_blocks, blocks))
-    return Split(variant, blocks, blocks - tail_blocks)
+def blocks(net: EfficientNet) -> nn.ModuleList:
+    """The network's blocks, in order (`_blocks`, see `part`)."""
+    return net.get_submodule("_blocks")
 
 
-def make_modules(net: Any, split: Split) -> tuple[Any, Any]:
+def split_at(net: EfficientNet, variant: str, tail_blocks: int) -> Split:
+    count = len(blocks(net))
+    tail_blocks = max(0, min(tail_blocks, count))
+    return Split(variant, count, count - tail_blocks)
+
+
+def make_modules(net: EfficientNet, split: Split) -> tuple[nn.Module, nn.Module]:
     """(front, tail) torch modules sharing `net`'s weights: front(pixels) -> activations;
     tail(activations) -> (gem, avg, logits)."""
-    import_torch()
     from torch import nn
 
     # Not a module: its hyper-parameters (a namedtuple) have no public accessor.
@@ -97,10 +106,10 @@ def make_modules(net: Any, split: Split) -> tuple[Any, Any]:
             super().__init__()
             self.net = net
 
-        def forward(self, x: Any) -> Any:
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             stem = part(self.net, "_conv_stem")
             x = part(self.net, "_swish")(part(self.net, "_bn0")(stem(x)))
-            for block in part(self.net, "_blocks")[: split.first_trained]:
+            for block in blocks(self.net)[: split.first_trained]:
                 x = block(x)  # frozen: eval mode, no drop-connect
             return x
 
@@ -109,10 +118,10 @@ def make_modules(net: Any, split: Split) -> tuple[Any, Any]:
             super().__init__()
             self.net = net
 
-        def forward(self, x: Any) -> tuple[Any, Any, Any]:
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             for idx in range(split.first_trained, split.blocks):
                 # Drop-connect as the network was trained with it (scaled by depth); off in eval.
-                block = part(self.net, "_blocks")[idx]
+                block = blocks(self.net)[idx]
                 x = block(x, drop_connect_rate=drop * idx / split.blocks)
             head = part(self.net, "_conv_head")
             fmap = part(self.net, "_swish")(part(self.net, "_bn1")(head(x)))
@@ -123,22 +132,23 @@ def make_modules(net: Any, split: Split) -> tuple[Any, Any]:
     return Front(), Tail()
 
 
-def activation_elements(net: Any, split: Split, size: int) -> int:
+def activation_elements(net: EfficientNet, split: Split, size: int) -> int:
     """Numbers in one cached activation (the front's output for one size x size input)."""
-    torch = import_torch()
+    import torch
+
     front, _ = make_modules(net, split)
     net.eval()
     with torch.no_grad():
         return int(front(torch.zeros(1, 3, size, size)).numel())
 
 
-def trainable_parameters(net: Any, split: Split) -> list[Any]:
+def trainable_parameters(net: EfficientNet, split: Split) -> list[nn.Parameter]:
     """The tail's parameters (blocks from the cut, head conv and its batch norm); everything else
     is frozen (`requires_grad` off)."""
     for p in net.parameters():
         p.requires_grad_(False)
     params = []
-    tail = [*part(net, "_blocks")[split.first_trained :], part(net, "_conv_head")]
+    tail = [*blocks(net)[split.first_trained :], part(net, "_conv_head")]
     for module in [*tail, part(net, "_bn1")]:
         for p in module.parameters():
             p.requires_grad_(True)
@@ -146,31 +156,20 @@ def trainable_parameters(net: Any, split: Split) -> list[Any]:
     return params
 
 
-def tail_mode(net: Any, training: bool) -> None:
+def tail_mode(net: EfficientNet, training: bool) -> None:
     """Train mode for drop-connect, but every batch norm keeps its ImageNet statistics: batches of
     a few items' views would pull them off (their affine weights still train)."""
+    import torch
+
     net.train(training)
-    torch = import_torch()
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.eval()
 
 
-def export_onnx(net: Any, size: int, dest: Path) -> None:
+def export_onnx(net: EfficientNet, size: int, dest: Path) -> None:
     """The whole adapted network as ONNX with the base export's inputs and outputs."""
-    torch = import_torch()
-    from torch import nn
-
-    class Whole(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, x: Any) -> tuple[Any, Any, Any]:
-            fmap = self.net.extract_features(x)
-            avg = fmap.mean(dim=(2, 3))
-            gem = fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
-            return gem, avg, part(self.net, "_fc")(avg)
+    import torch
 
     was_training = net.training
     net.eval()
@@ -179,6 +178,6 @@ def export_onnx(net: Any, size: int, dest: Path) -> None:
     tmp = dest.with_name(dest.name + ".part")
     with warnings.catch_warnings():  # the exporter's notes on constant folding
         warnings.simplefilter("ignore")
-        write_embedder_onnx(Whole().eval(), torch.zeros(1, 3, size, size), tmp)
+        write_embedder_onnx(pooled([net]).eval(), torch.zeros(1, 3, size, size), tmp)
     tmp.replace(dest)
     cpu.train(was_training)

@@ -7,28 +7,29 @@ little data or memory), failed or killed leaves it answering with its previous n
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
+
 from lookalike.errors import CatalogueError, StoreError, TrainingError
-from lookalike.learn.heldout import available_bytes, estimate_bytes
-from lookalike.learn.train import (
-    TrainProgress,
-    TrainReport,
-    TrainSettings,
-)
+from lookalike.learn.data import Progress, TrainData, holdout_split
+from lookalike.learn.train import ProgressFn, TrainProgress, TrainReport, TrainSettings
+from lookalike.pipeline.embed import normalise
 from lookalike.store.base import where
 from lookalike.types import Skipped
 
 if TYPE_CHECKING:
-    from lookalike.engine.core import Engine
-    from lookalike.pipeline.embed import OnnxImageEmbedder
+    from efficientnet_lite_pytorch import EfficientNet
 
-ProgressFn = Callable[[TrainProgress], None]
+    from lookalike.engine.core import Engine
+    from lookalike.models.catalog import ModelSpec, Preprocess
+    from lookalike.models.store import ModelStore
+    from lookalike.pipeline.embed import OnnxImageEmbedder
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class TrainOutcome:
     seconds: float
 
 
-def _base(engine: Engine) -> tuple[Any, Any]:
+def _base(engine: Engine) -> tuple[ModelSpec, ModelStore]:
     """(spec, model store) of the index's base embedder; StoreError for stores we cannot swap."""
     from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
@@ -59,7 +60,9 @@ def _base(engine: Engine) -> tuple[Any, Any]:
     return get_spec(engine.embedder_name), wiring.model_store(engine.settings)
 
 
-def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any, act_elems: int) -> None:
+def plan(
+    engine: Engine, settings: TrainSettings, pairs: int, spec: ModelSpec, act_elems: int
+) -> None:
     """Refuse, before reading any photo, a run that cannot fit: too few items or views, or more
     memory than `settings.max_memory_gb` (or than the machine has free). act_elems: size of one
     cached activation (the front's output)."""
@@ -75,7 +78,7 @@ def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any, act_ele
             f"training needs at least 2 items with photos; the index holds {items} item(s), "
             f"{views} view(s)"
         )
-    size = spec.preprocess.size
+    size = spec.image_preprocess.size
     need = estimate_bytes(views + pairs, size, act_elems, settings.augmentations)
     limit = int(settings.max_memory_gb * 2**30)
     free = available_bytes()
@@ -90,6 +93,23 @@ def plan(engine: Engine, settings: TrainSettings, pairs: int, spec: Any, act_ele
         )
 
 
+def estimate_bytes(views: int, size: int, act_elems: int, augmentations: int) -> int:
+    """Memory a run holds: each view's 8-bit input and its cached float16 activations (clean +
+    augmented), plus a fixed allowance for the network and the optimiser."""
+    return views * (size * size * 3 + (augmentations + 1) * act_elems * 2) + 600 * 2**20
+
+
+def available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def train_index(
     engine: Engine,
     *,
@@ -102,8 +122,8 @@ def train_index(
     and when it beats the base network on held-out draws (or `force`), export it into the index
     folder, re-embed every point with it and swap it in. `engine` is reloaded afterwards."""
     from lookalike.learn import net as nets
-    from lookalike.learn.data import collect
-    from lookalike.learn.train import Trainer, check_data
+    from lookalike.learn.data import check_data, collect
+    from lookalike.learn.train import Trainer
 
     started = time.perf_counter()
     notify = progress or (lambda p: None)
@@ -118,10 +138,10 @@ def train_index(
                 f"tune --train adapts {', '.join(nets.TRAINABLE)}; this index was built with "
                 f"{spec.name}"
             )
-        nets.import_torch()
+        nets.require_torch()
         net = nets.load_network(spec.name, models.export_input(spec.name, "weights"))
         cut = nets.split_at(net, spec.name, settings.tail_blocks)
-        pp = spec.preprocess
+        pp = spec.image_preprocess
         plan(engine, settings, len(pairs), spec, nets.activation_elements(net, cut, pp.size))
         data = collect(engine, pp, pairs=pairs, progress=stage)
         check_data(data, len(pairs))
@@ -149,12 +169,12 @@ def _cutout_background(engine: Engine) -> tuple[int, int, int] | None:
 
 def _apply(
     engine: Engine,
-    net: Any,
-    spec: Any,
-    data: Any,
+    net: EfficientNet,
+    spec: ModelSpec,
+    data: TrainData,
     settings: TrainSettings,
     report: TrainReport,
-    stage: Callable[[str, int, int], None],
+    stage: Progress,
 ) -> tuple[str, int]:
     from lookalike.engine.signature import views_signature
     from lookalike.learn import net as nets
@@ -165,7 +185,7 @@ def _apply(
     index_dir = engine.index_dir
     stage("export", 0, 1)
     part = index_dir / "network.onnx.part"
-    nets.export_onnx(net, spec.preprocess.size, part)
+    nets.export_onnx(net, spec.image_preprocess.size, part)
     sha = sha256_file(part)
     name = f"network-{sha[:12]}.onnx"
     part.replace(index_dir / name)
@@ -196,33 +216,100 @@ def _apply(
     return sha, dropped
 
 
+# --- int8 for an adapted network (`tune --train --int8`): the static QDQ recipe of the base models
+# (`lookalike.models.quantize.quantize_static_int8`), calibrated on the index's own photos, kept
+# only when it stays within `TOLERANCE` Recall@1 of the float network on the run's held-out draws.
+# Both networks embed every view once here; the chosen one's vectors are the ones the index gets
+# (no third pass).
+
+TOLERANCE = 0.01
+"""int8 is used when its held-out Recall@1 is at least the float network's minus this."""
+CALIBRATION_PHOTOS = 128
+_BATCH = 32
+
+
+def embed_all(
+    data: TrainData,
+    embed: Callable[[np.ndarray], np.ndarray],
+    pp: Preprocess,
+    stage: Progress,
+    name: str,
+) -> dict[str, np.ndarray]:
+    """point id -> vector of every collected view, and `wild:<i>` -> vector of each pair photo."""
+    rows: list[tuple[str, np.ndarray]] = [(str(v.point_id), v.pixels) for v in data.views]
+    rows += [(f"wild:{i}", w.pixels) for i, w in enumerate(data.wild)]
+    out: dict[str, np.ndarray] = {}
+    for start in range(0, len(rows), _BATCH):
+        chunk = rows[start : start + _BATCH]
+        vectors = embed(normalise(np.stack([p for _, p in chunk]), pp))
+        out.update(zip((k for k, _ in chunk), vectors, strict=True))
+        stage(name, min(start + _BATCH, len(rows)), len(rows))
+    return out
+
+
+def held_out_recall(
+    data: TrainData, vectors: Mapping[str, np.ndarray], holdout: float, seed: int
+) -> float:
+    """Centroid Recall@1 of the run's held-out queries (`holdout_split`, same draw as training)
+    against the training views; instance draws use the clean views themselves (no augmentation
+    here: this compares two encodings of one network, not the network)."""
+    split = holdout_split(data, holdout, seed)
+    views = data.views
+    gallery = [(views[i].item_id, vectors[str(views[i].point_id)]) for i in split.train]
+    queries = [(views[i].item_id, vectors[str(views[i].point_id)]) for i in split.queries]
+    queries += [(data.wild[i].item_id, vectors[f"wild:{i}"]) for i in split.query_wild]
+    names = sorted({item for item, _ in gallery})
+    pos = {n: i for i, n in enumerate(names)}
+    cent = np.zeros((len(names), len(gallery[0][1])), np.float64)
+    for item, vec in gallery:
+        cent[pos[item]] += vec
+    cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+    q = np.stack([v for _, v in queries])
+    best = (q @ cent.T).argmax(axis=1)
+    return float(np.mean([names[b] == item for b, (item, _) in zip(best, queries, strict=True)]))
+
+
+def quantize_for_index(
+    index_dir: Path, float_file: str, data: TrainData, pp: Preprocess, seed: int, stage: Progress
+) -> Path:
+    """The int8 file (`network-int8.onnx.part` in the index folder), calibrated on up to
+    `CALIBRATION_PHOTOS` of the index's photos (a seeded draw)."""
+    from lookalike.models.quantize import quantize_static_int8
+
+    photos = sorted({v.photo for v in data.views})
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.permutation(photos)[:CALIBRATION_PHOTOS].tolist())
+    dest = index_dir / "network-int8.onnx.part"
+    quantize_static_int8(index_dir / float_file, dest, chosen, pp, progress=stage)
+    return dest
+
+
 def _int8(
     engine: Engine,
     record: dict[str, Any],
-    embedder: Any,
-    spec: Any,
-    data: Any,
+    embedder: OnnxImageEmbedder,
+    spec: ModelSpec,
+    data: TrainData,
     settings: TrainSettings,
-    stage: Callable[[str, int, int], None],
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    stage: Progress,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(record, vectors) of the int8 network when it stays within `TOLERANCE` held-out Recall@1
     of the float one, else of the float one; the record says what was measured."""
-    from lookalike.learn import quantized as q
     from lookalike.learn.adapted import open_adapted
     from lookalike.models.store import sha256_file
 
-    index_dir, pp = engine.index_dir, spec.preprocess
-    floats = q.embed_all(data, lambda x: embedder.embed_prepared(x)[0], pp, stage, "embed float")
-    part = q.quantize_for_index(index_dir, record["file"], data, pp, settings.seed, stage)
+    index_dir, pp = engine.index_dir, spec.image_preprocess
+    floats = embed_all(data, lambda x: embedder.embed_prepared(x)[0], pp, stage, "embed float")
+    part = quantize_for_index(index_dir, record["file"], data, pp, settings.seed, stage)
     sha = sha256_file(part)
     name = f"network-{sha[:12]}.onnx"
     part.replace(index_dir / name)
     int8_record = {**record, "file": name, "sha256": sha}
     int8 = open_adapted(index_dir, int8_record, spec, engine.settings)
-    ints = q.embed_all(data, lambda x: int8.embed_prepared(x)[0], pp, stage, "embed int8")
-    r_float = q.held_out_recall(data, floats, settings.holdout, settings.seed)
-    r_int8 = q.held_out_recall(data, ints, settings.holdout, settings.seed)
-    used = r_int8 >= r_float - q.TOLERANCE
+    ints = embed_all(data, lambda x: int8.embed_prepared(x)[0], pp, stage, "embed int8")
+    r_float = held_out_recall(data, floats, settings.holdout, settings.seed)
+    r_int8 = held_out_recall(data, ints, settings.holdout, settings.seed)
+    used = r_int8 >= r_float - TOLERANCE
     info = {
         "used": used,
         "float_recall": r_float,
@@ -236,12 +323,12 @@ def _int8(
 
 def _swap(
     engine: Engine,
-    data: Any,
-    embed: Callable[[Any], Any],
-    spec: Any,
+    data: TrainData,
+    embed: Callable[[np.ndarray], np.ndarray],
+    spec: ModelSpec,
     record: dict[str, Any] | None,
-    stage: Callable[[str, int, int], None],
-    vectors: dict[str, Any] | None = None,
+    stage: Progress,
+    vectors: dict[str, np.ndarray] | None = None,
 ) -> int:
     """Re-embed every point with `embed`, write it aside and commit with `record` as the
     manifest's network (None: the base network) and no projection (it was fitted on the old
@@ -249,7 +336,7 @@ def _swap(
     from lookalike.learn.swap import commit, reembedded_points, write_aside
 
     records = list(engine.store.scroll(with_vectors=False))
-    points, dropped = reembedded_points(records, data, embed, spec.preprocess, stage, vectors)
+    points, dropped = reembedded_points(records, data, embed, spec.image_preprocess, stage, vectors)
     assert engine.manifest is not None
     write_aside(engine, points, engine.manifest.dim, stage)
     manifest = dataclasses.replace(engine.manifest, network=record, projection=None)
@@ -274,7 +361,7 @@ def reset_index(
     if not (engine.manifest and engine.manifest.network):
         raise CatalogueError(f"the index at {engine.index_dir} already uses the base network")
     with engine.write_lock():
-        data = collect(engine, spec.preprocess, progress=stage)
+        data = collect(engine, spec.image_preprocess, progress=stage)
         s = engine.settings
         # A trainable network's spec is an `image-embedder`: load_embedder builds an
         # OnnxImageEmbedder, the one with `embed_prepared`.
@@ -291,7 +378,3 @@ def reset_index(
         dropped = _swap(engine, data, lambda x: base.embed_prepared(x)[0], spec, None, stage)
         engine.reload()  # inside the lock: what runs when it is released sees the new index
     return dropped, data.skipped
-
-
-def fingerprint(pairs: Sequence[tuple[str, str]]) -> str:
-    return hashlib.sha256(repr(sorted(pairs)).encode()).hexdigest()[:16]

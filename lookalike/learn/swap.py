@@ -29,9 +29,7 @@ from lookalike.store.base import PointRecord
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
     from lookalike.engine.manifest import IndexManifest
-    from lookalike.learn.data import TrainData
-
-Progress = Callable[[str, int, int], None]
+    from lookalike.learn.data import Progress, TrainData
 
 NEW_SHARD = "shard.training"
 NEXT_MANIFEST = "lookalike.json.next"

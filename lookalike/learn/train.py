@@ -22,20 +22,23 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lookalike.errors import CatalogueError, TrainingError
+from lookalike.errors import TrainingError
+from lookalike.learn import net as nets
 from lookalike.learn.augment import AugmentSettings, augment
-from lookalike.learn.batches import PairBatches, schedule
-from lookalike.learn.data import TrainData, TrainView
-from lookalike.learn.heldout import holdout_split
+from lookalike.learn.data import PairBatches, TrainData, TrainView, holdout_split, schedule
 from lookalike.learn.losses import make_loss
 from lookalike.models.catalog import Preprocess
 from lookalike.pipeline.embed import normalise
+
+if TYPE_CHECKING:
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class TrainSettings:
     guard: float = 0.05
     """Stop and restore the best state when held-out R@1 falls this far below its best."""
     int8: bool = False
-    """Also quantise the adapted network (`lookalike.learn.quantized`); used if within 0.01 R@1."""
+    """Also quantise the adapted network (`lookalike.learn.run`); used if within 0.01 R@1."""
     loss: str = "proxy_anchor"
     """`lookalike.learn.losses.LOSSES`: normsoftmax, proxy_anchor or arcface."""
     weight_decay: float = 1e-4
@@ -88,8 +91,6 @@ class TrainSettings:
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     def record(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         out = asdict(self)
         out.pop("threads")
         return out
@@ -127,8 +128,8 @@ class Trainer:
 
     def __init__(
         self,
-        net: Any,
-        cut: Any,
+        net: EfficientNet,
+        cut: nets.Split,
         pp: Preprocess,
         settings: TrainSettings,
         progress: ProgressFn | None = None,
@@ -136,10 +137,8 @@ class Trainer:
         background: tuple[int, int, int] | None = None,
     ) -> None:
         """background: the plain colour cut-outs were pasted on (their backdrop is swapped)."""
-        from lookalike.learn import net as nets
+        import torch
 
-        self.torch = nets.import_torch()
-        self.nets = nets
         self.net, self.cut, self.pp, self.s = net, cut, pp, settings
         self.device = nets.device()
         self.notify = progress or (lambda p: None)
@@ -147,18 +146,18 @@ class Trainer:
         self.deadline: float | None = None
         """perf_counter() time training must stop by (`settings.minutes`), set once timed."""
         self.started = started if started is not None else time.perf_counter()
-        torch = self.torch
         torch.manual_seed(settings.seed)
         torch.set_num_threads(settings.threads or os.cpu_count() or 1)
         self.net.to(self.device)
         self.front, self.tail = nets.make_modules(self.net, cut)
-        self._front: Callable[[np.ndarray], Any] | None = None
+        self._front: Callable[[np.ndarray], torch.Tensor] | None = None
         self.params = nets.trainable_parameters(self.net, cut)
 
     def _activations(
         self, batches: Iterable[np.ndarray], stage: str, total: int, done: int = 0
-    ) -> tuple[Any, int]:
-        torch = self.torch
+    ) -> tuple[torch.Tensor, int]:
+        import torch
+
         outs = []
         self.net.eval()
         front = self._front_runner()
@@ -169,16 +168,17 @@ class Trainer:
                 self.notify(TrainProgress(stage, done, total))
         return torch.cat(outs), done
 
-    def _front_runner(self) -> Callable[[np.ndarray], Any]:
+    def _front_runner(self) -> Callable[[np.ndarray], torch.Tensor]:
         """(N, 3, s, s) inputs -> float16 CPU activations of the frozen front. On a GPU, torch; on
         the CPU, the front exported to ONNX Runtime (several times faster than torch's CPU
         convolutions here; the weights are frozen, so the export is exact)."""
-        torch = self.torch
+        import torch
+
         if self._front is not None:
             return self._front
         if self.device.type != "cpu":
 
-            def run_torch(x: np.ndarray) -> Any:
+            def run_torch(x: np.ndarray) -> torch.Tensor:
                 return self.front(torch.from_numpy(x).to(self.device)).to("cpu", torch.float16)
 
             self._front = run_torch
@@ -204,7 +204,7 @@ class Trainer:
                 )
             session = open_session(path, threads=self.s.threads)
 
-        def run_ort(x: np.ndarray) -> Any:
+        def run_ort(x: np.ndarray) -> torch.Tensor:
             (act,) = session.run(["act"], {"pixels": x})
             return torch.from_numpy(act).to(torch.float16)
 
@@ -215,9 +215,10 @@ class Trainer:
         b = max(1, self.s.batch_size)
         return [np.stack(pixels[i : i + b]) for i in range(0, len(pixels), b)]
 
-    def _embed(self, acts: Any) -> Any:
+    def _embed(self, acts: torch.Tensor) -> torch.Tensor:
         """Normalised GeM embeddings (on the CPU) of cached activations, in eval mode."""
-        torch = self.torch
+        import torch
+
         self.net.eval()
         out = []
         with torch.no_grad():
@@ -227,12 +228,13 @@ class Trainer:
         return torch.cat(out)
 
     def _recall(
-        self, gallery: Any, g_items: np.ndarray, queries: Any, q_items: np.ndarray
+        self, gallery: torch.Tensor, g_items: np.ndarray, queries: torch.Tensor, q_items: np.ndarray
     ) -> tuple[float, float]:
         """(Recall@1, mean margin) of the held-out queries against item centroids (the product's
         default mode); the margin (true item's cosine minus the best other's) breaks ties, which
         are common on small held-out draws."""
-        torch = self.torch
+        import torch
+
         g = self._embed(gallery)
         q = self._embed(queries)
         names = sorted(set(g_items.tolist()))
@@ -251,7 +253,9 @@ class Trainer:
         return float(hit.mean()), float(margin.mean())
 
     def run(self, data: TrainData) -> TrainReport:
-        torch, s = self.torch, self.s
+        import torch
+
+        s = self.s
         rng = np.random.default_rng(s.seed)
         items = data.items
         if len(items) < 2:
@@ -288,7 +292,7 @@ class Trainer:
             augmentations = max(1, min(augmentations, int(left / per_copy)))
         labels = [v.item_id for v in train_views for _ in range(augmentations)]
 
-        def augmented() -> Any:
+        def augmented() -> Iterator[np.ndarray]:
             # Streamed batch by batch: only the float16 activations are kept.
             batch: list[np.ndarray] = []
             for v in train_views:
@@ -339,7 +343,6 @@ class Trainer:
             cents = torch.zeros(len(items), emb.shape[1])
             cents.index_add_(0, torch.tensor([pos[v.item_id] for v in views]), emb)
         loss_fn, proxies = make_loss(
-            torch,
             s.loss,
             torch.nn.functional.normalize(cents, dim=1).to(self.device),
             temperature=s.temperature,
@@ -359,7 +362,7 @@ class Trainer:
         )
         steps = batches.steps_per_epoch
         planned = s.max_epochs  # the cosine schedule's length; shortened to fit the budget
-        best_state: list[Any] = self._state()
+        best_state: list[torch.Tensor] = self._state()
         best_score, best_epoch, history, stopped = (-1.0, -np.inf), 0, [], "max_epochs"
         last_score = best_score
         epoch_seconds = 0.0
@@ -375,7 +378,7 @@ class Trainer:
                 stopped = "time"
                 break
             t0 = time.perf_counter()
-            self.nets.tail_mode(self.net, True)
+            nets.tail_mode(self.net, True)
             losses: list[float] = []
             for k in range(steps):
                 if k and self.deadline is not None and time.perf_counter() > self.deadline:
@@ -450,10 +453,8 @@ class Trainer:
                 best_score, best_epoch, best_state = last_score, len(history), self._state()
         if s.selection == "best" or stopped == "guard" or not np.isfinite(last_score[1]):
             self._load(best_state)
-            final, final_epoch = best_score, best_epoch
         else:  # the fixed schedule's end (research recipe: held-out only guards it)
-            final, final_epoch = last_score, len(history)
-        best_score, best_epoch = final, final_epoch
+            best_score, best_epoch = last_score, len(history)
         self.net.eval()
         self.net.to(memory_format=torch.contiguous_format)
         return TrainReport(
@@ -475,18 +476,12 @@ class Trainer:
             stopped=stopped,
         )
 
-    def _state(self) -> list[Any]:
+    def _state(self) -> list[torch.Tensor]:
         return [p.detach().clone() for p in self.params]
 
-    def _load(self, state: list[Any]) -> None:
-        with self.torch.no_grad():
+    def _load(self, state: list[torch.Tensor]) -> None:
+        import torch
+
+        with torch.no_grad():
             for p, v in zip(self.params, state, strict=True):
                 p.copy_(v)
-
-
-def check_data(data: TrainData, pairs: int) -> None:
-    """CatalogueError before training when nothing usable was read."""
-    if not data.views:
-        raise CatalogueError("no indexed photo could be read: nothing to train on")
-    if pairs and not data.wild:
-        raise CatalogueError("no pair photo could be read: nothing to learn the pairs from")

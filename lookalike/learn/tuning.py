@@ -1,6 +1,7 @@
 """Fitting a `Projection` (`lookalike.learn.projection`): the held-out split, the choice of
 (`dim`, `lam`) on held-out photos, the catalogue fit (`fit_projection`, `fit_grid`) and the
-cross-domain fit (`fit_cross_domain`).
+cross-domain fit (`fit_cross_domain`); the item-level ranking of held-out photos
+(`item_rankings`, scored with lookalike.evaluation.metrics's metrics).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from lookalike.learn.projection import (
     DEFAULT_SPLITS,
     MAX_HELD_OUT,
     PAIRS_HINT,
+    RANK_DEPTH,
     VERSION,
     Criterion,
     GridPoint,
@@ -26,9 +28,9 @@ from lookalike.learn.projection import (
     Progress,
     Projection,
     TuneResult,
+    Whitening,
+    within_scatter,
 )
-from lookalike.learn.ranking import item_rankings
-from lookalike.learn.whitening import Whitening, within_scatter
 from lookalike.pipeline.embed import l2_normalise
 
 FIT, QUERY, REFERENCE = 0, 1, 2
@@ -319,7 +321,8 @@ def fit_cross_domain(
             for dim in dims_for_lam:
                 proj = Projection(axes[:, :dim], whitening.mean)
                 runs.setdefault((dim, lam), []).append(score(held, proj))
-                notify("tune", n * len(grid) + _count(runs, n), splits * len(grid))
+                scored = sum(1 for r in runs.values() if len(r) > n)  # grid points done on split n
+                notify("tune", n * len(grid) + scored, splits * len(grid))
     baseline = _mean_point(0, 0.0, baseline_runs)
     points = [_mean_point(dim, lam, runs[dim, lam]) for dim, lam in grid if (dim, lam) in runs]
     chosen = _choose(points, ("cross",))
@@ -333,11 +336,6 @@ def fit_cross_domain(
         "held_out_items": k,
     }
     return TuneResult(finish((chosen.dim, chosen.lam)), chosen, baseline, tuple(points), split)
-
-
-def _count(runs: Mapping[tuple[int, float], list[Any]], n: int) -> int:
-    """Grid points scored so far on split `n` (for progress)."""
-    return sum(1 for scored in runs.values() if len(scored) > n)
 
 
 def _mean_point(
@@ -436,3 +434,42 @@ def _evaluate(
 
     ranked = item_rankings(gallery, gallery_items, queries, mode=mode)
     return evaluate(ranked, [str(i) for i in query_items])
+
+
+def item_rankings(
+    gallery: np.ndarray,
+    gallery_items: Sequence[str] | np.ndarray,
+    queries: np.ndarray,
+    *,
+    mode: Mode,
+    depth: int = RANK_DEPTH,
+) -> list[list[str]]:
+    """Each query's item ids, best first (at most `depth`), by cosine similarity.
+
+    gallery: (G, D) view vectors, L2-normalised (already projected when comparing projected
+    spaces); gallery_items: (G,) their item ids; queries: (Q, D) L2-normalised. mode `views` ranks
+    items by their best view; `centroid` by the re-normalised mean of their views, which is the
+    engine's centroid point when the views are stored projected. Ties break by item id order.
+    """
+    g = np.asarray(gallery, dtype=np.float32)
+    q = np.asarray(queries, dtype=np.float32)
+    names, inverse = np.unique(np.asarray([str(i) for i in gallery_items]), return_inverse=True)
+    depth = min(depth, len(names))
+    out: list[list[str]] = []
+    if mode == "centroid":
+        sums = np.zeros((len(names), g.shape[1]), dtype=np.float64)
+        np.add.at(sums, inverse, g)
+        centroids = l2_normalise(sums)
+    elif mode != "views":
+        raise ValueError(f"mode must be views or centroid, got {mode!r}")
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(len(names)))
+    for chunk in range(0, len(q), 256):  # bounded memory: 256 x G similarities at a time
+        block = q[chunk : chunk + 256]
+        if mode == "centroid":
+            scores = block @ centroids.T
+        else:
+            scores = np.maximum.reduceat((block @ g.T)[:, order], starts, axis=1)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
+        out.extend([names[row].tolist() for row in top])
+    return out

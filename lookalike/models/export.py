@@ -8,18 +8,21 @@ and records the output's sha256 after.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lookalike.errors import ModelError
 from lookalike.models.catalog import get_spec, weights_role
+
+if TYPE_CHECKING:
+    import torch
 
 GEM_P = 3.0
 """GeM pooling exponent (Radenović et al.): p=3 is the standard choice for retrieval."""
 
 
-def write_embedder_onnx(module: Any, sample: Any, path: Path) -> None:
+def write_embedder_onnx(module: torch.nn.Module, sample: torch.Tensor, path: Path) -> None:
     """`module` (a torch module) as ONNX with the embedder interface every image network here
     has: input `pixels` (n, 3, h, w), outputs `gem`, `avg` (pooled features) and `logits`, the
     batch and image sides dynamic. `sample`: an input tensor to trace with."""
@@ -40,6 +43,36 @@ def write_embedder_onnx(module: Any, sample: Any, path: Path) -> None:
         opset_version=17,
         dynamo=False,
     )
+
+
+def pooled(nets: Sequence[torch.nn.Module]) -> torch.nn.Module:
+    """`nets`, EfficientNets run on one input, with the outputs `_efficientnet_lite` describes."""
+    import torch
+
+    class Pooled(torch.nn.Module):
+        """Feature maps -> GeM and average pooled features, plus the first net's logits."""
+
+        def __init__(self, nets: list[torch.nn.Module]) -> None:
+            super().__init__()
+            self.nets = torch.nn.ModuleList(nets)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            gems, avgs = [], []
+            for net in self.nets:
+                fmap = net.extract_features(x)  # type: ignore[operator]  # EfficientNet's method, typed as nn.Module's __getattr__
+                avgs.append(fmap.mean(dim=(2, 3)))
+                gems.append(fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P))
+            logits = self.nets[0].get_submodule("_fc")(avgs[0])
+            if len(gems) == 1:
+                return gems[0], avgs[0], logits
+            unit = torch.nn.functional.normalize
+            return (
+                torch.cat([unit(g) for g in gems], 1),
+                torch.cat([unit(a) for a in avgs], 1),
+                logits,
+            )
+
+    return Pooled(list(nets))
 
 
 def _efficientnet_lite(*variants: str) -> Callable[[Mapping[str, Path], Path], None]:
@@ -66,36 +99,13 @@ def _efficientnet_lite(*variants: str) -> Callable[[Mapping[str, Path], Path], N
             for v in variants
         ]
 
-        class Pooled(torch.nn.Module):
-            """Feature maps -> GeM and average pooled features, plus the first net's logits."""
-
-            def __init__(self, nets: list[torch.nn.Module]) -> None:
-                super().__init__()
-                self.nets = torch.nn.ModuleList(nets)
-
-            def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-                gems, avgs = [], []
-                for net in self.nets:
-                    fmap = net.extract_features(x)  # type: ignore[operator]  # EfficientNet's method, typed as nn.Module's __getattr__
-                    avgs.append(fmap.mean(dim=(2, 3)))
-                    gems.append(fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P))
-                logits = self.nets[0].get_submodule("_fc")(avgs[0])
-                if len(gems) == 1:
-                    return gems[0], avgs[0], logits
-                unit = torch.nn.functional.normalize
-                return (
-                    torch.cat([unit(g) for g in gems], 1),
-                    torch.cat([unit(a) for a in avgs], 1),
-                    logits,
-                )
-
         # The ensemble's input is the first network's (its size and crop): the others see the same
         # pixels, a little larger than their own training size (260 vs 240 px for Lite1).
         size = EfficientNet.get_image_size(variants[0])
         sample = torch.zeros(1, 3, size, size)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(".onnx.part")
-        write_embedder_onnx(Pooled(nets).eval(), sample, tmp)
+        write_embedder_onnx(pooled(nets).eval(), sample, tmp)
         tmp.replace(dest)
 
     return export
@@ -112,8 +122,7 @@ def _static_int8(variant: str) -> Callable[[Mapping[str, Path], Path], None]:
             raise ModelError("quantising needs the export extra: pip install onnx") from exc
         from lookalike.models.quantize import calibration_photos, quantize_static_int8
 
-        preprocess = get_spec(variant).preprocess
-        assert preprocess is not None
+        preprocess = get_spec(variant).image_preprocess
         quantize_static_int8(inputs["float"], dest, calibration_photos(), preprocess)
 
     return export

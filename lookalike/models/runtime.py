@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from lookalike.errors import ModelError
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 Optimization = Literal["all", "extended", "basic", "disabled"]
 """ONNX Runtime graph optimisation level: `all` adds layout transforms and the fusions of
@@ -21,7 +24,7 @@ def open_session(
     threads: int = 0,
     optimization: Optimization = "all",
     spinning: bool = True,
-) -> Any:
+) -> ort.InferenceSession:
     """An `onnxruntime.InferenceSession` on the CPU, on a model file or on model bytes (a graph
     rebuilt in memory: `dynamic_model_bytes`, `resized_model_bytes`).
 

@@ -326,10 +326,8 @@ class ModelStore:
 
     def _want(self, name: str, mf: ModelFile) -> Want:
         want = Want(name, mf, mf.sha256)
-        if mf.sha256 is None:
-            recorded = self._read_record(want)
-            if recorded is not None:
-                want = Want(name, mf, recorded)
+        if mf.sha256 is None:  # trust-on-first-use: the hash recorded at first use, if any
+            want = Want(name, mf, self._read_record(want))
         return want
 
     def _verify(self, path: Path, want: Want) -> None:

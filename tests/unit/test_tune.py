@@ -11,7 +11,6 @@ import pytest
 from lookalike.errors import CatalogueError, IndexMismatchError
 from lookalike.evaluation.metrics import evaluate
 from lookalike.learn.projection import VERSION, Projection
-from lookalike.learn.ranking import item_rankings
 from lookalike.learn.tuning import (
     FIT,
     QUERY,
@@ -20,6 +19,7 @@ from lookalike.learn.tuning import (
     fit_grid,
     fit_projection,
     holdout_split,
+    item_rankings,
 )
 from lookalike.pipeline.embed import l2_normalise
 
