@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -20,6 +20,8 @@ from lookalike.models.catalog import Preprocess
 from lookalike.types import F32
 
 if TYPE_CHECKING:
+    import onnxruntime as ort
+
     from lookalike.models.runtime import Optimization
 
 
@@ -28,7 +30,11 @@ if TYPE_CHECKING:
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 
-def _resized(image: Image.Image, pp: Preprocess) -> Image.Image:
+def fit_to_input(image: Image.Image, pp: Preprocess) -> Image.Image:
+    """The RGB image resized (and cropped or padded) to the model's input square, before
+    normalisation: `to_tensor` is `normalise` of this. Kept public so training can hold inputs as
+    8-bit pixels and normalise them exactly as the embedder does."""
+    image = image.convert("RGB")
     resample = _RESAMPLE[pp.interpolation]
     w, h = image.size
     if pp.resize == "squash":
@@ -39,19 +45,11 @@ def _resized(image: Image.Image, pp: Preprocess) -> Image.Image:
         canvas = Image.new("RGB", (pp.size, pp.size), (pp.pad_value,) * 3)
         canvas.paste(image.resize((nw, nh), resample), ((pp.size - nw) // 2, (pp.size - nh) // 2))
         return canvas
-    target = pp.size / pp.crop_fraction
-    scale = target / min(w, h)
+    scale = pp.size / pp.crop_fraction / min(w, h)
     nw, nh = max(pp.size, round(w * scale)), max(pp.size, round(h * scale))
     image = image.resize((nw, nh), resample)
     left, top = (nw - pp.size) // 2, (nh - pp.size) // 2
     return image.crop((left, top, left + pp.size, top + pp.size))
-
-
-def fit_to_input(image: Image.Image, pp: Preprocess) -> Image.Image:
-    """The RGB image resized (and cropped or padded) to the model's input square, before
-    normalisation: `to_tensor` is `normalise` of this. Kept public so training can hold inputs as
-    8-bit pixels and normalise them exactly as the embedder does."""
-    return _resized(image.convert("RGB"), pp)
 
 
 def normalise(pixels: np.ndarray, pp: Preprocess) -> F32:
@@ -136,7 +134,7 @@ class OnnxImageEmbedder:
         self._has_logits = "logits" in outputs
 
     @property
-    def session(self) -> Any:
+    def session(self) -> ort.InferenceSession:
         """The ONNX Runtime session, for callers that time the bare model (`lookalike.models.quantize`)."""
         return self._session
 

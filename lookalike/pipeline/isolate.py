@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
 import numpy as np
 from PIL import Image
 
 from lookalike.errors import QueryError
-from lookalike.pipeline.segment import ClothesMasker, SalientMasker
+from lookalike.pipeline.segment import ClothesMasker, ClothesOptions, SalientMasker
 from lookalike.types import Box
 
 if TYPE_CHECKING:
@@ -255,6 +255,18 @@ class GarmentParts:
         return float((np.maximum(self.skin, self.hair) >= 0.5).mean())
 
 
+class IsolatorOptions(TypedDict, total=False):
+    """`Isolator`'s keyword settings, as `Isolator.from_store` takes them."""
+
+    margin: float
+    context: float
+    min_coverage: float
+    aspect: float | None
+    garment_salient: bool
+    min_clothes: float
+    waist: float | None
+
+
 class Isolator:
     """Masks -> cut-outs. Holds the maskers it needs (None where a mode is not used).
 
@@ -307,7 +319,7 @@ class Isolator:
         clothes_size: int | None = None,
         clothes_fit_small: bool = True,
         salient_fit_small: bool = False,
-        **options: Any,
+        **options: Unpack[IsolatorOptions],
     ) -> Isolator:
         """An isolator with the maskers `modes` need, their files resolved by `models`.
 
@@ -326,17 +338,10 @@ class Isolator:
             if {"salient", "garment"} & set(modes)
             else None
         )
-        sized: dict[str, Any] = {"input_size": clothes_size} if clothes_size else {}
-        clothes = (
-            ClothesMasker.from_store(
-                models,
-                threads=threads,
-                fit_small=clothes_fit_small,
-                **sized,
-            )
-            if "garment" in modes
-            else None
-        )
+        pan: ClothesOptions = {"threads": threads, "fit_small": clothes_fit_small}
+        if clothes_size:
+            pan["input_size"] = clothes_size
+        clothes = ClothesMasker.from_store(models, **pan) if "garment" in modes else None
         return cls(salient, clothes, **options)
 
     # -- modes ----------------------------------------------------------------------------------
