@@ -177,8 +177,7 @@ def decode_image(data: bytes, source: str = "", limits: DecodeLimits | None = No
 
     `source` is used only to make messages more helpful. Raises DecodeError with the reason.
     """
-    image, _ = _decode(data, source, limits or DecodeLimits())
-    return image
+    return _decode(data, source, limits or DecodeLimits())[0]
 
 
 def decode_query(query: Path | str | bytes | Image.Image, limits: DecodeLimits) -> Image.Image:
@@ -318,17 +317,12 @@ def _orientation(img: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-# Bytes per pixel of Pillow's in-memory storage: 8-bit single band, 16-bit, else 32 bits per pixel
-# (RGB is stored as 4 bytes too).
-_ONE_BYTE_MODES = frozenset({"1", "L", "P"})
-
-
 def _bytes_per_pixel(mode: str) -> int:
-    if mode in _ONE_BYTE_MODES:
+    """Bytes per pixel of Pillow's in-memory storage: 8-bit single band, 16-bit, else 32 bits per
+    pixel (RGB is stored as 4 bytes too)."""
+    if mode in ("1", "L", "P"):
         return 1
-    if mode.startswith("I;16"):
-        return 2
-    return 4
+    return 2 if mode.startswith("I;16") else 4
 
 
 def _check_memory(img: Image.Image, limits: DecodeLimits) -> None:

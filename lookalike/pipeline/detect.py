@@ -84,19 +84,17 @@ LABEL_PRESETS: dict[str, frozenset[str]] = {
 }
 """Per-catalogue kind, the COCO labels whose objects become views. `all` (every label) is `None`."""
 
+_PRESET_NAMES = ", ".join(["all", *sorted(LABEL_PRESETS)])
+
 
 def preset_labels(name: str) -> frozenset[str] | None:
     """The labels of preset `name`; None for `all` (keep every label).
 
     Raises LookalikeError listing the valid names for an unknown one.
     """
-    if name == "all":
-        return None
-    try:
-        return LABEL_PRESETS[name]
-    except KeyError:
-        valid = ", ".join(["all", *sorted(LABEL_PRESETS)])
-        raise LookalikeError(f"unknown label preset {name!r}; valid presets: {valid}") from None
+    if name != "all" and name not in LABEL_PRESETS:
+        raise LookalikeError(f"unknown label preset {name!r}; valid presets: {_PRESET_NAMES}")
+    return LABEL_PRESETS.get(name)
 
 
 def parse_labels(text: str) -> frozenset[str] | None:
@@ -108,10 +106,9 @@ def parse_labels(text: str) -> frozenset[str] | None:
     names = frozenset(x.strip() for x in text.split(",") if x.strip())
     unknown = sorted(names - set(COCO_LABELS))
     if unknown:
-        valid = ", ".join(["all", *sorted(LABEL_PRESETS)])
         raise LookalikeError(
             f"unknown label(s) {', '.join(map(repr, unknown))}: give COCO labels "
-            f"(e.g. person, cup, handbag) or a preset ({valid})"
+            f"(e.g. person, cup, handbag) or a preset ({_PRESET_NAMES})"
         )
     return names
 

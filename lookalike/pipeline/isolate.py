@@ -129,7 +129,7 @@ def split_garments(
     rows = np.nonzero(counts)[0]
     top, bottom = rows[0], rows[-1] + 1
     cum_n, cum_s = np.cumsum(counts), np.cumsum(sums, axis=0)
-    best, best_row = -1.0, None
+    best, best_row, best_gap = -1.0, None, 0.0
     start = top + (bottom - top) // 3
     for r in range(start, bottom - 1):
         n1, n2 = cum_n[r - 1], total - cum_n[r - 1]
@@ -137,15 +137,11 @@ def split_garments(
             continue
         m1 = cum_s[r - 1] / n1
         m2 = (cum_s[-1] - cum_s[r - 1]) / n2
-        score = n1 * n2 / total * float(((m1 - m2) ** 2).sum())
+        gap = float(((m1 - m2) ** 2).sum())  # squared distance of the two parts' mean colours
+        score = n1 * n2 / total * gap
         if score > best:
-            best, best_row = score, r
-    if best_row is None:
-        return None
-    n1 = cum_n[best_row - 1]
-    m1 = cum_s[best_row - 1] / n1
-    m2 = (cum_s[-1] - cum_s[best_row - 1]) / (total - n1)
-    if float(np.sqrt(((m1 - m2) ** 2).sum())) < min_gap:
+            best, best_row, best_gap = score, r, gap
+    if best_row is None or math.sqrt(best_gap) < min_gap:
         return None
     if band is not None:
         b = max(3, int(band * (bottom - top)))
@@ -366,15 +362,13 @@ class Isolator:
             else whole(image)
             for b in boxes
         ]
-        crops = [image.crop(pixels(r)) for r in regions]
-        masks = self.salient_masker.masks(crops)
-        out = []
-        for region, mask in zip(regions, masks, strict=True):
-            if float(mask.mean()) < self.min_coverage:
-                out.append(self.plain(image, region))
-                continue
-            out.append(cut_out(image, mask, region, margin=self.margin, aspect=self.aspect))
-        return out
+        masks = self.salient_masker.masks([image.crop(pixels(r)) for r in regions])
+        return [
+            self.plain(image, region)
+            if float(mask.mean()) < self.min_coverage
+            else cut_out(image, mask, region, margin=self.margin, aspect=self.aspect)
+            for region, mask in zip(regions, masks, strict=True)
+        ]
 
     def garment_parts(
         self,
@@ -444,6 +438,5 @@ class Isolator:
 
     def _garment_cut(self, image: Image.Image, parts: GarmentParts) -> Cutout:
         if float((parts.alpha >= 0.5).mean()) < 0.01:
-            fallback = self.plain(image, parts.person)
-            return replace(fallback, coverage=0.0)
+            return replace(self.plain(image, parts.person), coverage=0.0)
         return cut_out(image, parts.alpha, parts.person, margin=self.margin, aspect=self.aspect)

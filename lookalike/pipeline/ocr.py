@@ -272,10 +272,8 @@ def _quads(boxes: np.ndarray | None, scale: float) -> tuple[Quad, ...]:
 
 def _polygon_area(quad: Quad) -> float:
     # Shoelace formula: detector boxes are rotated rectangles, not axis-aligned.
-    area = 0.0
-    for (x1, y1), (x2, y2) in zip(quad, quad[1:] + quad[:1], strict=True):
-        area += x1 * y2 - x2 * y1
-    return abs(area) / 2.0
+    pairs = zip(quad, quad[1:] + quad[:1], strict=True)
+    return abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in pairs)) / 2.0
 
 
 class TextReader:

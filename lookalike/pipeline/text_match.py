@@ -127,11 +127,9 @@ class ItemTextIndex:
         A price label caught in one photo of a bag of apples does not make apples a product
         with text; a brand printed on a carton is read in most of its photos.
         """
-        counts = self.counts.get(item_id)
+        counts = self.counts.get(item_id, Counter())
         photos = self.photos.get(item_id, 0)
-        if not counts:
-            return False
-        return photos > 0 and max(counts.values()) / photos >= min_share
+        return bool(counts) and photos > 0 and max(counts.values()) / photos >= min_share
 
     def _kept(self, min_photos: int) -> dict[str, dict[str, float]]:
         """item -> token -> share (0-1] of the item's photos showing it, tokens below min_photos dropped."""

@@ -123,7 +123,7 @@ def _isolate(
     """The view image of each box (None = whole photo) under `settings.isolate`; None for a
     person box nobody wears a garment in (`ViewSettings.min_skin`)."""
     if settings.isolate == "none" or isolator is None:
-        return [_plain_view(image, b) for b in boxes]
+        return [image if b is None else image.crop(pixels(clip_box(b, image.size))) for b in boxes]
     if settings.isolate == "salient":
         cuts: list[Cutout | None] = list(isolator.salient(image, boxes))
     else:
@@ -132,10 +132,6 @@ def _isolate(
             for b in boxes
         ]
     return [c.flatten(settings.background) if c is not None else None for c in cuts]
-
-
-def _plain_view(image: Image.Image, box: Box | None) -> Image.Image:
-    return image if box is None else image.crop(pixels(clip_box(box, image.size)))
 
 
 def views_for_image(
@@ -160,9 +156,7 @@ def views_for_image(
     if not objects:
         return [whole]
     views = _object_views(image, objects, isolator, settings)
-    if not views:
-        return [whole]
-    return [*views, whole] if settings.include_whole else views
+    return [*views, whole] if views and settings.include_whole else views or [whole]
 
 
 def _object_views(
