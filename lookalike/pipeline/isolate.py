@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, replace
 from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
 import numpy as np
@@ -263,6 +263,7 @@ class IsolatorOptions(TypedDict, total=False):
     waist: float | None
 
 
+@dataclass(eq=False)
 class Isolator:
     """Masks -> cut-outs. Holds the maskers it needs (None where a mode is not used).
 
@@ -280,28 +281,16 @@ class Isolator:
         docs/parts/isolation.md.
     """
 
-    def __init__(
-        self,
-        salient: SalientMasker | None = None,
-        clothes: ClothesMasker | None = None,
-        *,
-        margin: float = 0.05,
-        context: float = 0.05,
-        min_coverage: float = 0.05,
-        aspect: float | None = None,
-        garment_salient: bool = False,
-        min_clothes: float = 0.3,
-        waist: float | None = 0.8,
-    ) -> None:
-        self.salient_masker = salient
-        self.clothes_masker = clothes
-        self.garment_salient = garment_salient
-        self.min_clothes = min_clothes
-        self.waist = waist
-        self.margin = margin
-        self.context = context
-        self.min_coverage = min_coverage
-        self.aspect = aspect
+    salient_masker: SalientMasker | None = None
+    clothes_masker: ClothesMasker | None = None
+    _: KW_ONLY
+    margin: float = 0.05
+    context: float = 0.05
+    min_coverage: float = 0.05
+    aspect: float | None = None
+    garment_salient: bool = False
+    min_clothes: float = 0.3
+    waist: float | None = 0.8
 
     @classmethod
     def from_store(
@@ -412,21 +401,12 @@ class Isolator:
         alpha = np.where(alpha >= min_clothes, alpha, 0.0).astype(np.float32)
         return GarmentParts(region, skin, clothes, hair, split, alpha)
 
-    def garment(
-        self,
-        image: Image.Image,
-        person: Box | None,
-        garment: Garment = "upper",
-        *,
-        use_salient: bool | None = None,
-    ) -> Cutout:
+    def garment(self, image: Image.Image, person: Box | None, garment: Garment = "upper") -> Cutout:
         """The garment worn by the person in `person` (None = the whole photo), cut out.
 
         When no clothes are found the person box crop is returned (coverage 0), never an empty view.
         """
-        return self._garment_cut(
-            image, self.garment_parts(image, person, garment, use_salient=use_salient)
-        )
+        return self._garment_cut(image, self.garment_parts(image, person, garment))
 
     def worn_garment(
         self, image: Image.Image, person: Box | None, garment: Garment = "upper", *, min_skin: float
