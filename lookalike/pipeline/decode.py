@@ -45,7 +45,7 @@ from lookalike.pipeline.formats import (
     PIL_ERRORS,
     PIL_GLOBALS,
     ftyp_brand,
-    register_heif,
+    heif_registered,
     registered_formats,
     unidentified_reason,
 )
@@ -215,8 +215,11 @@ def _decode(data: bytes, source: str, limits: DecodeLimits) -> tuple[Image.Image
         _check_pixels(width, height, limits)
         if fmt in ("JPEG", "MPO"):
             _check_jpeg_length(data, width, height)
-            if limits.draft_size:
-                _draft(img, limits.draft_size)
+            # libjpeg decodes at 1/2, 1/4 or 1/8 scale when the image is at least twice
+            # `draft_size`: Pillow picks the largest power-of-two reduction that keeps both sides
+            # >= `draft_size`, so the models (which want a few hundred pixels) never see less.
+            if limits.draft_size and min(img.size) >= 2 * limits.draft_size:
+                img.draft("RGB", (limits.draft_size, limits.draft_size))
         _check_memory(img, limits)
         _load_fully(img, fmt)
         # A GIF frame may be larger than the header's screen size; check what was really decoded.
@@ -235,8 +238,8 @@ def _decode(data: bytes, source: str, limits: DecodeLimits) -> tuple[Image.Image
 def _open(data: bytes, source: str, limits: DecodeLimits) -> ImageFile.ImageFile:
     """Parse the header only (no pixels), refusing formats outside ALLOWED_FORMATS."""
     brand = ftyp_brand(data)
-    if brand in HEIF_BRANDS:
-        register_heif()
+    if brand in HEIF_BRANDS and not heif_registered():
+        raise DecodeError("HEIC needs pillow-heif (pip install pillow-heif)")
     elif brand in AVIF_BRANDS and "AVIF" not in Image.OPEN:
         Image.init()
         if "AVIF" not in Image.OPEN:
@@ -270,16 +273,6 @@ def _check_pixels(width: int, height: int, limits: DecodeLimits) -> None:
         )
     if pixels <= 0:
         raise DecodeError(f"image has no pixels ({width}x{height})")
-
-
-def _draft(img: ImageFile.ImageFile, draft_size: int) -> None:
-    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the image is at least twice `draft_size`.
-
-    Pillow picks the largest power-of-two reduction that keeps both sides >= `draft_size`, so the
-    models (which want a few hundred pixels) never see less than they need.
-    """
-    if min(img.size) >= 2 * draft_size:
-        img.draft("RGB", (draft_size, draft_size))
 
 
 def _load_fully(img: ImageFile.ImageFile, fmt: str) -> None:

@@ -267,13 +267,7 @@ def fuse(
     settings = settings or TextMatchSettings()
     if not isinstance(evidence, Mapping):
         evidence = {e.item_id: e for e in evidence}
-    head = list(candidates[: settings.top_n])
-    fused = [
-        (
-            item_id,
-            score + settings.weight * (evidence[item_id].score if item_id in evidence else 0.0),
-        )
-        for item_id, score in head
-    ]
-    fused.sort(key=lambda pair: -pair[1])
+    head = candidates[: settings.top_n]
+    bonus = {i: settings.weight * evidence[i].score for i, _ in head if i in evidence}
+    fused = sorted(((i, score + bonus.get(i, 0.0)) for i, score in head), key=lambda p: -p[1])
     return fused + list(candidates[settings.top_n :])

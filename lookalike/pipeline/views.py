@@ -104,8 +104,7 @@ def kept_objects(
     detections: Sequence[Detection], image_size: tuple[int, int], settings: ViewSettings
 ) -> list[Detection]:
     """The detections that become views: relevant label, score and size; most relevant first."""
-    w, h = image_size
-    area = float(w * h)
+    area = float(image_size[0] * image_size[1])
     kept = [
         d
         for d in relevant(detections, settings.labels, min_score=settings.min_score)
