@@ -78,12 +78,10 @@ class SalientMasker:
         dynamic: bool = True,
         fit_small: bool = False,
     ) -> None:
-        model: Path | bytes = Path(model_path)
-        fixed = True
-        if dynamic and (input_size != 320 or batch_size > 1 or fit_small):
-            data = dynamic_model_bytes(Path(model_path))
-            if data is not None:
-                model, fixed = data, False
+        wanted = dynamic and (input_size != 320 or batch_size > 1 or fit_small)
+        data = dynamic_model_bytes(Path(model_path)) if wanted else None
+        fixed = data is None
+        model = data if data is not None else Path(model_path)
         self.input_size = 320 if fixed else int(input_size)
         self.batch_size = 1 if fixed else max(1, int(batch_size))
         self.fit_small = fit_small and not fixed
