@@ -123,25 +123,16 @@ class OnnxImageEmbedder:
         self.name = name
         self.preprocess = preprocess
         self.output = output
-        self._session = open_session(
+        # The session is public for callers that time the bare model (`lookalike.models.quantize`).
+        self.session: ort.InferenceSession = open_session(
             model_path, threads=threads, optimization=optimization, spinning=spinning
         )
-        self._input = self._session.get_inputs()[0].name
-        outputs = {o.name: o for o in self._session.get_outputs()}
+        self.input_name: str = self.session.get_inputs()[0].name  # the (N, 3, H, W) pixel input
+        outputs = {o.name: o for o in self.session.get_outputs()}
         if output not in outputs:
             raise ValueError(f"{model_path} has no output {output!r}; it has {sorted(outputs)}")
         self.dim = int(outputs[output].shape[-1])
         self._has_logits = "logits" in outputs
-
-    @property
-    def session(self) -> ort.InferenceSession:
-        """The ONNX Runtime session, for callers that time the bare model (`lookalike.models.quantize`)."""
-        return self._session
-
-    @property
-    def input_name(self) -> str:
-        """The name of the graph's (N, 3, H, W) pixel input."""
-        return str(self._input)
 
     def prepare(self, image: Image.Image) -> F32:
         """The (3, size, size) float32 model input of one RGB image (resize, crop, normalise).
@@ -159,9 +150,9 @@ class OnnxImageEmbedder:
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32), []
         if top <= 0 or not self._has_logits:
-            (features,) = self._session.run([self.output], {self._input: batch})
+            (features,) = self.session.run([self.output], {self.input_name: batch})
             return l2_normalise(features), [[] for _ in range(len(batch))]
-        features, logits = self._session.run([self.output, "logits"], {self._input: batch})
+        features, logits = self.session.run([self.output, "logits"], {self.input_name: batch})
         logits = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         order = np.argsort(-probs, axis=1)[:, :top]

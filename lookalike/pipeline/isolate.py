@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike.errors import QueryError
-from lookalike.pipeline.segment import ClothesMasker, ClothesOptions, SalientMasker
+from lookalike.pipeline.segment import ClothesMasker, ClothesOptions, SalientMasker, SalientOptions
 from lookalike.types import Box
 
 if TYPE_CHECKING:
@@ -312,17 +312,14 @@ class Isolator:
         clothes_fit_small: PAN runs small crops at their own side (`ClothesMasker` `fit_small`).
         salient_fit_small: the same for U^2-NetP (`SalientMasker` `fit_small`).
         """
-        salient = (
-            SalientMasker.from_store(
-                models,
-                input_size=salient_size,
-                batch_size=batch_size,
-                threads=threads,
-                fit_small=salient_fit_small,
-            )
-            if {"salient", "garment"} & set(modes)
-            else None
+        u2net = SalientOptions(
+            input_size=salient_size,
+            batch_size=batch_size,
+            threads=threads,
+            fit_small=salient_fit_small,
         )
+        wants_salient = {"salient", "garment"} & set(modes)
+        salient = SalientMasker.from_store(models, **u2net) if wants_salient else None
         pan: ClothesOptions = {"threads": threads, "fit_small": clothes_fit_small}
         if clothes_size:
             pan["input_size"] = clothes_size

@@ -170,9 +170,7 @@ class ItemTextIndex:
         _, idf, grams, _ = self._stats(settings.min_photos)
         if settings.fuzzy >= 1.0:
             return {token: 1.0} if token in idf else {}
-        shared: set[str] = set()
-        for gram in trigrams(token):
-            shared.update(grams.get(gram, ()))
+        shared = {other for gram in trigrams(token) for other in grams.get(gram, ())}
         sims = {other: token_similarity(token, other) for other in shared}
         return {other: sim for other, sim in sims.items() if sim >= settings.fuzzy}
 

@@ -260,16 +260,13 @@ def isolate_photo(
     box: the region to cut out, in photo pixels (clipped; QueryError when it has no area there);
         detection is skipped.
     """
-    detections: tuple[Detection, ...] = ()
-    chosen: Detection | None
+    detections = tuple(detector.detect(image)) if box is None and detector is not None else ()
     if box is not None:
-        chosen = Detection(clip_box(box, image.size), "box", 1.0)
+        chosen: Detection | None = Detection(clip_box(box, image.size), "box", 1.0)
     else:
-        if detector is not None:
-            detections = tuple(detector.detect(image))
         wanted = {"person"} if mode == "garment" else labels
         candidates = relevant(detections, wanted, min_score=min_score)
-        chosen = max(candidates, key=lambda d: relevance(d, image.size)) if candidates else None
+        chosen = max(candidates, key=lambda d: relevance(d, image.size), default=None)
     region = chosen.box if chosen is not None else None
     if mode == "none":
         cut = isolator.plain(image, region)
