@@ -50,12 +50,6 @@ def _name_pixels(hsv: np.ndarray) -> np.ndarray:
     return idx
 
 
-def _hsv(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 RGB -> (N, 3) HSV floats in [0, 1]."""
-    img = Image.fromarray(rgb.reshape(-1, 1, 3).astype(np.uint8), "RGB").convert("HSV")
-    return np.asarray(img, dtype=np.float32).reshape(-1, 3) / 255.0
-
-
 def dominant_colours(
     image: Image.Image, *, top: int = 3, min_share: float = 0.15, size: int = 48
 ) -> list[str]:
@@ -76,7 +70,8 @@ def dominant_colours(
         lo, hi = round(size * 0.2), round(size * 0.8)
         grid[lo:hi, lo:hi] = True
         keep = grid.reshape(-1)
-    names = _name_pixels(_hsv(small.reshape(-1, 3)[keep]))
+    hsv = Image.fromarray(small.reshape(-1, 1, 3)[keep].astype(np.uint8), "RGB").convert("HSV")
+    names = _name_pixels(np.asarray(hsv, dtype=np.float32).reshape(-1, 3) / 255.0)
     shares = np.bincount(names, minlength=len(COLOUR_NAMES)) / max(1, int(keep.sum()))
     order = np.argsort(-shares, kind="stable")
     return [COLOUR_NAMES[i] for i in order[:top] if shares[i] >= min_share]

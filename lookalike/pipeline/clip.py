@@ -18,18 +18,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from lookalike.errors import ModelError
-from lookalike.models.catalog import Preprocess
+from lookalike.models.catalog import ModelSpec, Preprocess
 from lookalike.pipeline.embed import ImageEmbedder, OnnxImageEmbedder, l2_normalise, to_tensor
 from lookalike.types import F32
 
 if TYPE_CHECKING:
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
     from lookalike.models.runtime import Optimization
+
+T = TypeVar("T")
 
 VISION_FILE = "vision_model.onnx"
 TEXT_FILE = "text_model.onnx"
@@ -44,28 +49,24 @@ found either as that id's first occurrence or, in older exports, as the argmax o
 is the same first 49407); under the causal mask nothing after it can change the vector."""
 
 
-def _pick_output(session: Any, preferred: str, path: Path) -> tuple[str, Any]:
-    """The output named `preferred`, else the only 2-D output; (name, shape)."""
+def _pick_output(
+    session: ort.InferenceSession, preferred: str, path: Path
+) -> tuple[str, int | None]:
+    """The output named `preferred`, else the only 2-D output: (name, dim), dim being the last
+    axis when it is a fixed number, else None (symbolic axis)."""
     outputs = session.get_outputs()
-    for out in outputs:
-        if out.name == preferred:
-            return out.name, out.shape
-    flat = [out for out in outputs if len(out.shape) == 2]
-    if len(flat) == 1:
-        return flat[0].name, flat[0].shape
-    raise ModelError(
-        f"{path}: no output {preferred!r} and not exactly one 2-D output to use instead; "
-        f"outputs are {[(o.name, o.shape) for o in outputs]}"
-    )
+    named = [out for out in outputs if out.name == preferred]
+    picked = named or [out for out in outputs if len(out.shape) == 2]
+    if len(picked) != 1:
+        raise ModelError(
+            f"{path}: no output {preferred!r} and not exactly one 2-D output to use instead; "
+            f"outputs are {[(o.name, o.shape) for o in outputs]}"
+        )
+    last = picked[0].shape[-1] if picked[0].shape else None
+    return picked[0].name, last if isinstance(last, int) and last > 0 else None
 
 
-def _static_dim(shape: Any) -> int | None:
-    """The last axis of an ONNX shape when it is a fixed number, else None (symbolic axis)."""
-    last = shape[-1] if shape else None
-    return last if isinstance(last, int) and last > 0 else None
-
-
-_ORT_INT = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+_ORT_INT: dict[str, type] = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
 class ClipEmbedder:
@@ -148,8 +149,7 @@ class ClipEmbedder:
         size = self.preprocess.size
         if any(isinstance(s, int) and s != size for s in (h, w)):
             raise ModelError(f"{path} takes {h} x {w} images but the preprocessing makes {size}")
-        out, shape = _pick_output(self._vision, "image_embeds", path)
-        return images[0].name, out, _static_dim(shape)
+        return images[0].name, *_pick_output(self._vision, "image_embeds", path)
 
     def _text_io(self, path: Path) -> tuple[dict[str, type], str, int | None]:
         """({input name: integer dtype}, embedding output name, dim or None) of the text session."""
@@ -162,10 +162,10 @@ class ClipEmbedder:
         bad = {n: t for n, t in inputs.items() if t not in _ORT_INT}
         if bad:
             raise ModelError(f"{path}: text inputs must be int32 or int64, got {bad}")
-        out, shape = _pick_output(self._text, "text_embeds", path)
-        return {n: _ORT_INT[t] for n, t in inputs.items()}, out, _static_dim(shape)
+        dtypes = {n: _ORT_INT[t] for n, t in inputs.items()}
+        return dtypes, *_pick_output(self._text, "text_embeds", path)
 
-    def _load_tokenizer(self, path: Path) -> Any:
+    def _load_tokenizer(self, path: Path) -> Tokenizer:
         """The tokenizer from `path`, set to truncate and pad every text to `max_length` tokens.
 
         Casing, Unicode and whitespace normalisation stay the tokenizer file's business (CLIP's
@@ -215,7 +215,7 @@ class ClipEmbedder:
         (out,) = self._text.run([self._text_out], feed)
         return np.asarray(out)
 
-    def _batched(self, embed_batch: Callable[[Any], np.ndarray], items: Sequence[Any]) -> F32:
+    def _batched(self, embed_batch: Callable[[Sequence[T]], np.ndarray], items: Sequence[T]) -> F32:
         """Unit rows of `items` embedded `batch_size` at a time by `embed_batch`, in input order."""
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -242,7 +242,7 @@ class ClipEmbedder:
 
 
 def load_embedder(
-    spec: Any,
+    spec: ModelSpec,
     model_dir: Path,
     *,
     threads: int = 0,
@@ -254,17 +254,17 @@ def load_embedder(
     threads, optimization, spinning: ONNX Runtime settings (`lookalike.models.runtime.open_session`);
     CLIP models take only `threads`.
     """
-    match spec.role:
-        case "image-embedder":
+    match spec.role, spec.preprocess:
+        case "image-embedder", Preprocess() as preprocess:
             return OnnxImageEmbedder(
                 spec.name,
                 model_dir / spec.files[0].filename,
-                spec.preprocess,
+                preprocess,
                 output=spec.extra.get("output", "gem"),
                 threads=threads,
                 optimization=optimization,
                 spinning=spinning,
             )
-        case "clip":
-            return ClipEmbedder(spec.name, model_dir, spec.preprocess, threads=threads)
+        case "clip", Preprocess() as preprocess:
+            return ClipEmbedder(spec.name, model_dir, preprocess, threads=threads)
     raise ModelError(f"{spec.name} is a {spec.role} model, not an image embedder")

@@ -45,7 +45,7 @@ from lookalike.pipeline.formats import (
     PIL_ERRORS,
     PIL_GLOBALS,
     ftyp_brand,
-    register_heif,
+    heif_registered,
     registered_formats,
     unidentified_reason,
 )
@@ -177,8 +177,7 @@ def decode_image(data: bytes, source: str = "", limits: DecodeLimits | None = No
 
     `source` is used only to make messages more helpful. Raises DecodeError with the reason.
     """
-    image, _ = _decode(data, source, limits or DecodeLimits())
-    return image
+    return _decode(data, source, limits or DecodeLimits())[0]
 
 
 def decode_query(query: Path | str | bytes | Image.Image, limits: DecodeLimits) -> Image.Image:
@@ -216,8 +215,11 @@ def _decode(data: bytes, source: str, limits: DecodeLimits) -> tuple[Image.Image
         _check_pixels(width, height, limits)
         if fmt in ("JPEG", "MPO"):
             _check_jpeg_length(data, width, height)
-            if limits.draft_size:
-                _draft(img, limits.draft_size)
+            # libjpeg decodes at 1/2, 1/4 or 1/8 scale when the image is at least twice
+            # `draft_size`: Pillow picks the largest power-of-two reduction that keeps both sides
+            # >= `draft_size`, so the models (which want a few hundred pixels) never see less.
+            if limits.draft_size and min(img.size) >= 2 * limits.draft_size:
+                img.draft("RGB", (limits.draft_size, limits.draft_size))
         _check_memory(img, limits)
         _load_fully(img, fmt)
         # A GIF frame may be larger than the header's screen size; check what was really decoded.
@@ -236,8 +238,8 @@ def _decode(data: bytes, source: str, limits: DecodeLimits) -> tuple[Image.Image
 def _open(data: bytes, source: str, limits: DecodeLimits) -> ImageFile.ImageFile:
     """Parse the header only (no pixels), refusing formats outside ALLOWED_FORMATS."""
     brand = ftyp_brand(data)
-    if brand in HEIF_BRANDS:
-        register_heif()
+    if brand in HEIF_BRANDS and not heif_registered():
+        raise DecodeError("HEIC needs pillow-heif (pip install pillow-heif)")
     elif brand in AVIF_BRANDS and "AVIF" not in Image.OPEN:
         Image.init()
         if "AVIF" not in Image.OPEN:
@@ -271,16 +273,6 @@ def _check_pixels(width: int, height: int, limits: DecodeLimits) -> None:
         )
     if pixels <= 0:
         raise DecodeError(f"image has no pixels ({width}x{height})")
-
-
-def _draft(img: ImageFile.ImageFile, draft_size: int) -> None:
-    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the image is at least twice `draft_size`.
-
-    Pillow picks the largest power-of-two reduction that keeps both sides >= `draft_size`, so the
-    models (which want a few hundred pixels) never see less than they need.
-    """
-    if min(img.size) >= 2 * draft_size:
-        img.draft("RGB", (draft_size, draft_size))
 
 
 def _load_fully(img: ImageFile.ImageFile, fmt: str) -> None:
@@ -318,17 +310,12 @@ def _orientation(img: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-# Bytes per pixel of Pillow's in-memory storage: 8-bit single band, 16-bit, else 32 bits per pixel
-# (RGB is stored as 4 bytes too).
-_ONE_BYTE_MODES = frozenset({"1", "L", "P"})
-
-
 def _bytes_per_pixel(mode: str) -> int:
-    if mode in _ONE_BYTE_MODES:
+    """Bytes per pixel of Pillow's in-memory storage: 8-bit single band, 16-bit, else 32 bits per
+    pixel (RGB is stored as 4 bytes too)."""
+    if mode in ("1", "L", "P"):
         return 1
-    if mode.startswith("I;16"):
-        return 2
-    return 4
+    return 2 if mode.startswith("I;16") else 4
 
 
 def _check_memory(img: Image.Image, limits: DecodeLimits) -> None:

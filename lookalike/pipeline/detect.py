@@ -23,7 +23,7 @@ import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypedDict, Unpack, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -32,6 +32,8 @@ from lookalike.errors import LookalikeError
 from lookalike.types import Box
 
 if TYPE_CHECKING:
+    import onnxruntime as ort
+
     from lookalike.models.store import ModelStore
 
 COCO_LABELS: tuple[str, ...] = (
@@ -82,19 +84,17 @@ LABEL_PRESETS: dict[str, frozenset[str]] = {
 }
 """Per-catalogue kind, the COCO labels whose objects become views. `all` (every label) is `None`."""
 
+_PRESET_NAMES = ", ".join(["all", *sorted(LABEL_PRESETS)])
+
 
 def preset_labels(name: str) -> frozenset[str] | None:
     """The labels of preset `name`; None for `all` (keep every label).
 
     Raises LookalikeError listing the valid names for an unknown one.
     """
-    if name == "all":
-        return None
-    try:
-        return LABEL_PRESETS[name]
-    except KeyError:
-        valid = ", ".join(["all", *sorted(LABEL_PRESETS)])
-        raise LookalikeError(f"unknown label preset {name!r}; valid presets: {valid}") from None
+    if name != "all" and name not in LABEL_PRESETS:
+        raise LookalikeError(f"unknown label preset {name!r}; valid presets: {_PRESET_NAMES}")
+    return LABEL_PRESETS.get(name)
 
 
 def parse_labels(text: str) -> frozenset[str] | None:
@@ -106,10 +106,9 @@ def parse_labels(text: str) -> frozenset[str] | None:
     names = frozenset(x.strip() for x in text.split(",") if x.strip())
     unknown = sorted(names - set(COCO_LABELS))
     if unknown:
-        valid = ", ".join(["all", *sorted(LABEL_PRESETS)])
         raise LookalikeError(
             f"unknown label(s) {', '.join(map(repr, unknown))}: give COCO labels "
-            f"(e.g. person, cup, handbag) or a preset ({valid})"
+            f"(e.g. person, cup, handbag) or a preset ({_PRESET_NAMES})"
         )
     return names
 
@@ -226,37 +225,6 @@ def nms(
     return np.asarray(keep, dtype=np.int64)
 
 
-def postprocess(
-    raw: np.ndarray,
-    scale: float,
-    image_size: tuple[int, int],
-    *,
-    input_size: int,
-    strides: Sequence[int],
-    labels: Sequence[str],
-    score_threshold: float,
-    iou_threshold: float,
-    max_detections: int,
-) -> list[Detection]:
-    """Raw rows (A, 5 + C) of one photo -> its detections, best score first, in photo pixels."""
-    boxes, scores = decode_outputs(raw, input_size, strides)
-    classes = scores.argmax(axis=1)
-    best = scores[np.arange(len(scores)), classes]
-    candidates = np.nonzero(best >= score_threshold)[0]
-    boxes, best, classes = boxes[candidates], best[candidates], classes[candidates]
-    keep = nms(boxes, best, iou_threshold, classes)[:max_detections]
-    w, h = image_size
-    out = []
-    for i in keep:
-        x1, y1, x2, y2 = (boxes[i] / scale).tolist()
-        x1, x2 = min(max(x1, 0.0), w), min(max(x2, 0.0), w)
-        y1, y2 = min(max(y1, 0.0), h), min(max(y2, 0.0), h)
-        if x2 - x1 < 1 or y2 - y1 < 1:
-            continue  # a box that lay in the padding: nothing of the photo is in it
-        out.append(Detection(Box(x1, y1, x2, y2), labels[int(classes[i])], float(best[i])))
-    return out
-
-
 # --- YOLOX-Nano ----------------------------------------------------------------------------------
 
 
@@ -265,6 +233,20 @@ def fit_side(image_size: tuple[int, int], max_side: int, step: int = 32) -> int:
     a multiple of `step` (the largest stride), at least 2 x `step`, at most `max_side`."""
     side = -(-max(image_size) // step) * step
     return int(min(max_side, max(side, 2 * step)))
+
+
+class DetectorOptions(TypedDict, total=False):
+    """`YoloxDetector`'s keyword settings, as `YoloxDetector.from_store` takes them."""
+
+    input_size: int
+    pad_value: int
+    strides: Sequence[int]
+    labels: Sequence[str]
+    score_threshold: float
+    iou_threshold: float
+    max_detections: int
+    threads: int
+    fit_small: bool
 
 
 class YoloxDetector:
@@ -306,14 +288,13 @@ class YoloxDetector:
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
-        self._session: Any = None  # an onnxruntime.InferenceSession (no stubs)
-        if fit_small:
-            dynamic = dynamic_model_bytes(Path(model_path))
-            if dynamic is not None:
-                self._session = open_session(dynamic, threads=threads, spinning=False)
-        self.fit_small = self._session is not None
-        if self._session is None:
-            self._session = open_session(model_path, threads=threads)
+        dynamic = dynamic_model_bytes(Path(model_path)) if fit_small else None
+        self.fit_small = dynamic is not None
+        self._session: ort.InferenceSession = (
+            open_session(model_path, threads=threads)
+            if dynamic is None
+            else open_session(dynamic, threads=threads, spinning=False)
+        )
         self._input = self._session.get_inputs()[0].name
 
     def size_for(self, image_size: tuple[int, int]) -> int:
@@ -324,7 +305,7 @@ class YoloxDetector:
 
     @classmethod
     def from_store(
-        cls, models: ModelStore, name: str = "yolox-nano", **options: Any
+        cls, models: ModelStore, name: str = "yolox-nano", **options: Unpack[DetectorOptions]
     ) -> YoloxDetector:
         """The detector `name` of the model catalogue, its file resolved (and verified) by `models`.
 
@@ -332,31 +313,34 @@ class YoloxDetector:
         set thresholds and threads.
         """
         spec = models.spec(name)
-        settings: dict[str, Any] = {
+        extra = {
             key: spec.extra[key]
             for key in ("input_size", "pad_value", "strides")
-            if key in spec.extra
+            if key in spec.extra and key not in options
         }
-        settings.update(options)
-        path = models.path(name) / spec.files[0].filename
-        return cls(path, name=name, **settings)
+        return cls(models.path(name) / spec.files[0].filename, name=name, **extra, **options)
 
     def detect(self, image: Image.Image) -> list[Detection]:
         """The objects in `image`, best score first (at most `max_detections`)."""
         size = self.size_for(image.size)
         tensor, scale = letterbox(image, size, self.pad_value)
         (raw,) = self._session.run(None, {self._input: tensor})
-        return postprocess(
-            raw[0],
-            scale,
-            image.size,
-            input_size=size,
-            strides=self.strides,
-            labels=self.labels,
-            score_threshold=self.score_threshold,
-            iou_threshold=self.iou_threshold,
-            max_detections=self.max_detections,
-        )
+        boxes, scores = decode_outputs(raw[0], size, self.strides)
+        classes = scores.argmax(axis=1)
+        best = scores[np.arange(len(scores)), classes]
+        candidates = np.nonzero(best >= self.score_threshold)[0]
+        boxes, best, classes = boxes[candidates], best[candidates], classes[candidates]
+        keep = nms(boxes, best, self.iou_threshold, classes)[: self.max_detections]
+        w, h = image.size
+        out = []
+        for i in keep:
+            x1, y1, x2, y2 = (boxes[i] / scale).tolist()
+            x1, x2 = min(max(x1, 0.0), w), min(max(x2, 0.0), w)
+            y1, y2 = min(max(y1, 0.0), h), min(max(y2, 0.0), h)
+            if x2 - x1 < 1 or y2 - y1 < 1:
+                continue  # a box that lay in the padding: nothing of the photo is in it
+            out.append(Detection(Box(x1, y1, x2, y2), self.labels[int(classes[i])], float(best[i])))
+        return out
 
 
 # --- which objects matter ------------------------------------------------------------------------

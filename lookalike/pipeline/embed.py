@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -20,6 +20,8 @@ from lookalike.models.catalog import Preprocess
 from lookalike.types import F32
 
 if TYPE_CHECKING:
+    import onnxruntime as ort
+
     from lookalike.models.runtime import Optimization
 
 
@@ -28,7 +30,11 @@ if TYPE_CHECKING:
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 
-def _resized(image: Image.Image, pp: Preprocess) -> Image.Image:
+def fit_to_input(image: Image.Image, pp: Preprocess) -> Image.Image:
+    """The RGB image resized (and cropped or padded) to the model's input square, before
+    normalisation: `to_tensor` is `normalise` of this. Kept public so training can hold inputs as
+    8-bit pixels and normalise them exactly as the embedder does."""
+    image = image.convert("RGB")
     resample = _RESAMPLE[pp.interpolation]
     w, h = image.size
     if pp.resize == "squash":
@@ -39,19 +45,11 @@ def _resized(image: Image.Image, pp: Preprocess) -> Image.Image:
         canvas = Image.new("RGB", (pp.size, pp.size), (pp.pad_value,) * 3)
         canvas.paste(image.resize((nw, nh), resample), ((pp.size - nw) // 2, (pp.size - nh) // 2))
         return canvas
-    target = pp.size / pp.crop_fraction
-    scale = target / min(w, h)
+    scale = pp.size / pp.crop_fraction / min(w, h)
     nw, nh = max(pp.size, round(w * scale)), max(pp.size, round(h * scale))
     image = image.resize((nw, nh), resample)
     left, top = (nw - pp.size) // 2, (nh - pp.size) // 2
     return image.crop((left, top, left + pp.size, top + pp.size))
-
-
-def fit_to_input(image: Image.Image, pp: Preprocess) -> Image.Image:
-    """The RGB image resized (and cropped or padded) to the model's input square, before
-    normalisation: `to_tensor` is `normalise` of this. Kept public so training can hold inputs as
-    8-bit pixels and normalise them exactly as the embedder does."""
-    return _resized(image.convert("RGB"), pp)
 
 
 def normalise(pixels: np.ndarray, pp: Preprocess) -> F32:
@@ -125,25 +123,16 @@ class OnnxImageEmbedder:
         self.name = name
         self.preprocess = preprocess
         self.output = output
-        self._session = open_session(
+        # The session is public for callers that time the bare model (`lookalike.models.quantize`).
+        self.session: ort.InferenceSession = open_session(
             model_path, threads=threads, optimization=optimization, spinning=spinning
         )
-        self._input = self._session.get_inputs()[0].name
-        outputs = {o.name: o for o in self._session.get_outputs()}
+        self.input_name: str = self.session.get_inputs()[0].name  # the (N, 3, H, W) pixel input
+        outputs = {o.name: o for o in self.session.get_outputs()}
         if output not in outputs:
             raise ValueError(f"{model_path} has no output {output!r}; it has {sorted(outputs)}")
         self.dim = int(outputs[output].shape[-1])
         self._has_logits = "logits" in outputs
-
-    @property
-    def session(self) -> Any:
-        """The ONNX Runtime session, for callers that time the bare model (`lookalike.models.quantize`)."""
-        return self._session
-
-    @property
-    def input_name(self) -> str:
-        """The name of the graph's (N, 3, H, W) pixel input."""
-        return str(self._input)
 
     def prepare(self, image: Image.Image) -> F32:
         """The (3, size, size) float32 model input of one RGB image (resize, crop, normalise).
@@ -161,9 +150,9 @@ class OnnxImageEmbedder:
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32), []
         if top <= 0 or not self._has_logits:
-            (features,) = self._session.run([self.output], {self._input: batch})
+            (features,) = self.session.run([self.output], {self.input_name: batch})
             return l2_normalise(features), [[] for _ in range(len(batch))]
-        features, logits = self._session.run([self.output, "logits"], {self._input: batch})
+        features, logits = self.session.run([self.output, "logits"], {self.input_name: batch})
         logits = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         order = np.argsort(-probs, axis=1)[:, :top]

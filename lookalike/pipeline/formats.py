@@ -17,8 +17,6 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from lookalike.errors import DecodeError
-
 # The formats a catalogue may hold (the folder scanner's extensions). Passed to `Image.open` so that a
 # file with a misleading name can never reach another Pillow plugin.
 ALLOWED_FORMATS: tuple[str, ...] = (
@@ -72,18 +70,13 @@ def ftyp_brand(data: bytes) -> bytes | None:
 
 @functools.cache
 def heif_registered() -> bool:
+    """Whether Pillow opens HEIC (through pillow-heif, imported only when a HEIC file shows up)."""
     try:
         import pillow_heif
     except ImportError:
         return False
     pillow_heif.register_heif_opener()
     return True
-
-
-def register_heif() -> None:
-    """Make Pillow open HEIC through pillow-heif, importing it only when a HEIC file shows up."""
-    if not heif_registered():
-        raise DecodeError("HEIC needs pillow-heif (pip install pillow-heif)")
 
 
 _SUPPORTED = "JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF, HEIC"

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import KW_ONLY, dataclass, replace
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
 import numpy as np
 from PIL import Image
 
 from lookalike.errors import QueryError
-from lookalike.pipeline.segment import ClothesMasker, SalientMasker
+from lookalike.pipeline.segment import ClothesMasker, ClothesOptions, SalientMasker, SalientOptions
 from lookalike.types import Box
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def split_garments(
     rows = np.nonzero(counts)[0]
     top, bottom = rows[0], rows[-1] + 1
     cum_n, cum_s = np.cumsum(counts), np.cumsum(sums, axis=0)
-    best, best_row = -1.0, None
+    best, best_row, best_gap = -1.0, None, 0.0
     start = top + (bottom - top) // 3
     for r in range(start, bottom - 1):
         n1, n2 = cum_n[r - 1], total - cum_n[r - 1]
@@ -137,15 +137,11 @@ def split_garments(
             continue
         m1 = cum_s[r - 1] / n1
         m2 = (cum_s[-1] - cum_s[r - 1]) / n2
-        score = n1 * n2 / total * float(((m1 - m2) ** 2).sum())
+        gap = float(((m1 - m2) ** 2).sum())  # squared distance of the two parts' mean colours
+        score = n1 * n2 / total * gap
         if score > best:
-            best, best_row = score, r
-    if best_row is None:
-        return None
-    n1 = cum_n[best_row - 1]
-    m1 = cum_s[best_row - 1] / n1
-    m2 = (cum_s[-1] - cum_s[best_row - 1]) / (total - n1)
-    if float(np.sqrt(((m1 - m2) ** 2).sum())) < min_gap:
+            best, best_row, best_gap = score, r, gap
+    if best_row is None or math.sqrt(best_gap) < min_gap:
         return None
     if band is not None:
         b = max(3, int(band * (bottom - top)))
@@ -255,6 +251,19 @@ class GarmentParts:
         return float((np.maximum(self.skin, self.hair) >= 0.5).mean())
 
 
+class IsolatorOptions(TypedDict, total=False):
+    """`Isolator`'s keyword settings, as `Isolator.from_store` takes them."""
+
+    margin: float
+    context: float
+    min_coverage: float
+    aspect: float | None
+    garment_salient: bool
+    min_clothes: float
+    waist: float | None
+
+
+@dataclass(eq=False)
 class Isolator:
     """Masks -> cut-outs. Holds the maskers it needs (None where a mode is not used).
 
@@ -272,28 +281,16 @@ class Isolator:
         docs/parts/isolation.md.
     """
 
-    def __init__(
-        self,
-        salient: SalientMasker | None = None,
-        clothes: ClothesMasker | None = None,
-        *,
-        margin: float = 0.05,
-        context: float = 0.05,
-        min_coverage: float = 0.05,
-        aspect: float | None = None,
-        garment_salient: bool = False,
-        min_clothes: float = 0.3,
-        waist: float | None = 0.8,
-    ) -> None:
-        self.salient_masker = salient
-        self.clothes_masker = clothes
-        self.garment_salient = garment_salient
-        self.min_clothes = min_clothes
-        self.waist = waist
-        self.margin = margin
-        self.context = context
-        self.min_coverage = min_coverage
-        self.aspect = aspect
+    salient_masker: SalientMasker | None = None
+    clothes_masker: ClothesMasker | None = None
+    _: KW_ONLY
+    margin: float = 0.05
+    context: float = 0.05
+    min_coverage: float = 0.05
+    aspect: float | None = None
+    garment_salient: bool = False
+    min_clothes: float = 0.3
+    waist: float | None = 0.8
 
     @classmethod
     def from_store(
@@ -307,7 +304,7 @@ class Isolator:
         clothes_size: int | None = None,
         clothes_fit_small: bool = True,
         salient_fit_small: bool = False,
-        **options: Any,
+        **options: Unpack[IsolatorOptions],
     ) -> Isolator:
         """An isolator with the maskers `modes` need, their files resolved by `models`.
 
@@ -315,28 +312,18 @@ class Isolator:
         clothes_fit_small: PAN runs small crops at their own side (`ClothesMasker` `fit_small`).
         salient_fit_small: the same for U^2-NetP (`SalientMasker` `fit_small`).
         """
-        salient = (
-            SalientMasker.from_store(
-                models,
-                input_size=salient_size,
-                batch_size=batch_size,
-                threads=threads,
-                fit_small=salient_fit_small,
-            )
-            if {"salient", "garment"} & set(modes)
-            else None
+        u2net = SalientOptions(
+            input_size=salient_size,
+            batch_size=batch_size,
+            threads=threads,
+            fit_small=salient_fit_small,
         )
-        sized: dict[str, Any] = {"input_size": clothes_size} if clothes_size else {}
-        clothes = (
-            ClothesMasker.from_store(
-                models,
-                threads=threads,
-                fit_small=clothes_fit_small,
-                **sized,
-            )
-            if "garment" in modes
-            else None
-        )
+        wants_salient = {"salient", "garment"} & set(modes)
+        salient = SalientMasker.from_store(models, **u2net) if wants_salient else None
+        pan: ClothesOptions = {"threads": threads, "fit_small": clothes_fit_small}
+        if clothes_size:
+            pan["input_size"] = clothes_size
+        clothes = ClothesMasker.from_store(models, **pan) if "garment" in modes else None
         return cls(salient, clothes, **options)
 
     # -- modes ----------------------------------------------------------------------------------
@@ -361,15 +348,13 @@ class Isolator:
             else whole(image)
             for b in boxes
         ]
-        crops = [image.crop(pixels(r)) for r in regions]
-        masks = self.salient_masker.masks(crops)
-        out = []
-        for region, mask in zip(regions, masks, strict=True):
-            if float(mask.mean()) < self.min_coverage:
-                out.append(self.plain(image, region))
-                continue
-            out.append(cut_out(image, mask, region, margin=self.margin, aspect=self.aspect))
-        return out
+        masks = self.salient_masker.masks([image.crop(pixels(r)) for r in regions])
+        return [
+            self.plain(image, region)
+            if float(mask.mean()) < self.min_coverage
+            else cut_out(image, mask, region, margin=self.margin, aspect=self.aspect)
+            for region, mask in zip(regions, masks, strict=True)
+        ]
 
     def garment_parts(
         self,
@@ -413,21 +398,12 @@ class Isolator:
         alpha = np.where(alpha >= min_clothes, alpha, 0.0).astype(np.float32)
         return GarmentParts(region, skin, clothes, hair, split, alpha)
 
-    def garment(
-        self,
-        image: Image.Image,
-        person: Box | None,
-        garment: Garment = "upper",
-        *,
-        use_salient: bool | None = None,
-    ) -> Cutout:
+    def garment(self, image: Image.Image, person: Box | None, garment: Garment = "upper") -> Cutout:
         """The garment worn by the person in `person` (None = the whole photo), cut out.
 
         When no clothes are found the person box crop is returned (coverage 0), never an empty view.
         """
-        return self._garment_cut(
-            image, self.garment_parts(image, person, garment, use_salient=use_salient)
-        )
+        return self._garment_cut(image, self.garment_parts(image, person, garment))
 
     def worn_garment(
         self, image: Image.Image, person: Box | None, garment: Garment = "upper", *, min_skin: float
@@ -439,6 +415,5 @@ class Isolator:
 
     def _garment_cut(self, image: Image.Image, parts: GarmentParts) -> Cutout:
         if float((parts.alpha >= 0.5).mean()) < 0.01:
-            fallback = self.plain(image, parts.person)
-            return replace(fallback, coverage=0.0)
+            return replace(self.plain(image, parts.person), coverage=0.0)
         return cut_out(image, parts.alpha, parts.person, margin=self.margin, aspect=self.aspect)

@@ -25,13 +25,15 @@ import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache, cached_property
-from typing import TYPE_CHECKING, Any, cast
+from functools import cached_property
+from typing import TYPE_CHECKING, cast
 
 from lookalike.errors import ModelError
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
+    from rapidocr import RapidOCR
 
 Quad = tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float]]
 """A text box: four (x, y) corners in pixels of the image given to the reader, clockwise from
@@ -220,7 +222,7 @@ def _silence_rapidocr() -> None:
     logging.getLogger("RapidOCR").setLevel(logging.ERROR)
 
 
-def _engine(det_side: int, settings: OcrSettings) -> Any:
+def _engine(det_side: int, settings: OcrSettings) -> RapidOCR:
     try:
         from rapidocr import RapidOCR
     except ImportError as exc:  # pragma: no cover - the dependency is declared
@@ -259,7 +261,7 @@ def _shrink(image: Image.Image, max_side: int) -> tuple[Image.Image, float]:
     return image.resize(size, PILImage.Resampling.BILINEAR), scale
 
 
-def _quads(boxes: Any, scale: float) -> tuple[Quad, ...]:
+def _quads(boxes: np.ndarray | None, scale: float) -> tuple[Quad, ...]:
     if boxes is None:
         return ()
     # cast: the OCR model's boxes are untyped arrays of four (x, y) points
@@ -270,10 +272,8 @@ def _quads(boxes: Any, scale: float) -> tuple[Quad, ...]:
 
 def _polygon_area(quad: Quad) -> float:
     # Shoelace formula: detector boxes are rotated rectangles, not axis-aligned.
-    area = 0.0
-    for (x1, y1), (x2, y2) in zip(quad, quad[1:] + quad[:1], strict=True):
-        area += x1 * y2 - x2 * y1
-    return abs(area) / 2.0
+    pairs = zip(quad, quad[1:] + quad[:1], strict=True)
+    return abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in pairs)) / 2.0
 
 
 class TextReader:
@@ -290,11 +290,11 @@ class TextReader:
         self._lock = threading.Lock()
 
     @cached_property
-    def _full_engine(self) -> Any:
+    def _full_engine(self) -> RapidOCR:
         return _engine(self.settings.det_side, self.settings)
 
     @cached_property
-    def _det_engine(self) -> Any:
+    def _det_engine(self) -> RapidOCR:
         return _engine(self.gate.side, self.settings)
 
     def read(self, image: Image.Image) -> OcrResult:
@@ -333,13 +333,3 @@ class TextReader:
         """The gate, then a full read only when it says the photo carries text."""
         gate = self.detect(image)
         return gate, (self.read(image) if gate.has_text else None)
-
-
-@cache
-def _default_reader(settings: OcrSettings) -> TextReader:
-    return TextReader(settings)
-
-
-def read_text(image: Image.Image, settings: OcrSettings | None = None) -> OcrResult:
-    """Full OCR of one photo with a process-wide reader per settings (see `TextReader.read`)."""
-    return _default_reader(settings or OcrSettings()).read(image)

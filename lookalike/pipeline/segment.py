@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import numpy as np
 from PIL import Image
@@ -30,10 +30,28 @@ from lookalike.models.runtime import (
 from lookalike.pipeline.detect import fit_side
 
 if TYPE_CHECKING:
+    import onnxruntime as ort
+
     from lookalike.models.store import ModelStore
 
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+class ClothesOptions(TypedDict, total=False):
+    """`ClothesMasker`'s keyword settings, as its `from_store` takes them."""
+
+    input_size: int
+    threads: int
+    fit_small: bool
+
+
+class SalientOptions(ClothesOptions, total=False):
+    """`SalientMasker`'s keyword settings, as its `from_store` takes them."""
+
+    batch_size: int
+    dynamic: bool
+
 
 # --- U^2-NetP ------------------------------------------------------------------------------------
 
@@ -60,12 +78,10 @@ class SalientMasker:
         dynamic: bool = True,
         fit_small: bool = False,
     ) -> None:
-        model: Path | bytes = Path(model_path)
-        fixed = True
-        if dynamic and (input_size != 320 or batch_size > 1 or fit_small):
-            data = dynamic_model_bytes(Path(model_path))
-            if data is not None:
-                model, fixed = data, False
+        wanted = dynamic and (input_size != 320 or batch_size > 1 or fit_small)
+        data = dynamic_model_bytes(Path(model_path)) if wanted else None
+        fixed = data is None
+        model = data if data is not None else Path(model_path)
         self.input_size = 320 if fixed else int(input_size)
         self.batch_size = 1 if fixed else max(1, int(batch_size))
         self.fit_small = fit_small and not fixed
@@ -74,7 +90,9 @@ class SalientMasker:
         self._output = self._session.get_outputs()[0].name
 
     @classmethod
-    def from_store(cls, models: ModelStore, name: str = "u2netp", **options: Any) -> SalientMasker:
+    def from_store(
+        cls, models: ModelStore, name: str = "u2netp", **options: Unpack[SalientOptions]
+    ) -> SalientMasker:
         spec = models.spec(name)
         options.setdefault("input_size", int(spec.extra.get("input_size", 320)))
         return cls(models.path(name) / spec.files[0].filename, **options)
@@ -142,14 +160,14 @@ class ClothesMasker:
         self.fit_small = fit_small and has_onnx()  # other sides need the graph rebuilt
         self._path = Path(model_path)
         self._threads = threads
-        self._sessions: dict[int, Any] = {}
+        self._sessions: dict[int, ort.InferenceSession] = {}
         self._session_for(self.input_size)  # fail now on a bad file or side, not on first crop
 
     def size_for(self, crop_size: tuple[int, int]) -> int:
         """The network side (px) a crop of `crop_size` = (w, h) runs at."""
         return fit_side(crop_size, self.input_size, 64) if self.fit_small else self.input_size
 
-    def _session_for(self, size: int) -> Any:
+    def _session_for(self, size: int) -> ort.InferenceSession:
         if size not in self._sessions:
             model: Path | bytes = self._path
             if size != self.NATIVE_SIZE:
@@ -159,7 +177,10 @@ class ClothesMasker:
 
     @classmethod
     def from_store(
-        cls, models: ModelStore, name: str = "pan-clothes-skin-hair", **options: Any
+        cls,
+        models: ModelStore,
+        name: str = "pan-clothes-skin-hair",
+        **options: Unpack[ClothesOptions],
     ) -> ClothesMasker:
         spec = models.spec(name)
         if spec.preprocess is not None:

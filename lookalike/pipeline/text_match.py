@@ -24,6 +24,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from lookalike.pipeline.ocr import token_similarity, trigrams
 
@@ -74,6 +75,15 @@ class TextEvidence:
     matched: tuple[str, ...] = ()
 
 
+class _Stats(NamedTuple):
+    """An index's statistics for one `min_photos` (`ItemTextIndex.score` reads them)."""
+
+    kept: dict[str, dict[str, float]]  # item -> token -> share (0-1] of its photos showing it
+    idf: dict[str, float]  # per token, BM25-style, over items
+    grams: dict[str, list[str]]  # trigram -> tokens (inverted index)
+    mass: dict[str, float]  # item -> sum of idf * share over its kept words (coverage denominator)
+
+
 @dataclass
 class ItemTextIndex:
     """OCR tokens per catalogue item. Build with `add` (one call per photo) or `from_photos`.
@@ -87,7 +97,7 @@ class ItemTextIndex:
 
     photos: Counter[str] = field(default_factory=Counter)
     counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    _cache: dict[str, object] = field(default_factory=dict, repr=False)
+    _cache: dict[int, _Stats] = field(default_factory=dict, repr=False)
 
     # -- building ----------------------------------------------------------------------------
 
@@ -127,30 +137,20 @@ class ItemTextIndex:
         A price label caught in one photo of a bag of apples does not make apples a product
         with text; a brand printed on a carton is read in most of its photos.
         """
-        counts = self.counts.get(item_id)
+        counts = self.counts.get(item_id, Counter())
         photos = self.photos.get(item_id, 0)
-        if not counts:
-            return False
-        return photos > 0 and max(counts.values()) / photos >= min_share
+        return bool(counts) and photos > 0 and max(counts.values()) / photos >= min_share
 
-    def _kept(self, min_photos: int) -> dict[str, dict[str, float]]:
-        """item -> token -> share (0-1] of the item's photos showing it, tokens below min_photos dropped."""
-        key = f"kept{min_photos}"
-        if key not in self._cache:
+    def _stats(self, min_photos: int) -> _Stats:
+        """What scoring needs for `min_photos` (an item's tokens read in fewer of its photos are
+        dropped), computed once until the next `add`."""
+        if min_photos not in self._cache:
             kept: dict[str, dict[str, float]] = {}
             for item_id, counts in self.counts.items():
                 need = min(min_photos, self.photos[item_id])
                 kept[item_id] = {
                     t: c / self.photos[item_id] for t, c in counts.items() if c >= need
                 }
-            self._cache[key] = kept
-        return self._cache[key]  # type: ignore[return-value]  # one shape per key prefix
-
-    def _vocabulary(self, min_photos: int) -> tuple[dict[str, float], dict[str, list[str]]]:
-        """idf per token (BM25-style, over items) and the trigram -> tokens inverted index."""
-        key = f"vocab{min_photos}"
-        if key not in self._cache:
-            kept = self._kept(min_photos)
             df = Counter(t for tokens in kept.values() for t in tokens)
             n = max(len(self.photos), 1)
             idf = {t: math.log(1.0 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
@@ -158,28 +158,19 @@ class ItemTextIndex:
             for token in idf:
                 for gram in trigrams(token):
                     grams[gram].append(token)
-            self._cache[key] = (idf, dict(grams))
-        return self._cache[key]  # type: ignore[return-value]  # one shape per key prefix
-
-    def _item_mass(self, min_photos: int) -> dict[str, float]:
-        """item -> sum over its kept words of idf * share (the denominator of its coverage)."""
-        key = f"mass{min_photos}"
-        if key not in self._cache:
-            idf, _ = self._vocabulary(min_photos)
-            self._cache[key] = {
+            mass = {
                 item_id: sum(idf[t] * share for t, share in shares.items())
-                for item_id, shares in self._kept(min_photos).items()
+                for item_id, shares in kept.items()
             }
-        return self._cache[key]  # type: ignore[return-value]  # one shape per key prefix
+            self._cache[min_photos] = _Stats(kept, idf, dict(grams), mass)
+        return self._cache[min_photos]
 
     def expand(self, token: str, settings: TextMatchSettings) -> dict[str, float]:
         """Catalogue tokens that `token` matches, with their similarity (1.0 for itself)."""
-        idf, grams = self._vocabulary(settings.min_photos)
+        _, idf, grams, _ = self._stats(settings.min_photos)
         if settings.fuzzy >= 1.0:
             return {token: 1.0} if token in idf else {}
-        shared: set[str] = set()
-        for gram in trigrams(token):
-            shared.update(grams.get(gram, ()))
+        shared = {other for gram in trigrams(token) for other in grams.get(gram, ())}
         sims = {other: token_similarity(token, other) for other in shared}
         return {other: sim for other, sim in sims.items() if sim >= settings.fuzzy}
 
@@ -205,8 +196,7 @@ class ItemTextIndex:
         word's part in both sums of the query side, and its similarity on the item side.
         """
         settings = settings or TextMatchSettings()
-        idf, _ = self._vocabulary(settings.min_photos)
-        kept = self._kept(settings.min_photos)
+        kept, idf, _, mass = self._stats(settings.min_photos)
         words = sorted(set(tokens))
         weight_of = (lambda q: 1.0) if weights is None else (lambda q: weights.get(q, 1.0))
         expansions = {
@@ -223,7 +213,6 @@ class ItemTextIndex:
         for matches in expansions.values():
             for t, sim in matches.items():
                 shown[t] = max(sim, shown.get(t, 0.0))
-        mass = self._item_mass(settings.min_photos)
         out = []
         for item_id in item_ids:
             shares = kept.get(item_id, {})
@@ -276,13 +265,7 @@ def fuse(
     settings = settings or TextMatchSettings()
     if not isinstance(evidence, Mapping):
         evidence = {e.item_id: e for e in evidence}
-    head = list(candidates[: settings.top_n])
-    fused = [
-        (
-            item_id,
-            score + settings.weight * (evidence[item_id].score if item_id in evidence else 0.0),
-        )
-        for item_id, score in head
-    ]
-    fused.sort(key=lambda pair: -pair[1])
+    head = candidates[: settings.top_n]
+    bonus = {i: settings.weight * evidence[i].score for i, _ in head if i in evidence}
+    fused = sorted(((i, score + bonus.get(i, 0.0)) for i, score in head), key=lambda p: -p[1])
     return fused + list(candidates[settings.top_n :])

@@ -104,8 +104,7 @@ def kept_objects(
     detections: Sequence[Detection], image_size: tuple[int, int], settings: ViewSettings
 ) -> list[Detection]:
     """The detections that become views: relevant label, score and size; most relevant first."""
-    w, h = image_size
-    area = float(w * h)
+    area = float(image_size[0] * image_size[1])
     kept = [
         d
         for d in relevant(detections, settings.labels, min_score=settings.min_score)
@@ -123,7 +122,7 @@ def _isolate(
     """The view image of each box (None = whole photo) under `settings.isolate`; None for a
     person box nobody wears a garment in (`ViewSettings.min_skin`)."""
     if settings.isolate == "none" or isolator is None:
-        return [_plain_view(image, b) for b in boxes]
+        return [image if b is None else image.crop(pixels(clip_box(b, image.size))) for b in boxes]
     if settings.isolate == "salient":
         cuts: list[Cutout | None] = list(isolator.salient(image, boxes))
     else:
@@ -132,10 +131,6 @@ def _isolate(
             for b in boxes
         ]
     return [c.flatten(settings.background) if c is not None else None for c in cuts]
-
-
-def _plain_view(image: Image.Image, box: Box | None) -> Image.Image:
-    return image if box is None else image.crop(pixels(clip_box(box, image.size)))
 
 
 def views_for_image(
@@ -160,9 +155,7 @@ def views_for_image(
     if not objects:
         return [whole]
     views = _object_views(image, objects, isolator, settings)
-    if not views:
-        return [whole]
-    return [*views, whole] if settings.include_whole else views
+    return [*views, whole] if views and settings.include_whole else views or [whole]
 
 
 def _object_views(
@@ -267,16 +260,13 @@ def isolate_photo(
     box: the region to cut out, in photo pixels (clipped; QueryError when it has no area there);
         detection is skipped.
     """
-    detections: tuple[Detection, ...] = ()
-    chosen: Detection | None
+    detections = tuple(detector.detect(image)) if box is None and detector is not None else ()
     if box is not None:
-        chosen = Detection(clip_box(box, image.size), "box", 1.0)
+        chosen: Detection | None = Detection(clip_box(box, image.size), "box", 1.0)
     else:
-        if detector is not None:
-            detections = tuple(detector.detect(image))
         wanted = {"person"} if mode == "garment" else labels
         candidates = relevant(detections, wanted, min_score=min_score)
-        chosen = max(candidates, key=lambda d: relevance(d, image.size)) if candidates else None
+        chosen = max(candidates, key=lambda d: relevance(d, image.size), default=None)
     region = chosen.box if chosen is not None else None
     if mode == "none":
         cut = isolator.plain(image, region)

@@ -163,10 +163,10 @@ _FRUIT = "iconic-images-and-descriptions/Fruit/Apple/Golden-Delicious/Golden-Del
 @pytest.mark.e2e
 def test_a_grocery_carton_yields_the_words_printed_on_it(data_dir: Path) -> None:
     from lookalike.pipeline.decode import load_image
-    from lookalike.pipeline.ocr import read_text
+    from lookalike.pipeline.ocr import TextReader
 
     image = load_image(str(data_dir / "grocery" / _CARTON)).image
-    result = read_text(image)
+    result = TextReader().read(image)
     # The carton says "BRAVO / ÄPPLE / JUICE".
     assert len({"bravo", "apple", "juice"} & set(result.words)) >= 2, result.text
     assert len(result.boxes) == len(result.scores) == len(result.lines) >= 2
