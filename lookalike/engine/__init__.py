@@ -6,7 +6,7 @@ lock) does not import onnxruntime.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 _PUBLIC = ("Engine", "QueryObject", "SearchResult")
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> type:
     if name == "Engine":
         from lookalike.engine import core
 

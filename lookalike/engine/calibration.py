@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from lookalike.engine.core import Engine
+    from lookalike.learn.projection import Projection
 
 Progress = Callable[[str, int, int], None]
 MODES: tuple[Aggregation, ...] = ("centroid", "views")
@@ -107,7 +108,7 @@ def calibrate_index(
     engine.manifest = manifest
 
 
-def _calibrate(engine: Engine, projection: Any, seed: int) -> dict[str, Any]:
+def _calibrate(engine: Engine, projection: Projection | None, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     store = engine.store
     by_item: dict[str, int] = {}
@@ -149,7 +150,7 @@ def _calibrate(engine: Engine, projection: Any, seed: int) -> dict[str, Any]:
             source = "held-out"
             if augmented is not None:
                 queries, own = augmented
-                if space == "tuned":
+                if space == "tuned" and projection is not None:
                     queries = projection.apply(queries)
                 qpos, qneg = query_scores(queries, own, vectors, items, mode)
                 pos, neg = np.concatenate([pos, qpos]), np.concatenate([neg, qneg])
@@ -160,7 +161,7 @@ def _calibrate(engine: Engine, projection: Any, seed: int) -> dict[str, Any]:
 
 
 def _augmented_queries(
-    engine: Engine, records: list[Any], items: list[str], rng: random.Random
+    engine: Engine, records: list[PointRecord], items: list[str], rng: random.Random
 ) -> tuple[np.ndarray, list[str]] | None:
     """Perturbed catalogue photos embedded as queries, when too few photos have a sibling."""
     counts: dict[str, int] = {}

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from lookalike.config import Settings
-from lookalike.engine import wiring
+from lookalike.engine import adapted, wiring
 from lookalike.engine.fields import FilterFields
 from lookalike.engine.indexer import Indexer
 from lookalike.engine.lock import ClosesStore, folder_write_lock
@@ -36,14 +36,13 @@ from lookalike.engine.searcher import Searcher
 from lookalike.engine.textfusion import TextFusion
 from lookalike.engine.viewsettings import resolve_views
 from lookalike.errors import IndexMismatchError, StoreError
+from lookalike.learn import adapted as learned
 from lookalike.pipeline.embed import ImageEmbedder
 from lookalike.store.base import Store
 
 if TYPE_CHECKING:
-    from lookalike.engine.adapted import ProjectionStatus, TuneOutcome
     from lookalike.engine.integrity import VerifyReport
     from lookalike.engine.wiring import Stages
-    from lookalike.learn.adapted import NetworkStatus
     from lookalike.learn.projection import Projection
     from lookalike.pipeline.decode import DecodeLimits
     from lookalike.pipeline.ocr import TextReader
@@ -334,25 +333,13 @@ class Engine(ClosesStore):
 
     fields = Forward("_fields", FilterFields.fields)
 
-    def projection_status(self, *, exact: bool = True) -> ProjectionStatus:
-        """`lookalike.engine.adapted.ProjectionStatus`: is a learned projection used, is it stale
-        (`exact`: by the signature of every view; else by their number, one count)."""
-        from lookalike.engine.adapted import projection_status
+    # Functions of the engine kept with what they compute: `engine.tune(...)` is
+    # `tune_index(engine, ...)`, with its signature and docstring.
+    projection_status = adapted.projection_status
 
-        return projection_status(self, exact=exact)
+    network_status = learned.network_status
 
-    def network_status(self, *, exact: bool = True) -> NetworkStatus:
-        """`lookalike.learn.adapted.NetworkStatus`: is the index embedded with an adapted network
-        (`tune --train`), is it stale."""
-        from lookalike.learn.adapted import network_status
-
-        return network_status(self, exact=exact)
-
-    def tune(self, **kwargs: Any) -> TuneOutcome:
-        """Fit, store and apply a learned projection: see `lookalike.engine.adapted.tune_index`."""
-        from lookalike.engine.adapted import tune_index
-
-        return tune_index(self, **kwargs)
+    tune = adapted.tune_index
 
     def stats(self) -> dict[str, Any]:
         """Items, views, models and size of the index (`lookalike.engine.stats`)."""

@@ -42,6 +42,7 @@ from lookalike.errors import IndexDamagedError, StoreError
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
+    from lookalike.store.base import Store
 
 SEAL_FILE = "lookalike.seal.json"
 MANIFEST_FILE = "lookalike.json"
@@ -357,7 +358,7 @@ def repair_manifest(index_dir: Path) -> str | None:
     return f"{MANIFEST_FILE}: unreadable and no good copy; the index is rebuilt"
 
 
-def verify_index(index_dir: Path, open_store: Callable[[], Any]) -> VerifyReport:
+def verify_index(index_dir: Path, open_store: Callable[[], Store]) -> VerifyReport:
     """Everything `verify` checks: every sealed file's digest, then every point read back
     through the store `open_store()` gives (opened without the open-time check). Damage is
     reported, not raised; a StoreError opening the store (no index, locked) is raised."""
@@ -369,7 +370,7 @@ def verify_index(index_dir: Path, open_store: Callable[[], Any]) -> VerifyReport
     state = "unsealed" if sealed is None else str(sealed.get("state"))
     points = 0
 
-    def records(store: Any) -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, np.ndarray]]]:
+    def records(store: Store) -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, np.ndarray]]]:
         nonlocal points
         for rec in store.scroll(fields=["item_id", "kind"], with_vectors=True):
             points += 1

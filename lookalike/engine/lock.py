@@ -7,9 +7,12 @@ import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Self
 
 from lookalike.errors import StoreError
+
+if TYPE_CHECKING:
+    from lookalike.store.base import Store
 
 
 @contextmanager
@@ -35,7 +38,7 @@ def folder_write_lock(folder: Path, name: str, what: str) -> Iterator[None]:
 class ClosesStore:
     """Mixin: `close()` (and `with`) closes `self._store` once opened; safe to call twice."""
 
-    _store: Any
+    _store: Store | None
 
     def close(self) -> None:
         if self._store is not None:

@@ -20,7 +20,7 @@ from lookalike.engine.results import QueryObject, SearchResult, query_object
 from lookalike.engine.textfusion import FUSION_DEPTH, TextFusion, rrf
 from lookalike.errors import QueryError
 from lookalike.store.base import Condition, Filter, point_id
-from lookalike.types import F32, Aggregation, Box, ProductHit
+from lookalike.types import F32, Aggregation, Box, JSONValue, ProductHit
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
@@ -310,11 +310,11 @@ class Searcher(EnginePart):
 
     def predict_field(
         self, vector: F32, field_name: str, *, where: Filter | None = None, neighbours: int = 15
-    ) -> Any:
+    ) -> JSONValue:
         """The value of `field_name` most supported by the `neighbours` nearest views (votes
         weighted by similarity); None when no neighbour has the field."""
         flt = self.visible_views() & where
-        votes: dict[Any, float] = {}
+        votes: dict[JSONValue, float] = {}
         vector, using = self.search_space(vector)
         for hit in self.engine.store.search(vector, using=using, limit=neighbours, flt=flt):
             value = hit.payload.get(field_name)

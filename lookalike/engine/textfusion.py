@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 
@@ -51,7 +51,9 @@ class TextFusion(EnginePart):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self._text_index: ItemTextIndex | Literal[False] | None = None
-        self._last_read: tuple[Image.Image, Any] | None = None
+        self._last_read: (
+            tuple[Image.Image, tuple[tuple[str, ...], dict[str, float] | None]] | None
+        ) = None
 
     def forget(self) -> None:
         """The index was written: read its words again on next use."""

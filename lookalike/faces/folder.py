@@ -90,7 +90,7 @@ class FaceFolder(ClosesStore):
         self._detector = detector
         self._embedder = embedder
         self._store_spec = store_spec
-        self._store: Any = None
+        self._store = None
         self._checked = False
 
     # -- components ------------------------------------------------------------------------------

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, cast
 
 import numpy as np
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
     from lookalike.types import F32
 
+P = ParamSpec("P")
 BOOK = "faces-book.json"
 
 
@@ -228,7 +229,7 @@ def cluster_faces(vectors: np.ndarray, threshold: float) -> list[int]:
     n = len(vectors)
     if n == 0:
         return []
-    dlib: Any = require_dlib()
+    dlib = require_dlib()
     # A self-loop per face: dlib sizes its label array from the edges, so isolated faces need one.
     edges = [(i, i) for i in range(n)] + link_pairs(vectors, threshold)
     raw = list(dlib.chinese_whispers(edges))
@@ -273,7 +274,12 @@ def list_people(
     return [v for v in views if include_hidden or not v.hidden]
 
 
-def change_book(faces: FaceIndex, change: Any, *args: Any, **kw: Any) -> Any:
+def change_book(
+    faces: FaceIndex,
+    change: Callable[Concatenate[Book, P], Book | tuple[Book, str]],
+    *args: P.args,
+    **kw: P.kwargs,
+) -> str | None:
     """Apply `change(book, *args, **kw)` (merge, split, rename, hide) under the write lock and
     save the book. Returns what `change` returns besides the book (split: the new id)."""
     with faces.write_lock():
