@@ -11,6 +11,7 @@ photos as queries (`AUGMENTED`), a few seconds.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from lookalike.engine.levels import (
     query_scores,
 )
 from lookalike.errors import LookalikeError
-from lookalike.store.base import Condition, Filter, PointRecord, where
+from lookalike.store.base import Condition, Filter, PointRecord, Store, where
 from lookalike.types import Aggregation
 
 if TYPE_CHECKING:
@@ -70,6 +71,34 @@ def calibration_levels(engine: Engine) -> dict[str, dict[str, Levels]]:
     return out
 
 
+def views_signature(store: Store) -> tuple[str, int]:
+    """(signature, count) of the index's views: sha256 over their sorted (id, content hash): what
+    a projection and calibrated levels were made from, so that `stats` can tell when they are
+    stale."""
+    rows = sorted(
+        (rec.id, str(rec.payload.get("content_hash", "")))
+        for rec in store.scroll(where("kind", "view"), fields=["content_hash"])
+    )
+    digest = hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+    return digest, len(rows)
+
+
+def views_stale(store: Store, record: Mapping[str, Any], exact: bool) -> tuple[bool, int]:
+    """(stale, current view count) of what `record` (a manifest entry with `views` and
+    `view_count`) was made from. exact: compare every view's id and content hash (changed photos
+    are caught too); else only the number of views (one count, for `stats`)."""
+    if exact:
+        signature, count = views_signature(store)
+        return signature != record.get("views"), count
+    count = store.count(where("kind", "view"))
+    return count != record.get("view_count"), count
+
+
+def stale_note(verb: str, made_from: int, now: int, command: str) -> str:
+    """The `stats` line's warning that a projection or network no longer matches the index."""
+    return f"; STALE: {verb} on {made_from} views, the index now has {now} (run `{command}` again)"
+
+
 def calibrate_index(
     engine: Engine, *, seed: int = 0, progress: Progress | None = None, force: bool = False
 ) -> None:
@@ -78,8 +107,6 @@ def calibrate_index(
     `EXACT_BELOW` views, the very views they were computed on; above it, a number of views within
     `DRIFT` of theirs (levels move slowly with a large catalogue, and items added one at a time
     through the HTTP API must not cost a calibration each)."""
-    from lookalike.engine.signature import views_signature
-
     manifest = engine.manifest
     if manifest is None:
         return

@@ -34,11 +34,10 @@ from lookalike.engine.part import Forward
 from lookalike.engine.photos import PhotoPipeline
 from lookalike.engine.searcher import Searcher
 from lookalike.engine.textfusion import TextFusion
-from lookalike.engine.viewsettings import resolve_views
 from lookalike.errors import IndexMismatchError, StoreError
 from lookalike.learn import adapted as learned
 from lookalike.pipeline.embed import ImageEmbedder
-from lookalike.store.base import Store
+from lookalike.store.base import Store, where
 
 if TYPE_CHECKING:
     from lookalike.engine.integrity import VerifyReport
@@ -76,7 +75,7 @@ class Engine(ClosesStore):
 
         recover_network_swap(self.index_dir)  # a `tune --train` swap interrupted mid-way
         self.manifest = IndexManifest.load(self.index_dir)
-        self.views, self.manifest = resolve_views(
+        self.views, self.manifest = wiring.resolve_views(
             self.manifest, self.index_dir, views, self.settings
         )
         self._stage_cache: Stages | None = None
@@ -342,7 +341,26 @@ class Engine(ClosesStore):
     tune = adapted.tune_index
 
     def stats(self) -> dict[str, Any]:
-        """Items, views, models and size of the index (`lookalike.engine.stats`)."""
-        from lookalike.engine.stats import index_stats
+        """What `lookalike stats` reports of an index: items, views, models, size, tuning and
+        levels."""
+        from lookalike.engine.calibration import calibration_levels
+        from lookalike.engine.calibration import describe as describe_levels
 
-        return index_stats(self)
+        store = self.store
+        manifest = self.manifest
+        return {
+            "index": str(self.index_dir),
+            "items": store.count(where("kind", "centroid")),
+            "views": store.count(where("kind", "view")),
+            "embedder": manifest.embedder.name if manifest else None,
+            "embedder_sha256": manifest.embedder.sha256 if manifest else None,
+            "dim": manifest.dim if manifest else None,
+            "created": manifest.created if manifest else None,
+            "disk_bytes": store.disk_bytes(),
+            "projection": self.projection_status(exact=False).describe(),
+            "match_levels": describe_levels(
+                calibration_levels(self), "tuned" if self.projection is not None else "image"
+            ),
+            "network": self.network_status(exact=False).describe(),
+            "fields": self.fields(),
+        }

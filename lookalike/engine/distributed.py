@@ -185,7 +185,7 @@ class _EmbedActor:
     ) -> None:
         from lookalike.config import Settings
         from lookalike.engine.core import Engine
-        from lookalike.engine.viewsettings import views_from_dict
+        from lookalike.engine.wiring import views_from_dict
 
         self._tmp = tempfile.TemporaryDirectory(prefix="lookalike-ray-")
         self.engine = Engine(
