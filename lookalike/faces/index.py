@@ -62,8 +62,6 @@ from lookalike.types import F32
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called as work advances."""
 
-_COPY_PAGE = 512
-
 
 # -- the index ------------------------------------------------------------------------------------
 
@@ -300,6 +298,7 @@ class FaceIndex(FaceSearch):
         old folder leaves no file with a deleted vector. Crash-safe: the copy is built beside the
         shard and swapped in by renames; `_recover_compaction` finishes or discards a half-done one.
         """
+        from lookalike.store.migrate import migrate
         from lookalike.store.registry import open_store
 
         old_store = self.store
@@ -313,16 +312,7 @@ class FaceIndex(FaceSearch):
             shutil.rmtree(new_dir)
         fresh = open_store("edge", self.index_dir, {"face": DIM}, shard=new_dir.name)
         try:
-            page: list[PointRecord] = []
-            for rec in old_store.scroll(with_vectors=True):
-                page.append(rec)
-                if len(page) >= _COPY_PAGE:
-                    fresh.upsert(page)
-                    page = []
-            fresh.upsert(page)
-            for name, kind in old_store.payload_schema().items():
-                fresh.ensure_index(name, kind)  # type: ignore[arg-type]  # payload_schema() gives str; its values are IndexKinds
-            fresh.flush()
+            migrate(old_store, fresh, batch_size=512)  # points, payload indexes, flushed
         finally:
             fresh.close()
         (new_dir / "COMPLETE").write_text(now())
