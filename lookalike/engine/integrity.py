@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lookalike.engine.lock import write_json
 from lookalike.errors import IndexDamagedError, StoreError
 
 if TYPE_CHECKING:
@@ -105,16 +105,6 @@ def read_seal(index_dir: Path) -> dict[str, Any] | None:
         raise IndexDamagedError(f"{path} is damaged ({exc}): {repair_hint(index_dir)}") from None
 
 
-def _write_seal(index_dir: Path, seal: Mapping[str, Any]) -> None:
-    path = index_dir / SEAL_FILE
-    tmp = path.with_name(SEAL_FILE + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(seal, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-
-
 def begin_write(index_dir: Path) -> None:
     """Before a write: the seal says `writing` (the files are about to change). Keeps the file
     records so that `seal` re-hashes only the files that change."""
@@ -122,7 +112,7 @@ def begin_write(index_dir: Path) -> None:
         seal = read_seal(index_dir) or {"files": {}}
     except IndexDamagedError:
         seal = {"files": {}}
-    _write_seal(index_dir, {**seal, "state": "writing", "format": _FORMAT})
+    write_json(index_dir / SEAL_FILE, {**seal, "state": "writing", "format": _FORMAT}, indent=1)
 
 
 def abandon_write(index_dir: Path) -> None:
@@ -136,9 +126,9 @@ def abandon_write(index_dir: Path) -> None:
     if sealed is None or "written" not in sealed:  # never sealed before
         return
     back = {**sealed, "state": "sealed"}
-    _write_seal(index_dir, back)
+    write_json(index_dir / SEAL_FILE, back, indent=1)
     if check(index_dir):
-        _write_seal(index_dir, sealed)
+        write_json(index_dir / SEAL_FILE, sealed, indent=1)
 
 
 def seal(index_dir: Path) -> None:
@@ -156,8 +146,8 @@ def seal(index_dir: Path) -> None:
         digest = old["sha256"] if same and "sha256" in old else file_digest(path)
         files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
     manifest = index_dir / MANIFEST_FILE
-    _write_seal(
-        index_dir,
+    write_json(
+        index_dir / SEAL_FILE,
         {
             "format": _FORMAT,
             "state": "sealed",
@@ -165,6 +155,7 @@ def seal(index_dir: Path) -> None:
             "files": files,
             "manifest": manifest.read_text() if manifest.exists() else None,
         },
+        indent=1,
     )
 
 
@@ -219,7 +210,7 @@ def _refresh_times(index_dir: Path, touched: Mapping[str, int]) -> None:
                 rel: {**rec, "mtime_ns": touched.get(rel, rec.get("mtime_ns"))}
                 for rel, rec in sealed["files"].items()
             }
-            _write_seal(index_dir, {**sealed, "files": files})
+            write_json(index_dir / SEAL_FILE, {**sealed, "files": files}, indent=1)
     except (OSError, StoreError):
         return
 

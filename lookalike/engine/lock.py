@@ -1,13 +1,15 @@
-"""What every index folder needs around its store: one writer at a time, and a store that is
-closed when the owner is (`Engine`, `FaceIndex`)."""
+"""What every index folder needs around its store: one writer at a time, a store that is
+closed when the owner is (`Engine`, `FaceIndex`), and JSON files written atomically."""
 
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+import json
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from lookalike.errors import StoreError
 
@@ -33,6 +35,16 @@ def folder_write_lock(folder: Path, name: str, what: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def write_json(path: Path, data: Mapping[str, Any], *, indent: int = 2) -> None:
+    """Write JSON atomically (temporary file, fsync, rename): a reader never sees half of it."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=indent, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
 
 
 class ClosesStore:

@@ -13,7 +13,6 @@ Its file names (layout: `lookalike.faces.index`) and how its JSON files are writ
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -25,7 +24,7 @@ from typing import Any
 from PIL import Image
 
 from lookalike.config import Settings
-from lookalike.engine.lock import ClosesStore, folder_write_lock
+from lookalike.engine.lock import ClosesStore, folder_write_lock, write_json
 from lookalike.errors import IndexMismatchError, StoreError
 from lookalike.faces.detect import (
     DIM,
@@ -56,16 +55,6 @@ FORMAT = 1
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON atomically (temporary file, fsync, rename): a reader never sees half of it."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
 
 
 class FaceFolder(ClosesStore):

@@ -41,9 +41,10 @@ from typing import Any, cast
 
 import numpy as np
 
+from lookalike.engine.lock import write_json
 from lookalike.errors import QueryError
 from lookalike.faces.detect import DIM, FaceBox
-from lookalike.faces.folder import PEOPLE, SHARD, now, write_json
+from lookalike.faces.folder import PEOPLE, SHARD, now
 from lookalike.faces.ingest import (
     Loaded,
     big_enough,
