@@ -156,12 +156,8 @@ def _calibrate(engine: Engine, projection: Projection | None, seed: int) -> dict
         chosen = sorted(kept)
     records: list[PointRecord] = []
     for start in range(0, len(chosen), 256):
-        flt = Filter(
-            (
-                Condition("kind", "eq", "view"),
-                Condition("item_id", "in", tuple(chosen[start : start + 256])),
-            )
-        )
+        chunk = tuple(chosen[start : start + 256])
+        flt = Filter((Condition("kind", "eq", "view"), Condition("item_id", "in", chunk)))
         records.extend(store.scroll(flt, with_vectors=True))
     records.sort(key=lambda r: r.id)  # deterministic
     items = [str(r.payload["item_id"]) for r in records]

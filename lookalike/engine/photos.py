@@ -115,8 +115,7 @@ class PhotoPipeline:
         window = max(1, self.settings.models.batch_size) * _LOOKAHEAD_BATCHES
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
             pending: list[Future[Loaded]] = []
-            it = iter(tasks)
-            for task in it:
+            for task in tasks:
                 pending.append(pool.submit(load, task))
                 if len(pending) >= window:
                     yield pending.pop(0).result()
