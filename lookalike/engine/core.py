@@ -22,8 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image
-
 from lookalike.config import Settings
 from lookalike.engine import adapted, wiring
 from lookalike.engine.fields import FilterFields
@@ -277,9 +275,7 @@ class Engine(ClosesStore):
 
     user_filter = Forward("_fields", FilterFields.user_filter)
 
-    def training_views(self, source: str, *, query: bool = False) -> list[tuple[str, Image.Image]]:
-        """(view key, RGB image) of each view indexing makes of one photo (`PhotoPipeline`)."""
-        return self.pipeline.training_views(source, query=query)
+    training_views = Forward("pipeline", PhotoPipeline.training_views)
 
     def text_reader(self) -> TextReader:
         if self._reader is None:

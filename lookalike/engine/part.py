@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-S = TypeVar("S", bound="EnginePart")
+S = TypeVar("S")
 
 
 class EnginePart:

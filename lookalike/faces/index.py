@@ -37,9 +37,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
-
-import numpy as np
+from typing import Any
 
 from lookalike.engine.lock import write_json
 from lookalike.errors import QueryError
@@ -178,9 +176,7 @@ class FaceIndex(FaceSearch):
             threshold if threshold is not None else self.face_settings.cluster_threshold
         )
         faces = self.faces(with_vectors=True)  # every face carries its descriptor
-        labels = cluster_faces(
-            np.stack([cast(F32, f.vector) for f in faces]) if faces else np.zeros((0, DIM)), limit
-        )
+        labels = cluster_faces(faces, limit)
         grouped: dict[int, list[Face]] = {}
         for f, label in zip(faces, labels, strict=True):
             grouped.setdefault(label, []).append(without_vector(f))

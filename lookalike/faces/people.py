@@ -33,7 +33,7 @@ import numpy as np
 
 from lookalike.engine.lock import write_json
 from lookalike.errors import QueryError
-from lookalike.faces.detect import DIM, require_dlib
+from lookalike.faces.detect import require_dlib
 from lookalike.faces.folder import PEOPLE, now
 from lookalike.faces.values import Face, without_vector
 
@@ -222,14 +222,16 @@ def link_pairs(vectors: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     return pairs
 
 
-def cluster_faces(vectors: np.ndarray, threshold: float) -> list[int]:
-    """A person number per face (row of `vectors`): 1 is the person with most faces, then 2 ...
+def cluster_faces(faces: Sequence[Face], threshold: float) -> list[int]:
+    """A person number per face (each read with its descriptor): 1 is the person with most
+    faces, then 2 ...
 
     Ties in size are ordered by the person's first face, so numbering is stable for a given input.
     """
-    n = len(vectors)
+    n = len(faces)
     if n == 0:
         return []
+    vectors = np.stack([cast("F32", f.vector) for f in faces])
     dlib = require_dlib()
     # A self-loop per face: dlib sizes its label array from the edges, so isolated faces need one.
     edges = [(i, i) for i in range(n)] + link_pairs(vectors, threshold)
@@ -255,10 +257,8 @@ def list_people(
     """
     limit = threshold if threshold is not None else faces.face_settings.cluster_threshold
     limit = limit if limit is not None else faces.face_settings.threshold
-    every = faces.faces(with_vectors=True)
-    # with_vectors=True: every face carries its descriptor
-    vectors = np.stack([cast("F32", f.vector) for f in every]) if every else np.zeros((0, DIM))
-    labels = cluster_faces(vectors, limit)
+    every = faces.faces(with_vectors=True)  # every face carries its descriptor
+    labels = cluster_faces(every, limit)
     ids = [f.face_id for f in every]
     book = assign(ids, labels, load_book(faces.index_dir))
     views = _views(book, every)
