@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
 
 from lookalike.catalog.folder import is_image_name
+from lookalike.engine.photos import read_ahead
 from lookalike.errors import CatalogueError, DecodeError
 from lookalike.faces.detect import FaceBox
 from lookalike.pipeline.decode import DecodeLimits, content_hash, decode_image, is_url, read_source
@@ -137,14 +137,7 @@ def load_photos(
         except OSError as exc:
             return Loaded(photo, skipped=Skipped(photo, f"cannot read: {exc}"))
 
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="faces-decode") as pool:
-        queue: list[Future[Loaded]] = []
-        for photo in photos:
-            queue.append(pool.submit(load, photo))
-            if len(queue) >= _LOOKAHEAD:
-                yield queue.pop(0).result()
-        for fut in queue:
-            yield fut.result()
+    return read_ahead(load, photos, _LOOKAHEAD, "faces-decode")
 
 
 def write_faces(
