@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
-    from lookalike.engine.results import QueryObject, SearchResult
+    from lookalike.engine.records import QueryObject, SearchResult
 
 _PUBLIC = ("Engine", "QueryObject", "SearchResult")
 
@@ -21,9 +21,9 @@ def __getattr__(name: str) -> type:
 
         return core.Engine
     if name in _PUBLIC:
-        from lookalike.engine import results
+        from lookalike.engine import records
 
-        return getattr(results, name)
+        return getattr(records, name)
     raise AttributeError(name)
 
 

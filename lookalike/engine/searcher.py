@@ -15,8 +15,15 @@ from PIL import Image
 
 from lookalike.engine import wiring
 from lookalike.engine.part import EnginePart
-from lookalike.engine.records import ALL_VIEWS, INTERNAL_KEYS, VISIBLE_VIEWS, product_hit
-from lookalike.engine.results import QueryObject, SearchResult, query_object
+from lookalike.engine.records import (
+    ALL_VIEWS,
+    INTERNAL_KEYS,
+    VISIBLE_VIEWS,
+    QueryObject,
+    SearchResult,
+    product_hit,
+    query_object,
+)
 from lookalike.engine.textfusion import FUSION_DEPTH, TextFusion, rrf
 from lookalike.errors import QueryError
 from lookalike.store.base import Condition, Filter, point_id

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from PIL import Image
 
 from lookalike.engine.part import EnginePart
-from lookalike.engine.records import SEARCH_TEXT, product_hit
-from lookalike.engine.results import SearchResult
+from lookalike.engine.records import SEARCH_TEXT, SearchResult, product_hit
 from lookalike.errors import QueryError
 from lookalike.store.base import Condition, Filter, where
 from lookalike.types import ProductHit
