@@ -66,11 +66,7 @@ class FilterFields(EnginePart):
         from lookalike.store.filter_check import merge_kinds, schema_kinds
 
         if self._kinds is None or fresh:
-            schema = {
-                k: v
-                for k, v in self.engine.store.payload_schema().items()
-                if k not in INTERNAL_KEYS
-            }
+            schema = self.fields()
             builtin = {"item_id": "text", "colours": "list", "classes": "list", "labels": "list"}
             self._kinds = merge_kinds(builtin, self.catalogue_fields(), schema_kinds(schema))
             # Values are checked through facets, which need a keyword index.
