@@ -201,16 +201,13 @@ class FaceFolder(ClosesStore):
 
         Boxes are in pixels of the photo as stored (EXIF-rotated, full size), for drawing on it.
         """
-        picture = self._decode_query(image)
+        picture = decode_query(image, self.decode_limits(draft=False))
         boxes = self.detect(picture)
         vectors = self.embedder.embed(picture, boxes)
         return [
             QueryFace(i, _box_tuple(b.box), round(b.score, 4), round(b.size, 1), vectors[i])
             for i, b in enumerate(boxes)
         ]
-
-    def _decode_query(self, query: Path | str | bytes | Image.Image) -> Image.Image:
-        return decode_query(query, self.decode_limits(draft=False))
 
     def decode_limits(self, draft: bool = True) -> DecodeLimits:
         from lookalike.engine import wiring
