@@ -48,6 +48,7 @@ from lookalike.faces.ingest import (
     big_enough,
     load_photos,
     normalise,
+    photo_marker,
     scan_photos,
     strip_image,
     write_faces,
@@ -55,7 +56,7 @@ from lookalike.faces.ingest import (
 from lookalike.faces.people import cluster_faces, save_listing
 from lookalike.faces.search import FaceSearch
 from lookalike.faces.values import Face, FaceIndexSummary, ForgetSummary, Person, without_vector
-from lookalike.store.base import Condition, Filter, PointRecord, Store, where
+from lookalike.store.base import Condition, Filter, Store, where
 from lookalike.types import F32
 
 Progress = Callable[[str, int, int], None]
@@ -212,21 +213,8 @@ class FaceIndex(FaceSearch):
             marker = next((r for r in found if r.payload.get("kind") == "photo"), None)
             self._delete_photos(store, [key])
             if marker is not None:
-                store.upsert(
-                    [
-                        PointRecord(
-                            marker.id,
-                            {},
-                            {
-                                "kind": "photo",
-                                "photo": key,
-                                "content_hash": marker.payload.get("content_hash", ""),
-                                "faces": 0,
-                                "forgotten": True,
-                            },
-                        )
-                    ]
-                )
+                hash_ = marker.payload.get("content_hash", "")
+                store.upsert([photo_marker(key, hash_, 0, forgotten=True)])
             self._drop_from_people({f.id for f in faces}, [])
             self._compact()
             return ForgetSummary(len(faces), (key,), self.store.disk_bytes())

@@ -60,6 +60,10 @@ class Book:
     next_id: int = 1
 
 
+Change = Callable[Concatenate[Book, P], Book | tuple[Book, str]]
+"""A change of the book (`merge`, `split`, `rename`, `hide`): the new book, and split's new id."""
+
+
 @dataclass(frozen=True)
 class PersonView:
     """One person as listed: faces largest first; `cover` is the face to show for them."""
@@ -275,12 +279,7 @@ def list_people(
     return [v for v in views if include_hidden or not v.hidden]
 
 
-def change_book(
-    faces: FaceIndex,
-    change: Callable[Concatenate[Book, P], Book | tuple[Book, str]],
-    *args: P.args,
-    **kw: P.kwargs,
-) -> str | None:
+def change_book(faces: FaceIndex, change: Change[P], *args: P.args, **kw: P.kwargs) -> str | None:
     """Apply `change(book, *args, **kw)` (merge, split, rename, hide) under the write lock and
     save the book. Returns what `change` returns besides the book (split: the new id)."""
     with faces.write_lock():
