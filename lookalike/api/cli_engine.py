@@ -22,7 +22,7 @@ def open_engine(
     labels); for an existing index they must match what built it."""
     from lookalike.config import Settings
     from lookalike.engine.core import Engine
-    from lookalike.engine.viewsettings import view_settings
+    from lookalike.engine.wiring import view_settings
 
     overrides: dict[str, Any] = {k: v for k, v in (views or {}).items() if v is not None}
     if mirror is not None:

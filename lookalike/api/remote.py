@@ -34,8 +34,7 @@ from lookalike.errors import (
 if TYPE_CHECKING:
     import httpx
 
-    from lookalike.engine.records import Progress
-    from lookalike.engine.results import SearchResult
+    from lookalike.engine.records import Progress, SearchResult
     from lookalike.faces.values import FaceSearchResult
     from lookalike.types import IndexSummary
 
@@ -384,7 +383,7 @@ def _given(**values: Any) -> dict[str, Any]:
 
 def _search_result(out: dict[str, Any]) -> SearchResult:
     """The server's search answer as the `SearchResult` the engine returns."""
-    from lookalike.engine.results import QueryObject, SearchResult
+    from lookalike.engine.records import QueryObject, SearchResult
     from lookalike.types import ProductHit
 
     hits = tuple(

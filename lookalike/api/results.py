@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 if TYPE_CHECKING:
     from lookalike.api.served_files import ServedFiles
-    from lookalike.engine.results import SearchResult
+    from lookalike.engine.records import SearchResult
     from lookalike.types import ProductHit
 
 

@@ -6,24 +6,24 @@ lock) does not import onnxruntime.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
-    from lookalike.engine.results import QueryObject, SearchResult
+    from lookalike.engine.records import QueryObject, SearchResult
 
 _PUBLIC = ("Engine", "QueryObject", "SearchResult")
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> type:
     if name == "Engine":
         from lookalike.engine import core
 
         return core.Engine
     if name in _PUBLIC:
-        from lookalike.engine import results
+        from lookalike.engine import records
 
-        return getattr(results, name)
+        return getattr(records, name)
     raise AttributeError(name)
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lookalike.engine.signature import stale_note, views_signature, views_stale
+from lookalike.engine.calibration import stale_note, views_signature, views_stale
 from lookalike.errors import CatalogueError, IndexMismatchError, StoreError
 from lookalike.pipeline.embed import l2_normalise
 from lookalike.store.base import PointRecord

@@ -11,6 +11,7 @@ photos as queries (`AUGMENTED`), a few seconds.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,13 +27,14 @@ from lookalike.engine.levels import (
     query_scores,
 )
 from lookalike.errors import LookalikeError
-from lookalike.store.base import Condition, Filter, PointRecord, where
+from lookalike.store.base import Condition, Filter, PointRecord, Store, where
 from lookalike.types import Aggregation
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from lookalike.engine.core import Engine
+    from lookalike.learn.projection import Projection
 
 Progress = Callable[[str, int, int], None]
 MODES: tuple[Aggregation, ...] = ("centroid", "views")
@@ -69,6 +71,34 @@ def calibration_levels(engine: Engine) -> dict[str, dict[str, Levels]]:
     return out
 
 
+def views_signature(store: Store) -> tuple[str, int]:
+    """(signature, count) of the index's views: sha256 over their sorted (id, content hash): what
+    a projection and calibrated levels were made from, so that `stats` can tell when they are
+    stale."""
+    rows = sorted(
+        (rec.id, str(rec.payload.get("content_hash", "")))
+        for rec in store.scroll(where("kind", "view"), fields=["content_hash"])
+    )
+    digest = hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+    return digest, len(rows)
+
+
+def views_stale(store: Store, record: Mapping[str, Any], exact: bool) -> tuple[bool, int]:
+    """(stale, current view count) of what `record` (a manifest entry with `views` and
+    `view_count`) was made from. exact: compare every view's id and content hash (changed photos
+    are caught too); else only the number of views (one count, for `stats`)."""
+    if exact:
+        signature, count = views_signature(store)
+        return signature != record.get("views"), count
+    count = store.count(where("kind", "view"))
+    return count != record.get("view_count"), count
+
+
+def stale_note(verb: str, made_from: int, now: int, command: str) -> str:
+    """The `stats` line's warning that a projection or network no longer matches the index."""
+    return f"; STALE: {verb} on {made_from} views, the index now has {now} (run `{command}` again)"
+
+
 def calibrate_index(
     engine: Engine, *, seed: int = 0, progress: Progress | None = None, force: bool = False
 ) -> None:
@@ -77,8 +107,6 @@ def calibrate_index(
     `EXACT_BELOW` views, the very views they were computed on; above it, a number of views within
     `DRIFT` of theirs (levels move slowly with a large catalogue, and items added one at a time
     through the HTTP API must not cost a calibration each)."""
-    from lookalike.engine.signature import views_signature
-
     manifest = engine.manifest
     if manifest is None:
         return
@@ -107,7 +135,7 @@ def calibrate_index(
     engine.manifest = manifest
 
 
-def _calibrate(engine: Engine, projection: Any, seed: int) -> dict[str, Any]:
+def _calibrate(engine: Engine, projection: Projection | None, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     store = engine.store
     by_item: dict[str, int] = {}
@@ -128,12 +156,8 @@ def _calibrate(engine: Engine, projection: Any, seed: int) -> dict[str, Any]:
         chosen = sorted(kept)
     records: list[PointRecord] = []
     for start in range(0, len(chosen), 256):
-        flt = Filter(
-            (
-                Condition("kind", "eq", "view"),
-                Condition("item_id", "in", tuple(chosen[start : start + 256])),
-            )
-        )
+        chunk = tuple(chosen[start : start + 256])
+        flt = Filter((Condition("kind", "eq", "view"), Condition("item_id", "in", chunk)))
         records.extend(store.scroll(flt, with_vectors=True))
     records.sort(key=lambda r: r.id)  # deterministic
     items = [str(r.payload["item_id"]) for r in records]
@@ -149,7 +173,7 @@ def _calibrate(engine: Engine, projection: Any, seed: int) -> dict[str, Any]:
             source = "held-out"
             if augmented is not None:
                 queries, own = augmented
-                if space == "tuned":
+                if space == "tuned" and projection is not None:
                     queries = projection.apply(queries)
                 qpos, qneg = query_scores(queries, own, vectors, items, mode)
                 pos, neg = np.concatenate([pos, qpos]), np.concatenate([neg, qneg])
@@ -160,7 +184,7 @@ def _calibrate(engine: Engine, projection: Any, seed: int) -> dict[str, Any]:
 
 
 def _augmented_queries(
-    engine: Engine, records: list[Any], items: list[str], rng: random.Random
+    engine: Engine, records: list[PointRecord], items: list[str], rng: random.Random
 ) -> tuple[np.ndarray, list[str]] | None:
     """Perturbed catalogue photos embedded as queries, when too few photos have a sibling."""
     counts: dict[str, int] = {}

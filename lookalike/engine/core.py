@@ -22,10 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image
-
 from lookalike.config import Settings
-from lookalike.engine import wiring
+from lookalike.engine import adapted, wiring
 from lookalike.engine.fields import FilterFields
 from lookalike.engine.indexer import Indexer
 from lookalike.engine.lock import ClosesStore, folder_write_lock
@@ -34,16 +32,14 @@ from lookalike.engine.part import Forward
 from lookalike.engine.photos import PhotoPipeline
 from lookalike.engine.searcher import Searcher
 from lookalike.engine.textfusion import TextFusion
-from lookalike.engine.viewsettings import resolve_views
 from lookalike.errors import IndexMismatchError, StoreError
+from lookalike.learn import adapted as learned
 from lookalike.pipeline.embed import ImageEmbedder
-from lookalike.store.base import Store
+from lookalike.store.base import Store, where
 
 if TYPE_CHECKING:
-    from lookalike.engine.adapted import ProjectionStatus, TuneOutcome
     from lookalike.engine.integrity import VerifyReport
     from lookalike.engine.wiring import Stages
-    from lookalike.learn.adapted import NetworkStatus
     from lookalike.learn.projection import Projection
     from lookalike.pipeline.decode import DecodeLimits
     from lookalike.pipeline.ocr import TextReader
@@ -77,7 +73,7 @@ class Engine(ClosesStore):
 
         recover_network_swap(self.index_dir)  # a `tune --train` swap interrupted mid-way
         self.manifest = IndexManifest.load(self.index_dir)
-        self.views, self.manifest = resolve_views(
+        self.views, self.manifest = wiring.resolve_views(
             self.manifest, self.index_dir, views, self.settings
         )
         self._stage_cache: Stages | None = None
@@ -279,9 +275,7 @@ class Engine(ClosesStore):
 
     user_filter = Forward("_fields", FilterFields.user_filter)
 
-    def training_views(self, source: str, *, query: bool = False) -> list[tuple[str, Image.Image]]:
-        """(view key, RGB image) of each view indexing makes of one photo (`PhotoPipeline`)."""
-        return self.pipeline.training_views(source, query=query)
+    training_views = Forward("pipeline", PhotoPipeline.training_views)
 
     def text_reader(self) -> TextReader:
         if self._reader is None:
@@ -334,28 +328,35 @@ class Engine(ClosesStore):
 
     fields = Forward("_fields", FilterFields.fields)
 
-    def projection_status(self, *, exact: bool = True) -> ProjectionStatus:
-        """`lookalike.engine.adapted.ProjectionStatus`: is a learned projection used, is it stale
-        (`exact`: by the signature of every view; else by their number, one count)."""
-        from lookalike.engine.adapted import projection_status
+    # Functions of the engine kept with what they compute: `engine.tune(...)` is
+    # `tune_index(engine, ...)`, with its signature and docstring.
+    projection_status = adapted.projection_status
 
-        return projection_status(self, exact=exact)
+    network_status = learned.network_status
 
-    def network_status(self, *, exact: bool = True) -> NetworkStatus:
-        """`lookalike.learn.adapted.NetworkStatus`: is the index embedded with an adapted network
-        (`tune --train`), is it stale."""
-        from lookalike.learn.adapted import network_status
-
-        return network_status(self, exact=exact)
-
-    def tune(self, **kwargs: Any) -> TuneOutcome:
-        """Fit, store and apply a learned projection: see `lookalike.engine.adapted.tune_index`."""
-        from lookalike.engine.adapted import tune_index
-
-        return tune_index(self, **kwargs)
+    tune = adapted.tune_index
 
     def stats(self) -> dict[str, Any]:
-        """Items, views, models and size of the index (`lookalike.engine.stats`)."""
-        from lookalike.engine.stats import index_stats
+        """What `lookalike stats` reports of an index: items, views, models, size, tuning and
+        levels."""
+        from lookalike.engine.calibration import calibration_levels
+        from lookalike.engine.calibration import describe as describe_levels
 
-        return index_stats(self)
+        store = self.store
+        manifest = self.manifest
+        return {
+            "index": str(self.index_dir),
+            "items": store.count(where("kind", "centroid")),
+            "views": store.count(where("kind", "view")),
+            "embedder": manifest.embedder.name if manifest else None,
+            "embedder_sha256": manifest.embedder.sha256 if manifest else None,
+            "dim": manifest.dim if manifest else None,
+            "created": manifest.created if manifest else None,
+            "disk_bytes": store.disk_bytes(),
+            "projection": self.projection_status(exact=False).describe(),
+            "match_levels": describe_levels(
+                calibration_levels(self), "tuned" if self.projection is not None else "image"
+            ),
+            "network": self.network_status(exact=False).describe(),
+            "fields": self.fields(),
+        }

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,7 +69,7 @@ class RayRunner:
             if started:
                 ray.shutdown()
 
-    def _connect(self, ray: Any) -> bool:
+    def _connect(self, ray: ModuleType) -> bool:
         """Join (or start) Ray; True when this call started it (and must stop it)."""
         if ray.is_initialized():
             return False
@@ -91,7 +92,7 @@ class RayRunner:
 
     def _run(
         self,
-        ray: Any,
+        ray: ModuleType,
         engine: Engine,
         tasks: Sequence[Task],
         existing: Mapping[tuple[str, str], Stored],
@@ -154,7 +155,7 @@ def _network_for_workers(engine: Engine) -> dict[str, Any] | None:
     return {**engine.network, "path": str(network_path(engine.index_dir, engine.network).resolve())}
 
 
-def _import_ray() -> Any:
+def _import_ray() -> ModuleType:
     try:
         import ray
         import ray.data
@@ -184,7 +185,7 @@ class _EmbedActor:
     ) -> None:
         from lookalike.config import Settings
         from lookalike.engine.core import Engine
-        from lookalike.engine.viewsettings import views_from_dict
+        from lookalike.engine.wiring import views_from_dict
 
         self._tmp = tempfile.TemporaryDirectory(prefix="lookalike-ray-")
         self.engine = Engine(

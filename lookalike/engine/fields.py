@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lookalike.engine.part import EnginePart
 from lookalike.engine.records import INTERNAL_KEYS
 from lookalike.store.base import Condition, Filter, where
 from lookalike.store.filters import parse_where
-from lookalike.types import Item
+from lookalike.types import Item, JSONValue
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
@@ -66,11 +66,7 @@ class FilterFields(EnginePart):
         from lookalike.store.filter_check import merge_kinds, schema_kinds
 
         if self._kinds is None or fresh:
-            schema = {
-                k: v
-                for k, v in self.engine.store.payload_schema().items()
-                if k not in INTERNAL_KEYS
-            }
+            schema = self.fields()
             builtin = {"item_id": "text", "colours": "list", "classes": "list", "labels": "list"}
             self._kinds = merge_kinds(builtin, self.catalogue_fields(), schema_kinds(schema))
             # Values are checked through facets, which need a keyword index.
@@ -102,7 +98,7 @@ class FilterFields(EnginePart):
 
     def facets(
         self, field_name: str, *, where: str | Filter | None = None, limit: int = 20
-    ) -> dict[Any, int]:
+    ) -> dict[JSONValue, int]:
         """Value -> number of items with it, among items matching `where`. FilterFieldError for a
         field that is not a keyword-indexed one (only those have facets)."""
         from lookalike.errors import FilterFieldError

@@ -99,13 +99,9 @@ class Indexer(EnginePart):
                     if loaded.words is not None:
                         task = loaded.task
                         store.set_payload(
-                            Filter(
-                                (
-                                    Condition("item_id", "eq", task.item.id),
-                                    Condition("image", "eq", task.image),
-                                    Condition("kind", "eq", "view"),
-                                )
-                            ),
+                            where("item_id", task.item.id)
+                            & where("image", task.image)
+                            & where("kind", "view"),
                             {"ocr_words": list(loaded.words)},
                         )
                 todo = [(b, v) for b in batch for v in b.views]
@@ -226,10 +222,8 @@ class Indexer(EnginePart):
 
     @staticmethod
     def ensure_indexes(store: Store, items: Sequence[Item]) -> None:
-        store.ensure_index("item_id", "keyword")
-        store.ensure_index("colours", "keyword")
-        store.ensure_index("classes", "keyword")
-        store.ensure_index("labels", "keyword")
+        for name in ("item_id", "colours", "classes", "labels"):
+            store.ensure_index(name, "keyword")
         store.ensure_index(SEARCH_TEXT, "text")
         store.ensure_index("kind", "keyword")
         store.ensure_index("pending", "bool")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -38,10 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lookalike.engine.lock import write_json
 from lookalike.errors import IndexDamagedError, StoreError
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
+    from lookalike.store.base import Store
 
 SEAL_FILE = "lookalike.seal.json"
 MANIFEST_FILE = "lookalike.json"
@@ -104,16 +105,6 @@ def read_seal(index_dir: Path) -> dict[str, Any] | None:
         raise IndexDamagedError(f"{path} is damaged ({exc}): {repair_hint(index_dir)}") from None
 
 
-def _write_seal(index_dir: Path, seal: Mapping[str, Any]) -> None:
-    path = index_dir / SEAL_FILE
-    tmp = path.with_name(SEAL_FILE + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(seal, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-
-
 def begin_write(index_dir: Path) -> None:
     """Before a write: the seal says `writing` (the files are about to change). Keeps the file
     records so that `seal` re-hashes only the files that change."""
@@ -121,7 +112,7 @@ def begin_write(index_dir: Path) -> None:
         seal = read_seal(index_dir) or {"files": {}}
     except IndexDamagedError:
         seal = {"files": {}}
-    _write_seal(index_dir, {**seal, "state": "writing", "format": _FORMAT})
+    write_json(index_dir / SEAL_FILE, {**seal, "state": "writing", "format": _FORMAT}, indent=1)
 
 
 def abandon_write(index_dir: Path) -> None:
@@ -135,9 +126,9 @@ def abandon_write(index_dir: Path) -> None:
     if sealed is None or "written" not in sealed:  # never sealed before
         return
     back = {**sealed, "state": "sealed"}
-    _write_seal(index_dir, back)
+    write_json(index_dir / SEAL_FILE, back, indent=1)
     if check(index_dir):
-        _write_seal(index_dir, sealed)
+        write_json(index_dir / SEAL_FILE, sealed, indent=1)
 
 
 def seal(index_dir: Path) -> None:
@@ -155,8 +146,8 @@ def seal(index_dir: Path) -> None:
         digest = old["sha256"] if same and "sha256" in old else file_digest(path)
         files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
     manifest = index_dir / MANIFEST_FILE
-    _write_seal(
-        index_dir,
+    write_json(
+        index_dir / SEAL_FILE,
         {
             "format": _FORMAT,
             "state": "sealed",
@@ -164,6 +155,7 @@ def seal(index_dir: Path) -> None:
             "files": files,
             "manifest": manifest.read_text() if manifest.exists() else None,
         },
+        indent=1,
     )
 
 
@@ -218,7 +210,7 @@ def _refresh_times(index_dir: Path, touched: Mapping[str, int]) -> None:
                 rel: {**rec, "mtime_ns": touched.get(rel, rec.get("mtime_ns"))}
                 for rel, rec in sealed["files"].items()
             }
-            _write_seal(index_dir, {**sealed, "files": files})
+            write_json(index_dir / SEAL_FILE, {**sealed, "files": files}, indent=1)
     except (OSError, StoreError):
         return
 
@@ -357,7 +349,7 @@ def repair_manifest(index_dir: Path) -> str | None:
     return f"{MANIFEST_FILE}: unreadable and no good copy; the index is rebuilt"
 
 
-def verify_index(index_dir: Path, open_store: Callable[[], Any]) -> VerifyReport:
+def verify_index(index_dir: Path, open_store: Callable[[], Store]) -> VerifyReport:
     """Everything `verify` checks: every sealed file's digest, then every point read back
     through the store `open_store()` gives (opened without the open-time check). Damage is
     reported, not raised; a StoreError opening the store (no index, locked) is raised."""
@@ -369,7 +361,7 @@ def verify_index(index_dir: Path, open_store: Callable[[], Any]) -> VerifyReport
     state = "unsealed" if sealed is None else str(sealed.get("state"))
     points = 0
 
-    def records(store: Any) -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, np.ndarray]]]:
+    def records(store: Store) -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, np.ndarray]]]:
         nonlocal points
         for rec in store.scroll(fields=["item_id", "kind"], with_vectors=True):
             points += 1

@@ -1,15 +1,20 @@
-"""What every index folder needs around its store: one writer at a time, and a store that is
-closed when the owner is (`Engine`, `FaceIndex`)."""
+"""What every index folder needs around its store: one writer at a time, a store that is
+closed when the owner is (`Engine`, `FaceIndex`), and JSON files written atomically."""
 
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+import json
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from lookalike.errors import StoreError
+
+if TYPE_CHECKING:
+    from lookalike.store.base import Store
 
 
 @contextmanager
@@ -32,10 +37,20 @@ def folder_write_lock(folder: Path, name: str, what: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def write_json(path: Path, data: Mapping[str, Any], *, indent: int = 2) -> None:
+    """Write JSON atomically (temporary file, fsync, rename): a reader never sees half of it."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=indent, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
 class ClosesStore:
     """Mixin: `close()` (and `with`) closes `self._store` once opened; safe to call twice."""
 
-    _store: Any
+    _store: Store | None
 
     def close(self) -> None:
         if self._store is not None:

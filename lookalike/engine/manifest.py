@@ -7,12 +7,12 @@ opening an index with anything else must be an error, not silent garbage.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lookalike.engine.lock import write_json
 from lookalike.errors import IndexDamagedError, IndexMismatchError
 
 FORMAT = 1
@@ -93,11 +93,7 @@ class IndexManifest:
 
     def save(self, index_dir: Path) -> None:
         index_dir.mkdir(parents=True, exist_ok=True)
-        tmp = index_dir / (FILENAME + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        tmp.replace(index_dir / FILENAME)
+        write_json(index_dir / FILENAME, asdict(self))
 
     @staticmethod
     def load(index_dir: Path) -> IndexManifest | None:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
 
 P = ParamSpec("P")
 R = TypeVar("R")
+S = TypeVar("S")
 
 
 class EnginePart:
@@ -37,15 +38,14 @@ class Forward(Generic[P, R]):
     the same signature (for the type checker too) and docstring. The facade's own methods
     (index, search, search_text, similar, delete, item, stats) stay written out."""
 
-    def __init__(self, part: str, method: Callable[Concatenate[Any, P], R]) -> None:
+    def __init__(self, part: str, method: Callable[Concatenate[S, P], R]) -> None:
         self.part, self.name = part, method.__name__
         self.__doc__ = method.__doc__
         params = list(inspect.signature(method).parameters.values())[1:]  # without self
         self.shown = f"{method.__qualname__}{inspect.Signature(params)}"
 
-    def __repr__(
-        self,
-    ) -> str:  # what `help(Engine)` shows: the collaborator's method, its signature
+    def __repr__(self) -> str:
+        """What `help(Engine)` shows: the collaborator's method, its signature."""
         return self.shown
 
     @overload

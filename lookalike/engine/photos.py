@@ -7,9 +7,9 @@ it on Ray workers); the local runner overlaps decoding (threads) with inference 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -33,6 +33,21 @@ if TYPE_CHECKING:
     from lookalike.pipeline.decode import DecodeLimits
 
 _LOOKAHEAD_BATCHES = 4
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def read_ahead(load: Callable[[T], R], tasks: Iterable[T], window: int, name: str) -> Iterator[R]:
+    """`load(task)` of every task on two worker threads (named `name`), yielded in order, at most
+    `window` tasks ahead of the caller."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix=name) as pool:
+        pending: list[Future[R]] = []
+        for task in tasks:
+            pending.append(pool.submit(load, task))
+            if len(pending) >= window:
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()
 
 
 class LocalRunner:
@@ -113,15 +128,7 @@ class PhotoPipeline:
             return self.load(task, existing, limits)
 
         window = max(1, self.settings.models.batch_size) * _LOOKAHEAD_BATCHES
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
-            pending: list[Future[Loaded]] = []
-            it = iter(tasks)
-            for task in it:
-                pending.append(pool.submit(load, task))
-                if len(pending) >= window:
-                    yield pending.pop(0).result()
-            for fut in pending:
-                yield fut.result()
+        return read_ahead(load, tasks, window, "decode")
 
     def _batches(self, loaded: Iterator[Loaded]) -> Iterator[list[Loaded]]:
         batch: list[Loaded] = []

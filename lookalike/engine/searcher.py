@@ -15,12 +15,19 @@ from PIL import Image
 
 from lookalike.engine import wiring
 from lookalike.engine.part import EnginePart
-from lookalike.engine.records import ALL_VIEWS, INTERNAL_KEYS, VISIBLE_VIEWS, product_hit
-from lookalike.engine.results import QueryObject, SearchResult, query_object
+from lookalike.engine.records import (
+    ALL_VIEWS,
+    INTERNAL_KEYS,
+    VISIBLE_VIEWS,
+    QueryObject,
+    SearchResult,
+    product_hit,
+    query_object,
+)
 from lookalike.engine.textfusion import FUSION_DEPTH, TextFusion, rrf
 from lookalike.errors import QueryError
 from lookalike.store.base import Condition, Filter, point_id
-from lookalike.types import F32, Aggregation, Box, ProductHit
+from lookalike.types import F32, Aggregation, Box, JSONValue, ProductHit
 
 if TYPE_CHECKING:
     from lookalike.engine.core import Engine
@@ -222,11 +229,9 @@ class Searcher(EnginePart):
         where: str | Filter | None = None,
         mode: Aggregation | None = None,
     ) -> SearchResult:
-        """More like `positive` items, less like `negative` ones (`lookalike.engine.recommend`): the
+        """More like `positive` items, less like `negative` ones (`recommend_vector`): the
         items nearest to the positives' mean centroid pushed away from the negatives', every
         example left out. QueryError for an unknown item or no positive example."""
-        from lookalike.engine.recommend import recommend_vector
-
         t0 = time.perf_counter()
         vector = recommend_vector(
             [self.item_vector(i) for i in positive],
@@ -310,11 +315,11 @@ class Searcher(EnginePart):
 
     def predict_field(
         self, vector: F32, field_name: str, *, where: Filter | None = None, neighbours: int = 15
-    ) -> Any:
+    ) -> JSONValue:
         """The value of `field_name` most supported by the `neighbours` nearest views (votes
         weighted by similarity); None when no neighbour has the field."""
         flt = self.visible_views() & where
-        votes: dict[Any, float] = {}
+        votes: dict[JSONValue, float] = {}
         vector, using = self.search_space(vector)
         for hit in self.engine.store.search(vector, using=using, limit=neighbours, flt=flt):
             value = hit.payload.get(field_name)
@@ -344,3 +349,28 @@ class Searcher(EnginePart):
         if not recs:
             raise QueryError(f"no item {item_id!r} in {self.engine.index_dir}")
         return recs[0].vectors["image"]
+
+
+NEGATIVE_WEIGHT = 0.5
+
+
+def recommend_vector(positive: Sequence[F32], negative: Sequence[F32] = ()) -> F32:
+    """The unit query vector for `positive` and `negative` example vectors: "more like these, less
+    like those".
+
+    The idea of Qdrant's recommend API (`average_vector` strategy): the query is the mean of the
+    positive examples' vectors pushed away from the mean of the negative ones,
+    `mean(positive) - NEGATIVE_WEIGHT * mean(negative)`, normalised. With 0.5 this is Qdrant's
+    `avg_pos + (avg_pos - avg_neg)` up to scale, which is what a cosine search sees. The engine
+    searches with it like with any vector, leaving the examples themselves out of the results.
+    QueryError without a positive example, or when the examples cancel out (nothing left to
+    search with)."""
+    if not positive:
+        raise QueryError("give at least one positive example (an item to find more like)")
+    query = np.mean(np.asarray(positive, dtype=np.float32), axis=0)
+    if negative:
+        query = query - NEGATIVE_WEIGHT * np.mean(np.asarray(negative, dtype=np.float32), axis=0)
+    norm = float(np.linalg.norm(query))
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise QueryError("the positive and negative examples cancel out: nothing to search for")
+    return (query / norm).astype(np.float32)

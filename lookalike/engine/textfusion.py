@@ -7,13 +7,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 
 from lookalike.engine.part import EnginePart
-from lookalike.engine.records import SEARCH_TEXT, product_hit
-from lookalike.engine.results import SearchResult
+from lookalike.engine.records import SEARCH_TEXT, SearchResult, product_hit
 from lookalike.errors import QueryError
 from lookalike.store.base import Condition, Filter, where
 from lookalike.types import ProductHit
@@ -51,7 +50,9 @@ class TextFusion(EnginePart):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self._text_index: ItemTextIndex | Literal[False] | None = None
-        self._last_read: tuple[Image.Image, Any] | None = None
+        self._last_read: (
+            tuple[Image.Image, tuple[tuple[str, ...], dict[str, float] | None]] | None
+        ) = None
 
     def forget(self) -> None:
         """The index was written: read its words again on next use."""

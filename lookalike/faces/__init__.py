@@ -22,7 +22,7 @@ Heavy modules (numpy, dlib, PIL, qdrant) are imported by the submodules, not her
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["FaceIndex", "FaceSettings"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> type:
     if name == "FaceIndex":
         from lookalike.faces.index import FaceIndex
 

@@ -38,7 +38,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
@@ -103,7 +104,7 @@ class EmbedderRecord:
         )
 
 
-def require_dlib() -> object:
+def require_dlib() -> ModuleType:
     """The `dlib` module; ModelError naming the install command when it is missing."""
     try:
         import dlib
@@ -181,7 +182,7 @@ class HogDetector:
     name = "hog"
 
     def __init__(self, threshold: float = 0.0) -> None:
-        dlib: Any = require_dlib()
+        dlib = require_dlib()
         self._detector = dlib.get_frontal_face_detector()
         self.threshold = threshold
 
@@ -199,7 +200,7 @@ class CnnDetector:
     name = "cnn"
 
     def __init__(self) -> None:
-        dlib: Any = require_dlib()
+        dlib = require_dlib()
         self._detector = dlib.cnn_face_detection_model_v1(str(model_file(CNN_DETECTOR)))
 
     def detect(self, rgb: np.ndarray) -> list[Rect]:
@@ -311,7 +312,7 @@ class DlibFaceEmbedder:
     dim = DIM
 
     def __init__(self, *, padding: float = 0.25, jitters: int = 0) -> None:
-        dlib: Any = require_dlib()
+        dlib = require_dlib()
         self._dlib = dlib
         self._shape = dlib.shape_predictor(str(model_file(SHAPE_PREDICTOR)))
         self._net = dlib.face_recognition_model_v1(str(model_file(DESCRIPTOR)))

@@ -13,7 +13,6 @@ Its file names (layout: `lookalike.faces.index`) and how its JSON files are writ
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -25,7 +24,7 @@ from typing import Any
 from PIL import Image
 
 from lookalike.config import Settings
-from lookalike.engine.lock import ClosesStore, folder_write_lock
+from lookalike.engine.lock import ClosesStore, folder_write_lock, write_json
 from lookalike.errors import IndexMismatchError, StoreError
 from lookalike.faces.detect import (
     DIM,
@@ -58,16 +57,6 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON atomically (temporary file, fsync, rename): a reader never sees half of it."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-
-
 class FaceFolder(ClosesStore):
     """The parts of a `FaceIndex` every operation shares: settings, detector and embedder, the
     folder's files, its store (opened on first use), decoding, and reading what is indexed."""
@@ -90,7 +79,7 @@ class FaceFolder(ClosesStore):
         self._detector = detector
         self._embedder = embedder
         self._store_spec = store_spec
-        self._store: Any = None
+        self._store = None
         self._checked = False
 
     # -- components ------------------------------------------------------------------------------
@@ -212,16 +201,13 @@ class FaceFolder(ClosesStore):
 
         Boxes are in pixels of the photo as stored (EXIF-rotated, full size), for drawing on it.
         """
-        picture = self._decode_query(image)
+        picture = decode_query(image, self.decode_limits(draft=False))
         boxes = self.detect(picture)
         vectors = self.embedder.embed(picture, boxes)
         return [
             QueryFace(i, _box_tuple(b.box), round(b.score, 4), round(b.size, 1), vectors[i])
             for i, b in enumerate(boxes)
         ]
-
-    def _decode_query(self, query: Path | str | bytes | Image.Image) -> Image.Image:
-        return decode_query(query, self.decode_limits(draft=False))
 
     def decode_limits(self, draft: bool = True) -> DecodeLimits:
         from lookalike.engine import wiring

@@ -37,18 +37,18 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
-
+from lookalike.engine.lock import write_json
 from lookalike.errors import QueryError
 from lookalike.faces.detect import DIM, FaceBox
-from lookalike.faces.folder import PEOPLE, SHARD, now, write_json
+from lookalike.faces.folder import PEOPLE, SHARD, now
 from lookalike.faces.ingest import (
     Loaded,
     big_enough,
     load_photos,
     normalise,
+    photo_marker,
     scan_photos,
     strip_image,
     write_faces,
@@ -56,13 +56,11 @@ from lookalike.faces.ingest import (
 from lookalike.faces.people import cluster_faces, save_listing
 from lookalike.faces.search import FaceSearch
 from lookalike.faces.values import Face, FaceIndexSummary, ForgetSummary, Person, without_vector
-from lookalike.store.base import Condition, Filter, PointRecord, Store, where
+from lookalike.store.base import Condition, Filter, Store, where
 from lookalike.types import F32
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called as work advances."""
-
-_COPY_PAGE = 512
 
 
 # -- the index ------------------------------------------------------------------------------------
@@ -179,9 +177,7 @@ class FaceIndex(FaceSearch):
             threshold if threshold is not None else self.face_settings.cluster_threshold
         )
         faces = self.faces(with_vectors=True)  # every face carries its descriptor
-        labels = cluster_faces(
-            np.stack([cast(F32, f.vector) for f in faces]) if faces else np.zeros((0, DIM)), limit
-        )
+        labels = cluster_faces(faces, limit)
         grouped: dict[int, list[Face]] = {}
         for f, label in zip(faces, labels, strict=True):
             grouped.setdefault(label, []).append(without_vector(f))
@@ -217,21 +213,8 @@ class FaceIndex(FaceSearch):
             marker = next((r for r in found if r.payload.get("kind") == "photo"), None)
             self._delete_photos(store, [key])
             if marker is not None:
-                store.upsert(
-                    [
-                        PointRecord(
-                            marker.id,
-                            {},
-                            {
-                                "kind": "photo",
-                                "photo": key,
-                                "content_hash": marker.payload.get("content_hash", ""),
-                                "faces": 0,
-                                "forgotten": True,
-                            },
-                        )
-                    ]
-                )
+                hash_ = marker.payload.get("content_hash", "")
+                store.upsert([photo_marker(key, hash_, 0, forgotten=True)])
             self._drop_from_people({f.id for f in faces}, [])
             self._compact()
             return ForgetSummary(len(faces), (key,), self.store.disk_bytes())
@@ -300,6 +283,7 @@ class FaceIndex(FaceSearch):
         old folder leaves no file with a deleted vector. Crash-safe: the copy is built beside the
         shard and swapped in by renames; `_recover_compaction` finishes or discards a half-done one.
         """
+        from lookalike.store.migrate import migrate
         from lookalike.store.registry import open_store
 
         old_store = self.store
@@ -313,16 +297,7 @@ class FaceIndex(FaceSearch):
             shutil.rmtree(new_dir)
         fresh = open_store("edge", self.index_dir, {"face": DIM}, shard=new_dir.name)
         try:
-            page: list[PointRecord] = []
-            for rec in old_store.scroll(with_vectors=True):
-                page.append(rec)
-                if len(page) >= _COPY_PAGE:
-                    fresh.upsert(page)
-                    page = []
-            fresh.upsert(page)
-            for name, kind in old_store.payload_schema().items():
-                fresh.ensure_index(name, kind)  # type: ignore[arg-type]  # payload_schema() gives str; its values are IndexKinds
-            fresh.flush()
+            migrate(old_store, fresh, batch_size=512)  # points, payload indexes, flushed
         finally:
             fresh.close()
         (new_dir / "COMPLETE").write_text(now())

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
 
 from lookalike.catalog.folder import is_image_name
+from lookalike.engine.photos import read_ahead
 from lookalike.errors import CatalogueError, DecodeError
 from lookalike.faces.detect import FaceBox
 from lookalike.pipeline.decode import DecodeLimits, content_hash, decode_image, is_url, read_source
 from lookalike.store.base import Condition, Filter, PointRecord, Store, point_id
-from lookalike.types import F32, Skipped
+from lookalike.types import F32, JSONValue, Skipped
 
 
 def scan_photos(photos: Path | str | Iterable[Path | str]) -> tuple[list[str], list[Skipped]]:
@@ -137,14 +137,7 @@ def load_photos(
         except OSError as exc:
             return Loaded(photo, skipped=Skipped(photo, f"cannot read: {exc}"))
 
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="faces-decode") as pool:
-        queue: list[Future[Loaded]] = []
-        for photo in photos:
-            queue.append(pool.submit(load, photo))
-            if len(queue) >= _LOOKAHEAD:
-                yield queue.pop(0).result()
-        for fut in queue:
-            yield fut.result()
+    return read_ahead(load, photos, _LOOKAHEAD, "faces-decode")
 
 
 def write_faces(
@@ -161,22 +154,19 @@ def write_faces(
     for loaded, boxes, vectors in batch:
         assert loaded.original_size is not None and loaded.sha256 is not None
         points.extend(_face_points(loaded, boxes, vectors))
+        size = list(loaded.original_size)
         markers.append(
-            PointRecord(
-                point_id("photo", loaded.photo),
-                {},
-                {
-                    "kind": "photo",
-                    "photo": loaded.photo,
-                    "content_hash": loaded.sha256,
-                    "faces": len(boxes),
-                    "image_size": list(loaded.original_size),
-                    "forgotten": False,
-                },
-            )
+            photo_marker(loaded.photo, loaded.sha256, len(boxes), image_size=size, forgotten=False)
         )
     store.upsert(points)
     store.upsert(markers)
+
+
+def photo_marker(photo: str, content_hash: str, faces: int, **more: JSONValue) -> PointRecord:
+    """The vector-less point recording that `photo` (these bytes) is done, with its number of
+    faces and further fields (`image_size`; `forgotten`: a tombstone)."""
+    payload = {"kind": "photo", "photo": photo, "content_hash": content_hash, "faces": faces}
+    return PointRecord(point_id("photo", photo), {}, {**payload, **more})
 
 
 def _decode_with_size(

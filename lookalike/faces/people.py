@@ -24,22 +24,24 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, cast
 
 import numpy as np
 
+from lookalike.engine.lock import write_json
 from lookalike.errors import QueryError
-from lookalike.faces.detect import DIM, require_dlib
-from lookalike.faces.folder import PEOPLE, now, write_json
+from lookalike.faces.detect import require_dlib
+from lookalike.faces.folder import PEOPLE, now
 from lookalike.faces.values import Face, without_vector
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
     from lookalike.types import F32
 
+P = ParamSpec("P")
 BOOK = "faces-book.json"
 
 
@@ -56,6 +58,10 @@ class PersonEntry:
 class Book:
     people: Mapping[str, PersonEntry] = field(default_factory=dict)
     next_id: int = 1
+
+
+Change = Callable[Concatenate[Book, P], Book | tuple[Book, str]]
+"""A change of the book (`merge`, `split`, `rename`, `hide`): the new book, and split's new id."""
 
 
 @dataclass(frozen=True)
@@ -220,15 +226,17 @@ def link_pairs(vectors: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     return pairs
 
 
-def cluster_faces(vectors: np.ndarray, threshold: float) -> list[int]:
-    """A person number per face (row of `vectors`): 1 is the person with most faces, then 2 ...
+def cluster_faces(faces: Sequence[Face], threshold: float) -> list[int]:
+    """A person number per face (each read with its descriptor): 1 is the person with most
+    faces, then 2 ...
 
     Ties in size are ordered by the person's first face, so numbering is stable for a given input.
     """
-    n = len(vectors)
+    n = len(faces)
     if n == 0:
         return []
-    dlib: Any = require_dlib()
+    vectors = np.stack([cast("F32", f.vector) for f in faces])
+    dlib = require_dlib()
     # A self-loop per face: dlib sizes its label array from the edges, so isolated faces need one.
     edges = [(i, i) for i in range(n)] + link_pairs(vectors, threshold)
     raw = list(dlib.chinese_whispers(edges))
@@ -253,10 +261,8 @@ def list_people(
     """
     limit = threshold if threshold is not None else faces.face_settings.cluster_threshold
     limit = limit if limit is not None else faces.face_settings.threshold
-    every = faces.faces(with_vectors=True)
-    # with_vectors=True: every face carries its descriptor
-    vectors = np.stack([cast("F32", f.vector) for f in every]) if every else np.zeros((0, DIM))
-    labels = cluster_faces(vectors, limit)
+    every = faces.faces(with_vectors=True)  # every face carries its descriptor
+    labels = cluster_faces(every, limit)
     ids = [f.face_id for f in every]
     book = assign(ids, labels, load_book(faces.index_dir))
     views = _views(book, every)
@@ -273,7 +279,7 @@ def list_people(
     return [v for v in views if include_hidden or not v.hidden]
 
 
-def change_book(faces: FaceIndex, change: Any, *args: Any, **kw: Any) -> Any:
+def change_book(faces: FaceIndex, change: Change[P], *args: P.args, **kw: P.kwargs) -> str | None:
     """Apply `change(book, *args, **kw)` (merge, split, rename, hide) under the write lock and
     save the book. Returns what `change` returns besides the book (split: the new id)."""
     with faces.write_lock():

@@ -8,13 +8,13 @@ after `forget` no longer shows the forgotten faces; the page itself holds no fac
 from __future__ import annotations
 
 import hashlib
-import html
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from lookalike.evaluation.report import escape
 from lookalike.pipeline.decode import is_url
 
 if TYPE_CHECKING:
@@ -151,11 +151,11 @@ def write_people_page(
         cells = []
         for face in person.faces[:max_faces]:
             src = thumb(face.photo, face.box)
-            name = _e(Path(face.photo).name)
+            name = escape(Path(face.photo).name)
             if src is None:
-                cells.append(f'<div class="ph" title="{_e(face.photo)}">{name}</div>')
+                cells.append(f'<div class="ph" title="{escape(face.photo)}">{name}</div>')
             else:
-                cells.append(f'<img src="{_e(src)}" alt="{name}" title="{_e(face.photo)}">')
+                cells.append(f'<img src="{escape(src)}" alt="{name}" title="{escape(face.photo)}">')
         more = len(person.faces) - max_faces
         extra = f'<span class="more">+{more} more</span>' if more > 0 else ""
         rows.append(
@@ -165,8 +165,8 @@ def write_people_page(
         )
     page = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{_e(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1>"
         f"<p>{len(people)} people, {sum(len(p.faces) for p in people)} faces. Forget one with "
         "<code>lookalike faces forget --person ID</code>.</p>"
         f"{''.join(rows)}</body></html>\n"
@@ -187,7 +187,3 @@ h2 {{ font-size: 1.1rem; margin: 1.5rem 0 .4rem; }} small {{ color: #656d76; fon
        font-size: 11px; text-align: center; overflow-wrap: anywhere; }}
 .more {{ color: #656d76; margin-left: .5rem; }}
 """
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)

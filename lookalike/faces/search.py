@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -15,7 +14,7 @@ from lookalike.errors import QueryError
 from lookalike.faces.detect import FaceBox, ManyFacesError, NoFaceError, distance_from_similarity
 from lookalike.faces.folder import FaceFolder
 from lookalike.faces.values import FaceMatch, FaceSearchResult, QueryFace, split_tiers, tier_of
-from lookalike.store.base import where
+from lookalike.store.base import Hit, where
 from lookalike.types import F32, Box
 
 
@@ -88,7 +87,7 @@ class FaceSearch(FaceFolder):
         limit = self.threshold(threshold)
         outer = self.maybe_threshold(maybe_threshold, threshold)
         self.check_manifest(create=False)
-        nearest: dict[str, tuple[float, Any]] = {}
+        nearest: dict[str, tuple[float, Hit]] = {}
         for vector in vectors:
             hits = self.store.search_groups(
                 vector, using="face", groups=k, group_by="photo", flt=where("kind", "face")

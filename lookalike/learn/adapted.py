@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lookalike.engine.signature import stale_note, views_stale
+from lookalike.engine.calibration import stale_note, views_stale
 from lookalike.errors import IndexMismatchError
 
 if TYPE_CHECKING:

@@ -176,7 +176,7 @@ def _apply(
     report: TrainReport,
     stage: Progress,
 ) -> tuple[str, int]:
-    from lookalike.engine.signature import views_signature
+    from lookalike.engine.calibration import views_signature
     from lookalike.learn import net as nets
     from lookalike.learn.adapted import open_adapted
     from lookalike.learn.swap import network_record

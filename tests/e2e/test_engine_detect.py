@@ -100,7 +100,7 @@ def test_a_top_photographed_alone_keeps_its_whole_view_a_worn_one_is_cut_out(
 
 
 def test_view_records_from_before_fit_small_keep_the_native_network_sides() -> None:
-    from lookalike.engine.viewsettings import LEGACY_VIEWS, same_views, views_from_dict
+    from lookalike.engine.wiring import LEGACY_VIEWS, same_views, views_from_dict
 
     old = ViewSettings(detect=True, isolate="garment").to_dict()
     for key in LEGACY_VIEWS:

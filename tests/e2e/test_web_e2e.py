@@ -22,7 +22,7 @@ from PIL import Image
 from lookalike.api.http import create_app
 from lookalike.config import Settings
 from lookalike.engine.core import Engine
-from lookalike.engine.results import SearchResult
+from lookalike.engine.records import SearchResult
 from lookalike.types import Box
 from tests.grocery_index import SmallGrocery, build_small_grocery
 from tests.live_server import live_server
