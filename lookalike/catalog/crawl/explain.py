@@ -29,7 +29,7 @@ class FieldSource:
     """One field of the item: its value (None: empty) and where it came from."""
 
     name: str
-    value: Any
+    value: str | float | None
     source: str
 
 

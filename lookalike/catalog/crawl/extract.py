@@ -27,6 +27,7 @@ from lookalike.catalog.crawl.css import Selectors, from_selectors
 from lookalike.catalog.crawl.listing import ListingData, listing_of
 from lookalike.catalog.crawl.page import Doc, canonical_link, renditions
 from lookalike.catalog.crawl.structured import from_json_ld, from_microdata, from_opengraph
+from lookalike.types import JSONValue
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def _product(doc: Doc, selectors: Selectors) -> ProductData | None:
     ]
     layers = [ld, md, og, css]
 
-    def pick(key: str) -> Any:
+    def pick(key: str) -> JSONValue:
         return next((layer[key] for layer in layers if layer.get(key) not in (None, "")), None)
 
     structured = [doc.upgrade(u) for u in (ld.get("images", []) + md.get("images", []))]

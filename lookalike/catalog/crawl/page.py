@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from lookalike.catalog.crawl.errors import UnsafeURLError
 from lookalike.catalog.crawl.safety import check_url
+from lookalike.types import JSONValue
 
 
 class Doc:
@@ -20,7 +20,7 @@ class Doc:
         self.url = url
         base = self.tree.css_first("base[href]")
         self.base = (self.abs(base.attributes.get("href")) if base else None) or url
-        self._json_ld: list[Any] | None = None
+        self._json_ld: list[JSONValue] | None = None
         self._meta: dict[str, list[str]] | None = None
         self._best: dict[str, str] | None = None
 
@@ -37,7 +37,7 @@ class Doc:
             return None
 
     @property
-    def json_ld(self) -> list[Any]:
+    def json_ld(self) -> list[JSONValue]:
         if self._json_ld is None:
             self._json_ld = []
             for node in self.tree.css("script"):

@@ -26,7 +26,7 @@ _ID_KEYS = (
 )
 
 
-def walk(obj: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
+def walk(obj: object, depth: int = 0) -> Iterator[dict[str, Any]]:
     if depth > 32:
         return
     if isinstance(obj, dict):
@@ -54,7 +54,7 @@ def ld_products(doc: Doc) -> list[dict[str, Any]]:
     return [o for block in doc.json_ld for o in walk(block) if types(o) & _PRODUCT_TYPES]
 
 
-def _ld_image_refs(value: Any) -> list[str]:
+def _ld_image_refs(value: object) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):
@@ -65,7 +65,7 @@ def _ld_image_refs(value: Any) -> list[str]:
     return []
 
 
-def _ld_offer(offers: Any) -> tuple[Any, Any]:
+def _ld_offer(offers: object) -> tuple[object, object]:
     """(price, currency) of the first offer that has a price."""
     for offer in offers if isinstance(offers, list) else [offers]:
         if not isinstance(offer, dict):
@@ -127,14 +127,14 @@ def from_json_ld(doc: Doc) -> dict[str, Any]:
     }
 
 
-def _joined(value: Any) -> str | None:
+def _joined(value: object) -> str | None:
     if isinstance(value, list):
         parts = [t for t in (clean_text(v, 100) for v in value) if t]
         return ", ".join(dict.fromkeys(parts)) or None
     return clean_text(value, 200)
 
 
-def _category(value: Any) -> str | None:
+def _category(value: object) -> str | None:
     if isinstance(value, list):
         value = value[-1] if value else None
     return clean_text(value, 300)
