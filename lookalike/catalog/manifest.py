@@ -123,19 +123,12 @@ def resolve_image(ref: str, base: Path) -> str:
 class ItemCollector:
     """Builds items line by line, merging lines that share an id (see the module docstring)."""
 
-    _images: dict[str, list[str]] = field(default_factory=dict)
-    _seen: dict[str, set[str]] = field(default_factory=dict)
+    _images: dict[str, dict[str, None]] = field(default_factory=dict)  # (an ordered set)
     _fields: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, item_id: str, images: Iterable[str], fields: Mapping[str, Any]) -> None:
-        if item_id not in self._images:
-            self._images[item_id], self._seen[item_id], self._fields[item_id] = [], set(), {}
-        seen, kept = self._seen[item_id], self._images[item_id]
-        for image in images:
-            if image not in seen:
-                seen.add(image)
-                kept.append(image)
-        current = self._fields[item_id]
+        self._images.setdefault(item_id, {}).update(dict.fromkeys(images))
+        current = self._fields.setdefault(item_id, {})
         for key, value in fields.items():
             current.setdefault(key, value)
 

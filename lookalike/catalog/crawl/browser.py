@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from lookalike.catalog.crawl.client import PoliteClient
 from lookalike.catalog.crawl.discover import LOAD_MORE_WORDS
 from lookalike.catalog.crawl.errors import FetchError, RobotsDisallowedError, UnsafeURLError
-from lookalike.catalog.crawl.fetch import Page, ScrollGoal, Validators
+from lookalike.catalog.crawl.fetch import Page, ScrollGoal
 from lookalike.catalog.crawl.layout import MEASURE_JS, Layout, measure_args
 
 if TYPE_CHECKING:
@@ -73,22 +73,18 @@ _LOOK = """(sel) => {
 # Scroll most of a screen, then wait two rendering frames: IntersectionObserver looks at the page
 # only when a frame is drawn, and on a busy machine frames lag behind, so without the wait a fast
 # scroll can pass an element before any frame saw it on screen (its photo would never load).
-_STEP = """async () => {
-  window.scrollBy(0, Math.max(200, Math.floor(window.innerHeight * 0.85)));
-  await new Promise((done) => {
+_TWO_FRAMES = """new Promise((done) => {
     const timer = setTimeout(done, 2000);
     requestAnimationFrame(() => requestAnimationFrame(() => { clearTimeout(timer); done(); }));
-  });
-}"""
+  })"""
+_STEP = f"""async () => {{
+  window.scrollBy(0, Math.max(200, Math.floor(window.innerHeight * 0.85)));
+  await {_TWO_FRAMES};
+}}"""
 # The same wait before the first step: what a script added at the end of loading (a photo at the
 # top of the page) is first looked at in a frame, and scrolling before that frame would leave
 # the top of the page before any observer saw it there.
-_FRAMES = """async () => {
-  await new Promise((done) => {
-    const timer = setTimeout(done, 2000);
-    requestAnimationFrame(() => requestAnimationFrame(() => { clearTimeout(timer); done(); }));
-  });
-}"""
+_FRAMES = f"async () => {{ await {_TWO_FRAMES}; }}"
 
 # A "load more" button: clicked when scrolling finds nothing new (links with a real href are
 # pages, followed as such). Returns the button's text, or "" when there is none to click.
@@ -180,8 +176,6 @@ class _Traffic:
 class BrowserFetcher:
     """Renders pages in Chromium (see the module docstring). Started on first use."""
 
-    name = "browser"
-
     def __init__(
         self,
         client: PoliteClient,
@@ -242,15 +236,9 @@ class BrowserFetcher:
                 await self._playwright.stop()
         self._context = self._browser = self._playwright = None
 
-    async def fetch(
-        self,
-        url: str,
-        *,
-        validators: Validators | None = None,
-        scroll_for: ScrollGoal | None = None,
-    ) -> Page:
-        """Render `url`, scroll it, and return the DOM as HTML (`validators` are not used: the
-        browser always fetches the page; its static copy from this run is re-used when there)."""
+    async def fetch(self, url: str, *, scroll_for: ScrollGoal | None = None) -> Page:
+        """Render `url`, scroll it, and return the DOM as HTML (the browser always fetches the
+        page, never conditionally; its static copy from this run is re-used when there)."""
         context = await self._start()
         budget = self.options.page_budget_s
         async with self._tabs:

@@ -251,9 +251,13 @@ class PoliteClient:
         content: bytes | None,
     ) -> Response:
         sent = {"User-Agent": self.politeness.user_agent, "Accept": _ACCEPT[kind]}
-        for name, value in (headers or {}).items():
-            sent[name] = value
-        cap = self._cap(kind)
+        sent.update(headers or {})
+        cap = {
+            "page": self.limits.max_page_bytes,
+            "image": self.limits.max_image_bytes,
+            "robots": _ROBOTS_MAX_BYTES,
+            "sitemap": SITEMAP_MAX_BYTES,
+        }.get(kind, self.limits.max_asset_bytes)
         async with self._http.stream(method, url, headers=sent, content=content) as answer:
             if 200 <= answer.status_code < 300:
                 self._check_type(kind, media_type(answer.headers.get("content-type")), url)
@@ -275,19 +279,6 @@ class PoliteClient:
                 tuple((k.lower(), v) for k, v in answer.headers.multi_items()),
                 bytes(body),
             )
-
-    def _cap(self, kind: Kind) -> int:
-        match kind:
-            case "page":
-                return self.limits.max_page_bytes
-            case "image":
-                return self.limits.max_image_bytes
-            case "robots":
-                return _ROBOTS_MAX_BYTES
-            case "sitemap":
-                return SITEMAP_MAX_BYTES
-            case _:
-                return self.limits.max_asset_bytes
 
     def _check_type(self, kind: Kind, media: str, url: str) -> None:
         if kind == "page" and media and media not in self.limits.page_types:

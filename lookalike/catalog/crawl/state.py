@@ -96,7 +96,6 @@ class CrawlState:
         self._by_sha: dict[str, ImageRecord] = {}
         self._products: dict[str, ProductRecord] = {}
         self._listings: dict[str, ListingRecord] = {}
-        self.torn_lines = 0
 
     @classmethod
     def open(cls, root: Path) -> CrawlState:
@@ -105,32 +104,27 @@ class CrawlState:
         Raises CrawlError when another crawl holds SHOP/ or the journal cannot be written.
         """
         state = cls(root)
-        state.begin()
-        return state
-
-    def begin(self) -> None:
-        """Lock SHOP/, read and compact the journal, and start or resume a generation (what
-        `open` does after building the state; called once)."""
         try:
-            self._dir.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self._dir / "lock", "w")  # noqa: SIM115 (held until close)
+            state._dir.mkdir(parents=True, exist_ok=True)
+            state._lock = open(state._dir / "lock", "w")  # noqa: SIM115 (held until close)
         except OSError as exc:
-            raise CrawlError(f"cannot write to {self.root}: {exc.strerror or exc}") from None
+            raise CrawlError(f"cannot write to {state.root}: {exc.strerror or exc}") from None
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(state._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._lock.close()
+            state._lock.close()
             raise CrawlError(
-                f"another crawl is writing to {self.root}; wait for it to finish"
+                f"another crawl is writing to {state.root}; wait for it to finish"
             ) from None
         try:
-            self._load()
-            self._compact()
-            self._journal = open(self._dir / "state.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+            state._load()
+            state._compact()
+            state._journal = open(state._dir / "state.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
-            self.close()
-            raise CrawlError(f"cannot write the crawl state in {self._dir}: {exc}") from None
-        self._append({"e": "gen", "gen": self.generation, "done": False})
+            state.close()
+            raise CrawlError(f"cannot write the crawl state in {state._dir}: {exc}") from None
+        state._append({"e": "gen", "gen": state.generation, "done": False})
+        return state
 
     def close(self) -> None:
         if self._journal is not None:
@@ -172,7 +166,7 @@ class CrawlState:
                             rec["next_pages"] = tuple(rec["next_pages"])
                             listings[rec["url"]] = ListingRecord(**rec)
                 except (ValueError, KeyError, TypeError):
-                    self.torn_lines += 1  # a line cut by a kill, or from a newer version
+                    continue  # a line cut by a kill, or from a newer version
         if last_gen and not done:
             self.generation, self.resumed = last_gen, True
         else:
