@@ -98,21 +98,18 @@ def from_json_ld(doc: Doc) -> dict[str, Any]:
             products[0],
         ),
     )
-    variants = main.get("hasVariant")
-    variants = (
-        variants if isinstance(variants, list) else [variants] if isinstance(variants, dict) else []
-    )
+    declared = main.get("hasVariant")
+    variants = [
+        v for v in (declared if isinstance(declared, list) else [declared]) if isinstance(v, dict)
+    ]
     images = _ld_image_refs(main.get("image"))
-    for variant in variants:
-        if isinstance(variant, dict):
-            images += _ld_image_refs(variant.get("image"))
+    images += [ref for variant in variants for ref in _ld_image_refs(variant.get("image"))]
     price, currency = _ld_offer(main.get("offers"))
     if price is None:
         for variant in variants:
-            if isinstance(variant, dict):
-                price, currency = _ld_offer(variant.get("offers"))
-                if price is not None:
-                    break
+            price, currency = _ld_offer(variant.get("offers"))
+            if price is not None:
+                break
     return {
         "id": next((clean_text(main[k], 200) for k in _ID_KEYS if clean_text(main.get(k))), None),
         "title": clean_text(main.get("name"), 500),
