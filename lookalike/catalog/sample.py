@@ -70,8 +70,7 @@ def prepare_grocery(data_dir: Path, out_dir: Path) -> SampleFiles:
         products[product]["images"].append(path)
     catalogue = out_dir / "catalogue.jsonl"
     with open(catalogue, "w") as fh:
-        for line in products.values():
-            fh.write(json.dumps(line) + "\n")
+        fh.writelines(json.dumps(line) + "\n" for line in products.values())
     queries = out_dir / "queries.csv"
     val = _read_split(data_dir, "val")
     with open(queries, "w", newline="") as fh:

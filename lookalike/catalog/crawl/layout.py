@@ -337,8 +337,8 @@ def _box(value: object) -> Box:
 def _chain(value: object) -> tuple[Ancestor, ...]:
     if not isinstance(value, list):
         return ()
-    out = []
-    for a in value[:24]:
-        if isinstance(a, list) and len(a) == 4:
-            out.append(Ancestor(_str(a[0], 20), _str(a[1], 160), _str(a[2], 80), a[3] is True))
-    return tuple(out)
+    return tuple(
+        Ancestor(_str(a[0], 20), _str(a[1], 160), _str(a[2], 80), a[3] is True)
+        for a in value[:24]
+        if isinstance(a, list) and len(a) == 4
+    )
