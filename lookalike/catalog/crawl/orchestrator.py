@@ -424,7 +424,7 @@ class Crawler:
         if known is None:
             self.counts["new"] += 1
         else:  # a page whose bytes changed (tokens, ads ...) may still show the same item
-            self.counts["unchanged" if dict(known.item) == item else "updated"] += 1
+            self.counts["unchanged" if known.item == item else "updated"] += 1
         self.dirty = True
 
     def _unchanged(self, known: ProductRecord, page: Page) -> bool:
@@ -442,6 +442,5 @@ class Crawler:
         except OSError as exc:
             raise CrawlError(f"cannot write images to {self.root}: {exc}") from None
         self.counts["downloaded" if saved.downloaded else "reused"] += 1
-        done = self.counts["downloaded"] + self.counts["reused"]
-        self.notify("images", done, 0)
+        self.notify("images", self.counts["downloaded"] + self.counts["reused"], 0)
         return saved.record

@@ -59,7 +59,7 @@ class ProductRecord:
     url: str
     gen: int
     rank: tuple[int, ...]
-    item: Mapping[str, Any] = field(default_factory=dict)
+    item: dict[str, Any] = field(default_factory=dict)
     etag: str | None = None
     last_modified: str | None = None
     body_sha256: str | None = None
@@ -179,7 +179,7 @@ class CrawlState:
             [{"e": "gen", "gen": self.generation, "done": False}] if self.resumed else []
         )
         records += [{"e": "image", **asdict(r)} for r in self._images.values()]
-        records += [{"e": "product", **_product_json(r)} for r in self._products.values()]
+        records += [{"e": "product", **asdict(r)} for r in self._products.values()]
         records += [{"e": "listing", **asdict(r)} for r in self._listings.values()]
         _write_atomic(self._dir / "state.jsonl", (json.dumps(r) + "\n" for r in records))
 
@@ -247,7 +247,7 @@ class CrawlState:
 
     def add_product(self, rec: ProductRecord) -> None:
         self._products[rec.url] = rec
-        self._append({"e": "product", **_product_json(rec)})
+        self._append({"e": "product", **asdict(rec)})
 
     def add_listing(self, rec: ListingRecord) -> None:
         self._listings[rec.url] = rec
@@ -262,12 +262,6 @@ class CrawlState:
         """Make the journal durable on disk (power loss, not just a killed process)."""
         if self._journal is not None:
             os.fsync(self._journal.fileno())
-
-
-def _product_json(rec: ProductRecord) -> dict[str, Any]:
-    data = asdict(rec)
-    data["item"] = dict(rec.item)
-    return data
 
 
 def write_catalogue(root: Path, items: Iterable[Mapping[str, Any]]) -> Path:
