@@ -115,12 +115,10 @@ def marked_renditions(html: str, url: str, mark: str) -> dict[int, list[str]]:
     renditions, largest first (an `<img>`: see `renditions`; another element: nothing, its
     CSS background is measured in the browser)."""
     doc = Doc(html, url)
-    out: dict[int, list[str]] = {}
-    for node in doc.tree.css(f"[{mark}]"):
-        value = node.attributes.get(mark) or ""
-        if value.isdigit() and node.tag == "img":
-            out[int(value)] = renditions(doc, node)
-    return out
+    images = [
+        (n.attributes.get(mark) or "", n) for n in doc.tree.css(f"[{mark}]") if n.tag == "img"
+    ]
+    return {int(value): renditions(doc, node) for value, node in images if value.isdigit()}
 
 
 def _product(doc: Doc, selectors: Selectors) -> ProductData | None:

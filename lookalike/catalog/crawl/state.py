@@ -185,19 +185,18 @@ class CrawlState:
 
     def image(self, url: str) -> ImageRecord | None:
         """The image downloaded from `url` whose file is still in SHOP/, else None."""
-        rec = self._images.get(url)
-        return rec if rec is not None and self._present(rec) else None
+        return self._on_disk(self._images.get(url))
 
     def image_by_sha(self, sha256: str) -> ImageRecord | None:
         """An image already saved with these bytes (from any URL) whose file is still there."""
-        rec = self._by_sha.get(sha256)
-        return rec if rec is not None and self._present(rec) else None
+        return self._on_disk(self._by_sha.get(sha256))
 
-    def _present(self, rec: ImageRecord) -> bool:
+    def _on_disk(self, rec: ImageRecord | None) -> ImageRecord | None:
+        """`rec` when its file is in SHOP/ with its size, else None."""
         try:
-            return (self.root / rec.path).stat().st_size == rec.bytes
+            return rec if rec and (self.root / rec.path).stat().st_size == rec.bytes else None
         except OSError:
-            return False
+            return None
 
     def product(self, url: str) -> ProductRecord | None:
         """The latest visit of product page `url` (any generation), else None."""

@@ -13,6 +13,7 @@ from lookalike.catalog.crawl.page import Doc, canonical_link, renditions
 from lookalike.catalog.crawl.values import clean_text, parse_currency, parse_price
 
 _PRODUCT_TYPES = frozenset({"Product", "ProductGroup", "IndividualProduct", "ProductModel"})
+_MICRODATA = re.compile(r"schema\.org/(Product|ProductGroup|IndividualProduct)\b")
 _ID_KEYS = (
     "sku",
     "productID",
@@ -195,17 +196,10 @@ def _microdata_props(scope: LexborNode) -> dict[str, list[LexborNode]]:
 
 
 def from_microdata(doc: Doc) -> dict[str, Any]:
-    scopes = [
-        n
-        for n in doc.tree.css("[itemscope][itemtype]")
-        if re.search(
-            r"schema\.org/(Product|ProductGroup|IndividualProduct)\b",
-            n.attributes.get("itemtype") or "",
-        )
-    ]
-    if not scopes:
+    typed = doc.tree.css("[itemscope][itemtype]")
+    scope = next((n for n in typed if _MICRODATA.search(n.attributes.get("itemtype") or "")), None)
+    if scope is None:
         return {}
-    scope = scopes[0]
     props = _microdata_props(scope)
 
     def first(name: str, within: Mapping[str, list[LexborNode]] = props) -> str | None:
