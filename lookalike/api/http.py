@@ -45,7 +45,7 @@ Modules: this one wires the app (`create_app`); `http_schemas` (pydantic models 
 share), `http_files` (served images, thumbnails), and the routes by concern: `http_search`,
 `http_items`, `http_faces` (+ `http_faces_people`), `http_index`, `jobs`; `results` serialises
 search results (for the CLI's `--json` too); `lookalike.store.filters` parses both filter syntaxes;
-`lookalike.catalog.item_json` builds items from their JSON.
+`lookalike.catalog.manifest` builds items from their JSON.
 
 Heavy modules (numpy, Pillow, the engine) are imported inside functions: importing this module stays
 cheap, so `lookalike --help` stays instant.

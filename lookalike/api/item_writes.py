@@ -32,8 +32,7 @@ from starlette.requests import Request
 from lookalike.api.served_files import ServedFiles, redact, under
 from lookalike.api.uploads import Uploads
 from lookalike.api.writes import WriteGate
-from lookalike.catalog.item_json import catalogue_item, image_refs, item_id_of
-from lookalike.catalog.manifest import item_fields
+from lookalike.catalog.manifest import catalogue_item, image_refs, item_fields, item_id_of
 from lookalike.errors import DecodeError, QueryError
 
 if TYPE_CHECKING:

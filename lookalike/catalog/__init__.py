@@ -88,14 +88,12 @@ def load_catalogue(path: str | Path) -> Catalogue:
         from lookalike.catalog.folder import load_folder
 
         return load_folder(path)
+    from lookalike.catalog.manifest import load_csv, load_jsonl
+
     match path.suffix.lower():
         case ".jsonl" | ".ndjson":
-            from lookalike.catalog.manifest import load_jsonl
-
             return load_jsonl(path)
         case ".csv":
-            from lookalike.catalog.manifest import load_csv
-
             return load_csv(path)
         case suffix:
             raise CatalogueError(

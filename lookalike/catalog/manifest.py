@@ -1,4 +1,4 @@
-"""JSONL and CSV catalogue manifests.
+"""JSONL and CSV catalogue manifests, and catalogue items from JSON (see `item_id_of`).
 
 JSONL, one item per line (blank lines ignored):
 
@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lookalike.catalog import RESERVED_KEYS, RESERVED_PREFIX, Catalogue
-from lookalike.errors import CatalogueError
+from lookalike.errors import CatalogueError, QueryError
 from lookalike.types import Item, Skipped
 
 # Keys the loaders consume themselves; they never become fields.
@@ -91,6 +91,37 @@ def item_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
+# -- items from JSON: an item object shaped like a line of a JSONL manifest (as the HTTP API's
+# `POST /api/items` takes it) -> its id and its image references (its fields: `item_fields`); then,
+# once the references are local files (`api.item_writes` downloads URLs and keeps uploads), the
+# `Item`.
+
+
+def item_id_of(value: object) -> str:
+    """The item id: a non-empty string (stripped), or an integer as its decimal string."""
+    if isinstance(value, bool) or value is None:
+        raise QueryError("item id must be a string or a number")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise QueryError("item id must be a non-empty string or a number")
+
+
+def image_refs(obj: Mapping[str, Any]) -> list[str]:
+    """The item's image references, `images` then `image`, blanks left out. QueryError unless
+    each is a string (an http(s) URL or a path; `api.item_writes` decides which it accepts)."""
+    refs = [r for r in (*(obj.get("images") or []), obj.get("image")) if r]
+    if not all(isinstance(r, str) for r in refs):
+        raise QueryError("images must be strings (http(s) URLs or paths)")
+    return refs
+
+
+def catalogue_item(item_id: str, images: list[str], fields: dict[str, Any]) -> Item:
+    """The `Item` to index: its images (local paths, each once, in order) and its fields."""
+    return Item(item_id, tuple(dict.fromkeys(images)), fields)
+
+
 def parse_number(text: str) -> int | float | str:
     """`text` stripped, as an int or a finite float when the whole value is one, else as a string."""
     value = text.strip()
@@ -123,19 +154,12 @@ def resolve_image(ref: str, base: Path) -> str:
 class ItemCollector:
     """Builds items line by line, merging lines that share an id (see the module docstring)."""
 
-    _images: dict[str, list[str]] = field(default_factory=dict)
-    _seen: dict[str, set[str]] = field(default_factory=dict)
+    _images: dict[str, dict[str, None]] = field(default_factory=dict)  # (an ordered set)
     _fields: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, item_id: str, images: Iterable[str], fields: Mapping[str, Any]) -> None:
-        if item_id not in self._images:
-            self._images[item_id], self._seen[item_id], self._fields[item_id] = [], set(), {}
-        seen, kept = self._seen[item_id], self._images[item_id]
-        for image in images:
-            if image not in seen:
-                seen.add(image)
-                kept.append(image)
-        current = self._fields[item_id]
+        self._images.setdefault(item_id, {}).update(dict.fromkeys(images))
+        current = self._fields.setdefault(item_id, {})
         for key, value in fields.items():
             current.setdefault(key, value)
 

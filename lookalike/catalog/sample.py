@@ -38,12 +38,8 @@ def _read_split(data_dir: Path, name: str) -> list[tuple[str, str]]:
     path = data_dir / f"{name}.txt"
     if not path.exists():
         raise CatalogueError(f"{path} not found: is {data_dir} the Grocery Store Dataset folder?")
-    rows = []
-    for line in path.read_text().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 2 and parts[0]:
-            rows.append((str((data_dir / parts[0]).resolve()), parts[1]))
-    return rows
+    rows = [[part.strip() for part in line.split(",")] for line in path.read_text().splitlines()]
+    return [(str((data_dir / r[0]).resolve()), r[1]) for r in rows if len(r) >= 2 and r[0]]
 
 
 def prepare_grocery(data_dir: Path, out_dir: Path) -> SampleFiles:
@@ -70,8 +66,7 @@ def prepare_grocery(data_dir: Path, out_dir: Path) -> SampleFiles:
         products[product]["images"].append(path)
     catalogue = out_dir / "catalogue.jsonl"
     with open(catalogue, "w") as fh:
-        for line in products.values():
-            fh.write(json.dumps(line) + "\n")
+        fh.writelines(json.dumps(line) + "\n" for line in products.values())
     queries = out_dir / "queries.csv"
     val = _read_split(data_dir, "val")
     with open(queries, "w", newline="") as fh:

@@ -31,7 +31,7 @@ Imports are lazy, so `import lookalike.catalog.crawl` costs nothing until a craw
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lookalike.catalog.crawl.browser import BrowserOptions
@@ -58,7 +58,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(name)

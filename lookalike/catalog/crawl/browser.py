@@ -24,15 +24,19 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lookalike.catalog.crawl.client import PoliteClient
 from lookalike.catalog.crawl.discover import LOAD_MORE_WORDS
 from lookalike.catalog.crawl.errors import FetchError, RobotsDisallowedError, UnsafeURLError
-from lookalike.catalog.crawl.fetch import Page, ScrollGoal, Validators
+from lookalike.catalog.crawl.fetch import Page, ScrollGoal
 from lookalike.catalog.crawl.layout import MEASURE_JS, Layout, measure_args
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, BrowserContext, Playwright, Request, Route
+    from playwright.async_api import Page as Tab  # a browser tab, not our `fetch.Page`
 
 CHROMIUM_ARGS = (
     "--no-sandbox",
@@ -69,22 +73,18 @@ _LOOK = """(sel) => {
 # Scroll most of a screen, then wait two rendering frames: IntersectionObserver looks at the page
 # only when a frame is drawn, and on a busy machine frames lag behind, so without the wait a fast
 # scroll can pass an element before any frame saw it on screen (its photo would never load).
-_STEP = """async () => {
-  window.scrollBy(0, Math.max(200, Math.floor(window.innerHeight * 0.85)));
-  await new Promise((done) => {
+_TWO_FRAMES = """new Promise((done) => {
     const timer = setTimeout(done, 2000);
     requestAnimationFrame(() => requestAnimationFrame(() => { clearTimeout(timer); done(); }));
-  });
-}"""
+  })"""
+_STEP = f"""async () => {{
+  window.scrollBy(0, Math.max(200, Math.floor(window.innerHeight * 0.85)));
+  await {_TWO_FRAMES};
+}}"""
 # The same wait before the first step: what a script added at the end of loading (a photo at the
 # top of the page) is first looked at in a frame, and scrolling before that frame would leave
 # the top of the page before any observer saw it there.
-_FRAMES = """async () => {
-  await new Promise((done) => {
-    const timer = setTimeout(done, 2000);
-    requestAnimationFrame(() => requestAnimationFrame(() => { clearTimeout(timer); done(); }));
-  });
-}"""
+_FRAMES = f"async () => {{ await {_TWO_FRAMES}; }}"
 
 # A "load more" button: clicked when scrolling finds nothing new (links with a real href are
 # pages, followed as such). Returns the button's text, or "" when there is none to click.
@@ -176,8 +176,6 @@ class _Traffic:
 class BrowserFetcher:
     """Renders pages in Chromium (see the module docstring). Started on first use."""
 
-    name = "browser"
-
     def __init__(
         self,
         client: PoliteClient,
@@ -193,12 +191,12 @@ class BrowserFetcher:
         self.pages_opened = 0
         self._tabs = asyncio.Semaphore(max(1, self.options.tabs))
         self._start_lock = asyncio.Lock()
-        self._playwright: Any = None
-        self._browser: Any = None
-        self._context: Any = None
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._context: BrowserContext | None = None
         self._failed: BrowserUnavailableError | None = None
 
-    async def _start(self) -> Any:
+    async def _start(self) -> BrowserContext:
         async with self._start_lock:
             if self._failed is not None:
                 raise self._failed
@@ -238,22 +236,16 @@ class BrowserFetcher:
                 await self._playwright.stop()
         self._context = self._browser = self._playwright = None
 
-    async def fetch(
-        self,
-        url: str,
-        *,
-        validators: Validators | None = None,
-        scroll_for: ScrollGoal | None = None,
-    ) -> Page:
-        """Render `url`, scroll it, and return the DOM as HTML (`validators` are not used: the
-        browser always fetches the page; its static copy from this run is re-used when there)."""
+    async def fetch(self, url: str, *, scroll_for: ScrollGoal | None = None) -> Page:
+        """Render `url`, scroll it, and return the DOM as HTML (the browser always fetches the
+        page, never conditionally; its static copy from this run is re-used when there)."""
         context = await self._start()
         budget = self.options.page_budget_s
         async with self._tabs:
             page = await context.new_page()
             traffic = _Traffic()
 
-            async def route(route: Any) -> None:
+            async def route(route: Route) -> None:
                 await self._route(route, traffic)
 
             try:
@@ -269,7 +261,7 @@ class BrowserFetcher:
                 self.pages_opened += 1
 
     async def _render(
-        self, page: Any, url: str, traffic: _Traffic, goal: ScrollGoal | None
+        self, page: Tab, url: str, traffic: _Traffic, goal: ScrollGoal | None
     ) -> Page:
         from playwright.async_api import Error as PlaywrightError
 
@@ -294,7 +286,7 @@ class BrowserFetcher:
             raise FetchError(f"browser: {str(exc).splitlines()[0]}") from None
         return Page(page.url, html, response.status, rendered=True, layout=layout, load_more=clicks)
 
-    async def _measure(self, page: Any) -> Layout | None:
+    async def _measure(self, page: Tab) -> Layout | None:
         """The page's layout (see `layout`); None when the page's scripts broke the measuring."""
         from playwright.async_api import Error as PlaywrightError
 
@@ -314,7 +306,7 @@ class BrowserFetcher:
             await asyncio.sleep(0.05)
 
     async def _scroll(
-        self, page: Any, traffic: _Traffic, deadline: float, goal: ScrollGoal | None
+        self, page: Tab, traffic: _Traffic, deadline: float, goal: ScrollGoal | None
     ) -> int:
         """Scroll (see the module docstring); the number of "load more" buttons clicked."""
         selector = goal.selector if goal else ""
@@ -343,7 +335,7 @@ class BrowserFetcher:
             await self._settle(traffic, deadline)
         return clicks
 
-    async def _route(self, route: Any, traffic: _Traffic) -> None:
+    async def _route(self, route: Route, traffic: _Traffic) -> None:
         request = route.request
         if request.resource_type in _REFUSED_TYPES:
             await _quietly(route.abort("blockedbyclient"))
@@ -397,14 +389,14 @@ class BrowserFetcher:
             traffic.end()
 
 
-def _is_main_document(request: Any) -> bool:
+def _is_main_document(request: Request) -> bool:
     try:
         return bool(request.is_navigation_request()) and request.frame.parent_frame is None
     except Exception:  # requests without a frame (workers) are never the page itself
         return False
 
 
-async def _quietly(action: Any) -> None:
+async def _quietly(action: Awaitable[None]) -> None:
     """Await a route action; the page may have been closed meanwhile, which is fine."""
     with contextlib.suppress(Exception):
         await action

@@ -251,12 +251,20 @@ class PoliteClient:
         content: bytes | None,
     ) -> Response:
         sent = {"User-Agent": self.politeness.user_agent, "Accept": _ACCEPT[kind]}
-        for name, value in (headers or {}).items():
-            sent[name] = value
-        cap = self._cap(kind)
+        sent.update(headers or {})
+        cap = {
+            "page": self.limits.max_page_bytes,
+            "image": self.limits.max_image_bytes,
+            "robots": _ROBOTS_MAX_BYTES,
+            "sitemap": SITEMAP_MAX_BYTES,
+        }.get(kind, self.limits.max_asset_bytes)
         async with self._http.stream(method, url, headers=sent, content=content) as answer:
-            if 200 <= answer.status_code < 300:
-                self._check_type(kind, media_type(answer.headers.get("content-type")), url)
+            media = media_type(answer.headers.get("content-type"))
+            if 200 <= answer.status_code < 300 and media:
+                if kind == "page" and media not in self.limits.page_types:
+                    raise FetchError(f"not an HTML page: {media}")
+                if kind == "image" and media not in self.limits.image_types:
+                    raise FetchError(f"not a supported image type: {media}")
             declared = answer.headers.get("content-length", "")
             if kind != "robots" and declared.isdigit() and int(declared) > cap:
                 raise FetchError(f"{kind} of {declared} bytes is over the {cap} bytes limit")
@@ -275,25 +283,6 @@ class PoliteClient:
                 tuple((k.lower(), v) for k, v in answer.headers.multi_items()),
                 bytes(body),
             )
-
-    def _cap(self, kind: Kind) -> int:
-        match kind:
-            case "page":
-                return self.limits.max_page_bytes
-            case "image":
-                return self.limits.max_image_bytes
-            case "robots":
-                return _ROBOTS_MAX_BYTES
-            case "sitemap":
-                return SITEMAP_MAX_BYTES
-            case _:
-                return self.limits.max_asset_bytes
-
-    def _check_type(self, kind: Kind, media: str, url: str) -> None:
-        if kind == "page" and media and media not in self.limits.page_types:
-            raise FetchError(f"not an HTML page: {media}")
-        if kind == "image" and media and media not in self.limits.image_types:
-            raise FetchError(f"not a supported image type: {media}")
 
     # -- robots.txt ---------------------------------------------------------------------------
 

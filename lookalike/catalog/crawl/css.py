@@ -139,10 +139,8 @@ def from_selectors(doc: Doc, selectors: Selectors) -> dict[str, Any]:
     price_text = first(
         selectors.price, attrs=("content", "data-price", "value"), drop="del, s, strike"
     )
-    images: list[str] = []
-    if selectors.images:
-        for node in doc.tree.css(", ".join(selectors.images)):
-            images += node_images(doc, node)
+    found = doc.tree.css(", ".join(selectors.images)) if selectors.images else []
+    images = [url for node in found for url in node_images(doc, node)]
     title_node = doc.tree.css_first("title")
     title = first(selectors.title) or (clean_text(title_node.text()) if title_node else None)
     currency_node = doc.tree.css_first("[itemprop=priceCurrency]")

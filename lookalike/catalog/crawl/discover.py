@@ -110,11 +110,8 @@ async def read_sitemaps(client: PoliteClient, roots: Iterable[str]) -> SitemapRe
             failures.append(Skipped(current, f"sitemap: {exc}"))
             continue
         site = host_key(url)
-        own = []
-        for loc in locs:
-            absolute = checked_or_none(urljoin(url, loc))
-            if absolute is not None and host_key(absolute) == site:
-                own.append(absolute)
+        absolute = [checked_or_none(urljoin(url, loc)) for loc in locs]
+        own = [u for u in absolute if u is not None and host_key(u) == site]
         if is_index:
             products = [s for s in own if _PRODUCTS.search(urlsplit(s).path)]
             queue.extend(products or own)

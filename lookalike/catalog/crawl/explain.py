@@ -29,7 +29,7 @@ class FieldSource:
     """One field of the item: its value (None: empty) and where it came from."""
 
     name: str
-    value: Any
+    value: str | float | None
     source: str
 
 
@@ -142,8 +142,7 @@ def render_text(explanation: Explanation) -> list[str]:
     kept = sum(v.kept for v in explanation.images)
     lines.append(f"  images       {kept} kept of {len(explanation.images)} candidates")
     for v in explanation.images:
-        lines.append(f"    {'kept   ' if v.kept else 'refused'} {v.url}")
-        lines.append(f"            {v.reason}")
+        lines += [f"    {'kept   ' if v.kept else 'refused'} {v.url}", f"            {v.reason}"]
     lines.append(
         "  wrong? name the right elements with --selectors (see docs/crawler.md, 'Selectors')"
     )

@@ -27,6 +27,7 @@ from lookalike.catalog.crawl.css import Selectors, from_selectors
 from lookalike.catalog.crawl.listing import ListingData, listing_of
 from lookalike.catalog.crawl.page import Doc, canonical_link, renditions
 from lookalike.catalog.crawl.structured import from_json_ld, from_microdata, from_opengraph
+from lookalike.types import JSONValue
 
 
 @dataclass(frozen=True)
@@ -114,12 +115,10 @@ def marked_renditions(html: str, url: str, mark: str) -> dict[int, list[str]]:
     renditions, largest first (an `<img>`: see `renditions`; another element: nothing, its
     CSS background is measured in the browser)."""
     doc = Doc(html, url)
-    out: dict[int, list[str]] = {}
-    for node in doc.tree.css(f"[{mark}]"):
-        value = node.attributes.get(mark) or ""
-        if value.isdigit() and node.tag == "img":
-            out[int(value)] = renditions(doc, node)
-    return out
+    images = [
+        (n.attributes.get(mark) or "", n) for n in doc.tree.css(f"[{mark}]") if n.tag == "img"
+    ]
+    return {int(value): renditions(doc, node) for value, node in images if value.isdigit()}
 
 
 def _product(doc: Doc, selectors: Selectors) -> ProductData | None:
@@ -132,7 +131,7 @@ def _product(doc: Doc, selectors: Selectors) -> ProductData | None:
     ]
     layers = [ld, md, og, css]
 
-    def pick(key: str) -> Any:
+    def pick(key: str) -> JSONValue:
         return next((layer[key] for layer in layers if layer.get(key) not in (None, "")), None)
 
     structured = [doc.upgrade(u) for u in (ld.get("images", []) + md.get("images", []))]

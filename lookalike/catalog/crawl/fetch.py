@@ -1,9 +1,9 @@
 """Fetchers: a page URL in, its HTML out.
 
-Two implementations with the same `fetch` and `aclose`: `StaticFetcher` (the HTML as the server
-sends it, through `PoliteClient`; fast, no scripts run) and `browser.BrowserFetcher` (Chromium
-runs the page's scripts and scrolls it; for shops that render with JavaScript). Both fetch every
-byte through the same `PoliteClient`, so robots.txt, rate limits and safety rules apply alike.
+Two fetchers: `StaticFetcher` (the HTML as the server sends it, through `PoliteClient`; fast, no
+scripts run) and `browser.BrowserFetcher` (Chromium runs the page's scripts and scrolls it; for
+shops that render with JavaScript). Both fetch every byte through the same `PoliteClient`, so
+robots.txt, rate limits and safety rules apply alike.
 """
 
 from __future__ import annotations
@@ -65,18 +65,10 @@ class Page:
 class StaticFetcher:
     """The HTML as the server sends it. `validators` make the request conditional."""
 
-    name = "static"
-
     def __init__(self, client: PoliteClient) -> None:
         self.client = client
 
-    async def fetch(
-        self,
-        url: str,
-        *,
-        validators: Validators | None = None,
-        scroll_for: ScrollGoal | None = None,
-    ) -> Page:
+    async def fetch(self, url: str, *, validators: Validators | None = None) -> Page:
         headers: dict[str, str] = {}
         if validators is not None:
             if validators.etag:
@@ -106,9 +98,6 @@ class StaticFetcher:
             last_modified=answer.headers.get("last-modified"),
             body_sha256=hashlib.sha256(answer.body).hexdigest(),
         )
-
-    async def aclose(self) -> None:
-        return None
 
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)

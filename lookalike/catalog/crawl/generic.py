@@ -39,7 +39,8 @@ from lookalike.catalog.crawl.extract import (
     extract_product,
     marked_renditions,
 )
-from lookalike.catalog.crawl.layout import MARK, Ancestor, Box, Layout, MeasuredImage
+from lookalike.catalog.crawl.fetch import Page
+from lookalike.catalog.crawl.layout import MARK, Ancestor, Box, Layout, MeasuredImage, MeasuredPrice
 from lookalike.catalog.crawl.listing import ListingData
 from lookalike.catalog.crawl.safety import checked_or_none
 from lookalike.catalog.crawl.values import clean_text, parse_currency, parse_price
@@ -75,7 +76,7 @@ _TITLE_TAIL = re.compile(r"\s+[|\-\u2013\u2014\u00b7:]\s+.*$")
 class Choice:
     """A field's value and where it came from, in words."""
 
-    value: Any
+    value: str | float | None
     source: str
 
 
@@ -151,7 +152,7 @@ def _price(layout: Layout) -> tuple[Choice | None, Choice | None]:
     heading = layout.main_heading
     anchor = heading.box if heading is not None else None
     reach = layout.viewport[1] * 1.5
-    best: tuple[tuple[float, float, float], Any] | None = None
+    best: tuple[tuple[float, float, float], MeasuredPrice] | None = None
     for candidate in layout.prices:
         value = parse_price(candidate.text)
         if candidate.struck or value is None or value <= 0:
@@ -383,7 +384,7 @@ def product_of(
 
 
 def page_kind(
-    page: Any, selectors: Selectors | None = None
+    page: Page, selectors: Selectors | None = None
 ) -> tuple[str, ProductData | None, ListingData]:
     """`extract.classify` of a fetched page (`fetch.Page`), corrected on a rendered page by the
     generic reader: a product when it finds one and the structured data and selectors found

@@ -243,7 +243,7 @@ class Layout:
         return next((h for h in self.headings if h.main), None)
 
     @classmethod
-    def from_json(cls, data: Any) -> Layout | None:
+    def from_json(cls, data: object) -> Layout | None:
         """The layout in `data` (what `MEASURE_JS` returned), or None when it is not one."""
         if not isinstance(data, dict):
             return None
@@ -302,43 +302,43 @@ def money_pattern() -> str:
     )
 
 
-def measure_args() -> list[Any]:
+def measure_args() -> list[str | int]:
     """The arguments `MEASURE_JS` is evaluated with (the price pattern, caps)."""
     return [money_pattern(), MAX_IMAGES, MAX_PRICES]
 
 
-def _dicts(value: Any, cap: int) -> list[dict[str, Any]]:
+def _dicts(value: object, cap: int) -> list[dict[str, Any]]:
     return [v for v in value[:cap] if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def _str(value: Any, cap: int) -> str:
+def _str(value: object, cap: int) -> str:
     return value[:cap] if isinstance(value, str) else ""
 
 
-def _num(value: Any) -> float:
+def _num(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
     return float(value) if math.isfinite(value) else 0.0
 
 
-def _pair(value: Any) -> tuple[int, int] | None:
+def _pair(value: object) -> tuple[int, int] | None:
     if isinstance(value, list) and len(value) == 2:
         return int(max(0.0, _num(value[0]))), int(max(0.0, _num(value[1])))
     return None
 
 
-def _box(value: Any) -> Box:
+def _box(value: object) -> Box:
     if isinstance(value, list) and len(value) == 4:
         x, y, w, h = (_num(v) for v in value)
         return Box(x, y, max(0.0, w), max(0.0, h))
     return Box()
 
 
-def _chain(value: Any) -> tuple[Ancestor, ...]:
+def _chain(value: object) -> tuple[Ancestor, ...]:
     if not isinstance(value, list):
         return ()
-    out = []
-    for a in value[:24]:
-        if isinstance(a, list) and len(a) == 4:
-            out.append(Ancestor(_str(a[0], 20), _str(a[1], 160), _str(a[2], 80), a[3] is True))
-    return tuple(out)
+    return tuple(
+        Ancestor(_str(a[0], 20), _str(a[1], 160), _str(a[2], 80), a[3] is True)
+        for a in value[:24]
+        if isinstance(a, list) and len(a) == 4
+    )

@@ -88,12 +88,8 @@ def listing_of(doc: Doc, selectors: Selectors) -> ListingData:
             if link is not None:
                 found.append(doc.abs(link.attributes.get("href")) or "")
 
-    next_pages: list[str] = []
-    if selectors.next_page:
-        for node in doc.tree.css(", ".join(selectors.next_page)):
-            url = doc.abs(node.attributes.get("href"))
-            if url and url != doc.url:
-                next_pages.append(url)
+    linked = doc.tree.css(", ".join(selectors.next_page)) if selectors.next_page else []
+    next_pages = [u for n in linked if (u := doc.abs(n.attributes.get("href"))) and u != doc.url]
     here = page_number(doc.url)
     current = here[1] if here else 1
     same_listing = _without_page(doc.url)

@@ -36,16 +36,9 @@ from lookalike.catalog.crawl.state import (
 )
 from lookalike.types import Skipped
 
-_IMAGE_TYPES = {
-    "jpg": "image/jpeg",
-    "png": "image/png",
-    "webp": "image/webp",
-    "gif": "image/gif",
-    "bmp": "image/bmp",
-    "tif": "image/tiff",
-    "avif": "image/avif",
-    "heic": "image/heic",
-}
+# The content type of each extension `safety.sniff_image` gives a saved image.
+_IMAGE_TYPES = {ext: f"image/{ext}" for ext in ("png", "webp", "gif", "bmp", "avif", "heic")}
+_IMAGE_TYPES |= {"jpg": "image/jpeg", "tif": "image/tiff"}
 
 
 class Crawler:
@@ -218,16 +211,13 @@ class Crawler:
         for pos, url in enumerate(found.urls):
             self._schedule_product(url, (index, 0, pos))
 
-    def _classify(self, page: Page) -> tuple[str, ProductData | None, ListingData]:
-        return page_kind(page, self.options.selectors)
-
     async def _classified(self, url: str) -> tuple[Page, str, ProductData | None, ListingData]:
         """A seed page, fetched and told apart; rendered when its static HTML says nothing."""
         if self.options.render == "browser":
             page = await self._render(url, listing=True)
-            return (page, *self._classify(page))
+            return (page, *page_kind(page, self.options.selectors))
         page = await self.static.fetch(url)
-        kind, product, listing = self._classify(page)
+        kind, product, listing = page_kind(page, self.options.selectors)
         needs_browser = (
             kind == "none"
             or (kind == "product" and product is not None and not product.images)
@@ -235,7 +225,7 @@ class Crawler:
         )
         if needs_browser and self.options.render == "auto":
             page = await self._render(url, listing=kind != "product")
-            kind, product, listing = self._classify(page)
+            kind, product, listing = page_kind(page, self.options.selectors)
         return page, kind, product, listing
 
     async def _render(self, url: str, *, listing: bool) -> Page:
@@ -414,17 +404,9 @@ class Crawler:
         paths = list(dict.fromkeys(r.path for r in saved if r is not None))
         if not paths:
             raise FetchError(f"none of the {len(wanted)} product images could be used")
-        item: dict[str, Any] = {
-            "id": item_id,
-            "images": paths,
-            "title": data.title,
-            "price": data.price,
-            "currency": data.currency,
-            "colour": data.colour,
-            "category": data.category,
-            "description": data.description,
-            "url": data.url,
-        }
+        shown = ("title", "price", "currency", "colour", "category", "description", "url")
+        item: dict[str, Any] = {"id": item_id, "images": paths}
+        item |= {name: getattr(data, name) for name in shown}
         if data.brand:
             item["brand"] = data.brand
         state.add_product(
@@ -442,7 +424,7 @@ class Crawler:
         if known is None:
             self.counts["new"] += 1
         else:  # a page whose bytes changed (tokens, ads ...) may still show the same item
-            self.counts["unchanged" if dict(known.item) == item else "updated"] += 1
+            self.counts["unchanged" if known.item == item else "updated"] += 1
         self.dirty = True
 
     def _unchanged(self, known: ProductRecord, page: Page) -> bool:
@@ -460,6 +442,5 @@ class Crawler:
         except OSError as exc:
             raise CrawlError(f"cannot write images to {self.root}: {exc}") from None
         self.counts["downloaded" if saved.downloaded else "reused"] += 1
-        done = self.counts["downloaded"] + self.counts["reused"]
-        self.notify("images", done, 0)
+        self.notify("images", self.counts["downloaded"] + self.counts["reused"], 0)
         return saved.record

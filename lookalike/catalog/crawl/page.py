@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from functools import cached_property
 from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from lookalike.catalog.crawl.errors import UnsafeURLError
 from lookalike.catalog.crawl.safety import check_url
+from lookalike.types import JSONValue
 
 
 class Doc:
@@ -20,9 +21,6 @@ class Doc:
         self.url = url
         base = self.tree.css_first("base[href]")
         self.base = (self.abs(base.attributes.get("href")) if base else None) or url
-        self._json_ld: list[Any] | None = None
-        self._meta: dict[str, list[str]] | None = None
-        self._best: dict[str, str] | None = None
 
     def abs(self, ref: object) -> str | None:
         """`ref` as an absolute, checked http(s) URL, or None."""
@@ -36,44 +34,41 @@ class Doc:
         except (UnsafeURLError, ValueError):
             return None
 
-    @property
-    def json_ld(self) -> list[Any]:
-        if self._json_ld is None:
-            self._json_ld = []
-            for node in self.tree.css("script"):
-                kind = (node.attributes.get("type") or "").split(";", 1)[0].strip().lower()
-                if kind != "application/ld+json":
-                    continue
-                text = (node.text(deep=True, strip=False) or "").strip()
-                text = re.sub(r"^\s*(?://\s*)?<!\[CDATA\[|(?://\s*)?\]\]>\s*$", "", text)
-                try:
-                    self._json_ld.append(json.loads(text, strict=False))
-                except ValueError:
-                    continue  # a broken block must not hide the others
-        return self._json_ld
+    @cached_property
+    def json_ld(self) -> list[JSONValue]:
+        blocks: list[JSONValue] = []
+        for node in self.tree.css("script"):
+            kind = (node.attributes.get("type") or "").split(";", 1)[0].strip().lower()
+            if kind != "application/ld+json":
+                continue
+            text = (node.text(deep=True, strip=False) or "").strip()
+            text = re.sub(r"^\s*(?://\s*)?<!\[CDATA\[|(?://\s*)?\]\]>\s*$", "", text)
+            try:
+                blocks.append(json.loads(text, strict=False))
+            except ValueError:
+                continue  # a broken block must not hide the others
+        return blocks
 
-    @property
+    @cached_property
     def meta(self) -> dict[str, list[str]]:
-        if self._meta is None:
-            self._meta = {}
-            for node in self.tree.css("meta[content]"):
-                a = node.attributes
-                key = (a.get("property") or a.get("name") or a.get("itemprop") or "").strip()
-                content = (a.get("content") or "").strip()
-                if key and content:
-                    self._meta.setdefault(key.lower(), []).append(content)
-        return self._meta
+        found: dict[str, list[str]] = {}
+        for node in self.tree.css("meta[content]"):
+            a = node.attributes
+            key = (a.get("property") or a.get("name") or a.get("itemprop") or "").strip()
+            content = (a.get("content") or "").strip()
+            if key and content:
+                found.setdefault(key.lower(), []).append(content)
+        return found
 
-    @property
+    @cached_property
     def best_rendition(self) -> dict[str, str]:
         """Every rendition URL of every `<img>` -> the largest rendition of that image."""
-        if self._best is None:
-            self._best = {}
-            for node in self.tree.css("img"):
-                candidates = renditions(self, node)
-                for candidate in candidates:
-                    self._best.setdefault(candidate, candidates[0])
-        return self._best
+        best: dict[str, str] = {}
+        for node in self.tree.css("img"):
+            candidates = renditions(self, node)
+            for candidate in candidates:
+                best.setdefault(candidate, candidates[0])
+        return best
 
     def upgrade(self, url: str) -> str:
         return self.best_rendition.get(url, url)
@@ -158,7 +153,8 @@ def renditions(doc: Doc, node: LexborNode) -> list[str]:
     sources = [node]
     parent = node.parent
     if parent is not None and parent.tag == "picture":
-        sources = [s for s in parent.css("source") if _raster_source(s)] + sources
+        raster = [s for s in parent.css("source") if "svg" not in (s.attributes.get("type") or "")]
+        sources = raster + sources
     for source in sources:
         for attr in _SRCSET_ATTRS:
             if source.attributes.get(attr):
@@ -172,15 +168,10 @@ def renditions(doc: Doc, node: LexborNode) -> list[str]:
     return list(dict.fromkeys(u for u in (doc.abs(r) for r in ordered) if u))
 
 
-def _raster_source(node: LexborNode) -> bool:
-    return "svg" not in (node.attributes.get("type") or "")
-
-
 def node_images(doc: Doc, node: LexborNode) -> list[str]:
     """The largest rendition of an `<img>`, or of the images inside / linked by another node."""
     if node.tag == "img":
-        found = renditions(doc, node)
-        return found[:1]
+        return renditions(doc, node)[:1]
     attrs = node.attributes
     for attr in (*_ZOOM_ATTRS, "href", "content", "src", *_LAZY_ATTRS):
         url = doc.abs(attrs.get(attr))

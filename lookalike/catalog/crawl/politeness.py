@@ -173,13 +173,10 @@ class Robots:
         path = _normalise_path(parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if path == "/robots.txt":
             return True
-        best: tuple[int, bool] | None = None
-        for rule in self.rules:
-            if rule.regex.match(path):
-                key = (len(rule.pattern), rule.allow)
-                if best is None or key > best:
-                    best = key
-        return True if best is None else best[1]
+        matching = [
+            (len(rule.pattern), rule.allow) for rule in self.rules if rule.regex.match(path)
+        ]
+        return max(matching)[1] if matching else True
 
 
 ALLOW_ALL = Robots()

@@ -176,10 +176,7 @@ def _ipv4_number(labels: list[str]) -> int | None:
     *head, last = numbers
     if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
         return None
-    value = last
-    for i, n in enumerate(head):
-        value += n << (8 * (3 - i))
-    return value
+    return last + sum(n << (8 * (3 - i)) for i, n in enumerate(head))
 
 
 def host_key(url: str) -> str:

@@ -59,7 +59,7 @@ class ProductRecord:
     url: str
     gen: int
     rank: tuple[int, ...]
-    item: Mapping[str, Any] = field(default_factory=dict)
+    item: dict[str, Any] = field(default_factory=dict)
     etag: str | None = None
     last_modified: str | None = None
     body_sha256: str | None = None
@@ -96,7 +96,6 @@ class CrawlState:
         self._by_sha: dict[str, ImageRecord] = {}
         self._products: dict[str, ProductRecord] = {}
         self._listings: dict[str, ListingRecord] = {}
-        self.torn_lines = 0
 
     @classmethod
     def open(cls, root: Path) -> CrawlState:
@@ -105,32 +104,27 @@ class CrawlState:
         Raises CrawlError when another crawl holds SHOP/ or the journal cannot be written.
         """
         state = cls(root)
-        state.begin()
-        return state
-
-    def begin(self) -> None:
-        """Lock SHOP/, read and compact the journal, and start or resume a generation (what
-        `open` does after building the state; called once)."""
         try:
-            self._dir.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self._dir / "lock", "w")  # noqa: SIM115 (held until close)
+            state._dir.mkdir(parents=True, exist_ok=True)
+            state._lock = open(state._dir / "lock", "w")  # noqa: SIM115 (held until close)
         except OSError as exc:
-            raise CrawlError(f"cannot write to {self.root}: {exc.strerror or exc}") from None
+            raise CrawlError(f"cannot write to {state.root}: {exc.strerror or exc}") from None
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(state._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._lock.close()
+            state._lock.close()
             raise CrawlError(
-                f"another crawl is writing to {self.root}; wait for it to finish"
+                f"another crawl is writing to {state.root}; wait for it to finish"
             ) from None
         try:
-            self._load()
-            self._compact()
-            self._journal = open(self._dir / "state.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+            state._load()
+            state._compact()
+            state._journal = open(state._dir / "state.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
-            self.close()
-            raise CrawlError(f"cannot write the crawl state in {self._dir}: {exc}") from None
-        self._append({"e": "gen", "gen": self.generation, "done": False})
+            state.close()
+            raise CrawlError(f"cannot write the crawl state in {state._dir}: {exc}") from None
+        state._append({"e": "gen", "gen": state.generation, "done": False})
+        return state
 
     def close(self) -> None:
         if self._journal is not None:
@@ -172,7 +166,7 @@ class CrawlState:
                             rec["next_pages"] = tuple(rec["next_pages"])
                             listings[rec["url"]] = ListingRecord(**rec)
                 except (ValueError, KeyError, TypeError):
-                    self.torn_lines += 1  # a line cut by a kill, or from a newer version
+                    continue  # a line cut by a kill, or from a newer version
         if last_gen and not done:
             self.generation, self.resumed = last_gen, True
         else:
@@ -185,25 +179,24 @@ class CrawlState:
             [{"e": "gen", "gen": self.generation, "done": False}] if self.resumed else []
         )
         records += [{"e": "image", **asdict(r)} for r in self._images.values()]
-        records += [{"e": "product", **_product_json(r)} for r in self._products.values()]
+        records += [{"e": "product", **asdict(r)} for r in self._products.values()]
         records += [{"e": "listing", **asdict(r)} for r in self._listings.values()]
         _write_atomic(self._dir / "state.jsonl", (json.dumps(r) + "\n" for r in records))
 
     def image(self, url: str) -> ImageRecord | None:
         """The image downloaded from `url` whose file is still in SHOP/, else None."""
-        rec = self._images.get(url)
-        return rec if rec is not None and self._present(rec) else None
+        return self._on_disk(self._images.get(url))
 
     def image_by_sha(self, sha256: str) -> ImageRecord | None:
         """An image already saved with these bytes (from any URL) whose file is still there."""
-        rec = self._by_sha.get(sha256)
-        return rec if rec is not None and self._present(rec) else None
+        return self._on_disk(self._by_sha.get(sha256))
 
-    def _present(self, rec: ImageRecord) -> bool:
+    def _on_disk(self, rec: ImageRecord | None) -> ImageRecord | None:
+        """`rec` when its file is in SHOP/ with its size, else None."""
         try:
-            return (self.root / rec.path).stat().st_size == rec.bytes
+            return rec if rec and (self.root / rec.path).stat().st_size == rec.bytes else None
         except OSError:
-            return False
+            return None
 
     def product(self, url: str) -> ProductRecord | None:
         """The latest visit of product page `url` (any generation), else None."""
@@ -253,7 +246,7 @@ class CrawlState:
 
     def add_product(self, rec: ProductRecord) -> None:
         self._products[rec.url] = rec
-        self._append({"e": "product", **_product_json(rec)})
+        self._append({"e": "product", **asdict(rec)})
 
     def add_listing(self, rec: ListingRecord) -> None:
         self._listings[rec.url] = rec
@@ -268,12 +261,6 @@ class CrawlState:
         """Make the journal durable on disk (power loss, not just a killed process)."""
         if self._journal is not None:
             os.fsync(self._journal.fileno())
-
-
-def _product_json(rec: ProductRecord) -> dict[str, Any]:
-    data = asdict(rec)
-    data["item"] = dict(rec.item)
-    return data
 
 
 def write_catalogue(root: Path, items: Iterable[Mapping[str, Any]]) -> Path:

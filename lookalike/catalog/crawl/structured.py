@@ -13,6 +13,7 @@ from lookalike.catalog.crawl.page import Doc, canonical_link, renditions
 from lookalike.catalog.crawl.values import clean_text, parse_currency, parse_price
 
 _PRODUCT_TYPES = frozenset({"Product", "ProductGroup", "IndividualProduct", "ProductModel"})
+_MICRODATA = re.compile(r"schema\.org/(Product|ProductGroup|IndividualProduct)\b")
 _ID_KEYS = (
     "sku",
     "productID",
@@ -26,7 +27,7 @@ _ID_KEYS = (
 )
 
 
-def walk(obj: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
+def walk(obj: object, depth: int = 0) -> Iterator[dict[str, Any]]:
     if depth > 32:
         return
     if isinstance(obj, dict):
@@ -54,7 +55,7 @@ def ld_products(doc: Doc) -> list[dict[str, Any]]:
     return [o for block in doc.json_ld for o in walk(block) if types(o) & _PRODUCT_TYPES]
 
 
-def _ld_image_refs(value: Any) -> list[str]:
+def _ld_image_refs(value: object) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):
@@ -65,7 +66,7 @@ def _ld_image_refs(value: Any) -> list[str]:
     return []
 
 
-def _ld_offer(offers: Any) -> tuple[Any, Any]:
+def _ld_offer(offers: object) -> tuple[object, object]:
     """(price, currency) of the first offer that has a price."""
     for offer in offers if isinstance(offers, list) else [offers]:
         if not isinstance(offer, dict):
@@ -98,21 +99,18 @@ def from_json_ld(doc: Doc) -> dict[str, Any]:
             products[0],
         ),
     )
-    variants = main.get("hasVariant")
-    variants = (
-        variants if isinstance(variants, list) else [variants] if isinstance(variants, dict) else []
-    )
+    declared = main.get("hasVariant")
+    variants = [
+        v for v in (declared if isinstance(declared, list) else [declared]) if isinstance(v, dict)
+    ]
     images = _ld_image_refs(main.get("image"))
-    for variant in variants:
-        if isinstance(variant, dict):
-            images += _ld_image_refs(variant.get("image"))
+    images += [ref for variant in variants for ref in _ld_image_refs(variant.get("image"))]
     price, currency = _ld_offer(main.get("offers"))
     if price is None:
         for variant in variants:
-            if isinstance(variant, dict):
-                price, currency = _ld_offer(variant.get("offers"))
-                if price is not None:
-                    break
+            price, currency = _ld_offer(variant.get("offers"))
+            if price is not None:
+                break
     return {
         "id": next((clean_text(main[k], 200) for k in _ID_KEYS if clean_text(main.get(k))), None),
         "title": clean_text(main.get("name"), 500),
@@ -127,14 +125,14 @@ def from_json_ld(doc: Doc) -> dict[str, Any]:
     }
 
 
-def _joined(value: Any) -> str | None:
+def _joined(value: object) -> str | None:
     if isinstance(value, list):
         parts = [t for t in (clean_text(v, 100) for v in value) if t]
         return ", ".join(dict.fromkeys(parts)) or None
     return clean_text(value, 200)
 
 
-def _category(value: Any) -> str | None:
+def _category(value: object) -> str | None:
     if isinstance(value, list):
         value = value[-1] if value else None
     return clean_text(value, 300)
@@ -198,17 +196,10 @@ def _microdata_props(scope: LexborNode) -> dict[str, list[LexborNode]]:
 
 
 def from_microdata(doc: Doc) -> dict[str, Any]:
-    scopes = [
-        n
-        for n in doc.tree.css("[itemscope][itemtype]")
-        if re.search(
-            r"schema\.org/(Product|ProductGroup|IndividualProduct)\b",
-            n.attributes.get("itemtype") or "",
-        )
-    ]
-    if not scopes:
+    typed = doc.tree.css("[itemscope][itemtype]")
+    scope = next((n for n in typed if _MICRODATA.search(n.attributes.get("itemtype") or "")), None)
+    if scope is None:
         return {}
-    scope = scopes[0]
     props = _microdata_props(scope)
 
     def first(name: str, within: Mapping[str, list[LexborNode]] = props) -> str | None:
