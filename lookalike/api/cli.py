@@ -11,7 +11,7 @@ order `lookalike --help` lists them; `cli_engine` opens the index for them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -29,7 +29,13 @@ from lookalike.api import (
 from lookalike.api.cli_engine import open_engine, through_server
 from lookalike.api.console import errors_to_exit, print_json
 from lookalike.api.options import IndexOpt, JsonOpt, KOpt, MirrorOpt, ModeOpt, StoreOpt, WhereOpt
+from lookalike.api.remote import ServedIndex
 from lookalike.api.results import result_json
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from lookalike.engine.results import SearchResult
 
 app = typer.Typer(
     name="lookalike",
@@ -102,17 +108,6 @@ def search(
             raise QueryError("give a PHOTO, --text WORDS, or both")
         region = _parse_box(box, box_units) if box else None
         with through_server(open_engine(index, mirror=models_mirror, store=store)) as engine:
-            query: Any = photo
-            units: dict[str, Any] = {}
-            if region is not None and box_units == "fraction" and photo is not None:
-                if hasattr(engine, "describe"):  # a running server takes fractions itself
-                    units = {"box_units": "fraction"}
-                else:
-                    from lookalike.pipeline.decode import load_image
-
-                    query = load_image(photo, wiring.limits(engine.settings)).image
-                    w, h = query.size
-                    region = (region[0] * w, region[1] * h, region[2] * w, region[3] * h)
             if photo is None:
                 result = engine.search_text(text or "", k=k, where=where)
             elif all_objects:
@@ -126,7 +121,18 @@ def search(
                     for r in results:
                         _print_hits(r)
                 return
+            elif isinstance(engine, ServedIndex):  # a running server takes fractions itself
+                result = engine.search(
+                    photo, k=k, where=where, mode=mode, box=region, text=text, box_units=box_units
+                )
             else:
+                query: str | Image.Image = photo
+                if region is not None and box_units == "fraction":
+                    from lookalike.pipeline.decode import load_image
+
+                    query = load_image(photo, wiring.limits(engine.settings)).image
+                    w, h = query.size
+                    region = (region[0] * w, region[1] * h, region[2] * w, region[3] * h)
                 result = engine.search(
                     query,
                     k=k,
@@ -134,7 +140,6 @@ def search(
                     mode=mode,  # type: ignore[arg-type]  # --mode is a str: the engine checks it
                     box=region,
                     text=text,
-                    **units,
                 )
         _output(result, as_json)
 
@@ -163,10 +168,10 @@ def _search_many(
     queries = cli_batch.expand_photos(photos)
     with through_server(open_engine(index, mirror=models_mirror, store=store)) as engine:
 
-        def one(photo: str) -> Any:
+        def one(photo: str) -> SearchResult:
             return engine.search(photo, k=k, where=where, mode=mode, text=text)  # type: ignore[arg-type]  # --mode is a str: the engine checks it
 
-        failed = cli_batch.write_outcomes(cli_batch.search_each(queries, one), fmt, result_json)
+        failed = cli_batch.write_outcomes(cli_batch.search_each(queries, one), fmt)
     if failed:
         raise cli_batch.failed_error(failed, len(queries))
 
@@ -216,7 +221,7 @@ def _parse_box(text: str, units: str = "px") -> tuple[float, float, float, float
     return x1, y1, x2, y2
 
 
-def _output(result: Any, as_json: bool) -> None:
+def _output(result: SearchResult, as_json: bool) -> None:
     if as_json:
         print_json(result_json(result))
     else:
@@ -230,7 +235,7 @@ _MATCH_STYLE = {
 }
 
 
-def _print_hits(result: Any) -> None:
+def _print_hits(result: SearchResult) -> None:
     from rich.console import Console
     from rich.table import Table
 

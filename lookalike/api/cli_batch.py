@@ -23,9 +23,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lookalike.errors import DecodeError, LookalikeError, QueryError
+
+if TYPE_CHECKING:
+    from lookalike.engine.results import SearchResult
+    from lookalike.types import ProductHit
 
 FORMATS = ("table", "json", "csv", "paths")
 
@@ -35,7 +39,7 @@ class PhotoOutcome:
     """One query photo's search: its result, or the error that stopped it."""
 
     photo: str
-    result: Any = None
+    result: SearchResult | None = None
     error: str | None = None
 
 
@@ -60,7 +64,9 @@ def expand_photos(sources: Sequence[str]) -> list[str]:
     return photos
 
 
-def search_each(photos: Sequence[str], search: Callable[[str], Any]) -> Iterator[PhotoOutcome]:
+def search_each(
+    photos: Sequence[str], search: Callable[[str], SearchResult]
+) -> Iterator[PhotoOutcome]:
     """`search(photo)` for each photo, in order; a photo's DecodeError becomes its outcome's
     error (other errors, e.g. a bad filter or a missing index, stop the run: they would fail
     every photo alike)."""
@@ -71,12 +77,10 @@ def search_each(photos: Sequence[str], search: Callable[[str], Any]) -> Iterator
             yield PhotoOutcome(photo, error=str(exc))
 
 
-def write_outcomes(
-    outcomes: Iterator[PhotoOutcome], fmt: str, result_json: Callable[[Any], dict[str, Any]]
-) -> int:
-    """Write every outcome to stdout in `fmt`; the number of photos that failed."""
-    if fmt not in FORMATS:
-        raise QueryError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+def write_outcomes(outcomes: Iterator[PhotoOutcome], fmt: str) -> int:
+    """Write every outcome to stdout in `fmt` (one of FORMATS); the number of photos that failed."""
+    from lookalike.api.results import result_json
+
     failed = 0
     rows: list[PhotoOutcome] = []
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
@@ -84,41 +88,37 @@ def write_outcomes(
         writer.writerow(["photo", "rank", "item_id", "similarity", "match", "title", "error"])
     for out in outcomes:
         failed += out.error is not None
+        result = out.result
         if fmt == "json":
-            body = result_json(out.result) if out.result is not None else {}
+            body = result_json(result) if result is not None else {}
             print(json.dumps({"photo": out.photo, "error": out.error, **body}, default=str))
-        elif writer is not None:
-            _csv_rows(writer, out)
-        elif fmt == "paths":
-            if out.error is not None:
-                print(f"{out.photo}: {out.error}", file=sys.stderr)
-            elif out.result.hits:
-                print(out.result.hits[0].image)
-        else:
+        elif fmt == "table":
             rows.append(out)
+        elif result is None:  # csv or paths: the photo failed
+            if writer is not None:
+                writer.writerow([out.photo, "", "", "", "", "", out.error])
+            else:
+                print(f"{out.photo}: {out.error}", file=sys.stderr)
+        elif writer is not None:
+            for rank, hit in enumerate(result.hits, 1):
+                writer.writerow(
+                    [out.photo, rank, hit.item_id, _similarity(result, hit), hit.match or "",
+                     _title(hit), ""]
+                )  # fmt: skip
+        elif result.hits:
+            print(result.hits[0].image)
         sys.stdout.flush()
     if fmt == "table":
         _table(rows)
     return failed
 
 
-def _title(hit: Any) -> str:
+def _title(hit: ProductHit) -> str:
     return str(hit.fields.get("title", hit.fields.get("name", "")))
 
 
-def _similarity(result: Any, hit: Any) -> str:
+def _similarity(result: SearchResult, hit: ProductHit) -> str:
     return f"{hit.similarity_percent:.1f}" if result.score == "cosine" else ""
-
-
-def _csv_rows(writer: Any, out: PhotoOutcome) -> None:
-    if out.error is not None:
-        writer.writerow([out.photo, "", "", "", "", "", out.error])
-        return
-    for rank, hit in enumerate(out.result.hits, 1):
-        writer.writerow(
-            [out.photo, rank, hit.item_id, _similarity(out.result, hit), hit.match or "",
-             _title(hit), ""]
-        )  # fmt: skip
 
 
 def _table(rows: Sequence[PhotoOutcome]) -> None:
@@ -130,8 +130,8 @@ def _table(rows: Sequence[PhotoOutcome]) -> None:
     for col in ("photo", "item", "similar", "match", "title"):
         table.add_column(col, overflow="fold")  # whole paths, wrapped, even in 80 columns
     for out in rows:
-        if out.error is not None:
-            table.add_row(escape(out.photo), f"[red]{escape(out.error)}[/red]", "", "", "")
+        if out.result is None:
+            table.add_row(escape(out.photo), f"[red]{escape(out.error or '')}[/red]", "", "", "")
         elif not out.result.hits:
             table.add_row(escape(out.photo), "(no result)", "", "", "")
         else:

@@ -18,7 +18,7 @@ import typer
 from lookalike.api.console import errors_to_exit, progress_bar, stderr_console
 
 if TYPE_CHECKING:
-    from lookalike.catalog.crawl.options import CrawlSummary
+    from lookalike.catalog.crawl.options import CrawlOptions, CrawlSummary
 
 _SHOWN_FAILURES = 30
 
@@ -158,7 +158,7 @@ def crawl(
             raise typer.Exit(8)
 
 
-def _explain(url: str, options: Any, as_json: bool) -> None:
+def _explain(url: str, options: CrawlOptions, as_json: bool) -> None:
     from lookalike.catalog.crawl.explain import explain, render_text
 
     explanation = explain(url, options)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +17,9 @@ from lookalike.api.cli_faces_people import open_faces
 from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt, StoreOpt
 from lookalike.api.remote import naming_server
+
+if TYPE_CHECKING:
+    from lookalike.faces.values import FaceMatch, QueryFace
 
 app = typer.Typer(
     help="Find people: index the faces of photos, search them with a selfie, group them, forget.",
@@ -206,11 +209,11 @@ def search_cmd(
             con.print("no photo of this person in the index", style="yellow")
 
 
-def _query_face_json(f: Any) -> dict[str, Any]:
+def _query_face_json(f: QueryFace) -> dict[str, Any]:
     return {"face": f.number, "box": list(f.box), "det_score": f.det_score, "size": f.face_size}
 
 
-def _match_json(m: Any) -> dict[str, Any]:
+def _match_json(m: FaceMatch) -> dict[str, Any]:
     return {
         "tier": m.tier,
         "photo": m.photo,

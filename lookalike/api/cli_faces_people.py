@@ -21,6 +21,7 @@ from lookalike.api.options import IndexOpt, JsonOpt
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
+    from lookalike.faces.people import PersonView
 
 app = typer.Typer(
     help="People in the face index: list, name, merge, split a wrong face out, hide.",
@@ -28,7 +29,12 @@ app = typer.Typer(
 )
 
 
-def open_faces(index: Path | None, *, store: str | None = None, **overrides: Any) -> FaceIndex:
+def open_faces(
+    index: Path | None,
+    *,
+    store: str | None = None,
+    **overrides: Any,  # Any: flags pydantic checks
+) -> FaceIndex:
     """The face index at `index` with these FaceSettings overrides (None: not given); `store`:
     its `--store` (None: what the index records, else edge)."""
     from pydantic import ValidationError
@@ -52,7 +58,7 @@ PersonArg = Annotated[str, typer.Argument(help="A person id (from `faces people 
 
 
 @contextmanager
-def _open(index: Path | None) -> Iterator[Any]:
+def _open(index: Path | None) -> Iterator[FaceIndex]:
     """The face index; a locked store names the running server that has it open."""
     from lookalike.api.remote import naming_server
 
@@ -60,7 +66,7 @@ def _open(index: Path | None) -> Iterator[Any]:
         yield faces
 
 
-def person_json(p: Any) -> dict[str, Any]:
+def person_json(p: PersonView) -> dict[str, Any]:
     return {
         **results.person_json(p),
         "cover": {"photo": p.cover.photo, "box": list(p.cover.box), "face_id": p.cover.face_id},
@@ -118,7 +124,7 @@ def photos_cmd(person: PersonArg, index: IndexOpt = None, as_json: JsonOpt = Fal
             typer.echo(f"{f.photo}\t{[round(v) for v in f.box]}")
 
 
-def _change(index: Path | None, change: str, *args: Any, **kw: Any) -> Any:
+def _change(index: Path | None, change: str, *args: object, **kw: object) -> object:
     """`lookalike.faces.people.<change>(*args, **kw)` applied to the face index's book."""
     with errors_to_exit(), _open(index) as faces:
         from lookalike.faces import people as pp

@@ -6,7 +6,7 @@ Called by the `tune` command; light at import (typer only), the engine and torch
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def train_progress(enabled: bool) -> Iterator[Any]:
+def train_progress(enabled: bool) -> Iterator[Callable[[TrainProgress], None]]:
     """A `TrainProgress` callback drawing one rich bar per stage on stderr, with the epoch's
     loss and the held-out Recall@1 while training; a no-op when not `enabled`."""
     if not enabled:

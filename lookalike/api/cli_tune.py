@@ -8,13 +8,16 @@ engine loads inside the commands.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lookalike.api.cli_engine import local_only, open_engine
 from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import EmbedderOpt, IndexOpt, JsonOpt, MirrorOpt, StoreOpt
+
+if TYPE_CHECKING:
+    from lookalike.engine.adapted import TuneOutcome
 
 
 def evaluate(
@@ -225,7 +228,7 @@ def tune(
             )
 
 
-def tune_summary(outcome: Any, *, pairs: int | None = None) -> list[str]:
+def tune_summary(outcome: TuneOutcome, *, pairs: int | None = None) -> list[str]:
     """What `tune` learned from and how it did on what it held out, for people. `pairs`: the
     number of --pairs rows (the cross-domain fit holds out items, not photos)."""
     r = outcome.result

@@ -51,10 +51,11 @@ Heavy modules (numpy, Pillow, the engine) are imported inside functions: importi
 cheap, so `lookalike --help` stays instant.
 """
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 from fastapi import FastAPI
@@ -142,7 +143,7 @@ def create_app(
         state.ready = state.engine.manifest is not None
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> Any:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(state.warm_up)
         yield
 

@@ -15,7 +15,7 @@ from lookalike.api.http_state import AppState
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
-    from lookalike.faces.values import FaceSearchResult
+    from lookalike.faces.values import FaceSearchResult, QueryFace
 
 
 def faces_router(state: AppState) -> APIRouter:
@@ -57,7 +57,7 @@ def faces_router(state: AppState) -> APIRouter:
             ),
         ] = None,
         k: Annotated[int, Form(ge=1, le=MAX_K, description="Most photos returned.")] = 50,
-    ) -> Any:
+    ) -> dict[str, Any] | JSONResponse:
         """The indexed photos that contain the person of the photo, best first, each with the
         matching face's box. Several faces in the photo and no `face`: 409 listing them."""
         data = await state.read_upload(photo)
@@ -203,7 +203,7 @@ def face_index_stats(state: AppState) -> dict[str, Any]:
     return info
 
 
-def _query_face_out(f: Any) -> dict[str, Any]:
+def _query_face_out(f: "QueryFace") -> dict[str, Any]:
     return {
         "number": f.number,
         "box": [round(v, 1) for v in f.box],

@@ -138,13 +138,15 @@ def people_router(
                 crops.popitem(last=False)
         return data
 
-    async def change(key: str | None, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    async def change(
+        key: str | None, fn: Callable[..., object], *args: object, **kw: object
+    ) -> object:
         """`fn` applied to the book on a worker thread, once `key` is checked."""
         from lookalike.faces.people import change_book
 
         check_key(key)
 
-        def locked() -> Any:
+        def locked() -> object:
             with write_lock:  # one change at a time in this process; the folder lock for others
                 return change_book(faces(), fn, *args, **kw)
 

@@ -145,14 +145,15 @@ async def parse_item_request(
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     uploads: list[bytes] = []
     if ctype == "application/json":
-        raw: Any = await request.body()
+        raw: bytes | str = await request.body()
     elif ctype == "multipart/form-data":
         form = await request.form(max_files=64, max_fields=16)
-        raw = form.get("item")
-        if raw is None:
+        item = form.get("item")
+        if item is None:
             raise QueryError("multipart item requests need a field `item` holding the item JSON")
-        if not isinstance(raw, str):
+        if not isinstance(item, str):
             raise QueryError("field `item` must be text (the item as JSON), not a file")
+        raw = item
         for photo in form.getlist("photos"):
             if isinstance(photo, str):
                 raise QueryError("field `photos` must hold files")

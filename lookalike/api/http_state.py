@@ -5,7 +5,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar, TypeVarTuple
 
 import anyio
 from starlette.datastructures import UploadFile
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lookalike.http")
 
 T = TypeVar("T")
+Args = TypeVarTuple("Args")
 
 
 class AppState:
@@ -86,11 +87,11 @@ class AppState:
             _ = self.engine.embedder
             self.ready = self.engine.manifest is not None
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+    async def read(self, fn: Callable[[*Args], T], *args: *Args) -> T:
         """Run a blocking read (store, disk) on a worker thread."""
         return await anyio.to_thread.run_sync(fn, *args)
 
-    async def run_search(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run_search(self, fn: Callable[[*Args], T], *args: *Args) -> T:
         """Run a search on a worker thread; at most `search_threads` at once."""
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self._search_threads)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 from lookalike.api.server_file import ServerRecord, process_alive, read_record
@@ -34,10 +34,10 @@ from lookalike.errors import (
 if TYPE_CHECKING:
     import httpx
 
-    from lookalike.engine.records import Progress
+    from lookalike.engine.records import IndexRunner, Progress
     from lookalike.engine.results import SearchResult
     from lookalike.faces.values import FaceSearchResult
-    from lookalike.types import IndexSummary
+    from lookalike.types import IndexSummary, JSONValue
 
 KEY_HEADER = "X-API-Key"
 """The header carrying the secret: the one the API key travels in (one write decision)."""
@@ -121,7 +121,7 @@ class ServedIndex:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, **kwargs: Any) -> JSONValue:  # Any: httpx's kwargs
         """The JSON answer; typed errors for error answers and lost connections."""
         import httpx
 
@@ -147,7 +147,9 @@ class ServedIndex:
         info = self._call("GET", "/api/server/stats")  # the engine's own, not /api/stats
         return {**info, "index": str(self.index_dir)}  # as the user named it, as the CLI does
 
-    def facets(self, field: str, *, where: str | None = None, limit: int = 20) -> dict[Any, int]:
+    def facets(
+        self, field: str, *, where: str | None = None, limit: int = 20
+    ) -> dict[JSONValue, int]:
         params = {"field": field, "limit": limit, **_given(where=where)}
         out = self._call("GET", "/api/facets", params=params)
         return {v["value"]: int(v["count"]) for v in out["values"]}
@@ -184,7 +186,7 @@ class ServedIndex:
         body = {"text": text, "k": k, **_given(where=where)}
         return _search_result(self._call("POST", "/api/search/text", json=body))
 
-    def search_objects(self, *args: Any, **kwargs: Any) -> Any:
+    def search_objects(self, *args: object, **kwargs: object) -> NoReturn:
         raise StoreError(self.cannot("`search --all-objects`"))
 
     def similar(
@@ -296,7 +298,7 @@ class ServedIndex:
         *,
         sync: bool = False,
         progress: Progress | None = None,
-        runner: Any = None,
+        runner: IndexRunner | None = None,
         repair: bool = False,
     ) -> IndexSummary:
         """Index `catalogue` (a path on this machine, which is the server's) as a job of the
@@ -377,7 +379,7 @@ def error_from(status: int, detail: str, kind: str, server: str) -> LookalikeErr
     return StoreError(f"{server}: {detail}" if server else detail)
 
 
-def _given(**values: Any) -> dict[str, Any]:
+def _given(**values: object) -> dict[str, object]:
     """The optional parameters that are set: a request leaves the others out."""
     return {name: value for name, value in values.items() if value}
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar, TypeVarTuple
 
 import anyio
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 T = TypeVar("T")
+Args = TypeVarTuple("Args")
 
 _POLL_S = 0.1
 
@@ -42,7 +43,7 @@ class WriteGate:
         self._threads = max(1, threads)
         self._limiter: anyio.CapacityLimiter | None = None  # made on the event loop, on first use
 
-    async def run(self, request: Request | None, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, request: Request | None, fn: Callable[[*Args], T], *args: *Args) -> T:
         """`fn(*args)` on a worker thread, holding the lock, unless `request`'s client has gone
         first (HTTPException 499, nothing written) or the lock stays busy past `wait_s` (503)."""
         gone = threading.Event()
@@ -76,7 +77,7 @@ class WriteGate:
                     return
                 await anyio.sleep(_POLL_S)
 
-        outcome: list[Any] = []
+        outcome: list[T | BaseException] = []
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch)
             try:  # kept, raised after the group: a task group would wrap it in a group
