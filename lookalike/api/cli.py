@@ -2,10 +2,10 @@
 
 Heavy modules (numpy, onnxruntime, qdrant) are imported inside commands so `--help` is instant.
 
-Here: the app, `search` (of one photo, or of several: one row each) and `similar` and their output. The other commands live in their group's
-module (`cli_index`, `cli_catalogue`, `cli_tune`, `cli_crawl`, `cli_isolate`, `cli_migrate`,
-`cli_serve`, and the `models` and `faces` sub-apps) and are registered on the app below, in the
-order `lookalike --help` lists them; `cli_engine` opens the index for them.
+Here: the app, `search` (of one photo, or of several: one row each) and `similar` and their
+output. The other commands live in their group's module (`cli_index`, `cli_catalogue`, `cli_tune`,
+`cli_crawl`, `cli_isolate`, `cli_serve`, and the `models` and `faces` sub-apps) and are registered
+on the app below, in the order `lookalike --help` lists them; `cli_engine` opens the index for them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from lookalike.api import (
     cli_faces,
     cli_index,
     cli_isolate,
-    cli_migrate,
     cli_models,
     cli_serve,
     cli_tune,
@@ -410,7 +409,7 @@ app.command()(cli_tune.tune)
 app.command()(cli_catalogue.sample)
 app.command("crawl")(cli_crawl.crawl)
 app.command()(cli_isolate.isolate)
-app.command()(cli_migrate.migrate)
+app.command()(cli_index.migrate)
 app.command()(cli_serve.serve)
 app.add_typer(cli_models.app, name="models")
 app.add_typer(cli_faces.app, name="faces")
