@@ -5,7 +5,7 @@ Heavy modules (numpy, onnxruntime, qdrant) are imported inside commands so `--he
 Here: the app, `search` (of one photo, or of several: one row each) and `similar` and their
 output. The other commands live in their group's module (`cli_index`, `cli_catalogue`, `cli_tune`,
 `cli_crawl`, `cli_isolate`, `cli_serve`, and the `models` and `faces` sub-apps) and are registered
-on the app below, in the order `lookalike --help` lists them; `cli_engine` opens the index for them.
+on the app below, in the order `lookalike --help` lists them; `remote.open_engine` opens the index.
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ from lookalike.api import (
     cli_serve,
     cli_tune,
 )
-from lookalike.api.cli_engine import open_engine, through_server
 from lookalike.api.console import errors_to_exit, print_json
 from lookalike.api.options import IndexOpt, JsonOpt, KOpt, MirrorOpt, ModeOpt, StoreOpt, WhereOpt
-from lookalike.api.remote import ServedIndex
+from lookalike.api.remote import ServedIndex, open_engine, through_server
 from lookalike.api.results import result_json
 from lookalike.errors import DecodeError, QueryError
 

@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
-from lookalike.api.cli_engine import local_only, open_engine, through_server
 from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt, StoreOpt, WhereOpt
+from lookalike.api.remote import local_only, open_engine, through_server
 
 
 def facets(

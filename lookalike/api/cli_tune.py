@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lookalike.api.cli_engine import local_only, open_engine
 from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import EmbedderOpt, IndexOpt, JsonOpt, MirrorOpt, StoreOpt
+from lookalike.api.remote import local_only, open_engine
 
 if TYPE_CHECKING:
     from lookalike.engine.adapted import TuneOutcome

@@ -9,9 +9,9 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from lookalike.api.http_files import THUMB_SIZES, image_response
 from lookalike.api.http_schemas import MAX_K, ChooseFaceOut, ErrorOut, FaceSearchOut
 from lookalike.api.http_state import AppState
+from lookalike.api.served_files import THUMB_SIZES, image_response
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex

@@ -8,7 +8,6 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from lookalike.api.auth import KeyHeader
-from lookalike.api.http_files import THUMB_SIZES, image_response
 from lookalike.api.http_schemas import (
     NO_SUCH_ITEM,
     WRITE_REFUSED,
@@ -20,6 +19,7 @@ from lookalike.api.http_schemas import (
 )
 from lookalike.api.http_state import AppState
 from lookalike.api.results import display_fields
+from lookalike.api.served_files import THUMB_SIZES, image_response
 from lookalike.errors import QueryError
 from lookalike.json_input import loads
 

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 
 from lookalike.api.auth import WriteAccess
 from lookalike.api.http_errors import MiB
-from lookalike.api.http_files import Thumbnails, catalogue_images, face_photos
+from lookalike.api.served_files import Thumbnails, catalogue_images, face_photos
 from lookalike.errors import DecodeError, StoreError
 
 if TYPE_CHECKING:

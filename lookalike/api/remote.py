@@ -1,4 +1,5 @@
-"""The CLI's way to an index that a running `lookalike serve` has open.
+"""The CLI's way to an index: an `Engine` with the command line's settings (`open_engine`), or the
+running `lookalike serve` that has the index open (`through_server`). Light at import.
 
 The embedded store admits one process, so while a server has an index open the CLI cannot open
 it. `find_server` reads the `<index>/server.json` the server left (`lookalike.api.server_file`)
@@ -34,6 +35,7 @@ from lookalike.errors import (
 if TYPE_CHECKING:
     import httpx
 
+    from lookalike.engine.core import Engine
     from lookalike.engine.records import IndexRunner, Progress
     from lookalike.engine.results import SearchResult
     from lookalike.faces.values import FaceSearchResult
@@ -91,6 +93,53 @@ def refuse_if_served(index_dir: Path, command: str) -> None:
     if served is not None:
         served.close()
         raise StoreError(served.cannot(command))
+
+
+def open_engine(
+    index: Path | None,
+    embedder: str | None = None,
+    mirror: Path | None = None,
+    views: dict[str, Any] | None = None,
+    store: str | None = None,
+) -> Engine:
+    """An engine on `index`. `views`: view settings given on the command line (detect, isolate,
+    labels); for an existing index they must match what built it."""
+    from lookalike.config import Settings
+    from lookalike.engine.core import Engine
+    from lookalike.engine.viewsettings import view_settings
+
+    overrides: dict[str, Any] = {k: v for k, v in (views or {}).items() if v is not None}
+    if mirror is not None:
+        overrides["models_mirror"] = mirror
+    settings = Settings(**overrides)
+    asked = view_settings(settings) if any(v is not None for v in (views or {}).values()) else None
+    return Engine(
+        index or settings.index,
+        settings=settings,
+        embedder=embedder,
+        views=asked,
+        store_spec=store,
+    )
+
+
+def through_server(engine: Engine) -> Engine | ServedIndex:
+    """The running `lookalike serve` that has the engine's index open (the CLI then goes
+    through it: the embedded store admits one process), else the engine itself."""
+    if engine.manifest is not None:
+        engine.store_record()  # a --store other than the index's is an error here too
+    served = find_server(engine.index_dir)
+    if served is None:
+        return engine
+    engine.close()
+    return served
+
+
+def local_only(engine: Engine, command: str) -> Engine:
+    """`engine`, or a StoreError naming the server that has its embedded store open (`command`
+    does not go through a server)."""
+    if engine.manifest is not None and engine.store_record()["kind"] in ("edge", "qdrant-local"):
+        refuse_if_served(engine.index_dir, command)
+    return engine
 
 
 class ServedIndex:
