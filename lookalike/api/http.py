@@ -43,7 +43,7 @@ Contracts:
 Modules: this one wires the app (`create_app`); `http_schemas` (pydantic models of the edge),
 `http_errors` (errors as JSON, the body limit), `http_state` (`AppState`, what the endpoints
 share), `served_files` (served images, thumbnails), and the routes by concern: `http_search`,
-`http_items`, `http_faces` (+ `http_faces_people`), `jobs`, and here `index_router` (statistics,
+`http_items`, `http_faces` (people too), `jobs`, and here `index_router` (statistics,
 facet counts, liveness); `results` serialises search results (for the CLI's `--json` too);
 `lookalike.store.filters` parses both filter syntaxes; `lookalike.catalog.item_json` builds items
 from their JSON.
