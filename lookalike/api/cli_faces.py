@@ -7,6 +7,7 @@ imported inside the commands so that `lookalike --help` stays instant.
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -91,8 +92,6 @@ def index_cmd(
     one keeps the store it was built with.
     """
     with errors_to_exit():
-        from dataclasses import asdict
-
         with (
             open_faces(
                 index,
@@ -214,16 +213,7 @@ def _query_face_json(f: QueryFace) -> dict[str, Any]:
 
 
 def _match_json(m: FaceMatch) -> dict[str, Any]:
-    return {
-        "tier": m.tier,
-        "photo": m.photo,
-        "box": list(m.box),
-        "distance": m.distance,
-        "similarity": m.similarity,
-        "face_id": m.face_id,
-        "det_score": m.det_score,
-        "face_size": m.face_size,
-    }
+    return {"tier": m.tier, **asdict(m), "box": list(m.box)}  # tier first, as it always was
 
 
 @app.command("detect")
@@ -331,13 +321,7 @@ def forget_cmd(
         with open_faces(index) as faces, naming_server(faces.index_dir, "`faces forget`"):
             done = faces.forget_photo(photo) if photo is not None else faces.forget_person(person)  # type: ignore[arg-type]  # person is given: exactly one is (checked above)
         if as_json:
-            print_json(
-                {
-                    "faces_deleted": done.faces_deleted,
-                    "photos": list(done.photos),
-                    "disk_bytes": done.disk_bytes,
-                }
-            )
+            print_json(asdict(done))
             return
         stderr_console().print(
             f"[green]forgot[/green] {done.faces_deleted} face(s) in {len(done.photos)} photo(s); "

@@ -15,6 +15,7 @@ reports its progress through the usual callback. Errors are the typed errors the
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -293,17 +294,9 @@ class ServedIndex:
             box = tuple(f["box"])
             return QueryFace(f["number"], box, f["det_score"], f["face_size"], None)  # type: ignore[arg-type]  # the answer has no vector (None), box is 4 floats
 
+        names = [f.name for f in dataclasses.fields(FaceMatch)]  # "tier" may be absent: "you"
         matches = tuple(
-            FaceMatch(
-                photo=m["photo"],
-                box=tuple(m["box"]),
-                distance=m["distance"],
-                similarity=m["similarity"],
-                face_id=m["face_id"],
-                det_score=m["det_score"],
-                face_size=m["face_size"],
-                tier=m.get("tier", "you"),
-            )
+            FaceMatch(**{**{n: m[n] for n in names if n in m}, "box": tuple(m["box"])})
             for m in out["matches"]
         )
         return FaceSearchResult(
@@ -397,8 +390,6 @@ class ServedIndex:
 def summary_from(data: dict[str, Any]) -> IndexSummary:
     """The `IndexSummary` a job reports (`dataclasses.asdict` of it) as the engine returns it:
     every field it carries, whatever fields the summary has gained."""
-    import dataclasses
-
     from lookalike.types import IndexSummary, Skipped
 
     values: dict[str, Any] = {}
