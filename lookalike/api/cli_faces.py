@@ -17,7 +17,7 @@ from lookalike.api.cli_faces_people import app as people_app
 from lookalike.api.cli_faces_people import open_faces
 from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt, StoreOpt
-from lookalike.api.remote import naming_server
+from lookalike.api.remote import find_server, naming_server
 
 if TYPE_CHECKING:
     from lookalike.faces.values import FaceMatch, QueryFace
@@ -152,8 +152,6 @@ def search_cmd(
     """The photos that contain the person in SELFIE, best first, with the matching face's box:
     "you" (distance <= --threshold), then "maybe you" (<= --maybe-threshold)."""
     with errors_to_exit(), open_faces(index, detector=detector) as faces:
-        from lookalike.api.remote import find_server
-
         asked: dict[str, Any] = {
             "face": face,
             "threshold": threshold,

@@ -18,6 +18,7 @@ import typer
 from lookalike.api import results
 from lookalike.api.console import errors_to_exit, print_json, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
+from lookalike.api.remote import naming_server
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
@@ -60,8 +61,6 @@ PersonArg = Annotated[str, typer.Argument(help="A person id (from `faces people 
 @contextmanager
 def _open(index: Path | None) -> Iterator[FaceIndex]:
     """The face index; a locked store names the running server that has it open."""
-    from lookalike.api.remote import naming_server
-
     with open_faces(index) as faces, naming_server(faces.index_dir, "`faces people`"):
         yield faces
 

@@ -15,7 +15,7 @@ import typer
 
 from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import EmbedderOpt, IndexOpt, JsonOpt, MirrorOpt, StoreOpt
-from lookalike.api.remote import local_only, open_engine, through_server
+from lookalike.api.remote import local_only, open_engine, refuse_if_served, through_server
 
 
 def index(
@@ -223,7 +223,6 @@ def migrate(
     with errors_to_exit():
         import dataclasses
 
-        from lookalike.api.console import progress_bar
         from lookalike.config import Settings
         from lookalike.engine.core import Engine
         from lookalike.errors import StoreError
@@ -234,8 +233,6 @@ def migrate(
         engine = Engine(index or settings.index, settings=settings)
         if engine.manifest is None:
             raise StoreError(f"no index at {engine.index_dir}: nothing to migrate")
-        from lookalike.api.remote import refuse_if_served
-
         refuse_if_served(engine.index_dir, "`migrate`")  # it would switch the store under it
         source_record = engine.store_record()
         dest_record = store_record(to, engine.index_dir)

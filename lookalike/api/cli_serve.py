@@ -13,6 +13,8 @@ import typer
 
 from lookalike.api.console import errors_to_exit, stderr_console
 from lookalike.api.options import IndexOpt
+from lookalike.api.remote import find_server
+from lookalike.api.server_file import local_url, new_secret, remove_record, write_record
 
 if TYPE_CHECKING:
     import socket
@@ -137,8 +139,6 @@ def serve(
                 f"{engine.index_dir}` (products) or `lookalike faces index PHOTOS --index "
                 f"{engine.index_dir}` (people) first, or pass --index"
             )
-        from lookalike.api.remote import find_server
-
         running = find_server(engine.index_dir)
         if running is not None:
             running.close()
@@ -147,8 +147,6 @@ def serve(
                 "commands on it go through that server"
             )
         con = stderr_console()
-        from lookalike.api.server_file import new_secret
-
         secret = new_secret()
         app = create_app(
             engine,
@@ -184,8 +182,6 @@ def _run_server(config: uvicorn.Config, index_dir: Path, secret: str) -> None:
     that finds the file can connect; port 0 is recorded as the port chosen) and removing it
     first thing when the server stops cleanly."""
     import uvicorn
-
-    from lookalike.api.server_file import local_url, remove_record, write_record
 
     class LocalServer(uvicorn.Server):
         record: ServerRecord | None = None
