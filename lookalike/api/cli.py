@@ -4,8 +4,8 @@ Heavy modules (numpy, onnxruntime, qdrant) are imported inside commands so `--he
 
 Here: the app, `search` (of one photo, or of several: one row each) and `similar` and their
 output. The other commands live in their group's module (`cli_index`, `cli_catalogue`, `cli_tune`,
-`cli_crawl`, `cli_isolate`, `cli_serve`, and the `models` and `faces` sub-apps) and are registered
-on the app below, in the order `lookalike --help` lists them; `remote.open_engine` opens the index.
+`cli_isolate`, `cli_serve`, and the `models` and `faces` sub-apps) and are registered on the app
+below, in the order `lookalike --help` lists them; `remote.open_engine` opens the index.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import typer
 
 from lookalike.api import (
     cli_catalogue,
-    cli_crawl,
     cli_faces,
     cli_index,
     cli_isolate,
@@ -406,7 +405,7 @@ app.command()(cli_index.delete)
 app.command(name="eval")(cli_tune.evaluate)
 app.command()(cli_tune.tune)
 app.command()(cli_catalogue.sample)
-app.command("crawl")(cli_crawl.crawl)
+app.command("crawl")(cli_catalogue.crawl)
 app.command()(cli_isolate.isolate)
 app.command()(cli_index.migrate)
 app.command()(cli_serve.serve)
