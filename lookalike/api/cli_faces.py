@@ -18,6 +18,7 @@ from lookalike.api.cli_faces_people import open_faces
 from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt, StoreOpt
 from lookalike.api.remote import find_server, naming_server
+from lookalike.errors import QueryError
 
 if TYPE_CHECKING:
     from lookalike.faces.values import FaceMatch, QueryFace
@@ -161,8 +162,6 @@ def search_cmd(
         served = find_server(faces.index_dir)  # its server may have the face index open
         if served is not None:
             if combine != "best":
-                from lookalike.errors import QueryError
-
                 raise QueryError(
                     f"--combine {combine} needs the face index itself: {served.describe()} has it "
                     "open (search one portrait through it, or stop it)"
@@ -306,8 +305,6 @@ def forget_cmd(
 ) -> None:
     """Delete face vectors of a PHOTO or a --person, and compact the index so they leave the disk."""
     with errors_to_exit():
-        from lookalike.errors import QueryError
-
         if (photo is None) == (person is None):
             raise QueryError("name exactly one: a PHOTO or --person ID")
         if person is not None and not yes:

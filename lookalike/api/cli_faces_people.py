@@ -19,6 +19,7 @@ from lookalike.api import results
 from lookalike.api.console import errors_to_exit, print_json, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
 from lookalike.api.remote import naming_server
+from lookalike.errors import QueryError
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
@@ -41,7 +42,6 @@ def open_faces(
     from pydantic import ValidationError
 
     from lookalike.config import Settings
-    from lookalike.errors import QueryError
     from lookalike.faces.index import FaceIndex
     from lookalike.faces.settings import FaceSettings
 
@@ -104,7 +104,6 @@ def list_cmd(
 def photos_cmd(person: PersonArg, index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """The photos PERSON is in (with the face's box)."""
     with errors_to_exit(), _open(index) as faces:
-        from lookalike.errors import QueryError
         from lookalike.faces.people import list_people
 
         found = [p for p in list_people(faces, include_hidden=True) if p.person_id == person]

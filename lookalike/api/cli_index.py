@@ -16,6 +16,7 @@ import typer
 from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import EmbedderOpt, IndexOpt, JsonOpt, MirrorOpt, StoreOpt
 from lookalike.api.remote import local_only, open_engine, refuse_if_served, through_server
+from lookalike.errors import CatalogueError, IndexDamagedError, StoreError
 
 
 def index(
@@ -120,8 +121,6 @@ def index(
                     "that could be indexed (see the skipped files above); they cannot be found"
                 )
         if nothing:
-            from lookalike.errors import CatalogueError
-
             raise CatalogueError(
                 f"none of the {summary.items_in_catalogue} items of {catalogue} has a photo that "
                 "could be indexed" + (" (see the skipped files above)" if not as_json else "")
@@ -133,7 +132,6 @@ def verify(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     every vector read back (finite, unit length, centroids the mean of their views). Exit code 8
     when something is damaged (`lookalike index CATALOGUE --repair` rebuilds it)."""
     from lookalike.engine.integrity import repair_hint
-    from lookalike.errors import IndexDamagedError
 
     with errors_to_exit(), local_only(open_engine(index), "`verify`") as engine:
         report = engine.verify()
@@ -221,11 +219,8 @@ def migrate(
     then record that store in the index so later commands use it. Safe to rerun after a failure:
     point ids are kept, so a rerun converges without duplicates. The source is never modified."""
     with errors_to_exit():
-        import dataclasses
-
         from lookalike.config import Settings
         from lookalike.engine.core import Engine
-        from lookalike.errors import StoreError
         from lookalike.store.migrate import migrate as copy_points
         from lookalike.store.registry import same_store, store_record
 

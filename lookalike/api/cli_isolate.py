@@ -10,6 +10,7 @@ import typer
 
 from lookalike.api.console import errors_to_exit, print_json, stderr_console
 from lookalike.api.options import JsonOpt
+from lookalike.errors import QueryError
 
 if TYPE_CHECKING:
     from lookalike.pipeline.isolate import Garment
@@ -59,7 +60,6 @@ def isolate(
 
     with errors_to_exit():
         from lookalike.config import Settings
-        from lookalike.errors import QueryError
         from lookalike.pipeline.decode import load_image
         from lookalike.pipeline.detect import YoloxDetector, parse_labels
         from lookalike.pipeline.isolate import Isolator, parse_box
@@ -140,8 +140,6 @@ def isolate(
 
 
 def _colour(text: str) -> tuple[int, int, int]:
-    from lookalike.errors import QueryError
-
     named = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128)}
     if text.lower() in named:
         return named[text.lower()]

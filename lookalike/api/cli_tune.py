@@ -7,6 +7,7 @@ engine loads inside the commands.
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ import typer
 from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import EmbedderOpt, IndexOpt, JsonOpt, MirrorOpt, StoreOpt
 from lookalike.api.remote import local_only, open_engine
+from lookalike.errors import CatalogueError
 
 if TYPE_CHECKING:
     from lookalike.engine.adapted import TuneOutcome
@@ -157,15 +159,11 @@ def tune(
     --train fine-tunes the network itself; --reset goes back to the base network."""
     rows = None
     if pairs is not None:
-        import csv
-
         with errors_to_exit():
             try:
                 with open(pairs, newline="") as fh:
                     rows = [(r["image"], r["item_id"]) for r in csv.DictReader(fh)]
             except (OSError, KeyError) as exc:
-                from lookalike.errors import CatalogueError
-
                 raise CatalogueError(f"cannot read pairs {pairs}: {exc}") from exc
     if train or reset:
         with errors_to_exit(), local_only(open_engine(index), "`tune`") as engine:

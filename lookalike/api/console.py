@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from lookalike.errors import LookalikeError
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import ProgressColumn, TaskID
@@ -31,8 +33,6 @@ def errors_to_exit() -> Iterator[None]:
 
     Anything else propagates: an unexpected exception is a bug and its traceback is wanted.
     """
-    from lookalike.errors import LookalikeError
-
     try:
         yield
     except LookalikeError as exc:
