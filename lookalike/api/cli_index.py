@@ -77,7 +77,6 @@ def index(
         views = {"detect": detect, "isolate": isolate, "labels": labels}
         restored = None
         if repair:  # before the engine reads lookalike.json, which may be what is damaged
-            from lookalike.api.remote import refuse_if_served
             from lookalike.config import Settings
             from lookalike.engine.integrity import repair_manifest
 

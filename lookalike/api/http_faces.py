@@ -338,17 +338,16 @@ def people_router(
                 crops.popitem(last=False)
         return data
 
-    async def change(
-        key: str | None, fn: Callable[..., object], *args: object, **kw: object
-    ) -> object:
-        """`fn` applied to the book on a worker thread, once `key` is checked."""
-        from lookalike.faces.people import change_book
+    async def change(key: str | None, what: str, /, *args: object, **kw: object) -> object:
+        """`lookalike.faces.people.<what>(book, *args, **kw)` (rename, merge, split, hide) applied
+        to the book on a worker thread, once `key` is checked (as `faces people` does)."""
+        from lookalike.faces import people
 
         check_key(key)
 
         def locked() -> object:
             with write_lock:  # one change at a time in this process; the folder lock for others
-                return change_book(faces(), fn, *args, **kw)
+                return people.change_book(faces(), getattr(people, what), *args, **kw)
 
         return await anyio.to_thread.run_sync(locked)
 
@@ -383,33 +382,25 @@ def people_router(
     @router.post("/api/faces/people/{person}/name")
     async def name_person(person: str, body: NameIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """Name a person (kept across re-indexing); null or "" removes the name."""
-        from lookalike.faces.people import rename
-
-        await change(x_api_key, rename, person, body.name)
+        await change(x_api_key, "rename", person, body.name)
         return {"person": person, "name": (body.name or "").strip() or None}
 
     @router.post("/api/faces/people/merge")
     async def merge_people(body: MergeIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """The `others` are the same person as `into`: one person from now on."""
-        from lookalike.faces.people import merge
-
-        await change(x_api_key, merge, body.into, body.others)
+        await change(x_api_key, "merge", body.into, body.others)
         return {"person": body.into, "merged": body.others}
 
     @router.post("/api/faces/people/split")
     async def split_faces(body: SplitIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """Take wrongly grouped faces out of their person: they become a new person."""
-        from lookalike.faces.people import split
-
-        new = await change(x_api_key, split, body.face_ids, name=body.name)
+        new = await change(x_api_key, "split", body.face_ids, name=body.name)
         return {"person": new, "face_ids": body.face_ids, "name": body.name}
 
     @router.post("/api/faces/people/{person}/hide")
     async def hide_person(person: str, body: HideIn, x_api_key: KeyHeader = None) -> dict[str, Any]:
         """Hide a person from the list (their faces stay searchable), or show them again."""
-        from lookalike.faces.people import hide
-
-        await change(x_api_key, hide, person, body.hidden)
+        await change(x_api_key, "hide", person, body.hidden)
         return {"person": person, "hidden": body.hidden}
 
     return router
