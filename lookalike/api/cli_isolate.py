@@ -13,6 +13,7 @@ from lookalike.api.options import JsonOpt
 from lookalike.errors import QueryError
 
 if TYPE_CHECKING:
+    from lookalike.pipeline.detect import Detection
     from lookalike.pipeline.isolate import Garment
     from lookalike.pipeline.isolate import Mode as IsolateMode
 
@@ -106,27 +107,16 @@ def isolate(
         if debug is not None:
             debug.parent.mkdir(parents=True, exist_ok=True)
             draw_overlay(image, result).save(debug)
-        chosen = result.chosen
+        whole = {"label": "image", "score": 1.0, "box": [0, 0, *image.size]}
         info: dict[str, Any] = {  # the --json payload
             "output": str(output),
             "debug": str(debug) if debug else None,
             "isolate": mode,
-            "object": (
-                {
-                    "label": chosen.label,
-                    "score": round(chosen.score, 4),
-                    "box": chosen.box.as_list(),
-                }
-                if chosen
-                else {"label": "image", "score": 1.0, "box": [0, 0, *image.size]}
-            ),
+            "object": _detection_json(result.chosen) if result.chosen else whole,
             "region": cut.box.as_list(),
             "coverage": round(cut.coverage, 4),
             "size": list(written.size),
-            "detections": [
-                {"label": d.label, "score": round(d.score, 4), "box": d.box.as_list()}
-                for d in result.detections
-            ],
+            "detections": [_detection_json(d) for d in result.detections],
         }
         if as_json:
             print_json(info)
@@ -150,3 +140,7 @@ def _colour(text: str) -> tuple[int, int, int]:
     if not all(0 <= v <= 255 for v in (r, g, b)):
         raise QueryError(f"--background values must be 0-255, got {text!r}")
     return r, g, b
+
+
+def _detection_json(d: Detection) -> dict[str, Any]:
+    return {"label": d.label, "score": round(d.score, 4), "box": d.box.as_list()}

@@ -9,7 +9,7 @@
     GET    /api/items/{id}        one item: fields and image URLs
     POST   /api/items             add or replace an item (JSON, or multipart with photos)  [API key]
     DELETE /api/items/{id}        remove an item (and its uploads)                         [API key]
-                                  Without --api-key writes are off (403): `api/auth.py`.
+                                  Without --api-key writes are off (403): `http_state.WriteAccess`.
     GET    /api/images/{path}     a catalogue image (only files the index records) [?size=N thumbnail]
     GET    /api/stats             items, views, model, index size, filterable fields
     GET    /api/facets?field=...  value -> number of items, for a keyword field
@@ -63,7 +63,6 @@ from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from lookalike.api.auth import WriteAccess
 from lookalike.api.http_errors import (
     DEFAULT_MAX_UPLOAD,
     FORM_OVERHEAD,
@@ -75,7 +74,7 @@ from lookalike.api.http_faces import face_index_stats, faces_router
 from lookalike.api.http_items import item_out, items_router
 from lookalike.api.http_schemas import ERROR_RESPONSES, HealthOut
 from lookalike.api.http_search import search_router
-from lookalike.api.http_state import AppState
+from lookalike.api.http_state import AppState, WriteAccess
 from lookalike.errors import LookalikeError, QueryError
 
 if TYPE_CHECKING:
@@ -105,7 +104,7 @@ def create_app(
     """The HTTP API and web page over `engine` (which the app uses but does not close).
 
     api_key: when set, adding and deleting items needs header `X-API-Key: <api_key>`; without
-        it (or with `read_only`) every write is answered 403 (see `lookalike.api.auth`).
+        it (or with `read_only`) every write is answered 403 (see `http_state.WriteAccess`).
     max_upload_bytes: largest photo accepted; a request body may exceed it by FORM_OVERHEAD.
     catalogue_root: folder that relative image paths in `POST /api/items` refer to (local paths
         elsewhere are refused; without a root only URLs and uploads are accepted); image URLs are

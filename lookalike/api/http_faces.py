@@ -30,9 +30,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from lookalike.api.auth import KeyHeader
 from lookalike.api.http_schemas import MAX_K, ChooseFaceOut, ErrorOut, FaceSearchOut
-from lookalike.api.http_state import AppState
+from lookalike.api.http_state import AppState, KeyHeader
 from lookalike.api.results import person_json
 from lookalike.api.served_files import THUMB_SIZES, image_response
 

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from lookalike.api.auth import KeyHeader
 from lookalike.api.http_schemas import (
     NO_SUCH_ITEM,
     WRITE_REFUSED,
@@ -17,7 +16,7 @@ from lookalike.api.http_schemas import (
     ItemOut,
     ItemWriteOut,
 )
-from lookalike.api.http_state import AppState
+from lookalike.api.http_state import AppState, KeyHeader
 from lookalike.api.results import display_fields
 from lookalike.api.served_files import THUMB_SIZES, image_response
 from lookalike.errors import QueryError

@@ -40,7 +40,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from lookalike.api.auth import KeyHeader
+from lookalike.api.http_state import KeyHeader
 from lookalike.errors import LookalikeError, QueryError
 
 if TYPE_CHECKING:
