@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -45,7 +45,6 @@ def evaluate(
     evaluation must not write into the user's default index (`./lookalike-index`)."""
     with errors_to_exit():
         import tempfile
-        from contextlib import ExitStack
 
         from lookalike.evaluation.run import run_evaluation
 

@@ -7,6 +7,7 @@ to 413, a photo that is not an image to 415, a decompression bomb or corrupt pho
 
 import logging
 from collections.abc import Mapping
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -65,8 +66,6 @@ def _error(
 
 def _http_kind(status: int) -> str:
     """`not_found`, `unauthorized` ... from the status code's reason phrase."""
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:

@@ -20,8 +20,10 @@ import io
 import os
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
@@ -268,8 +270,6 @@ def people_router(
     """The routes above. faces: the face index (blocking; StoreError when there is none);
     check_key: raises 401 for a missing or wrong key; photo_url: where a browser loads a photo
     of the face index (None when it cannot)."""
-    from dataclasses import replace
-
     router = APIRouter(tags=["faces"])
     # Face pictures are small: a JPEG decoded at reduced size (>= 1024 px) is plenty.
     limits = replace(limits, draft_size=1024)
@@ -407,8 +407,6 @@ def people_router(
 
 def _looks_like_id(face_id: str) -> bool:
     """Point ids are UUIDs: anything else cannot be one (and is not sent to the store)."""
-    import uuid
-
     try:
         uuid.UUID(face_id)
     except ValueError:

@@ -23,7 +23,7 @@ import hmac
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar, TypeVarTuple
 
@@ -196,8 +196,6 @@ class AppState:
         return data
 
     def decode(self, data: bytes, *, full_size: bool = False) -> Image.Image:
-        from dataclasses import replace
-
         from lookalike.pipeline.decode import decode_image
 
         limits = replace(self.decode_limits, draft_size=None) if full_size else self.decode_limits
