@@ -196,8 +196,6 @@ def index_router(state: AppState) -> APIRouter:
     """`/api/stats`, `/api/facets` and `/healthz` over `state`."""
     router = APIRouter()
 
-    # -- information -----------------------------------------------------------------------------
-
     @router.get("/api/stats", tags=["index"])
     async def stats() -> dict[str, Any]:
         """Items, views, model, index size and filterable fields (name -> keyword/float/bool)."""

@@ -190,15 +190,13 @@ class IndexJobs:
             )
         else:
             done = asdict(summary)
-            self._update(
-                job_id, lambda j: replace(j, state="done", summary=done, finished=time.time())
-            )
+            now = time.time()
+            self._update(job_id, lambda j: replace(j, state="done", summary=done, finished=now))
 
     def _fail(self, job_id: str, detail: str, kind: str) -> None:
         error = {"detail": detail, "error": kind}
-        self._update(
-            job_id, lambda j: replace(j, state="failed", error=error, finished=time.time())
-        )
+        now = time.time()
+        self._update(job_id, lambda j: replace(j, state="failed", error=error, finished=now))
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
