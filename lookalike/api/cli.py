@@ -2,34 +2,45 @@
 
 Heavy modules (numpy, onnxruntime, qdrant) are imported inside commands so `--help` is instant.
 
-Here: the app, `search` and `similar` and their output. The other commands live in their group's
-module (`cli_index`, `cli_catalogue`, `cli_tune`, `cli_crawl`, `cli_isolate`, `cli_migrate`,
-`cli_serve`, and the `models` and `faces` sub-apps) and are registered on the app below, in the
-order `lookalike --help` lists them; `cli_engine` opens the index for them.
+Here: the app, `search` (of one photo, or of several: one row each) and `similar` and their
+output. The other commands live in their group's module (`cli_index`, `cli_catalogue`, `cli_tune`,
+`cli_isolate`, `cli_serve`, and the `models` and `faces` sub-apps) and are registered on the app
+below, in the order `lookalike --help` lists them; `remote.open_engine` opens the index.
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lookalike.api import (
     cli_catalogue,
-    cli_crawl,
     cli_faces,
     cli_index,
     cli_isolate,
-    cli_migrate,
     cli_models,
     cli_serve,
     cli_tune,
 )
-from lookalike.api.cli_engine import open_engine, through_server
 from lookalike.api.console import errors_to_exit, print_json
 from lookalike.api.options import IndexOpt, JsonOpt, KOpt, MirrorOpt, ModeOpt, StoreOpt, WhereOpt
+from lookalike.api.remote import ServedIndex, open_engine, through_server
 from lookalike.api.results import result_json
+from lookalike.errors import DecodeError, QueryError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from lookalike.engine.records import SearchResult
+    from lookalike.types import ProductHit
 
 app = typer.Typer(
     name="lookalike",
@@ -91,8 +102,6 @@ def search(
     from lookalike.engine import wiring
 
     with errors_to_exit():
-        from lookalike.errors import QueryError
-
         photo = photos[0] if photos and len(photos) == 1 else None
         if photos and (len(photos) > 1 or fmt is not None or Path(photos[0]).is_dir()):
             _search_many(photos, fmt or ("json" if as_json else "table"), text, k, where, mode,
@@ -102,17 +111,6 @@ def search(
             raise QueryError("give a PHOTO, --text WORDS, or both")
         region = _parse_box(box, box_units) if box else None
         with through_server(open_engine(index, mirror=models_mirror, store=store)) as engine:
-            query: Any = photo
-            units: dict[str, Any] = {}
-            if region is not None and box_units == "fraction" and photo is not None:
-                if hasattr(engine, "describe"):  # a running server takes fractions itself
-                    units = {"box_units": "fraction"}
-                else:
-                    from lookalike.pipeline.decode import load_image
-
-                    query = load_image(photo, wiring.limits(engine.settings)).image
-                    w, h = query.size
-                    region = (region[0] * w, region[1] * h, region[2] * w, region[3] * h)
             if photo is None:
                 result = engine.search_text(text or "", k=k, where=where)
             elif all_objects:
@@ -126,7 +124,18 @@ def search(
                     for r in results:
                         _print_hits(r)
                 return
+            elif isinstance(engine, ServedIndex):  # a running server takes fractions itself
+                result = engine.search(
+                    photo, k=k, where=where, mode=mode, box=region, text=text, box_units=box_units
+                )
             else:
+                query: str | Image.Image = photo
+                if region is not None and box_units == "fraction":
+                    from lookalike.pipeline.decode import load_image
+
+                    query = load_image(photo, wiring.limits(engine.settings)).image
+                    w, h = query.size
+                    region = (region[0] * w, region[1] * h, region[2] * w, region[3] * h)
                 result = engine.search(
                     query,
                     k=k,
@@ -134,7 +143,6 @@ def search(
                     mode=mode,  # type: ignore[arg-type]  # --mode is a str: the engine checks it
                     box=region,
                     text=text,
-                    **units,
                 )
         _output(result, as_json)
 
@@ -152,23 +160,36 @@ def _search_many(
     store: str | None,
     models_mirror: Path | None,
 ) -> None:
-    """`search` of several photos or folders (`lookalike.api.cli_batch`)."""
-    from lookalike.api import cli_batch
-    from lookalike.errors import QueryError
+    """`lookalike search FOLDER` / several photos: every photo searched in one command, one row
+    each.
 
+    Formats (`--format`):
+    - `table`: one row per photo with its best item (similarity, match, title); failures in red.
+    - `json`: JSON Lines, one object per photo, written as each photo is searched: `photo`,
+      `error` (null, or why the photo could not be searched) and, when it was, the fields of
+      `search PHOTO --json` (`results`, `match`, `mode` ...).
+    - `csv`: a header, then one row per result: `photo, rank, item_id, similarity, match, title,
+      error` (`-k 1`: one row per photo); a photo that failed has one row with only `error`.
+    - `paths`: the best item's image path (or URL), one line per searched photo, nothing else on
+      stdout, so `lookalike search shots/ --format paths | xargs ...` works; failures go to
+      stderr.
+
+    A photo that cannot be decoded (or read) is reported with its reason and the others are still
+    searched; the exit code is then DecodeError's (3), after all output, so scripts notice.
+    """
     if box or all_objects:
         raise QueryError("--box and --all-objects search one photo; give a single PHOTO")
-    if fmt not in cli_batch.FORMATS:
-        raise QueryError(f"unknown format {fmt!r}; use one of {', '.join(cli_batch.FORMATS)}")
-    queries = cli_batch.expand_photos(photos)
+    if fmt not in FORMATS:
+        raise QueryError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    queries = expand_photos(photos)
     with through_server(open_engine(index, mirror=models_mirror, store=store)) as engine:
 
-        def one(photo: str) -> Any:
+        def one(photo: str) -> SearchResult:
             return engine.search(photo, k=k, where=where, mode=mode, text=text)  # type: ignore[arg-type]  # --mode is a str: the engine checks it
 
-        failed = cli_batch.write_outcomes(cli_batch.search_each(queries, one), fmt, result_json)
-    if failed:
-        raise cli_batch.failed_error(failed, len(queries))
+        failed = write_outcomes(search_each(queries, one), fmt)
+    if failed:  # after all output
+        raise DecodeError(f"{failed} of {len(queries)} photos could not be searched (see above)")
 
 
 def similar(
@@ -203,8 +224,6 @@ def similar(
 
 
 def _parse_box(text: str, units: str = "px") -> tuple[float, float, float, float]:
-    from lookalike.errors import QueryError
-
     if units not in ("px", "fraction"):
         raise QueryError(f"--box-units is px or fraction, got {units!r}")
     try:
@@ -216,7 +235,7 @@ def _parse_box(text: str, units: str = "px") -> tuple[float, float, float, float
     return x1, y1, x2, y2
 
 
-def _output(result: Any, as_json: bool) -> None:
+def _output(result: SearchResult, as_json: bool) -> None:
     if as_json:
         print_json(result_json(result))
     else:
@@ -230,7 +249,7 @@ _MATCH_STYLE = {
 }
 
 
-def _print_hits(result: Any) -> None:
+def _print_hits(result: SearchResult) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -242,7 +261,7 @@ def _print_hits(result: Any) -> None:
     for col in ("#", "item", score_col, *(("match",) if judged else ()), "title", "image"):
         table.add_column(col)
     for i, h in enumerate(result.hits, 1):
-        title = str(h.fields.get("title", h.fields.get("name", "")))
+        title = _title(h)
         shown = f"{h.similarity_percent:.1f} %" if result.score == "cosine" else f"{h.score:.3f}"
         match = (_MATCH_STYLE.get(h.match or "", h.match or ""),) if judged else ()
         table.add_row(str(i), h.item_id, shown, *match, title, Path(h.image).name)
@@ -254,6 +273,122 @@ def _print_hits(result: Any) -> None:
         )
     con.print(table)
     con.print(", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items()), style="dim")
+
+
+# -- several photos (`_search_many`) ------------------------------------------------------------
+
+FORMATS = ("table", "json", "csv", "paths")
+
+
+@dataclass(frozen=True)
+class PhotoOutcome:
+    """One query photo's search: its result, or the error that stopped it."""
+
+    photo: str
+    result: SearchResult | None = None
+    error: str | None = None
+
+
+def expand_photos(sources: Sequence[str]) -> list[str]:
+    """The query photos: files and URLs as given, folders replaced by the images under them
+    (recursively, sorted, hidden files skipped, as `lookalike index FOLDER` picks them). A
+    missing path stays in the list: its search reports it."""
+    from lookalike.catalog.folder import is_image_name
+
+    photos: list[str] = []
+    for source in sources:
+        if not Path(source).is_dir():
+            photos.append(source)
+            continue
+        found: list[str] = []
+        for root, dirs, files in os.walk(source):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found.extend(os.path.join(root, f) for f in files if is_image_name(f))
+        if not found:
+            raise QueryError(f"no images in folder {source}")
+        photos.extend(sorted(found))
+    return photos
+
+
+def search_each(
+    photos: Sequence[str], search: Callable[[str], SearchResult]
+) -> Iterator[PhotoOutcome]:
+    """`search(photo)` for each photo, in order; a photo's DecodeError becomes its outcome's
+    error (other errors, e.g. a bad filter or a missing index, stop the run: they would fail
+    every photo alike)."""
+    for photo in photos:
+        try:
+            yield PhotoOutcome(photo, result=search(photo))
+        except DecodeError as exc:
+            yield PhotoOutcome(photo, error=str(exc))
+
+
+def write_outcomes(outcomes: Iterator[PhotoOutcome], fmt: str) -> int:
+    """Write every outcome to stdout in `fmt` (one of FORMATS); the number of photos that failed."""
+    failed = 0
+    rows: list[PhotoOutcome] = []
+    writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(["photo", "rank", "item_id", "similarity", "match", "title", "error"])
+    for out in outcomes:
+        failed += out.error is not None
+        result = out.result
+        if fmt == "json":
+            body = result_json(result) if result is not None else {}
+            print(json.dumps({"photo": out.photo, "error": out.error, **body}, default=str))
+        elif fmt == "table":
+            rows.append(out)
+        elif result is None:  # csv or paths: the photo failed
+            if writer is not None:
+                writer.writerow([out.photo, "", "", "", "", "", out.error])
+            else:
+                print(f"{out.photo}: {out.error}", file=sys.stderr)
+        elif writer is not None:
+            for rank, hit in enumerate(result.hits, 1):
+                writer.writerow(
+                    [out.photo, rank, hit.item_id, _similarity(result, hit), hit.match or "",
+                     _title(hit), ""]
+                )  # fmt: skip
+        elif result.hits:
+            print(result.hits[0].image)
+        sys.stdout.flush()
+    if fmt == "table":
+        _table(rows)
+    return failed
+
+
+def _title(hit: ProductHit) -> str:
+    return str(hit.fields.get("title", hit.fields.get("name", "")))
+
+
+def _similarity(result: SearchResult, hit: ProductHit) -> str:
+    return f"{hit.similarity_percent:.1f}" if result.score == "cosine" else ""
+
+
+def _table(rows: Sequence[PhotoOutcome]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"best item for each of {len(rows)} photos")
+    for col in ("photo", "item", "similar", "match", "title"):
+        table.add_column(col, overflow="fold")  # whole paths, wrapped, even in 80 columns
+    for out in rows:
+        if out.result is None:
+            table.add_row(escape(out.photo), f"[red]{escape(out.error or '')}[/red]", "", "", "")
+        elif not out.result.hits:
+            table.add_row(escape(out.photo), "(no result)", "", "", "")
+        else:
+            hit = out.result.hits[0]
+            shown = _similarity(out.result, hit)
+            table.add_row(
+                escape(out.photo),
+                escape(hit.item_id),
+                f"{shown} %" if shown else f"{hit.score:.3f}",
+                hit.match or "",
+                escape(_title(hit)),
+            )
+    Console().print(table)
 
 
 # Every command, in the order `lookalike --help` lists them (the groups last). The modules are
@@ -270,9 +405,9 @@ app.command()(cli_index.delete)
 app.command(name="eval")(cli_tune.evaluate)
 app.command()(cli_tune.tune)
 app.command()(cli_catalogue.sample)
-app.command("crawl")(cli_crawl.crawl)
+app.command("crawl")(cli_catalogue.crawl)
 app.command()(cli_isolate.isolate)
-app.command()(cli_migrate.migrate)
+app.command()(cli_index.migrate)
 app.command()(cli_serve.serve)
 app.add_typer(cli_models.app, name="models")
 app.add_typer(cli_faces.app, name="faces")

@@ -7,8 +7,9 @@ imported inside the commands so that `lookalike --help` stays instant.
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,7 +17,11 @@ from lookalike.api.cli_faces_people import app as people_app
 from lookalike.api.cli_faces_people import open_faces
 from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt, StoreOpt
-from lookalike.api.remote import naming_server
+from lookalike.api.remote import find_server, naming_server
+from lookalike.errors import QueryError
+
+if TYPE_CHECKING:
+    from lookalike.faces.values import FaceMatch, QueryFace
 
 app = typer.Typer(
     help="Find people: index the faces of photos, search them with a selfie, group them, forget.",
@@ -88,8 +93,6 @@ def index_cmd(
     one keeps the store it was built with.
     """
     with errors_to_exit():
-        from dataclasses import asdict
-
         with (
             open_faces(
                 index,
@@ -150,8 +153,6 @@ def search_cmd(
     """The photos that contain the person in SELFIE, best first, with the matching face's box:
     "you" (distance <= --threshold), then "maybe you" (<= --maybe-threshold)."""
     with errors_to_exit(), open_faces(index, detector=detector) as faces:
-        from lookalike.api.remote import find_server
-
         asked: dict[str, Any] = {
             "face": face,
             "threshold": threshold,
@@ -161,8 +162,6 @@ def search_cmd(
         served = find_server(faces.index_dir)  # its server may have the face index open
         if served is not None:
             if combine != "best":
-                from lookalike.errors import QueryError
-
                 raise QueryError(
                     f"--combine {combine} needs the face index itself: {served.describe()} has it "
                     "open (search one portrait through it, or stop it)"
@@ -206,21 +205,12 @@ def search_cmd(
             con.print("no photo of this person in the index", style="yellow")
 
 
-def _query_face_json(f: Any) -> dict[str, Any]:
+def _query_face_json(f: QueryFace) -> dict[str, Any]:
     return {"face": f.number, "box": list(f.box), "det_score": f.det_score, "size": f.face_size}
 
 
-def _match_json(m: Any) -> dict[str, Any]:
-    return {
-        "tier": m.tier,
-        "photo": m.photo,
-        "box": list(m.box),
-        "distance": m.distance,
-        "similarity": m.similarity,
-        "face_id": m.face_id,
-        "det_score": m.det_score,
-        "face_size": m.face_size,
-    }
+def _match_json(m: FaceMatch) -> dict[str, Any]:
+    return {"tier": m.tier, **asdict(m), "box": list(m.box)}  # tier first, as it always was
 
 
 @app.command("detect")
@@ -315,8 +305,6 @@ def forget_cmd(
 ) -> None:
     """Delete face vectors of a PHOTO or a --person, and compact the index so they leave the disk."""
     with errors_to_exit():
-        from lookalike.errors import QueryError
-
         if (photo is None) == (person is None):
             raise QueryError("name exactly one: a PHOTO or --person ID")
         if person is not None and not yes:
@@ -328,13 +316,7 @@ def forget_cmd(
         with open_faces(index) as faces, naming_server(faces.index_dir, "`faces forget`"):
             done = faces.forget_photo(photo) if photo is not None else faces.forget_person(person)  # type: ignore[arg-type]  # person is given: exactly one is (checked above)
         if as_json:
-            print_json(
-                {
-                    "faces_deleted": done.faces_deleted,
-                    "photos": list(done.photos),
-                    "disk_bytes": done.disk_bytes,
-                }
-            )
+            print_json(asdict(done))
             return
         stderr_console().print(
             f"[green]forgot[/green] {done.faces_deleted} face(s) in {len(done.photos)} photo(s); "

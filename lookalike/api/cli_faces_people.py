@@ -18,9 +18,12 @@ import typer
 from lookalike.api import results
 from lookalike.api.console import errors_to_exit, print_json, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt
+from lookalike.api.remote import naming_server
+from lookalike.errors import QueryError
 
 if TYPE_CHECKING:
     from lookalike.faces.index import FaceIndex
+    from lookalike.faces.people import PersonView
 
 app = typer.Typer(
     help="People in the face index: list, name, merge, split a wrong face out, hide.",
@@ -28,13 +31,17 @@ app = typer.Typer(
 )
 
 
-def open_faces(index: Path | None, *, store: str | None = None, **overrides: Any) -> FaceIndex:
+def open_faces(
+    index: Path | None,
+    *,
+    store: str | None = None,
+    **overrides: Any,  # Any: flags pydantic checks
+) -> FaceIndex:
     """The face index at `index` with these FaceSettings overrides (None: not given); `store`:
     its `--store` (None: what the index records, else edge)."""
     from pydantic import ValidationError
 
     from lookalike.config import Settings
-    from lookalike.errors import QueryError
     from lookalike.faces.index import FaceIndex
     from lookalike.faces.settings import FaceSettings
 
@@ -52,15 +59,13 @@ PersonArg = Annotated[str, typer.Argument(help="A person id (from `faces people 
 
 
 @contextmanager
-def _open(index: Path | None) -> Iterator[Any]:
+def _open(index: Path | None) -> Iterator[FaceIndex]:
     """The face index; a locked store names the running server that has it open."""
-    from lookalike.api.remote import naming_server
-
     with open_faces(index) as faces, naming_server(faces.index_dir, "`faces people`"):
         yield faces
 
 
-def person_json(p: Any) -> dict[str, Any]:
+def person_json(p: PersonView) -> dict[str, Any]:
     return {
         **results.person_json(p),
         "cover": {"photo": p.cover.photo, "box": list(p.cover.box), "face_id": p.cover.face_id},
@@ -99,7 +104,6 @@ def list_cmd(
 def photos_cmd(person: PersonArg, index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """The photos PERSON is in (with the face's box)."""
     with errors_to_exit(), _open(index) as faces:
-        from lookalike.errors import QueryError
         from lookalike.faces.people import list_people
 
         found = [p for p in list_people(faces, include_hidden=True) if p.person_id == person]
@@ -118,7 +122,7 @@ def photos_cmd(person: PersonArg, index: IndexOpt = None, as_json: JsonOpt = Fal
             typer.echo(f"{f.photo}\t{[round(v) for v in f.box]}")
 
 
-def _change(index: Path | None, change: str, *args: Any, **kw: Any) -> Any:
+def _change(index: Path | None, change: str, *args: object, **kw: object) -> object:
     """`lookalike.faces.people.<change>(*args, **kw)` applied to the face index's book."""
     with errors_to_exit(), _open(index) as faces:
         from lookalike.faces import people as pp

@@ -1,4 +1,5 @@
-"""`lookalike index`, `verify`, `stats`, `delete`: write, check and describe an index.
+"""`lookalike index`, `verify`, `stats`, `delete`: write, check and describe an index; `migrate`:
+move its points to another store (embedded shard -> Qdrant cluster, and back).
 
 Registered on the app by `lookalike.api.cli`. Light at import (typer and the console only): the
 engine loads inside the commands.
@@ -12,9 +13,10 @@ from typing import Annotated
 
 import typer
 
-from lookalike.api.cli_engine import local_only, open_engine, through_server
 from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import EmbedderOpt, IndexOpt, JsonOpt, MirrorOpt, StoreOpt
+from lookalike.api.remote import local_only, open_engine, refuse_if_served, through_server
+from lookalike.errors import CatalogueError, IndexDamagedError, StoreError
 
 
 def index(
@@ -75,7 +77,6 @@ def index(
         views = {"detect": detect, "isolate": isolate, "labels": labels}
         restored = None
         if repair:  # before the engine reads lookalike.json, which may be what is damaged
-            from lookalike.api.remote import refuse_if_served
             from lookalike.config import Settings
             from lookalike.engine.integrity import repair_manifest
 
@@ -119,8 +120,6 @@ def index(
                     "that could be indexed (see the skipped files above); they cannot be found"
                 )
         if nothing:
-            from lookalike.errors import CatalogueError
-
             raise CatalogueError(
                 f"none of the {summary.items_in_catalogue} items of {catalogue} has a photo that "
                 "could be indexed" + (" (see the skipped files above)" if not as_json else "")
@@ -132,7 +131,6 @@ def verify(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     every vector read back (finite, unit length, centroids the mean of their views). Exit code 8
     when something is damaged (`lookalike index CATALOGUE --repair` rebuilds it)."""
     from lookalike.engine.integrity import repair_hint
-    from lookalike.errors import IndexDamagedError
 
     with errors_to_exit(), local_only(open_engine(index), "`verify`") as engine:
         report = engine.verify()
@@ -184,3 +182,96 @@ def delete(
         f"removed {len(removed)} item(s)"
         + (f"; not in the index: {', '.join(missing)}" if missing else "")
     )
+
+
+def migrate(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="Destination store: qdrant://HOST:6333/COLLECTION, qdrants://..., "
+            "qdrant+local://PATH#COLLECTION or edge. API key: $LOOKALIKE_QDRANT_API_KEY.",
+        ),
+    ],
+    index: IndexOpt = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Points per write request.")
+    ] = 256,
+    delete_extra: Annotated[
+        bool,
+        typer.Option(
+            "--delete-extra",
+            help="Also delete points the destination has and the index does not (exact copy).",
+        ),
+    ] = False,
+    keep_manifest: Annotated[
+        bool,
+        typer.Option(
+            "--keep-manifest",
+            help="Copy only: leave the index pointing at its current store (default: point it at "
+            "the destination once the copy is complete).",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy every point of an index (vectors, payloads, payload indexes) to the store --to names,
+    then record that store in the index so later commands use it. Safe to rerun after a failure:
+    point ids are kept, so a rerun converges without duplicates. The source is never modified."""
+    with errors_to_exit():
+        from lookalike.config import Settings
+        from lookalike.engine.core import Engine
+        from lookalike.store.migrate import migrate as copy_points
+        from lookalike.store.registry import same_store, store_record
+
+        settings = Settings()
+        engine = Engine(index or settings.index, settings=settings)
+        if engine.manifest is None:
+            raise StoreError(f"no index at {engine.index_dir}: nothing to migrate")
+        refuse_if_served(engine.index_dir, "`migrate`")  # it would switch the store under it
+        source_record = engine.store_record()
+        dest_record = store_record(to, engine.index_dir)
+        if same_store(source_record, dest_record):
+            raise StoreError(f"the index at {engine.index_dir} already lives in {to}")
+        with engine, progress_bar(not as_json) as progress:
+            source = engine.store
+            # Opened as the engine opens stores: its settings give the API key and graph settings.
+            dest = engine.open_store_at(dest_record["spec"])
+            try:
+                summary = copy_points(
+                    source,
+                    dest,
+                    batch_size=batch_size,
+                    delete_extra=delete_extra,
+                    progress=progress,
+                )
+                settle = getattr(dest, "settle", None)
+                if settle is not None:
+                    progress("optimize", 0, 0)
+                    settle()
+                copied = dest.count()
+            finally:
+                dest.close()
+        if copied < summary.points:
+            raise StoreError(
+                f"the destination holds {copied} points after copying {summary.points}: "
+                "not switching the index to it; rerun the command"
+            )
+        if not keep_manifest:
+            dataclasses.replace(engine.manifest, store=dest_record).save(engine.index_dir)
+        out = {
+            "index": str(engine.index_dir),
+            "from": source_record["spec"],
+            "to": dest_record["spec"],
+            "points": summary.points,
+            "deleted": summary.deleted,
+            "indexes": list(summary.indexes),
+            "destination_points": copied,
+            "index_now_uses": source_record["spec"] if keep_manifest else dest_record["spec"],
+        }
+        if as_json:
+            print_json(out)
+            return
+        stderr_console().print(
+            f"[green]copied[/green] {summary.points} points from {out['from']} to {out['to']} "
+            f"({copied} there now); the index now uses {out['index_now_uses']}"
+        )

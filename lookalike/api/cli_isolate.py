@@ -10,8 +10,10 @@ import typer
 
 from lookalike.api.console import errors_to_exit, print_json, stderr_console
 from lookalike.api.options import JsonOpt
+from lookalike.errors import QueryError
 
 if TYPE_CHECKING:
+    from lookalike.pipeline.detect import Detection
     from lookalike.pipeline.isolate import Garment
     from lookalike.pipeline.isolate import Mode as IsolateMode
 
@@ -59,7 +61,6 @@ def isolate(
 
     with errors_to_exit():
         from lookalike.config import Settings
-        from lookalike.errors import QueryError
         from lookalike.pipeline.decode import load_image
         from lookalike.pipeline.detect import YoloxDetector, parse_labels
         from lookalike.pipeline.isolate import Isolator, parse_box
@@ -106,27 +107,16 @@ def isolate(
         if debug is not None:
             debug.parent.mkdir(parents=True, exist_ok=True)
             draw_overlay(image, result).save(debug)
-        chosen = result.chosen
+        whole = {"label": "image", "score": 1.0, "box": [0, 0, *image.size]}
         info: dict[str, Any] = {  # the --json payload
             "output": str(output),
             "debug": str(debug) if debug else None,
             "isolate": mode,
-            "object": (
-                {
-                    "label": chosen.label,
-                    "score": round(chosen.score, 4),
-                    "box": chosen.box.as_list(),
-                }
-                if chosen
-                else {"label": "image", "score": 1.0, "box": [0, 0, *image.size]}
-            ),
+            "object": _detection_json(result.chosen) if result.chosen else whole,
             "region": cut.box.as_list(),
             "coverage": round(cut.coverage, 4),
             "size": list(written.size),
-            "detections": [
-                {"label": d.label, "score": round(d.score, 4), "box": d.box.as_list()}
-                for d in result.detections
-            ],
+            "detections": [_detection_json(d) for d in result.detections],
         }
         if as_json:
             print_json(info)
@@ -140,8 +130,6 @@ def isolate(
 
 
 def _colour(text: str) -> tuple[int, int, int]:
-    from lookalike.errors import QueryError
-
     named = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128)}
     if text.lower() in named:
         return named[text.lower()]
@@ -152,3 +140,7 @@ def _colour(text: str) -> tuple[int, int, int]:
     if not all(0 <= v <= 255 for v in (r, g, b)):
         raise QueryError(f"--background values must be 0-255, got {text!r}")
     return r, g, b
+
+
+def _detection_json(d: Detection) -> dict[str, Any]:
+    return {"label": d.label, "score": round(d.score, 4), "box": d.box.as_list()}

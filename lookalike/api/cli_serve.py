@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lookalike.api.console import errors_to_exit, stderr_console
 from lookalike.api.options import IndexOpt
+from lookalike.api.remote import find_server
+from lookalike.api.server_file import local_url, new_secret, remove_record, write_record
+
+if TYPE_CHECKING:
+    import socket
+
+    import uvicorn
+
+    from lookalike.api.server_file import ServerRecord
 
 
 def serve(
@@ -130,8 +139,6 @@ def serve(
                 f"{engine.index_dir}` (products) or `lookalike faces index PHOTOS --index "
                 f"{engine.index_dir}` (people) first, or pass --index"
             )
-        from lookalike.api.remote import find_server
-
         running = find_server(engine.index_dir)
         if running is not None:
             running.close()
@@ -140,8 +147,6 @@ def serve(
                 "commands on it go through that server"
             )
         con = stderr_console()
-        from lookalike.api.server_file import new_secret
-
         secret = new_secret()
         app = create_app(
             engine,
@@ -172,18 +177,16 @@ def serve(
                 app.state.index_jobs.shutdown()
 
 
-def _run_server(config: Any, index_dir: Path, secret: str) -> None:
+def _run_server(config: uvicorn.Config, index_dir: Path, secret: str) -> None:
     """Run uvicorn, leaving `<index>/server.json` for the CLI once the port is bound (so a CLI
     that finds the file can connect; port 0 is recorded as the port chosen) and removing it
     first thing when the server stops cleanly."""
     import uvicorn
 
-    from lookalike.api.server_file import local_url, remove_record, write_record
-
     class LocalServer(uvicorn.Server):
-        record: Any = None
+        record: ServerRecord | None = None
 
-        async def startup(self, sockets: Any = None) -> None:
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             if self.started and not self.should_exit:
                 bound = self.servers[0].sockets[0].getsockname() if self.servers else None
@@ -201,7 +204,7 @@ def _run_server(config: Any, index_dir: Path, secret: str) -> None:
                         f"({exc.strerror or exc}): the CLI cannot use this index while it is served"
                     )
 
-        async def shutdown(self, sockets: Any = None) -> None:
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             if self.record is not None:  # a CLI must not pick a server that is leaving
                 remove_record(index_dir, self.record)
                 self.record = None

@@ -9,11 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from lookalike.errors import LookalikeError
+
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import ProgressColumn, TaskID
 
 
-def print_json(data: Any) -> None:
+def print_json(data: object) -> None:
     """`data` as indented JSON on stdout: what `--json` prints."""
     typer.echo(json.dumps(data, indent=2, default=str))
 
@@ -30,8 +33,6 @@ def errors_to_exit() -> Iterator[None]:
 
     Anything else propagates: an unexpected exception is a bug and its traceback is wanted.
     """
-    from lookalike.errors import LookalikeError
-
     try:
         yield
     except LookalikeError as exc:
@@ -56,7 +57,7 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
 
 
 @contextmanager
-def stage_bars(width: int, *extra: Any) -> Iterator[Callable[..., None]]:
+def stage_bars(width: int, *extra: ProgressColumn) -> Iterator[Callable[..., None]]:
     """`update(stage, done, total, **fields)` drawing one rich bar per stage on stderr: the stage
     (right-aligned in `width`), the bar, done/total, the `extra` columns (which may show
     `fields`), elapsed and remaining time. `total` 0 means unknown (an indeterminate bar)."""
@@ -78,9 +79,9 @@ def stage_bars(width: int, *extra: Any) -> Iterator[Callable[..., None]]:
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=stderr_console(), transient=False) as bar:
-        tasks: dict[str, Any] = {}
+        tasks: dict[str, TaskID] = {}
 
-        def update(stage: str, done: int, total: int, **fields: Any) -> None:
+        def update(stage: str, done: int, total: int, **fields: Any) -> None:  # Any: for rich
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total or None, **fields)
             bar.update(tasks[stage], completed=done, total=total or None, **fields)

@@ -9,7 +9,7 @@
     GET    /api/items/{id}        one item: fields and image URLs
     POST   /api/items             add or replace an item (JSON, or multipart with photos)  [API key]
     DELETE /api/items/{id}        remove an item (and its uploads)                         [API key]
-                                  Without --api-key writes are off (403): `api/auth.py`.
+                                  Without --api-key writes are off (403): `http_state.WriteAccess`.
     GET    /api/images/{path}     a catalogue image (only files the index records) [?size=N thumbnail]
     GET    /api/stats             items, views, model, index size, filterable fields
     GET    /api/facets?field=...  value -> number of items, for a keyword field
@@ -29,7 +29,7 @@ Contracts:
   serialised by one lock, since the engine's file lock refuses a second writer even in-process.
   What an add downloads and decodes happens before the lock (`api/item_writes.py`); image URLs
   are fetched under the crawler's address checks with a whole-download deadline
-  (`api/remote_images.py`); a write whose client has gone is dropped (`api/writes.py`).
+  (`api/remote_images.py`); a write whose client has gone is dropped (`item_writes.WriteGate`).
 - Files served (`/api/images`, `/api/faces/photos`) must be listed by the index and lie, links
   resolved at request time, in an allowed folder (`api/served_files.py`); answers name files
   without the server's absolute paths.
@@ -42,26 +42,27 @@ Contracts:
 
 Modules: this one wires the app (`create_app`); `http_schemas` (pydantic models of the edge),
 `http_errors` (errors as JSON, the body limit), `http_state` (`AppState`, what the endpoints
-share), `http_files` (served images, thumbnails), and the routes by concern: `http_search`,
-`http_items`, `http_faces` (+ `http_faces_people`), `http_index`, `jobs`; `results` serialises
-search results (for the CLI's `--json` too); `lookalike.store.filters` parses both filter syntaxes;
-`lookalike.catalog.manifest` builds items from their JSON.
+share), `served_files` (served images, thumbnails), and the routes by concern: `http_search`,
+`http_items`, `http_faces` (people too), `jobs`, and here `index_router` (statistics,
+facet counts, liveness); `results` serialises search results (for the CLI's `--json` too);
+`lookalike.store.filters` parses both filter syntaxes; `lookalike.catalog.manifest` builds items
+from their JSON.
 
 Heavy modules (numpy, Pillow, the engine) are imported inside functions: importing this module stays
 cheap, so `lookalike --help` stays instant.
 """
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from lookalike.api.auth import WriteAccess
 from lookalike.api.http_errors import (
     DEFAULT_MAX_UPLOAD,
     FORM_OVERHEAD,
@@ -69,12 +70,12 @@ from lookalike.api.http_errors import (
     MiB,
     install_error_handlers,
 )
-from lookalike.api.http_faces import faces_router
-from lookalike.api.http_index import index_router
+from lookalike.api.http_faces import face_index_stats, faces_router
 from lookalike.api.http_items import item_out, items_router
-from lookalike.api.http_schemas import ERROR_RESPONSES
+from lookalike.api.http_schemas import ERROR_RESPONSES, HealthOut
 from lookalike.api.http_search import search_router
-from lookalike.api.http_state import AppState
+from lookalike.api.http_state import AppState, WriteAccess
+from lookalike.errors import LookalikeError, QueryError
 
 if TYPE_CHECKING:
     from lookalike.api.remote_images import FetchPolicy
@@ -103,7 +104,7 @@ def create_app(
     """The HTTP API and web page over `engine` (which the app uses but does not close).
 
     api_key: when set, adding and deleting items needs header `X-API-Key: <api_key>`; without
-        it (or with `read_only`) every write is answered 403 (see `lookalike.api.auth`).
+        it (or with `read_only`) every write is answered 403 (see `http_state.WriteAccess`).
     max_upload_bytes: largest photo accepted; a request body may exceed it by FORM_OVERHEAD.
     catalogue_root: folder that relative image paths in `POST /api/items` refer to (local paths
         elsewhere are refused; without a root only URLs and uploads are accepted); image URLs are
@@ -121,10 +122,9 @@ def create_app(
         this machine (`lookalike.api.server_file`): accepted in `X-API-Key` like the API key,
         and needed for index jobs on server paths (`lookalike.api.jobs`).
     """
-    from lookalike.api.item_writes import ItemWriter
+    from lookalike.api.item_writes import ItemWriter, WriteGate
     from lookalike.api.jobs import IndexJobs, jobs_router
     from lookalike.api.remote_images import FetchPolicy
-    from lookalike.api.writes import WriteGate
 
     state = AppState(engine, api_key, max_upload_bytes, catalogue_root, search_threads, faces)
     state.access = WriteAccess.from_keys([api_key], read_only=read_only, local=[local_secret])
@@ -142,7 +142,7 @@ def create_app(
         state.ready = state.engine.manifest is not None
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> Any:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(state.warm_up)
         yield
 
@@ -190,6 +190,77 @@ _PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
 }
+
+
+def index_router(state: AppState) -> APIRouter:
+    """`/api/stats`, `/api/facets` and `/healthz` over `state`."""
+    router = APIRouter()
+
+    @router.get("/api/stats", tags=["index"])
+    async def stats() -> dict[str, Any]:
+        """Items, views, model, index size and filterable fields (name -> keyword/float/bool)."""
+        return await state.read(index_stats, state)
+
+    @router.get("/api/facets", tags=["index"])
+    async def facets(
+        field: Annotated[str, Query(description="A keyword field (see /api/stats `fields`).")],
+        where: Annotated[str | None, Query()] = None,
+        filters: Annotated[str | None, Query(description="Structured filters (JSON).")] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    ) -> dict[str, Any]:
+        """Values of `field` and how many items have each, among the items matching the filters."""
+        return await state.read(facet_counts, state, field, where, filters, limit)
+
+    @router.get("/healthz", response_model=HealthOut, tags=["index"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness: answers at once, even while searches run."""
+        return {"status": "ok", "ready": state.ready}
+
+    return router
+
+
+def index_stats(state: AppState) -> dict[str, Any]:
+    state.warm_up()
+    faces = _face_count(state)
+    if state.engine.manifest is None and faces:  # a folder of faces only (`faces index`)
+        info: dict[str, Any] = {"items": 0, "views": 0, "fields": {}}
+    else:
+        info = state.engine.stats()  # no index at all: StoreError, a 503
+    embedder = state.engine.embedder
+    info.pop("index", None)  # the server's folder layout is nobody's business
+    info.update(
+        text_tower=callable(getattr(embedder, "embed_texts", None)),
+        auth_required=state.api_key is not None,
+        writable=state.access.enabled,
+        max_upload_bytes=state.max_upload_bytes,
+        mode=state.engine.settings.search.mode,
+        faces=faces,
+    )
+    return info
+
+
+def _face_count(state: AppState) -> int:
+    """Faces in the face index, 0 without one (the page offers "Find people" only then)."""
+    try:
+        return int(face_index_stats(state)["faces"])
+    except LookalikeError:
+        return 0
+
+
+def facet_counts(
+    state: AppState, field: str, where: str | None, filters: str | None, limit: int
+) -> dict[str, Any]:
+    from lookalike.store.filters import combined_filter
+
+    kinds = state.engine.fields()
+    if field not in kinds:
+        known = ", ".join(sorted(kinds)) or "none"
+        raise QueryError(f"no filterable field {field!r}; the index has: {known}")
+    if kinds[field] != "keyword":
+        raise QueryError(f"{field} is a {kinds[field]} field; facets are for keyword fields")
+    counts = state.engine.facets(field, where=combined_filter(where, filters), limit=limit)
+    values = [{"value": v, "count": n} for v, n in counts.items()]
+    return {"field": field, "values": values}
 
 
 def _version() -> str:

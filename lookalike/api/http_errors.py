@@ -7,12 +7,13 @@ to 413, a photo that is not an image to 415, a decompression bomb or corrupt pho
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike.api.served_files import redact
 from lookalike.errors import (
@@ -65,8 +66,6 @@ def _error(
 
 def _http_kind(status: int) -> str:
     """`not_found`, `unauthorized` ... from the status code's reason phrase."""
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:
@@ -94,11 +93,11 @@ class BodyLimit:
     `receive`, which FastAPI re-raises to the error handler).
     """
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
@@ -112,7 +111,7 @@ class BodyLimit:
             return
         seen = 0
 
-        async def counted() -> Any:
+        async def counted() -> Message:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":

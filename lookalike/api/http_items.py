@@ -7,8 +7,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from lookalike.api.auth import KeyHeader
-from lookalike.api.http_files import THUMB_SIZES, image_response
 from lookalike.api.http_schemas import (
     NO_SUCH_ITEM,
     WRITE_REFUSED,
@@ -18,8 +16,9 @@ from lookalike.api.http_schemas import (
     ItemOut,
     ItemWriteOut,
 )
-from lookalike.api.http_state import AppState
+from lookalike.api.http_state import AppState, KeyHeader
 from lookalike.api.results import display_fields
+from lookalike.api.served_files import THUMB_SIZES, image_response
 from lookalike.errors import QueryError
 from lookalike.json_input import loads
 
@@ -145,14 +144,15 @@ async def parse_item_request(
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     uploads: list[bytes] = []
     if ctype == "application/json":
-        raw: Any = await request.body()
+        raw: bytes | str = await request.body()
     elif ctype == "multipart/form-data":
         form = await request.form(max_files=64, max_fields=16)
-        raw = form.get("item")
-        if raw is None:
+        item = form.get("item")
+        if item is None:
             raise QueryError("multipart item requests need a field `item` holding the item JSON")
-        if not isinstance(raw, str):
+        if not isinstance(item, str):
             raise QueryError("field `item` must be text (the item as JSON), not a file")
+        raw = item
         for photo in form.getlist("photos"):
             if isinstance(photo, str):
                 raise QueryError("field `photos` must hold files")

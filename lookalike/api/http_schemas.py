@@ -226,4 +226,4 @@ WRITE_REFUSED: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "Missing or wrong X-API-Key."},
     403: {"model": ErrorOut, "description": "Writes are off on this server."},
 }
-"""The answers of a route that writes (`X-API-Key`, see `lookalike.api.auth`)."""
+"""The answers of a route that writes (`X-API-Key`, see `http_state.WriteAccess`)."""

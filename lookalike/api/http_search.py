@@ -23,6 +23,7 @@ from lookalike.api.results import search_out
 from lookalike.errors import QueryError
 
 if TYPE_CHECKING:
+    from lookalike.engine.records import SearchResult
     from lookalike.store.base import Filter
 
 
@@ -231,7 +232,7 @@ def known(state: AppState, item_ids: list[str]) -> None:
             raise HTTPException(404, f"no item {item_id!r} in this index") from None
 
 
-def hits_out(state: AppState, result: Any, k: int) -> dict[str, Any]:
+def hits_out(state: AppState, result: "SearchResult", k: int) -> dict[str, Any]:
     """The answer to a search without a photo (no query size, no objects)."""
     return search_out(
         state.images, result.hits, k, result.mode, result.timings_ms, score_kind=result.score

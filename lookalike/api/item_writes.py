@@ -6,9 +6,9 @@ An add runs in two halves:
    references, local paths under the catalogue root with links resolved), decode-check each
    uploaded photo, download each image URL under the rules of `remote_images` (address check on
    every hop, whole-download deadline), decode-check it, and keep every photo under
-   `<index>/uploads/` named by its sha256 (`uploads.Uploads`). Image URLs are indexed from that
+   `<index>/uploads/` named by its sha256 (`Uploads`). Image URLs are indexed from that
    copy: the index never fetches a URL on its own, and shows `uploads/...` for it.
-2. Under the write lock (`writes.WriteGate`, which drops the write if its client has gone): index
+2. Under the write lock (`WriteGate`, which drops the write if its client has gone): index
    the item, then remove the uploads no view records any more (a replaced item's dropped photos,
    a failed add's own). A delete removes its item's uploads the same way.
 
@@ -18,20 +18,23 @@ photo); an item left with no usable photo is not added (422).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
 import anyio
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from lookalike.api.served_files import ServedFiles, redact, under
-from lookalike.api.uploads import Uploads
-from lookalike.api.writes import WriteGate
+from lookalike.api.served_files import ServedFiles, norm, redact, under
 from lookalike.catalog.manifest import catalogue_item, image_refs, item_fields, item_id_of
 from lookalike.errors import DecodeError, QueryError
 
@@ -43,9 +46,166 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("lookalike.http")
+T = TypeVar("T")
+Args = TypeVarTuple("Args")
 
 _PRUNE_WAIT_S = 600.0
 """Longest a failed add's clean-up waits for the write lock."""
+_POLL_S = 0.1
+
+
+class WriteAbandoned(Exception):
+    """The client went away before its write started: nothing was written."""
+
+
+class WriteGate:
+    """Writes through the HTTP API: one at a time, and never one whose request is gone.
+
+    The engine's file lock refuses a second writer even in-process, so writes (add, replace,
+    delete) take turns under one lock. The slow parts of an add (reading uploads, downloading URLs,
+    decoding) happen before, outside the lock; under it only the index update runs.
+
+    A write waits for its turn at most `wait_s`, then answers 503 and changes nothing. While it
+    waits, its client may give up (a timeout, a closed tab): the request's disconnection is watched,
+    and a write whose client is gone is dropped before it starts, so no change lands after its
+    request failed. Once started, a write finishes (a half-applied item would be worse).
+
+    `lock` is also held by in-process code that must not overlap a write.
+    """
+
+    def __init__(self, wait_s: float = 300.0, threads: int = 4) -> None:
+        self.lock = threading.Lock()
+        self.wait_s = wait_s
+        # Writes waiting for the lock hold a worker thread each: a few at most, so a burst of
+        # writes cannot take the threads that searches and reads run on. The rest queue here.
+        self._threads = max(1, threads)
+        self._limiter: anyio.CapacityLimiter | None = None  # made on the event loop, on first use
+
+    async def run(self, request: Request | None, fn: Callable[[*Args], T], *args: *Args) -> T:
+        """`fn(*args)` on a worker thread, holding the lock, unless `request`'s client has gone
+        first (HTTPException 499, nothing written) or the lock stays busy past `wait_s` (503)."""
+        gone = threading.Event()
+        if request is not None and await request.is_disconnected():
+            raise _abandoned()
+
+        deadline = time.monotonic() + self.wait_s  # queueing for a thread counts too
+
+        def guarded() -> T:
+            while not self.lock.acquire(timeout=_POLL_S):
+                if gone.is_set():
+                    raise WriteAbandoned
+                if time.monotonic() > deadline:
+                    raise HTTPException(
+                        503,
+                        f"the server is busy with other writes (waited {self.wait_s:g} s); "
+                        "nothing was written, try again",
+                        headers={"Retry-After": "5"},
+                    )
+            try:
+                if gone.is_set():
+                    raise WriteAbandoned
+                return fn(*args)
+            finally:
+                self.lock.release()
+
+        async def watch() -> None:
+            while request is not None:
+                if await request.is_disconnected():
+                    gone.set()
+                    return
+                await anyio.sleep(_POLL_S)
+
+        outcome: list[T | BaseException] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            try:  # kept, raised after the group: a task group would wrap it in a group
+                if self._limiter is None:
+                    self._limiter = anyio.CapacityLimiter(self._threads)
+                outcome.append(await anyio.to_thread.run_sync(guarded, limiter=self._limiter))
+            except BaseException as exc:
+                outcome.append(exc)
+            finally:
+                tg.cancel_scope.cancel()
+        if isinstance(outcome[0], WriteAbandoned):
+            raise _abandoned()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+
+def _abandoned() -> HTTPException:
+    return HTTPException(499, "the client closed the request before its write: nothing written")
+
+
+_SUFFIX_FOR_FORMAT = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tiff",
+    "AVIF": ".avif",
+    "HEIF": ".heic",
+}
+
+
+class Uploads:
+    """Photos the HTTP server keeps for items: `<index>/uploads/<2 hex>/<sha256>.<ext>`.
+
+    Uploaded photos and the images of item URLs (downloaded once, see `remote_images`) are saved
+    here, named by their content, and indexed from here. A file is kept while a view of the index
+    records it: `prune` removes the ones no view records any more (after a delete, after a replace
+    that dropped a photo, after an add that failed), so uploads never pile up orphaned.
+
+    Blocking methods (disk).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(norm(str(folder)))
+
+    def save(self, data: bytes) -> tuple[str, bool]:
+        """(path, created): `data` kept under its sha256 (an already kept photo is reused).
+
+        The caller has checked that `data` decodes. Written atomically: a half-written photo is
+        never indexed.
+        """
+        digest = hashlib.sha256(data).hexdigest()
+        folder = self.folder / digest[:2]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{digest}{_suffix(data)}"
+        if path.exists():
+            return str(path), False
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return str(path), True
+
+    def owns(self, path: str) -> bool:
+        return under(norm(path), str(self.folder))
+
+    def prune(self, paths: Iterable[str], in_use: Callable[[str], bool]) -> list[str]:
+        """Remove those of `paths` that lie here and that `in_use` says no view records."""
+        removed = []
+        for path in dict.fromkeys(paths):
+            if not self.owns(path) or in_use(path):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            removed.append(path)
+            with contextlib.suppress(OSError):  # the 2-hex folder, when this was its last photo
+                os.rmdir(os.path.dirname(path))
+        return removed
+
+
+def _suffix(data: bytes) -> str:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return _SUFFIX_FOR_FORMAT.get(img.format or "", ".img")
+    except Exception:  # the caller decoded it already; a name is all that is at stake
+        return ".img"
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from lookalike.api.auth import KeyHeader
+from lookalike.api.http_state import KeyHeader
 from lookalike.errors import LookalikeError, QueryError
 
 if TYPE_CHECKING:
@@ -149,9 +149,9 @@ class IndexJobs:
         while (job_id := self._queue.get()) is not None:
             self._run(job_id)
 
-    def _update(self, job_id: str, **changes: Any) -> None:
+    def _update(self, job_id: str, change: Callable[[Job], Job]) -> None:
         with self._lock:
-            self._jobs[job_id] = replace(self._jobs[job_id], **changes)
+            self._jobs[job_id] = change(self._jobs[job_id])
 
     def _run(self, job_id: str) -> None:
         job = self.get(job_id)
@@ -159,7 +159,7 @@ class IndexJobs:
         if self._stopping.is_set():
             self._fail(job_id, "cancelled: the server is shutting down", "cancelled")
             return
-        self._update(job_id, state="running", started=time.time())
+        self._update(job_id, lambda j: replace(j, state="running", started=time.time()))
 
         def progress(stage: str, done: int, total: int) -> None:
             if self._stopping.is_set():
@@ -189,12 +189,14 @@ class IndexJobs:
                 job_id, f"internal error ({type(exc).__name__}); see the server log", "internal"
             )
         else:
-            self._update(job_id, state="done", summary=asdict(summary), finished=time.time())
+            done = asdict(summary)
+            now = time.time()
+            self._update(job_id, lambda j: replace(j, state="done", summary=done, finished=now))
 
     def _fail(self, job_id: str, detail: str, kind: str) -> None:
-        self._update(
-            job_id, state="failed", error={"detail": detail, "error": kind}, finished=time.time()
-        )
+        error = {"detail": detail, "error": kind}
+        now = time.time()
+        self._update(job_id, lambda j: replace(j, state="failed", error=error, finished=now))
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
@@ -302,13 +304,13 @@ def jobs_router(
         return job.public(local=is_local(x_api_key))
 
     @router.get("/api/server", response_model=ServerOut, include_in_schema=False)
-    async def whoami(x_api_key: KeyHeader = None) -> Any:
+    async def whoami(x_api_key: KeyHeader = None) -> dict[str, Any]:
         """For the CLI: proves this server is the one that wrote `<index>/server.json`."""
         local_only(x_api_key)
         return {"index": str(index_dir.resolve()), "pid": os.getpid()}
 
     @router.get("/api/server/stats", include_in_schema=False)
-    async def engine_stats(x_api_key: KeyHeader = None) -> Any:
+    async def engine_stats(x_api_key: KeyHeader = None) -> dict[str, Any]:
         """For the CLI: `Engine.stats()` as it is (server paths included), so `lookalike stats`
         prints through a server what it prints alone."""
         local_only(x_api_key)

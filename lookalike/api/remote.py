@@ -1,4 +1,5 @@
-"""The CLI's way to an index that a running `lookalike serve` has open.
+"""The CLI's way to an index: an `Engine` with the command line's settings (`open_engine`), or the
+running `lookalike serve` that has the index open (`through_server`). Light at import.
 
 The embedded store admits one process, so while a server has an index open the CLI cannot open
 it. `find_server` reads the `<index>/server.json` the server left (`lookalike.api.server_file`)
@@ -14,11 +15,12 @@ reports its progress through the usual callback. Errors are the typed errors the
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 from lookalike.api.server_file import ServerRecord, process_alive, read_record
@@ -34,9 +36,10 @@ from lookalike.errors import (
 if TYPE_CHECKING:
     import httpx
 
-    from lookalike.engine.records import Progress, SearchResult
+    from lookalike.engine.core import Engine
+    from lookalike.engine.records import IndexRunner, Progress, SearchResult
     from lookalike.faces.values import FaceSearchResult
-    from lookalike.types import IndexSummary
+    from lookalike.types import IndexSummary, JSONValue
 
 KEY_HEADER = "X-API-Key"
 """The header carrying the secret: the one the API key travels in (one write decision)."""
@@ -92,6 +95,53 @@ def refuse_if_served(index_dir: Path, command: str) -> None:
         raise StoreError(served.cannot(command))
 
 
+def open_engine(
+    index: Path | None,
+    embedder: str | None = None,
+    mirror: Path | None = None,
+    views: dict[str, Any] | None = None,
+    store: str | None = None,
+) -> Engine:
+    """An engine on `index`. `views`: view settings given on the command line (detect, isolate,
+    labels); for an existing index they must match what built it."""
+    from lookalike.config import Settings
+    from lookalike.engine.core import Engine
+    from lookalike.engine.wiring import view_settings
+
+    overrides: dict[str, Any] = {k: v for k, v in (views or {}).items() if v is not None}
+    if mirror is not None:
+        overrides["models_mirror"] = mirror
+    settings = Settings(**overrides)
+    asked = view_settings(settings) if any(v is not None for v in (views or {}).values()) else None
+    return Engine(
+        index or settings.index,
+        settings=settings,
+        embedder=embedder,
+        views=asked,
+        store_spec=store,
+    )
+
+
+def through_server(engine: Engine) -> Engine | ServedIndex:
+    """The running `lookalike serve` that has the engine's index open (the CLI then goes
+    through it: the embedded store admits one process), else the engine itself."""
+    if engine.manifest is not None:
+        engine.store_record()  # a --store other than the index's is an error here too
+    served = find_server(engine.index_dir)
+    if served is None:
+        return engine
+    engine.close()
+    return served
+
+
+def local_only(engine: Engine, command: str) -> Engine:
+    """`engine`, or a StoreError naming the server that has its embedded store open (`command`
+    does not go through a server)."""
+    if engine.manifest is not None and engine.store_record()["kind"] in ("edge", "qdrant-local"):
+        refuse_if_served(engine.index_dir, command)
+    return engine
+
+
 class ServedIndex:
     """An index as a running server serves it; the `Engine` calls the CLI makes."""
 
@@ -120,7 +170,7 @@ class ServedIndex:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, **kwargs: Any) -> JSONValue:  # Any: httpx's kwargs
         """The JSON answer; typed errors for error answers and lost connections."""
         import httpx
 
@@ -146,7 +196,9 @@ class ServedIndex:
         info = self._call("GET", "/api/server/stats")  # the engine's own, not /api/stats
         return {**info, "index": str(self.index_dir)}  # as the user named it, as the CLI does
 
-    def facets(self, field: str, *, where: str | None = None, limit: int = 20) -> dict[Any, int]:
+    def facets(
+        self, field: str, *, where: str | None = None, limit: int = 20
+    ) -> dict[JSONValue, int]:
         params = {"field": field, "limit": limit, **_given(where=where)}
         out = self._call("GET", "/api/facets", params=params)
         return {v["value"]: int(v["count"]) for v in out["values"]}
@@ -183,7 +235,7 @@ class ServedIndex:
         body = {"text": text, "k": k, **_given(where=where)}
         return _search_result(self._call("POST", "/api/search/text", json=body))
 
-    def search_objects(self, *args: Any, **kwargs: Any) -> Any:
+    def search_objects(self, *args: object, **kwargs: object) -> NoReturn:
         raise StoreError(self.cannot("`search --all-objects`"))
 
     def similar(
@@ -241,17 +293,9 @@ class ServedIndex:
             box = tuple(f["box"])
             return QueryFace(f["number"], box, f["det_score"], f["face_size"], None)  # type: ignore[arg-type]  # the answer has no vector (None), box is 4 floats
 
+        names = [f.name for f in dataclasses.fields(FaceMatch)]  # "tier" may be absent: "you"
         matches = tuple(
-            FaceMatch(
-                photo=m["photo"],
-                box=tuple(m["box"]),
-                distance=m["distance"],
-                similarity=m["similarity"],
-                face_id=m["face_id"],
-                det_score=m["det_score"],
-                face_size=m["face_size"],
-                tier=m.get("tier", "you"),
-            )
+            FaceMatch(**{**{n: m[n] for n in names if n in m}, "box": tuple(m["box"])})
             for m in out["matches"]
         )
         return FaceSearchResult(
@@ -295,7 +339,7 @@ class ServedIndex:
         *,
         sync: bool = False,
         progress: Progress | None = None,
-        runner: Any = None,
+        runner: IndexRunner | None = None,
         repair: bool = False,
     ) -> IndexSummary:
         """Index `catalogue` (a path on this machine, which is the server's) as a job of the
@@ -345,8 +389,6 @@ class ServedIndex:
 def summary_from(data: dict[str, Any]) -> IndexSummary:
     """The `IndexSummary` a job reports (`dataclasses.asdict` of it) as the engine returns it:
     every field it carries, whatever fields the summary has gained."""
-    import dataclasses
-
     from lookalike.types import IndexSummary, Skipped
 
     values: dict[str, Any] = {}
@@ -376,7 +418,7 @@ def error_from(status: int, detail: str, kind: str, server: str) -> LookalikeErr
     return StoreError(f"{server}: {detail}" if server else detail)
 
 
-def _given(**values: Any) -> dict[str, Any]:
+def _given(**values: object) -> dict[str, object]:
     """The optional parameters that are set: a request leaves the others out."""
     return {name: value for name, value in values.items() if value}
 

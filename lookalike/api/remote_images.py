@@ -73,7 +73,7 @@ class FetchPolicy:
     parallel: int = 4
 
     @classmethod
-    def allowing(cls, networks: Iterable[str], **kw: Any) -> FetchPolicy:
+    def allowing(cls, networks: Iterable[str], **kw: Any) -> FetchPolicy:  # Any: other fields
         """A policy letting `networks` through. ValueError names a malformed one."""
         return cls(allow=tuple(ipaddress.ip_network(n, strict=False) for n in networks), **kw)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 if TYPE_CHECKING:
     from lookalike.api.served_files import ServedFiles
     from lookalike.engine.records import SearchResult
+    from lookalike.faces.people import PersonView
     from lookalike.types import ProductHit
 
 
@@ -113,7 +114,7 @@ def _number(v: object) -> TypeGuard[int | float]:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def person_json(p: Any) -> dict[str, Any]:
+def person_json(p: PersonView) -> dict[str, Any]:
     """A person of the face index (`lookalike.faces.people.PersonView`): id, name and counts;
     each edge adds its own `cover`."""
     return {

@@ -172,7 +172,7 @@ def test_a_second_crawl_into_the_same_folder_is_refused(tmp_path: Path) -> None:
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     # Mounted exactly as the main CLI mounts it: `app.command()(crawl)`.
     code = (
-        "import typer; from lookalike.api.cli_crawl import crawl; "
+        "import typer; from lookalike.api.cli_catalogue import crawl; "
         "app = typer.Typer(); app.callback()(lambda: None); app.command()(crawl); app()"
     )
     return subprocess.run(
@@ -211,7 +211,7 @@ def test_command_line(shop: ShopServer, tmp_path: Path) -> None:
 
 def test_importing_the_command_stays_light() -> None:
     code = (
-        "import sys; import lookalike.api.cli_crawl; "
+        "import sys; import lookalike.api.cli_catalogue; "
         "heavy = {'httpx', 'selectolax', 'playwright', 'numpy', 'PIL'} & set(sys.modules); "
         "print(sorted(heavy))"
     )
