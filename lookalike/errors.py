@@ -72,6 +72,35 @@ class TrainingError(LookalikeError):
     exit_code = 9
 
 
+# The crawler's: `CrawlError` stops a whole crawl (unreadable URL list, SHOP/ locked by another
+# crawl, no browser); a `FetchError` concerns one URL only, recorded as `Skipped(url, reason)`.
+
+
+class CrawlError(LookalikeError):
+    """The crawl as a whole cannot run."""
+
+    exit_code = 8
+
+
+class FetchError(CrawlError):
+    """One URL could not be fetched (HTTP error, timeout, too large, wrong content type).
+
+    status: the HTTP status when the server answered with an error, else None.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UnsafeURLError(FetchError):
+    """A URL is refused by the safety rules (scheme, private address)."""
+
+
+class RobotsDisallowedError(FetchError):
+    """robots.txt forbids the URL to our user agent."""
+
+
 BY_NAME: dict[str, type[LookalikeError]] = {
     cls.__name__: cls
     for cls in (CatalogueError, DecodeError, IndexMismatchError, ModelError, QueryError, StoreError)

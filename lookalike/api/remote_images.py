@@ -33,14 +33,13 @@ from urllib.parse import urljoin
 import anyio
 import httpx
 
-from lookalike.catalog.crawl.errors import UnsafeURLError
 from lookalike.catalog.crawl.safety import (
     GuardedTransport,
     check_url,
     is_public_address,
     sniff_image,
 )
-from lookalike.errors import DecodeError
+from lookalike.errors import DecodeError, UnsafeURLError
 
 log = logging.getLogger("lookalike.http")
 

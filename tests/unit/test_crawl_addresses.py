@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lookalike.catalog.crawl.errors import UnsafeURLError
 from lookalike.catalog.crawl.safety import check_url, host_key
+from lookalike.errors import UnsafeURLError
 from tests.fixtures.shop.cli import lookalike
 from tests.fixtures.shop.server import ShopServer
 

@@ -13,9 +13,9 @@ from PIL import Image
 from lookalike.catalog.crawl.browser import BrowserFetcher, BrowserOptions, find_chromium
 from lookalike.catalog.crawl.client import PoliteClient
 from lookalike.catalog.crawl.crawler import crawl
-from lookalike.catalog.crawl.errors import UnsafeURLError
 from lookalike.catalog.crawl.politeness import Politeness
 from lookalike.catalog.crawl.safety import SafetyLimits
+from lookalike.errors import UnsafeURLError
 from tests.fixtures.shop.server import JS_PRODUCTS, ShopServer, quick_options
 
 pytestmark = pytest.mark.slow  # Chromium / subprocesses: several seconds each

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from lookalike.catalog.crawl.css import Selectors
-from lookalike.catalog.crawl.errors import CrawlError
 from lookalike.catalog.crawl.extract import classify, extract_listing, extract_product
 from lookalike.catalog.crawl.listing import guess_next_page, page_number
 from lookalike.catalog.crawl.options import derive_id
 from lookalike.catalog.crawl.page import parse_srcset
 from lookalike.catalog.crawl.values import parse_currency, parse_price
+from lookalike.errors import CrawlError
 from tests.fixtures.shop.server import SITE
 
 BASE = "http://shop.test"

@@ -13,7 +13,6 @@ import pytest
 
 from lookalike.catalog.crawl.client import PoliteClient
 from lookalike.catalog.crawl.crawler import crawl
-from lookalike.catalog.crawl.errors import FetchError, RobotsDisallowedError
 from lookalike.catalog.crawl.politeness import (
     DEFAULT_USER_AGENT,
     HostGate,
@@ -22,6 +21,7 @@ from lookalike.catalog.crawl.politeness import (
     parse_robots,
 )
 from lookalike.catalog.crawl.safety import SafetyLimits
+from lookalike.errors import FetchError, RobotsDisallowedError
 from tests.fixtures.shop.server import ShopServer, quick_options
 
 

@@ -10,7 +10,6 @@ import pytest
 
 from lookalike.catalog.crawl.client import PoliteClient
 from lookalike.catalog.crawl.crawler import crawl
-from lookalike.catalog.crawl.errors import CrawlError, FetchError, UnsafeURLError
 from lookalike.catalog.crawl.politeness import Politeness
 from lookalike.catalog.crawl.safety import (
     SafetyLimits,
@@ -20,6 +19,7 @@ from lookalike.catalog.crawl.safety import (
     slug,
     sniff_image,
 )
+from lookalike.errors import CrawlError, FetchError, UnsafeURLError
 from tests.fixtures.shop.server import ShopServer, quick_options
 
 

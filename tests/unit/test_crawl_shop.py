@@ -14,8 +14,8 @@ from PIL import Image
 
 from lookalike.catalog import load_catalogue
 from lookalike.catalog.crawl.crawler import crawl
-from lookalike.catalog.crawl.errors import CrawlError
 from lookalike.catalog.crawl.state import CrawlState
+from lookalike.errors import CrawlError
 from tests.fixtures.shop.server import ShopServer, quick_options
 
 ROOT = Path(__file__).resolve().parents[2]

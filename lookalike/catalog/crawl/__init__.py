@@ -5,9 +5,8 @@
 
 Modules, one concern each:
 
-    crawler.py     crawl() and crawl_async(): the entry points
+    crawler.py     crawl() and crawl_async(); the Crawler: listings -> product links -> items
     options.py     CrawlOptions, CrawlSummary, the URL list, item ids
-    orchestrator.py  the Crawler: listings -> product links -> items; limits; summary
     fetch.py       the static (httpx) fetcher, and the Page it returns
     browser.py     the browser fetcher (Playwright + the system's Chromium; scrolls lazy pages)
     extract.py     products and listings out of HTML: the sources merged per field
@@ -33,11 +32,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lookalike.errors import CrawlError, FetchError, UnsafeURLError
+
 if TYPE_CHECKING:
     from lookalike.catalog.crawl.browser import BrowserOptions
     from lookalike.catalog.crawl.crawler import crawl, crawl_async
     from lookalike.catalog.crawl.css import Selectors
-    from lookalike.catalog.crawl.errors import CrawlError, FetchError, UnsafeURLError
     from lookalike.catalog.crawl.options import CrawlOptions, CrawlSummary, read_url_list
     from lookalike.catalog.crawl.politeness import Politeness
     from lookalike.catalog.crawl.safety import SafetyLimits
@@ -49,9 +49,6 @@ _EXPORTS = {
     "crawl": "crawler",
     "crawl_async": "crawler",
     "read_url_list": "options",
-    "CrawlError": "errors",
-    "FetchError": "errors",
-    "UnsafeURLError": "errors",
     "Selectors": "css",
     "Politeness": "politeness",
     "SafetyLimits": "safety",

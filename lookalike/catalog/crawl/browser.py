@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING
 
 from lookalike.catalog.crawl.client import PoliteClient
 from lookalike.catalog.crawl.discover import LOAD_MORE_WORDS
-from lookalike.catalog.crawl.errors import FetchError, RobotsDisallowedError, UnsafeURLError
 from lookalike.catalog.crawl.fetch import Page, ScrollGoal
 from lookalike.catalog.crawl.layout import MEASURE_JS, Layout, measure_args
+from lookalike.errors import FetchError, RobotsDisallowedError, UnsafeURLError
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Playwright, Request, Route

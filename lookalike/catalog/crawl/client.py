@@ -24,7 +24,6 @@ from urllib.parse import urljoin
 
 import httpx
 
-from lookalike.catalog.crawl.errors import FetchError, RobotsDisallowedError, UnsafeURLError
 from lookalike.catalog.crawl.politeness import (
     ALLOW_ALL,
     RETRY_STATUSES,
@@ -45,6 +44,7 @@ from lookalike.catalog.crawl.safety import (
     host_key,
     media_type,
 )
+from lookalike.errors import FetchError, RobotsDisallowedError, UnsafeURLError
 
 Kind = Literal["page", "image", "asset", "robots", "sitemap"]
 """What a body is for: decides the size cap, the accepted content types and the Accept header."""

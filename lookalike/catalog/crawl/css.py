@@ -10,9 +10,9 @@ from typing import Any
 
 from selectolax.lexbor import LexborHTMLParser
 
-from lookalike.catalog.crawl.errors import CrawlError
 from lookalike.catalog.crawl.page import Doc, node_images
 from lookalike.catalog.crawl.values import clean_text, parse_currency, parse_price
+from lookalike.errors import CrawlError
 
 DEFAULT_IMAGE_SELECTORS = (
     "[data-zoom-image]",

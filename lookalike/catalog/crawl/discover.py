@@ -27,8 +27,8 @@ from urllib.parse import urljoin, urlsplit
 from selectolax.lexbor import LexborHTMLParser
 
 from lookalike.catalog.crawl.client import SITEMAP_MAX_BYTES, PoliteClient
-from lookalike.catalog.crawl.errors import FetchError
 from lookalike.catalog.crawl.safety import check_url, checked_or_none, host_key
+from lookalike.errors import FetchError
 from lookalike.types import Skipped
 
 MAX_SITEMAPS = 50

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 
 from lookalike.catalog.crawl.client import PoliteClient
-from lookalike.catalog.crawl.errors import FetchError
 from lookalike.catalog.crawl.layout import Layout
+from lookalike.errors import FetchError
 
 
 @dataclass(frozen=True)

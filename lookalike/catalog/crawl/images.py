@@ -19,9 +19,9 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from lookalike.catalog.crawl.client import PoliteClient
-from lookalike.catalog.crawl.errors import FetchError
 from lookalike.catalog.crawl.safety import safe_join, slug, sniff_image
 from lookalike.catalog.crawl.state import CrawlState, ImageRecord
+from lookalike.errors import FetchError
 
 IMAGES_DIR = "images"
 

@@ -12,9 +12,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from lookalike.catalog.crawl.browser import BrowserOptions
 from lookalike.catalog.crawl.css import Selectors
-from lookalike.catalog.crawl.errors import CrawlError
 from lookalike.catalog.crawl.politeness import Politeness
 from lookalike.catalog.crawl.safety import SafetyLimits, slug
+from lookalike.errors import CrawlError
 from lookalike.types import Skipped
 
 Render = Literal["auto", "static", "browser"]

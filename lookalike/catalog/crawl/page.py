@@ -10,8 +10,8 @@ from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from lookalike.catalog.crawl.errors import UnsafeURLError
 from lookalike.catalog.crawl.safety import check_url
+from lookalike.errors import UnsafeURLError
 from lookalike.types import JSONValue
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
 from lookalike import __version__
-from lookalike.catalog.crawl.errors import CrawlError
+from lookalike.errors import CrawlError
 
 ROBOTS_TOKEN = "lookalike-crawler"
 """The product token robots.txt groups are matched against (`User-agent: lookalike-crawler`)."""

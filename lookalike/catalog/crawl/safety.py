@@ -30,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpcore
 import httpx
 
-from lookalike.catalog.crawl.errors import CrawlError, UnsafeURLError
+from lookalike.errors import CrawlError, UnsafeURLError
 
 MiB = 1024 * 1024
 

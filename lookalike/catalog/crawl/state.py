@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from lookalike.catalog.crawl.errors import CrawlError
+from lookalike.errors import CrawlError
 
 STATE_DIR = ".crawl"
 CATALOGUE = "catalogue.jsonl"
