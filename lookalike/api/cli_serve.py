@@ -129,10 +129,10 @@ def serve(
         except ValueError as exc:
             raise QueryError(f"--allow-image-network: {exc}") from None
         engine = Engine(index or settings.index, settings=settings, store_spec=store)
-        from lookalike.faces.folder import MANIFEST as FACES_MANIFEST
+        from lookalike.engine.manifest import FaceManifest
 
         # An index folder of faces only (`lookalike faces index`) is served too: "Find people".
-        faces_only = engine.manifest is None and (engine.index_dir / FACES_MANIFEST).exists()
+        faces_only = engine.manifest is None and (engine.index_dir / FaceManifest.FILENAME).exists()
         if engine.manifest is None and not faces_only:
             raise StoreError(
                 f"no index at {engine.index_dir}: run `lookalike index CATALOGUE --index "

@@ -155,14 +155,7 @@ def photo_results(
     )
     timings = {**result.timings_ms, "decode": decode_ms}
     used_box = None if pixels is None else searched_box(pixels, image.size)
-    objects = [
-        {
-            "box": list(o.box.as_list() if hasattr(o.box, "as_list") else o.box),
-            "label": getattr(o, "label", None),
-            "score": getattr(o, "score", None),
-        }
-        for o in getattr(result, "objects", ())
-    ]
+    objects = [{"box": list(o.box), "label": o.label, "score": o.score} for o in result.objects]
     out = search_out(
         state.images,
         result.hits,

@@ -1,4 +1,12 @@
-"""The incremental indexer: a catalogue's photos to the store's points, only what changed.
+"""The incremental indexer: photos to the store's points, only what changed.
+
+`IncrementalIndexer` is the one run every kind of index goes through: the catalogue's views here
+(`Indexer`), every face of a folder of photos in `lookalike.faces` (`FaceIndexer`). A kind says
+what the store holds, how photos become batches of points and how they are written; the run is
+the same for both: only photos whose bytes changed are decoded, a photo that cannot be read is
+reported and keeps what it had, batches are written in order (a killed run redoes only the photos
+it had not written), `sync` removes what the run was not asked for (never what failed to load),
+and progress is reported per batch.
 
 Visibility while indexing (readers may search while a run writes): a view is written with
 `pending: true`; an item's centroid is written once all its views are; then its views lose the
@@ -9,9 +17,10 @@ so a query never sees an item with only some of its views, nor before its centro
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from lookalike.engine.centroids import refresh_centroids
 from lookalike.engine.fields import FilterFields
@@ -22,6 +31,7 @@ from lookalike.engine.records import (
     NO_VIEWS,
     PENDING_VIEWS,
     SEARCH_TEXT,
+    EmbeddedBatch,
     IndexRunner,
     Progress,
     Stored,
@@ -38,13 +48,95 @@ if TYPE_CHECKING:
     from lookalike.engine.core import Engine
 
 
-class Indexer(EnginePart):
+T = TypeVar("T")
+"""What a run is asked to index, one per photo (a catalogue `Task`, a face index's photo path)."""
+E = TypeVar("E")
+"""What the store holds already, by photo (content hashes: what need not be decoded again)."""
+B = TypeVar("B")
+"""One batch of loaded photos, ready to write."""
+
+
+@dataclass
+class RunTally:
+    """What one incremental run did (the kinds' summaries are made from it)."""
+
+    seen: int = 0
+    written: int = 0
+    """Photos whose points were (re)written."""
+    unchanged: int = 0
+    points: int = 0
+    removed: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+class IncrementalIndexer(Generic[T, E, B]):
+    """The incremental run (module docstring); a kind of index fills in its four steps.
+
+    The caller holds the folder's write lock and opens the store."""
+
+    stage = "embed"
+    """The progress stage the run reports."""
+
+    def existing(self, store: Store) -> E:
+        """What the store holds already, by photo."""
+        raise NotImplementedError
+
+    def batches(self, tasks: Sequence[T], existing: E) -> Iterator[B]:
+        """The photos read, hashed and (when changed) decoded and turned into points, in order."""
+        raise NotImplementedError
+
+    def write(self, store: Store, batch: B, existing: E, tally: RunTally) -> int:
+        """Write (or buffer, see `flush`) one batch, count it in `tally`; the photos it held."""
+        raise NotImplementedError
+
+    def flush(self, store: Store, tally: RunTally) -> None:
+        """Write what `write` buffered (a kind that buffers for larger store writes)."""
+
+    def remove_stale(
+        self, store: Store, tasks: Sequence[T], existing: E, *, sync: bool, failed: set[str]
+    ) -> int:
+        """Remove what the catalogue no longer lists (`sync`: whole entries too), never what is
+        in `failed` (photos that did not load this time); the number of entries removed."""
+        raise NotImplementedError
+
+    def run(
+        self,
+        store: Store,
+        tasks: Sequence[T],
+        *,
+        sync: bool = False,
+        progress: Progress | None = None,
+        skipped: Sequence[Skipped] = (),
+    ) -> tuple[RunTally, E]:
+        """One run over `tasks`; the tally and what the store held before it."""
+        notify = progress or (lambda stage, done, total: None)
+        tally = RunTally(seen=len(tasks), skipped=list(skipped))
+        existing = self.existing(store)
+        notify(self.stage, 0, len(tasks))
+        done = 0
+        for batch in self.batches(tasks, existing):
+            done += self.write(store, batch, existing, tally)
+            notify(self.stage, done, len(tasks))
+        self.flush(store, tally)
+        # A photo that failed to load this time keeps its points: a transient error (network,
+        # permissions) must not delete good data.
+        failed = {s.source for s in tally.skipped}
+        tally.removed = self.remove_stale(store, tasks, existing, sync=sync, failed=failed)
+        return tally, existing
+
+
+Existing = dict[tuple[str, str], Stored]
+
+
+class Indexer(EnginePart, IncrementalIndexer[Task, Existing, EmbeddedBatch]):
     """Index catalogues into one engine's index folder."""
 
     def __init__(self, engine: Engine, texts: TextFusion, fields: FilterFields) -> None:
         super().__init__(engine)
         self.texts = texts
         self.fields = fields
+        self.runner: IndexRunner = LocalRunner()
+        self.items: Sequence[Item] = ()
 
     def index(
         self,
@@ -84,48 +176,11 @@ class Indexer(EnginePart):
         with self.engine.write_lock(repair=repair) as repaired:
             self.engine.create_index()
             store = self.engine.store
-            pipeline = self.engine.pipeline
-            existing = self.existing_views(store)
+            # What this run's steps read (`batches`, `remove_stale`).
+            self.runner, self.items = runner or LocalRunner(), items
             tasks = [Task(item, image) for item in items for image in dict.fromkeys(item.images)]
-            embedded = unchanged = written = 0
-            done = 0
-            notify("embed", 0, len(tasks))
-            batches = (runner or LocalRunner()).embedded(self.engine, tasks, existing)
-            for batch, vectors, classes in batches:
-                for loaded in batch:
-                    if loaded.skipped:
-                        skipped.append(loaded.skipped)
-                    unchanged += loaded.unchanged
-                    if loaded.words is not None:
-                        task = loaded.task
-                        store.set_payload(
-                            where("item_id", task.item.id)
-                            & where("image", task.image)
-                            & where("kind", "view"),
-                            {"ocr_words": list(loaded.words)},
-                        )
-                todo = [(b, v) for b in batch for v in b.views]
-                if todo:
-                    points = [
-                        pipeline.view_point(b, view, vec, cls)
-                        for (b, view), vec, cls in zip(todo, vectors, classes, strict=True)
-                    ]
-                    store.upsert(points)
-                    # Views this photo had before (other objects) that it no longer has.
-                    new_ids = {p.id for p in points}
-                    old_ids = [
-                        pid
-                        for b in {id(b): b for b, _ in todo}.values()
-                        for pid in existing.get((b.task.item.id, b.task.image), NO_VIEWS).ids
-                        if pid not in new_ids
-                    ]
-                    store.delete(old_ids)
-                    embedded += sum(1 for b in batch if b.views)
-                    written += len(points)
-                done += len(batch)
-                notify("embed", done, len(tasks))
+            tally, existing = self.run(store, tasks, sync=sync, progress=notify, skipped=skipped)
             self.refresh_fields(store, items, existing)
-            removed = self.remove_stale(store, items, existing, sync=sync, skipped=skipped)
             notify("centroids", 0, 0)
             refresh_centroids(
                 store, self.engine.stored_projection, self.engine.settings.search.text_fields
@@ -150,17 +205,60 @@ class Indexer(EnginePart):
             }
         return IndexSummary(
             items=len({item.id for item in items} & held),
-            images_seen=len(tasks),
-            images_embedded=embedded,
-            images_unchanged=unchanged,
-            views_written=written,
-            items_removed=removed,
-            skipped=tuple(skipped),
+            images_seen=tally.seen,
+            images_embedded=tally.written,
+            images_unchanged=tally.unchanged,
+            views_written=tally.points,
+            items_removed=tally.removed,
+            skipped=tuple(tally.skipped),
             seconds=time.perf_counter() - started,
             items_in_catalogue=len(items),
             items_in_index=len(held),
             repaired=repaired,
         )
+
+    # -- the run's steps (`IncrementalIndexer`) --------------------------------------------------
+
+    def existing(self, store: Store) -> Existing:
+        return self.existing_views(store)
+
+    def batches(self, tasks: Sequence[Task], existing: Existing) -> Iterator[EmbeddedBatch]:
+        return self.runner.embedded(self.engine, tasks, existing)
+
+    def write(self, store: Store, batch: EmbeddedBatch, existing: Existing, tally: RunTally) -> int:
+        loaded_photos, vectors, classes = batch
+        for loaded in loaded_photos:
+            if loaded.skipped:
+                tally.skipped.append(loaded.skipped)
+            tally.unchanged += loaded.unchanged
+            if loaded.words is not None:
+                task = loaded.task
+                store.set_payload(
+                    where("item_id", task.item.id)
+                    & where("image", task.image)
+                    & where("kind", "view"),
+                    {"ocr_words": list(loaded.words)},
+                )
+        todo = [(b, v) for b in loaded_photos for v in b.views]
+        if todo:
+            pipeline = self.engine.pipeline
+            points = [
+                pipeline.view_point(b, view, vec, cls)
+                for (b, view), vec, cls in zip(todo, vectors, classes, strict=True)
+            ]
+            store.upsert(points)
+            # Views this photo had before (other objects) that it no longer has.
+            new_ids = {p.id for p in points}
+            old_ids = [
+                pid
+                for b in {id(b): b for b, _ in todo}.values()
+                for pid in existing.get((b.task.item.id, b.task.image), NO_VIEWS).ids
+                if pid not in new_ids
+            ]
+            store.delete(old_ids)
+            tally.written += sum(1 for b in loaded_photos if b.views)
+            tally.points += len(points)
+        return len(loaded_photos)
 
     @staticmethod
     def existing_views(store: Store) -> dict[tuple[str, str], Stored]:
@@ -194,16 +292,15 @@ class Indexer(EnginePart):
     def remove_stale(
         self,
         store: Store,
-        items: Sequence[Item],
-        existing: Mapping[tuple[str, str], Stored],
+        tasks: Sequence[Task],
+        existing: Existing,
         *,
         sync: bool,
-        skipped: Sequence[Skipped],
+        failed: set[str],
     ) -> int:
-        listed = {item.id: set(item.images) for item in items}
-        # An image that failed to load this time keeps its old views: a transient error
-        # (network, permissions) must not delete good data.
-        failed = {s.source for s in skipped}
+        """Views of photos an item no longer lists; with `sync`, items the catalogue no longer
+        lists."""
+        listed = {item.id: set(item.images) for item in self.items}
         stale = [
             pid
             for (item_id, image), stored in existing.items()

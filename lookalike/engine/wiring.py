@@ -194,22 +194,20 @@ def store_record(
 ) -> dict[str, Any]:
     """Where this index's vectors live (`registry.store_record`): as asked, else as the
     manifest records, else `settings.store`. IndexMismatchError if asked != recorded."""
-    from lookalike.store.registry import same_store, store_record
+    from lookalike.engine.manifest import chosen_store
+    from lookalike.store.registry import store_record
 
     recorded: dict[str, Any] | None = None
     if manifest is not None:
         # Indexes from before the setting existed live in the embedded shard.
         recorded = manifest.store or store_record("edge", index_dir)
-    if store_spec is None:
-        return recorded or store_record(settings.vectors.store, index_dir)
-    asked = store_record(store_spec, index_dir)
-    if recorded is not None and not same_store(asked, recorded):
-        raise IndexMismatchError(
-            f"the index at {index_dir} keeps its vectors in {recorded['spec']}, not "
-            f"{asked['spec']}: leave out --store, or move it with `lookalike migrate --index "
-            f"{index_dir} --to {store_spec}`"
-        )
-    return asked
+    return chosen_store(
+        recorded,
+        index_dir,
+        store_spec,
+        default=settings.vectors.store,
+        otherwise=f"move it with `lookalike migrate --index {index_dir} --to {store_spec}`",
+    )
 
 
 def view_settings(settings: Settings) -> ViewSettings:

@@ -16,8 +16,7 @@ import json
 import shutil
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import asdict
-from datetime import UTC, datetime
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from PIL import Image
 
 from lookalike.config import Settings
 from lookalike.engine.lock import ClosesStore, folder_write_lock, write_json
-from lookalike.errors import IndexMismatchError, StoreError
+from lookalike.engine.manifest import FaceManifest, chosen_store
+from lookalike.errors import StoreError
 from lookalike.faces.detect import (
     DIM,
     DlibFaceEmbedder,
@@ -46,15 +46,10 @@ SHARD = "faces"
 """The Qdrant Edge shard's folder in the index folder (the default store)."""
 SUFFIX = "-faces"
 """Added to a qdrant collection name: `--store qdrant://host/shop` keeps faces in `shop-faces`."""
-MANIFEST = "faces.json"
 PEOPLE = "faces-people.json"
 OPTIONS = "faces-options.json"
 LOCK = ".faces.lock"
 FORMAT = 1
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class FaceFolder(ClosesStore):
@@ -96,32 +91,24 @@ class FaceFolder(ClosesStore):
             self._embedder = DlibFaceEmbedder()
         return self._embedder
 
-    def _identity(self) -> dict[str, Any]:
+    def wanted_manifest(self) -> FaceManifest:
+        """The record of the face models used now (`faces.json` must match it)."""
         if self._embedder is not None and self._embedder.name != DlibFaceEmbedder.name:
             # An injected embedder (tests, other models): its name is its identity.
-            return {"format": FORMAT, "embedder": {"name": self._embedder.name}, "dim": DIM}
-        return {"format": FORMAT, "embedder": asdict(EmbedderRecord.current()), "dim": DIM}
+            return FaceManifest({"name": self._embedder.name}, DIM)
+        return FaceManifest(asdict(EmbedderRecord.current()), DIM)
 
     def check_manifest(self, create: bool) -> None:
         """faces.json must name the models used now; written when the index is created."""
         if self._checked:
             return
-        path = self.index_dir / MANIFEST
-        wanted = self._identity()
-        if path.exists():
-            have = json.loads(path.read_text())
-            have.pop("created", None)
-            have.pop("store", None)
-            if have != wanted:
-                raise IndexMismatchError(
-                    f"the face index at {self.index_dir} was built with other face models "
-                    f"({have.get('embedder')}); index into a new folder"
-                )
+        have = FaceManifest.load(self.index_dir)
+        wanted = self.wanted_manifest()
+        if have is not None:
+            have.check_compatible(wanted, self.index_dir)
             self.store_record()  # another store than the recorded one: IndexMismatchError
         elif create:
-            record = self.store_record()
-            store = {} if record["kind"] == "edge" else {"store": record}  # absent means edge
-            write_json(path, {**wanted, **store, "created": now()})
+            replace(wanted, store=self.store_record()).save(self.index_dir)
         else:
             raise StoreError(
                 f"no face index at {self.index_dir}: run `lookalike faces index PHOTOS "
@@ -132,7 +119,7 @@ class FaceFolder(ClosesStore):
     @property
     def store(self) -> Store:
         if self._store is None:
-            if not (self.index_dir / MANIFEST).exists():
+            if not (self.index_dir / FaceManifest.FILENAME).exists():
                 raise StoreError(
                     f"no face index at {self.index_dir}: run `lookalike faces index PHOTOS "
                     f"--index {self.index_dir}` first"
@@ -143,23 +130,20 @@ class FaceFolder(ClosesStore):
     def store_record(self) -> dict[str, Any]:
         """Where the face vectors live (`registry.store_record`): as faces.json records (edge
         when it records none), else as asked, else edge. IndexMismatchError if asked != recorded."""
-        from lookalike.store.registry import same_store, store_record
+        from lookalike.store.registry import store_record
 
-        path = self.index_dir / MANIFEST
-        recorded: dict[str, Any] | None = None
-        if path.exists():
-            recorded = json.loads(path.read_text()).get("store") or store_record(
-                "edge", self.index_dir
-            )
-        if self._store_spec is None:
-            return recorded or store_record("edge", self.index_dir)
-        asked = store_record(self._store_spec, self.index_dir, suffix=SUFFIX)
-        if recorded is not None and not same_store(asked, recorded):
-            raise IndexMismatchError(
-                f"the face index at {self.index_dir} keeps its faces in {recorded['spec']}, not "
-                f"{asked['spec']}: leave out --store, or index into a new folder"
-            )
-        return asked
+        have = FaceManifest.load(self.index_dir)
+        recorded = None if have is None else have.store or store_record("edge", self.index_dir)
+        return chosen_store(
+            recorded,
+            self.index_dir,
+            self._store_spec,
+            default="edge",
+            suffix=SUFFIX,
+            what="face index",
+            held="faces",
+            otherwise="index into a new folder",
+        )
 
     def _open_store(self) -> Store:
         from lookalike.store.registry import open_store

@@ -35,14 +35,16 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from lookalike.engine.indexer import IncrementalIndexer, RunTally
 from lookalike.engine.lock import write_json
+from lookalike.engine.manifest import now
 from lookalike.errors import QueryError
-from lookalike.faces.detect import DIM, FaceBox
-from lookalike.faces.folder import PEOPLE, SHARD, now
+from lookalike.faces.detect import DIM
+from lookalike.faces.folder import PEOPLE, SHARD
 from lookalike.faces.ingest import (
     Loaded,
     big_enough,
@@ -50,14 +52,13 @@ from lookalike.faces.ingest import (
     normalise,
     photo_marker,
     scan_photos,
-    strip_image,
+    with_faces,
     write_faces,
 )
 from lookalike.faces.people import cluster_faces, save_listing
 from lookalike.faces.search import FaceSearch
 from lookalike.faces.values import Face, FaceIndexSummary, ForgetSummary, Person, without_vector
 from lookalike.store.base import Condition, Filter, Store, where
-from lookalike.types import F32
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called as work advances."""
@@ -91,78 +92,32 @@ class FaceIndex(FaceSearch):
         what it had in the index. `sync` also removes photos that are no longer listed.
         """
         started = time.perf_counter()
-        notify = progress or (lambda stage, done, total: None)
         listed, skipped = scan_photos(photos)
         with self.write_lock():
             self.check_manifest(create=True)
             store = self.store
             store.ensure_index("kind", "keyword")
             store.ensure_index("photo", "keyword")
-            markers = list(
-                store.scroll(where("kind", "photo"), fields=["photo", "content_hash", "forgotten"])
-            )
             min_size = self.min_face_size()
             # Another minimum: every photo is looked at again (faces below it are dropped,
             # faces above it come back), except forgotten ones, which stay forgotten.
             again = min_size != self.options().get("min_face_size", 0)
-            existing = {
-                str(r.payload["photo"]): str(r.payload.get("content_hash", ""))
-                for r in markers
-                if not again or r.payload.get("forgotten")
-            }
             if again:
                 self.save_options({"min_face_size": min_size})
-            counts = {"indexed": 0, "unchanged": 0, "empty": 0, "faces": 0}
-            clock = {"detect": 0.0, "embed": 0.0}
-            pending: list[tuple[Loaded, list[tuple[int, FaceBox]], F32]] = []
-            notify("faces", 0, len(listed))
-            for done, loaded in enumerate(
-                load_photos(listed, existing, self.decode_limits()), start=1
-            ):
-                if loaded.skipped is not None:
-                    skipped.append(loaded.skipped)
-                elif loaded.unchanged:
-                    counts["unchanged"] += 1
-                else:
-                    assert loaded.image is not None
-                    t0 = time.perf_counter()
-                    found = self.detect(loaded.image)
-                    boxes = big_enough(found, loaded, min_size)
-                    t1 = time.perf_counter()
-                    vectors = self.embedder.embed(loaded.image, [b for _, b in boxes])
-                    clock["detect"] += t1 - t0
-                    clock["embed"] += time.perf_counter() - t1
-                    pending.append((strip_image(loaded), boxes, vectors))
-                    counts["indexed"] += 1
-                    counts["faces"] += len(boxes)
-                    counts["empty"] += not boxes
-                    if len(pending) >= self.face_settings.batch_size:
-                        write_faces(store, pending)
-                        pending = []
-                notify("faces", done, len(listed))
-            write_faces(store, pending)
-            removed = 0
-            if sync:
-                failed = {s.source for s in skipped}
-                gone = sorted(set(existing) - set(listed) - failed)
-                if gone:
-                    removed = len(gone)
-                    self._drop_from_people(None, gone)
-                    self._delete_photos(store, gone)
-                    self._compact()
-                    store = self.store
-            store.flush()
+            run = FaceIndexer(self, min_size, again=again)
+            tally, _ = run.run(store, listed, sync=sync, progress=progress, skipped=skipped)
+            self.store.flush()  # the store again: removing photos compacts it into a new one
         return FaceIndexSummary(
-            photos_seen=len(listed),
-            photos_indexed=counts["indexed"],
-            photos_unchanged=counts["unchanged"],
-            photos_without_faces=counts["empty"],
-            faces_written=counts["faces"],
-            photos_removed=removed,
-            skipped=tuple(skipped),
+            photos_seen=tally.seen,
+            photos_indexed=tally.written,
+            photos_unchanged=tally.unchanged,
+            photos_without_faces=run.empty,
+            faces_written=tally.points,
+            photos_removed=tally.removed,
+            skipped=tuple(tally.skipped),
             seconds=time.perf_counter() - started,
-            detect_seconds=clock["detect"],
-            embed_seconds=clock["embed"],
+            detect_seconds=run.clock["detect"],
+            embed_seconds=run.clock["embed"],
         )
 
     # -- people ----------------------------------------------------------------------------------
@@ -309,6 +264,85 @@ class FaceIndex(FaceSearch):
         shutil.rmtree(trash)
         _fsync_dir(self.index_dir)
         return self.store.disk_bytes()
+
+
+class FaceIndexer(IncrementalIndexer[str, dict[str, str], Loaded]):
+    """The face index's kind of incremental run (`lookalike.engine.indexer.IncrementalIndexer`,
+    the catalogue's `Indexer` is the other): a photo's points are its faces, then a vector-less
+    marker with its content hash (what `existing` reads), so a killed run redoes exactly the
+    photos it had not finished and an unchanged photo is never decoded again."""
+
+    stage = "faces"
+
+    def __init__(self, index: FaceIndex, min_size: float, *, again: bool) -> None:
+        """again: the minimum face size changed, so every photo is looked at again (but
+        forgotten ones stay forgotten)."""
+        self.index, self.min_size, self.again = index, min_size, again
+        self.clock = {"detect": 0.0, "embed": 0.0}
+        self.empty = 0
+        self.pending: list[Loaded] = []
+
+    def existing(self, store: Store) -> dict[str, str]:
+        markers = store.scroll(
+            where("kind", "photo"), fields=["photo", "content_hash", "forgotten"]
+        )
+        return {
+            str(r.payload["photo"]): str(r.payload.get("content_hash", ""))
+            for r in markers
+            if not self.again or r.payload.get("forgotten")
+        }
+
+    def batches(self, tasks: Sequence[str], existing: dict[str, str]) -> Iterator[Loaded]:
+        """One photo at a time (its faces found and described), for per-photo progress; `write`
+        gathers them into store writes of `batch_size` photos."""
+        index = self.index
+        for loaded in load_photos(tasks, existing, index.decode_limits()):
+            if loaded.image is None:
+                yield loaded  # skipped or unchanged
+                continue
+            t0 = time.perf_counter()
+            boxes = big_enough(index.detect(loaded.image), loaded, self.min_size)
+            t1 = time.perf_counter()
+            vectors = index.embedder.embed(loaded.image, [b for _, b in boxes])
+            self.clock["detect"] += t1 - t0
+            self.clock["embed"] += time.perf_counter() - t1
+            yield with_faces(loaded, boxes, vectors)
+
+    def write(self, store: Store, batch: Loaded, existing: dict[str, str], tally: RunTally) -> int:
+        if batch.skipped is not None:
+            tally.skipped.append(batch.skipped)
+        elif batch.unchanged:
+            tally.unchanged += 1
+        else:
+            self.pending.append(batch)
+            tally.written += 1
+            tally.points += len(batch.faces)
+            self.empty += not batch.faces
+            if len(self.pending) >= self.index.face_settings.batch_size:
+                self.flush(store, tally)
+        return 1
+
+    def flush(self, store: Store, tally: RunTally) -> None:
+        write_faces(store, self.pending)
+        self.pending = []
+
+    def remove_stale(
+        self,
+        store: Store,
+        tasks: Sequence[str],
+        existing: dict[str, str],
+        *,
+        sync: bool,
+        failed: set[str],
+    ) -> int:
+        """With `sync`, the photos no longer listed (their faces, markers and people entries);
+        the shard is compacted so no file keeps their vectors."""
+        gone = sorted(set(existing) - set(tasks) - failed) if sync else []
+        if gone:
+            self.index._drop_from_people(None, gone)
+            self.index._delete_photos(store, gone)
+            self.index._compact()
+        return len(gone)
 
 
 def _fsync_dir(path: Path) -> None:

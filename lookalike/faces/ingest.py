@@ -117,6 +117,10 @@ class Loaded:
     decoded_size: tuple[int, int] | None = None
     skipped: Skipped | None = None
     unchanged: bool = False
+    faces: tuple[tuple[int, FaceBox], ...] = ()
+    """(number, face) of the faces kept (`big_enough`), once found."""
+    vectors: F32 | None = None
+    """Their descriptors, in order."""
 
 
 def load_photos(
@@ -140,23 +144,23 @@ def load_photos(
     return read_ahead(load, photos, _LOOKAHEAD, "faces-decode")
 
 
-def write_faces(
-    store: Store, batch: Sequence[tuple[Loaded, list[tuple[int, FaceBox]], F32]]
-) -> None:
+def write_faces(store: Store, batch: Sequence[Loaded]) -> None:
     """Replace the faces of these photos, then record the photos as done (in that order)."""
     if not batch:
         return
-    photos = tuple(loaded.photo for loaded, _, _ in batch)
+    photos = tuple(loaded.photo for loaded in batch)
     # A changed photo may have fewer faces than before: its old points must not linger.
     store.delete_where(Filter((Condition("photo", "in", photos), Condition("kind", "eq", "face"))))
     points: list[PointRecord] = []
     markers: list[PointRecord] = []
-    for loaded, boxes, vectors in batch:
+    for loaded in batch:
         assert loaded.original_size is not None and loaded.sha256 is not None
-        points.extend(_face_points(loaded, boxes, vectors))
+        points.extend(_face_points(loaded))
         size = list(loaded.original_size)
         markers.append(
-            photo_marker(loaded.photo, loaded.sha256, len(boxes), image_size=size, forgotten=False)
+            photo_marker(
+                loaded.photo, loaded.sha256, len(loaded.faces), image_size=size, forgotten=False
+            )
         )
     store.upsert(points)
     store.upsert(markers)
@@ -185,16 +189,17 @@ def _decode_with_size(
     return decoded.image, decoded.original_size
 
 
-def _face_points(
-    loaded: Loaded, boxes: Sequence[tuple[int, FaceBox]], vectors: F32
-) -> list[PointRecord]:
+def _face_points(loaded: Loaded) -> list[PointRecord]:
     """Points of the faces kept, each numbered as found (before the size filter), so a face
     keeps its id whatever the minimum size."""
     assert loaded.decoded_size is not None and loaded.original_size is not None
+    if not loaded.faces:
+        return []
+    assert loaded.vectors is not None
     sx = loaded.original_size[0] / loaded.decoded_size[0]
     sy = loaded.original_size[1] / loaded.decoded_size[1]
     points = []
-    for (n, b), v in zip(boxes, vectors, strict=True):
+    for (n, b), v in zip(loaded.faces, loaded.vectors, strict=True):
         face = b.scaled(sx, sy)
         points.append(
             PointRecord(
@@ -225,7 +230,9 @@ def big_enough(
     return [(n, f) for n, f in enumerate(faces) if f.size * scale >= min_size]
 
 
-def strip_image(loaded: Loaded) -> Loaded:
-    """What the write needs: the pixels are dropped once the faces are found."""
+def with_faces(loaded: Loaded, faces: Sequence[tuple[int, FaceBox]], vectors: F32) -> Loaded:
+    """What the write needs: the faces found and their descriptors; the pixels are dropped."""
     assert loaded.image is not None
-    return replace(loaded, image=None, decoded_size=loaded.image.size)
+    return replace(
+        loaded, image=None, decoded_size=loaded.image.size, faces=tuple(faces), vectors=vectors
+    )

@@ -32,9 +32,10 @@ from typing import TYPE_CHECKING, Concatenate, ParamSpec, cast
 import numpy as np
 
 from lookalike.engine.lock import write_json
+from lookalike.engine.manifest import now
 from lookalike.errors import QueryError
 from lookalike.faces.detect import require_dlib
-from lookalike.faces.folder import PEOPLE, now
+from lookalike.faces.folder import PEOPLE
 from lookalike.faces.values import Face, without_vector
 
 if TYPE_CHECKING:

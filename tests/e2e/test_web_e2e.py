@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,8 +22,7 @@ from PIL import Image
 from lookalike.api.http import create_app
 from lookalike.config import Settings
 from lookalike.engine.core import Engine
-from lookalike.engine.records import SearchResult
-from lookalike.types import Box
+from lookalike.engine.records import QueryObject, SearchResult
 from tests.grocery_index import SmallGrocery, build_small_grocery
 from tests.live_server import live_server
 
@@ -57,20 +56,6 @@ def grocery(
     return build_small_grocery(data_dir, tmp_path_factory.mktemp("grocery"))
 
 
-@dataclass(frozen=True)
-class _Detection:
-    """Shaped like `lookalike.pipeline.detect.Detection`."""
-
-    box: Box
-    label: str
-    score: float
-
-
-@dataclass(frozen=True)
-class _ResultWithObjects(SearchResult):
-    objects: tuple[_Detection, ...] = ()
-
-
 class _EngineWithHalves(Engine):
     """The real engine; while `halves` is on, a whole-photo search also reports the photo's left
     and right halves as detected objects, as the detector to come will report real objects."""
@@ -83,12 +68,10 @@ class _EngineWithHalves(Engine):
             return result
         w, h = query.size  # the server passes the decoded photo
         objects = (
-            _Detection(Box(0, 0, w / 2, h), "left product", 0.9),
-            _Detection(Box(w / 2, 0, w, h), "right product", 0.8),
+            QueryObject("left product", (0, 0, w / 2, h), 0.9),
+            QueryObject("right product", (w / 2, 0, w, h), 0.8),
         )
-        values = {f.name: getattr(result, f.name) for f in fields(result)}
-        values.pop("objects", None)
-        return _ResultWithObjects(**values, objects=objects)
+        return replace(result, objects=objects)
 
 
 @pytest.fixture(scope="module")
