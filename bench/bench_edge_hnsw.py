@@ -50,10 +50,12 @@ CONFIGS = {
 def load_vectors(npz: Path | None, work: Path) -> dict[str, np.ndarray]:
     if npz is not None:
         return dict(np.load(npz))
+    from quantcheck import embed_files
+
     from lookalike.config import Settings
     from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
-    from lookalike.models.quantize import embed_files, grocery_protocol
+    from lookalike.models.quantize import grocery_protocol
 
     settings = Settings()
     data = Path(os.environ.get("LOOKALIKE_DATA_DIR", "data"))

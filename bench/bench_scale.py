@@ -57,10 +57,12 @@ def real_vectors(work: Path, data: Path, grocery_npz: Path | None) -> dict[str, 
     cache = work / "real.npz"
     if cache.exists():
         return dict(np.load(cache))
+    from quantcheck import embed_files
+
     from lookalike.config import Settings
     from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
-    from lookalike.models.quantize import embed_files, grocery_protocol
+    from lookalike.models.quantize import grocery_protocol
 
     settings = Settings()
     spec = get_spec(settings.models.embedder)

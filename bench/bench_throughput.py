@@ -88,13 +88,13 @@ def main() -> None:
     )
     args = ap.parse_args()
 
+    from quantcheck import check_quantized, grocery_recall
+
     from lookalike.config import Settings
     from lookalike.engine import wiring
     from lookalike.models.catalog import get_spec
     from lookalike.models.quantize import (
-        check_quantized,
         grocery_protocol,
-        grocery_recall,
         quantize_dynamic_int8,
         quantize_static_int8,
     )

@@ -4,9 +4,10 @@
                  5-point alignment + dlib's 128-d ResNet descriptor, L2-normalised; where the
                  dlib `.dat` files are, and what they are (sha256)
     index.py     `FaceIndex`: index / search / clusters / forget over a Qdrant Edge shard
-                 (default) or the store `--store` names (registry: `lookalike.store.registry`)
-    folder.py    its folder: detector, embedder, faces.json / options / lock (file names, atomic
-                 JSON writes), the store, reading
+                 (default) or the store `--store` names (registry: `lookalike.store.registry`);
+                 indexing is the engine's incremental run (`FaceIndexer`)
+    folder.py    its folder: detector, embedder, faces.json (`engine.manifest.FaceManifest`),
+                 options, lock, the store, reading
     search.py    its search: "you" and "maybe you" photos of one or several portraits
     ingest.py    which photos a folder holds (and the photo-like files that are not read), an
                  index run's photo loading (worker threads) and face points

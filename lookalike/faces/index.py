@@ -35,13 +35,14 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from lookalike.engine.indexer import IncrementalIndexer, RunTally
 from lookalike.engine.lock import write_json
 from lookalike.engine.manifest import now
+from lookalike.engine.records import Progress
 from lookalike.errors import QueryError
 from lookalike.faces.detect import DIM
 from lookalike.faces.folder import PEOPLE, SHARD
@@ -59,10 +60,6 @@ from lookalike.faces.people import cluster_faces, save_listing
 from lookalike.faces.search import FaceSearch
 from lookalike.faces.values import Face, FaceIndexSummary, ForgetSummary, Person, without_vector
 from lookalike.store.base import Condition, Filter, Store, where
-
-Progress = Callable[[str, int, int], None]
-"""progress(stage, done, total): called as work advances."""
-
 
 # -- the index ------------------------------------------------------------------------------------
 

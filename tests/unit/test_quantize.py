@@ -8,15 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.quantcheck import QuantCheck, centroid_recall_at_1, embed_files
 from lookalike.errors import ModelError
 from lookalike.models.catalog import Preprocess
-from lookalike.models.quantize import (
-    QuantCheck,
-    centroid_recall_at_1,
-    embed_files,
-    quantize_dynamic_int8,
-    quantize_static_int8,
-)
+from lookalike.models.quantize import quantize_dynamic_int8, quantize_static_int8
 
 SIZE = 32
 PRE = Preprocess(size=SIZE, resize="squash", mean=(127.0,) * 3, std=(128.0,) * 3)
