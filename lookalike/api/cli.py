@@ -30,7 +30,7 @@ from lookalike.api import (
     cli_serve,
     cli_tune,
 )
-from lookalike.api.console import errors_to_exit, print_json
+from lookalike.api.console import errors_to_exit, print_json, table_of
 from lookalike.api.options import IndexOpt, JsonOpt, KOpt, MirrorOpt, ModeOpt, StoreOpt, WhereOpt
 from lookalike.api.remote import ServedIndex, open_engine, through_server
 from lookalike.api.results import result_json
@@ -366,29 +366,27 @@ def _similarity(result: SearchResult, hit: ProductHit) -> str:
 
 
 def _table(rows: Sequence[PhotoOutcome]) -> None:
-    from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title=f"best item for each of {len(rows)} photos")
-    for col in ("photo", "item", "similar", "match", "title"):
-        table.add_column(col, overflow="fold")  # whole paths, wrapped, even in 80 columns
-    for out in rows:
-        if out.result is None:
-            table.add_row(escape(out.photo), f"[red]{escape(out.error or '')}[/red]", "", "", "")
-        elif not out.result.hits:
-            table.add_row(escape(out.photo), "(no result)", "", "", "")
-        else:
-            hit = out.result.hits[0]
-            shown = _similarity(out.result, hit)
-            table.add_row(
-                escape(out.photo),
-                escape(hit.item_id),
-                f"{shown} %" if shown else f"{hit.score:.3f}",
-                hit.match or "",
-                escape(_title(hit)),
-            )
-    Console().print(table)
+    title = f"best item for each of {len(rows)} photos"
+    with table_of(title, "photo", "item", "similar", "match", "title", fold=True) as table:
+        for out in rows:
+            if out.result is None:
+                table.add_row(
+                    escape(out.photo), f"[red]{escape(out.error or '')}[/red]", "", "", ""
+                )
+            elif not out.result.hits:
+                table.add_row(escape(out.photo), "(no result)", "", "", "")
+            else:
+                hit = out.result.hits[0]
+                shown = _similarity(out.result, hit)
+                table.add_row(
+                    escape(out.photo),
+                    escape(hit.item_id),
+                    f"{shown} %" if shown else f"{hit.score:.3f}",
+                    hit.match or "",
+                    escape(_title(hit)),
+                )
 
 
 # Every command, in the order `lookalike --help` lists them (the groups last). The modules are

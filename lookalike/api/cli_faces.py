@@ -15,7 +15,7 @@ import typer
 
 from lookalike.api.cli_faces_people import app as people_app
 from lookalike.api.cli_faces_people import open_faces
-from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console, table_of
 from lookalike.api.options import IndexOpt, JsonOpt, StoreOpt
 from lookalike.api.remote import find_server, naming_server
 from lookalike.errors import QueryError
@@ -186,23 +186,19 @@ def search_cmd(
                 }
             )
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(
-            title=f"photos with this person (you: distance <= {result.threshold:g}; "
+        title = (
+            f"photos with this person (you: distance <= {result.threshold:g}; "
             f"maybe you: <= {result.maybe_threshold:g})"
         )
-        for col in ("#", "tier", "photo", "distance", "face box"):
-            table.add_column(col)
-        for i, m in enumerate(result.matches, 1):
-            tier = "you" if m.tier == "you" else "maybe you"
-            box = str([round(v) for v in m.box])
-            table.add_row(str(i), tier, m.photo, f"{m.distance:.3f}", box)
-        con = Console()
-        con.print(table)
+        with table_of(title, "#", "tier", "photo", "distance", "face box") as table:
+            for i, m in enumerate(result.matches, 1):
+                tier = "you" if m.tier == "you" else "maybe you"
+                box = str([round(v) for v in m.box])
+                table.add_row(str(i), tier, m.photo, f"{m.distance:.3f}", box)
         if not result.matches:
-            con.print("no photo of this person in the index", style="yellow")
+            from rich.console import Console
+
+            Console().print("no photo of this person in the index", style="yellow")
 
 
 def _query_face_json(f: QueryFace) -> dict[str, Any]:
@@ -276,16 +272,10 @@ def clusters_cmd(
                 }
             )
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"{len(people)} people")
-        for col in ("person", "faces", "photos (first 3)"):
-            table.add_column(col)
-        for p in people:
-            names = ", ".join(Path(x).name for x in p.photos[:3])
-            table.add_row(str(p.person_id), str(len(p.faces)), names)
-        Console().print(table)
+        with table_of(f"{len(people)} people", "person", "faces", "photos (first 3)") as table:
+            for p in people:
+                names = ", ".join(Path(x).name for x in p.photos[:3])
+                table.add_row(str(p.person_id), str(len(p.faces)), names)
         if page:
             stderr_console().print(f"page: {page}")
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lookalike.api import results
-from lookalike.api.console import errors_to_exit, print_json, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, stderr_console, table_of
 from lookalike.api.options import IndexOpt, JsonOpt
 from lookalike.api.remote import naming_server
 from lookalike.errors import QueryError
@@ -87,17 +87,12 @@ def list_cmd(
         if as_json:
             print_json({"people": [person_json(p) for p in people]})
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"{len(people)} people")
-        for col in ("person", "name", "faces", "photos (first 3)"):
-            table.add_column(col)
-        for p in people:
-            shown = ", ".join(Path(x).name for x in p.photos[:3])
-            name = (p.name or "") + (" (hidden)" if p.hidden else "")
-            table.add_row(p.person_id, name, str(len(p.faces)), shown)
-        Console().print(table)
+        columns = ("person", "name", "faces", "photos (first 3)")
+        with table_of(f"{len(people)} people", *columns) as table:
+            for p in people:
+                shown = ", ".join(Path(x).name for x in p.photos[:3])
+                name = (p.name or "") + (" (hidden)" if p.hidden else "")
+                table.add_row(p.person_id, name, str(len(p.faces)), shown)
 
 
 @app.command("photos")
