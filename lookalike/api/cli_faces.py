@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lookalike.api.cli_faces_people import app as people_app
-from lookalike.api.cli_faces_people import open_faces
+from lookalike.api.cli_faces_people import open_faces, open_faces_for
 from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console, table_of
 from lookalike.api.options import IndexOpt, JsonOpt, StoreOpt
 from lookalike.api.remote import find_server, naming_server
@@ -243,11 +243,7 @@ def clusters_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Group the indexed faces into people (ids for `forget --person`), largest first."""
-    with (
-        errors_to_exit(),
-        open_faces(index) as faces,
-        naming_server(faces.index_dir, "`faces clusters`"),
-    ):
+    with errors_to_exit(), open_faces_for(index, "`faces clusters`") as faces:
         people = faces.clusters(threshold)
         page = None
         if html is not None:
@@ -303,7 +299,7 @@ def forget_cmd(
                 raise QueryError(f"forgetting person {person} cannot be undone: add --yes")
             if not typer.confirm(f"Forget every face of person {person}? This cannot be undone"):
                 raise typer.Exit(1)
-        with open_faces(index) as faces, naming_server(faces.index_dir, "`faces forget`"):
+        with open_faces_for(index, "`faces forget`") as faces:
             done = faces.forget_photo(photo) if photo is not None else faces.forget_person(person)  # type: ignore[arg-type]  # person is given: exactly one is (checked above)
         if as_json:
             print_json(asdict(done))
@@ -317,11 +313,7 @@ def forget_cmd(
 @app.command("stats")
 def stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """Photos, faces and size of the face index."""
-    with (
-        errors_to_exit(),
-        open_faces(index) as faces,
-        naming_server(faces.index_dir, "`faces stats`"),
-    ):
+    with errors_to_exit(), open_faces_for(index, "`faces stats`") as faces:
         info = faces.stats()
         if as_json:
             print_json(info)
