@@ -21,7 +21,7 @@ from lookalike.api.remote import find_server, naming_server
 from lookalike.errors import QueryError
 
 if TYPE_CHECKING:
-    from lookalike.faces.values import FaceMatch, QueryFace
+    from lookalike.faces.values import QueryFace
 
 app = typer.Typer(
     help="Find people: index the faces of photos, search them with a selfie, group them, forget.",
@@ -180,8 +180,9 @@ def search_cmd(
                     "query_face": _query_face_json(result.query_face),
                     "query_faces": [_query_face_json(f) for f in result.query_faces],
                     "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
-                    "results": [
-                        {"rank": i + 1, **_match_json(m)} for i, m in enumerate(result.matches)
+                    "results": [  # tier first, as it always was
+                        {"rank": i + 1, "tier": m.tier, **asdict(m), "box": list(m.box)}
+                        for i, m in enumerate(result.matches)
                     ],
                 }
             )
@@ -203,10 +204,6 @@ def search_cmd(
 
 def _query_face_json(f: QueryFace) -> dict[str, Any]:
     return {"face": f.number, "box": list(f.box), "det_score": f.det_score, "size": f.face_size}
-
-
-def _match_json(m: FaceMatch) -> dict[str, Any]:
-    return {"tier": m.tier, **asdict(m), "box": list(m.box)}  # tier first, as it always was
 
 
 @app.command("detect")
