@@ -128,7 +128,6 @@ def pull(
     offline: OfflineOpt = None,
 ) -> None:
     """Fetch (or export) every file of model NAME and verify it."""
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -138,7 +137,7 @@ def pull(
         TransferSpeedColumn,
     )
 
-    console = Console(stderr=True)
+    console = stderr_console()
     with (
         errors_to_exit(),
         _warnings_shown(console),
