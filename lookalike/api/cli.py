@@ -30,7 +30,7 @@ from lookalike.api import (
     cli_serve,
     cli_tune,
 )
-from lookalike.api.console import errors_to_exit, print_json
+from lookalike.api.console import errors_to_exit, print_json, table_of
 from lookalike.api.options import IndexOpt, JsonOpt, KOpt, MirrorOpt, ModeOpt, StoreOpt, WhereOpt
 from lookalike.api.remote import ServedIndex, open_engine, through_server
 from lookalike.api.results import result_json
@@ -251,27 +251,26 @@ _MATCH_STYLE = {
 
 def _print_hits(result: SearchResult) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    qo = result.query_object
-    searched = f"; searched with {qo.label} {[round(c) for c in qo.box]}" if qo else ""
-    table = Table(title=f"results ({result.mode}, {result.score}{searched})")
-    score_col = "similar" if result.score == "cosine" else result.score
-    judged = any(h.match for h in result.hits)
-    for col in ("#", "item", score_col, *(("match",) if judged else ()), "title", "image"):
-        table.add_column(col)
-    for i, h in enumerate(result.hits, 1):
-        title = _title(h)
-        shown = f"{h.similarity_percent:.1f} %" if result.score == "cosine" else f"{h.score:.3f}"
-        match = (_MATCH_STYLE.get(h.match or "", h.match or ""),) if judged else ()
-        table.add_row(str(i), h.item_id, shown, *match, title, Path(h.image).name)
     con = Console()
-    if result.match == "no close match":
+    if result.match == "no close match":  # above the table
         con.print(
             "[yellow]no close match:[/yellow] nothing in this index is as close to the photo as "
             "its own products are to one another; the nearest ones follow"
         )
-    con.print(table)
+    qo = result.query_object
+    searched = f"; searched with {qo.label} {[round(c) for c in qo.box]}" if qo else ""
+    score_col = "similar" if result.score == "cosine" else result.score
+    judged = any(h.match for h in result.hits)
+    columns = ("#", "item", score_col, *(("match",) if judged else ()), "title", "image")
+    with table_of(f"results ({result.mode}, {result.score}{searched})", *columns) as table:
+        for i, h in enumerate(result.hits, 1):
+            title = _title(h)
+            shown = (
+                f"{h.similarity_percent:.1f} %" if result.score == "cosine" else f"{h.score:.3f}"
+            )
+            match = (_MATCH_STYLE.get(h.match or "", h.match or ""),) if judged else ()
+            table.add_row(str(i), h.item_id, shown, *match, title, Path(h.image).name)
     con.print(", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items()), style="dim")
 
 
@@ -366,29 +365,27 @@ def _similarity(result: SearchResult, hit: ProductHit) -> str:
 
 
 def _table(rows: Sequence[PhotoOutcome]) -> None:
-    from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title=f"best item for each of {len(rows)} photos")
-    for col in ("photo", "item", "similar", "match", "title"):
-        table.add_column(col, overflow="fold")  # whole paths, wrapped, even in 80 columns
-    for out in rows:
-        if out.result is None:
-            table.add_row(escape(out.photo), f"[red]{escape(out.error or '')}[/red]", "", "", "")
-        elif not out.result.hits:
-            table.add_row(escape(out.photo), "(no result)", "", "", "")
-        else:
-            hit = out.result.hits[0]
-            shown = _similarity(out.result, hit)
-            table.add_row(
-                escape(out.photo),
-                escape(hit.item_id),
-                f"{shown} %" if shown else f"{hit.score:.3f}",
-                hit.match or "",
-                escape(_title(hit)),
-            )
-    Console().print(table)
+    title = f"best item for each of {len(rows)} photos"
+    with table_of(title, "photo", "item", "similar", "match", "title", fold=True) as table:
+        for out in rows:
+            if out.result is None:
+                table.add_row(
+                    escape(out.photo), f"[red]{escape(out.error or '')}[/red]", "", "", ""
+                )
+            elif not out.result.hits:
+                table.add_row(escape(out.photo), "(no result)", "", "", "")
+            else:
+                hit = out.result.hits[0]
+                shown = _similarity(out.result, hit)
+                table.add_row(
+                    escape(out.photo),
+                    escape(hit.item_id),
+                    f"{shown} %" if shown else f"{hit.score:.3f}",
+                    hit.match or "",
+                    escape(_title(hit)),
+                )
 
 
 # Every command, in the order `lookalike --help` lists them (the groups last). The modules are

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
+from lookalike.api.console import capped, errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import IndexOpt, JsonOpt, StoreOpt, WhereOpt
 from lookalike.api.remote import local_only, open_engine, through_server
 
@@ -324,9 +324,7 @@ def _print_summary(summary: CrawlSummary) -> None:
     )
     if summary.limit_reached:
         con.print("[yellow]stopped at --max-pages / --max-products[/yellow]")
-    for failure in summary.failures[:_SHOWN_FAILURES]:
-        con.print(f"  [yellow]skipped[/yellow] {escape(failure.source)}: {escape(failure.reason)}")
-    if len(summary.failures) > _SHOWN_FAILURES:
-        con.print(f"  ... and {len(summary.failures) - _SHOWN_FAILURES} more (use --json for all)")
+    failures = [f"{escape(f.source)}: {escape(f.reason)}" for f in summary.failures]
+    capped(con, [f"  [yellow]skipped[/yellow] {f}" for f in failures], _SHOWN_FAILURES)
     if summary.items:
         con.print(f"next: lookalike index {escape(str(summary.catalogue))}", style="dim")

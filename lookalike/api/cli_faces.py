@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lookalike.api.cli_faces_people import app as people_app
-from lookalike.api.cli_faces_people import open_faces
-from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
+from lookalike.api.cli_faces_people import open_faces, open_faces_for
+from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console, table_of
 from lookalike.api.options import IndexOpt, JsonOpt, StoreOpt
 from lookalike.api.remote import find_server, naming_server
 from lookalike.errors import QueryError
 
 if TYPE_CHECKING:
-    from lookalike.faces.values import FaceMatch, QueryFace
+    from lookalike.faces.values import QueryFace
 
 app = typer.Typer(
     help="Find people: index the faces of photos, search them with a selfie, group them, forget.",
@@ -180,37 +180,30 @@ def search_cmd(
                     "query_face": _query_face_json(result.query_face),
                     "query_faces": [_query_face_json(f) for f in result.query_faces],
                     "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
-                    "results": [
-                        {"rank": i + 1, **_match_json(m)} for i, m in enumerate(result.matches)
+                    "results": [  # tier first, as it always was
+                        {"rank": i + 1, "tier": m.tier, **asdict(m), "box": list(m.box)}
+                        for i, m in enumerate(result.matches)
                     ],
                 }
             )
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(
-            title=f"photos with this person (you: distance <= {result.threshold:g}; "
+        title = (
+            f"photos with this person (you: distance <= {result.threshold:g}; "
             f"maybe you: <= {result.maybe_threshold:g})"
         )
-        for col in ("#", "tier", "photo", "distance", "face box"):
-            table.add_column(col)
-        for i, m in enumerate(result.matches, 1):
-            tier = "you" if m.tier == "you" else "maybe you"
-            box = str([round(v) for v in m.box])
-            table.add_row(str(i), tier, m.photo, f"{m.distance:.3f}", box)
-        con = Console()
-        con.print(table)
+        with table_of(title, "#", "tier", "photo", "distance", "face box") as table:
+            for i, m in enumerate(result.matches, 1):
+                tier = "you" if m.tier == "you" else "maybe you"
+                box = str([round(v) for v in m.box])
+                table.add_row(str(i), tier, m.photo, f"{m.distance:.3f}", box)
         if not result.matches:
-            con.print("no photo of this person in the index", style="yellow")
+            from rich.console import Console
+
+            Console().print("no photo of this person in the index", style="yellow")
 
 
 def _query_face_json(f: QueryFace) -> dict[str, Any]:
     return {"face": f.number, "box": list(f.box), "det_score": f.det_score, "size": f.face_size}
-
-
-def _match_json(m: FaceMatch) -> dict[str, Any]:
-    return {"tier": m.tier, **asdict(m), "box": list(m.box)}  # tier first, as it always was
 
 
 @app.command("detect")
@@ -247,11 +240,7 @@ def clusters_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Group the indexed faces into people (ids for `forget --person`), largest first."""
-    with (
-        errors_to_exit(),
-        open_faces(index) as faces,
-        naming_server(faces.index_dir, "`faces clusters`"),
-    ):
+    with errors_to_exit(), open_faces_for(index, "`faces clusters`") as faces:
         people = faces.clusters(threshold)
         page = None
         if html is not None:
@@ -276,16 +265,10 @@ def clusters_cmd(
                 }
             )
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"{len(people)} people")
-        for col in ("person", "faces", "photos (first 3)"):
-            table.add_column(col)
-        for p in people:
-            names = ", ".join(Path(x).name for x in p.photos[:3])
-            table.add_row(str(p.person_id), str(len(p.faces)), names)
-        Console().print(table)
+        with table_of(f"{len(people)} people", "person", "faces", "photos (first 3)") as table:
+            for p in people:
+                names = ", ".join(Path(x).name for x in p.photos[:3])
+                table.add_row(str(p.person_id), str(len(p.faces)), names)
         if page:
             stderr_console().print(f"page: {page}")
 
@@ -313,7 +296,7 @@ def forget_cmd(
                 raise QueryError(f"forgetting person {person} cannot be undone: add --yes")
             if not typer.confirm(f"Forget every face of person {person}? This cannot be undone"):
                 raise typer.Exit(1)
-        with open_faces(index) as faces, naming_server(faces.index_dir, "`faces forget`"):
+        with open_faces_for(index, "`faces forget`") as faces:
             done = faces.forget_photo(photo) if photo is not None else faces.forget_person(person)  # type: ignore[arg-type]  # person is given: exactly one is (checked above)
         if as_json:
             print_json(asdict(done))
@@ -327,11 +310,7 @@ def forget_cmd(
 @app.command("stats")
 def stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """Photos, faces and size of the face index."""
-    with (
-        errors_to_exit(),
-        open_faces(index) as faces,
-        naming_server(faces.index_dir, "`faces stats`"),
-    ):
+    with errors_to_exit(), open_faces_for(index, "`faces stats`") as faces:
         info = faces.stats()
         if as_json:
             print_json(info)

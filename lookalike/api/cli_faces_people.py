@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lookalike.api import results
-from lookalike.api.console import errors_to_exit, print_json, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, stderr_console, table_of
 from lookalike.api.options import IndexOpt, JsonOpt
 from lookalike.api.remote import naming_server
 from lookalike.errors import QueryError
@@ -59,9 +59,10 @@ PersonArg = Annotated[str, typer.Argument(help="A person id (from `faces people 
 
 
 @contextmanager
-def _open(index: Path | None) -> Iterator[FaceIndex]:
-    """The face index; a locked store names the running server that has it open."""
-    with open_faces(index) as faces, naming_server(faces.index_dir, "`faces people`"):
+def open_faces_for(index: Path | None, command: str) -> Iterator[FaceIndex]:
+    """The face index for `command`; a locked store names the running server that has it open
+    (`command` cannot run through it)."""
+    with open_faces(index) as faces, naming_server(faces.index_dir, command):
         yield faces
 
 
@@ -80,30 +81,25 @@ def list_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """The people of the face index, most faces first, with their names."""
-    with errors_to_exit(), _open(index) as faces:
+    with errors_to_exit(), open_faces_for(index, "`faces people`") as faces:
         from lookalike.faces.people import list_people
 
         people = list_people(faces, include_hidden=all_)
         if as_json:
             print_json({"people": [person_json(p) for p in people]})
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"{len(people)} people")
-        for col in ("person", "name", "faces", "photos (first 3)"):
-            table.add_column(col)
-        for p in people:
-            shown = ", ".join(Path(x).name for x in p.photos[:3])
-            name = (p.name or "") + (" (hidden)" if p.hidden else "")
-            table.add_row(p.person_id, name, str(len(p.faces)), shown)
-        Console().print(table)
+        columns = ("person", "name", "faces", "photos (first 3)")
+        with table_of(f"{len(people)} people", *columns) as table:
+            for p in people:
+                shown = ", ".join(Path(x).name for x in p.photos[:3])
+                name = (p.name or "") + (" (hidden)" if p.hidden else "")
+                table.add_row(p.person_id, name, str(len(p.faces)), shown)
 
 
 @app.command("photos")
 def photos_cmd(person: PersonArg, index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """The photos PERSON is in (with the face's box)."""
-    with errors_to_exit(), _open(index) as faces:
+    with errors_to_exit(), open_faces_for(index, "`faces people`") as faces:
         from lookalike.faces.people import list_people
 
         found = [p for p in list_people(faces, include_hidden=True) if p.person_id == person]
@@ -124,7 +120,7 @@ def photos_cmd(person: PersonArg, index: IndexOpt = None, as_json: JsonOpt = Fal
 
 def _change(index: Path | None, change: str, *args: object, **kw: object) -> object:
     """`lookalike.faces.people.<change>(*args, **kw)` applied to the face index's book."""
-    with errors_to_exit(), _open(index) as faces:
+    with errors_to_exit(), open_faces_for(index, "`faces people`") as faces:
         from lookalike.faces import people as pp
 
         return pp.change_book(faces, getattr(pp, change), *args, **kw)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
+from lookalike.api.console import capped, errors_to_exit, print_json, progress_bar, stderr_console
 from lookalike.api.options import EmbedderOpt, IndexOpt, JsonOpt, MirrorOpt, StoreOpt
 from lookalike.api.remote import local_only, open_engine, refuse_if_served, through_server
 from lookalike.errors import CatalogueError, IndexDamagedError, StoreError
@@ -108,10 +108,9 @@ def index(
                 f"removed, {len(summary.skipped)} skipped in {summary.seconds:.1f} s -> "
                 f"{engine.index_dir} ({summary.items_in_index} items in the index){through}"
             )
-            for s in summary.skipped[:50]:
-                con.print(f"  [yellow]skipped[/yellow] {s.source}: {s.reason}")
-            if len(summary.skipped) > 50:
-                con.print(f"  ... and {len(summary.skipped) - 50} more (use --json for all)")
+            capped(
+                con, [f"  [yellow]skipped[/yellow] {s.source}: {s.reason}" for s in summary.skipped]
+            )
             for what in summary.repaired:
                 con.print(f"  [yellow]repaired[/yellow] {what}")
             if missing and not nothing:
@@ -144,10 +143,7 @@ def verify(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
                 f"checked {report.files_checked} files and {report.points_checked} points "
                 f"({report.state}) in {engine.index_dir}"
             )
-            for d in report.damage[:50]:
-                con.print(f"  [red]damaged[/red] {d}")
-            if len(report.damage) > 50:
-                con.print(f"  ... and {len(report.damage) - 50} more (use --json for all)")
+            capped(con, [f"  [red]damaged[/red] {d}" for d in report.damage])
         if not report.ok:
             raise IndexDamagedError(
                 f"{len(report.damage)} damaged part(s): {repair_hint(engine.index_dir)}"

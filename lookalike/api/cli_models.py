@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lookalike.api.console import errors_to_exit, print_json, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, stderr_console, table_of
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -113,17 +113,11 @@ def list_models(
         if as_json:
             print_json(statuses)
             return
-
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"models (cache: {store.cache_dir})")
-        for column in ("name", "role", "license", "state", "files"):
-            table.add_column(column)
-        for s in statuses:
-            files = ", ".join(f["filename"] for f in s["files"])
-            table.add_row(s["name"], s["role"], s["license"], _state(s), files)
-        Console().print(table)
+        title = f"models (cache: {store.cache_dir})"
+        with table_of(title, "name", "role", "license", "state", "files") as table:
+            for s in statuses:
+                files = ", ".join(f["filename"] for f in s["files"])
+                table.add_row(s["name"], s["role"], s["license"], _state(s), files)
 
 
 @app.command("pull")
@@ -134,7 +128,6 @@ def pull(
     offline: OfflineOpt = None,
 ) -> None:
     """Fetch (or export) every file of model NAME and verify it."""
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -144,7 +137,7 @@ def pull(
         TransferSpeedColumn,
     )
 
-    console = Console(stderr=True)
+    console = stderr_console()
     with (
         errors_to_exit(),
         _warnings_shown(console),

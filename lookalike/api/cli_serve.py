@@ -6,6 +6,7 @@ Also runnable alone: `python -m lookalike.api.cli_serve --index DIR`.
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,7 +15,7 @@ import typer
 from lookalike.api.console import errors_to_exit, stderr_console
 from lookalike.api.options import IndexOpt
 from lookalike.api.remote import find_server
-from lookalike.api.server_file import local_url, new_secret, remove_record, write_record
+from lookalike.api.server_file import local_url, remove_record, write_record
 
 if TYPE_CHECKING:
     import socket
@@ -147,7 +148,7 @@ def serve(
                 "commands on it go through that server"
             )
         con = stderr_console()
-        secret = new_secret()
+        secret = secrets.token_urlsafe(32)
         app = create_app(
             engine,
             api_key=api_key,

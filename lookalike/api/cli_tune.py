@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console
+from lookalike.api.console import errors_to_exit, print_json, progress_bar, stderr_console, table_of
 from lookalike.api.options import EmbedderOpt, IndexOpt, JsonOpt, MirrorOpt, StoreOpt
 from lookalike.api.remote import local_only, open_engine
 from lookalike.errors import CatalogueError
@@ -74,19 +74,14 @@ def evaluate(
         if as_json:
             print_json(outcome.metrics)
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"{outcome.queries} queries, {outcome.items} items")
-        for col in ("mode", "recall@1", "recall@3", "recall@10", "mAP"):
-            table.add_column(col)
-        for mode, m in outcome.metrics.items():
-            table.add_row(
-                mode,
-                *(f"{m[key]:.3f}" for key in ("recall@1", "recall@3", "recall@10", "map")),
-            )
-        Console().print(table)
+        title = f"{outcome.queries} queries, {outcome.items} items"
+        keys = ("recall@1", "recall@3", "recall@10", "map")
+        with table_of(title, "mode", "recall@1", "recall@3", "recall@10", "mAP") as table:
+            for mode, m in outcome.metrics.items():
+                table.add_row(mode, *(f"{m[key]:.3f}" for key in keys))
         if outcome.report:
+            from rich.console import Console
+
             Console().print(f"misses: {outcome.report}")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ from lookalike.errors import LookalikeError
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import ProgressColumn, TaskID
+    from rich.table import Table
 
 
 def print_json(data: object) -> None:
@@ -25,6 +26,28 @@ def stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+@contextmanager
+def table_of(title: str, *columns: str, fold: bool = False) -> Iterator[Table]:
+    """A rich table titled `title` with `columns`, for the block to fill; printed on stdout when
+    the block ends. `fold`: wrap long cells (whole paths, even in 80 columns), do not cut them."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, overflow="fold" if fold else "ellipsis")
+    yield table
+    Console().print(table)
+
+
+def capped(console: Console, lines: Sequence[str], limit: int = 50) -> None:
+    """Print the first `limit` of `lines`, then how many more there are (`--json` has them all)."""
+    for line in lines[:limit]:
+        console.print(line)
+    if len(lines) > limit:
+        console.print(f"  ... and {len(lines) - limit} more (use --json for all)")
 
 
 @contextmanager

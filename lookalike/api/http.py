@@ -221,7 +221,10 @@ def index_router(state: AppState) -> APIRouter:
 
 def index_stats(state: AppState) -> dict[str, Any]:
     state.warm_up()
-    faces = _face_count(state)
+    try:
+        faces = int(face_index_stats(state)["faces"])
+    except LookalikeError:  # no face index: 0 (the page offers "Find people" only with faces)
+        faces = 0
     if state.engine.manifest is None and faces:  # a folder of faces only (`faces index`)
         info: dict[str, Any] = {"items": 0, "views": 0, "fields": {}}
     else:
@@ -237,14 +240,6 @@ def index_stats(state: AppState) -> dict[str, Any]:
         faces=faces,
     )
     return info
-
-
-def _face_count(state: AppState) -> int:
-    """Faces in the face index, 0 without one (the page offers "Find people" only then)."""
-    try:
-        return int(face_index_stats(state)["faces"])
-    except LookalikeError:
-        return 0
 
 
 def facet_counts(

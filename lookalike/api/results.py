@@ -20,19 +20,12 @@ if TYPE_CHECKING:
 
 def result_json(result: SearchResult) -> dict[str, Any]:
     """`lookalike search --json`: one search's results (also each line of a batch's JSONL)."""
+    qo = result.query_object
     return {
         "mode": result.mode,
         "score": result.score,
         "match": result.match,
-        "query_object": (
-            {
-                "label": result.query_object.label,
-                "box": list(result.query_object.box),
-                "score": result.query_object.score,
-            }
-            if result.query_object
-            else None
-        ),
+        "query_object": {"label": qo.label, "box": list(qo.box), "score": qo.score} if qo else None,
         "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
         "results": [
             {

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,10 +42,6 @@ def local_url(host: str, port: int) -> str:
         host = "::1"
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
-
-
-def new_secret() -> str:
-    return secrets.token_urlsafe(32)
 
 
 def write_record(index_dir: Path, url: str, secret: str) -> ServerRecord:
