@@ -135,8 +135,43 @@ class Store(Protocol):
         group_by: str = "item_id",
         flt: Filter | None = None,
     ) -> list[Hit]:
-        """The best point of each of the `groups` best groups (one per distinct `group_by` value)."""
-        ...
+        """The best point of each of the `groups` best groups (one per distinct `group_by` value).
+
+        This default over-fetches `_group_candidates` and groups here, widening until it has
+        enough groups, then reads the winners' payloads.
+        """
+        limit = max(groups * 4, 32)
+        while True:
+            hits = self._group_candidates(vector, using, limit, flt, group_by)
+            best: dict[JSONValue, Hit] = {}
+            for h in hits:
+                key = h.payload.get(group_by)
+                if key is not None and key not in best:
+                    best[key] = h
+                    if len(best) == groups:
+                        break
+            if len(best) == groups or len(hits) < limit:
+                break
+            limit *= 4
+        payloads = {
+            r.id: dict(r.payload) for r in self.retrieve([h.point_id for h in best.values()])
+        }
+        return [
+            Hit(
+                h.point_id,
+                h.score,
+                str(payloads[h.point_id].get("item_id", "")),
+                payloads[h.point_id],
+            )
+            for h in best.values()
+        ]
+
+    def _group_candidates(
+        self, vector: F32, using: str, limit: int, flt: Filter | None, group_by: str
+    ) -> list[Hit]:
+        """The `limit` nearest points for `search_groups`; a backend may return only `group_by`
+        of their payloads."""
+        return self.search(vector, using=using, limit=limit, flt=flt)
 
     def text_search(
         self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
@@ -179,11 +214,14 @@ class Store(Protocol):
         """Indexed payload fields: name -> kind (keyword, integer, float, text, bool)."""
         ...
 
-    def disk_bytes(self) -> int: ...
+    def disk_bytes(self) -> int:
+        return 0
 
-    def flush(self) -> None: ...
+    def flush(self) -> None:
+        return None
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        return None
 
 
 def as_vector(x: object) -> F32:

@@ -25,7 +25,7 @@ import qdrant_edge as qe
 
 from lookalike.errors import StoreError
 from lookalike.store import qdrant_common as common
-from lookalike.store.base import Filter, IndexKind, PointRecord, as_vector
+from lookalike.store.base import Filter, IndexKind, PointRecord, Store, as_vector
 from lookalike.types import F32, Hit, JSONValue
 
 
@@ -63,7 +63,7 @@ class EdgeParams:
     indexing_threshold_kb: int | None = None
 
 
-class EdgeStore:
+class EdgeStore(Store):
     """One Edge shard in `path`. `vectors` maps vector names to dimensions (used when creating);
     `params` the graph, quantisation and search settings (graph and quantisation: creation only)."""
 
@@ -183,39 +183,13 @@ class EdgeStore:
     ) -> list[Hit]:
         return [common.hit(p) for p in self._query(vector, using, limit, flt, True)]
 
-    def search_groups(
-        self,
-        vector: F32,
-        *,
-        using: str = "image",
-        groups: int = 10,
-        group_by: str = "item_id",
-        flt: Filter | None = None,
+    def _group_candidates(
+        self, vector: F32, using: str, limit: int, flt: Filter | None, group_by: str
     ) -> list[Hit]:
-        # Group on the key alone, then fetch the winners' payloads: moving whole payloads of the
-        # over-fetched points costs more than the vector search itself.
+        # Group on the key alone (`search_groups` then fetches the winners' payloads): moving whole
+        # payloads of the over-fetched points costs more than the vector search itself.
         key_only = qe.PayloadSelector.Include([group_by])
-        limit = max(groups * 4, 32)
-        while True:
-            points = self._query(vector, using, limit, flt, key_only)
-            best: dict[JSONValue, qe.ScoredPoint] = {}
-            for p in points:
-                key = (p.payload or {}).get(group_by)
-                if key is not None and key not in best:
-                    best[key] = p
-                    if len(best) == groups:
-                        break
-            if len(best) == groups or len(points) < limit:
-                break
-            limit *= 4
-        winners = list(best.values())
-        payloads = {
-            str(r.id): dict(r.payload or {})
-            for r in self._shard.retrieve(
-                [p.id for p in winners], with_payload=True, with_vector=False
-            )
-        }
-        return [common.hit(p, payloads[str(p.id)]) for p in winners]
+        return [common.hit(p) for p in self._query(vector, using, limit, flt, key_only)]
 
     def text_search(
         self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None

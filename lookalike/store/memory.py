@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.store.base import Filter, IndexKind, PointRecord, as_vector, flatten
+from lookalike.store.base import Filter, IndexKind, PointRecord, Store, as_vector, flatten
 from lookalike.types import F32, Hit, JSONValue
 
 
-class MemoryStore:
+class MemoryStore(Store):
     def __init__(self) -> None:
         self._points: dict[str, PointRecord] = {}
         self._schema: dict[str, str] = {}
@@ -60,27 +60,6 @@ class MemoryStore:
     ) -> list[Hit]:
         return [self._hit(s, p) for s, p in self._ranked(vector, using, flt)[:limit]]
 
-    def search_groups(
-        self,
-        vector: F32,
-        *,
-        using: str = "image",
-        groups: int = 10,
-        group_by: str = "item_id",
-        flt: Filter | None = None,
-    ) -> list[Hit]:
-        seen: set[JSONValue] = set()
-        out: list[Hit] = []
-        for score, p in self._ranked(vector, using, flt):
-            key = p.payload.get(group_by)
-            if key is None or key in seen:
-                continue
-            seen.add(key)
-            out.append(self._hit(score, p))
-            if len(out) == groups:
-                break
-        return out
-
     def text_search(
         self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
     ) -> list[Hit]:
@@ -118,17 +97,10 @@ class MemoryStore:
         with_vectors: bool = False,
     ) -> Iterator[PointRecord]:
         for p in self._matching(flt):
-            payload = (
-                p.payload if fields is None else {k: p.payload[k] for k in fields if k in p.payload}
-            )
-            yield PointRecord(p.id, dict(p.vectors) if with_vectors else {}, dict(payload))
+            yield _copy(p, with_vectors, fields)
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[PointRecord]:
-        found = [p for p in map(self._points.get, ids) if p is not None]
-        return [
-            PointRecord(p.id, dict(p.vectors) if with_vectors else {}, dict(p.payload))
-            for p in found
-        ]
+        return [_copy(p, with_vectors) for p in map(self._points.get, ids) if p is not None]
 
     def set_payload(self, flt: Filter, payload: Mapping[str, Any]) -> None:
         for p in self._matching(flt):
@@ -147,14 +119,11 @@ class MemoryStore:
         counts = Counter(flatten(values))
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:limit])
 
-    def disk_bytes(self) -> int:
-        return 0
 
-    def flush(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
+def _copy(p: PointRecord, with_vectors: bool, fields: Sequence[str] | None = None) -> PointRecord:
+    """A copy of `p` as read back: vectors only `with_vectors`, only `fields` of the payload."""
+    payload = p.payload if fields is None else {k: p.payload[k] for k in fields if k in p.payload}
+    return PointRecord(p.id, dict(p.vectors) if with_vectors else {}, dict(payload))
 
 
 def singular(word: str) -> str:

@@ -35,7 +35,7 @@ from qdrant_client import QdrantClient, models
 
 from lookalike.errors import IndexMismatchError, StoreError
 from lookalike.store import qdrant_common as common
-from lookalike.store.base import Filter, IndexKind, PointRecord, as_vector
+from lookalike.store.base import Filter, IndexKind, PointRecord, Store, as_vector
 from lookalike.store.memory import singular
 from lookalike.types import F32, Hit, JSONValue
 
@@ -88,7 +88,7 @@ def release_local(client: QdrantClient) -> None:
     client.close()
 
 
-class QdrantStore:
+class QdrantStore(Store):
     """One Qdrant collection.
 
     url_or_location: `http(s)://host:port` of a server or cluster node; `":memory:"` or a folder
@@ -422,9 +422,6 @@ class QdrantStore:
         if self._local_dir is None:
             return 0
         return common.folder_bytes(self._local_dir)
-
-    def flush(self) -> None:
-        return None  # every write already waited for the server (wait=True)
 
     def drop(self) -> None:
         """Delete the whole collection on the server (or in the local folder). Irreversible."""
