@@ -84,9 +84,7 @@ def flatten(values: list[JSONValue]) -> list[JSONValue]:
 
 
 def _same(a: JSONValue, b: JSONValue) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b or (isinstance(a, bool) and isinstance(b, bool) and a == b)
-    return a == b
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
 
 
 @dataclass(frozen=True)

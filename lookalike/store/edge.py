@@ -268,17 +268,14 @@ class EdgeStore(Store):
         if points < self.params.optimize_threshold:
             return False
         # indexed_vectors_count counts every named vector: compare with points x vectors.
-        named = max(1, len(self._vector_names()))
+        try:
+            config = json.loads((self.path / "edge_config.json").read_text())
+            named = max(1, len(config.get("vectors") or {}))
+        except (OSError, ValueError):
+            named = 1  # the `image` vector alone
         if int(info.indexed_vectors_count) >= points * named:
             return False
         return self.optimize()
-
-    def _vector_names(self) -> list[str]:
-        try:
-            config = json.loads((self.path / "edge_config.json").read_text())
-            return list((config.get("vectors") or {}).keys())
-        except (OSError, ValueError):
-            return ["image"]
 
     def info(self) -> dict[str, int]:
         """points, indexed_vectors (in HNSW graphs) and segments of the shard."""

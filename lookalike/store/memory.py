@@ -36,9 +36,13 @@ class MemoryStore(Store):
         """The points `flt` keeps (every point without a filter), in insertion order."""
         return [p for p in self._points.values() if flt is None or flt.matches(p.payload)]
 
-    def _ranked(
-        self, vector: F32, using: str, flt: Filter | None
-    ) -> list[tuple[float, PointRecord]]:
+    @staticmethod
+    def _hit(score: float, p: PointRecord) -> Hit:
+        return Hit(p.id, score, str(p.payload.get("item_id", "")), dict(p.payload))
+
+    def search(
+        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
+    ) -> list[Hit]:
         cands = [p for p in self._matching(flt) if using in p.vectors]
         if not cands:
             return []
@@ -49,16 +53,7 @@ class MemoryStore(Store):
             mat @ q / (np.linalg.norm(mat, axis=1) * max(float(np.linalg.norm(q)), 1e-12) + 1e-12)
         )
         order = np.argsort(-scores, kind="stable")
-        return [(float(scores[i]), cands[i]) for i in order]
-
-    @staticmethod
-    def _hit(score: float, p: PointRecord) -> Hit:
-        return Hit(p.id, score, str(p.payload.get("item_id", "")), dict(p.payload))
-
-    def search(
-        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
-    ) -> list[Hit]:
-        return [self._hit(s, p) for s, p in self._ranked(vector, using, flt)[:limit]]
+        return [self._hit(float(scores[i]), cands[i]) for i in order[:limit]]
 
     def text_search(
         self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None

@@ -135,15 +135,12 @@ class QdrantStore(Store):
         except Exception as exc:  # local mode: folder locked by another process, unreadable ...
             raise StoreError(f"cannot open Qdrant at {self.location}: {exc}") from exc
         try:
-            if not self._client.collection_exists(collection):
-                self._create(vectors, shard_number, replication_factor)
-            self._check_vectors(vectors)
+            self._call(
+                "open collection", self._open_collection, vectors, shard_number, replication_factor
+            )
         except (StoreError, IndexMismatchError):
             self.close()
             raise
-        except Exception as exc:
-            self.close()
-            raise self._error("open collection", exc) from exc
         self._schema: dict[str, str] = self._load_schema()
 
     # -- errors --------------------------------------------------------------------------------
@@ -173,20 +170,20 @@ class QdrantStore(Store):
 
     # -- collection ----------------------------------------------------------------------------
 
-    def _create(
+    def _open_collection(
         self, vectors: Mapping[str, int], shards: int | None, replication: int | None
     ) -> None:
-        self._client.create_collection(
-            self.collection,
-            vectors_config={
-                name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                for name, dim in vectors.items()
-            },
-            shard_number=shards,
-            replication_factor=replication,
-        )
-
-    def _check_vectors(self, vectors: Mapping[str, int]) -> None:
+        """Create the collection when missing; check that it has `vectors`."""
+        if not self._client.collection_exists(self.collection):
+            self._client.create_collection(
+                self.collection,
+                vectors_config={
+                    name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                    for name, dim in vectors.items()
+                },
+                shard_number=shards,
+                replication_factor=replication,
+            )
         info = self._client.get_collection(self.collection)
         have = info.config.params.vectors
         have_dims = {k: v.size for k, v in have.items()} if isinstance(have, dict) else {}
