@@ -122,6 +122,12 @@ class Store(Protocol):
         self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
     ) -> list[Hit]:
         """Nearest points by cosine similarity, best first."""
+        return self._nearest(vector, using, limit, flt, None)
+
+    def _nearest(
+        self, vector: F32, using: str, limit: int, flt: Filter | None, fields: list[str] | None
+    ) -> list[Hit]:
+        """`search`, with only `fields` of the payloads when given (a backend may return more)."""
         ...
 
     def search_groups(
@@ -135,12 +141,13 @@ class Store(Protocol):
     ) -> list[Hit]:
         """The best point of each of the `groups` best groups (one per distinct `group_by` value).
 
-        This default over-fetches `_group_candidates` and groups here, widening until it has
-        enough groups, then reads the winners' payloads.
+        This default over-fetches `_nearest` and groups here, widening until it has enough groups.
+        It groups on the key alone, then fetches the winners' payloads: moving whole payloads of the
+        over-fetched points costs more than the vector search itself.
         """
         limit = max(groups * 4, 32)
         while True:
-            hits = self._group_candidates(vector, using, limit, flt, group_by)
+            hits = self._nearest(vector, using, limit, flt, [group_by])
             best: dict[JSONValue, Hit] = {}
             for h in hits:
                 key = h.payload.get(group_by)
@@ -164,13 +171,6 @@ class Store(Protocol):
             for h in best.values()
         ]
 
-    def _group_candidates(
-        self, vector: F32, using: str, limit: int, flt: Filter | None, group_by: str
-    ) -> list[Hit]:
-        """The `limit` nearest points for `search_groups`; a backend may return only `group_by`
-        of their payloads."""
-        return self.search(vector, using=using, limit=limit, flt=flt)
-
     def text_search(
         self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
     ) -> list[Hit]:
@@ -190,7 +190,11 @@ class Store(Protocol):
         with_vectors: bool = False,
     ) -> Iterator[PointRecord]:
         """Every point matching `flt`; only `fields` of the payload when given."""
-        ...
+        return self._scroll(flt, fields, with_vectors)
+
+    def _scroll(
+        self, flt: Filter | None, fields: Sequence[str] | None, with_vectors: bool
+    ) -> Iterator[PointRecord]: ...
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[PointRecord]: ...
 
@@ -206,7 +210,9 @@ class Store(Protocol):
         self, field_name: str, flt: Filter | None = None, limit: int = 20
     ) -> dict[JSONValue, int]:
         """Value -> number of points, for a keyword field."""
-        ...
+        return self._facet(field_name, flt, limit)
+
+    def _facet(self, field_name: str, flt: Filter | None, limit: int) -> dict[JSONValue, int]: ...
 
     def payload_schema(self) -> dict[str, str]:
         """Indexed payload fields: name -> kind (keyword, integer, float, text, bool)."""

@@ -166,30 +166,17 @@ class EdgeStore(Store):
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _query(
-        self, vector: F32, using: str, limit: int, flt: Filter | None, payload: qe.WithPayloadType
-    ) -> list[qe.ScoredPoint]:
+    def _nearest(
+        self, vector: F32, using: str, limit: int, flt: Filter | None, fields: list[str] | None
+    ) -> list[Hit]:
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(as_vector(vector).tolist(), using=using),
             filter=self._filter(flt),
-            with_payload=payload,
+            with_payload=True if fields is None else qe.PayloadSelector.Include(fields),
             params=self._search_params,
         )
-        return self._shard.query(request)
-
-    def search(
-        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
-    ) -> list[Hit]:
-        return [common.hit(p) for p in self._query(vector, using, limit, flt, True)]
-
-    def _group_candidates(
-        self, vector: F32, using: str, limit: int, flt: Filter | None, group_by: str
-    ) -> list[Hit]:
-        # Group on the key alone (`search_groups` then fetches the winners' payloads): moving whole
-        # payloads of the over-fetched points costs more than the vector search itself.
-        key_only = qe.PayloadSelector.Include([group_by])
-        return [common.hit(p) for p in self._query(vector, using, limit, flt, key_only)]
+        return [common.hit(p) for p in self._shard.query(request)]
 
     def text_search(
         self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
@@ -206,12 +193,8 @@ class EdgeStore(Store):
     def count(self, flt: Filter | None = None) -> int:
         return int(self._shard.count(qe.CountRequest(exact=True, filter=self._filter(flt))))
 
-    def scroll(
-        self,
-        flt: Filter | None = None,
-        *,
-        fields: Sequence[str] | None = None,
-        with_vectors: bool = False,
+    def _scroll(
+        self, flt: Filter | None, fields: Sequence[str] | None, with_vectors: bool
     ) -> Iterator[PointRecord]:
         with_payload = True if fields is None else qe.PayloadSelector.Include(list(fields))
         qfilter = self._filter(flt)
@@ -235,9 +218,7 @@ class EdgeStore(Store):
         records = self._shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
         return [common.record(r, with_vectors) for r in records]
 
-    def facet(
-        self, field_name: str, flt: Filter | None = None, limit: int = 20
-    ) -> dict[JSONValue, int]:
+    def _facet(self, field_name: str, flt: Filter | None, limit: int) -> dict[JSONValue, int]:
         self.ensure_index(field_name, "keyword")  # Qdrant facets need a keyword index
         response = self._shard.facet(
             qe.FacetRequest(key=field_name, limit=limit, exact=True, filter=self._filter(flt))

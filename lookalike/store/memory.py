@@ -40,8 +40,8 @@ class MemoryStore(Store):
     def _hit(score: float, p: PointRecord) -> Hit:
         return Hit(p.id, score, str(p.payload.get("item_id", "")), dict(p.payload))
 
-    def search(
-        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
+    def _nearest(
+        self, vector: F32, using: str, limit: int, flt: Filter | None, fields: list[str] | None
     ) -> list[Hit]:
         cands = [p for p in self._matching(flt) if using in p.vectors]
         if not cands:
@@ -84,12 +84,8 @@ class MemoryStore(Store):
     def count(self, flt: Filter | None = None) -> int:
         return len(self._matching(flt))
 
-    def scroll(
-        self,
-        flt: Filter | None = None,
-        *,
-        fields: Sequence[str] | None = None,
-        with_vectors: bool = False,
+    def _scroll(
+        self, flt: Filter | None, fields: Sequence[str] | None, with_vectors: bool
     ) -> Iterator[PointRecord]:
         for p in self._matching(flt):
             yield _copy(p, with_vectors, fields)
@@ -107,9 +103,7 @@ class MemoryStore(Store):
     def payload_schema(self) -> dict[str, str]:
         return dict(self._schema)
 
-    def facet(
-        self, field_name: str, flt: Filter | None = None, limit: int = 20
-    ) -> dict[JSONValue, int]:
+    def _facet(self, field_name: str, flt: Filter | None, limit: int) -> dict[JSONValue, int]:
         values = [p.payload[field_name] for p in self._matching(flt) if field_name in p.payload]
         counts = Counter(flatten(values))
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:limit])

@@ -308,8 +308,8 @@ class QdrantStore(Store):
         )
         return response.points
 
-    def search(
-        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
+    def _nearest(
+        self, vector: F32, using: str, limit: int, flt: Filter | None, fields: list[str] | None
     ) -> list[Hit]:
         points = self._query("search", as_vector(vector).tolist(), using, limit, flt)
         return [common.hit(p) for p in points]
@@ -355,12 +355,8 @@ class QdrantStore(Store):
         )
         return int(result.count)
 
-    def scroll(
-        self,
-        flt: Filter | None = None,
-        *,
-        fields: Sequence[str] | None = None,
-        with_vectors: bool = False,
+    def _scroll(
+        self, flt: Filter | None, fields: Sequence[str] | None, with_vectors: bool
     ) -> Iterator[PointRecord]:
         with_payload = True if fields is None else list(fields)
         qfilter = self._filter(flt)
@@ -395,9 +391,7 @@ class QdrantStore(Store):
         by_id = {str(r.id): common.record(r, with_vectors) for r in records}
         return [by_id[i] for i in map(str, ids) if i in by_id]  # the order asked for
 
-    def facet(
-        self, field_name: str, flt: Filter | None = None, limit: int = 20
-    ) -> dict[JSONValue, int]:
+    def _facet(self, field_name: str, flt: Filter | None, limit: int) -> dict[JSONValue, int]:
         self.ensure_index(field_name, "keyword")  # the server facets keyword-indexed fields only
         response = self._call(
             "facet",

@@ -67,13 +67,11 @@ def _value_condition(name: str, value: JSONValue, spell: Spelling[C]) -> C:
 def condition(c: Condition, spell: Spelling[C]) -> tuple[str, C]:
     """One Condition -> ("must" | "must_not", the binding's condition), same meaning on every
     backend (checked by the contract suite against `Condition.matches`)."""
+    kind = "must_not" if c.op in ("ne", "not_in") else "must"
     match c.op:
         case "eq" | "ne":
-            return ("must" if c.op == "eq" else "must_not"), _value_condition(
-                c.field, c.value, spell
-            )
+            return kind, _value_condition(c.field, c.value, spell)
         case "in" | "not_in":
-            kind = "must" if c.op == "in" else "must_not"
             values = list(c.value)
             if values and all(isinstance(v, str) for v in values):
                 return kind, spell.match_any(c.field, values)
@@ -82,9 +80,7 @@ def condition(c: Condition, spell: Spelling[C]) -> tuple[str, C]:
             parts = [_value_condition(c.field, v, spell) for v in values]
             return kind, parts[0] if len(parts) == 1 else spell.any_of(parts)
         case "range":
-            return "must", spell.range(
-                c.field, {"gt": c.gt, "gte": c.gte, "lt": c.lt, "lte": c.lte}
-            )
+            return kind, spell.range(c.field, {"gt": c.gt, "gte": c.gte, "lt": c.lt, "lte": c.lte})
     raise ValueError(f"unsupported condition {c}")
 
 
