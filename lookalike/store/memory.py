@@ -68,14 +68,11 @@ class MemoryStore(Store):
             return []
         avg_len = sum(len(w) for _, w in docs) / len(docs)
         df = {t: sum(1 for _, w in docs if t in w) for t in terms}
+        idf = {t: math.log(1 + (len(docs) - df[t] + 0.5) / (df[t] + 0.5)) for t in terms}
         scored = []
         for p, words in docs:
-            score = 0.0
-            for t in terms:
-                tf = words.count(t)
-                if tf:
-                    idf = math.log(1 + (len(docs) - df[t] + 0.5) / (df[t] + 0.5))
-                    score += idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len(words) / avg_len))
+            norm = 1.2 * (0.25 + 0.75 * len(words) / avg_len)
+            score = sum(idf[t] * tf * 2.2 / (tf + norm) for t in terms if (tf := words.count(t)))
             if score > 0:
                 scored.append((score, p))
         scored.sort(key=lambda sp: -sp[0])
