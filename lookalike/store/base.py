@@ -112,7 +112,6 @@ class Store(Protocol):
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
         """Insert or replace points by id. Durable when it returns (crash-safe)."""
-        ...
 
     def delete(self, ids: Sequence[str]) -> None: ...
 
@@ -128,7 +127,6 @@ class Store(Protocol):
         self, vector: F32, using: str, limit: int, flt: Filter | None, fields: list[str] | None
     ) -> list[Hit]:
         """`search`, with only `fields` of the payloads when given (a backend may return more)."""
-        ...
 
     def search_groups(
         self,
@@ -178,7 +176,6 @@ class Store(Protocol):
 
         Words are lower-cased and stemmed (English); points without any query word are not returned.
         """
-        ...
 
     def count(self, flt: Filter | None = None) -> int: ...
 
@@ -200,11 +197,9 @@ class Store(Protocol):
 
     def set_payload(self, flt: Filter, payload: Mapping[str, Any]) -> None:
         """Merge `payload` into every point matching `flt`."""
-        ...
 
     def ensure_index(self, field_name: str, kind: IndexKind) -> None:
         """Create a payload index so filters on `field_name` stay fast."""
-        ...
 
     def facet(
         self, field_name: str, flt: Filter | None = None, limit: int = 20
@@ -216,7 +211,6 @@ class Store(Protocol):
 
     def payload_schema(self) -> dict[str, str]:
         """Indexed payload fields: name -> kind (keyword, integer, float, text, bool)."""
-        ...
 
     def disk_bytes(self) -> int:
         return 0
