@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -196,19 +197,16 @@ class EdgeStore(Store):
     def _scroll(
         self, flt: Filter | None, fields: Sequence[str] | None, with_vectors: bool
     ) -> Iterator[PointRecord]:
-        with_payload = True if fields is None else qe.PayloadSelector.Include(list(fields))
-        qfilter = self._filter(flt)
+        request = partial(
+            qe.ScrollRequest,
+            limit=common.SCROLL_PAGE,
+            filter=self._filter(flt),
+            with_payload=True if fields is None else qe.PayloadSelector.Include(list(fields)),
+            with_vector=with_vectors,
+        )
 
         def fetch(offset: qe.PointId | None) -> tuple[list[qe.Record], qe.PointId | None]:
-            return self._shard.scroll(
-                qe.ScrollRequest(
-                    offset=offset,
-                    limit=common.SCROLL_PAGE,
-                    filter=qfilter,
-                    with_payload=with_payload,
-                    with_vector=with_vectors,
-                )
-            )
+            return self._shard.scroll(request(offset=offset))
 
         return common.paged(fetch, None, with_vectors)
 
