@@ -26,6 +26,10 @@ class PointRecord:
     vectors: Mapping[str, F32] = field(default_factory=dict)
     payload: Mapping[str, Any] = field(default_factory=dict)
 
+    def hit(self, score: float) -> Hit:
+        """This point found with `score`, as a Hit."""
+        return Hit(self.id, score, str(self.payload.get("item_id", "")), dict(self.payload))
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -156,18 +160,8 @@ class Store(Protocol):
             if len(best) == groups or len(hits) < limit:
                 break
             limit *= 4
-        payloads = {
-            r.id: dict(r.payload) for r in self.retrieve([h.point_id for h in best.values()])
-        }
-        return [
-            Hit(
-                h.point_id,
-                h.score,
-                str(payloads[h.point_id].get("item_id", "")),
-                payloads[h.point_id],
-            )
-            for h in best.values()
-        ]
+        records = {r.id: r for r in self.retrieve([h.point_id for h in best.values()])}
+        return [records[h.point_id].hit(h.score) for h in best.values()]
 
     def text_search(
         self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None

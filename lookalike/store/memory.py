@@ -36,10 +36,6 @@ class MemoryStore(Store):
         """The points `flt` keeps (every point without a filter), in insertion order."""
         return [p for p in self._points.values() if flt is None or flt.matches(p.payload)]
 
-    @staticmethod
-    def _hit(score: float, p: PointRecord) -> Hit:
-        return Hit(p.id, score, str(p.payload.get("item_id", "")), dict(p.payload))
-
     def _nearest(
         self, vector: F32, using: str, limit: int, flt: Filter | None, fields: list[str] | None
     ) -> list[Hit]:
@@ -53,7 +49,7 @@ class MemoryStore(Store):
             mat @ q / (np.linalg.norm(mat, axis=1) * max(float(np.linalg.norm(q)), 1e-12) + 1e-12)
         )
         order = np.argsort(-scores, kind="stable")
-        return [self._hit(float(scores[i]), cands[i]) for i in order[:limit]]
+        return [cands[i].hit(float(scores[i])) for i in order[:limit]]
 
     def text_search(
         self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
@@ -76,7 +72,7 @@ class MemoryStore(Store):
             if score > 0:
                 scored.append((score, p))
         scored.sort(key=lambda sp: -sp[0])
-        return [self._hit(sc, p) for sc, p in scored[:limit]]
+        return [p.hit(sc) for sc, p in scored[:limit]]
 
     def count(self, flt: Filter | None = None) -> int:
         return len(self._matching(flt))
