@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from lookalike.errors import StoreError
 from lookalike.store.base import Condition, Filter, PointRecord, as_vector
@@ -123,10 +123,9 @@ def record(r: qe.Record | models.Record, with_vectors: bool) -> PointRecord:
     return PointRecord(str(r.id), vectors, dict(r.payload or {}))
 
 
-def hit(p: qe.ScoredPoint | models.ScoredPoint, payload: dict[str, Any] | None = None) -> Hit:
-    """A scored point (`.id`, `.score`, `.payload`) as a Hit; `payload` replaces the point's own."""
-    data = dict(p.payload or {}) if payload is None else payload
-    return Hit(str(p.id), float(p.score), str(data.get("item_id", "")), data)
+def hit(p: qe.ScoredPoint | models.ScoredPoint) -> Hit:
+    """A scored point (`.id`, `.score`, `.payload`) as a Hit."""
+    return PointRecord(str(p.id), payload=dict(p.payload or {})).hit(float(p.score))
 
 
 def paged(
