@@ -242,9 +242,8 @@ class EdgeStore(Store):
     def settle(self) -> bool:
         """After a batch of writes: `optimize()` when the shard holds at least
         `params.optimize_threshold` points and some are not in a graph yet. True if it ran."""
-        info = self._shard.info()
-        points = int(info.points_count)
-        if points < self.params.optimize_threshold:
+        info = self.info()
+        if info["points"] < self.params.optimize_threshold:
             return False
         # indexed_vectors_count counts every named vector: compare with points x vectors.
         try:
@@ -252,7 +251,7 @@ class EdgeStore(Store):
             named = max(1, len(config.get("vectors") or {}))
         except (OSError, ValueError):
             named = 1  # the `image` vector alone
-        if int(info.indexed_vectors_count) >= points * named:
+        if info["indexed_vectors"] >= info["points"] * named:
             return False
         return self.optimize()
 
