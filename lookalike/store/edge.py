@@ -142,10 +142,8 @@ class EdgeStore(Store):
         self._shard.update(qe.UpdateOperation.delete_points_by_filter(flt_all))
 
     def set_payload(self, flt: Filter, payload: Mapping[str, Any]) -> None:
-        op = qe.UpdateOperation.set_payload_by_filter(
-            self._filter(flt) or qe.Filter(), dict(payload)
-        )
-        self._shard.update(op)
+        flt_all = self._filter(flt) or qe.Filter()
+        self._shard.update(qe.UpdateOperation.set_payload_by_filter(flt_all, dict(payload)))
 
     def ensure_index(self, field_name: str, kind: IndexKind) -> None:
         if field_name in self._indexed:

@@ -159,7 +159,7 @@ def open_store(
             from lookalike.store.memory import MemoryStore
 
             return MemoryStore()
-        case "qdrant" | "qdrant-local":
+        case _:  # qdrant, qdrant-local
             from lookalike.config import VectorsConfig
             from lookalike.store.qdrant import QdrantStore
 
@@ -174,7 +174,6 @@ def open_store(
                 replication_factor=parsed.replication,
                 timeout=parsed.timeout,
             )
-    raise StoreError(f"unknown store kind {parsed.kind}")  # unreachable: parse checks
 
 
 def _collection(name: str, index_dir: Path, spec: str, suffix: str = "") -> str:
