@@ -26,6 +26,10 @@ class PointRecord:
     vectors: Mapping[str, F32] = field(default_factory=dict)
     payload: Mapping[str, Any] = field(default_factory=dict)
 
+    def hit(self, score: float) -> Hit:
+        """This point found with `score`, as a Hit."""
+        return Hit(self.id, score, str(self.payload.get("item_id", "")), dict(self.payload))
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -84,9 +88,7 @@ def flatten(values: list[JSONValue]) -> list[JSONValue]:
 
 
 def _same(a: JSONValue, b: JSONValue) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b or (isinstance(a, bool) and isinstance(b, bool) and a == b)
-    return a == b
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,6 @@ class Store(Protocol):
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
         """Insert or replace points by id. Durable when it returns (crash-safe)."""
-        ...
 
     def delete(self, ids: Sequence[str]) -> None: ...
 
@@ -124,7 +125,12 @@ class Store(Protocol):
         self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
     ) -> list[Hit]:
         """Nearest points by cosine similarity, best first."""
-        ...
+        return self._nearest(vector, using, limit, flt, None)
+
+    def _nearest(
+        self, vector: F32, using: str, limit: int, flt: Filter | None, fields: list[str] | None
+    ) -> list[Hit]:
+        """`search`, with only `fields` of the payloads when given (a backend may return more)."""
 
     def search_groups(
         self,
@@ -135,8 +141,27 @@ class Store(Protocol):
         group_by: str = "item_id",
         flt: Filter | None = None,
     ) -> list[Hit]:
-        """The best point of each of the `groups` best groups (one per distinct `group_by` value)."""
-        ...
+        """The best point of each of the `groups` best groups (one per distinct `group_by` value).
+
+        This default over-fetches `_nearest` and groups here, widening until it has enough groups.
+        It groups on the key alone, then fetches the winners' payloads: moving whole payloads of the
+        over-fetched points costs more than the vector search itself.
+        """
+        limit = max(groups * 4, 32)
+        while True:
+            hits = self._nearest(vector, using, limit, flt, [group_by])
+            best: dict[JSONValue, Hit] = {}
+            for h in hits:
+                key = h.payload.get(group_by)
+                if key is not None and key not in best:
+                    best[key] = h
+                    if len(best) == groups:
+                        break
+            if len(best) == groups or len(hits) < limit:
+                break
+            limit *= 4
+        records = {r.id: r for r in self.retrieve([h.point_id for h in best.values()])}
+        return [records[h.point_id].hit(h.score) for h in best.values()]
 
     def text_search(
         self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
@@ -145,7 +170,6 @@ class Store(Protocol):
 
         Words are lower-cased and stemmed (English); points without any query word are not returned.
         """
-        ...
 
     def count(self, flt: Filter | None = None) -> int: ...
 
@@ -157,33 +181,39 @@ class Store(Protocol):
         with_vectors: bool = False,
     ) -> Iterator[PointRecord]:
         """Every point matching `flt`; only `fields` of the payload when given."""
-        ...
+        return self._scroll(flt, fields, with_vectors)
+
+    def _scroll(
+        self, flt: Filter | None, fields: Sequence[str] | None, with_vectors: bool
+    ) -> Iterator[PointRecord]: ...
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[PointRecord]: ...
 
     def set_payload(self, flt: Filter, payload: Mapping[str, Any]) -> None:
         """Merge `payload` into every point matching `flt`."""
-        ...
 
     def ensure_index(self, field_name: str, kind: IndexKind) -> None:
         """Create a payload index so filters on `field_name` stay fast."""
-        ...
 
     def facet(
         self, field_name: str, flt: Filter | None = None, limit: int = 20
     ) -> dict[JSONValue, int]:
         """Value -> number of points, for a keyword field."""
-        ...
+        return self._facet(field_name, flt, limit)
+
+    def _facet(self, field_name: str, flt: Filter | None, limit: int) -> dict[JSONValue, int]: ...
 
     def payload_schema(self) -> dict[str, str]:
         """Indexed payload fields: name -> kind (keyword, integer, float, text, bool)."""
-        ...
 
-    def disk_bytes(self) -> int: ...
+    def disk_bytes(self) -> int:
+        return 0
 
-    def flush(self) -> None: ...
+    def flush(self) -> None:
+        return None
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        return None
 
 
 def as_vector(x: object) -> F32:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ import qdrant_edge as qe
 
 from lookalike.errors import StoreError
 from lookalike.store import qdrant_common as common
-from lookalike.store.base import Filter, IndexKind, PointRecord, as_vector
+from lookalike.store.base import Filter, IndexKind, PointRecord, Store, as_vector
 from lookalike.types import F32, Hit, JSONValue
 
 
@@ -63,7 +64,7 @@ class EdgeParams:
     indexing_threshold_kb: int | None = None
 
 
-class EdgeStore:
+class EdgeStore(Store):
     """One Edge shard in `path`. `vectors` maps vector names to dimensions (used when creating);
     `params` the graph, quantisation and search settings (graph and quantisation: creation only)."""
 
@@ -141,10 +142,8 @@ class EdgeStore:
         self._shard.update(qe.UpdateOperation.delete_points_by_filter(flt_all))
 
     def set_payload(self, flt: Filter, payload: Mapping[str, Any]) -> None:
-        op = qe.UpdateOperation.set_payload_by_filter(
-            self._filter(flt) or qe.Filter(), dict(payload)
-        )
-        self._shard.update(op)
+        flt_all = self._filter(flt) or qe.Filter()
+        self._shard.update(qe.UpdateOperation.set_payload_by_filter(flt_all, dict(payload)))
 
     def ensure_index(self, field_name: str, kind: IndexKind) -> None:
         if field_name in self._indexed:
@@ -166,56 +165,17 @@ class EdgeStore:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _query(
-        self, vector: F32, using: str, limit: int, flt: Filter | None, payload: qe.WithPayloadType
-    ) -> list[qe.ScoredPoint]:
+    def _nearest(
+        self, vector: F32, using: str, limit: int, flt: Filter | None, fields: list[str] | None
+    ) -> list[Hit]:
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(as_vector(vector).tolist(), using=using),
             filter=self._filter(flt),
-            with_payload=payload,
+            with_payload=True if fields is None else qe.PayloadSelector.Include(fields),
             params=self._search_params,
         )
-        return self._shard.query(request)
-
-    def search(
-        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
-    ) -> list[Hit]:
-        return [common.hit(p) for p in self._query(vector, using, limit, flt, True)]
-
-    def search_groups(
-        self,
-        vector: F32,
-        *,
-        using: str = "image",
-        groups: int = 10,
-        group_by: str = "item_id",
-        flt: Filter | None = None,
-    ) -> list[Hit]:
-        # Group on the key alone, then fetch the winners' payloads: moving whole payloads of the
-        # over-fetched points costs more than the vector search itself.
-        key_only = qe.PayloadSelector.Include([group_by])
-        limit = max(groups * 4, 32)
-        while True:
-            points = self._query(vector, using, limit, flt, key_only)
-            best: dict[JSONValue, qe.ScoredPoint] = {}
-            for p in points:
-                key = (p.payload or {}).get(group_by)
-                if key is not None and key not in best:
-                    best[key] = p
-                    if len(best) == groups:
-                        break
-            if len(best) == groups or len(points) < limit:
-                break
-            limit *= 4
-        winners = list(best.values())
-        payloads = {
-            str(r.id): dict(r.payload or {})
-            for r in self._shard.retrieve(
-                [p.id for p in winners], with_payload=True, with_vector=False
-            )
-        }
-        return [common.hit(p, payloads[str(p.id)]) for p in winners]
+        return [common.hit(p) for p in self._shard.query(request)]
 
     def text_search(
         self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
@@ -232,26 +192,19 @@ class EdgeStore:
     def count(self, flt: Filter | None = None) -> int:
         return int(self._shard.count(qe.CountRequest(exact=True, filter=self._filter(flt))))
 
-    def scroll(
-        self,
-        flt: Filter | None = None,
-        *,
-        fields: Sequence[str] | None = None,
-        with_vectors: bool = False,
+    def _scroll(
+        self, flt: Filter | None, fields: Sequence[str] | None, with_vectors: bool
     ) -> Iterator[PointRecord]:
-        with_payload = True if fields is None else qe.PayloadSelector.Include(list(fields))
-        qfilter = self._filter(flt)
+        request = partial(
+            qe.ScrollRequest,
+            limit=common.SCROLL_PAGE,
+            filter=self._filter(flt),
+            with_payload=True if fields is None else qe.PayloadSelector.Include(list(fields)),
+            with_vector=with_vectors,
+        )
 
         def fetch(offset: qe.PointId | None) -> tuple[list[qe.Record], qe.PointId | None]:
-            return self._shard.scroll(
-                qe.ScrollRequest(
-                    offset=offset,
-                    limit=common.SCROLL_PAGE,
-                    filter=qfilter,
-                    with_payload=with_payload,
-                    with_vector=with_vectors,
-                )
-            )
+            return self._shard.scroll(request(offset=offset))
 
         return common.paged(fetch, None, with_vectors)
 
@@ -261,9 +214,7 @@ class EdgeStore:
         records = self._shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
         return [common.record(r, with_vectors) for r in records]
 
-    def facet(
-        self, field_name: str, flt: Filter | None = None, limit: int = 20
-    ) -> dict[JSONValue, int]:
+    def _facet(self, field_name: str, flt: Filter | None, limit: int) -> dict[JSONValue, int]:
         self.ensure_index(field_name, "keyword")  # Qdrant facets need a keyword index
         response = self._shard.facet(
             qe.FacetRequest(key=field_name, limit=limit, exact=True, filter=self._filter(flt))
@@ -289,22 +240,18 @@ class EdgeStore:
     def settle(self) -> bool:
         """After a batch of writes: `optimize()` when the shard holds at least
         `params.optimize_threshold` points and some are not in a graph yet. True if it ran."""
-        info = self._shard.info()
-        points = int(info.points_count)
-        if points < self.params.optimize_threshold:
+        info = self.info()
+        if info["points"] < self.params.optimize_threshold:
             return False
         # indexed_vectors_count counts every named vector: compare with points x vectors.
-        named = max(1, len(self._vector_names()))
-        if int(info.indexed_vectors_count) >= points * named:
-            return False
-        return self.optimize()
-
-    def _vector_names(self) -> list[str]:
         try:
             config = json.loads((self.path / "edge_config.json").read_text())
-            return list((config.get("vectors") or {}).keys())
+            named = max(1, len(config.get("vectors") or {}))
         except (OSError, ValueError):
-            return ["image"]
+            named = 1  # the `image` vector alone
+        if info["indexed_vectors"] >= info["points"] * named:
+            return False
+        return self.optimize()
 
     def info(self) -> dict[str, int]:
         """points, indexed_vectors (in HNSW graphs) and segments of the shard."""

@@ -56,8 +56,7 @@ def merge_kinds(*kinds: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for mapping in kinds:
         for name, kind in mapping.items():
-            have = out.get(name)
-            out[name] = kind if have is None or have == kind else "mixed"
+            out[name] = kind if out.get(name, kind) == kind else "mixed"
     return out
 
 

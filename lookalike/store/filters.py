@@ -147,13 +147,10 @@ def structured_filter(spec: Mapping[str, Any] | str | None) -> Filter | None:
                 raise QueryError(
                     f"filters: {name} has {unknown}; a range takes {', '.join(_RANGE_KEYS)}"
                 )
-            bounds: dict[str, float] = {}
             for key, bound in value.items():
-                if bound is None:
-                    continue
-                if not _number(bound):
+                if bound is not None and not _number(bound):
                     raise QueryError(f"filters: {name}.{key} must be a number, got {bound!r}")
-                bounds[key] = float(bound)
+            bounds = {key: float(bound) for key, bound in value.items() if bound is not None}
             if bounds:
                 conditions.append(Condition(name, "range", **bounds))
         elif isinstance(value, float):

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.store.base import Filter, IndexKind, PointRecord, as_vector, flatten
+from lookalike.store.base import Filter, IndexKind, PointRecord, Store, as_vector, flatten
 from lookalike.types import F32, Hit, JSONValue
 
 
-class MemoryStore:
+class MemoryStore(Store):
     def __init__(self) -> None:
         self._points: dict[str, PointRecord] = {}
         self._schema: dict[str, str] = {}
@@ -36,9 +36,9 @@ class MemoryStore:
         """The points `flt` keeps (every point without a filter), in insertion order."""
         return [p for p in self._points.values() if flt is None or flt.matches(p.payload)]
 
-    def _ranked(
-        self, vector: F32, using: str, flt: Filter | None
-    ) -> list[tuple[float, PointRecord]]:
+    def _nearest(
+        self, vector: F32, using: str, limit: int, flt: Filter | None, fields: list[str] | None
+    ) -> list[Hit]:
         cands = [p for p in self._matching(flt) if using in p.vectors]
         if not cands:
             return []
@@ -49,37 +49,7 @@ class MemoryStore:
             mat @ q / (np.linalg.norm(mat, axis=1) * max(float(np.linalg.norm(q)), 1e-12) + 1e-12)
         )
         order = np.argsort(-scores, kind="stable")
-        return [(float(scores[i]), cands[i]) for i in order]
-
-    @staticmethod
-    def _hit(score: float, p: PointRecord) -> Hit:
-        return Hit(p.id, score, str(p.payload.get("item_id", "")), dict(p.payload))
-
-    def search(
-        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
-    ) -> list[Hit]:
-        return [self._hit(s, p) for s, p in self._ranked(vector, using, flt)[:limit]]
-
-    def search_groups(
-        self,
-        vector: F32,
-        *,
-        using: str = "image",
-        groups: int = 10,
-        group_by: str = "item_id",
-        flt: Filter | None = None,
-    ) -> list[Hit]:
-        seen: set[JSONValue] = set()
-        out: list[Hit] = []
-        for score, p in self._ranked(vector, using, flt):
-            key = p.payload.get(group_by)
-            if key is None or key in seen:
-                continue
-            seen.add(key)
-            out.append(self._hit(score, p))
-            if len(out) == groups:
-                break
-        return out
+        return [cands[i].hit(float(scores[i])) for i in order[:limit]]
 
     def text_search(
         self, field_name: str, query: str, *, limit: int = 10, flt: Filter | None = None
@@ -94,41 +64,27 @@ class MemoryStore:
             return []
         avg_len = sum(len(w) for _, w in docs) / len(docs)
         df = {t: sum(1 for _, w in docs if t in w) for t in terms}
+        idf = {t: math.log(1 + (len(docs) - df[t] + 0.5) / (df[t] + 0.5)) for t in terms}
         scored = []
         for p, words in docs:
-            score = 0.0
-            for t in terms:
-                tf = words.count(t)
-                if tf:
-                    idf = math.log(1 + (len(docs) - df[t] + 0.5) / (df[t] + 0.5))
-                    score += idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len(words) / avg_len))
+            norm = 1.2 * (0.25 + 0.75 * len(words) / avg_len)
+            score = sum(idf[t] * tf * 2.2 / (tf + norm) for t in terms if (tf := words.count(t)))
             if score > 0:
                 scored.append((score, p))
         scored.sort(key=lambda sp: -sp[0])
-        return [self._hit(sc, p) for sc, p in scored[:limit]]
+        return [p.hit(sc) for sc, p in scored[:limit]]
 
     def count(self, flt: Filter | None = None) -> int:
         return len(self._matching(flt))
 
-    def scroll(
-        self,
-        flt: Filter | None = None,
-        *,
-        fields: Sequence[str] | None = None,
-        with_vectors: bool = False,
+    def _scroll(
+        self, flt: Filter | None, fields: Sequence[str] | None, with_vectors: bool
     ) -> Iterator[PointRecord]:
         for p in self._matching(flt):
-            payload = (
-                p.payload if fields is None else {k: p.payload[k] for k in fields if k in p.payload}
-            )
-            yield PointRecord(p.id, dict(p.vectors) if with_vectors else {}, dict(payload))
+            yield _copy(p, with_vectors, fields)
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[PointRecord]:
-        found = [p for p in map(self._points.get, ids) if p is not None]
-        return [
-            PointRecord(p.id, dict(p.vectors) if with_vectors else {}, dict(p.payload))
-            for p in found
-        ]
+        return [_copy(p, with_vectors) for p in map(self._points.get, ids) if p is not None]
 
     def set_payload(self, flt: Filter, payload: Mapping[str, Any]) -> None:
         for p in self._matching(flt):
@@ -140,21 +96,16 @@ class MemoryStore:
     def payload_schema(self) -> dict[str, str]:
         return dict(self._schema)
 
-    def facet(
-        self, field_name: str, flt: Filter | None = None, limit: int = 20
-    ) -> dict[JSONValue, int]:
+    def _facet(self, field_name: str, flt: Filter | None, limit: int) -> dict[JSONValue, int]:
         values = [p.payload[field_name] for p in self._matching(flt) if field_name in p.payload]
         counts = Counter(flatten(values))
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:limit])
 
-    def disk_bytes(self) -> int:
-        return 0
 
-    def flush(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
+def _copy(p: PointRecord, with_vectors: bool, fields: Sequence[str] | None = None) -> PointRecord:
+    """A copy of `p` as read back: vectors only `with_vectors`, only `fields` of the payload."""
+    payload = p.payload if fields is None else {k: p.payload[k] for k in fields if k in p.payload}
+    return PointRecord(p.id, dict(p.vectors) if with_vectors else {}, dict(payload))
 
 
 def singular(word: str) -> str:

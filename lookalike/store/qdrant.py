@@ -35,7 +35,7 @@ from qdrant_client import QdrantClient, models
 
 from lookalike.errors import IndexMismatchError, StoreError
 from lookalike.store import qdrant_common as common
-from lookalike.store.base import Filter, IndexKind, PointRecord, as_vector
+from lookalike.store.base import Filter, IndexKind, PointRecord, Store, as_vector
 from lookalike.store.memory import singular
 from lookalike.types import F32, Hit, JSONValue
 
@@ -88,7 +88,7 @@ def release_local(client: QdrantClient) -> None:
     client.close()
 
 
-class QdrantStore:
+class QdrantStore(Store):
     """One Qdrant collection.
 
     url_or_location: `http(s)://host:port` of a server or cluster node; `":memory:"` or a folder
@@ -135,15 +135,12 @@ class QdrantStore:
         except Exception as exc:  # local mode: folder locked by another process, unreadable ...
             raise StoreError(f"cannot open Qdrant at {self.location}: {exc}") from exc
         try:
-            if not self._client.collection_exists(collection):
-                self._create(vectors, shard_number, replication_factor)
-            self._check_vectors(vectors)
+            self._call(
+                "open collection", self._open_collection, vectors, shard_number, replication_factor
+            )
         except (StoreError, IndexMismatchError):
             self.close()
             raise
-        except Exception as exc:
-            self.close()
-            raise self._error("open collection", exc) from exc
         self._schema: dict[str, str] = self._load_schema()
 
     # -- errors --------------------------------------------------------------------------------
@@ -173,20 +170,20 @@ class QdrantStore:
 
     # -- collection ----------------------------------------------------------------------------
 
-    def _create(
+    def _open_collection(
         self, vectors: Mapping[str, int], shards: int | None, replication: int | None
     ) -> None:
-        self._client.create_collection(
-            self.collection,
-            vectors_config={
-                name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                for name, dim in vectors.items()
-            },
-            shard_number=shards,
-            replication_factor=replication,
-        )
-
-    def _check_vectors(self, vectors: Mapping[str, int]) -> None:
+        """Create the collection when missing; check that it has `vectors`."""
+        if not self._client.collection_exists(self.collection):
+            self._client.create_collection(
+                self.collection,
+                vectors_config={
+                    name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                    for name, dim in vectors.items()
+                },
+                shard_number=shards,
+                replication_factor=replication,
+            )
         info = self._client.get_collection(self.collection)
         have = info.config.params.vectors
         have_dims = {k: v.size for k, v in have.items()} if isinstance(have, dict) else {}
@@ -311,8 +308,8 @@ class QdrantStore:
         )
         return response.points
 
-    def search(
-        self, vector: F32, *, using: str = "image", limit: int = 10, flt: Filter | None = None
+    def _nearest(
+        self, vector: F32, using: str, limit: int, flt: Filter | None, fields: list[str] | None
     ) -> list[Hit]:
         points = self._query("search", as_vector(vector).tolist(), using, limit, flt)
         return [common.hit(p) for p in points]
@@ -358,12 +355,8 @@ class QdrantStore:
         )
         return int(result.count)
 
-    def scroll(
-        self,
-        flt: Filter | None = None,
-        *,
-        fields: Sequence[str] | None = None,
-        with_vectors: bool = False,
+    def _scroll(
+        self, flt: Filter | None, fields: Sequence[str] | None, with_vectors: bool
     ) -> Iterator[PointRecord]:
         with_payload = True if fields is None else list(fields)
         qfilter = self._filter(flt)
@@ -398,9 +391,7 @@ class QdrantStore:
         by_id = {str(r.id): common.record(r, with_vectors) for r in records}
         return [by_id[i] for i in map(str, ids) if i in by_id]  # the order asked for
 
-    def facet(
-        self, field_name: str, flt: Filter | None = None, limit: int = 20
-    ) -> dict[JSONValue, int]:
+    def _facet(self, field_name: str, flt: Filter | None, limit: int) -> dict[JSONValue, int]:
         self.ensure_index(field_name, "keyword")  # the server facets keyword-indexed fields only
         response = self._call(
             "facet",
@@ -422,9 +413,6 @@ class QdrantStore:
         if self._local_dir is None:
             return 0
         return common.folder_bytes(self._local_dir)
-
-    def flush(self) -> None:
-        return None  # every write already waited for the server (wait=True)
 
     def drop(self) -> None:
         """Delete the whole collection on the server (or in the local folder). Irreversible."""

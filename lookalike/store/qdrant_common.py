@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from lookalike.errors import StoreError
 from lookalike.store.base import Condition, Filter, PointRecord, as_vector
@@ -67,13 +67,11 @@ def _value_condition(name: str, value: JSONValue, spell: Spelling[C]) -> C:
 def condition(c: Condition, spell: Spelling[C]) -> tuple[str, C]:
     """One Condition -> ("must" | "must_not", the binding's condition), same meaning on every
     backend (checked by the contract suite against `Condition.matches`)."""
+    kind = "must_not" if c.op in ("ne", "not_in") else "must"
     match c.op:
         case "eq" | "ne":
-            return ("must" if c.op == "eq" else "must_not"), _value_condition(
-                c.field, c.value, spell
-            )
+            return kind, _value_condition(c.field, c.value, spell)
         case "in" | "not_in":
-            kind = "must" if c.op == "in" else "must_not"
             values = list(c.value)
             if values and all(isinstance(v, str) for v in values):
                 return kind, spell.match_any(c.field, values)
@@ -82,9 +80,7 @@ def condition(c: Condition, spell: Spelling[C]) -> tuple[str, C]:
             parts = [_value_condition(c.field, v, spell) for v in values]
             return kind, parts[0] if len(parts) == 1 else spell.any_of(parts)
         case "range":
-            return "must", spell.range(
-                c.field, {"gt": c.gt, "gte": c.gte, "lt": c.lt, "lte": c.lte}
-            )
+            return kind, spell.range(c.field, {"gt": c.gt, "gte": c.gte, "lt": c.lt, "lte": c.lte})
     raise ValueError(f"unsupported condition {c}")
 
 
@@ -127,10 +123,9 @@ def record(r: qe.Record | models.Record, with_vectors: bool) -> PointRecord:
     return PointRecord(str(r.id), vectors, dict(r.payload or {}))
 
 
-def hit(p: qe.ScoredPoint | models.ScoredPoint, payload: dict[str, Any] | None = None) -> Hit:
-    """A scored point (`.id`, `.score`, `.payload`) as a Hit; `payload` replaces the point's own."""
-    data = dict(p.payload or {}) if payload is None else payload
-    return Hit(str(p.id), float(p.score), str(data.get("item_id", "")), data)
+def hit(p: qe.ScoredPoint | models.ScoredPoint) -> Hit:
+    """A scored point (`.id`, `.score`, `.payload`) as a Hit."""
+    return PointRecord(str(p.id), payload=dict(p.payload or {})).hit(float(p.score))
 
 
 def paged(

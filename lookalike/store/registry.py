@@ -59,8 +59,7 @@ def parse_store_spec(spec: str | None, index_dir: Path, *, suffix: str = "") -> 
     if text in ("edge", "memory"):
         return StoreSpec(text)
     if text.startswith("qdrant+local://"):
-        rest = text[len("qdrant+local://") :]
-        folder, _, name = rest.partition("#")
+        folder, _, name = text.removeprefix("qdrant+local://").partition("#")
         if not folder:
             raise StoreError(f"--store {text!r}: give a folder, e.g. qdrant+local://./qdrant-data")
         return StoreSpec("qdrant-local", folder, _collection(name, index_dir, text, suffix))
@@ -113,15 +112,10 @@ def store_record(spec: str | None, index_dir: Path, *, suffix: str = "") -> dict
         case _:
             scheme = "qdrants" if parsed.location.startswith("https://") else "qdrant"
             host = parsed.location.split("://", 1)[1]
-            params = [
-                f"{k}={v}"
-                for k, v in (("shards", parsed.shards), ("replication", parsed.replication))
-                if v is not None
-            ]
-            if parsed.timeout != 30.0:
-                params.append(f"timeout={parsed.timeout:g}")
-            query = ("?" + "&".join(params)) if params else ""
-            canonical = f"{scheme}://{host}/{parsed.collection}{query}"
+            timeout = f"{parsed.timeout:g}" if parsed.timeout != 30.0 else None
+            given = {"shards": parsed.shards, "replication": parsed.replication, "timeout": timeout}
+            query = "&".join(f"{k}={v}" for k, v in given.items() if v is not None)
+            canonical = f"{scheme}://{host}/{parsed.collection}" + (f"?{query}" if query else "")
     return {
         "kind": parsed.kind,
         "spec": canonical,
@@ -165,7 +159,7 @@ def open_store(
             from lookalike.store.memory import MemoryStore
 
             return MemoryStore()
-        case "qdrant" | "qdrant-local":
+        case _:  # qdrant, qdrant-local
             from lookalike.config import VectorsConfig
             from lookalike.store.qdrant import QdrantStore
 
@@ -180,7 +174,6 @@ def open_store(
                 replication_factor=parsed.replication,
                 timeout=parsed.timeout,
             )
-    raise StoreError(f"unknown store kind {parsed.kind}")  # unreachable: parse checks
 
 
 def _collection(name: str, index_dir: Path, spec: str, suffix: str = "") -> str:
