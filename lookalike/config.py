@@ -27,13 +27,14 @@ def _default_cache() -> Path:
     return Path(base) / "lookalike"
 
 
-_ENV = SettingsConfigDict(env_prefix="LOOKALIKE_", env_file=".env", extra="ignore")
+class _EnvSettings(BaseSettings):
+    """Settings read from LOOKALIKE_ environment variables or a `.env` file."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", env_file=".env", extra="ignore")
 
 
-class ModelsConfig(BaseSettings):
+class ModelsConfig(_EnvSettings):
     """Which networks, where their files live, how ONNX Runtime runs them."""
-
-    model_config = _ENV
 
     models_mirror: Path | None = Field(
         default=None, description="A folder of model files tried before the cache and the network."
@@ -72,10 +73,8 @@ class ModelsConfig(BaseSettings):
     )
 
 
-class DecodeConfig(BaseSettings):
+class DecodeConfig(_EnvSettings):
     """Limits and speed-ups of photo decoding (the same for indexing, queries, uploads)."""
-
-    model_config = _ENV
 
     draft_size: int = Field(
         default=0,
@@ -89,10 +88,8 @@ class DecodeConfig(BaseSettings):
     )
 
 
-class ViewsConfig(BaseSettings):
+class ViewsConfig(_EnvSettings):
     """What is embedded of each photo: detected objects, cut-outs, attributes, words."""
-
-    model_config = _ENV
 
     detect: bool = Field(
         default=False,
@@ -127,10 +124,8 @@ class ViewsConfig(BaseSettings):
     )
 
 
-class SearchConfig(BaseSettings):
+class SearchConfig(_EnvSettings):
     """How queries are answered."""
-
-    model_config = _ENV
 
     mode: Literal["views", "centroid"] = Field(
         default="centroid",
@@ -164,10 +159,8 @@ class SearchConfig(BaseSettings):
     )
 
 
-class VectorsConfig(BaseSettings):
+class VectorsConfig(_EnvSettings):
     """The vector store of new indexes and its HNSW / quantisation parameters."""
-
-    model_config = _ENV
 
     store: str = Field(
         default="edge",
@@ -206,10 +199,8 @@ class VectorsConfig(BaseSettings):
     )
 
 
-class ServeConfig(BaseSettings):
+class ServeConfig(_EnvSettings):
     """The HTTP API and web page (`lookalike serve`)."""
-
-    model_config = _ENV
 
     api_key: SecretStr | None = Field(
         default=None,
@@ -217,10 +208,8 @@ class ServeConfig(BaseSettings):
     )
 
 
-class CrawlConfig(BaseSettings):
+class CrawlConfig(_EnvSettings):
     """The shop crawler."""
-
-    model_config = _ENV
 
     chromium: str | None = Field(
         default=None,
@@ -242,10 +231,8 @@ GROUPS: dict[str, type[BaseSettings]] = {
 FLAT: dict[str, str] = {f: g for g, c in GROUPS.items() for f in c.model_fields}
 
 
-class Settings(BaseSettings):
+class Settings(_EnvSettings):
     """Where things live and how hard to work. Every path is a setting, never a hard-coded folder."""
-
-    model_config = _ENV
 
     index: Path = Field(default=Path("lookalike-index"), description="Index folder.")
     sample_data: Path | None = Field(
