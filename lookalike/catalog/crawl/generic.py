@@ -223,19 +223,14 @@ def _not_photo(image: MeasuredImage) -> str | None:
     return None
 
 
-def _same_page(a: str, b: str) -> bool:
-    """Same host and path: another query is the same product (`?variant=2`), not another page."""
-    pa, pb = urlsplit(a), urlsplit(b)
-    return (pa.netloc, pa.path.rstrip("/")) == (pb.netloc, pb.path.rstrip("/"))
-
-
 def _links_away(image: MeasuredImage, page_url: str) -> bool:
     if not image.link or image.link.startswith(("javascript:", "#")):
         return False
-    path = urlsplit(image.link).path.lower()
-    if re.search(r"\.(jpe?g|png|webp|avif|gif)$", path):
+    link, page = urlsplit(image.link), urlsplit(page_url)
+    if re.search(r"\.(jpe?g|png|webp|avif|gif)$", link.path.lower()):
         return False  # a zoom link
-    return not _same_page(image.link, page_url)
+    # Same host and path: another query is the same product (`?variant=2`), not another page.
+    return (link.netloc, link.path.rstrip("/")) != (page.netloc, page.path.rstrip("/"))
 
 
 def _title_depth(image: MeasuredImage) -> int:
