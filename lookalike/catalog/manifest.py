@@ -257,7 +257,10 @@ def load_csv(path: Path) -> Catalogue:
         raise CatalogueError(
             f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8"
         ) from None
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    # Comma by default; `;` or tab when the header uses that instead (spreadsheet exports).
+    first = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first.count) if any(c in first for c in ",;\t") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = next(reader, None)
     if header is None:
         raise CatalogueError(f"{path} is empty: a CSV catalogue needs a header `id,image,...`")
@@ -275,12 +278,6 @@ def load_csv(path: Path) -> Catalogue:
             continue
         collector.add(item_id, [image], fields)
     return Catalogue(collector.items(), tuple(skipped), str(path), base)
-
-
-def _delimiter(text: str) -> str:
-    """Comma by default; `;` or tab when the header uses that instead (spreadsheet exports)."""
-    first = text.split("\n", 1)[0]
-    return max(",;\t", key=first.count) if any(c in first for c in ",;\t") else ","
 
 
 def _columns(header: list[str], path: Path) -> tuple[int, int, list[tuple[int, str]]]:

@@ -62,11 +62,6 @@ def _without_page(url: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
     return parts.netloc, _PATH_PAGE.sub("/", parts.path).rstrip("/") or "/", query
 
 
-def _same_site(a: str, b: str) -> bool:
-    ha, hb = urlsplit(a).hostname or "", urlsplit(b).hostname or ""
-    return ha.removeprefix("www.") == hb.removeprefix("www.")
-
-
 def listing_of(doc: Doc, selectors: Selectors) -> ListingData:
     found: list[str] = []
     for block in doc.json_ld:
@@ -101,12 +96,13 @@ def listing_of(doc: Doc, selectors: Selectors) -> ListingData:
     next_pages = list(dict.fromkeys(next_pages))
 
     pagination = set(next_pages) | {doc.url}
+    site = (urlsplit(doc.url).hostname or "").removeprefix("www.")
     products = [
         u
         for u in dict.fromkeys(found)
         if u
         and u not in pagination
-        and _same_site(u, doc.url)
+        and (urlsplit(u).hostname or "").removeprefix("www.") == site
         and not IMAGE_PATH.search(urlsplit(u).path)
         and not (page_number(u) and _without_page(u) == same_listing)
     ]
