@@ -95,9 +95,8 @@ def _images_under(folder: Path) -> tuple[list[str], list[Skipped]]:
         errors.append(Skipped(str(exc.filename or folder), f"cannot list folder: {exc.strerror}"))
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=on_error, followlinks=False):
-        dirnames[:] = [
-            d for d in dirnames if not d.startswith(".")
-        ]  # prune: os.walk honours the edit
+        # Prune hidden folders: os.walk honours the edit.
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if is_image_name(name):
                 path = os.path.join(dirpath, name)
