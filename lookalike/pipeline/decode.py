@@ -417,10 +417,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    if img.mode == "RGB":
-        return img
     # 1, L, P, CMYK (Pillow undoes Adobe's inverted CMYK JPEGs on load), YCbCr, LAB, HSV.
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 _ROWS = 256  # rows converted at a time: bounds the temporary arrays of a high-depth conversion

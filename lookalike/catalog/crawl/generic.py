@@ -236,10 +236,7 @@ def _links_away(image: MeasuredImage, page_url: str) -> bool:
 def _title_depth(image: MeasuredImage) -> int:
     """How deep (from the document root) the nearest ancestor holding the title lies: the deeper,
     the closer the image sits to the title in the page's structure (0: no title on the page)."""
-    for i, a in enumerate(image.chain):
-        if a.has_title:
-            return len(image.chain) - i
-    return 0
+    return next((len(image.chain) - i for i, a in enumerate(image.chain) if a.has_title), 0)
 
 
 def _gallery(
@@ -306,9 +303,7 @@ def _gallery(
                    "from the gallery")  # fmt: skip
     # Slides a carousel hides (`display: none`) sit next to the one it shows.
     shown_large = [i for i, _ in kept if i.box.w >= min_rendered]
-    for image, best in hidden:
-        if any(_siblings(image, other) for other in shown_large):
-            kept.append((image, best))
+    kept += [(i, b) for i, b in hidden if any(_siblings(i, other) for other in shown_large)]
     kept.sort(key=lambda pair: pair[0].n)
     seen: set[str] = set()
     images: list[str] = []

@@ -61,9 +61,7 @@ def _ld_image_refs(value: object) -> list[str]:
     if isinstance(value, dict):
         ref = value.get("contentUrl") or value.get("url") or value.get("@id")
         return [ref] if isinstance(ref, str) else []
-    if isinstance(value, list):
-        return [r for v in value for r in _ld_image_refs(v)]
-    return []
+    return [r for v in value for r in _ld_image_refs(v)] if isinstance(value, list) else []
 
 
 def _ld_offer(offers: object) -> tuple[object, object]:
