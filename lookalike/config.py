@@ -218,19 +218,6 @@ class CrawlConfig(_EnvSettings):
     )
 
 
-GROUPS: dict[str, type[BaseSettings]] = {
-    "models": ModelsConfig,
-    "decode": DecodeConfig,
-    "views": ViewsConfig,
-    "search": SearchConfig,
-    "vectors": VectorsConfig,
-    "serve": ServeConfig,
-    "crawl": CrawlConfig,
-}
-# flat (0.x) field name -> its group; faces' fields are only reachable as `settings.faces.*`
-FLAT: dict[str, str] = {f: g for g, c in GROUPS.items() for f in c.model_fields}
-
-
 class Settings(_EnvSettings):
     """Where things live and how hard to work. Every path is a setting, never a hard-coded folder."""
 
@@ -294,3 +281,13 @@ class Settings(_EnvSettings):
                 stacklevel=2,
             )
             return getattr(getattr(self, group), name)
+
+
+# The groups above by field name (faces' settings are no group: its fields are only reachable as
+# `settings.faces.*`), and each flat (0.x) field name -> its group.
+GROUPS: dict[str, type[_EnvSettings]] = {
+    name: field.annotation
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, _EnvSettings)
+}
+FLAT: dict[str, str] = {f: g for g, c in GROUPS.items() for f in c.model_fields}

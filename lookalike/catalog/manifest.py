@@ -187,7 +187,12 @@ def load_jsonl(path: Path) -> Catalogue:
         except BadLine as exc:
             skipped.append(Skipped(where, str(exc)))
             continue
-        images = _resolve_all(refs, base, where, skipped)
+        images: list[str] = []
+        for ref in refs:  # a bad reference is recorded against the line and left out
+            try:
+                images.append(resolve_image(ref, base))
+            except BadLine as exc:
+                skipped.append(Skipped(where, str(exc)))
         if images:
             collector.add(item_id, images, fields)
         else:
@@ -231,17 +236,6 @@ def _as_refs(value: object) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
     raise BadLine("`images` must be a list of strings and `image` a string")
-
-
-def _resolve_all(refs: Iterable[str], base: Path, where: str, skipped: list[Skipped]) -> list[str]:
-    """Resolved references; a bad one is recorded against the line and left out."""
-    out = []
-    for ref in refs:
-        try:
-            out.append(resolve_image(ref, base))
-        except BadLine as exc:
-            skipped.append(Skipped(where, str(exc)))
-    return out
 
 
 def load_csv(path: Path) -> Catalogue:
