@@ -85,14 +85,12 @@ def average_precision(ranked: Sequence[str], relevant: Relevant) -> float:
     wanted = _as_set(relevant)
     if not wanted:
         raise ValueError("average_precision needs at least one relevant item")
-    seen: set[str] = set()
-    hits = 0
+    seen: set[str] = set()  # the relevant items found so far
     total = 0.0
     for position, item_id in enumerate(ranked, start=1):
         if item_id in wanted and item_id not in seen:
             seen.add(item_id)
-            hits += 1
-            total += hits / position
+            total += len(seen) / position
     return total / len(wanted)
 
 

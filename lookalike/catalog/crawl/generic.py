@@ -305,13 +305,11 @@ def _gallery(
     shown_large = [i for i, _ in kept if i.box.w >= min_rendered]
     kept += [(i, b) for i, b in hidden if any(_siblings(i, other) for other in shown_large)]
     kept.sort(key=lambda pair: pair[0].n)
-    seen: set[str] = set()
     images: list[str] = []
     for image, best in kept:
-        if best in seen:
+        if best in images:
             verdicts[image.n] = ImageVerdict(best, False, "the same image again")
             continue
-        seen.add(best)
         images.append(best)
         verdicts[image.n] = ImageVerdict(best, True, _describe(image, best))
     ordered = tuple(verdicts[i.n] for i in layout.images if i.n in verdicts)
