@@ -23,8 +23,7 @@ from lookalike.faces.settings import FaceSettings
 
 
 def _default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lookalike"
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "lookalike"
 
 
 class _EnvSettings(BaseSettings):

@@ -59,8 +59,7 @@ def run_evaluation(
     # query's most relevant object, isolated the same way as the catalogue's views.
     views = engine.views.detect or engine.views.isolate != "none"
     for start in range(0, len(usable), batch):
-        chunk = usable[start : start + batch]
-        images = [decoded[q.image] for q in chunk]
+        images = [decoded[q.image] for q in usable[start : start + batch]]
         if views:
             images = [engine.query_views(im)[0].image.convert("RGB") for im in images]
         vectors.extend(engine.embed_queries(images))

@@ -350,8 +350,7 @@ class Crawler:
         self.scheduled[url] = rank
         if len(self.scheduled) == self.options.max_products:
             self.limit_reached = True  # (a browser stops scrolling a listing here, too)
-        task = asyncio.create_task(self._product_task(url, rank, page, data))
-        self._tasks.add(task)
+        self._tasks.add(asyncio.create_task(self._product_task(url, rank, page, data)))
         return True
 
     # -- products -----------------------------------------------------------------------------

@@ -143,8 +143,7 @@ def _title(layout: Layout) -> Choice | None:
         return Choice(clean_text(layout.og_title, 500), "og:title")
     text = clean_text(layout.title, 500)
     if text:
-        short = _TITLE_TAIL.sub("", text) or text
-        return Choice(short, f"the document title {text!r}")
+        return Choice(_TITLE_TAIL.sub("", text) or text, f"the document title {text!r}")
     return None
 
 

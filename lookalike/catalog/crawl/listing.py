@@ -37,8 +37,7 @@ def with_page(url: str, param: str, number: int) -> str:
     """`url` pointing at page `number` (same parameter style)."""
     parts = urlsplit(url)
     if param == "/page/":
-        path = _PATH_PAGE.sub(f"/page/{number}/", parts.path)
-        return urlunsplit(parts._replace(path=path))
+        return urlunsplit(parts._replace(path=_PATH_PAGE.sub(f"/page/{number}/", parts.path)))
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != param]
     query.append((param, str(number)))
     return urlunsplit(parts._replace(query=urlencode(query)))

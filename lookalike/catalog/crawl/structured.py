@@ -203,8 +203,7 @@ def from_microdata(doc: Doc) -> dict[str, Any]:
     def first(name: str, within: Mapping[str, list[LexborNode]] = props) -> str | None:
         for node in within.get(name, []):
             if "itemscope" in node.attributes and name in ("brand", "offers"):
-                inner = _microdata_props(node)
-                return first("name", inner) if name == "brand" else None
+                return first("name", _microdata_props(node)) if name == "brand" else None
             text = clean_text(_microdata_value(doc, node), 5000)
             if text:
                 return text
