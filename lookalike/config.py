@@ -23,17 +23,17 @@ from lookalike.faces.settings import FaceSettings
 
 
 def _default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lookalike"
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "lookalike"
 
 
-_ENV = SettingsConfigDict(env_prefix="LOOKALIKE_", env_file=".env", extra="ignore")
+class _EnvSettings(BaseSettings):
+    """Settings read from LOOKALIKE_ environment variables or a `.env` file."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", env_file=".env", extra="ignore")
 
 
-class ModelsConfig(BaseSettings):
+class ModelsConfig(_EnvSettings):
     """Which networks, where their files live, how ONNX Runtime runs them."""
-
-    model_config = _ENV
 
     models_mirror: Path | None = Field(
         default=None, description="A folder of model files tried before the cache and the network."
@@ -72,10 +72,8 @@ class ModelsConfig(BaseSettings):
     )
 
 
-class DecodeConfig(BaseSettings):
+class DecodeConfig(_EnvSettings):
     """Limits and speed-ups of photo decoding (the same for indexing, queries, uploads)."""
-
-    model_config = _ENV
 
     draft_size: int = Field(
         default=0,
@@ -89,10 +87,8 @@ class DecodeConfig(BaseSettings):
     )
 
 
-class ViewsConfig(BaseSettings):
+class ViewsConfig(_EnvSettings):
     """What is embedded of each photo: detected objects, cut-outs, attributes, words."""
-
-    model_config = _ENV
 
     detect: bool = Field(
         default=False,
@@ -127,10 +123,8 @@ class ViewsConfig(BaseSettings):
     )
 
 
-class SearchConfig(BaseSettings):
+class SearchConfig(_EnvSettings):
     """How queries are answered."""
-
-    model_config = _ENV
 
     mode: Literal["views", "centroid"] = Field(
         default="centroid",
@@ -164,10 +158,8 @@ class SearchConfig(BaseSettings):
     )
 
 
-class VectorsConfig(BaseSettings):
+class VectorsConfig(_EnvSettings):
     """The vector store of new indexes and its HNSW / quantisation parameters."""
-
-    model_config = _ENV
 
     store: str = Field(
         default="edge",
@@ -206,10 +198,8 @@ class VectorsConfig(BaseSettings):
     )
 
 
-class ServeConfig(BaseSettings):
+class ServeConfig(_EnvSettings):
     """The HTTP API and web page (`lookalike serve`)."""
-
-    model_config = _ENV
 
     api_key: SecretStr | None = Field(
         default=None,
@@ -217,10 +207,8 @@ class ServeConfig(BaseSettings):
     )
 
 
-class CrawlConfig(BaseSettings):
+class CrawlConfig(_EnvSettings):
     """The shop crawler."""
-
-    model_config = _ENV
 
     chromium: str | None = Field(
         default=None,
@@ -229,23 +217,8 @@ class CrawlConfig(BaseSettings):
     )
 
 
-GROUPS: dict[str, type[BaseSettings]] = {
-    "models": ModelsConfig,
-    "decode": DecodeConfig,
-    "views": ViewsConfig,
-    "search": SearchConfig,
-    "vectors": VectorsConfig,
-    "serve": ServeConfig,
-    "crawl": CrawlConfig,
-}
-# flat (0.x) field name -> its group; faces' fields are only reachable as `settings.faces.*`
-FLAT: dict[str, str] = {f: g for g, c in GROUPS.items() for f in c.model_fields}
-
-
-class Settings(BaseSettings):
+class Settings(_EnvSettings):
     """Where things live and how hard to work. Every path is a setting, never a hard-coded folder."""
-
-    model_config = _ENV
 
     index: Path = Field(default=Path("lookalike-index"), description="Index folder.")
     sample_data: Path | None = Field(
@@ -307,3 +280,13 @@ class Settings(BaseSettings):
                 stacklevel=2,
             )
             return getattr(getattr(self, group), name)
+
+
+# The groups above by field name (faces' settings are no group: its fields are only reachable as
+# `settings.faces.*`), and each flat (0.x) field name -> its group.
+GROUPS: dict[str, type[_EnvSettings]] = {
+    name: field.annotation
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, _EnvSettings)
+}
+FLAT: dict[str, str] = {f: g for g, c in GROUPS.items() for f in c.model_fields}

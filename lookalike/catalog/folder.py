@@ -42,7 +42,7 @@ def load_folder(root: Path) -> Catalogue:
         ) from None
     collector, skipped = ItemCollector(), []
     for entry in entries:
-        if _hidden(entry.name):
+        if entry.name.startswith("."):  # hidden
             continue
         if entry.is_dir():
             images, errors = _images_under(entry)
@@ -83,11 +83,7 @@ def item_fields(folder: Path) -> tuple[dict[str, Any], Skipped | None]:
 
 def is_image_name(name: str) -> bool:
     """True for a visible file name with an image suffix (case-insensitive)."""
-    return not _hidden(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
-def _hidden(name: str) -> bool:
-    return name.startswith(".")
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def _images_under(folder: Path) -> tuple[list[str], list[Skipped]]:
@@ -99,7 +95,8 @@ def _images_under(folder: Path) -> tuple[list[str], list[Skipped]]:
         errors.append(Skipped(str(exc.filename or folder), f"cannot list folder: {exc.strerror}"))
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=on_error, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not _hidden(d)]  # prune: os.walk honours the edit
+        # Prune hidden folders: os.walk honours the edit.
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if is_image_name(name):
                 path = os.path.join(dirpath, name)

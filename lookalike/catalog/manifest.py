@@ -187,7 +187,12 @@ def load_jsonl(path: Path) -> Catalogue:
         except BadLine as exc:
             skipped.append(Skipped(where, str(exc)))
             continue
-        images = _resolve_all(refs, base, where, skipped)
+        images: list[str] = []
+        for ref in refs:  # a bad reference is recorded against the line and left out
+            try:
+                images.append(resolve_image(ref, base))
+            except BadLine as exc:
+                skipped.append(Skipped(where, str(exc)))
         if images:
             collector.add(item_id, images, fields)
         else:
@@ -233,17 +238,6 @@ def _as_refs(value: object) -> list[str]:
     raise BadLine("`images` must be a list of strings and `image` a string")
 
 
-def _resolve_all(refs: Iterable[str], base: Path, where: str, skipped: list[Skipped]) -> list[str]:
-    """Resolved references; a bad one is recorded against the line and left out."""
-    out = []
-    for ref in refs:
-        try:
-            out.append(resolve_image(ref, base))
-        except BadLine as exc:
-            skipped.append(Skipped(where, str(exc)))
-    return out
-
-
 def load_csv(path: Path) -> Catalogue:
     """Read a CSV manifest (format in the module docstring).
 
@@ -257,7 +251,10 @@ def load_csv(path: Path) -> Catalogue:
         raise CatalogueError(
             f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8"
         ) from None
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    # Comma by default; `;` or tab when the header uses that instead (spreadsheet exports).
+    first = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first.count) if any(c in first for c in ",;\t") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = next(reader, None)
     if header is None:
         raise CatalogueError(f"{path} is empty: a CSV catalogue needs a header `id,image,...`")
@@ -275,12 +272,6 @@ def load_csv(path: Path) -> Catalogue:
             continue
         collector.add(item_id, [image], fields)
     return Catalogue(collector.items(), tuple(skipped), str(path), base)
-
-
-def _delimiter(text: str) -> str:
-    """Comma by default; `;` or tab when the header uses that instead (spreadsheet exports)."""
-    first = text.split("\n", 1)[0]
-    return max(",;\t", key=first.count) if any(c in first for c in ",;\t") else ","
 
 
 def _columns(header: list[str], path: Path) -> tuple[int, int, list[tuple[int, str]]]:

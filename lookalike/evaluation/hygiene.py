@@ -193,15 +193,11 @@ def write_outliers_page(
             f"other {o.item_views - 1} photos: {o.similarity:.3f}</span></td>"
             f"<td><div class='cards'>{typical}</div></td></tr>"
         )
-    if not found:
-        return write_page(
-            dest,
-            "Outlier photos per item",
-            f"<p>No outliers to show: {escape(note or 'no photo to compare')}.</p>",
-        )
     body = (
         "<p>Photos least like the rest of their item, oddest first: check their labels.</p>"
         "<table><thead><tr><th>photo</th><th>item</th><th>other photos of the item</th></tr>"
         f"</thead><tbody>{''.join(rows)}</tbody></table>"
+        if found
+        else f"<p>No outliers to show: {escape(note or 'no photo to compare')}.</p>"
     )
     return write_page(dest, "Outlier photos per item", body)

@@ -36,9 +36,7 @@ DEFAULT_KS: tuple[int, ...] = (1, 3, 10)
 
 def _as_set(relevant: Relevant) -> frozenset[str]:
     # A bare string is one id, not a set of characters.
-    if isinstance(relevant, str):
-        return frozenset((relevant,))
-    return frozenset(relevant)
+    return frozenset((relevant,) if isinstance(relevant, str) else relevant)
 
 
 def _check_aligned(ranked: Sequence[Sequence[str]], relevant: Sequence[Relevant]) -> None:
@@ -55,10 +53,7 @@ def rank_of(ranked: Sequence[str], relevant: Relevant) -> int | None:
     `ranked` is one query's item ids, best first. `relevant` is one id or a set of ids.
     """
     wanted = _as_set(relevant)
-    for position, item_id in enumerate(ranked, start=1):
-        if item_id in wanted:
-            return position
-    return None
+    return next((pos for pos, item_id in enumerate(ranked, start=1) if item_id in wanted), None)
 
 
 def recall_at_k(ranked: Sequence[Sequence[str]], relevant: Sequence[Relevant], k: int) -> float:
@@ -90,14 +85,12 @@ def average_precision(ranked: Sequence[str], relevant: Relevant) -> float:
     wanted = _as_set(relevant)
     if not wanted:
         raise ValueError("average_precision needs at least one relevant item")
-    seen: set[str] = set()
-    hits = 0
+    seen: set[str] = set()  # the relevant items found so far
     total = 0.0
     for position, item_id in enumerate(ranked, start=1):
         if item_id in wanted and item_id not in seen:
             seen.add(item_id)
-            hits += 1
-            total += hits / position
+            total += len(seen) / position
     return total / len(wanted)
 
 

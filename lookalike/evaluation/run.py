@@ -59,8 +59,7 @@ def run_evaluation(
     # query's most relevant object, isolated the same way as the catalogue's views.
     views = engine.views.detect or engine.views.isolate != "none"
     for start in range(0, len(usable), batch):
-        chunk = usable[start : start + batch]
-        images = [decoded[q.image] for q in chunk]
+        images = [decoded[q.image] for q in usable[start : start + batch]]
         if views:
             images = [engine.query_views(im)[0].image.convert("RGB") for im in images]
         vectors.extend(engine.embed_queries(images))
@@ -84,7 +83,11 @@ def run_evaluation(
         metrics[mode] = evaluate(ranked_ids, [q.item_id for q in usable])
     report = None
     if report_dir is not None:
-        item_images, item_titles = _item_info(engine)
+        # Each item's representative image (its centroid point's) and title.
+        fields = ["item_id", "image", "title"]
+        recs = [r.payload for r in engine.store.scroll(where("kind", "centroid"), fields=fields)]
+        item_images = {p["item_id"]: p.get("image", "") for p in recs}
+        item_titles = {p["item_id"]: str(p["title"]) for p in recs if p.get("title")}
         title = (
             f"lookalike eval: {catalogue.name} / {queries.name} ({status.describe()}; "
             f"query TTA {engine.settings.search.tta}; text fusion {'on' if fusing else 'off'})"
@@ -126,11 +129,3 @@ def _decode_queries(
         loaded = dict(zip(unique, pool.map(load, unique), strict=True))
     decoded = {src: got for src, got in loaded.items() if not isinstance(got, str)}
     return decoded, [got for got in loaded.values() if isinstance(got, str)]
-
-
-def _item_info(engine: Engine) -> tuple[dict[str, str], dict[str, str]]:
-    """Each item's representative image (its centroid point's) and title, for the report."""
-    fields = ["item_id", "image", "title"]
-    recs = [r.payload for r in engine.store.scroll(where("kind", "centroid"), fields=fields)]
-    images = {p["item_id"]: p.get("image", "") for p in recs}
-    return images, {p["item_id"]: str(p["title"]) for p in recs if p.get("title")}

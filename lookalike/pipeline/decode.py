@@ -310,18 +310,13 @@ def _orientation(img: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _bytes_per_pixel(mode: str) -> int:
-    """Bytes per pixel of Pillow's in-memory storage: 8-bit single band, 16-bit, else 32 bits per
-    pixel (RGB is stored as 4 bytes too)."""
-    if mode in ("1", "L", "P"):
-        return 1
-    return 2 if mode.startswith("I;16") else 4
-
-
 def _check_memory(img: Image.Image, limits: DecodeLimits) -> None:
     """Refuse before decoding when the pixel buffer would exceed `limits.max_decoded_bytes`."""
     width, height = img.size
-    need = width * height * _bytes_per_pixel(img.mode)
+    # Bytes per pixel of Pillow's in-memory storage: 8-bit single band, 16-bit, else 32 bits per
+    # pixel (RGB is stored as 4 bytes too).
+    per_pixel = 1 if img.mode in ("1", "L", "P") else 2 if img.mode.startswith("I;16") else 4
+    need = width * height * per_pixel
     if need > limits.max_decoded_bytes:
         raise DecodeError(
             f"image too large to decode: {width}x{height} {img.mode} needs {need // MiB} MiB "
@@ -422,10 +417,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    if img.mode == "RGB":
-        return img
     # 1, L, P, CMYK (Pillow undoes Adobe's inverted CMYK JPEGs on load), YCbCr, LAB, HSV.
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 _ROWS = 256  # rows converted at a time: bounds the temporary arrays of a high-depth conversion

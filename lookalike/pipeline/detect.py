@@ -290,10 +290,8 @@ class YoloxDetector:
         self.max_detections = max_detections
         dynamic = dynamic_model_bytes(Path(model_path)) if fit_small else None
         self.fit_small = dynamic is not None
-        self._session: ort.InferenceSession = (
-            open_session(model_path, threads=threads)
-            if dynamic is None
-            else open_session(dynamic, threads=threads, spinning=False)
+        self._session: ort.InferenceSession = open_session(
+            model_path if dynamic is None else dynamic, threads=threads, spinning=dynamic is None
         )
         self._input = self._session.get_inputs()[0].name
 

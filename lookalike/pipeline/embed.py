@@ -203,5 +203,4 @@ def tta_embed(
     mode: TtaMode = "flip+crops",
 ) -> F32:
     """(1, D) L2-normalised mean of the embeddings of `tta_images(image, mode)` (one batch)."""
-    vectors = embed(tta_images(image, mode))
-    return l2_normalise(vectors.mean(axis=0, keepdims=True))
+    return l2_normalise(embed(tta_images(image, mode)).mean(axis=0, keepdims=True))

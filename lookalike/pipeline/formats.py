@@ -63,9 +63,7 @@ def registered_formats() -> list[str]:
 
 def ftyp_brand(data: bytes) -> bytes | None:
     """The major brand of an ISO-BMFF file (HEIC, AVIF ...), None for anything else."""
-    if len(data) >= 12 and data[4:8] == b"ftyp":
-        return data[8:12].lower()
-    return None
+    return data[8:12].lower() if len(data) >= 12 and data[4:8] == b"ftyp" else None
 
 
 @functools.cache

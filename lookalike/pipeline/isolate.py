@@ -209,8 +209,7 @@ def cut_out(
     h, w = crop.shape[:2]
     if alpha.shape != (h, w):
         raise ValueError(f"alpha is {alpha.shape}, region is {(h, w)}")
-    a8 = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    rgba = np.dstack([crop, a8])
+    rgba = np.dstack([crop, np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)])
     ys, xs = np.nonzero(alpha >= threshold)
     coverage = float(alpha.mean()) if alpha.size else 0.0
     if ys.size == 0:

@@ -179,9 +179,7 @@ def token_similarity(a: str, b: str) -> float:
     if a == b:
         return 1.0
     ta, tb = trigrams(a), trigrams(b)
-    if not ta or not tb:
-        return 0.0
-    return 2.0 * len(ta & tb) / (len(ta) + len(tb))
+    return 2.0 * len(ta & tb) / (len(ta) + len(tb)) if ta and tb else 0.0
 
 
 def _line_height(quad: Quad) -> float:

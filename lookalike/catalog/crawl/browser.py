@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from lookalike.catalog.crawl.client import PoliteClient
 from lookalike.catalog.crawl.discover import LOAD_MORE_WORDS
 from lookalike.catalog.crawl.fetch import Page, ScrollGoal
-from lookalike.catalog.crawl.layout import MEASURE_JS, Layout, measure_args
+from lookalike.catalog.crawl.layout import MAX_IMAGES, MAX_PRICES, MEASURE_JS, Layout, money_pattern
 from lookalike.errors import FetchError, RobotsDisallowedError, UnsafeURLError
 
 if TYPE_CHECKING:
@@ -290,8 +290,9 @@ class BrowserFetcher:
         """The page's layout (see `layout`); None when the page's scripts broke the measuring."""
         from playwright.async_api import Error as PlaywrightError
 
+        args = [money_pattern(), MAX_IMAGES, MAX_PRICES]  # the price pattern, the caps
         try:
-            raw = await asyncio.wait_for(page.evaluate(MEASURE_JS, measure_args()), timeout=15)
+            raw = await asyncio.wait_for(page.evaluate(MEASURE_JS, args), timeout=15)
         except (PlaywrightError, TimeoutError):
             return None
         return Layout.from_json(raw)

@@ -202,8 +202,7 @@ class PoliteClient:
     ) -> Response:
         p = self.politeness
         gate = self.gate(url)
-        retryable = method in ("GET", "HEAD")
-        attempts = p.retries + 1 if retryable else 1
+        attempts = p.retries + 1 if method in ("GET", "HEAD") else 1
         error = ""
         for attempt in range(attempts):
             last = attempt == attempts - 1
@@ -291,8 +290,7 @@ class PoliteClient:
         key = host_key(url)
         if key in self._robots:
             return self._robots[key]
-        lock = self._robots_locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._robots_locks.setdefault(key, asyncio.Lock()):
             if key not in self._robots:
                 rules = await self._fetch_robots(key)
                 if rules.crawl_delay_s:
@@ -326,7 +324,7 @@ class PoliteClient:
             return
         rules = await self.robots(url)
         if not rules.allowed(url):
-            why = rules.reason or "robots.txt disallows it"
             raise RobotsDisallowedError(
-                f"{why}: not fetching {url} (pass --ignore-robots to override)"
+                f"{rules.reason or 'robots.txt disallows it'}: not fetching {url} "
+                "(pass --ignore-robots to override)"
             )

@@ -62,6 +62,8 @@ from lookalike.types import Skipped
 # The content type of each extension `safety.sniff_image` gives a saved image.
 _IMAGE_TYPES = {ext: f"image/{ext}" for ext in ("png", "webp", "gif", "bmp", "avif", "heic")}
 _IMAGE_TYPES |= {"jpg": "image/jpeg", "tif": "image/tiff"}
+# The product counters, each `CrawlSummary.products_<name>`.
+_PRODUCT_COUNTS = ("new", "updated", "unchanged", "resumed", "gone")
 
 
 class Crawler:
@@ -133,11 +135,7 @@ class Crawler:
             generation=self.state.generation,
             resumed=self.state.resumed,
             listing_pages=self.counts["listing pages"],
-            products_new=self.counts["new"],
-            products_updated=self.counts["updated"],
-            products_unchanged=self.counts["unchanged"],
-            products_resumed=self.counts["resumed"],
-            products_gone=self.counts["gone"],
+            **{f"products_{k}": self.counts[k] for k in _PRODUCT_COUNTS},
             images_downloaded=self.counts["downloaded"],
             images_reused=self.counts["reused"],
             pages_rendered=self.browser.pages_opened if self.browser else 0,
@@ -352,8 +350,7 @@ class Crawler:
         self.scheduled[url] = rank
         if len(self.scheduled) == self.options.max_products:
             self.limit_reached = True  # (a browser stops scrolling a listing here, too)
-        task = asyncio.create_task(self._product_task(url, rank, page, data))
-        self._tasks.add(task)
+        self._tasks.add(asyncio.create_task(self._product_task(url, rank, page, data)))
         return True
 
     # -- products -----------------------------------------------------------------------------

@@ -82,8 +82,7 @@ class SitemapResult:
 def _gunzip(data: bytes) -> bytes:
     if data[:2] != b"\x1f\x8b":
         return data
-    inflater = zlib.decompressobj(wbits=31)
-    out = inflater.decompress(data, SITEMAP_MAX_BYTES + 1)
+    out = zlib.decompressobj(wbits=31).decompress(data, SITEMAP_MAX_BYTES + 1)
     if len(out) > SITEMAP_MAX_BYTES:
         raise FetchError(f"sitemap larger than {SITEMAP_MAX_BYTES} bytes uncompressed")
     return out
@@ -122,6 +121,5 @@ async def read_sitemaps(client: PoliteClient, roots: Iterable[str]) -> SitemapRe
 
 async def host_sitemaps(client: PoliteClient, url: str) -> list[str]:
     """The sitemaps robots.txt names for `url`'s host, else its `/sitemap.xml`."""
-    robots = await client.robots(url)
-    named = [u for s in robots.sitemaps if (u := checked_or_none(s))]
+    named = [u for s in (await client.robots(url)).sitemaps if (u := checked_or_none(s))]
     return named or [check_url(host_key(url) + "/sitemap.xml")]

@@ -105,10 +105,7 @@ def describe(page: Page, options: CrawlOptions) -> Explanation:
         )
     images: list[ImageVerdict] = []
     if data is not None:
-        generic_used = (
-            generic is not None and "generic" in data.sources and data.images == (generic.images)
-        )
-        if generic_used and generic is not None:
+        if generic is not None and "generic" in data.sources and data.images == generic.images:
             images = list(generic.verdicts)
         else:
             for u in data.images:

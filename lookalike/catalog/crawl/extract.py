@@ -149,9 +149,8 @@ def _product(doc: Doc, selectors: Selectors) -> ProductData | None:
         for k in ("title", "price", "colour", "category", "description")
     ):
         sources.append("selectors")
-    url = canonical_link(doc) or pick("url") or doc.url
     return ProductData(
-        url=url,
+        url=canonical_link(doc) or pick("url") or doc.url,
         images=tuple(images),
         sources=tuple(sources),
         **{name: pick(name) for name in FIELDS},

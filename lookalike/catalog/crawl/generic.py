@@ -143,8 +143,7 @@ def _title(layout: Layout) -> Choice | None:
         return Choice(clean_text(layout.og_title, 500), "og:title")
     text = clean_text(layout.title, 500)
     if text:
-        short = _TITLE_TAIL.sub("", text) or text
-        return Choice(short, f"the document title {text!r}")
+        return Choice(_TITLE_TAIL.sub("", text) or text, f"the document title {text!r}")
     return None
 
 
@@ -223,28 +222,20 @@ def _not_photo(image: MeasuredImage) -> str | None:
     return None
 
 
-def _same_page(a: str, b: str) -> bool:
-    """Same host and path: another query is the same product (`?variant=2`), not another page."""
-    pa, pb = urlsplit(a), urlsplit(b)
-    return (pa.netloc, pa.path.rstrip("/")) == (pb.netloc, pb.path.rstrip("/"))
-
-
 def _links_away(image: MeasuredImage, page_url: str) -> bool:
     if not image.link or image.link.startswith(("javascript:", "#")):
         return False
-    path = urlsplit(image.link).path.lower()
-    if re.search(r"\.(jpe?g|png|webp|avif|gif)$", path):
+    link, page = urlsplit(image.link), urlsplit(page_url)
+    if re.search(r"\.(jpe?g|png|webp|avif|gif)$", link.path.lower()):
         return False  # a zoom link
-    return not _same_page(image.link, page_url)
+    # Same host and path: another query is the same product (`?variant=2`), not another page.
+    return (link.netloc, link.path.rstrip("/")) != (page.netloc, page.path.rstrip("/"))
 
 
 def _title_depth(image: MeasuredImage) -> int:
     """How deep (from the document root) the nearest ancestor holding the title lies: the deeper,
     the closer the image sits to the title in the page's structure (0: no title on the page)."""
-    for i, a in enumerate(image.chain):
-        if a.has_title:
-            return len(image.chain) - i
-    return 0
+    return next((len(image.chain) - i for i, a in enumerate(image.chain) if a.has_title), 0)
 
 
 def _gallery(
@@ -311,17 +302,13 @@ def _gallery(
                    "from the gallery")  # fmt: skip
     # Slides a carousel hides (`display: none`) sit next to the one it shows.
     shown_large = [i for i, _ in kept if i.box.w >= min_rendered]
-    for image, best in hidden:
-        if any(_siblings(image, other) for other in shown_large):
-            kept.append((image, best))
+    kept += [(i, b) for i, b in hidden if any(_siblings(i, other) for other in shown_large)]
     kept.sort(key=lambda pair: pair[0].n)
-    seen: set[str] = set()
     images: list[str] = []
     for image, best in kept:
-        if best in seen:
+        if best in images:
             verdicts[image.n] = ImageVerdict(best, False, "the same image again")
             continue
-        seen.add(best)
         images.append(best)
         verdicts[image.n] = ImageVerdict(best, True, _describe(image, best))
     ordered = tuple(verdicts[i.n] for i in layout.images if i.n in verdicts)

@@ -302,11 +302,6 @@ def money_pattern() -> str:
     )
 
 
-def measure_args() -> list[str | int]:
-    """The arguments `MEASURE_JS` is evaluated with (the price pattern, caps)."""
-    return [money_pattern(), MAX_IMAGES, MAX_PRICES]
-
-
 def _dicts(value: object, cap: int) -> list[dict[str, Any]]:
     return [v for v in value[:cap] if isinstance(v, dict)] if isinstance(value, list) else []
 

@@ -37,8 +37,7 @@ def with_page(url: str, param: str, number: int) -> str:
     """`url` pointing at page `number` (same parameter style)."""
     parts = urlsplit(url)
     if param == "/page/":
-        path = _PATH_PAGE.sub(f"/page/{number}/", parts.path)
-        return urlunsplit(parts._replace(path=path))
+        return urlunsplit(parts._replace(path=_PATH_PAGE.sub(f"/page/{number}/", parts.path)))
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != param]
     query.append((param, str(number)))
     return urlunsplit(parts._replace(query=urlencode(query)))
@@ -60,11 +59,6 @@ def _without_page(url: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
         )
     )
     return parts.netloc, _PATH_PAGE.sub("/", parts.path).rstrip("/") or "/", query
-
-
-def _same_site(a: str, b: str) -> bool:
-    ha, hb = urlsplit(a).hostname or "", urlsplit(b).hostname or ""
-    return ha.removeprefix("www.") == hb.removeprefix("www.")
 
 
 def listing_of(doc: Doc, selectors: Selectors) -> ListingData:
@@ -101,12 +95,13 @@ def listing_of(doc: Doc, selectors: Selectors) -> ListingData:
     next_pages = list(dict.fromkeys(next_pages))
 
     pagination = set(next_pages) | {doc.url}
+    site = (urlsplit(doc.url).hostname or "").removeprefix("www.")
     products = [
         u
         for u in dict.fromkeys(found)
         if u
         and u not in pagination
-        and _same_site(u, doc.url)
+        and (urlsplit(u).hostname or "").removeprefix("www.") == site
         and not IMAGE_PATH.search(urlsplit(u).path)
         and not (page_number(u) and _without_page(u) == same_listing)
     ]

@@ -213,8 +213,7 @@ def parse_robots(text: str, token: str = ROBOTS_TOKEN) -> Robots:
         elif key == "crawl-delay":
             with suppress(ValueError):
                 groups[-1][2].append(float(value))
-    wanted = token.lower()
-    chosen = [g for g in groups if any(agent == wanted for agent in g[0])]
+    chosen = [g for g in groups if token.lower() in g[0]]
     if not chosen:
         chosen = [g for g in groups if "*" in g[0]]
     rules = tuple(

@@ -152,8 +152,7 @@ class CrawlState:
             for line in path.read_bytes().splitlines():
                 try:
                     rec = json.loads(line)
-                    kind = rec.pop("e")
-                    match kind:
+                    match rec.pop("e"):
                         case "gen":
                             last_gen, done = int(rec["gen"]), bool(rec["done"])
                         case "image":
@@ -219,10 +218,9 @@ class CrawlState:
             if rec.gone or not rec.item.get("images"):
                 continue
             item = dict(rec.item)
-            if item["id"] not in merged:
-                merged[item["id"]] = item
+            have = merged.setdefault(item["id"], item)
+            if have is item:  # the first line of this id
                 continue
-            have = merged[item["id"]]
             have["images"] = list(dict.fromkeys([*have["images"], *item["images"]]))
             for key, value in item.items():
                 if have.get(key) is None:

@@ -61,9 +61,7 @@ def _ld_image_refs(value: object) -> list[str]:
     if isinstance(value, dict):
         ref = value.get("contentUrl") or value.get("url") or value.get("@id")
         return [ref] if isinstance(ref, str) else []
-    if isinstance(value, list):
-        return [r for v in value for r in _ld_image_refs(v)]
-    return []
+    return [r for v in value for r in _ld_image_refs(v)] if isinstance(value, list) else []
 
 
 def _ld_offer(offers: object) -> tuple[object, object]:
@@ -205,8 +203,7 @@ def from_microdata(doc: Doc) -> dict[str, Any]:
     def first(name: str, within: Mapping[str, list[LexborNode]] = props) -> str | None:
         for node in within.get(name, []):
             if "itemscope" in node.attributes and name in ("brand", "offers"):
-                inner = _microdata_props(node)
-                return first("name", inner) if name == "brand" else None
+                return first("name", _microdata_props(node)) if name == "brand" else None
             text = clean_text(_microdata_value(doc, node), 5000)
             if text:
                 return text

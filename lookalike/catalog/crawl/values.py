@@ -124,7 +124,4 @@ def parse_currency(value: object) -> str | None:
     for code in re.findall(r"[A-Za-z]{3}", text):
         if code.upper() in CURRENCY_CODES:
             return code.upper()
-    for symbol, code in _CURRENCY_SYMBOLS:
-        if symbol in text:
-            return code
-    return None
+    return next((code for symbol, code in _CURRENCY_SYMBOLS if symbol in text), None)
