@@ -40,6 +40,7 @@ class Manifest:
 
     format: int
     store: dict[str, Any]
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # every kind is a dataclass (for `asdict`)
 
     def identity(self) -> dict[str, Any]:
         """The parts that must match for two vectors to be comparable."""
@@ -60,7 +61,7 @@ class Manifest:
 
     def record(self) -> dict[str, Any]:
         """What the file holds."""
-        return asdict(self)  # type: ignore[call-overload]  # every kind is a dataclass
+        return asdict(self)
 
     def save(self, index_dir: Path) -> None:
         index_dir.mkdir(parents=True, exist_ok=True)
