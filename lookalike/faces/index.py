@@ -192,6 +192,13 @@ class FaceIndex(FaceSearch):
             self._compact()
             return ForgetSummary(len(records), tuple(photos), self.store.disk_bytes())
 
+    def drop_photos(self, store: Store, photos: Sequence[str]) -> None:
+        """Remove `photos` whole (their faces, markers and people entries) and compact the shard
+        so no file keeps their vectors: the indexer's stale removal."""
+        self._drop_from_people(None, photos)
+        self._delete_photos(store, photos)
+        self._compact()
+
     @staticmethod
     def _delete_photos(store: Store, photos: Sequence[str]) -> None:
         for start in range(0, len(photos), 256):
@@ -336,9 +343,7 @@ class FaceIndexer(IncrementalIndexer[str, dict[str, str], Loaded]):
         the shard is compacted so no file keeps their vectors."""
         gone = sorted(set(existing) - set(tasks) - failed) if sync else []
         if gone:
-            self.index._drop_from_people(None, gone)
-            self.index._delete_photos(store, gone)
-            self.index._compact()
+            self.index.drop_photos(store, gone)
         return len(gone)
 
 
