@@ -18,6 +18,7 @@ import numpy as np
 
 from lookalike.errors import CatalogueError, StoreError, TrainingError
 from lookalike.learn.data import Progress, TrainData, holdout_split
+from lookalike.learn.heldout import centroid_recall
 from lookalike.learn.train import ProgressFn, TrainProgress, TrainReport, TrainSettings
 from lookalike.pipeline.embed import normalise
 from lookalike.store.base import where
@@ -258,15 +259,9 @@ def held_out_recall(
     gallery = [(views[i].item_id, vectors[str(views[i].point_id)]) for i in split.train]
     queries = [(views[i].item_id, vectors[str(views[i].point_id)]) for i in split.queries]
     queries += [(data.wild[i].item_id, vectors[f"wild:{i}"]) for i in split.query_wild]
-    names = sorted({item for item, _ in gallery})
-    pos = {n: i for i, n in enumerate(names)}
-    cent = np.zeros((len(names), len(gallery[0][1])), np.float64)
-    for item, vec in gallery:
-        cent[pos[item]] += vec
-    cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+    g = np.stack([v for _, v in gallery])
     q = np.stack([v for _, v in queries])
-    best = (q @ cent.T).argmax(axis=1)
-    return float(np.mean([names[b] == item for b, (item, _) in zip(best, queries, strict=True)]))
+    return centroid_recall(g, [i for i, _ in gallery], q, [i for i, _ in queries])[0]
 
 
 def quantize_for_index(

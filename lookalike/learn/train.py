@@ -13,7 +13,8 @@ Schedule (the training research's recipe v1, /docs/training.md): batches of P it
 AdamW with a one-epoch warm-up and cosine decay over `max_epochs` (shortened to fit `minutes`).
 Held-out draws of the catalogue itself (`holdout_split`, never a query set) are measured after each
 epoch: they guard the schedule (a fall of `guard` below the best epoch, or a diverging loss,
-restores the best state and stops) and decide whether the result applies at all; with selection
+restores the best state and stops; falls count only after the first quarter of the schedule,
+`heldout.grace_epochs`) and decide whether the result applies at all; with selection
 `best` they choose the epoch (early stopping with `patience`).
 """
 
@@ -32,6 +33,7 @@ from lookalike.errors import TrainingError
 from lookalike.learn import net as nets
 from lookalike.learn.augment import AugmentSettings, augment
 from lookalike.learn.data import PairBatches, TrainData, TrainView, holdout_split, schedule
+from lookalike.learn.heldout import Guard, centroid_recall, grace_epochs, guard_width
 from lookalike.learn.losses import make_loss
 from lookalike.models.catalog import Preprocess
 from lookalike.pipeline.embed import normalise
@@ -122,17 +124,6 @@ class TrainReport:
     @property
     def improves(self) -> bool:
         return (self.recall, self.margin) > (self.base_recall, self.base_margin)
-
-
-def guard_width(setting: float, base: float, n_queries: int) -> float:
-    """How far held-out R@1 may fall below its best before training stops and restores the best.
-
-    At least the setting, two held-out queries and two standard errors of the base recall on the
-    draw: on a small draw (60 worn photos of 300 pairs) a fall of 0.05 is 3 queries, noise rather
-    than a fall (that stopped garments after the warm-up epoch, and the result was never applied).
-    """
-    n = max(1, n_queries)
-    return max(setting, 2.0 / n, 2.0 * float(np.sqrt(base * (1.0 - base) / n)))
 
 
 class Trainer:
@@ -242,27 +233,9 @@ class Trainer:
     def _recall(
         self, gallery: torch.Tensor, g_items: np.ndarray, queries: torch.Tensor, q_items: np.ndarray
     ) -> tuple[float, float]:
-        """(Recall@1, mean margin) of the held-out queries against item centroids (the product's
-        default mode); the margin (true item's cosine minus the best other's) breaks ties, which
-        are common on small held-out draws."""
-        import torch
-
-        g = self._embed(gallery)
-        q = self._embed(queries)
-        names = sorted(set(g_items.tolist()))
-        pos = {n: i for i, n in enumerate(names)}
-        cent = torch.zeros(len(names), g.shape[1])
-        cent.index_add_(0, torch.tensor([pos[n] for n in g_items.tolist()]), g)
-        cent = torch.nn.functional.normalize(cent, dim=1)
-        sims = (q @ cent.T).numpy()
-        truth = np.array([pos.get(t, -1) for t in q_items.tolist()])
-        hit = sims.argmax(axis=1) == truth
-        rows = np.arange(len(truth))
-        own = np.where(truth >= 0, sims[rows, np.maximum(truth, 0)], -1.0)
-        others = sims.copy()
-        others[rows[truth >= 0], truth[truth >= 0]] = -np.inf
-        margin = own - others.max(axis=1) if sims.shape[1] > 1 else own
-        return float(hit.mean()), float(margin.mean())
+        """`centroid_recall` of the held-out queries with the network as it is now."""
+        g, q = self._embed(gallery).numpy(), self._embed(queries).numpy()
+        return centroid_recall(g, g_items.tolist(), q, q_items.tolist())
 
     def run(self, data: TrainData) -> TrainReport:
         import torch
@@ -379,7 +352,7 @@ class Trainer:
         last_score = best_score
         epoch_seconds = 0.0
         step = 0
-        guard = guard_width(s.guard, base, len(q_items))
+        width = guard_width(s.guard, base, len(q_items))
         for epoch in range(1, s.max_epochs + 1):
             if epoch > planned or (
                 epoch > 1
@@ -443,7 +416,8 @@ class Trainer:
             history.append((epoch, mean_loss, score[0]))
             self.notify(TrainProgress(f"epoch {epoch}", steps, steps, mean_loss, score[0]))
             epoch_seconds = time.perf_counter() - t0
-            if not np.isfinite(mean_loss) or score[0] < best_score[0] - guard:
+            guard = Guard(width, grace_epochs(planned))
+            if guard.stops(epoch, mean_loss, score[0], best_score[0]):
                 # Diverged, or held-out recall fell well below its best: back to the best state.
                 stopped = "guard"
                 last_score = best_score

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from lookalike.learn.train import guard_width
+from lookalike.learn.heldout import Guard, centroid_recall, grace_epochs, guard_width
 
 
 def test_large_draw_keeps_the_setting() -> None:
@@ -23,3 +24,38 @@ def test_small_draw_widens_to_its_noise() -> None:
 def test_at_least_two_queries_even_when_recall_is_certain() -> None:
     assert guard_width(0.0, 1.0, 10) == pytest.approx(0.2)
     assert guard_width(0.0, 0.0, 0) == pytest.approx(2.0)  # no queries: never stops on the draw
+
+
+def test_grace_is_a_quarter_of_the_schedule_at_least_three() -> None:
+    assert grace_epochs(60) == 15
+    assert grace_epochs(10) == 3
+    assert grace_epochs(1) == 3
+
+
+def test_the_dip_after_the_warm_up_does_not_stop_training() -> None:
+    # Garments fold 1: 0.333 after epoch 1, 0.117 at epoch 2 (the learning rate's peak).
+    guard = Guard(width=0.116, grace=grace_epochs(60))
+    assert not guard.stops(2, 11.6, 0.117, 0.333)
+    assert guard.stops(16, 3.0, 0.2, 0.333)  # after the grace a fall that wide stops
+    assert not guard.stops(16, 3.0, 0.25, 0.333)  # within the width it does not
+
+
+def test_a_diverging_loss_stops_at_any_epoch() -> None:
+    guard = Guard(width=0.05, grace=15)
+    assert guard.stops(1, float("nan"), 0.5, 0.4)
+    assert guard.stops(2, float("inf"), 0.5, 0.4)
+
+
+def test_centroid_recall_and_margin() -> None:
+    gallery = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    items = ["a", "a", "b"]
+    queries = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    r1, margin = centroid_recall(gallery, items, queries, ["a", "b", "c"])
+    assert r1 == pytest.approx(2 / 3)  # "c" is not in the gallery: a miss
+    cent_a = np.array([1.8, 0.6]) / np.linalg.norm([1.8, 0.6])
+    expected = [
+        cent_a[0] - 0.0,
+        1.0 - cent_a[1],
+        -1.0 - max(0.6 * cent_a[0] + 0.8 * cent_a[1], 0.8),
+    ]
+    assert margin == pytest.approx(np.mean(expected))
