@@ -2,6 +2,7 @@
 # Garments through the product, one fold split by garment (issue 16's protocol):
 #
 #     bash bench/train_garments_fold.sh ../shared/data/fashion OUT [fold] [tune --train flags...]
+#     EMBEDDER=efficientnet-lite2+lite1 bash bench/train_garments_fold.sh ...   # the ensemble
 #
 # Catalogue: all 600 product shots. Fold 0 trains on the pairs of the first 300 garments of
 # pairs.csv and queries with the other 300 garments' worn photos; fold 1 swaps the halves. Runs
@@ -9,6 +10,7 @@
 #   index --detect --isolate garment --labels person -> eval (base)
 #   tune --pairs (projection) -> eval
 #   tune --train --pairs (network trained, projection on top when it helps) -> eval
+#   the same index with its projection off (LOOKALIKE_TUNED=false: the trained network alone) -> eval
 # OUT keeps the catalogue, the CSVs, the index and every command's JSON answer and time log.
 set -euo pipefail
 data=$(realpath "$1")
@@ -44,16 +46,19 @@ step() {  # step NAME COMMAND...: run it timed, its JSON answer in NAME.json
   /usr/bin/time -v -o "$out/$name.time" "$@" --json > "$out/$name.json"
   grep -E "Elapsed|Maximum resident" "$out/$name.time"
 }
-evaluate() {
+evaluate() {  # evaluate NAME [INDEX]
   step "eval_$1" "$bin/lookalike" eval --catalogue "$out/catalogue.jsonl" \
-    --queries "$out/held_out.csv" --index "$idx"
+    --queries "$out/held_out.csv" --index "${2:-$idx}"
   "$bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1])))' "$out/eval_$1.json"
 }
 rm -rf "$idx"
 step index "$bin/lookalike" index "$out/catalogue.jsonl" --index "$idx" \
-  --detect --isolate garment --labels person
+  --detect --isolate garment --labels person ${EMBEDDER:+--embedder "$EMBEDDER"}
 evaluate base
 step tune_projection "$bin/lookalike" tune --index "$idx" --pairs "$out/pairs_train.csv"
 evaluate projection
 step tune_train "$bin/lookalike" tune --index "$idx" --train --pairs "$out/pairs_train.csv" "$@"
 evaluate train
+if [ -f "$idx/projection.json" ]; then  # the projection on top was kept: measure without it too
+  LOOKALIKE_TUNED=false evaluate train_noproj
+fi

@@ -20,11 +20,17 @@ class SmallGrocery:
 
 
 def build_small_grocery(
-    data_dir: Path, dest: Path, *, products: int = 12, photos: int = 4
+    data_dir: Path,
+    dest: Path,
+    *,
+    products: int = 12,
+    photos: int = 4,
+    embedder: str | None = None,
 ) -> SmallGrocery:
     """Every n-th grocery product (so several categories), its first `photos` catalogue photos,
     a `price` field (the product's class id + 0.99, to show prices and price filters), indexed
-    with the default model. The model comes from the model store (the `lite2_dir` fixture)."""
+    with the default model (or `embedder`). The model comes from the model store (the `lite2_dir`
+    or `model_store` fixture)."""
     from lookalike.catalog.sample import prepare_grocery
     from lookalike.config import Settings
     from lookalike.engine.core import Engine
@@ -44,7 +50,7 @@ def build_small_grocery(
             if row["item_id"] in queries:
                 queries[row["item_id"]].append(row["image"])
     index = dest / "index"
-    settings = Settings(index=index)
+    settings = Settings(index=index, **({"embedder": embedder} if embedder else {}))
     with Engine(index, settings=settings) as engine:
         summary = engine.index(manifest)
     if summary.skipped or summary.items != len(chosen):

@@ -115,7 +115,9 @@ def tune(
     ] = False,
     minutes: Annotated[
         float | None,
-        typer.Option("--minutes", help="Time budget of a --train run (default 30; 0: none)."),
+        typer.Option(
+            "--minutes", help="Time budget of a --train run (default 20, 30 with --pairs; 0: none)."
+        ),
     ] = None,
     augmentations: Annotated[
         int | None, typer.Option("--augmentations", help="Augmented views per photo (--train).")
@@ -164,7 +166,7 @@ def tune(
             if reset:
                 run_reset(engine, as_json=as_json)
                 return
-            from lookalike.learn.train import TrainSettings
+            from lookalike.learn.train import PAIRS_MINUTES, TrainSettings
 
             asked: dict[str, Any] = {
                 "augmentations": augmentations,
@@ -177,8 +179,10 @@ def tune(
             settings = TrainSettings(
                 seed=seed,
                 holdout=holdout,
-                # --minutes 0: no budget; absent: the default budget
-                minutes=(minutes or None) if minutes is not None else TrainSettings.minutes,
+                # --minutes 0: no budget; absent: the default budget (longer with pairs)
+                minutes=(minutes or None)
+                if minutes is not None
+                else (PAIRS_MINUTES if rows else TrainSettings.minutes),
                 threads=engine.settings.models.threads,
                 **{k: v for k, v in asked.items() if v is not None},
             )

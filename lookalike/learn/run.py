@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from lookalike.errors import CatalogueError, StoreError, TrainingError
+from lookalike.errors import CatalogueError, ModelError, StoreError, TrainingError
 from lookalike.learn.data import Progress, TrainData, holdout_split
 from lookalike.learn.heldout import centroid_recall
 from lookalike.learn.train import ProgressFn, TrainProgress, TrainReport, TrainSettings
@@ -125,6 +125,7 @@ def train_index(
     from lookalike.learn import net as nets
     from lookalike.learn.data import check_data, collect
     from lookalike.learn.train import Trainer
+    from lookalike.models.catalog import weights_role
 
     started = time.perf_counter()
     notify = progress or (lambda p: None)
@@ -134,26 +135,31 @@ def train_index(
 
     spec, models = _base(engine)
     with engine.write_lock():
-        if spec.name not in nets.TRAINABLE:
-            raise TrainingError(
-                f"tune --train adapts {', '.join(nets.TRAINABLE)}; this index was built with "
-                f"{spec.name}"
-            )
+        try:
+            variants = nets.members(spec.name)
+        except ModelError as exc:
+            raise TrainingError(str(exc)) from None
         nets.require_torch()
-        net = nets.load_network(spec.name, models.export_input(spec.name, "weights"))
-        cut = nets.split_at(net, spec.name, settings.tail_blocks)
+        # An ensemble: its first network trains, the others stay frozen beside it.
+        net, *frozen = [
+            nets.load_network(v, models.export_input(spec.name, weights_role(v, variants)))
+            for v in variants
+        ]
+        cut = nets.split_at(net, variants[0], settings.tail_blocks)
         pp = spec.image_preprocess
         plan(engine, settings, len(pairs), spec, nets.activation_elements(net, cut, pp.size))
         data = collect(engine, pp, pairs=pairs, progress=stage)
         check_data(data, len(pairs))
         background = _cutout_background(engine)
-        trainer = Trainer(net, cut, pp, settings, notify, started=started, background=background)
+        trainer = Trainer(
+            net, cut, pp, settings, notify, started=started, background=background, frozen=frozen
+        )
         report = trainer.run(data)
         applied = report.improves or force
         sha = None
         dropped = 0
         if applied:
-            sha, dropped = _apply(engine, net, spec, data, settings, report, stage)
+            sha, dropped = _apply(engine, [net, *frozen], spec, data, settings, report, stage)
         engine.reload()  # inside the lock: what runs when it is released sees the new index
     return TrainOutcome(report, applied, data.skipped, dropped, sha, time.perf_counter() - started)
 
@@ -170,7 +176,7 @@ def _cutout_background(engine: Engine) -> tuple[int, int, int] | None:
 
 def _apply(
     engine: Engine,
-    net: EfficientNet,
+    networks: Sequence[EfficientNet],
     spec: ModelSpec,
     data: TrainData,
     settings: TrainSettings,
@@ -186,7 +192,7 @@ def _apply(
     index_dir = engine.index_dir
     stage("export", 0, 1)
     part = index_dir / "network.onnx.part"
-    nets.export_onnx(net, spec.image_preprocess.size, part)
+    nets.export_onnx(networks, spec.image_preprocess.size, part)
     sha = sha256_file(part)
     name = f"network-{sha[:12]}.onnx"
     part.replace(index_dir / name)

@@ -216,6 +216,13 @@ def ensemble_name(variants: tuple[str, ...]) -> str:
     return "+".join([variants[0], *(v.removeprefix("efficientnet-") for v in variants[1:])])
 
 
+def ensemble_members(name: str) -> tuple[str, ...]:
+    """("efficientnet-lite2", "efficientnet-lite1") for `efficientnet-lite2+lite1` (the inverse of
+    `ensemble_name`); a single network's name gives itself."""
+    first, *others = name.split("+")
+    return (first, *(f"efficientnet-{v}" for v in others))
+
+
 def weights_role(variant: str, variants: tuple[str, ...]) -> str:
     """The export input role of `variant`'s weights in a recipe over `variants`."""
     return "weights" if variant == variants[0] else f"weights_{variant}"

@@ -16,6 +16,8 @@ from lookalike.models.catalog import (
     ModelFile,
     PypiMemberSource,
     UrlSource,
+    ensemble_members,
+    ensemble_name,
     get_spec,
 )
 
@@ -145,6 +147,19 @@ def test_lite2_lite1_ensemble_is_exported_from_both_pinned_weights() -> None:
         "weights": own_weights[0],
         "weights_efficientnet-lite1": own_weights[1],
     }
+
+
+def test_ensemble_members_invert_the_name_and_say_what_tune_train_adapts() -> None:
+    from lookalike.learn.net import members
+
+    pair = ("efficientnet-lite2", "efficientnet-lite1")
+    assert ensemble_members(ensemble_name(pair)) == pair
+    assert ensemble_members("efficientnet-lite2") == ("efficientnet-lite2",)
+    assert members("efficientnet-lite2+lite1") == pair  # Lite2 trains, Lite1 stays frozen
+    with pytest.raises(ModelError, match="clip-vit-b32"):
+        members("clip-vit-b32")
+    with pytest.raises(ModelError, match="int8"):
+        members("efficientnet-lite2-int8")
 
 
 @pytest.mark.parametrize("name", ["clip-vit-b32", "fashion-clip"])

@@ -1,0 +1,43 @@
+#!/bin/bash
+# Grocery through the product, the issue's check with the defaults:
+#
+#     bash bench/train_grocery.sh ../shared/data/grocery OUT [tune --train flags...]
+#     EMBEDDER=efficientnet-lite2+lite1 bash bench/train_grocery.sh ...   # the ensemble
+#
+# Runs the commands a user runs, each timed with /usr/bin/time -v (wall time, peak memory):
+#   sample -> index -> eval (base) -> tune (projection) -> eval -> tune --train (network, projection on top when it helps)
+#   -> eval; then with the projection off (LOOKALIKE_TUNED=false: the trained network alone) -> eval.
+# The queries are the sample's val photos (store photos); the command's own held-out draws come
+# from the catalogue. OUT keeps the sample, the index and every command's JSON answer and time log.
+set -euo pipefail
+data=$(realpath "$1")
+out=$(realpath -m "$2")
+shift 2
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/.venv/bin"
+mkdir -p "$out"
+idx="$out/index"
+step() {  # step NAME COMMAND...: run it timed, its JSON answer in NAME.json
+  local name=$1
+  shift
+  echo "== $name: $*"
+  /usr/bin/time -v -o "$out/$name.time" "$@" --json > "$out/$name.json"
+  grep -E "Elapsed|Maximum resident" "$out/$name.time"
+}
+evaluate() {  # evaluate NAME [INDEX]
+  step "eval_$1" "$bin/lookalike" eval --catalogue "$out/sample/catalogue.jsonl" \
+    --queries "$out/sample/queries.csv" --index "${2:-$idx}"
+  "$bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1])))' "$out/eval_$1.json"
+}
+"$bin/lookalike" sample -o "$out/sample" --data-dir "$data"
+rm -rf "$idx"
+step index "$bin/lookalike" index "$out/sample/catalogue.jsonl" --index "$idx" \
+  ${EMBEDDER:+--embedder "$EMBEDDER"}
+evaluate base
+step tune_projection "$bin/lookalike" tune --index "$idx"
+evaluate projection
+step tune_train "$bin/lookalike" tune --index "$idx" --train "$@"
+evaluate train
+if [ -f "$idx/projection.json" ]; then  # the projection on top was kept: measure without it too
+  LOOKALIKE_TUNED=false evaluate train_noproj
+fi
