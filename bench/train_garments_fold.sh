@@ -39,18 +39,9 @@ for name, part in (("pairs_train.csv", train), ("held_out.csv", held)):
         writer.writerows([str(data / r["worn_image"]), r["garment_id"]] for r in part)
 PY
 idx="$out/index"
-step() {  # step NAME COMMAND...: run it timed, its JSON answer in NAME.json
-  local name=$1
-  shift
-  echo "== $name: $*"
-  /usr/bin/time -v -o "$out/$name.time" "$@" --json > "$out/$name.json"
-  grep -E "Elapsed|Maximum resident" "$out/$name.time"
-}
-evaluate() {  # evaluate NAME [INDEX]
-  step "eval_$1" "$bin/lookalike" eval --catalogue "$out/catalogue.jsonl" \
-    --queries "$out/held_out.csv" --index "${2:-$idx}"
-  "$bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1])))' "$out/eval_$1.json"
-}
+catalogue="$out/catalogue.jsonl"
+queries="$out/held_out.csv"
+source "$root/bench/train_steps.sh"
 rm -rf "$idx"
 step index "$bin/lookalike" index "$out/catalogue.jsonl" --index "$idx" \
   --detect --isolate garment --labels person ${EMBEDDER:+--embedder "$EMBEDDER"}
@@ -59,6 +50,4 @@ step tune_projection "$bin/lookalike" tune --index "$idx" --pairs "$out/pairs_tr
 evaluate projection
 step tune_train "$bin/lookalike" tune --index "$idx" --train --pairs "$out/pairs_train.csv" "$@"
 evaluate train
-if [ -f "$idx/projection.json" ]; then  # the projection on top was kept: measure without it too
-  LOOKALIKE_TUNED=false evaluate train_noproj
-fi
+evaluate_trained

@@ -17,18 +17,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/.venv/bin"
 mkdir -p "$out"
 idx="$out/index"
-step() {  # step NAME COMMAND...: run it timed, its JSON answer in NAME.json
-  local name=$1
-  shift
-  echo "== $name: $*"
-  /usr/bin/time -v -o "$out/$name.time" "$@" --json > "$out/$name.json"
-  grep -E "Elapsed|Maximum resident" "$out/$name.time"
-}
-evaluate() {  # evaluate NAME [INDEX]
-  step "eval_$1" "$bin/lookalike" eval --catalogue "$out/sample/catalogue.jsonl" \
-    --queries "$out/sample/queries.csv" --index "${2:-$idx}"
-  "$bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1])))' "$out/eval_$1.json"
-}
+catalogue="$out/sample/catalogue.jsonl"
+queries="$out/sample/queries.csv"
+source "$root/bench/train_steps.sh"
 "$bin/lookalike" sample -o "$out/sample" --data-dir "$data"
 rm -rf "$idx"
 step index "$bin/lookalike" index "$out/sample/catalogue.jsonl" --index "$idx" \
@@ -38,6 +29,4 @@ step tune_projection "$bin/lookalike" tune --index "$idx"
 evaluate projection
 step tune_train "$bin/lookalike" tune --index "$idx" --train "$@"
 evaluate train
-if [ -f "$idx/projection.json" ]; then  # the projection on top was kept: measure without it too
-  LOOKALIKE_TUNED=false evaluate train_noproj
-fi
+evaluate_trained
