@@ -165,8 +165,8 @@ class Trainer:
         self._front: Callable[[np.ndarray], torch.Tensor] | None = None
         self.params = nets.trainable_parameters(self.net, cut)
         self.frozen = list(frozen)
-        self._extra: tuple[np.ndarray, np.ndarray] | None = None
         self._frozen_runs: list[Callable[[np.ndarray], np.ndarray]] | None = None
+        self._extra: tuple[np.ndarray, np.ndarray] | None = None
         """The frozen networks' features of the held-out gallery and queries (an ensemble)."""
 
     def _activations(
