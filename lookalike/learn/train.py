@@ -337,6 +337,8 @@ class Trainer:
             g_extra = self._frozen_features([views[i].pixels for i in g_rows])
             self._extra = (g_extra, self._frozen_features(q_source))
             self.notify(TrainProgress("frozen networks", 1, 1))
+        # Every front pass is done: the ONNX Runtime sessions' buffers go before training's own.
+        self._front, self._frozen_runs = None, None
 
         t_eval = time.perf_counter()
         base_score = self._recall(gallery, g_items, q_acts, q_items)
