@@ -148,6 +148,12 @@ def tune(
     max_memory: Annotated[
         float | None, typer.Option("--max-memory", help="GB a --train run may hold.")
     ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", help="Views per training step (--train; memory grows with it)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Learn a projection that separates the index's items (from its own photos grouped by item),
@@ -172,6 +178,7 @@ def tune(
                 "augmentations": augmentations,
                 "max_epochs": epochs,
                 "max_memory_gb": max_memory,
+                "batch_size": batch_size,
                 "loss": loss,
                 "tail_blocks": tail_blocks,
                 "int8": int8 or None,

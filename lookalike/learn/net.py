@@ -150,14 +150,44 @@ def make_modules(net: EfficientNet, split: Split) -> tuple[nn.Module, nn.Module]
     return Front(), Tail()
 
 
-def activation_elements(net: EfficientNet, split: Split, size: int) -> int:
-    """Numbers in one cached activation (the front's output for one size x size input)."""
+@dataclass(frozen=True)
+class Footprint:
+    """What training holds per view: `act_elems` numbers in one cached activation (the front's
+    output), `saved_bytes` the tail keeps for the backward pass of one view in a batch."""
+
+    act_elems: int
+    saved_bytes: int
+
+
+def footprint(net: EfficientNet, split: Split, size: int) -> Footprint:
+    """Measured on zero inputs (the weights stay as they are; the tail's parameters are set to
+    train, as `trainable_parameters`): one front pass, and the tensors
+    autograd saves in the tail's forward for one view and for two (the difference: what one more
+    view in a batch costs; the weights, saved once, cancel). Counts a tensor saved by two layers
+    twice, so errs high (Lite2 from block 16 at 260 px: 24.8 MB a view; the grocery run's peak
+    was below this estimate)."""
     import torch
 
-    front, _ = make_modules(net, split)
+    front, tail = make_modules(net, split)
+    trainable_parameters(net, split)  # a frozen layer saves less: only what input gradients need
     net.eval()
     with torch.no_grad():
-        return int(front(torch.zeros(1, 3, size, size)).numel())
+        acts = front(torch.zeros(2, 3, size, size))
+    saved = []
+    for n in (1, 2):
+        total = 0
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        tail_mode(net, True)  # batch norms stay in eval mode: nothing in the network changes
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            tail(acts[:n].clone().requires_grad_(True))
+        saved.append(total)
+    net.eval()
+    return Footprint(int(acts[0].numel()), max(0, saved[1] - saved[0]))
 
 
 def trainable_parameters(net: EfficientNet, split: Split) -> list[nn.Parameter]:

@@ -332,13 +332,14 @@ class Trainer:
             q_items = np.array(q_list)
         gallery = clean[g_rows]
         g_items = np.array([views[i].item_id for i in g_rows])
+        # Every front pass is done: its ONNX Runtime session's buffers go before the next ones.
+        self._front = None
         if self.frozen:
             self.notify(TrainProgress("frozen networks", 0, 1))
             g_extra = self._frozen_features([views[i].pixels for i in g_rows])
             self._extra = (g_extra, self._frozen_features(q_source))
             self.notify(TrainProgress("frozen networks", 1, 1))
-        # Every front pass is done: the ONNX Runtime sessions' buffers go before training's own.
-        self._front, self._frozen_runs = None, None
+            self._frozen_runs = None  # likewise, before training's own buffers
 
         t_eval = time.perf_counter()
         base_score = self._recall(gallery, g_items, q_acts, q_items)
