@@ -113,6 +113,7 @@ def split_at(net: EfficientNet, variant: str, tail_blocks: int) -> Split:
 def make_modules(net: EfficientNet, split: Split) -> tuple[nn.Module, nn.Module]:
     """(front, tail) torch modules sharing `net`'s weights: front(pixels) -> activations;
     tail(activations) -> (gem, avg, logits)."""
+    import torch
     from torch import nn
 
     # Not a module: its hyper-parameters (a namedtuple) have no public accessor.
@@ -143,11 +144,18 @@ def make_modules(net: EfficientNet, split: Split) -> tuple[nn.Module, nn.Module]
                 x = block(x, drop_connect_rate=drop * idx / split.blocks)
             head = part(self.net, "_conv_head")
             fmap = part(self.net, "_swish")(part(self.net, "_bn1")(head(x)))
+            if fmap.dtype != torch.float32:  # trained in bfloat16: pool and compare in float32
+                fmap = fmap.float()
             avg = fmap.mean(dim=(2, 3))
             gem = fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
             return gem, avg, part(self.net, "_fc")(avg)
 
     return Front(), Tail()
+
+
+def depthwise_convs(net: EfficientNet, split: Split) -> list[nn.Module]:
+    """The tail's depthwise convolutions (`lookalike.learn.precision` keeps them in float32)."""
+    return [b.get_submodule("_depthwise_conv") for b in blocks(net)[split.first_trained :]]
 
 
 @dataclass(frozen=True)

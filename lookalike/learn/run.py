@@ -19,7 +19,7 @@ import numpy as np
 from lookalike.errors import CatalogueError, ModelError, StoreError, TrainingError
 from lookalike.learn.data import Progress, TrainData, holdout_split
 from lookalike.learn.heldout import centroid_recall
-from lookalike.learn.train import ProgressFn, TrainProgress, TrainReport, TrainSettings
+from lookalike.learn.settings import ProgressFn, TrainProgress, TrainReport, TrainSettings
 from lookalike.pipeline.embed import normalise
 from lookalike.store.base import where
 from lookalike.types import Skipped
@@ -68,7 +68,9 @@ def plan(
     """Refuse, before reading any photo, a run that cannot fit: too few items or views, or more
     memory than `settings.max_memory_gb` (or than the machine has free)."""
     from lookalike.learn.losses import LOSSES
+    from lookalike.learn.precision import check
 
+    check(settings.precision)
     if settings.loss not in LOSSES:
         raise TrainingError(f"unknown training loss {settings.loss!r}; use one of {list(LOSSES)}")
     store = engine.store

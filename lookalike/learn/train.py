@@ -23,114 +23,31 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lookalike.errors import TrainingError
 from lookalike.learn import net as nets
-from lookalike.learn.augment import AugmentSettings, augment
-from lookalike.learn.data import PairBatches, TrainData, TrainView, holdout_split, schedule
+from lookalike.learn import precision as precisions
+from lookalike.learn.augment import augment
+from lookalike.learn.data import (
+    PairBatches,
+    TrainData,
+    TrainView,
+    fit_epochs,
+    holdout_split,
+    schedule,
+)
 from lookalike.learn.heldout import Guard, centroid_recall, grace_epochs, guard_width
 from lookalike.learn.losses import make_loss
+from lookalike.learn.settings import ProgressFn, TrainProgress, TrainReport, TrainSettings
 from lookalike.models.catalog import Preprocess
 from lookalike.pipeline.embed import normalise
 
 if TYPE_CHECKING:
     import torch
     from efficientnet_lite_pytorch import EfficientNet
-
-
-@dataclass(frozen=True)
-class TrainProgress:
-    """One progress report: stage, done of total, and while training the epoch's mean loss and
-    the held-out Recall@1 so far (None before the first measurement)."""
-
-    stage: str
-    done: int
-    total: int
-    loss: float | None = None
-    recall: float | None = None
-
-
-ProgressFn = Callable[[TrainProgress], None]
-
-
-PAIRS_MINUTES = 30.0
-"""`tune --train --pairs`'s default budget: photos in the wild teach a second domain, which takes
-the whole schedule (garments, 600 products + 300 worn photos: 60 epochs in 26 minutes on 2 CPU
-cores; the issue's garment budget is 30 minutes, grocery's 20)."""
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    tail_blocks: int = 5
-    """Blocks trained, counted from the last (5: from block 16 of Lite2's 21, research recipe)."""
-    augmentations: int = 8
-    """Cached copies per view: the clean one's augmented variants (research: 8 > 4 > 2)."""
-    max_epochs: int = 60
-    """Length of the cosine schedule (shortened to fit `minutes`)."""
-    patience: int = 3
-    """Epochs without improvement before stopping (selection `best` only)."""
-    batch_size: int = 128
-    """Views per step: batch_size / 2 items x 2 views (two photos, or two copies of one)."""
-    lr: float = 3e-4
-    proxy_lr_mult: float = 100.0
-    selection: str = "last"
-    """`last`: the schedule's end, held-out recall only guards (research recipe: the held-out
-    draw saturates on catalogues of near-duplicate photos); `best`: the best held-out epoch."""
-    guard: float = 0.05
-    """Stop and restore the best state when held-out R@1 falls this far below its best (or more:
-    two held-out queries, two standard errors of the draw's base recall)."""
-    int8: bool = False
-    """Also quantise the adapted network (`lookalike.learn.run`); used if within 0.01 R@1."""
-    loss: str = "proxy_anchor"
-    """`lookalike.learn.losses.LOSSES`: normsoftmax, proxy_anchor or arcface."""
-    weight_decay: float = 1e-4
-    temperature: float = 0.05
-    holdout: float = 0.2
-    minutes: float | None = 20.0
-    """Budget of the whole run (reading, caching, training, export, re-embedding and the
-    projection after it, these last from estimates); None: no limit. Augmented copies are fewer
-    and the schedule shorter to fit it. 20: grocery's 2,721 photos fit; `PAIRS_MINUTES` is the
-    CLI's default when pairs are given."""
-    max_memory_gb: float = 8.0
-    seed: int = 0
-    threads: int = 0
-    augment: AugmentSettings = field(default_factory=AugmentSettings)
-
-    def record(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("threads")
-        return out
-
-
-@dataclass(frozen=True)
-class TrainReport:
-    base_recall: float
-    recall: float
-    base_margin: float
-    margin: float
-    """Mean held-out margin (true item's cosine minus the best other's), before and after."""
-    best_epoch: int
-    epochs: int
-    history: tuple[tuple[int, float, float], ...]
-    """(epoch, mean training loss, held-out Recall@1) per epoch."""
-    instance: bool
-    items: int
-    views: int
-    wild: int
-    held_out: int
-    samples: int
-    seconds: float
-    device: str
-    stopped: str
-    """Why training stopped: `patience`, `max_epochs` or `time`."""
-
-    @property
-    def improves(self) -> bool:
-        return (self.recall, self.margin) > (self.base_recall, self.base_margin)
 
 
 class Trainer:
@@ -249,6 +166,24 @@ class Trainer:
         return centroid_recall(g, g_items.tolist(), q, q_items.tolist())
 
     def run(self, data: TrainData) -> TrainReport:
+        precisions.check(self.s.precision)
+        with precisions.depthwise_float32(nets.depthwise_convs(self.net, self.cut)):
+            return self._run(data)
+
+    def _loss(
+        self, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable[..., torch.Tensor], precision: str
+    ) -> torch.Tensor:
+        """The loss of one batch of cached activations (train mode: drop-connect on)."""
+        import torch
+
+        nets.tail_mode(self.net, True)
+        if self.device.type == "cpu":  # measured ~30% faster for these convolutions
+            x = x.contiguous(memory_format=torch.channels_last)
+        with precisions.autocast(precision, self.device):
+            gem, _, _ = self.tail(x)
+        return loss_fn(torch.nn.functional.normalize(gem.float(), dim=1), y)
+
+    def _run(self, data: TrainData) -> TrainReport:
         import torch
 
         s = self.s
@@ -370,12 +305,20 @@ class Trainer:
         batches = PairBatches(
             [pos[v.item_id] for v in train_views], augmentations, max(2, s.batch_size), rng
         )
+
+        def trial(precision: str) -> None:  # one step's passes, nothing kept (not the RNGs)
+            with torch.random.fork_rng(devices=[]):
+                x0 = cached[: s.batch_size].to(self.device, torch.float32)
+                self._loss(x0, y[: s.batch_size].to(self.device), loss_fn, precision).backward()
+            optim.zero_grad(set_to_none=True)
+
+        precision = precisions.choose(s.precision, self.device, trial)
         steps = batches.steps_per_epoch
         planned = s.max_epochs  # the cosine schedule's length; shortened to fit the budget
         best_state: list[torch.Tensor] = self._state()
         best_score, best_epoch, history, stopped = (-1.0, -np.inf), 0, [], "max_epochs"
         last_score = best_score
-        epoch_seconds = 0.0
+        epoch_seconds = train_seconds = 0.0
         step = 0
         width = guard_width(s.guard, base, len(q_items))
         for epoch in range(1, s.max_epochs + 1):
@@ -387,7 +330,6 @@ class Trainer:
                 stopped = "time"
                 break
             t0 = time.perf_counter()
-            nets.tail_mode(self.net, True)
             losses: list[float] = []
             for k in range(steps):
                 if k and self.deadline is not None and time.perf_counter() > self.deadline:
@@ -403,11 +345,7 @@ class Trainer:
                 # Feature-space flip (as the research sweep): close to the map of the mirrored view.
                 flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(self.device)
                 x = torch.where(flip[:, None, None, None], x.flip(3), x)
-                if self.device.type == "cpu":  # measured ~30% faster for these convolutions
-                    x = x.contiguous(memory_format=torch.channels_last)
-                gem, _, _ = self.tail(x)
-                z = torch.nn.functional.normalize(gem, dim=1)
-                loss = loss_fn(z, y[idx].to(self.device))
+                loss = self._loss(x, y[idx].to(self.device), loss_fn, precision)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
@@ -423,11 +361,12 @@ class Trainer:
                 )
             mean_loss = float(np.mean(losses)) if losses else float("nan")
             trained_since_eval += time.perf_counter() - t0
+            train_seconds += time.perf_counter() - t0
             last = epoch >= min(planned, s.max_epochs) or stopped == "time"
-            if epoch == 1 and self.deadline is not None:
-                fit = int((self.deadline - time.perf_counter()) / max(trained_since_eval, 1e-3))
-                planned = max(1, min(s.max_epochs, fit + 1))
-                last = last or planned == 1
+            if self.deadline is not None:  # the cosine fitted to what is left, checks included
+                left = self.deadline - time.perf_counter()
+                planned = fit_epochs(epoch, planned, left, train_seconds / epoch, eval_seconds)
+                last = last or planned == epoch
             # Held-out checks cost a pass over the gallery: on a big catalogue they would cost
             # more than the epochs; run them when at least twice their cost was trained since.
             if not (last or trained_since_eval >= 2 * eval_seconds) and np.isfinite(mean_loss):
@@ -484,6 +423,7 @@ class Trainer:
             seconds=time.perf_counter() - self.started,
             device=str(self.device),
             stopped=stopped,
+            precision=precision,
         )
 
     def _state(self) -> list[torch.Tensor]:

@@ -35,7 +35,7 @@ def test_training_improves_recall_on_unseen_photos(
     from lookalike.config import Settings
     from lookalike.engine.core import Engine
     from lookalike.learn.run import train_index
-    from lookalike.learn.train import TrainSettings
+    from lookalike.learn.settings import TrainSettings
 
     files = prepare_grocery(data_dir / "grocery", tmp_path / "sample")
     rows = [json.loads(line) for line in files.catalogue.read_text().splitlines()]

@@ -59,3 +59,18 @@ def test_centroid_recall_and_margin() -> None:
         -1.0 - max(0.6 * cent_a[0] + 0.8 * cent_a[1], 0.8),
     ]
     assert margin == pytest.approx(np.mean(expected))
+
+
+def test_the_schedule_fits_the_budget_with_its_checks() -> None:
+    from lookalike.learn.data import fit_epochs
+
+    # Grocery on 2 cores (2026-12-06): 43 s of training and an 18 s check per epoch, 800 s left
+    # after epoch 1. Counting training only planned 19 more epochs; the clock stopped the run
+    # after 13 with the cosine at a fifth of its peak. With the checks: 12 more, then 0.
+    assert fit_epochs(1, 60, 800.0, 43.0, 18.0) == 1 + int((800 - 18) / (43 + 18))
+    # Cheap checks run every few epochs: their share is spread over them.
+    assert fit_epochs(1, 60, 800.0, 10.0, 18.0) == 1 + int(782 / (10 + 18 / 4))
+    # Only shortens: a faster machine later does not stretch the cosine back.
+    assert fit_epochs(5, 12, 10_000.0, 43.0, 18.0) == 12
+    # Out of time: this epoch is the last; never before it.
+    assert fit_epochs(7, 12, 5.0, 43.0, 18.0) == 7
