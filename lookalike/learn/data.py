@@ -226,16 +226,16 @@ def schedule(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + float(np.cos(np.pi * min(1.0, (step - warmup) / span))))
 
 
-def fit_epochs(epoch: int, planned: int, left: float, train_epoch: float, check: float) -> int:
+def fit_epochs(epoch: int, most: int, left: float, train_epoch: float, check: float) -> int:
     """The schedule's length once `epoch` epochs are done and `left` seconds of the budget remain,
     so that the cosine reaches 0 by the deadline instead of being cut by it: a further epoch costs
     its training (`train_epoch`, the mean so far) and its share of the held-out checks (`check`
     seconds each, run once at least twice their cost was trained since), and the last epoch's
-    check is kept aside. Only shortens `planned` (a schedule that grew would raise the learning
-    rate again), never ends before `epoch`."""
+    check is kept aside. Refitted after every epoch (the first is slow: kernels are chosen,
+    memory first touched; a shared machine's speed moves), at most `most`, never before `epoch`."""
     every = max(1, int(np.ceil(2 * check / max(train_epoch, 1e-6))))
     more = int(max(0.0, left - check) / max(train_epoch + check / every, 1e-6))
-    return max(epoch, min(planned, epoch + more))
+    return max(epoch, min(most, epoch + more))
 
 
 class PairBatches:

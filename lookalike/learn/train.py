@@ -365,7 +365,7 @@ class Trainer:
             last = epoch >= min(planned, s.max_epochs) or stopped == "time"
             if self.deadline is not None:  # the cosine fitted to what is left, checks included
                 left = self.deadline - time.perf_counter()
-                planned = fit_epochs(epoch, planned, left, train_seconds / epoch, eval_seconds)
+                planned = fit_epochs(epoch, s.max_epochs, left, train_seconds / epoch, eval_seconds)
                 last = last or planned == epoch
             # Held-out checks cost a pass over the gallery: on a big catalogue they would cost
             # more than the epochs; run them when at least twice their cost was trained since.

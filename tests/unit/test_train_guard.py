@@ -70,7 +70,8 @@ def test_the_schedule_fits_the_budget_with_its_checks() -> None:
     assert fit_epochs(1, 60, 800.0, 43.0, 18.0) == 1 + int((800 - 18) / (43 + 18))
     # Cheap checks run every few epochs: their share is spread over them.
     assert fit_epochs(1, 60, 800.0, 10.0, 18.0) == 1 + int(782 / (10 + 18 / 4))
-    # Only shortens: a faster machine later does not stretch the cosine back.
+    # Refitted both ways (a slow first epoch does not fix the length), within the most allowed.
+    assert fit_epochs(5, 60, 800.0, 30.0, 18.0) == 5 + int(782 / (30 + 18 / 2))
     assert fit_epochs(5, 12, 10_000.0, 43.0, 18.0) == 12
     # Out of time: this epoch is the last; never before it.
     assert fit_epochs(7, 12, 5.0, 43.0, 18.0) == 7
