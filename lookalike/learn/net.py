@@ -172,8 +172,9 @@ def footprint(net: EfficientNet, split: Split, size: int) -> Footprint:
     train, as `trainable_parameters`): one front pass, and the tensors
     autograd saves in the tail's forward for one view and for two (the difference: what one more
     view in a batch costs; the weights, saved once, cancel). Counts a tensor saved by two layers
-    twice, so errs high (Lite2 from block 16 at 260 px: 24.8 MB a view; the grocery run's peak
-    was below this estimate)."""
+    twice, but not the gradients the backward pass holds beside them: Lite2 from block 16 at
+    260 px measured 24.8 MB a view on one machine (the grocery run peaked below the plan) and
+    16.6 MB on another (it peaked 0.4-0.7 GB above: docs/training.md, "Memory")."""
     import torch
 
     front, tail = make_modules(net, split)
