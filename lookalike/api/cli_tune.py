@@ -158,8 +158,8 @@ def tune(
         str | None,
         typer.Option(
             "--precision",
-            help="auto, float32 or bfloat16: the training steps' arithmetic (--train; auto: "
-            "bfloat16 where it measures faster, on CPUs with bfloat16 units).",
+            help="float32 (default), bfloat16 or auto: the training steps' arithmetic (--train; "
+            "auto: bfloat16 where it measures faster, on CPUs with bfloat16 units).",
         ),
     ] = None,
     as_json: JsonOpt = False,

@@ -65,9 +65,10 @@ class TrainSettings:
     CLI's default when pairs are given."""
     max_memory_gb: float = 8.0
     seed: int = 0
-    precision: str = "auto"
-    """`lookalike.learn.precision.PRECISIONS`: the tail's training steps in bfloat16 where that
-    measures faster (CPUs with bfloat16 units), else float32."""
+    precision: str = "float32"
+    """`lookalike.learn.precision.PRECISIONS`; `auto`: the tail's training steps in bfloat16
+    where that measures faster (CPUs with bfloat16 units). float32 by default until its effect on
+    garments is measured on a quiet machine (docs/training.md)."""
     threads: int = 0
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
